@@ -1,0 +1,57 @@
+#!/usr/bin/env python3
+"""Shoal's two commands, needing nothing but python3 (3.11+):
+
+    python3 dev.py demo    # make .venv, install Shoal, run a real parallel job end to end
+    python3 dev.py test    # make .venv, install Shoal with its test tools, run every test
+
+Anything after the command is passed on (to `shoal demo` or to pytest).
+Why not make: a fresh machine with only python3 may have no make; this file is the Makefile.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+import venv
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent
+VENV = ROOT / ".venv"
+BIN = VENV / "bin"
+
+
+def ensure_env() -> None:
+    if sys.version_info < (3, 11):
+        sys.exit(f"Shoal needs Python 3.11 or newer; this is {sys.version.split()[0]}")
+    stamp = VENV / ".installed"
+    want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()
+    if stamp.exists() and stamp.read_text() == want:
+        return
+    if not (BIN / "python").exists():
+        print("creating .venv ...", flush=True)
+        venv.EnvBuilder(with_pip=True, clear=True).create(VENV)
+    print("installing Shoal and its dependencies into .venv ...", flush=True)
+    pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
+    subprocess.run([*pip, "--upgrade", "pip"], check=True)
+    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+    stamp.write_text(want)
+
+
+def main() -> int:
+    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test"):
+        print(__doc__)
+        return 2
+    cmd, rest = sys.argv[1], sys.argv[2:]
+    ensure_env()
+    os.chdir(ROOT)
+    if cmd == "demo":
+        argv = [str(BIN / "shoal"), "demo", *rest]
+    else:
+        argv = [str(BIN / "python"), "-m", "pytest", *rest]
+    return subprocess.call(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

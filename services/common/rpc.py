@@ -1,0 +1,234 @@
+"""gRPC plumbing shared by the services: the one place errors become statuses, caller
+identity, server start/stop with health and reflection, and internal channels.
+
+Every service method runs inside `ServiceInterceptor`, which
+- checks the caller: the gateway and peer services present the cluster's service token and
+  the caller's account; agent-facing methods (`open_prefixes`) authenticate on their own;
+- binds `rpc` and `account` into structlog's context once per call;
+- maps `ShoalError` to a status with ErrorInfo (and BadRequest) details, and any other
+  exception to INTERNAL without leaking its text.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import signal
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from typing import Any
+
+import grpc
+import structlog
+from google.protobuf import any_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+from grpc_status import rpc_status
+
+from services.common.errors import DOMAIN, Code, ShoalError
+
+ACCOUNT_HEADER = "x-shoal-account"
+SERVICE_TOKEN_HEADER = "x-shoal-service-token"
+
+# The account of the call being served; set by ServiceInterceptor.
+current_account: contextvars.ContextVar[str] = contextvars.ContextVar("current_account")
+
+log = structlog.get_logger()
+
+# Large enough for a 100,000-task BatchCreateTasks call.
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.keepalive_time_ms", 20_000),
+    ("grpc.keepalive_timeout_ms", 10_000),
+    ("grpc.http2.max_pings_without_data", 0),
+    ("grpc.keepalive_permit_without_calls", 1),
+]
+SERVER_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.http2.min_ping_interval_without_data_ms", 5_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.so_reuseport", 0),
+]
+
+
+def account() -> str:
+    """The account the current call acts for."""
+    return current_account.get()
+
+
+def to_status(err: ShoalError) -> grpc.Status:
+    info = error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN)
+    if err.field:
+        info.metadata["field"] = err.field
+    details = [info]
+    if err.field:
+        details.append(
+            error_details_pb2.BadRequest(
+                field_violations=[
+                    error_details_pb2.BadRequest.FieldViolation(
+                        field=err.field, description=err.message
+                    )
+                ]
+            )
+        )
+    packed = []
+    for d in details:
+        a = any_pb2.Any()
+        a.Pack(d)
+        packed.append(a)
+    return rpc_status.to_status(
+        status_pb2.Status(code=int(err.code), message=err.message, details=packed)
+    )
+
+
+def error_info(e: grpc.aio.AioRpcError) -> tuple[str, str | None]:
+    """(reason, field) from a failed call's ErrorInfo; ("", None) when it has none."""
+    status = rpc_status.from_call(e)  # type: ignore[arg-type]
+    if status is None:
+        return "", None
+    for d in status.details:
+        if d.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            d.Unpack(info)
+            return info.reason, info.metadata.get("field")
+    return "", None
+
+
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
+    def __init__(self, service_token: str, open_prefixes: Iterable[str] = ()) -> None:
+        self._token = service_token
+        self._open = ("/grpc.health.", "/grpc.reflection.", *open_prefixes)
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method  # type: ignore[attr-defined]
+        checked = not method.startswith(self._open)
+        rpc = method.rsplit("/", 1)[-1]
+        return _wrap(handler, rpc, self._token if checked else None)
+
+
+def _enter(context: grpc.aio.ServicerContext, rpc: str, token: str | None) -> ShoalError | None:
+    structlog.contextvars.bind_contextvars(rpc=rpc)
+    if token is None:
+        return None
+    md = dict(context.invocation_metadata() or ())
+    if md.get(SERVICE_TOKEN_HEADER) != token:
+        return ShoalError(Code.UNAUTHENTICATED, "UNAUTHENTICATED", "missing or wrong service token")
+    acct = md.get(ACCOUNT_HEADER, "")
+    if not acct:
+        return ShoalError(Code.UNAUTHENTICATED, "UNAUTHENTICATED", "no account on the call")
+    current_account.set(acct)
+    structlog.contextvars.bind_contextvars(account=acct)
+    return None
+
+
+async def _fail(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    if isinstance(exc, ShoalError):
+        if exc.code in (Code.INTERNAL, Code.UNAVAILABLE):
+            log.warning("rpc failed", reason=exc.reason, error=exc.message)
+        s = to_status(exc)
+    else:
+        log.exception("rpc crashed")
+        s = to_status(ShoalError(Code.INTERNAL, "INTERNAL", "internal error; see the service log"))
+    await context.abort(s.code, s.details, s.trailing_metadata)
+
+
+def _wrap(handler: grpc.RpcMethodHandler, rpc: str, token: str | None) -> grpc.RpcMethodHandler:
+    kw = {
+        "request_deserializer": handler.request_deserializer,
+        "response_serializer": handler.response_serializer,
+    }
+    if handler.unary_unary or handler.stream_unary:
+        inner = handler.unary_unary or handler.stream_unary
+
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            if (err := _enter(context, rpc, token)) is not None:
+                await _fail(context, err)
+            try:
+                return await inner(request, context)
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as e:  # noqa: BLE001 - the one place every error is mapped
+                await _fail(context, e)
+
+        make = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return make(unary, **kw)
+
+    inner_stream = handler.unary_stream or handler.stream_stream
+
+    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        if (err := _enter(context, rpc, token)) is not None:
+            await _fail(context, err)
+        try:
+            async for item in inner_stream(request, context):
+                yield item
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as e:  # noqa: BLE001
+            await _fail(context, e)
+
+    make_stream = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return make_stream(streaming, **kw)
+
+
+class ServiceHost:
+    """A grpc.aio server with health checking and reflection, stopped cleanly on SIGTERM."""
+
+    def __init__(self, address: str, interceptors: list[grpc.aio.ServerInterceptor]) -> None:
+        self.server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+        self.port = self.server.add_insecure_port(address)
+        if self.port == 0:
+            raise RuntimeError(f"cannot listen on {address}")
+        self.health = health.aio.HealthServicer()
+        self._names: list[str] = []
+
+    def add(self, register: Callable[[Any, grpc.aio.Server], None], servicer: Any, name: str) -> None:
+        register(servicer, self.server)
+        self._names.append(name)
+
+    async def start(self) -> None:
+        health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
+        reflection.enable_server_reflection(
+            [*self._names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
+        )
+        await self.server.start()
+        for name in ["", *self._names]:
+            await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+
+    async def stop(self, grace: float = 5.0) -> None:
+        await self.health.enter_graceful_shutdown()
+        await self.server.stop(grace)
+
+
+async def wait_for_signal() -> None:
+    """Return on SIGTERM or SIGINT."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def internal_channel(address: str) -> grpc.aio.Channel:
+    return grpc.aio.insecure_channel(address, options=CHANNEL_OPTIONS)
+
+
+def internal_metadata(service_token: str, acct: str) -> tuple[tuple[str, str], ...]:
+    return ((SERVICE_TOKEN_HEADER, service_token), (ACCOUNT_HEADER, acct))

@@ -1,0 +1,187 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from shoal.v1 import task_pb2 as _task_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class RegisterNodeRequest(_message.Message):
+    __slots__ = ("join_token", "node_id", "hostname")
+    JOIN_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    join_token: str
+    node_id: str
+    hostname: str
+    def __init__(self, join_token: _Optional[str] = ..., node_id: _Optional[str] = ..., hostname: _Optional[str] = ...) -> None: ...
+
+class RegisterNodeResponse(_message.Message):
+    __slots__ = ("node", "credential", "scheduler_address", "task_slots")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
+    TASK_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    credential: str
+    scheduler_address: str
+    task_slots: int
+    def __init__(self, node: _Optional[str] = ..., credential: _Optional[str] = ..., scheduler_address: _Optional[str] = ..., task_slots: _Optional[int] = ...) -> None: ...
+
+class AgentMessage(_message.Message):
+    __slots__ = ("hello", "heartbeat", "started", "results", "file_chunks")
+    HELLO_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
+    STARTED_FIELD_NUMBER: _ClassVar[int]
+    RESULTS_FIELD_NUMBER: _ClassVar[int]
+    FILE_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    hello: Hello
+    heartbeat: Heartbeat
+    started: _containers.RepeatedCompositeFieldContainer[TaskStarted]
+    results: _containers.RepeatedCompositeFieldContainer[TaskResult]
+    file_chunks: _containers.RepeatedCompositeFieldContainer[FileChunk]
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Iterable[_Union[TaskStarted, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., file_chunks: _Optional[_Iterable[_Union[FileChunk, _Mapping]]] = ...) -> None: ...
+
+class Hello(_message.Message):
+    __slots__ = ("node", "credential", "task_slots", "running_attempts", "finished_attempts", "agent_version", "hostname")
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
+    TASK_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    FINISHED_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    node: str
+    credential: str
+    task_slots: int
+    running_attempts: _containers.RepeatedScalarFieldContainer[str]
+    finished_attempts: _containers.RepeatedScalarFieldContainer[str]
+    agent_version: str
+    hostname: str
+    def __init__(self, node: _Optional[str] = ..., credential: _Optional[str] = ..., task_slots: _Optional[int] = ..., running_attempts: _Optional[_Iterable[str]] = ..., finished_attempts: _Optional[_Iterable[str]] = ..., agent_version: _Optional[str] = ..., hostname: _Optional[str] = ...) -> None: ...
+
+class Heartbeat(_message.Message):
+    __slots__ = ("sequence", "free_slots", "load_average", "disk_free_bytes")
+    SEQUENCE_FIELD_NUMBER: _ClassVar[int]
+    FREE_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    LOAD_AVERAGE_FIELD_NUMBER: _ClassVar[int]
+    DISK_FREE_BYTES_FIELD_NUMBER: _ClassVar[int]
+    sequence: int
+    free_slots: int
+    load_average: float
+    disk_free_bytes: int
+    def __init__(self, sequence: _Optional[int] = ..., free_slots: _Optional[int] = ..., load_average: _Optional[float] = ..., disk_free_bytes: _Optional[int] = ...) -> None: ...
+
+class TaskStarted(_message.Message):
+    __slots__ = ("attempt_id", "start_time")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    start_time: _timestamp_pb2.Timestamp
+    def __init__(self, attempt_id: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class TaskResult(_message.Message):
+    __slots__ = ("attempt_id", "exit_code", "start_time", "end_time", "failure_info")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_INFO_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    exit_code: int
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    failure_info: _task_pb2.FailureInfo
+    def __init__(self, attempt_id: _Optional[str] = ..., exit_code: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., failure_info: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
+
+class FileChunk(_message.Message):
+    __slots__ = ("request_id", "data", "offset", "eof", "error")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    EOF_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    data: bytes
+    offset: int
+    eof: bool
+    error: str
+    def __init__(self, request_id: _Optional[int] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ..., eof: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
+
+class SchedulerMessage(_message.Message):
+    __slots__ = ("welcome", "assignments", "cancel_attempts", "ack_attempts", "file_reads", "drain")
+    WELCOME_FIELD_NUMBER: _ClassVar[int]
+    ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    ACK_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    FILE_READS_FIELD_NUMBER: _ClassVar[int]
+    DRAIN_FIELD_NUMBER: _ClassVar[int]
+    welcome: Welcome
+    assignments: _containers.RepeatedCompositeFieldContainer[Assignment]
+    cancel_attempts: _containers.RepeatedScalarFieldContainer[str]
+    ack_attempts: _containers.RepeatedScalarFieldContainer[str]
+    file_reads: _containers.RepeatedCompositeFieldContainer[FileRead]
+    drain: Drain
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., ack_attempts: _Optional[_Iterable[str]] = ..., file_reads: _Optional[_Iterable[_Union[FileRead, _Mapping]]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ...) -> None: ...
+
+class Welcome(_message.Message):
+    __slots__ = ("heartbeat_interval", "cancel_attempts")
+    HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
+    CANCEL_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    heartbeat_interval: _duration_pb2.Duration
+    cancel_attempts: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ...) -> None: ...
+
+class Assignment(_message.Message):
+    __slots__ = ("attempt_id", "job_id", "task_id", "command_line", "environment", "max_wall_clock_time", "required_slots", "attempt_number")
+    class EnvironmentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_LINE_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_WALL_CLOCK_TIME_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    job_id: str
+    task_id: str
+    command_line: str
+    environment: _containers.ScalarMap[str, str]
+    max_wall_clock_time: _duration_pb2.Duration
+    required_slots: int
+    attempt_number: int
+    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., required_slots: _Optional[int] = ..., attempt_number: _Optional[int] = ...) -> None: ...
+
+class FileRead(_message.Message):
+    __slots__ = ("request_id", "attempt_id", "job_id", "task_id", "path", "offset")
+    REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    request_id: int
+    attempt_id: str
+    job_id: str
+    task_id: str
+    path: str
+    offset: int
+    def __init__(self, request_id: _Optional[int] = ..., attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class Drain(_message.Message):
+    __slots__ = ("leave",)
+    LEAVE_FIELD_NUMBER: _ClassVar[int]
+    leave: bool
+    def __init__(self, leave: _Optional[bool] = ...) -> None: ...

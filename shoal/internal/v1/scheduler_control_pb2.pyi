@@ -1,0 +1,67 @@
+import datetime
+
+from google.protobuf import empty_pb2 as _empty_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from shoal.v1 import pool_pb2 as _pool_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class ListNodeSessionsRequest(_message.Message):
+    __slots__ = ("pool_id",)
+    POOL_ID_FIELD_NUMBER: _ClassVar[int]
+    pool_id: str
+    def __init__(self, pool_id: _Optional[str] = ...) -> None: ...
+
+class NodeSession(_message.Message):
+    __slots__ = ("node_id", "state", "total_slots", "running_slots", "running_tasks", "completed_tasks", "last_heartbeat_time", "hostname", "removing")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[NodeSession.State]
+        CONNECTED: _ClassVar[NodeSession.State]
+        UNREACHABLE: _ClassVar[NodeSession.State]
+        LOST: _ClassVar[NodeSession.State]
+    STATE_UNSPECIFIED: NodeSession.State
+    CONNECTED: NodeSession.State
+    UNREACHABLE: NodeSession.State
+    LOST: NodeSession.State
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TASKS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_TIME_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    REMOVING_FIELD_NUMBER: _ClassVar[int]
+    node_id: str
+    state: NodeSession.State
+    total_slots: int
+    running_slots: int
+    running_tasks: int
+    completed_tasks: int
+    last_heartbeat_time: _timestamp_pb2.Timestamp
+    hostname: str
+    removing: bool
+    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[_Union[NodeSession.State, str]] = ..., total_slots: _Optional[int] = ..., running_slots: _Optional[int] = ..., running_tasks: _Optional[int] = ..., completed_tasks: _Optional[int] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hostname: _Optional[str] = ..., removing: _Optional[bool] = ...) -> None: ...
+
+class ListNodeSessionsResponse(_message.Message):
+    __slots__ = ("sessions",)
+    SESSIONS_FIELD_NUMBER: _ClassVar[int]
+    sessions: _containers.RepeatedCompositeFieldContainer[NodeSession]
+    def __init__(self, sessions: _Optional[_Iterable[_Union[NodeSession, _Mapping]]] = ...) -> None: ...
+
+class RemoveNodesRequest(_message.Message):
+    __slots__ = ("pool_id", "node_ids", "option")
+    POOL_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    OPTION_FIELD_NUMBER: _ClassVar[int]
+    pool_id: str
+    node_ids: _containers.RepeatedScalarFieldContainer[str]
+    option: _pool_pb2.NodeDeallocationOption
+    def __init__(self, pool_id: _Optional[str] = ..., node_ids: _Optional[_Iterable[str]] = ..., option: _Optional[_Union[_pool_pb2.NodeDeallocationOption, str]] = ...) -> None: ...

@@ -1,0 +1,198 @@
+import datetime
+
+from google.protobuf import empty_pb2 as _empty_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class NodeDeallocationOption(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NODE_DEALLOCATION_OPTION_UNSPECIFIED: _ClassVar[NodeDeallocationOption]
+    REQUEUE: _ClassVar[NodeDeallocationOption]
+    TERMINATE: _ClassVar[NodeDeallocationOption]
+    TASK_COMPLETION: _ClassVar[NodeDeallocationOption]
+NODE_DEALLOCATION_OPTION_UNSPECIFIED: NodeDeallocationOption
+REQUEUE: NodeDeallocationOption
+TERMINATE: NodeDeallocationOption
+TASK_COMPLETION: NodeDeallocationOption
+
+class Pool(_message.Message):
+    __slots__ = ("name", "display_name", "target_nodes", "task_slots_per_node", "provider", "state", "allocation_state", "current_nodes", "metadata", "create_time", "state_transition_time")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Pool.State]
+        ACTIVE: _ClassVar[Pool.State]
+        DELETING: _ClassVar[Pool.State]
+    STATE_UNSPECIFIED: Pool.State
+    ACTIVE: Pool.State
+    DELETING: Pool.State
+    class AllocationState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        ALLOCATION_STATE_UNSPECIFIED: _ClassVar[Pool.AllocationState]
+        STEADY: _ClassVar[Pool.AllocationState]
+        RESIZING: _ClassVar[Pool.AllocationState]
+    ALLOCATION_STATE_UNSPECIFIED: Pool.AllocationState
+    STEADY: Pool.AllocationState
+    RESIZING: Pool.AllocationState
+    class MetadataEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NODES_FIELD_NUMBER: _ClassVar[int]
+    TASK_SLOTS_PER_NODE_FIELD_NUMBER: _ClassVar[int]
+    PROVIDER_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    ALLOCATION_STATE_FIELD_NUMBER: _ClassVar[int]
+    CURRENT_NODES_FIELD_NUMBER: _ClassVar[int]
+    METADATA_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    STATE_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    target_nodes: int
+    task_slots_per_node: int
+    provider: str
+    state: Pool.State
+    allocation_state: Pool.AllocationState
+    current_nodes: int
+    metadata: _containers.ScalarMap[str, str]
+    create_time: _timestamp_pb2.Timestamp
+    state_transition_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., target_nodes: _Optional[int] = ..., task_slots_per_node: _Optional[int] = ..., provider: _Optional[str] = ..., state: _Optional[_Union[Pool.State, str]] = ..., allocation_state: _Optional[_Union[Pool.AllocationState, str]] = ..., current_nodes: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class Node(_message.Message):
+    __slots__ = ("name", "state", "total_task_slots", "running_task_slots", "running_tasks", "completed_tasks", "last_heartbeat_time", "create_time", "state_transition_time", "hostname", "errors")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Node.State]
+        STARTING: _ClassVar[Node.State]
+        IDLE: _ClassVar[Node.State]
+        RUNNING: _ClassVar[Node.State]
+        UNREACHABLE: _ClassVar[Node.State]
+        LOST: _ClassVar[Node.State]
+        LEAVING: _ClassVar[Node.State]
+    STATE_UNSPECIFIED: Node.State
+    STARTING: Node.State
+    IDLE: Node.State
+    RUNNING: Node.State
+    UNREACHABLE: Node.State
+    LOST: Node.State
+    LEAVING: Node.State
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    TOTAL_TASK_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TASK_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    RUNNING_TASKS_FIELD_NUMBER: _ClassVar[int]
+    COMPLETED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    LAST_HEARTBEAT_TIME_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    STATE_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    HOSTNAME_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    state: Node.State
+    total_task_slots: int
+    running_task_slots: int
+    running_tasks: int
+    completed_tasks: int
+    last_heartbeat_time: _timestamp_pb2.Timestamp
+    create_time: _timestamp_pb2.Timestamp
+    state_transition_time: _timestamp_pb2.Timestamp
+    hostname: str
+    errors: _containers.RepeatedCompositeFieldContainer[NodeError]
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[Node.State, str]] = ..., total_task_slots: _Optional[int] = ..., running_task_slots: _Optional[int] = ..., running_tasks: _Optional[int] = ..., completed_tasks: _Optional[int] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hostname: _Optional[str] = ..., errors: _Optional[_Iterable[_Union[NodeError, _Mapping]]] = ...) -> None: ...
+
+class NodeError(_message.Message):
+    __slots__ = ("code", "message", "time")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    TIME_FIELD_NUMBER: _ClassVar[int]
+    code: str
+    message: str
+    time: _timestamp_pb2.Timestamp
+    def __init__(self, code: _Optional[str] = ..., message: _Optional[str] = ..., time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreatePoolRequest(_message.Message):
+    __slots__ = ("pool_id", "pool")
+    POOL_ID_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    pool_id: str
+    pool: Pool
+    def __init__(self, pool_id: _Optional[str] = ..., pool: _Optional[_Union[Pool, _Mapping]] = ...) -> None: ...
+
+class GetPoolRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListPoolsRequest(_message.Message):
+    __slots__ = ("page_size", "page_token", "filter")
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    page_size: int
+    page_token: str
+    filter: str
+    def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
+
+class ListPoolsResponse(_message.Message):
+    __slots__ = ("pools", "next_page_token")
+    POOLS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    pools: _containers.RepeatedCompositeFieldContainer[Pool]
+    next_page_token: str
+    def __init__(self, pools: _Optional[_Iterable[_Union[Pool, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ResizePoolRequest(_message.Message):
+    __slots__ = ("name", "target_nodes", "node_deallocation_option")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TARGET_NODES_FIELD_NUMBER: _ClassVar[int]
+    NODE_DEALLOCATION_OPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    target_nodes: int
+    node_deallocation_option: NodeDeallocationOption
+    def __init__(self, name: _Optional[str] = ..., target_nodes: _Optional[int] = ..., node_deallocation_option: _Optional[_Union[NodeDeallocationOption, str]] = ...) -> None: ...
+
+class DeletePoolRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListNodesRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token", "filter")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    filter: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
+
+class ListNodesResponse(_message.Message):
+    __slots__ = ("nodes", "next_page_token")
+    NODES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    nodes: _containers.RepeatedCompositeFieldContainer[Node]
+    next_page_token: str
+    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class GetNodeRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...

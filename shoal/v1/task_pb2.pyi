@@ -1,0 +1,195 @@
+import datetime
+
+from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
+from google.protobuf import descriptor as _descriptor
+from google.protobuf import message as _message
+from collections.abc import Iterable as _Iterable, Mapping as _Mapping
+from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
+
+DESCRIPTOR: _descriptor.FileDescriptor
+
+class TaskConstraints(_message.Message):
+    __slots__ = ("max_wall_clock_time", "max_task_retry_count")
+    MAX_WALL_CLOCK_TIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_TASK_RETRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    max_wall_clock_time: _duration_pb2.Duration
+    max_task_retry_count: int
+    def __init__(self, max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_task_retry_count: _Optional[int] = ...) -> None: ...
+
+class FailureInfo(_message.Message):
+    __slots__ = ("category", "code", "message")
+    class Category(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        CATEGORY_UNSPECIFIED: _ClassVar[FailureInfo.Category]
+        USER_ERROR: _ClassVar[FailureInfo.Category]
+        SERVER_ERROR: _ClassVar[FailureInfo.Category]
+    CATEGORY_UNSPECIFIED: FailureInfo.Category
+    USER_ERROR: FailureInfo.Category
+    SERVER_ERROR: FailureInfo.Category
+    CATEGORY_FIELD_NUMBER: _ClassVar[int]
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    MESSAGE_FIELD_NUMBER: _ClassVar[int]
+    category: FailureInfo.Category
+    code: str
+    message: str
+    def __init__(self, category: _Optional[_Union[FailureInfo.Category, str]] = ..., code: _Optional[str] = ..., message: _Optional[str] = ...) -> None: ...
+
+class TaskAttempt(_message.Message):
+    __slots__ = ("attempt_id", "node", "start_time", "end_time", "exit_code", "failure_info")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_INFO_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    node: str
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    exit_code: int
+    failure_info: FailureInfo
+    def __init__(self, attempt_id: _Optional[str] = ..., node: _Optional[str] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., failure_info: _Optional[_Union[FailureInfo, _Mapping]] = ...) -> None: ...
+
+class TaskExecutionInfo(_message.Message):
+    __slots__ = ("start_time", "end_time", "exit_code", "result", "failure_info", "retry_count", "requeue_count", "node", "attempt_id", "previous_attempts")
+    class Result(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        RESULT_UNSPECIFIED: _ClassVar[TaskExecutionInfo.Result]
+        SUCCESS: _ClassVar[TaskExecutionInfo.Result]
+        FAILURE: _ClassVar[TaskExecutionInfo.Result]
+    RESULT_UNSPECIFIED: TaskExecutionInfo.Result
+    SUCCESS: TaskExecutionInfo.Result
+    FAILURE: TaskExecutionInfo.Result
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_INFO_FIELD_NUMBER: _ClassVar[int]
+    RETRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    REQUEUE_COUNT_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    PREVIOUS_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    exit_code: int
+    result: TaskExecutionInfo.Result
+    failure_info: FailureInfo
+    retry_count: int
+    requeue_count: int
+    node: str
+    attempt_id: str
+    previous_attempts: _containers.RepeatedCompositeFieldContainer[TaskAttempt]
+    def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., result: _Optional[_Union[TaskExecutionInfo.Result, str]] = ..., failure_info: _Optional[_Union[FailureInfo, _Mapping]] = ..., retry_count: _Optional[int] = ..., requeue_count: _Optional[int] = ..., node: _Optional[str] = ..., attempt_id: _Optional[str] = ..., previous_attempts: _Optional[_Iterable[_Union[TaskAttempt, _Mapping]]] = ...) -> None: ...
+
+class Task(_message.Message):
+    __slots__ = ("name", "display_name", "command_line", "environment", "constraints", "state", "execution_info", "create_time", "state_transition_time")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[Task.State]
+        ACTIVE: _ClassVar[Task.State]
+        PREPARING: _ClassVar[Task.State]
+        RUNNING: _ClassVar[Task.State]
+        COMPLETED: _ClassVar[Task.State]
+    STATE_UNSPECIFIED: Task.State
+    ACTIVE: Task.State
+    PREPARING: Task.State
+    RUNNING: Task.State
+    COMPLETED: Task.State
+    class EnvironmentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISPLAY_NAME_FIELD_NUMBER: _ClassVar[int]
+    COMMAND_LINE_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    EXECUTION_INFO_FIELD_NUMBER: _ClassVar[int]
+    CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    STATE_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    display_name: str
+    command_line: str
+    environment: _containers.ScalarMap[str, str]
+    constraints: TaskConstraints
+    state: Task.State
+    execution_info: TaskExecutionInfo
+    create_time: _timestamp_pb2.Timestamp
+    state_transition_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., constraints: _Optional[_Union[TaskConstraints, _Mapping]] = ..., state: _Optional[_Union[Task.State, str]] = ..., execution_info: _Optional[_Union[TaskExecutionInfo, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
+class CreateTaskRequest(_message.Message):
+    __slots__ = ("parent", "task_id", "task")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    task_id: str
+    task: Task
+    def __init__(self, parent: _Optional[str] = ..., task_id: _Optional[str] = ..., task: _Optional[_Union[Task, _Mapping]] = ...) -> None: ...
+
+class BatchCreateTasksRequest(_message.Message):
+    __slots__ = ("parent", "requests")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    requests: _containers.RepeatedCompositeFieldContainer[CreateTaskRequest]
+    def __init__(self, parent: _Optional[str] = ..., requests: _Optional[_Iterable[_Union[CreateTaskRequest, _Mapping]]] = ...) -> None: ...
+
+class BatchCreateTasksResponse(_message.Message):
+    __slots__ = ("created_count",)
+    CREATED_COUNT_FIELD_NUMBER: _ClassVar[int]
+    created_count: int
+    def __init__(self, created_count: _Optional[int] = ...) -> None: ...
+
+class GetTaskRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ListTasksRequest(_message.Message):
+    __slots__ = ("parent", "page_size", "page_token", "filter")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    FILTER_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    page_size: int
+    page_token: str
+    filter: str
+    def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
+
+class ListTasksResponse(_message.Message):
+    __slots__ = ("tasks", "next_page_token")
+    TASKS_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    tasks: _containers.RepeatedCompositeFieldContainer[Task]
+    next_page_token: str
+    def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class ReadTaskFileRequest(_message.Message):
+    __slots__ = ("name", "path", "offset")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    path: str
+    offset: int
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+
+class TaskFileChunk(_message.Message):
+    __slots__ = ("data", "offset")
+    DATA_FIELD_NUMBER: _ClassVar[int]
+    OFFSET_FIELD_NUMBER: _ClassVar[int]
+    data: bytes
+    offset: int
+    def __init__(self, data: _Optional[bytes] = ..., offset: _Optional[int] = ...) -> None: ...
