@@ -23,7 +23,7 @@ BIN = VENV / "bin"
 
 
 def ensure_env() -> None:
-    if sys.version_info < (3, 11):
+    if sys.version_info < (3, 11):  # noqa: UP036 - runs under any system python3
         sys.exit(f"Shoal needs Python 3.11 or newer; this is {sys.version.split()[0]}")
     stamp = VENV / ".installed"
     want = hashlib.sha256((ROOT / "pyproject.toml").read_bytes()).hexdigest()

@@ -7,9 +7,11 @@ from pathlib import Path
 import aiosqlite
 
 
-async def open_db(path: Path, schema: str) -> aiosqlite.Connection:
+async def open_db(path: Path, schema: str, *, autocommit: bool = False) -> aiosqlite.Connection:
+    """`autocommit` leaves transactions to the caller (explicit BEGIN/COMMIT), for writers that
+    group many statements into one transaction themselves."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    db = await aiosqlite.connect(path)
+    db = await aiosqlite.connect(path, isolation_level=None if autocommit else "")
     db.row_factory = aiosqlite.Row
     # WAL lets readers run beside the writer; NORMAL sync in WAL mode is durable across a
     # process crash (what we guard against) and only risks the last commit on power loss.

@@ -203,6 +203,10 @@ class ServiceHost:
         register(servicer, self.server)
         self._names.append(name)
 
+    def add_generic(self, handler: grpc.GenericRpcHandler, names: list[str]) -> None:
+        self.server.add_generic_rpc_handlers([handler])
+        self._names.extend(names)
+
     async def start(self) -> None:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
         reflection.enable_server_reflection(

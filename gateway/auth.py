@@ -1,0 +1,61 @@
+"""Who is calling: an account key in `authorization: Bearer <key>` resolved to an account.
+
+Keys are stored hashed in the gateway's SQLite file (gateway/accounts.py); lookups are cached
+briefly so a burst of calls costs one query, and a revoked key stops working within the TTL.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+
+import aiosqlite
+
+from gateway.accounts import SCHEMA, hash_key
+from services.common.db import open_db
+from services.common.errors import Code, ShoalError
+
+CACHE_TTL = 10.0
+NEGATIVE_TTL = 2.0
+
+
+def unauthenticated(message: str) -> ShoalError:
+    return ShoalError(Code.UNAUTHENTICATED, "INVALID_ACCOUNT_KEY", message)
+
+
+class Authenticator:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self._db = db
+        self._cache: dict[str, tuple[str | None, float]] = {}
+
+    @classmethod
+    async def open(cls, path: Path) -> Authenticator:
+        return cls(await open_db(path, SCHEMA))
+
+    async def close(self) -> None:
+        await self._db.close()
+
+    async def account_for(self, metadata: dict[str, str]) -> str:
+        """The account of a call's metadata; raises UNAUTHENTICATED."""
+        header = metadata.get("authorization", "")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            raise unauthenticated(
+                "no account key: send 'authorization: Bearer <key>' (the CLI reads it from "
+                ".shoal/client.json, written by `shoal up`)"
+            )
+        digest = hash_key(key.strip())
+        now = time.monotonic()
+        hit = self._cache.get(digest)
+        if hit is not None and hit[1] > now:
+            acct = hit[0]
+        else:
+            async with self._db.execute(
+                "SELECT name FROM accounts WHERE key_hash = ?", (digest,)
+            ) as cur:
+                row = await cur.fetchone()
+            acct = row[0] if row else None
+            self._cache[digest] = (acct, now + (CACHE_TTL if acct else NEGATIVE_TTL))
+        if acct is None:
+            raise unauthenticated("the account key is not valid")
+        return acct

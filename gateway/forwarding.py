@@ -1,0 +1,109 @@
+"""Forwarding public calls to the service that owns them, as opaque bytes.
+
+The gateway never parses a request body: it authenticates the caller, adds the service token
+and the account to the metadata, and passes the serialized message on. The owning service
+validates it. Error statuses come back with their details (ErrorInfo, BadRequest) untouched.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from typing import Any
+
+import grpc
+import structlog
+from google.protobuf import descriptor_pool
+
+from gateway.auth import Authenticator
+from services.common.errors import ShoalError
+from services.common.rpc import internal_metadata, to_status
+
+log = structlog.get_logger()
+
+# Which service owns each public API service.
+ROUTES = {
+    "shoal.v1.PoolService": "pool-manager",
+    "shoal.v1.JobService": "job-scheduler",
+    "shoal.v1.TaskService": "job-scheduler",
+}
+
+
+class Forwarder(grpc.GenericRpcHandler):
+    def __init__(
+        self, channels: dict[str, grpc.aio.Channel], auth: Authenticator, service_token: str
+    ) -> None:
+        self._channels = channels
+        self._auth = auth
+        self._token = service_token
+        self._handlers: dict[str, grpc.RpcMethodHandler | None] = {}
+
+    def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if method not in self._handlers:
+            self._handlers[method] = self._build(method)
+        return self._handlers[method]
+
+    def _build(self, method: str) -> grpc.RpcMethodHandler | None:
+        service, _, name = method.lstrip("/").partition("/")
+        owner = ROUTES.get(service)
+        if owner is None:
+            return None
+        try:
+            md = descriptor_pool.Default().FindServiceByName(service).methods_by_name[name]
+        except KeyError:
+            return None
+        channel = self._channels[owner]
+        rpc = name
+        if md.client_streaming:
+            return None  # no public client-streaming method yet
+        if md.server_streaming:
+            return grpc.unary_stream_rpc_method_handler(self._streaming(channel, method, rpc))
+        return grpc.unary_unary_rpc_method_handler(self._unary(channel, method, rpc))
+
+    async def _enter(self, context: grpc.aio.ServicerContext, rpc: str) -> tuple[tuple[str, str], ...]:
+        structlog.contextvars.bind_contextvars(rpc=rpc)
+        try:
+            acct = await self._auth.account_for(dict(context.invocation_metadata() or ()))
+        except ShoalError as e:
+            s = to_status(e)
+            await context.abort(s.code, s.details, s.trailing_metadata)
+        structlog.contextvars.bind_contextvars(account=acct)
+        return internal_metadata(self._token, acct)
+
+    def _unary(self, channel: grpc.aio.Channel, method: str, rpc: str) -> Callable[..., Any]:
+        call = channel.unary_unary(method)
+
+        async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
+            md = await self._enter(context, rpc)
+            try:
+                return await call(request, metadata=md, timeout=context.time_remaining())
+            except grpc.aio.AioRpcError as e:
+                await _relay(context, e)
+                raise  # unreachable: abort raises
+
+        return handle
+
+    def _streaming(self, channel: grpc.aio.Channel, method: str, rpc: str) -> Callable[..., Any]:
+        call = channel.unary_stream(method)
+
+        async def handle(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
+            md = await self._enter(context, rpc)
+            stream = call(request, metadata=md, timeout=context.time_remaining())
+            try:
+                async for item in stream:
+                    yield item
+            except grpc.aio.AioRpcError as e:
+                await _relay(context, e)
+            finally:
+                stream.cancel()
+
+        return handle
+
+
+async def _relay(context: grpc.aio.ServicerContext, e: grpc.aio.AioRpcError) -> None:
+    code = e.code()
+    if code == grpc.StatusCode.UNAVAILABLE and not e.trailing_metadata():
+        log.warning("owning service unavailable", details=e.details())
+        await context.abort(code, "a Shoal service is unavailable; try again shortly")
+    trailing = tuple((k, v) for k, v in (e.trailing_metadata() or ()) if k.endswith("-bin") or k.startswith("x-shoal"))
+    await context.abort(code, e.details() or "", trailing)

@@ -1,0 +1,48 @@
+"""The gateway process: the one public endpoint."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+import structlog
+
+from gateway.auth import Authenticator
+from gateway.forwarding import ROUTES, Forwarder
+from services.common import logging as shoal_logging
+from services.common.config import ClusterConfig
+from services.common.rpc import ServiceHost, internal_channel, wait_for_signal
+
+# Imported for their descriptors: forwarding and reflection look methods up by name.
+from shoal.v1 import job_pb2, pool_pb2, task_pb2  # noqa: F401
+
+log = structlog.get_logger()
+
+
+async def serve(config: ClusterConfig) -> None:
+    auth = await Authenticator.open(config.db_path("gateway"))
+    channels = {
+        "pool-manager": internal_channel(config.pool_manager_address),
+        "job-scheduler": internal_channel(config.job_scheduler_address),
+    }
+    host = ServiceHost(config.gateway_address, [])
+    host.add_generic(Forwarder(channels, auth, config.service_token), sorted(ROUTES))
+    await host.start()
+    log.info("gateway listening", address=config.gateway_address, port=host.port)
+    await wait_for_signal()
+    log.info("gateway stopping")
+    await host.stop(grace=2.0)
+    for ch in channels.values():
+        await ch.close()
+    await auth.close()
+    log.info("gateway stopped")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m gateway")
+    parser.add_argument("--config", required=True, type=Path, help="the cluster JSON file")
+    ns = parser.parse_args()
+    config = ClusterConfig.load(ns.config)
+    shoal_logging.configure("gateway", config.log_level)
+    asyncio.run(serve(config))

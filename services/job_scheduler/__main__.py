@@ -1,0 +1,3 @@
+from services.job_scheduler.main import main
+
+main()

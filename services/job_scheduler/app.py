@@ -1,0 +1,673 @@
+"""The job-scheduler's use cases: jobs and tasks for clients, sessions for agents, node control
+for the pool-manager — and the two loops that move work: dispatch and liveness.
+
+State that the hot path needs lives in memory (jobs with their task counts, per-pool ready
+queues of task keys, live attempts, node sessions) and is rebuilt from SQLite at start. Every
+change is queued to the store and group-committed; replies, assignments and acks go out only
+after the commit, so nothing a client or agent was told can be lost by a crash.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import secrets
+from collections.abc import AsyncIterator, Callable
+from dataclasses import dataclass, field
+
+import structlog
+
+from services.common.config import SchedulerTiming
+from services.common.errors import Code, ShoalError, failed_precondition, invalid, not_found
+from services.common.timeutil import Clock, to_duration
+from services.job_scheduler import convert
+from services.job_scheduler.model import (
+    Attempt,
+    CancelIntent,
+    Category,
+    Failure,
+    Job,
+    JobState,
+    Report,
+    Result,
+    TaskRecord,
+    TaskSpec,
+    TaskState,
+    job_should_complete,
+    judge,
+)
+from services.job_scheduler.placement import PoolQueue, plan
+from services.job_scheduler.sessions import Liveness, NodeKey, Session, check_liveness
+from services.job_scheduler.store import Store
+from shoal.agent.v1 import agent_pb2
+from shoal.v1 import pool_pb2
+
+log = structlog.get_logger()
+
+DISPATCH_BATCH = 5000
+MAX_BATCH_TASKS = 100_000
+FILE_READ_TIMEOUT = 30.0
+JOB_TERMINATED = Failure(
+    Category.USER_ERROR, "JOB_TERMINATED", "the job was terminated before the task completed"
+)
+NODE_REMOVED = Failure(
+    Category.SERVER_ERROR, "NODE_REMOVED", "the task's node was removed with option TERMINATE"
+)
+NODE_LOST = Failure(Category.SERVER_ERROR, "NODE_LOST", "the node was lost while the task ran")
+
+class Outbound:
+    """Messages waiting to go down one agent stream. The servicer merges what has piled up
+    into one SchedulerMessage, so a burst of assignments or acks costs one write."""
+
+    def __init__(self) -> None:
+        self.queue: asyncio.Queue[agent_pb2.SchedulerMessage | None] = asyncio.Queue()
+
+    def send(self, msg: agent_pb2.SchedulerMessage) -> None:
+        self.queue.put_nowait(msg)
+
+    def close(self) -> None:
+        self.queue.put_nowait(None)
+
+
+@dataclass
+class _Read:
+    key: NodeKey
+    chunks: asyncio.Queue[agent_pb2.FileChunk] = field(default_factory=asyncio.Queue)
+
+
+class Scheduler:
+    def __init__(
+        self,
+        store: Store,
+        timing: SchedulerTiming,
+        get_pool: Callable[[str, str], object],
+        clock: Clock,
+    ) -> None:
+        self.store = store
+        self.timing = timing
+        self._get_pool = get_pool
+        """async (account, pool_id) -> pool_pb2.Pool; raises ShoalError(NOT_FOUND)."""
+        self.now = clock
+        self.jobs: dict[int, Job] = {}
+        self._job_keys: dict[tuple[str, str], int] = {}
+        self.queues: dict[tuple[str, str], PoolQueue] = {}
+        self.attempts: dict[str, Attempt] = {}
+        self.sessions: dict[NodeKey, Session] = {}
+        self._outbound: dict[NodeKey, Outbound] = {}
+        self._counters: dict[int, tuple[int, int, int]] = {}
+        """task_pk -> (retry_count, requeue_count, attempts so far) of ACTIVE tasks that ran."""
+        self._dirty: set[int] = set()
+        self._kick = asyncio.Event()
+        self._streams = itertools.count(1)
+        self._reads: dict[int, _Read] = {}
+        self._read_ids = itertools.count(1)
+        self._started_at = clock()
+        self._loops: list[asyncio.Task[None]] = []
+
+    # -- start / stop -----------------------------------------------------------------------
+
+    async def load(self) -> None:
+        for job in await self.store.load_jobs():
+            self.jobs[job.pk] = job
+            self._job_keys[(job.account, job.id.lower())] = job.pk
+        for job_pk, task_pk, retries, requeues, number in await self.store.active_tasks():
+            job = self.jobs[job_pk]
+            if job.state == JobState.ACTIVE:
+                self._queue(job).push(job_pk, job.priority, task_pk)
+            if number:
+                self._counters[task_pk] = (retries, requeues, number)
+        for r in await self.store.live_attempts():
+            job = self.jobs[r["job_pk"]]
+            _, pool_id, _, node_id = r["node"].split("/")
+            self.attempts[r["attempt_id"]] = Attempt(
+                attempt_id=r["attempt_id"], task_pk=r["task_pk"], job_pk=r["job_pk"],
+                number=r["attempt_number"], node_key=(job.account, pool_id.lower(), node_id),
+                node_name=r["node"], slots=1, assign_time=r["assign_time"],
+                retry_count=r["retry_count"], requeue_count=r["requeue_count"],
+                max_retries=r["max_retries"], start_time=r["start_time"],
+                cancel=CancelIntent.TERMINATE if job.state != JobState.ACTIVE else CancelIntent.NONE,
+                cancel_failure=JOB_TERMINATED if job.state != JobState.ACTIVE else None,
+            )
+        self._started_at = self.now()
+        log.info("scheduler state loaded", jobs=len(self.jobs), live_attempts=len(self.attempts),
+                 ready=sum(len(q) for q in self.queues.values()))
+
+    def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._dispatch_loop(), name="dispatch"),
+            asyncio.create_task(self._liveness_loop(), name="liveness"),
+        ]
+        self._kick.set()
+
+    async def stop(self) -> None:
+        for t in self._loops:
+            t.cancel()
+        await asyncio.gather(*self._loops, return_exceptions=True)
+        for out in self._outbound.values():
+            out.close()
+        await self.store.commit()
+
+    # -- helpers ----------------------------------------------------------------------------
+
+    def _queue(self, job: Job) -> PoolQueue:
+        q = self.queues.get(job.pool_key)
+        if q is None:
+            q = self.queues[job.pool_key] = PoolQueue()
+        return q
+
+    def _job(self, account: str, job_id: str) -> Job:
+        pk = self._job_keys.get((account, job_id.lower()))
+        if pk is None:
+            raise not_found("job", job_id)
+        return self.jobs[pk]
+
+    def _persist_jobs(self) -> None:
+        """Queue the rows of jobs whose counts or state changed, ending those now complete."""
+        now = self.now()
+        for pk in self._dirty:
+            job = self.jobs.get(pk)
+            if job is None:
+                continue
+            if job_should_complete(job):
+                self._set_job_state(job, JobState.COMPLETED, now, "AllTasksComplete")
+            elif job.state == JobState.TERMINATING and job.counts.running == 0:
+                self._set_job_state(job, JobState.COMPLETED, now)
+            self.store.update_job(job)
+        self._dirty.clear()
+
+    def _set_job_state(self, job: Job, state: JobState, now: float, reason: str = "") -> None:
+        job.state = state
+        job.state_time = now
+        if reason and not job.terminate_reason:
+            job.terminate_reason = reason
+        if state == JobState.COMPLETED:
+            job.end_time = now
+            self._queue(job).drop_job(job.pk)
+        log.info("job state", job=job.id, account=job.account, state=state.name)
+
+    async def _commit(self) -> None:
+        self._persist_jobs()
+        await self.store.commit()
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    async def create_job(self, account: str, req: object) -> Job:
+        job_id, pool_id, priority, on_all = convert.job_fields(req)  # type: ignore[arg-type]
+        if (account, job_id.lower()) in self._job_keys:
+            raise ShoalError(Code.ALREADY_EXISTS, "JOB_ALREADY_EXISTS", f"job {job_id!r} already exists")
+        try:
+            pool = await self._get_pool(account, pool_id)  # type: ignore[misc]
+        except ShoalError as e:
+            if e.code == Code.NOT_FOUND:
+                raise ShoalError(
+                    Code.NOT_FOUND, "POOL_NOT_FOUND", f"job.pool: pool {pool_id!r} not found", "job.pool"
+                ) from None
+            raise
+        # Checked again after the await: another call may have taken the id meanwhile.
+        if (account, job_id.lower()) in self._job_keys:
+            raise ShoalError(Code.ALREADY_EXISTS, "JOB_ALREADY_EXISTS", f"job {job_id!r} already exists")
+        now = self.now()
+        j = req.job  # type: ignore[attr-defined]
+        job = Job(
+            pk=self.store.next_job_pk, account=account, id=job_id,
+            pool_id=pool.name.split("/")[1], priority=priority, on_all_tasks_complete=on_all,
+            state=JobState.ACTIVE, create_time=now, state_time=now,
+            display_name=j.display_name, metadata=dict(j.metadata),
+        )
+        self.store.next_job_pk += 1
+        self.jobs[job.pk] = job
+        self._job_keys[(account, job_id.lower())] = job.pk
+        self.store.insert_job(job)
+        await self._commit()
+        structlog.contextvars.bind_contextvars(job=job_id)
+        log.info("job created", pool=job.pool_id, priority=priority)
+        return job
+
+    def get_job(self, account: str, job_id: str) -> Job:
+        return self._job(account, job_id)
+
+    def list_jobs(
+        self, account: str, states: set[str] | None, after: str | None, limit: int
+    ) -> list[Job]:
+        jobs = sorted(
+            (j for j in self.jobs.values() if j.account == account
+             and (states is None or j.state.name in states) and (after is None or j.id > after)),
+            key=lambda j: j.id,
+        )
+        return jobs[:limit]
+
+    async def terminate_job(self, account: str, job_id: str, reason: str) -> Job:
+        if len(reason) > 256:
+            raise invalid("reason", "must be at most 256 characters")
+        job = self._job(account, job_id)
+        if job.state in (JobState.COMPLETED, JobState.TERMINATING):
+            raise failed_precondition("JOB_COMPLETED", f"job {job.id!r} is already {job.state.name.lower()}")
+        self._end_job_tasks(job, reason or "UserTerminate")
+        await self._commit()
+        return job
+
+    def _end_job_tasks(self, job: Job, reason: str) -> None:
+        """Complete the job's ready tasks as failed and cancel its running ones."""
+        now = self.now()
+        ready = self._queue(job).drop_job(job.pk)
+        for task_pk in ready:
+            self._counters.pop(task_pk, None)
+        if ready:
+            self.store.queue(
+                "UPDATE tasks SET state=?, state_time=?, result=?, end_time=?, failure_category=?, "
+                "failure_code=?, failure_message=? WHERE job_pk=? AND state=?",
+                (int(TaskState.COMPLETED), now, int(Result.FAILURE), now,
+                 int(JOB_TERMINATED.category), JOB_TERMINATED.code, JOB_TERMINATED.message,
+                 job.pk, int(TaskState.ACTIVE)),
+            )
+        job.counts.completed += len(ready)
+        job.counts.failed += len(ready)
+        job.counts.active -= len(ready)
+        running = [a for a in self.attempts.values() if a.job_pk == job.pk]
+        self._cancel(running, CancelIntent.TERMINATE, JOB_TERMINATED)
+        job.terminate_reason = reason
+        self._set_job_state(job, JobState.TERMINATING if running else JobState.COMPLETED, now)
+        self._dirty.add(job.pk)
+
+    async def delete_job(self, account: str, job_id: str) -> None:
+        job = self._job(account, job_id)
+        self._queue(job).drop_job(job.pk)
+        running = [a for a in self.attempts.values() if a.job_pk == job.pk]
+        # Their results will find no job and only free their slots.
+        self._cancel(running, CancelIntent.TERMINATE, JOB_TERMINATED)
+        del self.jobs[job.pk]
+        del self._job_keys[(account, job.id.lower())]
+        self._dirty.discard(job.pk)
+        self.store.delete_job(job.pk)
+        await self._commit()
+        log.info("job deleted", job=job.id, account=account)
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    async def create_tasks(self, account: str, job_id: str, specs: list[TaskSpec]) -> int:
+        if not specs:
+            raise invalid("requests", "at least one task is required")
+        if len(specs) > MAX_BATCH_TASKS:
+            raise invalid("requests", f"at most {MAX_BATCH_TASKS} tasks per call, got {len(specs)}")
+        job = self._job(account, job_id)
+        if job.state != JobState.ACTIVE:
+            raise failed_precondition(
+                "JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}: it takes no new tasks"
+            )
+        seen: dict[str, int] = {}
+        for i, s in enumerate(specs):
+            low = s.id.lower()
+            if low in seen:
+                raise ShoalError(
+                    Code.INVALID_ARGUMENT, "DUPLICATE_TASK_ID",
+                    f"requests[{i}].task_id: {s.id!r} appears twice in this call "
+                    f"(also requests[{seen[low]}])", f"requests[{i}].task_id",
+                )
+            seen[low] = i
+        taken = await self.store.task_ids_taken(job.pk, list(seen))
+        if taken:
+            raise ShoalError(
+                Code.ALREADY_EXISTS, "TASK_ALREADY_EXISTS",
+                f"task {taken[0]!r} already exists in job {job.id!r}"
+                + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""),
+            )
+        if job.state != JobState.ACTIVE or self.jobs.get(job.pk) is not job:
+            raise failed_precondition("JOB_NOT_ACTIVE", f"job {job.id!r} is no longer active")
+        first = self.store.next_task_pk
+        self.store.next_task_pk += len(specs)
+        pks = list(range(first, first + len(specs)))
+        self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.now())
+        job.counts.active += len(specs)
+        self._dirty.add(job.pk)
+        await self._commit()
+        if job.state == JobState.ACTIVE:
+            self._queue(job).push_many(job.pk, job.priority, pks)
+            self._kick.set()
+        return len(specs)
+
+    async def get_task(self, account: str, job_id: str, task_id: str) -> TaskRecord:
+        job = self._job(account, job_id)
+        t = await self.store.get_task(job.pk, task_id)
+        if t is None:
+            raise not_found("task", f"{job.id}/{task_id}")
+        return t
+
+    async def list_tasks(
+        self, account: str, job_id: str, states: set[str] | None, after: str | None, limit: int
+    ) -> list[TaskRecord]:
+        job = self._job(account, job_id)
+        st = {TaskState[s] for s in states} if states is not None else None
+        return await self.store.list_tasks(job.pk, st, after, limit)
+
+    async def read_task_file(
+        self, account: str, job_id: str, task_id: str, path: str, offset: int
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        if path not in ("stdout.txt", "stderr.txt"):
+            raise invalid("path", f"{path!r} is not readable: use stdout.txt or stderr.txt")
+        if offset < 0:
+            raise invalid("offset", f"must not be negative, got {offset}")
+        t = await self.get_task(account, job_id, task_id)
+        if not t.attempt_id or not t.node:
+            raise failed_precondition("TASK_NOT_STARTED", f"task {task_id!r} has not run yet")
+        _, pool_id, _, node_id = t.node.split("/")
+        key = (account, pool_id.lower(), node_id)
+        out = self._outbound.get(key)
+        if out is None:
+            raise ShoalError(
+                Code.UNAVAILABLE, "NODE_NOT_CONNECTED",
+                f"{t.node}, which ran the task, is not connected: its files cannot be read now",
+            )
+        rid = next(self._read_ids)
+        read = self._reads[rid] = _Read(key)
+        out.send(agent_pb2.SchedulerMessage(file_reads=[agent_pb2.FileRead(
+            request_id=rid, attempt_id=t.attempt_id, job_id=t.job_id, task_id=t.spec.id,
+            path=path, offset=offset)]))
+        try:
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(read.chunks.get(), FILE_READ_TIMEOUT)
+                except TimeoutError:
+                    raise ShoalError(Code.UNAVAILABLE, "NODE_TIMEOUT",
+                                     f"{t.node} did not answer the file read") from None
+                if chunk.error:
+                    raise ShoalError(Code.NOT_FOUND, "TASK_FILE_NOT_FOUND",
+                                     f"{path} of task {task_id!r}: {chunk.error}")
+                if chunk.data:
+                    yield chunk.offset, chunk.data
+                if chunk.eof:
+                    return
+        finally:
+            self._reads.pop(rid, None)
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            try:
+                await self._dispatch_once()
+            except Exception:
+                log.exception("dispatch failed")
+                await asyncio.sleep(0.5)
+                self._kick.set()
+
+    def _pool_sessions(self) -> dict[tuple[str, str], list[Session]]:
+        by_pool: dict[tuple[str, str], list[Session]] = {}
+        for s in self.sessions.values():
+            if s.schedulable and s.free_slots > 0:
+                by_pool.setdefault((s.key[0], s.key[1]), []).append(s)
+        return by_pool
+
+    async def _dispatch_once(self) -> None:
+        by_pool = self._pool_sessions()
+        picks: list[tuple[int, int, Session]] = []
+        for pool_key, sessions in by_pool.items():
+            queue = self.queues.get(pool_key)
+            if queue and queue.jobs:
+                picks.extend(plan(queue, sessions, DISPATCH_BATCH - len(picks)))
+            if len(picks) >= DISPATCH_BATCH:
+                self._kick.set()
+                break
+        if not picks:
+            return
+        info = await self.store.dispatch_info([p[1] for p in picks])
+        now = self.now()
+        sends: dict[NodeKey, list[agent_pb2.Assignment]] = {}
+        for job_pk, task_pk, s in picks:
+            job = self.jobs.get(job_pk)
+            live = self.sessions.get(s.key) is s and s.schedulable
+            if job is None or job.state != JobState.ACTIVE or task_pk not in info or not live:
+                # The world moved during the read: give the slot back, and the task if it can run.
+                s.used_slots -= 1
+                if job is not None and job.state == JobState.ACTIVE and task_pk in info:
+                    self._queue(job).push(job_pk, job.priority, task_pk, front=True)
+                    self._kick.set()
+                continue
+            retries, requeues, number = self._counters.pop(task_pk, (0, 0, 0))
+            a = Attempt(
+                attempt_id=secrets.token_hex(8), task_pk=task_pk, job_pk=job_pk,
+                number=number + 1, node_key=s.key, node_name=s.name, slots=1, assign_time=now,
+                retry_count=retries, requeue_count=requeues,
+                max_retries=int(info[task_pk]["max_retries"]),  # type: ignore[call-overload]
+            )
+            self.attempts[a.attempt_id] = a
+            s.attempts.add(a.attempt_id)
+            self.store.assign(task_pk, a.attempt_id, a.number, s.name, now)
+            job.counts.active -= 1
+            job.counts.running += 1
+            self._dirty.add(job_pk)
+            sends.setdefault(s.key, []).append(convert.assignment(a, info[task_pk]))
+        await self._commit()
+        for key, assignments in sends.items():
+            out = self._outbound.get(key)
+            # A node that went away meanwhile will not list these attempts when it says hello
+            # again, and they are requeued then (or when it is declared lost).
+            if out is not None:
+                out.send(agent_pb2.SchedulerMessage(assignments=assignments))
+
+    # -- attempts ---------------------------------------------------------------------------
+
+    def _resolve(self, a: Attempt, rep: Report | None, now: float) -> None:
+        """An attempt has ended (rep) or its node is gone (None): move its task on."""
+        self.attempts.pop(a.attempt_id, None)
+        s = self.sessions.get(a.node_key)
+        if s is not None and a.attempt_id in s.attempts:
+            s.attempts.discard(a.attempt_id)
+            s.used_slots -= a.slots
+            if rep is not None:
+                s.completed_tasks += 1
+            self._kick.set()
+        job = self.jobs.get(a.job_pk)
+        if job is None:
+            return
+        lost = NODE_LOST if a.cancel != CancelIntent.REQUEUE else Failure(
+            Category.SERVER_ERROR, "NODE_REMOVED", "the task's node was removed; it was requeued")
+        if rep is None:
+            self.store.end_attempt(a.attempt_id, None, now, None, lost)
+        else:
+            self.store.end_attempt(a.attempt_id, rep.start_time, rep.end_time, rep.exit_code, rep.failure)
+        out = judge(rep, a, self.timing.max_requeue_count)
+        retries = a.retry_count + out.retried
+        requeues = a.requeue_count + out.requeued
+        job.counts.running -= 1
+        job.counts.enter(out.state, out.result)
+        self._dirty.add(job.pk)
+        failure = out.failure if out.state == TaskState.COMPLETED else None
+        self.store.set_task_outcome(
+            a.task_pk, out.state, now, result=out.result, retry_count=retries,
+            requeue_count=requeues, start_time=rep.start_time if rep else a.start_time,
+            end_time=(rep.end_time if rep else now) if out.state == TaskState.COMPLETED else None,
+            exit_code=rep.exit_code if rep else None, failure=failure,
+        )
+        if out.state == TaskState.ACTIVE:
+            self._counters[a.task_pk] = (retries, requeues, a.number)
+            if job.state == JobState.ACTIVE:
+                # Retries and requeues go first: the job's oldest work should finish first.
+                self._queue(job).push(job.pk, job.priority, a.task_pk, front=True)
+                self._kick.set()
+        log.info("attempt resolved", job=job.id, attempt=a.attempt_id, node=a.node_name,
+                 state=out.state.name, result=out.result.name if out.result else None,
+                 exit_code=rep.exit_code if rep else None, retried=out.retried,
+                 requeued=out.requeued)
+
+    def _cancel(self, attempts: list[Attempt], intent: CancelIntent, failure: Failure | None) -> None:
+        by_node: dict[NodeKey, list[str]] = {}
+        for a in attempts:
+            if a.cancel == CancelIntent.NONE or intent == CancelIntent.TERMINATE:
+                a.cancel, a.cancel_failure = intent, failure
+            by_node.setdefault(a.node_key, []).append(a.attempt_id)
+        for key, ids in by_node.items():
+            out = self._outbound.get(key)
+            if out is not None:
+                out.send(agent_pb2.SchedulerMessage(cancel_attempts=ids))
+
+    # -- agent sessions ---------------------------------------------------------------------
+
+    async def connect(
+        self, key: NodeKey, pool_id: str, node_id: str, slots: int, hello: agent_pb2.Hello
+    ) -> tuple[Session, int, Outbound, agent_pb2.SchedulerMessage]:
+        now = self.now()
+        old_out = self._outbound.pop(key, None)
+        if old_out is not None:
+            old_out.close()
+        s = self.sessions.get(key)
+        if s is None:
+            s = self.sessions[key] = Session(key, pool_id, node_id, slots, now)
+        s.stream_id = next(self._streams)
+        s.connected, s.liveness, s.last_seen = True, Liveness.CONNECTED, now
+        s.total_slots, s.hostname = slots, hello.hostname
+        reported = set(hello.running_attempts) | set(hello.finished_attempts)
+        mine = [a for a in self.attempts.values() if a.node_key == key]
+        for a in mine:
+            if a.attempt_id not in reported:
+                # Assigned but never received, or lost with an earlier life of the agent.
+                self._resolve(a, None, now)
+        s.attempts = {a.attempt_id for a in mine if a.attempt_id in reported}
+        s.used_slots = sum(self.attempts[i].slots for i in s.attempts)
+        unwanted = [
+            i for i in hello.running_attempts
+            if i not in self.attempts or self.attempts[i].node_key != key
+            or self.attempts[i].cancel != CancelIntent.NONE
+        ]
+        out = self._outbound[key] = Outbound()
+        welcome = agent_pb2.SchedulerMessage(welcome=agent_pb2.Welcome(
+            heartbeat_interval=to_duration(self.timing.heartbeat_interval),
+            cancel_attempts=unwanted))
+        if s.removing:
+            welcome.drain.leave = False
+        await self._commit()
+        self._kick.set()
+        log.info("node connected", node=s.name, account=key[0], slots=slots,
+                 running=len(s.attempts), cancelled=len(unwanted))
+        return s, s.stream_id, out, welcome
+
+    async def on_agent_message(self, s: Session, stream_id: int, msg: agent_pb2.AgentMessage) -> None:
+        if s.stream_id != stream_id:
+            return
+        now = self.now()
+        s.last_seen = now
+        if s.liveness == Liveness.UNREACHABLE:
+            s.liveness = Liveness.CONNECTED
+            self._kick.set()
+        for st in msg.started:
+            a = self.attempts.get(st.attempt_id)
+            if a is not None and a.node_key == s.key and a.start_time is None:
+                a.start_time = st.start_time.ToNanoseconds() / 1e9
+                self.store.started(a.task_pk, a.attempt_id, a.start_time, now)
+        for chunk in msg.file_chunks:
+            read = self._reads.get(chunk.request_id)
+            if read is not None and read.key == s.key:
+                read.chunks.put_nowait(chunk)
+        if not msg.results:
+            return
+        acks = []
+        for r in msg.results:
+            a = self.attempts.get(r.attempt_id)
+            if a is not None and a.node_key == s.key:
+                self._resolve(a, convert.report(r, now), now)
+            # else: stale (requeued, or its job is gone) — acknowledged and ignored: fencing.
+            acks.append(r.attempt_id)
+        await self._commit()
+        out = self._outbound.get(s.key)
+        if out is not None and s.stream_id == stream_id:
+            out.send(agent_pb2.SchedulerMessage(ack_attempts=acks))
+
+    async def disconnect(self, s: Session, stream_id: int) -> None:
+        if s.stream_id != stream_id:
+            return
+        s.connected = False
+        self._outbound.pop(s.key, None)
+        for rid, read in list(self._reads.items()):
+            if read.key == s.key:
+                read.chunks.put_nowait(agent_pb2.FileChunk(
+                    request_id=rid, eof=True, error="the node disconnected"))
+        if s.removing:
+            now = self.now()
+            for aid in list(s.attempts):
+                a = self.attempts.get(aid)
+                if a is not None:
+                    self._resolve(a, None, now)
+            del self.sessions[s.key]
+            await self._commit()
+        log.info("node disconnected", node=s.name, account=s.key[0])
+
+    # -- liveness ---------------------------------------------------------------------------
+
+    async def _liveness_loop(self) -> None:
+        period = max(0.05, min(1.0, self.timing.heartbeat_interval / 2))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.check_liveness()
+            except Exception:
+                log.exception("liveness check failed")
+
+    async def check_liveness(self) -> None:
+        now = self.now()
+        t = self.timing
+        unreachable, lost = check_liveness(
+            list(self.sessions.values()), now, t.unreachable_after, t.lost_after
+        )
+        for s in unreachable:
+            log.warning("node unreachable", node=s.name, account=s.key[0], silent=now - s.last_seen)
+        changed = False
+        for s in lost:
+            log.warning("node lost; requeueing its tasks", node=s.name, account=s.key[0],
+                        attempts=len(s.attempts))
+            for aid in list(s.attempts):
+                a = self.attempts.get(aid)
+                if a is not None:
+                    self._resolve(a, None, now)
+                    changed = True
+            out = self._outbound.pop(s.key, None)
+            if out is not None:
+                # A silent node that wakes up must say hello again, so what it still runs is
+                # reconciled (and cancelled) rather than trusted.
+                out.close()
+            s.connected = False
+        if now - self._started_at >= t.reconnect_grace:
+            # Attempts recorded before a restart on nodes that never came back.
+            for a in [a for a in self.attempts.values() if a.node_key not in self.sessions]:
+                self._resolve(a, None, now)
+                changed = True
+        if changed:
+            await self._commit()
+
+    # -- node control (for the pool-manager) -------------------------------------------------
+
+    def node_sessions(self, account: str, pool_id: str) -> list[Session]:
+        p = pool_id.lower()
+        return [s for k, s in self.sessions.items() if k[0] == account and k[1] == p]
+
+    async def remove_nodes(self, account: str, pool_id: str, node_ids: list[str], option: int) -> None:
+        now = self.now()
+        p = pool_id.lower()
+        for node_id in node_ids:
+            key = (account, p, node_id)
+            s = self.sessions.get(key)
+            attempts = [a for a in self.attempts.values() if a.node_key == key]
+            if s is not None:
+                s.removing = True
+            if option == pool_pb2.TASK_COMPLETION and s is not None and s.connected:
+                out = self._outbound.get(key)
+                if out is not None:
+                    out.send(agent_pb2.SchedulerMessage(drain=agent_pb2.Drain(leave=False)))
+                continue
+            intent, failure = (
+                (CancelIntent.TERMINATE, NODE_REMOVED) if option == pool_pb2.TERMINATE
+                else (CancelIntent.REQUEUE, None)
+            )
+            if s is not None and s.connected:
+                self._cancel(attempts, intent, failure)
+                out = self._outbound.get(key)
+                if out is not None:
+                    out.send(agent_pb2.SchedulerMessage(drain=agent_pb2.Drain(leave=False)))
+            else:
+                for a in attempts:
+                    a.cancel, a.cancel_failure = intent, failure
+                    self._resolve(a, None, now)
+                self.sessions.pop(key, None)
+            log.info("node removing", node=f"pools/{pool_id}/nodes/{node_id}", account=account,
+                     option=pool_pb2.NodeDeallocationOption.Name(option), attempts=len(attempts))
+        await self._commit()

@@ -1,0 +1,195 @@
+"""Protobuf <-> model for the job-scheduler, with request validation (pure).
+
+Validation lives here because it is about the wire: which field of the request is wrong.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+
+from services.common.errors import invalid
+from services.common.ids import check_display_name, check_id, check_metadata, parse_name
+from services.common.timeutil import from_duration, to_duration, to_timestamp
+from services.job_scheduler.model import (
+    Attempt,
+    Category,
+    Failure,
+    Job,
+    OnAllTasksComplete,
+    Report,
+    TaskRecord,
+    TaskSpec,
+)
+from shoal.agent.v1 import agent_pb2
+from shoal.v1 import job_pb2, task_pb2
+
+MAX_COMMAND_LINE = 8192
+MAX_RETRIES = 100
+MAX_ENV = 256
+ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
+RESERVED_ENV_PREFIXES = ("SHOAL_", "AZ_BATCH_")
+
+
+# -- requests -> model --------------------------------------------------------------------
+
+
+def task_spec(task_id: str, task: task_pb2.Task, prefix: str = "") -> TaskSpec:
+    """Validate a task as sent by a client. `prefix` names it inside a batch (`requests[3].`)."""
+    check_id(task_id, f"{prefix}task_id")
+    check_display_name(task.display_name, f"{prefix}task.display_name")
+    field = f"{prefix}task.command_line"
+    cmd = task.command_line
+    if not cmd.strip():
+        raise invalid(field, "is required: the program to run and its arguments")
+    if len(cmd) > MAX_COMMAND_LINE:
+        raise invalid(field, f"must be at most {MAX_COMMAND_LINE} characters, got {len(cmd)}")
+    if "\x00" in cmd:
+        raise invalid(field, "must not contain NUL")
+    try:
+        if not shlex.split(cmd):
+            raise invalid(field, "is required: the program to run and its arguments")
+    except ValueError as e:
+        raise invalid(field, f"cannot be split into words ({e}); it runs without a shell") from None
+    env = dict(task.environment)
+    if len(env) > MAX_ENV:
+        raise invalid(f"{prefix}task.environment", f"at most {MAX_ENV} variables")
+    for name, value in env.items():
+        efield = f"{prefix}task.environment[{name!r}]"
+        if ENV_NAME.fullmatch(name) is None:
+            raise invalid(efield, "a name is letters, digits and _, not starting with a digit")
+        if name.upper().startswith(RESERVED_ENV_PREFIXES):
+            raise invalid(efield, "SHOAL_* and AZ_BATCH_* variables are set by Shoal")
+        if "\x00" in value or len(value) > 32768:
+            raise invalid(efield, "a value is at most 32768 characters, no NUL")
+    c = task.constraints
+    wall: float | None = None
+    if c.HasField("max_wall_clock_time"):
+        wall = from_duration(c.max_wall_clock_time)
+        if wall <= 0:
+            raise invalid(f"{prefix}task.constraints.max_wall_clock_time", "must be positive")
+    retries = c.max_task_retry_count
+    if not 0 <= retries <= MAX_RETRIES:
+        raise invalid(
+            f"{prefix}task.constraints.max_task_retry_count",
+            f"must be 0 to {MAX_RETRIES}, got {retries}",
+        )
+    return TaskSpec(task_id, cmd, env, wall, retries, task.display_name)
+
+
+def job_fields(req: job_pb2.CreateJobRequest) -> tuple[str, str, int, OnAllTasksComplete]:
+    """(job id, pool id, priority, on_all_tasks_complete) of a valid CreateJobRequest."""
+    check_id(req.job_id, "job_id")
+    j = req.job
+    (pool_id,) = parse_name(j.pool, "pools/{pool}", "job.pool")
+    if not -1000 <= j.priority <= 1000:
+        raise invalid("job.priority", f"must be -1000 to 1000, got {j.priority}")
+    check_display_name(j.display_name, "job.display_name")
+    check_metadata(dict(j.metadata), "job.metadata")
+    if j.on_all_tasks_complete not in (0, 1, 2):
+        raise invalid("job.on_all_tasks_complete", f"unknown value {j.on_all_tasks_complete}")
+    on_all = OnAllTasksComplete(j.on_all_tasks_complete or OnAllTasksComplete.NO_ACTION)
+    return req.job_id, pool_id, j.priority, on_all
+
+
+def report(r: agent_pb2.TaskResult, now: float) -> Report:
+    start = r.start_time.ToNanoseconds() / 1e9 if r.HasField("start_time") else None
+    end = r.end_time.ToNanoseconds() / 1e9 if r.HasField("end_time") else now
+    f = r.failure_info
+    failure = (
+        Failure(Category(f.category) if f.category in (1, 2) else Category.SERVER_ERROR, f.code, f.message)
+        if r.HasField("failure_info") and f.code
+        else None
+    )
+    return Report(r.attempt_id, r.exit_code if r.HasField("exit_code") else None, start, end, failure)
+
+
+# -- model -> responses -------------------------------------------------------------------
+
+
+def job(j: Job) -> job_pb2.Job:
+    c = j.counts
+    out = job_pb2.Job(
+        name=f"jobs/{j.id}",
+        display_name=j.display_name,
+        pool=f"pools/{j.pool_id}",
+        priority=j.priority,
+        on_all_tasks_complete=int(j.on_all_tasks_complete),
+        state=int(j.state),
+        task_counts=job_pb2.TaskCounts(
+            active=c.active, running=c.running, completed=c.completed,
+            succeeded=c.succeeded, failed=c.failed,
+        ),
+        terminate_reason=j.terminate_reason,
+        metadata=j.metadata,
+        create_time=to_timestamp(j.create_time),
+        state_transition_time=to_timestamp(j.state_time),
+    )
+    if j.end_time is not None:
+        out.end_time.CopyFrom(to_timestamp(j.end_time))
+    return out
+
+
+def _failure(f: Failure | None) -> task_pb2.FailureInfo | None:
+    if f is None:
+        return None
+    return task_pb2.FailureInfo(category=int(f.category), code=f.code, message=f.message)
+
+
+def task(t: TaskRecord) -> task_pb2.Task:
+    s = t.spec
+    info = task_pb2.TaskExecutionInfo(
+        result=int(t.result) if t.result else 0,
+        retry_count=t.retry_count,
+        requeue_count=t.requeue_count,
+        node=t.node or "",
+        attempt_id=t.attempt_id or "",
+        failure_info=_failure(t.failure),
+        start_time=to_timestamp(t.start_time),
+        end_time=to_timestamp(t.end_time),
+    )
+    if t.exit_code is not None:
+        info.exit_code = t.exit_code
+    for a in t.attempts:
+        if a.attempt_id == t.attempt_id:
+            continue
+        pa = info.previous_attempts.add(
+            attempt_id=a.attempt_id, node=a.node, failure_info=_failure(a.failure),
+            start_time=to_timestamp(a.start_time), end_time=to_timestamp(a.end_time),
+        )
+        if a.exit_code is not None:
+            pa.exit_code = a.exit_code
+    constraints = task_pb2.TaskConstraints(
+        max_task_retry_count=s.max_task_retry_count,
+        max_wall_clock_time=to_duration(s.max_wall_clock_time),
+    )
+    return task_pb2.Task(
+        name=f"jobs/{t.job_id}/tasks/{s.id}",
+        display_name=s.display_name,
+        command_line=s.command_line,
+        environment=s.environment,
+        constraints=constraints,
+        state=int(t.state),
+        execution_info=info,
+        create_time=to_timestamp(t.create_time),
+        state_transition_time=to_timestamp(t.state_time),
+    )
+
+
+def assignment(a: Attempt, info: dict[str, object]) -> agent_pb2.Assignment:
+    out = agent_pb2.Assignment(
+        attempt_id=a.attempt_id,
+        job_id=str(info["job_id"]),
+        task_id=str(info["id"]),
+        command_line=str(info["command_line"]),
+        required_slots=a.slots,
+        attempt_number=a.number,
+    )
+    env = info["environment"]
+    if env and env != "{}":
+        out.environment.update(json.loads(str(env)))
+    wall = info["max_wall_clock"]
+    if wall is not None:
+        out.max_wall_clock_time.CopyFrom(to_duration(float(wall)))  # type: ignore[arg-type]
+    return out

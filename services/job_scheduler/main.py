@@ -1,0 +1,94 @@
+"""The job-scheduler process: wiring, start and clean stop."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from pathlib import Path
+
+import grpc
+import structlog
+
+from services.common import logging as shoal_logging
+from services.common.config import ClusterConfig
+from services.common.errors import Code, ShoalError
+from services.common.rpc import (
+    ServiceHost,
+    ServiceInterceptor,
+    error_info,
+    internal_channel,
+    internal_metadata,
+    wait_for_signal,
+)
+from services.common.timeutil import wall_clock
+from services.job_scheduler.app import Scheduler
+from services.job_scheduler.servicer import (
+    AgentServicer,
+    ControlServicer,
+    JobServicer,
+    TaskServicer,
+)
+from services.job_scheduler.store import Store
+from shoal.agent.v1 import agent_pb2_grpc
+from shoal.internal.v1 import scheduler_control_pb2_grpc as ctl_grpc
+from shoal.v1 import job_pb2_grpc, pool_pb2, pool_pb2_grpc, task_pb2_grpc
+
+log = structlog.get_logger()
+
+
+def pool_lookup(config: ClusterConfig, channel: grpc.aio.Channel):  # type: ignore[no-untyped-def]
+    stub = pool_pb2_grpc.PoolServiceStub(channel)
+
+    async def get_pool(account: str, pool_id: str) -> pool_pb2.Pool:
+        try:
+            return await stub.GetPool(
+                pool_pb2.GetPoolRequest(name=f"pools/{pool_id}"),
+                metadata=internal_metadata(config.service_token, account),
+                timeout=10,
+            )
+        except grpc.aio.AioRpcError as e:
+            reason, _ = error_info(e)
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                raise ShoalError(Code.NOT_FOUND, reason or "POOL_NOT_FOUND", e.details() or "") from None
+            raise ShoalError(
+                Code.UNAVAILABLE, "POOL_MANAGER_UNAVAILABLE",
+                f"cannot check the pool: the pool-manager answered {e.code().name}",
+            ) from None
+
+    return get_pool
+
+
+async def serve(config: ClusterConfig) -> None:
+    store = await Store.open(config.db_path("job-scheduler"))
+    channel = internal_channel(config.pool_manager_address)
+    app = Scheduler(store, config.timing, pool_lookup(config, channel), wall_clock)
+    await app.load()
+    host = ServiceHost(
+        config.job_scheduler_address,
+        [ServiceInterceptor(config.service_token, open_prefixes=("/shoal.agent.v1.AgentService/",))],
+    )
+    host.add(job_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(app), "shoal.v1.JobService")
+    host.add(task_pb2_grpc.add_TaskServiceServicer_to_server, TaskServicer(app), "shoal.v1.TaskService")
+    host.add(agent_pb2_grpc.add_AgentServiceServicer_to_server, AgentServicer(app, config),
+             "shoal.agent.v1.AgentService")
+    host.add(ctl_grpc.add_SchedulerControlServiceServicer_to_server, ControlServicer(app),
+             "shoal.internal.v1.SchedulerControlService")
+    await host.start()
+    app.start()
+    log.info("job-scheduler listening", address=config.job_scheduler_address, port=host.port)
+    await wait_for_signal()
+    log.info("job-scheduler stopping")
+    await app.stop()
+    await host.stop(grace=2.0)
+    await channel.close()
+    await store.close()
+    log.info("job-scheduler stopped")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.job_scheduler")
+    parser.add_argument("--config", required=True, type=Path, help="the cluster JSON file")
+    ns = parser.parse_args()
+    config = ClusterConfig.load(ns.config)
+    shoal_logging.configure("job-scheduler", config.log_level)
+    asyncio.run(serve(config))

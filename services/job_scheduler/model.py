@@ -1,0 +1,246 @@
+"""Jobs, tasks and attempts as the scheduler sees them, and the pure rules that move them.
+
+Stdlib only. The store persists these; the app applies the rules and records their effects.
+Desired state (what the scheduler decided: assign, cancel, requeue) is kept apart from the
+observed state the agent reports (started, exited).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+
+class TaskState(IntEnum):
+    # Values match shoal.v1.Task.State.
+    ACTIVE = 1
+    PREPARING = 2
+    RUNNING = 3
+    COMPLETED = 4
+
+
+class JobState(IntEnum):
+    # Values match shoal.v1.Job.State.
+    ACTIVE = 1
+    TERMINATING = 2
+    COMPLETED = 3
+    DELETING = 4
+
+
+class OnAllTasksComplete(IntEnum):
+    NO_ACTION = 1
+    TERMINATE_JOB = 2
+
+
+class Result(IntEnum):
+    SUCCESS = 1
+    FAILURE = 2
+
+
+class Category(IntEnum):
+    USER_ERROR = 1
+    SERVER_ERROR = 2
+
+
+class CancelIntent(IntEnum):
+    """What a cancelled attempt turns into once its node confirms (or is gone)."""
+
+    NONE = 0
+    REQUEUE = 1
+    """Back to ACTIVE; counts as a requeue, never as a retry."""
+    TERMINATE = 2
+    """Completed as failed with the recorded failure."""
+
+
+@dataclass(frozen=True)
+class Failure:
+    category: Category
+    code: str
+    message: str
+
+
+@dataclass
+class TaskCounts:
+    active: int = 0
+    running: int = 0
+    completed: int = 0
+    succeeded: int = 0
+    failed: int = 0
+
+    def leave(self, state: TaskState) -> None:
+        if state == TaskState.ACTIVE:
+            self.active -= 1
+        elif state in (TaskState.PREPARING, TaskState.RUNNING):
+            self.running -= 1
+
+    def enter(self, state: TaskState, result: Result | None = None) -> None:
+        if state == TaskState.ACTIVE:
+            self.active += 1
+        elif state in (TaskState.PREPARING, TaskState.RUNNING):
+            self.running += 1
+        else:
+            self.completed += 1
+            if result == Result.SUCCESS:
+                self.succeeded += 1
+            else:
+                self.failed += 1
+
+    @property
+    def unfinished(self) -> int:
+        return self.active + self.running
+
+
+@dataclass
+class Job:
+    pk: int
+    account: str
+    id: str
+    pool_id: str
+    priority: int
+    on_all_tasks_complete: OnAllTasksComplete
+    state: JobState
+    create_time: float
+    state_time: float
+    display_name: str = ""
+    metadata: dict[str, str] = field(default_factory=dict)
+    terminate_reason: str = ""
+    end_time: float | None = None
+    counts: TaskCounts = field(default_factory=TaskCounts)
+
+    @property
+    def pool_key(self) -> tuple[str, str]:
+        return (self.account, self.pool_id.lower())
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """What the user asked to run; immutable once added."""
+
+    id: str
+    command_line: str
+    environment: dict[str, str]
+    max_wall_clock_time: float | None
+    max_task_retry_count: int
+    display_name: str = ""
+
+
+@dataclass
+class Attempt:
+    """A live attempt: assigned to a node, not yet resolved."""
+
+    attempt_id: str
+    task_pk: int
+    job_pk: int
+    number: int
+    node_key: tuple[str, str, str]
+    """(account, pool id lower-case, node id)."""
+    node_name: str
+    slots: int
+    assign_time: float
+    retry_count: int
+    requeue_count: int
+    max_retries: int
+    start_time: float | None = None
+    cancel: CancelIntent = CancelIntent.NONE
+    cancel_failure: Failure | None = None
+
+
+@dataclass(frozen=True)
+class Report:
+    """An attempt's end as the agent reported it."""
+
+    attempt_id: str
+    exit_code: int | None
+    start_time: float | None
+    end_time: float
+    failure: Failure | None
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What an ended attempt does to its task."""
+
+    state: TaskState
+    result: Result | None
+    retried: bool = False
+    requeued: bool = False
+    failure: Failure | None = None
+
+
+REQUEUE_LIMIT_FAILURE_CODE = "NODE_REQUEUE_LIMIT"
+
+
+def judge(report: Report | None, attempt: Attempt, max_requeues: int) -> Outcome:
+    """Decide a task's next state from how its attempt ended.
+
+    `report` is None when the node was lost or removed without reporting. Azure Batch's
+    rules: exit 0 succeeds; a non-zero exit is retried while retries remain; a failure that
+    is not an exit code (file staging, wall clock, cannot start) completes the task as failed
+    with no retry; losing the node requeues without counting against the retries.
+    """
+    if attempt.cancel == CancelIntent.TERMINATE:
+        return Outcome(TaskState.COMPLETED, Result.FAILURE, failure=attempt.cancel_failure)
+    if report is None or attempt.cancel == CancelIntent.REQUEUE:
+        if attempt.requeue_count >= max_requeues:
+            return Outcome(
+                TaskState.COMPLETED,
+                Result.FAILURE,
+                failure=Failure(
+                    Category.SERVER_ERROR,
+                    REQUEUE_LIMIT_FAILURE_CODE,
+                    f"the task was requeued {attempt.requeue_count} times after losing its node",
+                ),
+            )
+        return Outcome(TaskState.ACTIVE, None, requeued=True)
+    if report.failure is not None:
+        return Outcome(TaskState.COMPLETED, Result.FAILURE, failure=report.failure)
+    if report.exit_code == 0:
+        return Outcome(TaskState.COMPLETED, Result.SUCCESS)
+    if attempt.retry_count < attempt.max_retries:
+        return Outcome(TaskState.ACTIVE, None, retried=True)
+    return Outcome(TaskState.COMPLETED, Result.FAILURE)
+
+
+def job_should_complete(job: Job) -> bool:
+    """Azure's onAllTasksComplete=terminatejob, except that a job with no tasks yet is not
+    complete: Azure ends such a job at once, a trap its docs warn about."""
+    return (
+        job.state == JobState.ACTIVE
+        and job.on_all_tasks_complete == OnAllTasksComplete.TERMINATE_JOB
+        and job.counts.unfinished == 0
+        and job.counts.completed > 0
+    )
+
+
+@dataclass(frozen=True)
+class AttemptRecord:
+    """An attempt as stored, for reading (TaskExecutionInfo.previous_attempts)."""
+
+    attempt_id: str
+    number: int
+    node: str
+    start_time: float | None
+    end_time: float | None
+    exit_code: int | None
+    failure: Failure | None
+
+
+@dataclass(frozen=True)
+class TaskRecord:
+    """A task as stored, for reading."""
+
+    job_id: str
+    spec: TaskSpec
+    state: TaskState
+    create_time: float
+    state_time: float
+    retry_count: int
+    requeue_count: int
+    attempt_id: str | None
+    node: str | None
+    start_time: float | None
+    end_time: float | None
+    exit_code: int | None
+    result: Result | None
+    failure: Failure | None
+    attempts: tuple[AttemptRecord, ...] = ()

@@ -1,0 +1,207 @@
+"""Thin grpc.aio layer of the job-scheduler: convert the request, await the app, convert back.
+
+Errors are not handled here: ShoalError goes up to services.common.rpc.ServiceInterceptor.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+
+import grpc
+import structlog
+from google.protobuf import empty_pb2
+
+from services.common import credentials, paging
+from services.common.config import ClusterConfig
+from services.common.errors import Code, ShoalError, invalid
+from services.common.filters import parse_state_filter
+from services.common.ids import check_id, parse_name
+from services.common.rpc import account
+from services.common.timeutil import to_timestamp
+from services.job_scheduler import convert
+from services.job_scheduler.app import Scheduler
+from services.job_scheduler.model import JobState, TaskState
+from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
+from shoal.internal.v1 import scheduler_control_pb2 as ctl_pb2
+from shoal.internal.v1 import scheduler_control_pb2_grpc as ctl_grpc
+from shoal.v1 import job_pb2, job_pb2_grpc, task_pb2, task_pb2_grpc
+
+log = structlog.get_logger()
+
+JOB_STATES = {s.name for s in JobState}
+TASK_STATES = {s.name for s in TaskState}
+
+
+def _job_id(name: str, field: str = "name") -> str:
+    (job_id,) = parse_name(name, "jobs/{job}", field)
+    structlog.contextvars.bind_contextvars(job=job_id)
+    return job_id
+
+
+class JobServicer(job_pb2_grpc.JobServiceServicer):
+    def __init__(self, app: Scheduler) -> None:
+        self.app = app
+
+    async def CreateJob(self, request: job_pb2.CreateJobRequest, context: object) -> job_pb2.Job:
+        return convert.job(await self.app.create_job(account(), request))
+
+    async def GetJob(self, request: job_pb2.GetJobRequest, context: object) -> job_pb2.Job:
+        return convert.job(self.app.get_job(account(), _job_id(request.name)))
+
+    async def ListJobs(self, request: job_pb2.ListJobsRequest, context: object) -> job_pb2.ListJobsResponse:
+        size = paging.page_size(request.page_size)
+        after = paging.decode_token(request.page_token)
+        states = parse_state_filter(request.filter, JOB_STATES)
+        jobs = self.app.list_jobs(account(), states, after, size + 1)
+        more = len(jobs) > size
+        jobs = jobs[:size]
+        return job_pb2.ListJobsResponse(
+            jobs=[convert.job(j) for j in jobs],
+            next_page_token=paging.encode_token(jobs[-1].id) if more else "",
+        )
+
+    async def TerminateJob(self, request: job_pb2.TerminateJobRequest, context: object) -> job_pb2.Job:
+        job = await self.app.terminate_job(account(), _job_id(request.name), request.reason)
+        return convert.job(job)
+
+    async def DeleteJob(self, request: job_pb2.DeleteJobRequest, context: object) -> empty_pb2.Empty:
+        await self.app.delete_job(account(), _job_id(request.name))
+        return empty_pb2.Empty()
+
+
+class TaskServicer(task_pb2_grpc.TaskServiceServicer):
+    def __init__(self, app: Scheduler) -> None:
+        self.app = app
+
+    async def CreateTask(self, request: task_pb2.CreateTaskRequest, context: object) -> task_pb2.Task:
+        job_id = _job_id(request.parent, "parent")
+        spec = convert.task_spec(request.task_id, request.task)
+        await self.app.create_tasks(account(), job_id, [spec])
+        return convert.task(await self.app.get_task(account(), job_id, spec.id))
+
+    async def BatchCreateTasks(
+        self, request: task_pb2.BatchCreateTasksRequest, context: object
+    ) -> task_pb2.BatchCreateTasksResponse:
+        job_id = _job_id(request.parent, "parent")
+        specs = []
+        for i, r in enumerate(request.requests):
+            if r.parent and r.parent != request.parent:
+                raise invalid(f"requests[{i}].parent", f"must be empty or {request.parent!r}")
+            specs.append(convert.task_spec(r.task_id, r.task, f"requests[{i}]."))
+        n = await self.app.create_tasks(account(), job_id, specs)
+        return task_pb2.BatchCreateTasksResponse(created_count=n)
+
+    async def GetTask(self, request: task_pb2.GetTaskRequest, context: object) -> task_pb2.Task:
+        job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
+        return convert.task(await self.app.get_task(account(), job_id, task_id))
+
+    async def ListTasks(
+        self, request: task_pb2.ListTasksRequest, context: object
+    ) -> task_pb2.ListTasksResponse:
+        job_id = _job_id(request.parent, "parent")
+        size = paging.page_size(request.page_size)
+        after = paging.decode_token(request.page_token)
+        states = parse_state_filter(request.filter, TASK_STATES)
+        tasks = await self.app.list_tasks(account(), job_id, states, after, size + 1)
+        more = len(tasks) > size
+        tasks = tasks[:size]
+        return task_pb2.ListTasksResponse(
+            tasks=[convert.task(t) for t in tasks],
+            next_page_token=paging.encode_token(tasks[-1].spec.id) if more else "",
+        )
+
+    async def ReadTaskFile(
+        self, request: task_pb2.ReadTaskFileRequest, context: object
+    ) -> AsyncIterator[task_pb2.TaskFileChunk]:
+        job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
+        async for offset, data in self.app.read_task_file(
+            account(), job_id, task_id, request.path, request.offset
+        ):
+            yield task_pb2.TaskFileChunk(data=data, offset=offset)
+
+
+class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
+    """One bidirectional stream per node. Authenticated by the node credential in Hello."""
+
+    def __init__(self, app: Scheduler, config: ClusterConfig) -> None:
+        self.app = app
+        self.config = config
+
+    async def Connect(
+        self, request_iterator: AsyncIterator[agent_pb2.AgentMessage], context: grpc.aio.ServicerContext
+    ) -> AsyncIterator[agent_pb2.SchedulerMessage]:
+        try:
+            first = await anext(aiter(request_iterator))
+        except StopAsyncIteration:
+            return
+        hello = first.hello
+        pool_id, node_id = parse_name(hello.node, "pools/{pool}/nodes/{node}", "hello.node")
+        ident = credentials.verify(self.config, pool_id, node_id, hello.credential)
+        if ident is None:
+            raise ShoalError(Code.UNAUTHENTICATED, "INVALID_NODE_CREDENTIAL",
+                             f"hello.credential: not valid for {hello.node}", "hello.credential")
+        structlog.contextvars.bind_contextvars(account=ident.account, node=hello.node)
+        key = (ident.account, pool_id.lower(), node_id)
+        session, stream_id, out, welcome = await self.app.connect(key, pool_id, node_id, ident.slots, hello)
+        yield welcome
+
+        async def pump() -> None:
+            try:
+                if first.results or first.started or first.heartbeat.sequence:
+                    await self.app.on_agent_message(session, stream_id, first)
+                async for msg in request_iterator:
+                    await self.app.on_agent_message(session, stream_id, msg)
+            except (asyncio.CancelledError, grpc.aio.AioRpcError):
+                pass
+            except Exception:
+                log.exception("agent stream failed")
+            finally:
+                out.close()
+
+        reader = asyncio.create_task(pump())
+        try:
+            while True:
+                msg = await out.queue.get()
+                if msg is None:
+                    break
+                # Merge whatever else is waiting into one message: one write for a burst.
+                while not out.queue.empty():
+                    more = out.queue.get_nowait()
+                    if more is None:
+                        out.close()
+                        break
+                    msg.MergeFrom(more)
+                yield msg
+        finally:
+            reader.cancel()
+            await asyncio.gather(reader, return_exceptions=True)
+            await self.app.disconnect(session, stream_id)
+
+
+class ControlServicer(ctl_grpc.SchedulerControlServiceServicer):
+    def __init__(self, app: Scheduler) -> None:
+        self.app = app
+
+    async def ListNodeSessions(
+        self, request: ctl_pb2.ListNodeSessionsRequest, context: object
+    ) -> ctl_pb2.ListNodeSessionsResponse:
+        check_id(request.pool_id, "pool_id")
+        return ctl_pb2.ListNodeSessionsResponse(sessions=[
+            ctl_pb2.NodeSession(
+                node_id=s.node_id, state=int(s.observed),
+                total_slots=s.total_slots, running_slots=s.used_slots,
+                running_tasks=len(s.attempts), completed_tasks=s.completed_tasks,
+                last_heartbeat_time=to_timestamp(s.last_seen), hostname=s.hostname,
+                removing=s.removing,
+            )
+            for s in self.app.node_sessions(account(), request.pool_id)
+        ])
+
+    async def RemoveNodes(self, request: ctl_pb2.RemoveNodesRequest, context: object) -> empty_pb2.Empty:
+        check_id(request.pool_id, "pool_id")
+        for i, n in enumerate(request.node_ids):
+            check_id(n, f"node_ids[{i}]")
+        await self.app.remove_nodes(account(), request.pool_id, list(request.node_ids),
+                                    request.option or 1)
+        return empty_pb2.Empty()

@@ -1,0 +1,76 @@
+"""Live node sessions and their liveness rules, pure.
+
+A session is what the scheduler knows of a node from its agent stream. The app owns the
+stream; this module decides when a silent node is unreachable or lost, and which nodes can
+take work.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+NodeKey = tuple[str, str, str]
+"""(account, pool id lower-case, node id)."""
+
+
+class Liveness(IntEnum):
+    # Values match shoal.internal.v1.NodeSession.State.
+    CONNECTED = 1
+    UNREACHABLE = 2
+    LOST = 3
+
+
+@dataclass
+class Session:
+    key: NodeKey
+    pool_id: str
+    node_id: str
+    total_slots: int
+    last_seen: float
+    hostname: str = ""
+    liveness: Liveness = Liveness.CONNECTED
+    connected: bool = True
+    """A stream is open now."""
+    removing: bool = False
+    """The pool-manager is taking the node away: no new work."""
+    used_slots: int = 0
+    attempts: set[str] = field(default_factory=set)
+    completed_tasks: int = 0
+    stream_id: int = 0
+    """Which Connect call owns the session; a newer one replaces an older one."""
+
+    @property
+    def free_slots(self) -> int:
+        return self.total_slots - self.used_slots
+
+    @property
+    def schedulable(self) -> bool:
+        return self.connected and not self.removing and self.liveness == Liveness.CONNECTED
+
+    @property
+    def observed(self) -> Liveness:
+        """Liveness as shown to people: a dropped stream is unreachable until it is lost."""
+        if self.connected or self.liveness == Liveness.LOST:
+            return self.liveness
+        return Liveness.UNREACHABLE
+
+    @property
+    def name(self) -> str:
+        return f"pools/{self.pool_id}/nodes/{self.node_id}"
+
+
+def check_liveness(
+    sessions: list[Session], now: float, unreachable_after: float, lost_after: float
+) -> tuple[list[Session], list[Session]]:
+    """Sessions that just became (unreachable, lost). Mutates their liveness."""
+    unreachable, lost = [], []
+    for s in sessions:
+        silent = now - s.last_seen
+        if s.liveness != Liveness.LOST and silent >= lost_after:
+            s.liveness = Liveness.LOST
+            lost.append(s)
+        elif s.liveness == Liveness.CONNECTED and silent >= unreachable_after:
+            s.liveness = Liveness.UNREACHABLE
+            unreachable.append(s)
+    return unreachable, lost

@@ -1,0 +1,412 @@
+"""The job-scheduler's SQLite file: SQL only, model objects out.
+
+Writes are group-committed: the app changes its in-memory state at once and queues the
+matching statements here; `commit()` returns once they are durable, and everything queued
+while a transaction was running goes into the next one. One transaction per batch, not per
+task, is what lets thousands of transitions a second through.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+import structlog
+
+from services.common.db import open_db
+from services.job_scheduler.model import (
+    AttemptRecord,
+    Category,
+    Failure,
+    Job,
+    JobState,
+    OnAllTasksComplete,
+    Result,
+    TaskCounts,
+    TaskRecord,
+    TaskSpec,
+    TaskState,
+)
+
+log = structlog.get_logger()
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS jobs (
+  job_pk INTEGER PRIMARY KEY,
+  account TEXT NOT NULL,
+  id TEXT NOT NULL,
+  id_lower TEXT NOT NULL,
+  pool_id TEXT NOT NULL,
+  priority INTEGER NOT NULL,
+  on_all_tasks_complete INTEGER NOT NULL,
+  state INTEGER NOT NULL,
+  display_name TEXT NOT NULL DEFAULT '',
+  metadata TEXT NOT NULL DEFAULT '{}',
+  terminate_reason TEXT NOT NULL DEFAULT '',
+  create_time REAL NOT NULL,
+  state_time REAL NOT NULL,
+  end_time REAL,
+  n_active INTEGER NOT NULL DEFAULT 0,
+  n_running INTEGER NOT NULL DEFAULT 0,
+  n_completed INTEGER NOT NULL DEFAULT 0,
+  n_succeeded INTEGER NOT NULL DEFAULT 0,
+  n_failed INTEGER NOT NULL DEFAULT 0,
+  UNIQUE (account, id_lower)
+);
+CREATE TABLE IF NOT EXISTS tasks (
+  task_pk INTEGER PRIMARY KEY,
+  job_pk INTEGER NOT NULL,
+  id TEXT NOT NULL,
+  id_lower TEXT NOT NULL,
+  display_name TEXT NOT NULL DEFAULT '',
+  command_line TEXT NOT NULL,
+  environment TEXT NOT NULL DEFAULT '{}',
+  max_wall_clock REAL,
+  max_retries INTEGER NOT NULL DEFAULT 0,
+  state INTEGER NOT NULL,
+  create_time REAL NOT NULL,
+  state_time REAL NOT NULL,
+  retry_count INTEGER NOT NULL DEFAULT 0,
+  requeue_count INTEGER NOT NULL DEFAULT 0,
+  attempt_id TEXT,
+  attempt_number INTEGER NOT NULL DEFAULT 0,
+  node TEXT,
+  start_time REAL,
+  end_time REAL,
+  exit_code INTEGER,
+  result INTEGER,
+  failure_category INTEGER,
+  failure_code TEXT,
+  failure_message TEXT,
+  UNIQUE (job_pk, id_lower)
+);
+CREATE INDEX IF NOT EXISTS tasks_by_id ON tasks (job_pk, id);
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (job_pk, state, id);
+CREATE TABLE IF NOT EXISTS attempts (
+  attempt_id TEXT PRIMARY KEY,
+  task_pk INTEGER NOT NULL,
+  number INTEGER NOT NULL,
+  node TEXT NOT NULL,
+  assign_time REAL NOT NULL,
+  start_time REAL,
+  end_time REAL,
+  exit_code INTEGER,
+  failure_category INTEGER,
+  failure_code TEXT,
+  failure_message TEXT
+);
+CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task_pk, number);
+"""
+
+Op = tuple[str, list[Sequence[Any]]]
+
+_TASK_COLUMNS = (
+    "t.task_pk, j.id AS job_id, t.id, t.display_name, t.command_line, t.environment, "
+    "t.max_wall_clock, t.max_retries, t.state, t.create_time, t.state_time, t.retry_count, "
+    "t.requeue_count, t.attempt_id, t.node, t.start_time, t.end_time, t.exit_code, t.result, "
+    "t.failure_category, t.failure_code, t.failure_message"
+)
+
+
+def _failure(category: int | None, code: str | None, message: str | None) -> Failure | None:
+    if not code:
+        return None
+    return Failure(Category(category or Category.SERVER_ERROR), code, message or "")
+
+
+def _failure_cols(f: Failure | None) -> tuple[int | None, str | None, str | None]:
+    return (int(f.category), f.code, f.message) if f else (None, None, None)
+
+
+class Store:
+    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+        self._w = writer
+        self._r = reader
+        self._pending: list[Op] = []
+        self._batch_done: asyncio.Future[None] | None = None
+        self._flusher: asyncio.Task[None] | None = None
+        self.next_job_pk = 1
+        self.next_task_pk = 1
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        writer = await open_db(path, SCHEMA, autocommit=True)
+        reader = await open_db(path, "")
+        store = cls(writer, reader)
+        async with writer.execute("SELECT coalesce(max(job_pk), 0) + 1 FROM jobs") as cur:
+            store.next_job_pk = (await cur.fetchone())[0]
+        async with writer.execute("SELECT coalesce(max(task_pk), 0) + 1 FROM tasks") as cur:
+            store.next_task_pk = (await cur.fetchone())[0]
+        return store
+
+    async def close(self) -> None:
+        await self.commit()
+        await self._r.close()
+        await self._w.close()
+
+    # -- group commit -----------------------------------------------------------------------
+
+    def queue(self, sql: str, *rows: Sequence[Any]) -> None:
+        """Queue a statement for the next transaction; consecutive equal statements become one
+        executemany."""
+        if self._pending and self._pending[-1][0] == sql:
+            self._pending[-1][1].extend(rows)
+        else:
+            self._pending.append((sql, list(rows)))
+
+    async def commit(self) -> None:
+        """Return once everything queued so far is durable."""
+        if not self._pending and self._flusher is None:
+            return
+        if self._batch_done is None:
+            self._batch_done = asyncio.get_running_loop().create_future()
+        done = self._batch_done
+        if self._flusher is None:
+            self._flusher = asyncio.create_task(self._flush_loop())
+        await asyncio.shield(done)
+
+    async def _flush_loop(self) -> None:
+        try:
+            while self._pending:
+                ops, self._pending = self._pending, []
+                done, self._batch_done = self._batch_done, None
+                try:
+                    await self._w.execute("BEGIN IMMEDIATE")
+                    for sql, rows in ops:
+                        if len(rows) == 1:
+                            await self._w.execute(sql, rows[0])
+                        else:
+                            await self._w.executemany(sql, rows)
+                    await self._w.execute("COMMIT")
+                except BaseException as e:
+                    # The in-memory state is ahead of a database that refused it: the only safe
+                    # way on is to stop and rebuild from the file on restart.
+                    log.critical("commit failed; exiting to recover from the database", error=repr(e))
+                    if done is not None and not done.done():
+                        done.set_exception(e)
+                    import os
+
+                    os._exit(70)
+                if done is not None and not done.done():
+                    done.set_result(None)
+        finally:
+            self._flusher = None
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    async def load_jobs(self) -> list[Job]:
+        async with self._r.execute("SELECT * FROM jobs ORDER BY job_pk") as cur:
+            rows = await cur.fetchall()
+        return [
+            Job(
+                pk=r["job_pk"], account=r["account"], id=r["id"], pool_id=r["pool_id"],
+                priority=r["priority"],
+                on_all_tasks_complete=OnAllTasksComplete(r["on_all_tasks_complete"]),
+                state=JobState(r["state"]), create_time=r["create_time"],
+                state_time=r["state_time"], display_name=r["display_name"],
+                metadata=json.loads(r["metadata"]), terminate_reason=r["terminate_reason"],
+                end_time=r["end_time"],
+                counts=TaskCounts(r["n_active"], r["n_running"], r["n_completed"],
+                                  r["n_succeeded"], r["n_failed"]),
+            )
+            for r in rows
+        ]
+
+    def insert_job(self, job: Job) -> None:
+        self.queue(
+            "INSERT INTO jobs (job_pk, account, id, id_lower, pool_id, priority, "
+            "on_all_tasks_complete, state, display_name, metadata, create_time, state_time) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            (job.pk, job.account, job.id, job.id.lower(), job.pool_id, job.priority,
+             int(job.on_all_tasks_complete), int(job.state), job.display_name,
+             json.dumps(job.metadata), job.create_time, job.state_time),
+        )
+
+    def update_job(self, job: Job) -> None:
+        c = job.counts
+        self.queue(
+            "UPDATE jobs SET state=?, terminate_reason=?, state_time=?, end_time=?, n_active=?, "
+            "n_running=?, n_completed=?, n_succeeded=?, n_failed=? WHERE job_pk=?",
+            (int(job.state), job.terminate_reason, job.state_time, job.end_time, c.active,
+             c.running, c.completed, c.succeeded, c.failed, job.pk),
+        )
+
+    def delete_job(self, job_pk: int) -> None:
+        self.queue(
+            "DELETE FROM attempts WHERE task_pk IN (SELECT task_pk FROM tasks WHERE job_pk=?)",
+            (job_pk,),
+        )
+        self.queue("DELETE FROM tasks WHERE job_pk=?", (job_pk,))
+        self.queue("DELETE FROM jobs WHERE job_pk=?", (job_pk,))
+
+    # -- tasks: writes ----------------------------------------------------------------------
+
+    def insert_tasks(self, job_pk: int, tasks: Iterable[tuple[int, TaskSpec]], now: float) -> None:
+        self.queue(
+            "INSERT INTO tasks (task_pk, job_pk, id, id_lower, display_name, command_line, "
+            "environment, max_wall_clock, max_retries, state, create_time, state_time) "
+            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
+            *[
+                (pk, job_pk, s.id, s.id.lower(), s.display_name, s.command_line,
+                 json.dumps(s.environment) if s.environment else "{}", s.max_wall_clock_time,
+                 s.max_task_retry_count, int(TaskState.ACTIVE), now, now)
+                for pk, s in tasks
+            ],
+        )
+
+    def assign(self, task_pk: int, attempt_id: str, number: int, node: str, now: float) -> None:
+        self.queue(
+            "UPDATE tasks SET state=?, state_time=?, attempt_id=?, attempt_number=?, node=?, "
+            "start_time=NULL, end_time=NULL, exit_code=NULL, failure_category=NULL, "
+            "failure_code=NULL, failure_message=NULL WHERE task_pk=?",
+            (int(TaskState.PREPARING), now, attempt_id, number, node, task_pk),
+        )
+        self.queue(
+            "INSERT INTO attempts (attempt_id, task_pk, number, node, assign_time) VALUES (?,?,?,?,?)",
+            (attempt_id, task_pk, number, node, now),
+        )
+
+    def started(self, task_pk: int, attempt_id: str, start_time: float, now: float) -> None:
+        self.queue(
+            "UPDATE tasks SET state=?, state_time=?, start_time=? WHERE task_pk=? AND attempt_id=?",
+            (int(TaskState.RUNNING), now, start_time, task_pk, attempt_id),
+        )
+        self.queue("UPDATE attempts SET start_time=? WHERE attempt_id=?", (start_time, attempt_id))
+
+    def end_attempt(
+        self, attempt_id: str, start_time: float | None, end_time: float,
+        exit_code: int | None, failure: Failure | None,
+    ) -> None:
+        self.queue(
+            "UPDATE attempts SET start_time=coalesce(?, start_time), end_time=?, exit_code=?, "
+            "failure_category=?, failure_code=?, failure_message=? WHERE attempt_id=?",
+            (start_time, end_time, exit_code, *_failure_cols(failure), attempt_id),
+        )
+
+    def set_task_outcome(
+        self, task_pk: int, state: TaskState, now: float, *, result: Result | None,
+        retry_count: int, requeue_count: int, start_time: float | None,
+        end_time: float | None, exit_code: int | None, failure: Failure | None,
+    ) -> None:
+        self.queue(
+            "UPDATE tasks SET state=?, state_time=?, result=?, retry_count=?, requeue_count=?, "
+            "start_time=coalesce(?, start_time), end_time=?, exit_code=?, failure_category=?, "
+            "failure_code=?, failure_message=? WHERE task_pk=?",
+            (int(state), now, int(result) if result else None, retry_count, requeue_count,
+             start_time, end_time, exit_code, *_failure_cols(failure), task_pk),
+        )
+
+    # -- tasks: reads -----------------------------------------------------------------------
+
+    async def task_ids_taken(self, job_pk: int, ids_lower: Sequence[str]) -> list[str]:
+        """Which of these (lower-case) ids the job already has."""
+        taken: list[str] = []
+        for i in range(0, len(ids_lower), 500):
+            chunk = ids_lower[i : i + 500]
+            sql = f"SELECT id FROM tasks WHERE job_pk=? AND id_lower IN ({','.join('?' * len(chunk))})"
+            async with self._r.execute(sql, (job_pk, *chunk)) as cur:
+                taken.extend(r[0] for r in await cur.fetchall())
+        return taken
+
+    async def active_tasks(self) -> list[tuple[int, int, int, int, int]]:
+        """(job_pk, task_pk, retry_count, requeue_count, attempt_number) of every ACTIVE task,
+        oldest first: the ready queues at start."""
+        async with self._r.execute(
+            "SELECT job_pk, task_pk, retry_count, requeue_count, attempt_number FROM tasks "
+            "WHERE state=? ORDER BY task_pk",
+            (int(TaskState.ACTIVE),),
+        ) as cur:
+            return [tuple(r) for r in await cur.fetchall()]  # type: ignore[misc]
+
+    async def live_attempts(self) -> list[dict[str, Any]]:
+        """Attempts of PREPARING/RUNNING tasks: the running set at start."""
+        async with self._r.execute(
+            "SELECT t.task_pk, t.job_pk, t.attempt_id, t.attempt_number, t.node, t.start_time, "
+            "t.retry_count, t.requeue_count, t.max_retries, a.assign_time FROM tasks t JOIN attempts a ON a.attempt_id = t.attempt_id "
+            "WHERE t.state IN (?, ?)",
+            (int(TaskState.PREPARING), int(TaskState.RUNNING)),
+        ) as cur:
+            return [dict(r) for r in await cur.fetchall()]
+
+    async def dispatch_info(self, task_pks: Sequence[int]) -> dict[int, dict[str, Any]]:
+        """What an Assignment needs, for a batch of tasks about to be assigned."""
+        out: dict[int, dict[str, Any]] = {}
+        for i in range(0, len(task_pks), 900):
+            chunk = task_pks[i : i + 900]
+            sql = (
+                "SELECT t.task_pk, j.id AS job_id, t.id, t.command_line, t.environment, "
+                "t.max_wall_clock, t.max_retries FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
+                f"WHERE t.task_pk IN ({','.join('?' * len(chunk))})"
+            )
+            async with self._w.execute(sql, chunk) as cur:
+                for r in await cur.fetchall():
+                    out[r["task_pk"]] = dict(r)
+        return out
+
+    async def task_pk(self, job_pk: int, task_id: str) -> int | None:
+        async with self._r.execute(
+            "SELECT task_pk FROM tasks WHERE job_pk=? AND id_lower=?", (job_pk, task_id.lower())
+        ) as cur:
+            row = await cur.fetchone()
+        return row[0] if row else None
+
+    async def get_task(self, job_pk: int, task_id: str) -> TaskRecord | None:
+        async with self._r.execute(
+            f"SELECT {_TASK_COLUMNS} FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
+            "WHERE t.job_pk=? AND t.id_lower=?",
+            (job_pk, task_id.lower()),
+        ) as cur:
+            row = await cur.fetchone()
+        if row is None:
+            return None
+        async with self._r.execute(
+            "SELECT * FROM attempts WHERE task_pk=? ORDER BY number", (row["task_pk"],)
+        ) as cur:
+            attempts = tuple(
+                AttemptRecord(
+                    a["attempt_id"], a["number"], a["node"], a["start_time"], a["end_time"],
+                    a["exit_code"],
+                    _failure(a["failure_category"], a["failure_code"], a["failure_message"]),
+                )
+                for a in await cur.fetchall()
+            )
+        return _task_record(row, attempts)
+
+    async def list_tasks(
+        self, job_pk: int, states: set[TaskState] | None, after_id: str | None, limit: int
+    ) -> list[TaskRecord]:
+        where, args = ["t.job_pk=?"], [job_pk]
+        if states is not None:
+            where.append(f"t.state IN ({','.join('?' * len(states))})")
+            args.extend(int(s) for s in sorted(states))
+        if after_id is not None:
+            where.append("t.id > ?")
+            args.append(after_id)
+        sql = (
+            f"SELECT {_TASK_COLUMNS} FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
+            f"WHERE {' AND '.join(where)} ORDER BY t.id LIMIT ?"
+        )
+        async with self._r.execute(sql, (*args, limit)) as cur:
+            return [_task_record(r, ()) for r in await cur.fetchall()]
+
+
+def _task_record(r: aiosqlite.Row, attempts: tuple[AttemptRecord, ...]) -> TaskRecord:
+    return TaskRecord(
+        job_id=r["job_id"],
+        spec=TaskSpec(
+            id=r["id"], command_line=r["command_line"], environment=json.loads(r["environment"]),
+            max_wall_clock_time=r["max_wall_clock"], max_task_retry_count=r["max_retries"],
+            display_name=r["display_name"],
+        ),
+        state=TaskState(r["state"]), create_time=r["create_time"], state_time=r["state_time"],
+        retry_count=r["retry_count"], requeue_count=r["requeue_count"],
+        attempt_id=r["attempt_id"], node=r["node"], start_time=r["start_time"],
+        end_time=r["end_time"], exit_code=r["exit_code"],
+        result=Result(r["result"]) if r["result"] else None,
+        failure=_failure(r["failure_category"], r["failure_code"], r["failure_message"]),
+        attempts=attempts,
+    )

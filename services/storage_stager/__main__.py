@@ -1,0 +1,3 @@
+from services.storage_stager.main import main
+
+main()

@@ -1,0 +1,152 @@
+"""A small harness that drives the real Scheduler app without a network (in the spirit of
+Nomad's scheduler harness): a real SQLite store in a tmp dir, an injected clock, and node
+doubles that speak the agent protocol's messages straight to the app."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.common.config import SchedulerTiming
+from services.common.errors import ShoalError, not_found
+from services.job_scheduler.app import Outbound, Scheduler
+from services.job_scheduler.model import TaskSpec
+from services.job_scheduler.sessions import Session
+from services.job_scheduler.store import Store
+from shoal.agent.v1 import agent_pb2
+from shoal.v1 import job_pb2, pool_pb2
+
+ACCOUNT = "acct"
+TIMING = SchedulerTiming(heartbeat_interval=1.0, unreachable_after=3.0, lost_after=10.0,
+                         reconnect_grace=10.0, max_requeue_count=5)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.t = 1_000_000.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+async def known_pools(account: str, pool_id: str) -> pool_pb2.Pool:
+    if pool_id.lower() not in ("p", "q"):
+        raise not_found("pool", pool_id)
+    return pool_pb2.Pool(name=f"pools/{pool_id.lower()}")
+
+
+@dataclass
+class Node:
+    """A node double: what the scheduler sent it, and helpers to answer."""
+
+    app: Scheduler
+    node_id: str
+    slots: int
+    pool: str = "p"
+    session: Session | None = None
+    stream_id: int = 0
+    out: Outbound | None = None
+    received: list[agent_pb2.SchedulerMessage] = field(default_factory=list)
+    running: set[str] = field(default_factory=set)
+    finished: set[str] = field(default_factory=set)
+
+    async def connect(self) -> agent_pb2.SchedulerMessage:
+        hello = agent_pb2.Hello(node=f"pools/{self.pool}/nodes/{self.node_id}",
+                                task_slots=self.slots, running_attempts=sorted(self.running),
+                                finished_attempts=sorted(self.finished))
+        key = (ACCOUNT, self.pool, self.node_id)
+        self.session, self.stream_id, self.out, welcome = await self.app.connect(
+            key, self.pool, self.node_id, self.slots, hello)
+        return welcome
+
+    def drain(self) -> list[agent_pb2.SchedulerMessage]:
+        """Everything sent down the stream so far."""
+        assert self.out is not None
+        got = []
+        while not self.out.queue.empty():
+            m = self.out.queue.get_nowait()
+            if m is not None:
+                got.append(m)
+        self.received.extend(got)
+        return got
+
+    def assignments(self) -> list[agent_pb2.Assignment]:
+        out = [a for m in self.drain() for a in m.assignments]
+        self.running |= {a.attempt_id for a in out}
+        return out
+
+    async def finish(self, attempt_id: str, exit_code: int | None = 0,
+                     failure: tuple[int, str] | None = None) -> None:
+        assert self.session is not None
+        r = agent_pb2.TaskResult(attempt_id=attempt_id, end_time=Timestamp(seconds=2))
+        if exit_code is not None:
+            r.exit_code = exit_code
+        if failure:
+            r.failure_info.category, r.failure_info.code = failure
+        self.running.discard(attempt_id)
+        await self.app.on_agent_message(self.session, self.stream_id,
+                                        agent_pb2.AgentMessage(results=[r]))
+
+    async def heartbeat(self) -> None:
+        assert self.session is not None
+        await self.app.on_agent_message(self.session, self.stream_id, agent_pb2.AgentMessage(
+            heartbeat=agent_pb2.Heartbeat(sequence=1)))
+
+
+class Apps:
+    """Opens Scheduler apps on a database file and closes them all at the end of a test."""
+
+    def __init__(self, path: Path, clock: Clock) -> None:
+        self.path, self.clock = path, clock
+        self.opened: list[Scheduler] = []
+
+    async def open(self) -> Scheduler:
+        app = Scheduler(await Store.open(self.path), TIMING, known_pools, self.clock)
+        await app.load()
+        self.opened.append(app)
+        return app
+
+    async def restart(self, app: Scheduler) -> Scheduler:
+        await app.stop()
+        await app.store.close()
+        self.opened.remove(app)
+        return await self.open()
+
+    async def close(self) -> None:
+        for app in self.opened:
+            await app.stop()
+            await app.store.close()
+
+
+async def settle(app: Scheduler) -> None:
+    """Run dispatch until it has nothing more to do (no background loops in the harness)."""
+    for _ in range(20):
+        if not app._kick.is_set():
+            return
+        app._kick.clear()
+        await app._dispatch_once()
+    raise AssertionError("dispatch did not settle")
+
+
+async def make_job(app: Scheduler, job_id: str = "j", pool: str = "p", **kw: object) -> None:
+    req = job_pb2.CreateJobRequest(job_id=job_id, job=job_pb2.Job(pool=f"pools/{pool}", **kw))
+    await app.create_job(ACCOUNT, req)
+
+
+def specs(n: int, prefix: str = "t", retries: int = 0) -> list[TaskSpec]:
+    return [TaskSpec(f"{prefix}{i}", f"echo {i}", {}, None, retries) for i in range(n)]
+
+
+async def expect_error(coro: object, reason: str) -> ShoalError:
+    try:
+        await coro  # type: ignore[misc]
+    except ShoalError as e:
+        assert e.reason == reason, (e.reason, e.message)
+        return e
+    raise AssertionError(f"expected {reason}")
+

@@ -1,0 +1,237 @@
+"""The scheduler's use cases, driven through the harness: real SQLite, no network, no sleeps."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from services.job_scheduler.model import JobState, Result, TaskState
+from tests.scheduler.harness import (
+    ACCOUNT,
+    Apps,
+    Clock,
+    Node,
+    expect_error,
+    make_job,
+    settle,
+    specs,
+)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture
+async def apps(tmp_path: Path, clock: Clock) -> AsyncIterator[Apps]:
+    apps = Apps(tmp_path / "job-scheduler.db", clock)
+    yield apps
+    await apps.close()
+
+
+async def test_tasks_spread_over_free_slots_and_complete(apps: Apps, clock: Clock) -> None:
+    app = await apps.open()
+    await make_job(app, on_all_tasks_complete=2)
+    a, b = Node(app, "a", 2), Node(app, "b", 2)
+    await a.connect()
+    await b.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(6))
+    await settle(app)
+    got_a, got_b = a.assignments(), b.assignments()
+    assert (len(got_a), len(got_b)) == (2, 2)
+    assert app.get_job(ACCOUNT, "j").counts.running == 4
+    for x in got_a + got_b:
+        await (a if x in got_a else b).finish(x.attempt_id)
+    await settle(app)
+    rest = a.assignments() + b.assignments()
+    assert len(rest) == 2
+    for x in rest:
+        node = a if x.attempt_id in a.running else b
+        await node.finish(x.attempt_id)
+    job = app.get_job(ACCOUNT, "j")
+    assert (job.counts.completed, job.counts.succeeded, job.state) == (6, 6, JobState.COMPLETED)
+    assert job.terminate_reason == "AllTasksComplete"
+
+
+async def test_nonzero_exit_is_retried_then_fails(apps: Apps, clock: Clock) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 1)
+    await n.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(1, retries=2))
+    for _ in range(3):
+        await settle(app)
+        (x,) = n.assignments()
+        await n.finish(x.attempt_id, exit_code=3)
+    await settle(app)
+    assert n.assignments() == []
+    t = await app.get_task(ACCOUNT, "j", "t0")
+    assert (t.state, t.result, t.retry_count, t.requeue_count, t.exit_code) == (
+        TaskState.COMPLETED, Result.FAILURE, 2, 0, 3)
+    assert len(t.attempts) == 3
+
+
+async def test_lost_node_requeues_its_tasks_elsewhere(apps: Apps, clock: Clock) -> None:
+    app = await apps.open()
+    await make_job(app)
+    a = Node(app, "a", 1)
+    await a.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(1))
+    await settle(app)
+    (x,) = a.assignments()
+    b = Node(app, "b", 1)
+    await b.connect()
+    clock.advance(5)
+    await b.heartbeat()
+    await app.check_liveness()
+    assert a.session is not None and a.session.observed.name == "UNREACHABLE"
+    clock.advance(6)
+    await b.heartbeat()
+    await app.check_liveness()
+    assert a.session.observed.name == "LOST"
+    await settle(app)
+    (y,) = b.assignments()
+    await b.finish(y.attempt_id)
+    # The lost node's late result is stale: acknowledged and ignored.
+    await a.finish(x.attempt_id, exit_code=9)
+    t = await app.get_task(ACCOUNT, "j", "t0")
+    assert (t.state, t.result, t.requeue_count, t.retry_count) == (
+        TaskState.COMPLETED, Result.SUCCESS, 1, 0)
+    assert t.node == "pools/p/nodes/b"
+    assert [p.failure.code for p in t.attempts if p.failure] == ["NODE_LOST"]
+
+
+async def test_restart_keeps_state_and_fences_completed_tasks(apps: Apps, clock: Clock) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 2)
+    await n.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(3))
+    await settle(app)
+    x, y = n.assignments()
+    await n.finish(x.attempt_id)
+    app2 = await apps.restart(app)
+    n2 = Node(app2, "a", 2, running={y.attempt_id}, finished={x.attempt_id})
+    welcome = await n2.connect()
+    assert list(welcome.welcome.cancel_attempts) == []
+    # The already-recorded result is resent after the restart: ignored, task not completed twice.
+    await n2.finish(x.attempt_id)
+    job = app2.get_job(ACCOUNT, "j")
+    assert (job.counts.completed, job.counts.running, job.counts.active) == (1, 1, 1)
+    await settle(app2)
+    (z,) = n2.assignments()
+    await n2.finish(y.attempt_id)
+    await n2.finish(z.attempt_id)
+    job = app2.get_job(ACCOUNT, "j")
+    assert (job.counts.completed, job.counts.succeeded) == (3, 3)
+
+
+async def test_restart_requeues_attempts_of_nodes_that_do_not_come_back(apps: Apps, clock: Clock) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 1)
+    await n.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(1))
+    await settle(app)
+    n.assignments()
+    app2 = await apps.restart(app)
+    await app2.check_liveness()
+    assert app2.get_job(ACCOUNT, "j").counts.running == 1  # still within the reconnect grace
+    clock.advance(11)
+    await app2.check_liveness()
+    t = await app2.get_task(ACCOUNT, "j", "t0")
+    assert (t.state, t.requeue_count) == (TaskState.ACTIVE, 1)
+
+
+async def test_reconnect_without_an_attempt_requeues_it(apps: Apps, clock: Clock) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 1)
+    await n.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(1))
+    await settle(app)
+    n.assignments()
+    n.running.clear()  # the agent restarted and its process is gone
+    await n.connect()
+    t = await app.get_task(ACCOUNT, "j", "t0")
+    assert (t.state, t.requeue_count) == (TaskState.ACTIVE, 1)
+
+
+async def test_unknown_attempts_in_hello_are_cancelled(apps: Apps, clock: Clock) -> None:
+    app = await apps.open()
+    n = Node(app, "a", 1, running={"ghost"})
+    welcome = await n.connect()
+    assert list(welcome.welcome.cancel_attempts) == ["ghost"]
+
+
+async def test_terminate_job_fails_ready_tasks_and_cancels_running(apps: Apps, clock: Clock) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 1)
+    await n.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(3))
+    await settle(app)
+    (x,) = n.assignments()
+    job = await app.terminate_job(ACCOUNT, "j", "")
+    assert job.state == JobState.TERMINATING
+    assert [m.cancel_attempts for m in n.drain() if m.cancel_attempts] == [[x.attempt_id]]
+    await n.finish(x.attempt_id, exit_code=137, failure=(1, "TASK_CANCELLED"))
+    job = app.get_job(ACCOUNT, "j")
+    assert (job.state, job.counts.failed, job.terminate_reason) == (JobState.COMPLETED, 3, "UserTerminate")
+    t = await app.get_task(ACCOUNT, "j", "t2")
+    assert t.failure is not None and t.failure.code == "JOB_TERMINATED"
+    await expect_error(app.create_tasks(ACCOUNT, "j", specs(1, "u")), "JOB_NOT_ACTIVE")
+
+
+async def test_remove_node_with_requeue_cancels_and_requeues(apps: Apps, clock: Clock) -> None:
+    app = await apps.open()
+    await make_job(app)
+    a = Node(app, "a", 1)
+    await a.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(1))
+    await settle(app)
+    (x,) = a.assignments()
+    await app.remove_nodes(ACCOUNT, "p", ["a"], 1)
+    assert any(x.attempt_id in m.cancel_attempts for m in a.drain())
+    await a.finish(x.attempt_id, exit_code=137, failure=(1, "TASK_CANCELLED"))
+    t = await app.get_task(ACCOUNT, "j", "t0")
+    assert (t.state, t.requeue_count, t.retry_count) == (TaskState.ACTIVE, 1, 0)
+    b = Node(app, "b", 1)
+    await b.connect()
+    await settle(app)
+    assert a.assignments() == [] and len(b.assignments()) == 1
+
+
+async def test_duplicate_and_missing_ids_change_nothing(apps: Apps, clock: Clock) -> None:
+    app = await apps.open()
+    await make_job(app)
+    await expect_error(make_job(app, job_id="J"), "JOB_ALREADY_EXISTS")
+    await expect_error(make_job(app, job_id="k", pool="nope"), "POOL_NOT_FOUND")
+    await app.create_tasks(ACCOUNT, "j", specs(2))
+    await expect_error(app.create_tasks(ACCOUNT, "j", specs(3)), "TASK_ALREADY_EXISTS")
+    dup = specs(2, "x") + specs(1, "X")
+    e = await expect_error(app.create_tasks(ACCOUNT, "j", dup), "DUPLICATE_TASK_ID")
+    assert e.field == "requests[2].task_id"
+    await expect_error(app.create_tasks(ACCOUNT, "zz", specs(1)), "JOB_NOT_FOUND")
+    await expect_error(app.create_tasks("other", "j", specs(1)), "JOB_NOT_FOUND")
+    assert app.get_job(ACCOUNT, "j").counts.active == 2
+    assert [t.spec.id for t in await app.list_tasks(ACCOUNT, "j", None, None, 10)] == ["t0", "t1"]
+
+
+async def test_list_tasks_filters_by_state_and_pages(apps: Apps, clock: Clock) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 2)
+    await n.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(5))
+    await settle(app)
+    running = {x.task_id for x in n.assignments()}
+    got = await app.list_tasks(ACCOUNT, "j", {"PREPARING", "RUNNING"}, None, 10)
+    assert {t.spec.id for t in got} == running
+    page1 = await app.list_tasks(ACCOUNT, "j", {"ACTIVE"}, None, 2)
+    page2 = await app.list_tasks(ACCOUNT, "j", {"ACTIVE"}, page1[-1].spec.id, 2)
+    assert len(page1) == 2 and len(page2) == 1
+    assert not {t.spec.id for t in page1} & {t.spec.id for t in page2}

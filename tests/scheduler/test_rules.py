@@ -1,0 +1,146 @@
+"""The scheduler's pure rules, rule by rule: judging an attempt, placement, liveness."""
+
+from __future__ import annotations
+
+from services.job_scheduler.model import (
+    Attempt,
+    CancelIntent,
+    Category,
+    Failure,
+    Job,
+    JobState,
+    OnAllTasksComplete,
+    Report,
+    Result,
+    TaskCounts,
+    TaskState,
+    job_should_complete,
+    judge,
+)
+from services.job_scheduler.placement import PoolQueue, plan
+from services.job_scheduler.sessions import Liveness, Session, check_liveness
+
+
+def attempt(**kw: object) -> Attempt:
+    base: dict[str, object] = dict(
+        attempt_id="a1", task_pk=1, job_pk=1, number=1, node_key=("acct", "p", "n1"),
+        node_name="pools/p/nodes/n1", slots=1, assign_time=0.0, retry_count=0,
+        requeue_count=0, max_retries=0,
+    )
+    base.update(kw)
+    return Attempt(**base)  # type: ignore[arg-type]
+
+
+def report(exit_code: int | None = 0, failure: Failure | None = None) -> Report:
+    return Report("a1", exit_code, 1.0, 2.0, failure)
+
+
+def session(node: str, slots: int, used: int = 0, **kw: object) -> Session:
+    s = Session(("acct", "p", node), "p", node, slots, last_seen=0.0, **kw)  # type: ignore[arg-type]
+    s.used_slots = used
+    return s
+
+
+def test_exit_zero_succeeds() -> None:
+    out = judge(report(0), attempt(), max_requeues=10)
+    assert (out.state, out.result) == (TaskState.COMPLETED, Result.SUCCESS)
+
+
+def test_nonzero_exit_retries_while_retries_remain() -> None:
+    out = judge(report(3), attempt(retry_count=1, max_retries=2), max_requeues=10)
+    assert out.state == TaskState.ACTIVE and out.retried and not out.requeued
+
+
+def test_nonzero_exit_fails_when_retries_are_used_up() -> None:
+    out = judge(report(3), attempt(retry_count=2, max_retries=2), max_requeues=10)
+    assert (out.state, out.result, out.retried) == (TaskState.COMPLETED, Result.FAILURE, False)
+
+
+def test_failure_info_fails_without_retry() -> None:
+    f = Failure(Category.USER_ERROR, "MAX_WALL_CLOCK_TIME_EXCEEDED", "over 1s")
+    out = judge(report(137, f), attempt(max_retries=5), max_requeues=10)
+    assert (out.state, out.result, out.failure) == (TaskState.COMPLETED, Result.FAILURE, f)
+
+
+def test_lost_node_requeues_without_counting_a_retry() -> None:
+    out = judge(None, attempt(max_retries=0), max_requeues=10)
+    assert out.state == TaskState.ACTIVE and out.requeued and not out.retried
+
+
+def test_requeue_limit_completes_as_failed() -> None:
+    out = judge(None, attempt(requeue_count=3), max_requeues=3)
+    assert out.state == TaskState.COMPLETED and out.failure is not None
+    assert out.failure.code == "NODE_REQUEUE_LIMIT"
+
+
+def test_cancel_for_requeue_requeues_even_with_an_exit_code() -> None:
+    out = judge(report(137), attempt(cancel=CancelIntent.REQUEUE), max_requeues=10)
+    assert out.state == TaskState.ACTIVE and out.requeued
+
+
+def test_cancel_for_terminate_completes_with_the_recorded_failure() -> None:
+    f = Failure(Category.USER_ERROR, "JOB_TERMINATED", "terminated")
+    out = judge(report(0), attempt(cancel=CancelIntent.TERMINATE, cancel_failure=f), max_requeues=10)
+    assert (out.state, out.result, out.failure) == (TaskState.COMPLETED, Result.FAILURE, f)
+
+
+def job(on_all: OnAllTasksComplete, counts: TaskCounts) -> Job:
+    return Job(1, "acct", "j", "p", 0, on_all, JobState.ACTIVE, 0.0, 0.0, counts=counts)
+
+
+def test_job_completes_only_with_terminate_job_and_nothing_left() -> None:
+    done = TaskCounts(completed=3, succeeded=3)
+    assert job_should_complete(job(OnAllTasksComplete.TERMINATE_JOB, done))
+    assert not job_should_complete(job(OnAllTasksComplete.NO_ACTION, done))
+    assert not job_should_complete(job(OnAllTasksComplete.TERMINATE_JOB, TaskCounts(active=1, completed=2)))
+
+
+def test_job_with_no_tasks_yet_is_not_complete() -> None:
+    # Azure Batch completes it at once; we wait for the first task.
+    assert not job_should_complete(job(OnAllTasksComplete.TERMINATE_JOB, TaskCounts()))
+
+
+def test_plan_spreads_over_the_node_with_most_free_slots() -> None:
+    q = PoolQueue()
+    q.push_many(1, 0, [1, 2, 3, 4])
+    a, b = session("a", 4, used=2), session("b", 4)
+    picks = plan(q, [a, b], limit=100)
+    nodes = [s.node_id for _, _, s in picks]
+    assert nodes.count("b") == 3 and nodes.count("a") == 1
+    assert (a.used_slots, b.used_slots) == (3, 3)
+
+
+def test_plan_serves_higher_priority_jobs_first_and_stops_at_capacity() -> None:
+    q = PoolQueue()
+    q.push_many(1, 0, [10, 11])
+    q.push_many(2, 5, [20, 21])
+    picks = plan(q, [session("a", 3)], limit=100)
+    assert [t for _, t, _ in picks] == [20, 21, 10]
+    assert len(q) == 1
+
+
+def test_plan_skips_nodes_that_are_removing_or_unreachable() -> None:
+    q = PoolQueue()
+    q.push_many(1, 0, [1, 2])
+    gone = session("x", 4, removing=True)
+    silent = session("y", 4, liveness=Liveness.UNREACHABLE)
+    assert plan(q, [gone, silent], limit=10) == []
+    assert len(q) == 2
+
+
+def test_plan_respects_the_limit() -> None:
+    q = PoolQueue()
+    q.push_many(1, 0, list(range(10)))
+    assert len(plan(q, [session("a", 100)], limit=4)) == 4
+    assert len(q) == 6
+
+
+def test_liveness_marks_unreachable_then_lost() -> None:
+    s = session("a", 1)
+    s.last_seen = 100.0
+    assert check_liveness([s], 104.0, 6.0, 20.0) == ([], [])
+    unreachable, lost = check_liveness([s], 107.0, 6.0, 20.0)
+    assert unreachable == [s] and s.liveness == Liveness.UNREACHABLE
+    unreachable, lost = check_liveness([s], 121.0, 6.0, 20.0)
+    assert lost == [s] and s.liveness == Liveness.LOST
+    assert check_liveness([s], 200.0, 6.0, 20.0) == ([], [])
