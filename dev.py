@@ -35,7 +35,11 @@ def ensure_env() -> None:
     print("installing Shoal and its dependencies into .venv ...", flush=True)
     pip = [str(BIN / "python"), "-m", "pip", "install", "--disable-pip-version-check", "-q"]
     subprocess.run([*pip, "--upgrade", "pip"], check=True)
-    subprocess.run([*pip, "-e", f"{ROOT}[test]"], check=True)
+    # compat mode puts the checkout itself on sys.path, so `python -m agent` and the
+    # services import from any working directory, packages added later included.
+    subprocess.run(
+        [*pip, "-e", f"{ROOT}[test]", "--config-settings", "editable_mode=compat"], check=True
+    )
     stamp.write_text(want)
 
 

@@ -1,0 +1,145 @@
+"""The node's directory layout, and the one place paths under it are built from ids.
+
+Every id that comes from the scheduler is checked against the id charset before it becomes a
+path component, so `..`, `/` and NUL can never appear; files a client asks to read are opened
+without following symlinks at any level below `tasks/`, because the task itself owns its
+attempt directory and could plant a link there.
+"""
+
+from __future__ import annotations
+
+import os
+import stat
+from collections.abc import Generator, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+from services.common.ids import ID_RE
+from shoal.agent.v1 import agent_pb2
+
+READABLE_FILES = ("stdout.txt", "stderr.txt")
+CHUNK_BYTES = 64 * 1024
+
+
+class UnsafePath(ValueError):
+    """A request named something outside what the agent lets it reach."""
+
+
+def check_id(value: str, field: str) -> str:
+    if ID_RE.fullmatch(value) is None:
+        raise UnsafePath(f"{field} {value[:80]!r} is not a valid id (1-64 of A-Z a-z 0-9 _ -)")
+    return value
+
+
+@dataclass(frozen=True)
+class AttemptPaths:
+    dir: Path
+    """SHOAL_TASK_DIR: the attempt's own directory (also its HOME)."""
+    wd: Path
+    """SHOAL_TASK_WORKING_DIR: the process's cwd."""
+    stdout: Path
+    stderr: Path
+    pid: Path
+    """`pid starttime` of the running process, so a restarted agent can kill leftovers."""
+
+
+class NodeLayout:
+    """{node_root}/shared, startup, tasks/{job}/{task}/{attempt}/, outbox/."""
+
+    def __init__(self, root: Path | str) -> None:
+        self.root = Path(root).absolute()
+        self.shared = self.root / "shared"
+        self.startup = self.root / "startup"
+        self.tasks = self.root / "tasks"
+        self.outbox = self.root / "outbox"
+
+    def create(self) -> None:
+        for d in (self.shared, self.startup, self.tasks, self.outbox):
+            d.mkdir(parents=True, exist_ok=True)
+
+    def attempt(self, job_id: str, task_id: str, attempt_id: str) -> AttemptPaths:
+        d = (
+            self.tasks
+            / check_id(job_id, "job_id")
+            / check_id(task_id, "task_id")
+            / check_id(attempt_id, "attempt_id")
+        )
+        return AttemptPaths(d, d / "wd", d / "stdout.txt", d / "stderr.txt", d / "pid")
+
+    def pid_files(self) -> Iterator[Path]:
+        """Pid files of attempts whose process may still run (they are removed at exit)."""
+        return self.tasks.glob("*/*/*/pid")
+
+    def open_task_file(self, job_id: str, task_id: str, attempt_id: str, name: str) -> int:
+        """Open an attempt's stdout.txt or stderr.txt read-only; return the fd.
+
+        Raises UnsafePath for a bad id or name, FileNotFoundError when it does not exist,
+        OSError when it is not a regular file or a symlink was planted on the way.
+        """
+        if name not in READABLE_FILES:
+            raise UnsafePath(f"path {name[:80]!r} is not readable: only {' and '.join(READABLE_FILES)}")
+        parts = [
+            check_id(job_id, "job_id"),
+            check_id(task_id, "task_id"),
+            check_id(attempt_id, "attempt_id"),
+        ]
+        fd = os.open(self.tasks, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in parts:
+                nxt = os.open(
+                    part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
+                )
+                os.close(fd)
+                fd = nxt
+            # O_NONBLOCK: a FIFO planted under the name must not hang the agent.
+            f = os.open(
+                name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd
+            )
+        finally:
+            os.close(fd)
+        if not stat.S_ISREG(os.fstat(f).st_mode):
+            os.close(f)
+            raise OSError(f"{name} is not a regular file")
+        return f
+
+
+def answer_read(layout: NodeLayout, r: agent_pb2.FileRead) -> Generator[agent_pb2.FileChunk, None, None]:
+    """The FileChunks answering a read: the data from `offset` in pieces, the last with eof;
+    or a single chunk with `error` set (and eof) when the file cannot be read. Close the
+    generator when abandoning it, to close the file."""
+
+    def error(message: str) -> agent_pb2.FileChunk:
+        return agent_pb2.FileChunk(request_id=r.request_id, offset=r.offset, eof=True, error=message)
+
+    try:
+        fd = layout.open_task_file(r.job_id, r.task_id, r.attempt_id, r.path)
+    except FileNotFoundError:
+        yield error(f"{r.path} of attempt {r.attempt_id} not found on this node")
+        return
+    except (UnsafePath, OSError) as e:
+        yield error(str(e))
+        return
+    try:
+        for offset, data, eof in read_chunks(fd, r.offset):
+            yield agent_pb2.FileChunk(request_id=r.request_id, data=data, offset=offset, eof=eof)
+    except (UnsafePath, OSError) as e:
+        yield error(str(e))
+    finally:
+        os.close(fd)
+
+
+def read_chunks(fd: int, offset: int, chunk: int = CHUNK_BYTES) -> Iterator[tuple[int, bytes, bool]]:
+    """(offset, data, eof) pieces of at most `chunk` bytes from `offset` to the size the file
+    had when the read began (a file that keeps growing must not make one read endless).
+    Always yields at least one piece, the last with eof True."""
+    if offset < 0:
+        raise UnsafePath(f"offset must not be negative, got {offset}")
+    end = os.fstat(fd).st_size
+    pos = offset
+    while True:
+        data = os.pread(fd, min(chunk, max(0, end - pos)), pos) if pos < end else b""
+        eof = not data or pos + len(data) >= end
+        yield pos, data, eof
+        if eof:
+            return
+        pos += len(data)

@@ -1,0 +1,469 @@
+"""The agent process: command line, wiring, registration and the stream to the scheduler.
+
+This module only does I/O. It feeds agent.session.Session what it sees (a stream opened or
+lost, assignments, process starts and ends, acks, drains) and writes what the session returns.
+
+    python -m agent --pool-manager HOST:PORT --join-token TOKEN --node-id ID --node-root DIR
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import enum
+import os
+import re
+import signal
+import socket
+import sys
+import time
+from collections.abc import Coroutine
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import grpc
+import structlog
+
+from agent import __version__
+from agent.executor import Executor, kill_leftovers
+from agent.layout import NodeLayout, answer_read
+from agent.outbox import Outbox, OutboxWriter
+from agent.session import Admission, Identity, Session, backoff, draining_result, jittered
+from services.common import logging as shoal_logging
+from services.common.ids import ID_RE
+from services.common.rpc import CHANNEL_OPTIONS
+from services.common.timeutil import from_duration
+from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
+
+log = structlog.get_logger()
+
+EXIT_REJECTED = 2
+REGISTER_TIMEOUT = 10.0
+DEFAULT_HEARTBEAT = 5.0
+MIN_HEARTBEAT = 0.05
+# File reads pause while this much chunk data waits to be sent: a client following a huge
+# stdout must not fill the agent's memory.
+CHUNK_BACKLOG_BYTES = 4 * 1024 * 1024
+STOP_TIMEOUT = 5.0
+WELCOME_TIMEOUT = 30.0
+
+SC = grpc.StatusCode
+# Answers that retrying cannot change: a wrong token, a node that no longer exists.
+FATAL_ON_REGISTER = {SC.UNAUTHENTICATED, SC.NOT_FOUND, SC.INVALID_ARGUMENT, SC.PERMISSION_DENIED}
+# The scheduler does not know this node/credential: the node may have been re-created.
+REREGISTER_ON_CONNECT = {SC.UNAUTHENTICATED, SC.NOT_FOUND}
+# gRPC's own reconnect backoff grows to 120 s by default; the agent's stays within the brief's
+# 5 s cap so a node is back within seconds of its scheduler.
+AGENT_CHANNEL_OPTIONS = [
+    *CHANNEL_OPTIONS,
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 5000),
+]
+NODE_NAME = re.compile(r"pools/([A-Za-z0-9_-]{1,64})/nodes/([A-Za-z0-9_-]{1,64})")
+
+
+@dataclass(frozen=True)
+class Options:
+    pool_manager: str
+    """host:port of the pool-manager's NodeRegistryService."""
+    join_token: str
+    node_id: str
+    node_root: Path
+
+
+@dataclass(frozen=True)
+class Registration:
+    node: str
+    credential: str
+    scheduler_address: str
+    task_slots: int
+    pool_id: str
+    node_id: str
+
+
+class Rejected(Exception):
+    """The pool-manager refused the node for good."""
+
+
+class StreamEnded(Exception):
+    """The scheduler closed the stream, or broke the protocol."""
+
+
+class Next(enum.Enum):
+    EXIT = "exit"
+    REREGISTER = "reregister"
+
+
+def registration(resp: agent_pb2.RegisterNodeResponse) -> Registration:
+    m = NODE_NAME.fullmatch(resp.node)
+    if m is None:
+        raise Rejected(f"the pool-manager answered a bad node name {resp.node[:100]!r}")
+    if not resp.scheduler_address or resp.task_slots < 1:
+        raise Rejected("the pool-manager answered no scheduler address or no task slots")
+    return Registration(
+        resp.node, resp.credential, resp.scheduler_address, resp.task_slots, m[1], m[2]
+    )
+
+
+class Agent:
+    def __init__(self, opts: Options) -> None:
+        self.opts = opts
+        self.layout = NodeLayout(opts.node_root)
+        self.hostname = socket.gethostname()
+        self.executor = Executor(self.layout, node_id=opts.node_id)
+        self.session: Session | None = None
+        self._outbox: Outbox | None = None
+        self._writer: OutboxWriter | None = None
+        self._wake = asyncio.Event()  # something may be queued to send
+        self._changed = asyncio.Event()  # running set, outbox or drain changed
+        self._chunk_room = asyncio.Event()  # queued chunk data was sent
+        self._attempts: set[asyncio.Task[None]] = set()
+        self._reads: set[asyncio.Task[None]] = set()
+        self._failures = 0  # consecutive failed connects, for the backoff
+        self._restored: list[agent_pb2.TaskResult] = []
+
+    async def run(self) -> int:
+        self.layout.create()
+        killed = kill_leftovers(self.layout)
+        self._outbox = Outbox(self.layout.outbox)
+        self._writer = OutboxWriter(self._outbox)
+        restored = self._outbox.load()
+        log.info(
+            "agent starting", version=__version__, node_root=str(self.layout.root),
+            leftovers_killed=killed, outbox_results=len(restored),
+        )
+        self._restored = restored
+
+        loop = asyncio.get_running_loop()
+        stop = asyncio.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, stop.set)
+        life = asyncio.create_task(self._life())
+        stopper = asyncio.create_task(stop.wait())
+        await asyncio.wait({life, stopper}, return_when=asyncio.FIRST_COMPLETED)
+        if life.done():
+            stopper.cancel()
+            try:
+                code = life.result()
+            except Exception:  # noqa: BLE001 - still kill the attempts below
+                log.exception("agent failed")
+                code = 1
+        else:
+            life.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await life
+            code = 0
+        if self.session is not None:  # bound in the (now ended) life task's context only
+            structlog.contextvars.bind_contextvars(node=self.session.identity.node)
+        # Whatever ends the agent (a signal, a node that no longer exists) ends its attempts,
+        # with no results: they run in sessions of their own and would outlive it otherwise.
+        if self.executor.running:
+            log.info("killing running attempts", running=self.executor.running)
+        await self.executor.kill_all(STOP_TIMEOUT)
+        if self._attempts:
+            await asyncio.wait(self._attempts, timeout=STOP_TIMEOUT)
+        log.info("agent stopped", exit_code=code)
+        return code
+
+    async def _life(self) -> int:
+        while True:
+            try:
+                reg = await self._register()
+            except Rejected as e:
+                log.error("registration rejected: the agent cannot join; exiting", error=str(e))
+                return EXIT_REJECTED
+            self._adopt(reg)
+            if await self._serve(reg) is Next.EXIT:
+                log.info("drained and left: exiting")
+                return 0
+            await asyncio.sleep(backoff(self._failures))
+            self._failures += 1
+
+    async def _register(self) -> Registration:
+        failures = 0
+        req = agent_pb2.RegisterNodeRequest(
+            join_token=self.opts.join_token, node_id=self.opts.node_id, hostname=self.hostname
+        )
+        async with grpc.aio.insecure_channel(self.opts.pool_manager, options=AGENT_CHANNEL_OPTIONS) as ch:
+            stub = agent_pb2_grpc.NodeRegistryServiceStub(ch)
+            while True:
+                try:
+                    resp = await stub.RegisterNode(req, timeout=REGISTER_TIMEOUT)
+                    return registration(resp)
+                except grpc.aio.AioRpcError as e:
+                    if e.code() in FATAL_ON_REGISTER:
+                        raise Rejected(f"{e.code().name}: {e.details()}") from e
+                    delay = backoff(failures)
+                    failures += 1
+                    log.warning(
+                        "registration failed; retrying", code=e.code().name,
+                        details=e.details(), retry_in=round(delay, 3),
+                    )
+                    await asyncio.sleep(delay)
+
+    def _adopt(self, reg: Registration) -> None:
+        structlog.contextvars.bind_contextvars(node=reg.node)
+        self.executor.pool_id, self.executor.node_id = reg.pool_id, reg.node_id
+        ident = Identity(reg.node, reg.credential, reg.task_slots, __version__, self.hostname)
+        if self.session is None:
+            self.session = Session(ident, now=time.monotonic, outbox=self._restored)
+        else:
+            self.session.identity = ident
+        log.info("registered", scheduler=reg.scheduler_address, task_slots=reg.task_slots)
+
+    # --- the stream --------------------------------------------------------------------
+
+    async def _serve(self, reg: Registration) -> Next:
+        """Keep a stream open to the scheduler, reconnecting, until the agent may exit or the
+        node must register again."""
+        s = self._session
+        async with grpc.aio.insecure_channel(reg.scheduler_address, options=AGENT_CHANNEL_OPTIONS) as ch:
+            stub = agent_pb2_grpc.AgentServiceStub(ch)
+            while True:
+                if s.should_exit():
+                    return Next.EXIT
+                try:
+                    await self._stream(stub)
+                    return Next.EXIT
+                except grpc.aio.AioRpcError as e:
+                    if e.code() in REREGISTER_ON_CONNECT:
+                        log.warning("scheduler refused the node; registering again",
+                                    code=e.code().name, details=e.details())
+                        return Next.REREGISTER
+                    log.warning("stream to the scheduler broke", code=e.code().name,
+                                details=e.details())
+                except (StreamEnded, asyncio.InvalidStateError) as e:
+                    log.warning("stream to the scheduler ended", reason=str(e))
+                except Exception:  # noqa: BLE001 - a bug must cost a reconnect, not the node
+                    log.exception("stream to the scheduler failed")
+                finally:
+                    s.disconnect()
+                delay = backoff(self._failures)
+                self._failures += 1
+                await asyncio.sleep(delay)
+
+    async def _stream(self, stub: agent_pb2_grpc.AgentServiceStub) -> None:
+        """One stream, from hello to its end. Returns only when a leaving agent may exit."""
+        s = self._session
+        call = stub.Connect()
+        try:
+            await call.write(s.connect())
+            await self._flush(call)  # the outbox, resent right after the hello
+            # A scheduler that accepts the stream but never answers must not hold the node.
+            try:
+                first = await asyncio.wait_for(call.read(), WELCOME_TIMEOUT)
+            except TimeoutError:
+                raise StreamEnded(f"no welcome within {WELCOME_TIMEOUT:g}s") from None
+            if first is grpc.aio.EOF:
+                raise StreamEnded("the scheduler closed the stream before its welcome")
+            if not first.HasField("welcome"):
+                raise StreamEnded("the scheduler's first message has no welcome")
+            interval = from_duration(first.welcome.heartbeat_interval) or DEFAULT_HEARTBEAT
+            interval = max(MIN_HEARTBEAT, interval)
+            self._failures = 0
+            log.info("connected to the scheduler", heartbeat_interval=interval,
+                     running=len(s.running), resent=len(s.unacked))
+            await self._handle(first)
+            await _first_of(
+                self._receive(call), self._send(call), self._heartbeats(interval),
+                self._until_exit(),
+            )
+            with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
+                await call.done_writing()
+        finally:
+            for t in self._reads:
+                t.cancel()
+            call.cancel()
+
+    async def _receive(self, call: Any) -> None:
+        while True:
+            msg = await call.read()
+            if msg is grpc.aio.EOF:
+                raise StreamEnded("the scheduler closed the stream")
+            await self._handle(msg)
+
+    async def _send(self, call: Any) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            await self._flush(call)
+
+    async def _flush(self, call: Any) -> None:
+        for m in self._session.take():
+            await call.write(m)
+        self._chunk_room.set()
+
+    async def _heartbeats(self, interval: float) -> None:
+        while True:
+            self._session.heartbeat(os.getloadavg()[0], _disk_free(self.layout.root))
+            self._wake.set()
+            await asyncio.sleep(jittered(interval))
+
+    async def _until_exit(self) -> None:
+        s = self._session
+        while not s.should_exit():
+            self._changed.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._changed.wait(), s.seconds_until_exit_check())
+
+    # --- what the scheduler says ------------------------------------------------------
+
+    async def _handle(self, msg: agent_pb2.SchedulerMessage) -> None:
+        s = self._session
+        if msg.HasField("welcome"):
+            for a in msg.welcome.cancel_attempts:
+                self._cancel(a)
+        if msg.HasField("drain"):
+            if not s.leaving:
+                log.info("draining", leave=msg.drain.leave)
+            s.drain(msg.drain.leave)
+            self._changed.set()
+        for assignment in msg.assignments:
+            self._assign(assignment)
+        for a in msg.cancel_attempts:
+            self._cancel(a)
+        if msg.ack_attempts:
+            removed = s.acked(msg.ack_attempts)
+            if removed:
+                await self._writer_().remove(removed)
+                self._changed.set()
+        for r in msg.file_reads:
+            t = asyncio.create_task(self._read_file(r))
+            self._reads.add(t)
+            t.add_done_callback(self._reads.discard)
+        self._wake.set()
+
+    def _assign(self, a: agent_pb2.Assignment) -> None:
+        if ID_RE.fullmatch(a.attempt_id) is None:
+            log.error("assignment with an invalid attempt id ignored", attempt=a.attempt_id[:80])
+            return
+        free = self._session.free_slots
+        admission = self._session.admit(a)
+        if admission is Admission.RUN and max(1, a.required_slots) > free:
+            log.warning("assignment exceeds the free slots; running it anyway",
+                        attempt=a.attempt_id, free_slots=free, required_slots=a.required_slots)
+        if admission is Admission.DUPLICATE:
+            log.info("duplicate assignment ignored", attempt=a.attempt_id)
+            return
+        t = asyncio.create_task(self._run_attempt(a, admission))
+        self._attempts.add(t)
+        t.add_done_callback(self._attempts.discard)
+
+    def _cancel(self, attempt_id: str) -> None:
+        found = self.executor.cancel(attempt_id)
+        log.info("cancel", attempt=attempt_id, running=found)
+
+    async def _run_attempt(self, a: agent_pb2.Assignment, admission: Admission) -> None:
+        structlog.contextvars.bind_contextvars(job=a.job_id, task=a.task_id, attempt=a.attempt_id)
+        if admission is Admission.DRAINING:
+            result: agent_pb2.TaskResult | None = draining_result(a.attempt_id, time.time())
+        else:
+            try:
+                result = await self.executor.run(a, self._started)
+            except Exception as e:  # noqa: BLE001 - a bug here must still end the attempt
+                log.exception("attempt crashed in the agent")
+                result = draining_result(a.attempt_id, time.time())
+                result.failure_info.code = "AGENT_ERROR"
+                result.failure_info.message = f"the agent failed to run the attempt: {e}"
+        if result is None:  # the agent is stopping: no result, the scheduler requeues
+            return
+        try:
+            await self._writer_().put(result)
+        except OSError as e:
+            # Better sent without a durable copy than not at all.
+            log.error("could not write the result to the outbox", error=str(e))
+        self._session.finished(result)
+        self._wake.set()
+        self._changed.set()
+        log.info(
+            "attempt ended",
+            exit_code=result.exit_code if result.HasField("exit_code") else None,
+            failure=result.failure_info.code or None,
+        )
+
+    def _started(self, attempt_id: str, start_time: float) -> None:
+        log.debug("attempt started")
+        self._session.started(attempt_id, start_time)
+        self._wake.set()
+
+    async def _read_file(self, r: agent_pb2.FileRead) -> None:
+        s = self._session
+        with contextlib.closing(answer_read(self.layout, r)) as chunks:
+            for c in chunks:
+                s.chunk(c)
+                self._wake.set()
+                while s.queued_chunk_bytes > CHUNK_BACKLOG_BYTES:
+                    self._chunk_room.clear()
+                    await self._chunk_room.wait()
+
+    @property
+    def _session(self) -> Session:
+        assert self.session is not None, "used before registration"
+        return self.session
+
+    def _writer_(self) -> OutboxWriter:
+        assert self._writer is not None, "used before run()"
+        return self._writer
+
+
+async def _first_of(*coros: Coroutine[Any, Any, None]) -> None:
+    """Run coroutines together until the first one ends; cancel the others; re-raise."""
+    tasks = [asyncio.create_task(c) for c in coros]
+    try:
+        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+        for t in done:
+            t.result()
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+def _disk_free(path: Path) -> int:
+    try:
+        st = os.statvfs(path)
+    except OSError:
+        return 0
+    return st.f_bavail * st.f_frsize
+
+
+def _use_pidfd_child_watcher() -> None:
+    """Python 3.11 reaps each child from a thread of its own; a pidfd per child in the event
+    loop scales to many concurrent tasks (3.12 does this by default)."""
+    if sys.version_info >= (3, 12) or not hasattr(os, "pidfd_open"):
+        return
+    try:
+        os.close(os.pidfd_open(os.getpid()))
+    except OSError:  # a kernel older than 5.3
+        return
+    watcher = asyncio.PidfdChildWatcher()
+    watcher.attach_loop(asyncio.get_running_loop())
+    asyncio.set_child_watcher(watcher)
+
+
+def parse_args(argv: list[str] | None) -> tuple[Options, str]:
+    p = argparse.ArgumentParser(prog="python -m agent", description="The Shoal node agent.")
+    p.add_argument("--pool-manager", required=True, metavar="HOST:PORT")
+    p.add_argument("--join-token", required=True)
+    p.add_argument("--node-id", required=True)
+    p.add_argument("--node-root", required=True, type=Path, metavar="DIR")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    a = p.parse_args(argv)
+    if ID_RE.fullmatch(a.node_id) is None:
+        p.error(f"--node-id {a.node_id!r} is not a valid id: use 1-64 of A-Z a-z 0-9 _ -")
+    return Options(a.pool_manager, a.join_token, a.node_id, a.node_root.absolute()), a.log_level
+
+
+async def _amain(opts: Options) -> int:
+    _use_pidfd_child_watcher()
+    return await Agent(opts).run()
+
+
+def main(argv: list[str] | None = None) -> int:
+    opts, level = parse_args(argv)
+    shoal_logging.configure("agent", level)
+    structlog.contextvars.bind_contextvars(node=opts.node_id)
+    return asyncio.run(_amain(opts))

@@ -1,0 +1,97 @@
+"""The durable outbox on a real directory."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+
+import pytest
+
+from agent.outbox import Outbox, OutboxWriter
+from shoal.agent.v1 import agent_pb2
+from shoal.v1 import task_pb2
+
+
+def result(attempt_id: str, end: int, exit_code: int | None = 0) -> agent_pb2.TaskResult:
+    r = agent_pb2.TaskResult(attempt_id=attempt_id)
+    r.end_time.FromSeconds(end)
+    if exit_code is not None:
+        r.exit_code = exit_code
+    return r
+
+
+def test_results_survive_a_restart(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox")
+    failed = result("a2", 20, exit_code=None)
+    failed.failure_info.CopyFrom(
+        task_pb2.FailureInfo(category=task_pb2.FailureInfo.USER_ERROR, code="COMMAND_NOT_FOUND")
+    )
+    box.put_many([result("a3", 30, 4), failed])
+    box.put(result("a1", 10))
+
+    again = Outbox(tmp_path / "outbox")
+    loaded = again.load()
+    assert [r.attempt_id for r in loaded] == ["a1", "a2", "a3"]  # oldest end first
+    assert loaded[1] == failed
+    assert not loaded[1].HasField("exit_code")
+    assert loaded[2].exit_code == 4
+    assert again.ids() == {"a1", "a2", "a3"}
+
+
+def test_writes_leave_no_partial_files(tmp_path: Path) -> None:
+    box = Outbox(tmp_path / "outbox")
+    box.put(result("a1", 1))
+    assert sorted(p.name for p in box.dir.iterdir()) == ["a1.result"]
+    # A write interrupted by a crash leaves only its tmp file: never loaded, cleaned up.
+    (box.dir / ".a2.result.tmp").write_bytes(b"\x0a\x02a")
+    assert [r.attempt_id for r in Outbox(box.dir).load()] == ["a1"]
+    assert sorted(p.name for p in box.dir.iterdir()) == ["a1.result"]
+
+
+def test_rewriting_a_result_replaces_it(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    box.put(result("a1", 1, 1))
+    box.put(result("a1", 1, 2))
+    [r] = Outbox(tmp_path).load()
+    assert r.exit_code == 2
+
+
+def test_acknowledged_results_are_deleted_for_good(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    box.put_many([result("a1", 1), result("a2", 2)])
+    box.remove_many(["a1", "never-there"])
+    assert box.ids() == {"a2"}
+    assert [r.attempt_id for r in Outbox(tmp_path).load()] == ["a2"]
+
+
+def test_an_unreadable_file_is_set_aside_not_resent(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    box.put(result("a1", 1))
+    (tmp_path / "bad.result").write_bytes(b"\xff\xff\xff not a protobuf")
+    assert [r.attempt_id for r in box.load()] == ["a1"]
+    assert (tmp_path / "bad.result.corrupt").exists()
+    assert box.ids() == {"a1"}
+
+
+@pytest.mark.parametrize("attempt_id", ["../escape", "a/b", "", "x" * 65])
+def test_an_attempt_id_cannot_name_a_path_outside(tmp_path: Path, attempt_id: str) -> None:
+    box = Outbox(tmp_path / "outbox")
+    with pytest.raises(ValueError, match="attempt_id"):
+        box.put(agent_pb2.TaskResult(attempt_id=attempt_id))
+    assert list(tmp_path.rglob("*")) == [tmp_path / "outbox"]
+
+
+async def test_concurrent_writes_are_all_durable(tmp_path: Path) -> None:
+    writer = OutboxWriter(Outbox(tmp_path))
+    await asyncio.gather(*(writer.put(result(f"a{i}", i)) for i in range(50)))
+    assert Outbox(tmp_path).ids() == {f"a{i}" for i in range(50)}
+    await writer.remove([f"a{i}" for i in range(25)])
+    assert Outbox(tmp_path).ids() == {f"a{i}" for i in range(25, 50)}
+
+
+async def test_a_failed_write_is_reported_to_the_writer(tmp_path: Path) -> None:
+    writer = OutboxWriter(Outbox(tmp_path))
+    with pytest.raises(ValueError):
+        await writer.put(agent_pb2.TaskResult(attempt_id="../x"))
+    await writer.put(result("ok", 1))  # the writer still works afterwards
+    assert Outbox(tmp_path).ids() == {"ok"}
