@@ -1,0 +1,3 @@
+from services.pool_manager.main import main
+
+main()

@@ -1,0 +1,450 @@
+"""The pool-manager's use cases and its reconcile loop, transport-free.
+
+Calls change desired state in the store and wake the loop; the loop compares every pool with
+its target and carries out `model.plan_pool` through the provider and the scheduler. Whatever
+the loop meets (a dead scheduler, an agent that will not start), it logs and tries again next
+round: it never stops.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hmac
+from dataclasses import dataclass, replace
+
+import grpc
+import structlog
+
+from services.common import credentials, filters, ids, paging
+from services.common.config import ClusterConfig
+from services.common.errors import (
+    Code,
+    ShoalError,
+    already_exists,
+    failed_precondition,
+    not_found,
+)
+from services.common.rpc import internal_metadata
+from services.common.timeutil import Clock, wall_clock
+from services.pool_manager import convert
+from services.pool_manager.model import (
+    NODE_STATES,
+    POOL_STATES,
+    DeallocationOption,
+    NewPool,
+    Node,
+    NodeCounts,
+    NodeRowState,
+    NodeView,
+    Pool,
+    PoolState,
+    PoolView,
+    Session,
+    check_hostname,
+    check_target,
+    leave,
+    needs_sessions,
+    new_join_token,
+    new_node_id,
+    node_view,
+    plan_pool,
+    pool_view,
+    process_ended,
+    removals,
+    start_delay,
+)
+from services.pool_manager.providers.base import NodeKey, NodeSpec, ProcessRef, Provider
+from services.pool_manager.store import Store
+from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
+from shoal.internal.v1 import scheduler_control_pb2_grpc as sc_grpc
+
+log = structlog.get_logger()
+
+
+class SchedulerPeer:
+    """The job-scheduler's SchedulerControlService as the pool-manager uses it."""
+
+    def __init__(self, channel: grpc.aio.Channel, service_token: str, timeout: float = 5.0) -> None:
+        self._stub = sc_grpc.SchedulerControlServiceStub(channel)
+        self._token = service_token
+        self._timeout = timeout
+        self._down = False
+
+    def _failed(self, what: str, e: grpc.aio.AioRpcError) -> None:
+        # Warn once per outage, not twice a second while the scheduler is away.
+        level = "debug" if self._down else "warning"
+        self._down = True
+        getattr(log, level)(f"scheduler call failed: {what}", code=e.code().name, error=e.details())
+
+    def _ok(self) -> None:
+        if self._down:
+            log.info("scheduler reachable again")
+        self._down = False
+
+    async def sessions(self, account: str, pool_id: str) -> dict[str, Session] | None:
+        """The pool's node sessions by node id; None when the scheduler cannot be asked."""
+        try:
+            resp = await self._stub.ListNodeSessions(
+                sc_pb2.ListNodeSessionsRequest(pool_id=pool_id),
+                metadata=internal_metadata(self._token, account),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return {}
+            self._failed("ListNodeSessions", e)
+            return None
+        self._ok()
+        return {s.node_id: convert.session_from_proto(s) for s in resp.sessions}
+
+    async def remove_nodes(
+        self, account: str, pool_id: str, node_ids: list[str], option: DeallocationOption
+    ) -> bool:
+        """True once the scheduler took the nodes out of scheduling."""
+        try:
+            await self._stub.RemoveNodes(
+                sc_pb2.RemoveNodesRequest(
+                    pool_id=pool_id, node_ids=node_ids, option=convert.option_to_proto(option)
+                ),
+                metadata=internal_metadata(self._token, account),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return True  # the scheduler never knew them: nothing to take out
+            self._failed("RemoveNodes", e)
+            return False
+        self._ok()
+        return True
+
+
+@dataclass(frozen=True)
+class Registration:
+    node_name: str
+    credential: str
+    scheduler_address: str
+    task_slots: int
+
+
+def _key(pool: Pool, node_id: str) -> NodeKey:
+    return (pool.account, pool.id, node_id)
+
+
+class PoolManager:
+    def __init__(
+        self,
+        store: Store,
+        provider: Provider,
+        scheduler: SchedulerPeer,
+        config: ClusterConfig,
+        clock: Clock = wall_clock,
+        interval: float = 0.5,
+    ) -> None:
+        self._store = store
+        self._provider = provider
+        self._scheduler = scheduler
+        self._config = config
+        self._clock = clock
+        self._interval = interval
+        self._wake = asyncio.Event()
+        self._round = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping: dict[NodeKey, asyncio.Task[None]] = {}
+        # Per pool (account, lower id): agents that died before registering, and when the
+        # next replacement may start.
+        self._failures: dict[tuple[str, str], int] = {}
+        self._not_before: dict[tuple[str, str], float] = {}
+
+    # --- pools ----------------------------------------------------------------------------
+
+    async def create_pool(self, account: str, new: NewPool) -> PoolView:
+        structlog.contextvars.bind_contextvars(pool=new.pool_id)
+        now = self._clock()
+        pool = Pool(
+            account=account,
+            id=new.pool_id,
+            target_nodes=new.target_nodes,
+            task_slots_per_node=new.task_slots_per_node,
+            join_token=new_join_token(),
+            create_time=now,
+            state_transition_time=now,
+            display_name=new.display_name,
+            provider=new.provider,
+            metadata=new.metadata,
+        )
+        if not await self._store.insert_pool(pool):
+            raise already_exists("pool", new.pool_id)
+        log.info("pool created", target_nodes=pool.target_nodes, slots=pool.task_slots_per_node)
+        self.wake()
+        return pool_view(pool, NodeCounts())
+
+    async def _pool(self, account: str, pool_id: str) -> Pool:
+        structlog.contextvars.bind_contextvars(pool=pool_id)
+        pool = await self._store.get_pool(account, pool_id)
+        if pool is None:
+            raise not_found("pool", f"pools/{pool_id}")
+        return pool
+
+    async def _view(self, pool: Pool) -> PoolView:
+        counts = await self._store.node_counts(pool.account, [pool.id])
+        return pool_view(pool, counts.get(pool.id.lower(), NodeCounts()))
+
+    async def get_pool(self, account: str, pool_id: str) -> PoolView:
+        return await self._view(await self._pool(account, pool_id))
+
+    async def list_pools(
+        self, account: str, page_size: int, page_token: str, filter_text: str
+    ) -> tuple[list[PoolView], str]:
+        size = paging.page_size(page_size)
+        after = paging.decode_token(page_token)
+        states = filters.parse_state_filter(filter_text, POOL_STATES)
+        pools = await self._store.list_pools(account, after, size + 1, states)
+        page = pools[:size]
+        counts = await self._store.node_counts(account, [p.id for p in page])
+        views = [pool_view(p, counts.get(p.id.lower(), NodeCounts())) for p in page]
+        more = len(pools) > size
+        return views, paging.encode_token(page[-1].id.lower()) if more else ""
+
+    async def resize_pool(
+        self, account: str, pool_id: str, target: int, option: DeallocationOption
+    ) -> PoolView:
+        check_target(target, "target_nodes")
+        pool = await self._pool(account, pool_id)
+        if pool.state is PoolState.DELETING or not await self._store.resize_pool(
+            account, pool.id, target, option
+        ):
+            raise failed_precondition("POOL_BEING_DELETED", f"pool {pool.id!r} is being deleted")
+        log.info("pool resized", target_nodes=target, option=option.value)
+        self.wake()
+        return await self.get_pool(account, pool.id)
+
+    async def delete_pool(self, account: str, pool_id: str) -> None:
+        pool = await self._pool(account, pool_id)
+        await self._store.mark_pool_deleting(account, pool.id, self._clock())
+        log.info("pool deleting")
+        self.wake()
+
+    # --- nodes ----------------------------------------------------------------------------
+
+    async def list_nodes(
+        self, account: str, pool_id: str, page_size: int, page_token: str, filter_text: str
+    ) -> tuple[list[NodeView], str]:
+        size = paging.page_size(page_size)
+        after = paging.decode_token(page_token)
+        states = filters.parse_state_filter(filter_text, NODE_STATES)
+        pool = await self._pool(account, pool_id)
+        # The state filter applies to derived states, so a pool's nodes (at most ~1000) are
+        # derived in full and paged here rather than in SQL.
+        rows = [
+            n for n in await self._store.list_nodes(account, pool.id)
+            if after is None or n.node_id.lower() > after
+        ]
+        sessions = await self._scheduler.sessions(account, pool.id) if rows else {}
+        views = [node_view(pool, n, sessions) for n in rows]
+        if states is not None:
+            views = [v for v in views if v.state.value in states]
+        page = views[:size]
+        more = len(views) > size
+        return page, paging.encode_token(page[-1].node_id.lower()) if more else ""
+
+    async def get_node(self, account: str, pool_id: str, node_id: str) -> NodeView:
+        pool = await self._pool(account, pool_id)
+        structlog.contextvars.bind_contextvars(node=node_id)
+        node = await self._store.get_node(account, pool.id, node_id)
+        if node is None:
+            raise not_found("node", f"pools/{pool.id}/nodes/{node_id}")
+        return node_view(pool, node, await self._scheduler.sessions(account, pool.id))
+
+    async def register_node(self, join_token: str, node_id: str, hostname: str) -> Registration:
+        ids.check_id(node_id, "node_id")
+        check_hostname(hostname)
+        pool = await self._store.pool_by_token(join_token) if join_token else None
+        if pool is None or not hmac.compare_digest(pool.join_token, join_token):
+            raise ShoalError(Code.UNAUTHENTICATED, "INVALID_JOIN_TOKEN", "join_token: not valid")
+        structlog.contextvars.bind_contextvars(account=pool.account, pool=pool.id, node=node_id)
+        node = await self._store.get_node(pool.account, pool.id, node_id)
+        if node is None:
+            raise not_found("node", f"pools/{pool.id}/nodes/{node_id}")
+        await self._store.register_node(pool.account, pool.id, node.node_id, hostname, self._clock())
+        pkey = (pool.account, pool.id.lower())
+        self._failures.pop(pkey, None)
+        self._not_before.pop(pkey, None)
+        log.info("node registered", hostname=hostname)
+        self.wake()
+        slots = pool.task_slots_per_node
+        ident = credentials.NodeIdentity(pool.account, pool.id, node.node_id, slots)
+        return Registration(
+            node_name=f"pools/{pool.id}/nodes/{node.node_id}",
+            credential=credentials.mint(self._config, ident),
+            scheduler_address=self._config.job_scheduler_address,
+            task_slots=slots,
+        )
+
+    # --- life of the service ----------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Take up the nodes of an earlier run, then start the reconcile loop."""
+        pools = {(p.account, p.id.lower()): p for p in await self._store.all_pools()}
+        now = self._clock()
+        for node in await self._store.all_nodes():
+            pool = pools.get((node.account, node.pool_id.lower()))
+            if pool is None:  # cannot happen with the foreign key; never block a start on it
+                log.error("node of an unknown pool", node=node.node_id, pool=node.pool_id)
+                continue
+            spec = NodeSpec(pool.account, pool.id, node.node_id, pool.join_token)
+            if node.pid is not None and self._provider.adopt(
+                spec, ProcessRef(node.pid, node.pid_start_time)
+            ):
+                continue
+            if node.state is NodeRowState.LEAVING:
+                if node.pid is not None:
+                    await self._store.set_process(node.account, pool.id, node.node_id, None, None)
+                continue
+            # Same id and node root, so results still in the agent's outbox get delivered.
+            fresh = replace(node, state=NodeRowState.STARTING, state_transition_time=now)
+            await self._store.update_lifecycle([fresh])
+            await self._spawn(pool, fresh, now)
+        self._provider.watch(self.wake)
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self, stop_nodes: bool = True) -> None:
+        """Stop the loop, then every agent (unless `stop_nodes` is False)."""
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        for task in self._stopping.values():
+            task.cancel()
+        await asyncio.gather(*self._stopping.values(), return_exceptions=True)
+        await self._provider.close(stop_nodes)
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    async def _run(self) -> None:
+        while True:
+            self._wake.clear()
+            try:
+                await self.reconcile_once()
+            except Exception:  # noqa: BLE001 - the loop must outlive any one failure
+                log.exception("reconcile round failed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self._interval)
+
+    async def reconcile_once(self) -> None:
+        async with self._round:
+            now = self._clock()
+            exits = {e.key: e.returncode for e in self._provider.poll()}
+            by_pool: dict[tuple[str, str], list[Node]] = {}
+            for n in await self._store.all_nodes():
+                by_pool.setdefault((n.account, n.pool_id.lower()), []).append(n)
+            for pool in await self._store.all_pools():
+                nodes = by_pool.get((pool.account, pool.id.lower()), [])
+                with structlog.contextvars.bound_contextvars(account=pool.account, pool=pool.id):
+                    try:
+                        await self._reconcile_pool(pool, nodes, exits, now)
+                    except Exception:  # noqa: BLE001 - one pool's trouble must not stall others
+                        log.exception("reconcile failed")
+
+    async def _reconcile_pool(
+        self, pool: Pool, nodes: list[Node], exits: dict[NodeKey, int | None], now: float
+    ) -> None:
+        nodes = await self._note_exits(pool, nodes, exits, now)
+        sessions = None
+        if needs_sessions(pool, nodes):
+            sessions = await self._scheduler.sessions(pool.account, pool.id)
+        pkey = (pool.account, pool.id.lower())
+        busy = {k[2] for k in self._stopping if k[:2] == (pool.account, pool.id)}
+        may_start = now >= self._not_before.get(pkey, 0.0)
+        plan = plan_pool(pool, nodes, sessions, may_start, busy)
+        if plan.leave:
+            options = dict(plan.leave)
+            left = {n.node_id: leave(n, options[n.node_id], now) for n in nodes
+                    if n.node_id in options}
+            await self._store.update_lifecycle(left.values())
+            log.info("nodes leaving", nodes=sorted(left), option=plan.leave[0][1].value)
+            nodes = [left.get(n.node_id, n) for n in nodes]
+        for option, node_ids in removals(nodes).items():
+            if await self._scheduler.remove_nodes(pool.account, pool.id, node_ids, option):
+                await self._store.set_notified(pool.account, pool.id, node_ids, option)
+                self.wake()  # their processes may be stopped in the next round
+        for node_id in plan.stop:
+            key = _key(pool, node_id)
+            self._stopping[key] = asyncio.create_task(self._stop_node(pool, node_id))
+        for node_id in plan.forget:
+            await self._forget(pool, node_id)
+        if plan.start:
+            await self._start_nodes(pool, plan.start, {n.node_id for n in nodes}, now)
+        if plan.delete_pool and await self._store.delete_pool_if_empty(pool.account, pool.id):
+            self._failures.pop(pkey, None)
+            self._not_before.pop(pkey, None)
+            log.info("pool deleted")
+
+    async def _note_exits(
+        self, pool: Pool, nodes: list[Node], exits: dict[NodeKey, int | None], now: float
+    ) -> list[Node]:
+        """Rows of agents that ended without us stopping them, updated and saved."""
+        changed: dict[str, Node] = {}
+        for n in nodes:
+            key = _key(pool, n.node_id)
+            gone_already = n.pid is None and n.state is NodeRowState.LEAVING
+            if gone_already or key in self._stopping or self._provider.running(key):
+                continue
+            code = exits.get(key)
+            message = f"the agent process exited with code {code}" if code is not None else (
+                "the agent process is not running")
+            changed[n.node_id] = process_ended(n, "AGENT_EXITED", message, code, now)
+            if n.state is NodeRowState.LEAVING:
+                log.info("leaving node's agent ended", node=n.node_id, returncode=code)
+                continue
+            log.warning("node agent exited", node=n.node_id, error="AGENT_EXITED", returncode=code)
+            if n.state is NodeRowState.STARTING:
+                self._quick_failure(pool, now)
+        if changed:
+            await self._store.update_lifecycle(changed.values())
+        return [changed.get(n.node_id, n) for n in nodes]
+
+    def _quick_failure(self, pool: Pool, now: float) -> None:
+        pkey = (pool.account, pool.id.lower())
+        self._failures[pkey] = self._failures.get(pkey, 0) + 1
+        self._not_before[pkey] = now + start_delay(self._failures[pkey])
+
+    async def _start_nodes(self, pool: Pool, count: int, taken: set[str], now: float) -> None:
+        for _ in range(count):
+            node_id = new_node_id(taken)
+            taken.add(node_id)
+            node = Node(pool.account, pool.id, node_id, create_time=now, state_transition_time=now)
+            await self._store.insert_node(node)
+            await self._spawn(pool, node, now)
+
+    async def _spawn(self, pool: Pool, node: Node, now: float) -> None:
+        spec = NodeSpec(pool.account, pool.id, node.node_id, pool.join_token)
+        try:
+            ref = await self._provider.start(spec)
+        except (OSError, ValueError) as e:
+            log.error("could not start agent", node=node.node_id, error=str(e))
+            failed = process_ended(
+                node, "AGENT_START_FAILED", f"could not start the agent: {e}", None, now
+            )
+            await self._store.update_lifecycle([failed])
+            self._quick_failure(pool, now)
+            return
+        await self._store.set_process(pool.account, pool.id, node.node_id, ref.pid, ref.start_time)
+
+    async def _stop_node(self, pool: Pool, node_id: str) -> None:
+        key = _key(pool, node_id)
+        try:
+            await self._provider.stop(key)
+            await self._forget(pool, node_id)
+        except Exception:  # noqa: BLE001 - retried next round
+            log.exception("could not stop node", node=node_id)
+        finally:
+            self._stopping.pop(key, None)
+            self.wake()
+
+    async def _forget(self, pool: Pool, node_id: str) -> None:
+        await self._store.delete_node(pool.account, pool.id, node_id)
+        await self._provider.remove(NodeSpec(pool.account, pool.id, node_id, pool.join_token))
+        log.info("node removed", node=node_id)
+        self.wake()  # a deleting pool may now be empty

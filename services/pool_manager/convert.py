@@ -1,0 +1,116 @@
+"""Protobuf <-> model for the pool-manager, pure."""
+
+from __future__ import annotations
+
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from services.common.errors import invalid
+from services.common.ids import parse_name
+from services.common.timeutil import from_timestamp, to_timestamp
+from services.pool_manager.model import (
+    DeallocationOption,
+    NewPool,
+    NodeView,
+    PoolView,
+    Session,
+    SessionState,
+    validate_new_pool,
+)
+from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
+from shoal.v1 import pool_pb2
+
+
+def new_pool(req: pool_pb2.CreatePoolRequest) -> NewPool:
+    p = req.pool
+    return validate_new_pool(
+        pool_id=req.pool_id,
+        target_nodes=p.target_nodes,
+        task_slots_per_node=p.task_slots_per_node,
+        provider=p.provider,
+        display_name=p.display_name,
+        metadata=dict(p.metadata),
+    )
+
+
+def pool_id(name: str, field: str = "name") -> str:
+    return parse_name(name, "pools/{pool}", field)[0]
+
+
+def node_ids(name: str, field: str = "name") -> tuple[str, str]:
+    pool, node = parse_name(name, "pools/{pool}/nodes/{node}", field)
+    return pool, node
+
+
+def option_from_proto(value: int, field: str = "node_deallocation_option") -> DeallocationOption:
+    if value == pool_pb2.NODE_DEALLOCATION_OPTION_UNSPECIFIED:
+        return DeallocationOption.REQUEUE  # Azure Batch's default
+    try:
+        return DeallocationOption(pool_pb2.NodeDeallocationOption.Name(value))
+    except ValueError:
+        raise invalid(field, f"unknown option {value}") from None
+
+
+def option_to_proto(option: DeallocationOption) -> str:
+    """The enum value's name, which protobuf message constructors accept."""
+    return option.value
+
+
+def _ts(seconds: float | None) -> Timestamp | None:
+    return to_timestamp(seconds)
+
+
+def pool_to_proto(view: PoolView) -> pool_pb2.Pool:
+    p = view.pool
+    return pool_pb2.Pool(
+        name=f"pools/{p.id}",
+        display_name=p.display_name,
+        target_nodes=p.target_nodes,
+        task_slots_per_node=p.task_slots_per_node,
+        provider=p.provider,
+        state=p.state.value,
+        allocation_state=view.allocation_state.value,
+        current_nodes=view.current_nodes,
+        metadata=p.metadata,
+        create_time=_ts(p.create_time),
+        state_transition_time=_ts(p.state_transition_time),
+    )
+
+
+def node_to_proto(view: NodeView) -> pool_pb2.Node:
+    return pool_pb2.Node(
+        name=f"pools/{view.pool_id}/nodes/{view.node_id}",
+        state=view.state.value,
+        total_task_slots=view.total_task_slots,
+        running_task_slots=view.running_task_slots,
+        running_tasks=view.running_tasks,
+        completed_tasks=view.completed_tasks,
+        last_heartbeat_time=_ts(view.last_heartbeat_time),
+        create_time=_ts(view.create_time),
+        state_transition_time=_ts(view.state_transition_time),
+        hostname=view.hostname,
+        errors=[
+            pool_pb2.NodeError(code=e.code, message=e.message, time=_ts(e.time))
+            for e in view.errors
+        ],
+    )
+
+
+_SESSION_STATES = {
+    sc_pb2.NodeSession.CONNECTED: SessionState.CONNECTED,
+    sc_pb2.NodeSession.UNREACHABLE: SessionState.UNREACHABLE,
+    sc_pb2.NodeSession.LOST: SessionState.LOST,
+}
+
+
+def session_from_proto(s: sc_pb2.NodeSession) -> Session:
+    return Session(
+        node_id=s.node_id,
+        # A state this version does not know is not evidence the node works.
+        state=_SESSION_STATES.get(s.state, SessionState.UNREACHABLE),
+        total_slots=s.total_slots,
+        running_slots=s.running_slots,
+        running_tasks=s.running_tasks,
+        completed_tasks=s.completed_tasks,
+        last_heartbeat_time=from_timestamp(s.last_heartbeat_time),
+        hostname=s.hostname,
+    )

@@ -1,0 +1,103 @@
+"""Wiring of the pool-manager process: `python -m services.pool_manager --config FILE`."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+from collections.abc import Sequence
+from pathlib import Path
+
+import grpc
+import structlog
+
+from services.common import logging as shoal_logging
+from services.common.config import ClusterConfig
+from services.common.rpc import ServiceHost, ServiceInterceptor, internal_channel, wait_for_signal
+from services.pool_manager.app import PoolManager, SchedulerPeer
+from services.pool_manager.providers.local import DEFAULT_AGENT_COMMAND, LocalProvider
+from services.pool_manager.servicer import NodeRegistryServicer, PoolServicer
+from services.pool_manager.store import Store
+from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
+from shoal.v1 import pool_pb2, pool_pb2_grpc
+
+SERVICE = "pool-manager"
+POOL_SERVICE = pool_pb2.DESCRIPTOR.services_by_name["PoolService"].full_name
+REGISTRY_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["NodeRegistryService"].full_name
+
+log = structlog.get_logger()
+
+
+def local_address(listen: str, port: int) -> str:
+    """The address agents on this host dial: a wildcard listen address is not dialable."""
+    host = listen.rsplit(":", 1)[0]
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
+
+
+class PoolManagerService:
+    """The whole service in one object, so tests run exactly what the process runs."""
+
+    def __init__(
+        self,
+        config: ClusterConfig,
+        *,
+        agent_command: Sequence[str] = DEFAULT_AGENT_COMMAND,
+        stop_timeout: float = 10.0,
+        reconcile_interval: float = 0.5,
+    ) -> None:
+        self.config = config
+        self._agent_command = agent_command
+        self._stop_timeout = stop_timeout
+        self._interval = reconcile_interval
+        self.port = 0
+
+    async def start(self) -> None:
+        cfg = self.config
+        self.store = await Store.open(cfg.db_path(SERVICE))
+        interceptor = ServiceInterceptor(
+            cfg.service_token, open_prefixes=(f"/{REGISTRY_SERVICE}/",)
+        )
+        self.host = ServiceHost(cfg.pool_manager_address, [interceptor])
+        self.port = self.host.port
+        self.provider = LocalProvider(
+            cfg,
+            local_address(cfg.pool_manager_address, self.port),
+            agent_command=self._agent_command,
+            stop_timeout=self._stop_timeout,
+        )
+        self._channel: grpc.aio.Channel = internal_channel(cfg.job_scheduler_address)
+        scheduler = SchedulerPeer(self._channel, cfg.service_token)
+        self.app = PoolManager(self.store, self.provider, scheduler, cfg, interval=self._interval)
+        self.host.add(pool_pb2_grpc.add_PoolServiceServicer_to_server, PoolServicer(self.app),
+                      POOL_SERVICE)
+        self.host.add(agent_pb2_grpc.add_NodeRegistryServiceServicer_to_server,
+                      NodeRegistryServicer(self.app), REGISTRY_SERVICE)
+        # Serve before recovery: restarted agents register as soon as they are up.
+        await self.host.start()
+        await self.app.start()
+
+    async def stop(self, stop_nodes: bool = True) -> None:
+        """Stop serving, stop the reconcile loop and the agents, then close the database."""
+        await self.host.stop(grace=2.0)
+        await self.app.stop(stop_nodes)
+        await self._channel.close()
+        await self.store.close()
+
+
+async def run(config: ClusterConfig) -> None:
+    shoal_logging.configure(SERVICE, config.log_level)
+    service = PoolManagerService(config)
+    await service.start()
+    log.info("serving", address=config.pool_manager_address, port=service.port)
+    await wait_for_signal()
+    log.info("stopping")
+    await service.stop()
+    log.info("stopped")
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(prog="python -m services.pool_manager")
+    parser.add_argument("--config", required=True, type=Path, help="the cluster JSON file")
+    args = parser.parse_args(argv)
+    asyncio.run(run(ClusterConfig.load(args.config)))

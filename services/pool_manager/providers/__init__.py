@@ -1,0 +1,1 @@
+"""Node providers: what makes a pool's nodes exist (local agent processes; more later)."""

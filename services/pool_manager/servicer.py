@@ -1,0 +1,88 @@
+"""The pool-manager's grpc.aio servicers: convert the request, await the app, convert back.
+
+Errors are ShoalErrors raised below; `services.common.rpc.ServiceInterceptor` maps them.
+"""
+
+from __future__ import annotations
+
+from typing import TypeAlias
+
+import grpc
+from google.protobuf import empty_pb2
+
+from services.common import rpc
+from services.pool_manager import convert
+from services.pool_manager.app import PoolManager
+from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
+from shoal.v1 import pool_pb2, pool_pb2_grpc
+
+Ctx: TypeAlias = grpc.aio.ServicerContext
+
+
+class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
+    def __init__(self, app: PoolManager) -> None:
+        self._app = app
+
+    async def CreatePool(self, request: pool_pb2.CreatePoolRequest, context: Ctx) -> pool_pb2.Pool:
+        new = convert.new_pool(request)
+        return convert.pool_to_proto(await self._app.create_pool(rpc.account(), new))
+
+    async def GetPool(self, request: pool_pb2.GetPoolRequest, context: Ctx) -> pool_pb2.Pool:
+        view = await self._app.get_pool(rpc.account(), convert.pool_id(request.name))
+        return convert.pool_to_proto(view)
+
+    async def ListPools(
+        self, request: pool_pb2.ListPoolsRequest, context: Ctx
+    ) -> pool_pb2.ListPoolsResponse:
+        views, token = await self._app.list_pools(
+            rpc.account(), request.page_size, request.page_token, request.filter
+        )
+        return pool_pb2.ListPoolsResponse(
+            pools=[convert.pool_to_proto(v) for v in views], next_page_token=token
+        )
+
+    async def ResizePool(self, request: pool_pb2.ResizePoolRequest, context: Ctx) -> pool_pb2.Pool:
+        pool_id = convert.pool_id(request.name)
+        option = convert.option_from_proto(request.node_deallocation_option)
+        view = await self._app.resize_pool(rpc.account(), pool_id, request.target_nodes, option)
+        return convert.pool_to_proto(view)
+
+    async def DeletePool(self, request: pool_pb2.DeletePoolRequest, context: Ctx) -> empty_pb2.Empty:
+        await self._app.delete_pool(rpc.account(), convert.pool_id(request.name))
+        return empty_pb2.Empty()
+
+    async def ListNodes(
+        self, request: pool_pb2.ListNodesRequest, context: Ctx
+    ) -> pool_pb2.ListNodesResponse:
+        views, token = await self._app.list_nodes(
+            rpc.account(),
+            convert.pool_id(request.parent, "parent"),
+            request.page_size,
+            request.page_token,
+            request.filter,
+        )
+        return pool_pb2.ListNodesResponse(
+            nodes=[convert.node_to_proto(v) for v in views], next_page_token=token
+        )
+
+    async def GetNode(self, request: pool_pb2.GetNodeRequest, context: Ctx) -> pool_pb2.Node:
+        pool_id, node_id = convert.node_ids(request.name)
+        return convert.node_to_proto(await self._app.get_node(rpc.account(), pool_id, node_id))
+
+
+class NodeRegistryServicer(agent_pb2_grpc.NodeRegistryServiceServicer):
+    """Open to agents without the service token: the join token is their credential."""
+
+    def __init__(self, app: PoolManager) -> None:
+        self._app = app
+
+    async def RegisterNode(
+        self, request: agent_pb2.RegisterNodeRequest, context: Ctx
+    ) -> agent_pb2.RegisterNodeResponse:
+        reg = await self._app.register_node(request.join_token, request.node_id, request.hostname)
+        return agent_pb2.RegisterNodeResponse(
+            node=reg.node_name,
+            credential=reg.credential,
+            scheduler_address=reg.scheduler_address,
+            task_slots=reg.task_slots,
+        )

@@ -1,0 +1,299 @@
+"""The pool-manager's SQLite tables: SQL only, model objects in and out.
+
+Every read and write names the account. Ids are unique per account ignoring case, enforced by
+UNIQUE constraints on the lower-cased id; the id as the user spelled it is kept for display.
+Node rows are updated by targeted statements (not whole-row writes) because the reconcile loop
+and RegisterNode touch the same rows concurrently.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+import aiosqlite
+
+from services.common.db import open_db
+from services.pool_manager.model import (
+    DeallocationOption,
+    Node,
+    NodeCounts,
+    NodeError,
+    NodeRowState,
+    Pool,
+    PoolState,
+)
+
+SCHEMA = """
+CREATE TABLE IF NOT EXISTS pools (
+    account TEXT NOT NULL,
+    id TEXT NOT NULL,
+    id_lower TEXT NOT NULL,
+    display_name TEXT NOT NULL,
+    target_nodes INTEGER NOT NULL,
+    task_slots_per_node INTEGER NOT NULL,
+    provider TEXT NOT NULL,
+    state TEXT NOT NULL,
+    metadata TEXT NOT NULL,
+    create_time REAL NOT NULL,
+    state_transition_time REAL NOT NULL,
+    join_token TEXT NOT NULL UNIQUE,
+    resize_option TEXT NOT NULL,
+    UNIQUE (account, id_lower)
+);
+CREATE TABLE IF NOT EXISTS nodes (
+    account TEXT NOT NULL,
+    pool_lower TEXT NOT NULL,
+    pool_id TEXT NOT NULL,
+    node_id TEXT NOT NULL,
+    node_lower TEXT NOT NULL,
+    state TEXT NOT NULL,
+    create_time REAL NOT NULL,
+    state_transition_time REAL NOT NULL,
+    hostname TEXT NOT NULL DEFAULT '',
+    errors TEXT NOT NULL DEFAULT '[]',
+    pid INTEGER,
+    pid_start_time INTEGER,
+    leave_option TEXT NOT NULL,
+    leave_notified INTEGER NOT NULL DEFAULT 0,
+    UNIQUE (account, pool_lower, node_lower),
+    FOREIGN KEY (account, pool_lower) REFERENCES pools (account, id_lower)
+);
+"""
+
+_POOL_COLS = (
+    "account, id, display_name, target_nodes, task_slots_per_node, provider, state, metadata,"
+    " create_time, state_transition_time, join_token, resize_option"
+)
+_NODE_COLS = (
+    "account, pool_id, node_id, state, create_time, state_transition_time, hostname, errors,"
+    " pid, pid_start_time, leave_option, leave_notified"
+)
+
+
+def _pool(r: Any) -> Pool:
+    return Pool(
+        account=r["account"],
+        id=r["id"],
+        display_name=r["display_name"],
+        target_nodes=r["target_nodes"],
+        task_slots_per_node=r["task_slots_per_node"],
+        provider=r["provider"],
+        state=PoolState(r["state"]),
+        metadata=json.loads(r["metadata"]),
+        create_time=r["create_time"],
+        state_transition_time=r["state_transition_time"],
+        join_token=r["join_token"],
+        resize_option=DeallocationOption(r["resize_option"]),
+    )
+
+
+def _node(r: Any) -> Node:
+    return Node(
+        account=r["account"],
+        pool_id=r["pool_id"],
+        node_id=r["node_id"],
+        state=NodeRowState(r["state"]),
+        create_time=r["create_time"],
+        state_transition_time=r["state_transition_time"],
+        hostname=r["hostname"],
+        errors=tuple(NodeError(**e) for e in json.loads(r["errors"])),
+        pid=r["pid"],
+        pid_start_time=r["pid_start_time"],
+        leave_option=DeallocationOption(r["leave_option"]),
+        leave_notified=bool(r["leave_notified"]),
+    )
+
+
+def _errors(node: Node) -> str:
+    return json.dumps([{"code": e.code, "message": e.message, "time": e.time} for e in node.errors])
+
+
+class Store:
+    def __init__(self, db: aiosqlite.Connection) -> None:
+        self.db = db
+
+    @classmethod
+    async def open(cls, path: Path) -> Store:
+        return cls(await open_db(path, SCHEMA))
+
+    async def close(self) -> None:
+        await self.db.close()
+
+    async def _one(self, sql: str, args: Iterable[Any]) -> Any:
+        async with self.db.execute(sql, tuple(args)) as cur:
+            return await cur.fetchone()
+
+    async def _all(self, sql: str, args: Iterable[Any] = ()) -> list[Any]:
+        async with self.db.execute(sql, tuple(args)) as cur:
+            return list(await cur.fetchall())
+
+    async def _write(self, sql: str, args: Iterable[Any]) -> int:
+        cur = await self.db.execute(sql, tuple(args))
+        await self.db.commit()
+        return cur.rowcount
+
+    # --- pools ----------------------------------------------------------------------------
+
+    async def insert_pool(self, p: Pool) -> bool:
+        """Insert a new pool; False when the account already has one with that id."""
+        try:
+            await self._write(
+                f"INSERT INTO pools ({_POOL_COLS}, id_lower) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                (p.account, p.id, p.display_name, p.target_nodes, p.task_slots_per_node,
+                 p.provider, p.state.value, json.dumps(p.metadata), p.create_time,
+                 p.state_transition_time, p.join_token, p.resize_option.value, p.id.lower()),
+            )
+        except sqlite3.IntegrityError:
+            # Only the failed statement is undone; no rollback, which would also discard
+            # another coroutine's uncommitted writes on this shared connection.
+            return False
+        return True
+
+    async def get_pool(self, account: str, pool_id: str) -> Pool | None:
+        r = await self._one(
+            f"SELECT {_POOL_COLS} FROM pools WHERE account = ? AND id_lower = ?",
+            (account, pool_id.lower()),
+        )
+        return _pool(r) if r else None
+
+    async def pool_by_token(self, join_token: str) -> Pool | None:
+        r = await self._one(f"SELECT {_POOL_COLS} FROM pools WHERE join_token = ?", (join_token,))
+        return _pool(r) if r else None
+
+    async def list_pools(
+        self, account: str, after: str | None, limit: int, states: set[str] | None = None
+    ) -> list[Pool]:
+        """Pools ordered by id (ignoring case), those after the id `after`, at most `limit`."""
+        sql = f"SELECT {_POOL_COLS} FROM pools WHERE account = ? AND id_lower > ?"
+        args: list[Any] = [account, (after or "").lower()]
+        if states is not None:
+            sql += f" AND state IN ({','.join('?' * len(states))})"
+            args += sorted(states)
+        sql += " ORDER BY id_lower LIMIT ?"
+        return [_pool(r) for r in await self._all(sql, [*args, limit])]
+
+    async def all_pools(self) -> list[Pool]:
+        return [_pool(r) for r in await self._all(f"SELECT {_POOL_COLS} FROM pools")]
+
+    async def resize_pool(
+        self, account: str, pool_id: str, target: int, option: DeallocationOption
+    ) -> bool:
+        """Set the target of an ACTIVE pool; False if it is not (any more) active."""
+        return bool(await self._write(
+            "UPDATE pools SET target_nodes = ?, resize_option = ?"
+            " WHERE account = ? AND id_lower = ? AND state = 'ACTIVE'",
+            (target, option.value, account, pool_id.lower()),
+        ))
+
+    async def mark_pool_deleting(self, account: str, pool_id: str, now: float) -> None:
+        await self._write(
+            "UPDATE pools SET state = 'DELETING', state_transition_time = ?"
+            " WHERE account = ? AND id_lower = ? AND state != 'DELETING'",
+            (now, account, pool_id.lower()),
+        )
+
+    async def delete_pool_if_empty(self, account: str, pool_id: str) -> bool:
+        return bool(await self._write(
+            "DELETE FROM pools WHERE account = ? AND id_lower = ? AND state = 'DELETING'"
+            " AND NOT EXISTS (SELECT 1 FROM nodes n"
+            "   WHERE n.account = pools.account AND n.pool_lower = pools.id_lower)",
+            (account, pool_id.lower()),
+        ))
+
+    async def node_counts(self, account: str, pool_ids: Iterable[str]) -> dict[str, NodeCounts]:
+        """Node counts keyed by lower-cased pool id."""
+        lowered = sorted({p.lower() for p in pool_ids})
+        if not lowered:
+            return {}
+        rows = await self._all(
+            "SELECT pool_lower, COUNT(*) AS total, SUM(state = 'LEAVING') AS leaving FROM nodes"
+            f" WHERE account = ? AND pool_lower IN ({','.join('?' * len(lowered))})"
+            " GROUP BY pool_lower",
+            [account, *lowered],
+        )
+        return {r["pool_lower"]: NodeCounts(r["total"], r["leaving"] or 0) for r in rows}
+
+    # --- nodes ----------------------------------------------------------------------------
+
+    async def insert_node(self, n: Node) -> None:
+        await self._write(
+            f"INSERT INTO nodes ({_NODE_COLS}, pool_lower, node_lower)"
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            (n.account, n.pool_id, n.node_id, n.state.value, n.create_time,
+             n.state_transition_time, n.hostname, _errors(n), n.pid, n.pid_start_time,
+             n.leave_option.value, int(n.leave_notified), n.pool_id.lower(), n.node_id.lower()),
+        )
+
+    async def get_node(self, account: str, pool_id: str, node_id: str) -> Node | None:
+        r = await self._one(
+            f"SELECT {_NODE_COLS} FROM nodes"
+            " WHERE account = ? AND pool_lower = ? AND node_lower = ?",
+            (account, pool_id.lower(), node_id.lower()),
+        )
+        return _node(r) if r else None
+
+    async def list_nodes(self, account: str, pool_id: str) -> list[Node]:
+        rows = await self._all(
+            f"SELECT {_NODE_COLS} FROM nodes WHERE account = ? AND pool_lower = ?"
+            " ORDER BY node_lower",
+            (account, pool_id.lower()),
+        )
+        return [_node(r) for r in rows]
+
+    async def all_nodes(self) -> list[Node]:
+        return [_node(r) for r in await self._all(f"SELECT {_NODE_COLS} FROM nodes")]
+
+    async def update_lifecycle(self, nodes: Iterable[Node]) -> None:
+        """Write the lifecycle fields of several nodes in one transaction."""
+        await self.db.executemany(
+            "UPDATE nodes SET state = ?, state_transition_time = ?, errors = ?, pid = ?,"
+            " pid_start_time = ?, leave_option = ?, leave_notified = ?"
+            " WHERE account = ? AND pool_lower = ? AND node_lower = ?",
+            [(n.state.value, n.state_transition_time, _errors(n), n.pid, n.pid_start_time,
+              n.leave_option.value, int(n.leave_notified), n.account, n.pool_id.lower(),
+              n.node_id.lower()) for n in nodes],
+        )
+        await self.db.commit()
+
+    async def set_process(
+        self, account: str, pool_id: str, node_id: str, pid: int | None, start_time: int | None
+    ) -> None:
+        await self._write(
+            "UPDATE nodes SET pid = ?, pid_start_time = ?"
+            " WHERE account = ? AND pool_lower = ? AND node_lower = ?",
+            (pid, start_time, account, pool_id.lower(), node_id.lower()),
+        )
+
+    async def set_notified(
+        self, account: str, pool_id: str, node_ids: Iterable[str], option: DeallocationOption
+    ) -> None:
+        # Only rows still owed this very option: a crash may have changed it meanwhile.
+        await self.db.executemany(
+            "UPDATE nodes SET leave_notified = 1 WHERE account = ? AND pool_lower = ?"
+            " AND node_lower = ? AND state = 'LEAVING' AND leave_option = ?",
+            [(account, pool_id.lower(), n.lower(), option.value) for n in node_ids],
+        )
+        await self.db.commit()
+
+    async def register_node(
+        self, account: str, pool_id: str, node_id: str, hostname: str, now: float
+    ) -> None:
+        # A leaving node may re-register (its agent restarted) but stays leaving.
+        await self._write(
+            "UPDATE nodes SET hostname = ?,"
+            " state_transition_time = CASE WHEN state = 'STARTING' THEN ?"
+            "   ELSE state_transition_time END,"
+            " state = CASE WHEN state = 'STARTING' THEN 'ACTIVE' ELSE state END"
+            " WHERE account = ? AND pool_lower = ? AND node_lower = ?",
+            (hostname, now, account, pool_id.lower(), node_id.lower()),
+        )
+
+    async def delete_node(self, account: str, pool_id: str, node_id: str) -> None:
+        await self._write(
+            "DELETE FROM nodes WHERE account = ? AND pool_lower = ? AND node_lower = ?",
+            (account, pool_id.lower(), node_id.lower()),
+        )
