@@ -550,16 +550,18 @@ class Scheduler:
         if s.liveness == Liveness.UNREACHABLE:
             s.liveness = Liveness.CONNECTED
             self._kick.set()
+        for chunk in msg.file_chunks:
+            read = self._reads.get(chunk.request_id)
+            if read is not None and read.key == s.key:
+                read.chunks.put_nowait(chunk)
         for st in msg.started:
             a = self.attempts.get(st.attempt_id)
             if a is not None and a.node_key == s.key and a.start_time is None:
                 a.start_time = st.start_time.ToNanoseconds() / 1e9
                 self.store.started(a.task_pk, a.attempt_id, a.start_time, now)
-        for chunk in msg.file_chunks:
-            read = self._reads.get(chunk.request_id)
-            if read is not None and read.key == s.key:
-                read.chunks.put_nowait(chunk)
         if not msg.results:
+            if msg.started:
+                await self._commit()
             return
         acks = []
         for r in msg.results:

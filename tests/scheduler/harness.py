@@ -92,6 +92,11 @@ class Node:
         await self.app.on_agent_message(self.session, self.stream_id,
                                         agent_pb2.AgentMessage(results=[r]))
 
+    async def start(self, attempt_id: str) -> None:
+        assert self.session is not None
+        await self.app.on_agent_message(self.session, self.stream_id, agent_pb2.AgentMessage(
+            started=[agent_pb2.TaskStarted(attempt_id=attempt_id, start_time=Timestamp(seconds=1))]))
+
     async def heartbeat(self) -> None:
         assert self.session is not None
         await self.app.on_agent_message(self.session, self.stream_id, agent_pb2.AgentMessage(

@@ -228,9 +228,12 @@ async def test_list_tasks_filters_by_state_and_pages(apps: Apps, clock: Clock) -
     await n.connect()
     await app.create_tasks(ACCOUNT, "j", specs(5))
     await settle(app)
-    running = {x.task_id for x in n.assignments()}
+    x, y = n.assignments()
+    await n.start(x.attempt_id)
+    got = await app.list_tasks(ACCOUNT, "j", {"RUNNING"}, None, 10)
+    assert [t.spec.id for t in got] == [x.task_id]
     got = await app.list_tasks(ACCOUNT, "j", {"PREPARING", "RUNNING"}, None, 10)
-    assert {t.spec.id for t in got} == running
+    assert {t.spec.id for t in got} == {x.task_id, y.task_id}
     page1 = await app.list_tasks(ACCOUNT, "j", {"ACTIVE"}, None, 2)
     page2 = await app.list_tasks(ACCOUNT, "j", {"ACTIVE"}, page1[-1].spec.id, 2)
     assert len(page1) == 2 and len(page2) == 1

@@ -1,0 +1,105 @@
+"""Faults against the real processes: a node's agent SIGKILLed mid-job, the scheduler
+SIGKILLed mid-job and restarted, other services restarted. Nothing is lost, nothing done
+twice."""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+from pathlib import Path
+
+from shoal.suite import LocalSuite
+from shoal.v1 import job_pb2, pool_pb2, task_pb2
+from tests.e2e.conftest import PY, agent_pid, wait_for
+
+# Each run appends one line to runs/<task>, so a task that ran twice shows two lines.
+RECORD = (
+    "import os, sys, time; d = sys.argv[1]; t = os.environ['SHOAL_TASK_ID']; "
+    "time.sleep(float(sys.argv[2])); "
+    "open(os.path.join(d, t), 'a').write(os.environ['SHOAL_TASK_ATTEMPT_ID'] + '\\n'); print('done', t)"
+)
+
+
+def recording_tasks(runs: Path, n: int, seconds: float) -> list[dict[str, str]]:
+    runs.mkdir()
+    cmd = f"{PY} -c {shlex.quote(RECORD)} {runs} {seconds}"
+    return [{"id": f"t{i:02}", "command_line": cmd} for i in range(n)]
+
+
+def test_sigkilled_agent_tasks_finish_elsewhere_requeued_not_retried(
+    suite: LocalSuite, tmp_path: Path
+) -> None:
+    c = suite.client()
+    c.create_pool("p", target_nodes=2, task_slots_per_node=2)
+    wait_for(lambda: len([n for n in c.list_nodes("p") if n.state == pool_pb2.Node.IDLE]) == 2,
+             "2 idle nodes")
+    c.create_job("j", pool_id="p")
+    c.add_tasks("j", recording_tasks(tmp_path / "runs", 4, 5.0))
+    running = wait_for(
+        lambda: (ts := list(c.list_tasks("j", state="running")))
+        and len(ts) == 4 and all(t.state == task_pb2.Task.RUNNING for t in ts) and ts,
+        "4 running tasks")
+    victim = running[0].execution_info.node
+    victim_id = victim.rsplit("/", 1)[1]
+    on_victim = {t.name.rsplit("/", 1)[1] for t in running if t.execution_info.node == victim}
+    os.kill(agent_pid(victim_id), signal.SIGKILL)
+    job = c.wait_job("j", timeout=90)
+    assert (job.task_counts.succeeded, job.task_counts.failed) == (4, 0)
+    for t in c.list_tasks("j"):
+        info = t.execution_info
+        tid = t.name.rsplit("/", 1)[1]
+        if tid in on_victim:
+            assert (info.requeue_count, info.retry_count) == (1, 0), tid
+            assert info.node != victim
+            full = c.get_task("j", tid).execution_info
+            assert [a.node for a in full.previous_attempts] == [victim]
+            assert full.previous_attempts[0].failure_info.code in ("NODE_LOST", "NODE_REMOVED")
+        else:
+            assert (info.requeue_count, info.retry_count) == (0, 0), tid
+    # The pool heals: the dead node is replaced by a new one.
+    wait_for(lambda: (ns := list(c.list_nodes("p"))) and len(ns) == 2
+             and victim not in {n.name for n in ns}
+             and all(n.state == pool_pb2.Node.IDLE for n in ns), "a replacement node")
+
+
+def test_sigkilled_scheduler_restarts_and_nothing_is_lost_or_run_twice(
+    suite: LocalSuite, tmp_path: Path
+) -> None:
+    c = suite.client()
+    c.create_pool("p", target_nodes=2, task_slots_per_node=4)
+    wait_for(lambda: len([n for n in c.list_nodes("p") if n.state == pool_pb2.Node.IDLE]) == 2,
+             "2 idle nodes")
+    c.create_job("j", pool_id="p", on_all_tasks_complete="terminate_job")
+    runs = tmp_path / "runs"
+    c.add_tasks("j", recording_tasks(runs, 40, 0.3))
+    wait_for(lambda: c.get_job("j").task_counts.completed >= 8, "some tasks to complete")
+    suite.kill("job-scheduler")
+    done_before = {p.name for p in runs.iterdir()}
+    suite.restart("job-scheduler")
+    job = wait_for(lambda: (j := c.get_job("j")).state == job_pb2.Job.COMPLETED and j,
+                   "the job to complete after the restart", timeout=120)
+    assert (job.task_counts.succeeded, job.task_counts.failed) == (40, 0)
+    assert len(list(runs.iterdir())) == 40
+    for name in done_before:
+        assert len((runs / name).read_text().splitlines()) == 1, f"{name} ran again"
+    for t in c.list_tasks("j"):
+        assert t.execution_info.retry_count == 0
+
+
+def test_state_survives_restarts_of_the_other_services(suite: LocalSuite) -> None:
+    c = suite.client()
+    c.create_pool("p", target_nodes=1)
+    c.create_job("j", pool_id="p")
+    c.add_task("j", "a", "echo one")
+    c.wait_job("j", timeout=60)
+    for service in ("gateway", "pool-manager", "storage-stager", "job-scheduler"):
+        suite.kill(service)
+        suite.restart(service)
+    c = suite.client()
+    assert c.get_pool("p").target_nodes == 1
+    assert c.get_task("j", "a").execution_info.result == task_pb2.TaskExecutionInfo.SUCCESS
+    c.add_task("j", "b", "echo two")
+    wait_for(lambda: c.get_task("j", "b").state == task_pb2.Task.COMPLETED, "task b after restarts")
+    assert c.read_task_file("j", "b", "stdout.txt") == b"two\n"
+    assert len(list(c.list_nodes("p"))) == 1
