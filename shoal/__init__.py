@@ -1,0 +1,18 @@
+"""Shoal's Python client: `from shoal import Client`.
+
+The generated gRPC stubs live in `shoal.v1` (public API), `shoal.agent.v1` and
+`shoal.internal.v1`; `shoal.cli` is the `shoal` command.
+"""
+
+from shoal.client import Client, ClientConfig, TaskSpec
+from shoal.errors import ClientConfigError, ShoalError, StatusCode, WaitTimeoutError
+
+__all__ = [
+    "Client",
+    "ClientConfig",
+    "ClientConfigError",
+    "ShoalError",
+    "StatusCode",
+    "TaskSpec",
+    "WaitTimeoutError",
+]

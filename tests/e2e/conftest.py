@@ -65,6 +65,9 @@ def suite(tmp_path: Path) -> Iterator[LocalSuite]:
         yield s
     finally:
         s.stop()
+        # Shown by pytest only when the test failed: what each process said.
+        for log in sorted(s.logs_dir.glob("*.log")):
+            print(f"----- {log.name}\n{log.read_text()[-6000:]}")
         leftovers = processes_mentioning(str(s.state_dir))
         assert leftovers == {}, f"processes left behind: {leftovers}"
 

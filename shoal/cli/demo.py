@@ -1,0 +1,282 @@
+"""`shoal demo`: a real parallel job end to end, on a suite started for the occasion.
+
+Counts the primes below 2,000,000 in slices, one task per slice, then reads every task's
+stdout back and checks the sum against the known answer.
+"""
+
+from __future__ import annotations
+
+import shlex
+import shutil
+import sys
+import tempfile
+import time
+from collections import Counter
+from pathlib import Path
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from shoal.cli.common import describe, err, out
+from shoal.cli.up import Stop, serve_until_stopped, stop_on_signals
+from shoal.client import Client, TaskSpec, last_segment
+from shoal.errors import ShoalError, StatusCode
+from shoal.suite import LocalSuite, SuiteError
+from shoal.v1 import job_pb2, pool_pb2, task_pb2
+
+LIMIT = 2_000_000
+PRIMES_BELOW_LIMIT = 148_933
+POOL = "demo"
+JOB = "primes"
+SLOTS = 2
+POLL = 0.25
+FAILURES_SHOWN = 3
+
+# Counts the primes in [LO, HI): sieve the small primes up to sqrt(HI), then strike their
+# multiples out of the slice. Plain Python, so the demo needs nothing installed.
+SIEVE = """\
+import math, sys
+lo, hi = int(sys.argv[1]), int(sys.argv[2])
+r = math.isqrt(hi - 1) if hi > 1 else 0
+small = bytearray([1]) * (r + 1)
+primes = []
+for i in range(2, r + 1):
+    if small[i]:
+        primes.append(i)
+        small[i * i :: i] = bytes(len(range(i * i, r + 1, i)))
+seg = bytearray([1]) * (hi - lo)
+for i in range(lo, min(2, hi)):
+    seg[i - lo] = 0
+for p in primes:
+    a = max(p * p, -(-lo // p) * p)
+    seg[a - lo :: p] = bytes(len(range(a, hi, p)))
+print(sum(seg))
+"""
+
+
+class DemoFailed(Exception):
+    pass
+
+
+def slices(count: int, limit: int = LIMIT) -> list[tuple[int, int]]:
+    """`count` contiguous [lo, hi) slices covering [0, limit)."""
+    return [(i * limit // count, (i + 1) * limit // count) for i in range(count)]
+
+
+def prime_tasks(count: int) -> list[TaskSpec]:
+    width = len(str(count - 1))
+    return [
+        TaskSpec(
+            id=f"slice-{i:0{width}d}",
+            command_line=shlex.join([sys.executable, "-c", SIEVE, str(lo), str(hi)]),
+            display_name=f"primes in [{lo:,}, {hi:,})",
+        )
+        for i, (lo, hi) in enumerate(slices(count))
+    ]
+
+
+def _create_pool(client: Client, nodes: int) -> None:
+    try:
+        client.create_pool(
+            POOL, target_nodes=nodes, task_slots_per_node=SLOTS, display_name="shoal demo"
+        )
+    except ShoalError as e:
+        if e.code != StatusCode.ALREADY_EXISTS:
+            raise
+        # A kept state dir from an earlier demo: reuse its pool.
+        client.resize_pool(POOL, nodes)
+
+
+def _create_job(client: Client) -> str:
+    # Bounded: a state dir holds few earlier demo jobs.
+    for n in range(1, 100):
+        job_id = JOB if n == 1 else f"{JOB}-{n}"
+        try:
+            client.create_job(job_id, pool_id=POOL, on_all_tasks_complete="terminate_job")
+            return job_id
+        except ShoalError as e:
+            if e.code != StatusCode.ALREADY_EXISTS:
+                raise
+    raise DemoFailed("too many earlier demo jobs in this state dir; use a fresh one")
+
+
+def _ready_nodes(client: Client) -> int:
+    ready = (pool_pb2.Node.IDLE, pool_pb2.Node.RUNNING)
+    return sum(1 for n in client.list_nodes(POOL) if n.state in ready)
+
+
+def _run(suite: LocalSuite, client: Client, job_id: str, total: int, timeout: float) -> job_pb2.Job:
+    nodes_target = client.get_pool(POOL).target_nodes
+    progress = Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=err,
+    )
+    deadline = time.monotonic() + timeout
+    with progress:
+        bar = progress.add_task("tasks", total=total, detail="")
+        while True:
+            dead = suite.check()
+            if dead:
+                raise DemoFailed(
+                    f"{', '.join(dead)} died; last lines of its log:\n{suite.log_tail(dead[0])}"
+                )
+            job = client.get_job(job_id)
+            c = job.task_counts
+            progress.update(
+                bar,
+                completed=c.completed,
+                detail=(
+                    f"nodes ready {_ready_nodes(client)}/{nodes_target} · {c.running} running · "
+                    f"{c.failed} failed"
+                ),
+            )
+            if job.state == job_pb2.Job.COMPLETED or c.completed >= total:
+                return job
+            if time.monotonic() > deadline:
+                raise DemoFailed(
+                    f"gave up after {timeout:g}s with {c.completed} of {total} tasks done; "
+                    f"see the logs in {suite.logs_dir}"
+                )
+            time.sleep(POLL)
+
+
+def _combine(
+    client: Client, job_id: str, total: int
+) -> tuple[int, Counter[str], list[task_pb2.Task]]:
+    """Sum of every task's count, tasks per node, and the failed tasks."""
+    per_node: Counter[str] = Counter()
+    failed: list[task_pb2.Task] = []
+    primes = 0
+    with Progress(
+        TextColumn("[bold]reading results"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        console=err,
+        transient=True,
+    ) as progress:
+        bar = progress.add_task("read", total=total)
+        for t in client.list_tasks(job_id):
+            per_node[last_segment(t.execution_info.node) or "?"] += 1
+            if t.execution_info.result != task_pb2.TaskExecutionInfo.SUCCESS:
+                failed.append(t)
+            else:
+                task_id = last_segment(t.name)
+                text = client.read_task_file(job_id, task_id, "stdout.txt").decode().strip()
+                try:
+                    primes += int(text)
+                except ValueError:
+                    raise DemoFailed(f"task {task_id} printed {text[:80]!r}, not a count") from None
+            progress.advance(bar)
+    return primes, per_node, failed
+
+
+def _explain_failures(client: Client, job_id: str, failed: list[task_pb2.Task]) -> None:
+    shown = f"; the first {FAILURES_SHOWN}" if len(failed) > FAILURES_SHOWN else ""
+    err.print(f"[bold red]{len(failed)} of the tasks failed[/]{shown}:")
+    for t in failed[:FAILURES_SHOWN]:
+        info = t.execution_info
+        why = info.failure_info.message or (
+            f"exit code {info.exit_code}" if info.HasField("exit_code") else "no exit code"
+        )
+        err.print(f"  {last_segment(t.name)}: {why}", markup=False)
+        try:
+            stderr = client.read_task_file(job_id, last_segment(t.name), "stderr.txt")
+        except ShoalError:
+            continue
+        for line in stderr.decode(errors="replace").strip().splitlines()[-5:]:
+            err.print(f"    {line}", markup=False)
+
+
+def run_demo(suite: LocalSuite, nodes: int, tasks: int, timeout: float) -> bool:
+    err.print(f"[bold]1.[/] starting Shoal's four services in {suite.state_dir} ...")
+    suite.start()
+    err.print(f"   gateway listening on {suite.endpoint}; logs in {suite.logs_dir}")
+    with suite.client() as client:
+        err.print(f"[bold]2.[/] creating pool {POOL!r}: {nodes} local nodes × {SLOTS} task slots")
+        _create_pool(client, nodes)
+        job_id = _create_job(client)
+        err.print(
+            f"[bold]3.[/] adding {tasks} tasks to job {job_id!r} in one call: each counts the "
+            f"primes in its slice of [0, {LIMIT:,}) with a small Python sieve"
+        )
+        started = time.monotonic()
+        client.add_tasks(job_id, prime_tasks(tasks))
+        err.print("[bold]4.[/] running them in parallel on the pool's nodes")
+        _run(suite, client, job_id, tasks, timeout)
+        wall = time.monotonic() - started
+        err.print("[bold]5.[/] combining: reading every task's stdout and adding the counts")
+        primes, per_node, failed = _combine(client, job_id, tasks)
+        if failed:
+            _explain_failures(client, job_id, failed)
+            return False
+    ok = primes == PRIMES_BELOW_LIMIT
+    if ok:
+        out.print(f"[bold green]primes below {LIMIT:,}: {primes} (checked)[/]")
+    else:
+        out.print(f"[bold red]primes below {LIMIT:,}: {primes}, expected {PRIMES_BELOW_LIMIT}[/]")
+    out.print(f"{tasks} tasks on {len(per_node)} nodes in {wall:.1f}s ({tasks / wall:.0f} tasks/s)")
+    for node_id, n in sorted(per_node.items()):
+        out.print(f"  {node_id}: {n} tasks")
+    return ok
+
+
+@click.command("demo")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (default: a fresh temporary one).",
+)
+@click.option("--nodes", type=click.IntRange(1, 64), default=4, show_default=True)
+@click.option("--tasks", type=click.IntRange(1, 100_000), default=200, show_default=True)
+@click.option("--keep", is_flag=True, help="Keep Shoal running afterwards, until Ctrl-C.")
+@click.option(
+    "--timeout", type=click.FloatRange(min=1), default=600, show_default=True, help="Seconds."
+)
+def demo(state_dir: Path | None, nodes: int, tasks: int, keep: bool, timeout: float) -> None:
+    """Run a real parallel job end to end: count the primes below 2,000,000."""
+    temporary = state_dir is None
+    directory = Path(tempfile.mkdtemp(prefix="shoal-demo-")) if state_dir is None else state_dir
+    suite = LocalSuite(
+        directory, gateway_port=0, pool_manager_port=0, scheduler_port=0, stager_port=0
+    )
+    ok = False
+    interrupted = False
+    with stop_on_signals():
+        try:
+            ok = run_demo(suite, nodes, tasks, timeout)
+            if keep:
+                err.print(_keep_hint(suite))
+                if serve_until_stopped(suite) != 0:
+                    ok = False
+        except (KeyboardInterrupt, Stop):
+            interrupted = True
+            err.print("\ninterrupted; stopping Shoal ...")
+        except DemoFailed as e:
+            err.print(f"error: {e}", markup=False)
+        except SuiteError as e:
+            err.print(f"error: {e.summary}", markup=False)
+            if e.log_tail:
+                err.print(e.log_tail, markup=False)
+        except ShoalError as e:
+            err.print(f"error: {describe(e, suite.endpoint)}", markup=False)
+        finally:
+            suite.stop()
+    if ok and temporary and not keep:
+        shutil.rmtree(directory, ignore_errors=True)
+    elif not ok:
+        err.print(f"state and logs kept in {directory}")
+    raise click.exceptions.Exit(130 if interrupted else 0 if ok else 1)
+
+
+def _keep_hint(suite: LocalSuite) -> str:
+    return (
+        f"\nShoal keeps running at {suite.endpoint}. From another terminal:\n"
+        f"  export SHOAL_STATE_DIR={suite.state_dir}\n"
+        f"  shoal pool show {POOL}; shoal node list {POOL}; shoal job list\n"
+        f"  shoal task list {JOB} --limit 5\n"
+        "Press Ctrl-C to stop."
+    )

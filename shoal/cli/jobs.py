@@ -1,0 +1,153 @@
+"""`shoal job ...`."""
+
+from __future__ import annotations
+
+import click
+
+from shoal.cli.common import (
+    CliState,
+    enum_name,
+    err,
+    key_values,
+    last,
+    output_option,
+    pass_state,
+    render_list,
+    render_one,
+    state_choice,
+    when,
+)
+from shoal.v1 import job_pb2
+
+Job = job_pb2.Job
+
+
+def _job_row(j: job_pb2.Job) -> list[str]:
+    c = j.task_counts
+    return [
+        last(j.name),
+        last(j.pool),
+        enum_name(Job.State, j.state),
+        str(j.priority),
+        str(c.active),
+        str(c.running),
+        str(c.succeeded),
+        str(c.failed),
+        when(j.create_time),
+    ]
+
+
+def show_job(j: job_pb2.Job, output: str) -> None:
+    c = j.task_counts
+    total = c.active + c.running + c.completed
+    render_one(
+        j,
+        output,
+        [
+            ("id", last(j.name)),
+            ("name", j.name),
+            ("display name", j.display_name or "-"),
+            ("pool", last(j.pool)),
+            ("state", enum_name(Job.State, j.state)),
+            ("priority", str(j.priority)),
+            (
+                "when all tasks complete",
+                enum_name(job_pb2.OnAllTasksComplete, j.on_all_tasks_complete),
+            ),
+            (
+                "tasks",
+                f"{total} total: {c.active} active, {c.running} running, {c.completed} completed "
+                f"({c.succeeded} succeeded, {c.failed} failed)",
+            ),
+            ("terminate reason", j.terminate_reason or "-"),
+            ("metadata", ", ".join(f"{k}={v}" for k, v in sorted(j.metadata.items())) or "-"),
+            ("created", when(j.create_time)),
+            ("state since", when(j.state_transition_time)),
+            ("ended", when(j.end_time)),
+        ],
+    )
+
+
+@click.group("job")
+def job() -> None:
+    """Jobs: sets of tasks that run on one pool."""
+
+
+@job.command("create")
+@click.argument("job_id")
+@click.option("--pool", "pool_id", required=True, help="Pool that runs the job's tasks.")
+@click.option("--priority", type=click.IntRange(-1000, 1000), default=0, show_default=True)
+@click.option(
+    "--terminate-on-complete",
+    is_flag=True,
+    help="Complete the job once all its tasks have completed.",
+)
+@click.option("--display-name", default="", help="Free text shown to people.")
+@click.option("--metadata", multiple=True, metavar="K=V", help="Metadata entry; repeatable.")
+@output_option
+@pass_state
+def job_create(
+    state: CliState,
+    job_id: str,
+    pool_id: str,
+    priority: int,
+    terminate_on_complete: bool,
+    display_name: str,
+    metadata: tuple[str, ...],
+    output: str,
+) -> None:
+    """Create a job on a pool."""
+    meta = key_values(metadata, "--metadata")
+    j = state.client().create_job(
+        job_id,
+        pool_id=pool_id,
+        priority=priority,
+        on_all_tasks_complete="terminate_job" if terminate_on_complete else "no_action",
+        display_name=display_name,
+        metadata=meta,
+    )
+    show_job(j, output)
+
+
+@job.command("list")
+@click.option("--state", "job_state", type=state_choice(Job.State), help="Only jobs in this state.")
+@output_option
+@pass_state
+def job_list(state: CliState, job_state: str | None, output: str) -> None:
+    """List jobs with their task counts."""
+    filter_ = f"state = {job_state.upper()}" if job_state else ""
+    render_list(
+        state.client().list_jobs(filter=filter_),
+        output,
+        ["ID", "POOL", "STATE", "PRIORITY", "ACTIVE", "RUNNING", "SUCCEEDED", "FAILED", "CREATED"],
+        _job_row,
+        "no jobs",
+    )
+
+
+@job.command("show")
+@click.argument("job_id")
+@output_option
+@pass_state
+def job_show(state: CliState, job_id: str, output: str) -> None:
+    """Show one job with its task counts."""
+    show_job(state.client().get_job(job_id), output)
+
+
+@job.command("terminate")
+@click.argument("job_id")
+@click.option("--reason", default="", help="Why; kept as the job's terminate reason.")
+@output_option
+@pass_state
+def job_terminate(state: CliState, job_id: str, reason: str, output: str) -> None:
+    """Terminate a job: active tasks fail without running, running tasks are stopped."""
+    show_job(state.client().terminate_job(job_id, reason), output)
+
+
+@job.command("delete")
+@click.argument("job_id")
+@pass_state
+def job_delete(state: CliState, job_id: str) -> None:
+    """Delete a job and all its tasks."""
+    state.client().delete_job(job_id)
+    err.print(f"deleted job {job_id}")

@@ -1,0 +1,209 @@
+"""`shoal pool ...` and `shoal node ...`."""
+
+from __future__ import annotations
+
+import click
+
+from shoal.cli.common import (
+    CliState,
+    enum_name,
+    err,
+    key_values,
+    last,
+    output_option,
+    pass_state,
+    render_list,
+    render_one,
+    state_choice,
+    when,
+)
+from shoal.v1 import pool_pb2
+
+Pool = pool_pb2.Pool
+Node = pool_pb2.Node
+
+
+def _pool_row(p: pool_pb2.Pool) -> list[str]:
+    return [
+        last(p.name),
+        enum_name(Pool.State, p.state),
+        enum_name(Pool.AllocationState, p.allocation_state),
+        f"{p.current_nodes}/{p.target_nodes}",
+        str(p.task_slots_per_node),
+        p.provider or "-",
+        when(p.create_time),
+    ]
+
+
+def _show_pool(p: pool_pb2.Pool, output: str) -> None:
+    render_one(
+        p,
+        output,
+        [
+            ("id", last(p.name)),
+            ("name", p.name),
+            ("display name", p.display_name or "-"),
+            ("state", enum_name(Pool.State, p.state)),
+            ("allocation", enum_name(Pool.AllocationState, p.allocation_state)),
+            ("nodes", f"{p.current_nodes} of {p.target_nodes}"),
+            ("slots per node", str(p.task_slots_per_node)),
+            ("provider", p.provider or "-"),
+            ("metadata", ", ".join(f"{k}={v}" for k, v in sorted(p.metadata.items())) or "-"),
+            ("created", when(p.create_time)),
+            ("state since", when(p.state_transition_time)),
+        ],
+    )
+
+
+@click.group("pool")
+def pool() -> None:
+    """Pools of compute nodes."""
+
+
+@pool.command("create")
+@click.argument("pool_id")
+@click.option("--nodes", "nodes", type=click.IntRange(0), required=True, help="Target node count.")
+@click.option(
+    "--slots", type=click.IntRange(1), default=1, show_default=True, help="Task slots per node."
+)
+@click.option("--display-name", default="", help="Free text shown to people.")
+@click.option("--metadata", multiple=True, metavar="K=V", help="Metadata entry; repeatable.")
+@output_option
+@pass_state
+def pool_create(
+    state: CliState,
+    pool_id: str,
+    nodes: int,
+    slots: int,
+    display_name: str,
+    metadata: tuple[str, ...],
+    output: str,
+) -> None:
+    """Create a pool of NODES nodes."""
+    meta = key_values(metadata, "--metadata")
+    p = state.client().create_pool(
+        pool_id,
+        target_nodes=nodes,
+        task_slots_per_node=slots,
+        display_name=display_name,
+        metadata=meta,
+    )
+    _show_pool(p, output)
+
+
+@pool.command("list")
+@click.option(
+    "--state", "pool_state", type=state_choice(Pool.State), help="Only pools in this state."
+)
+@output_option
+@pass_state
+def pool_list(state: CliState, pool_state: str | None, output: str) -> None:
+    """List pools."""
+    filter_ = f"state = {pool_state.upper()}" if pool_state else ""
+    render_list(
+        state.client().list_pools(filter=filter_),
+        output,
+        ["ID", "STATE", "ALLOCATION", "NODES", "SLOTS", "PROVIDER", "CREATED"],
+        _pool_row,
+        "no pools",
+    )
+
+
+@pool.command("show")
+@click.argument("pool_id")
+@output_option
+@pass_state
+def pool_show(state: CliState, pool_id: str, output: str) -> None:
+    """Show one pool."""
+    _show_pool(state.client().get_pool(pool_id), output)
+
+
+@pool.command("resize")
+@click.argument("pool_id")
+@click.option("--nodes", type=click.IntRange(0), required=True, help="New target node count.")
+@click.option(
+    "--deallocation",
+    type=click.Choice(["requeue", "terminate", "taskcompletion"], case_sensitive=False),
+    default="requeue",
+    show_default=True,
+    help="What happens to tasks on removed nodes.",
+)
+@output_option
+@pass_state
+def pool_resize(state: CliState, pool_id: str, nodes: int, deallocation: str, output: str) -> None:
+    """Change the target node count of a pool."""
+    p = state.client().resize_pool(pool_id, nodes, node_deallocation_option=deallocation)
+    _show_pool(p, output)
+
+
+@pool.command("delete")
+@click.argument("pool_id")
+@pass_state
+def pool_delete(state: CliState, pool_id: str) -> None:
+    """Delete a pool; its nodes leave and their running tasks are requeued."""
+    state.client().delete_pool(pool_id)
+    err.print(f"deleted pool {pool_id}")
+
+
+def _node_row(n: pool_pb2.Node) -> list[str]:
+    return [
+        last(n.name),
+        enum_name(Node.State, n.state),
+        str(n.running_tasks),
+        f"{n.running_task_slots}/{n.total_task_slots}",
+        str(n.completed_tasks),
+        n.hostname or "-",
+        when(n.last_heartbeat_time),
+    ]
+
+
+@click.group("node")
+def node() -> None:
+    """Nodes of a pool."""
+
+
+@node.command("list")
+@click.argument("pool_id")
+@click.option(
+    "--state", "node_state", type=state_choice(Node.State), help="Only nodes in this state."
+)
+@output_option
+@pass_state
+def node_list(state: CliState, pool_id: str, node_state: str | None, output: str) -> None:
+    """List the nodes of a pool."""
+    filter_ = f"state = {node_state.upper()}" if node_state else ""
+    render_list(
+        state.client().list_nodes(pool_id, filter=filter_),
+        output,
+        ["ID", "STATE", "TASKS", "SLOTS USED", "COMPLETED", "HOST", "HEARTBEAT"],
+        _node_row,
+        f"no nodes in pool {pool_id}",
+    )
+
+
+@node.command("show")
+@click.argument("pool_id")
+@click.argument("node_id")
+@output_option
+@pass_state
+def node_show(state: CliState, pool_id: str, node_id: str, output: str) -> None:
+    """Show one node."""
+    n = state.client().get_node(pool_id, node_id)
+    errors = "; ".join(f"{e.code}: {e.message}" for e in n.errors) or "-"
+    render_one(
+        n,
+        output,
+        [
+            ("id", last(n.name)),
+            ("name", n.name),
+            ("state", enum_name(Node.State, n.state)),
+            ("running tasks", str(n.running_tasks)),
+            ("slots used", f"{n.running_task_slots} of {n.total_task_slots}"),
+            ("completed tasks", str(n.completed_tasks)),
+            ("host", n.hostname or "-"),
+            ("last heartbeat", when(n.last_heartbeat_time)),
+            ("created", when(n.create_time)),
+            ("state since", when(n.state_transition_time)),
+            ("errors", errors),
+        ],
+    )

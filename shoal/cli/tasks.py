@@ -1,0 +1,300 @@
+"""`shoal task ...`."""
+
+from __future__ import annotations
+
+import itertools
+import json
+import shlex
+import sys
+from typing import IO
+
+import click
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from shoal.cli.common import (
+    CliState,
+    enum_name,
+    err,
+    fail,
+    key_values,
+    last,
+    output_option,
+    pass_state,
+    render_list,
+    render_one,
+    state_choice,
+    when,
+)
+from shoal.client import Client, TaskSpec
+from shoal.errors import WaitTimeoutError
+from shoal.v1 import job_pb2, task_pb2
+
+Task = task_pb2.Task
+Result = task_pb2.TaskExecutionInfo.Result
+# Shown when a job had failures: enough to start looking, short enough to read.
+FAILED_IDS_SHOWN = 5
+EXIT_TIMEOUT = 124
+
+
+def _exit_code(info: task_pb2.TaskExecutionInfo) -> str:
+    return str(info.exit_code) if info.HasField("exit_code") else "-"
+
+
+def _task_row(t: task_pb2.Task) -> list[str]:
+    info = t.execution_info
+    command = t.command_line if len(t.command_line) <= 60 else t.command_line[:57] + "..."
+    return [
+        last(t.name),
+        enum_name(Task.State, t.state),
+        enum_name(task_pb2.TaskExecutionInfo.Result, info.result),
+        _exit_code(info),
+        last(info.node),
+        str(info.retry_count),
+        " ".join(command.split()),
+    ]
+
+
+def _failure(f: task_pb2.FailureInfo) -> str:
+    if not f.code:
+        return "-"
+    category = enum_name(task_pb2.FailureInfo.Category, f.category)
+    return f"{f.code} ({category}): {f.message}"
+
+
+@click.group("task")
+def task() -> None:
+    """Tasks: command lines run on a job's pool."""
+
+
+@task.command("add", context_settings={"ignore_unknown_options": True})
+@click.argument("job_id")
+@click.argument("task_id")
+@click.argument("command", nargs=-1, type=click.UNPROCESSED)
+@click.option("--command-line", "command_line", help="The command line as one string.")
+@click.option("--env", multiple=True, metavar="K=V", help="Environment variable; repeatable.")
+@click.option("--max-wall-clock", type=click.FloatRange(min=0, min_open=True), help="Seconds.")
+@click.option("--max-retries", type=click.IntRange(0, 100), default=0, show_default=True)
+@click.option("--display-name", default="", help="Free text shown to people.")
+@output_option
+@pass_state
+def task_add(
+    state: CliState,
+    job_id: str,
+    task_id: str,
+    command: tuple[str, ...],
+    command_line: str | None,
+    env: tuple[str, ...],
+    max_wall_clock: float | None,
+    max_retries: int,
+    display_name: str,
+    output: str,
+) -> None:
+    """Add one task: `shoal task add JOB ID -- PROGRAM ARGS...`.
+
+    The command runs without a shell; write `-- /bin/sh -c '...'` for pipes and globs.
+    """
+    if command and command_line is not None:
+        raise click.UsageError("give the command after `--` or with --command-line, not both")
+    if not command and command_line is None:
+        raise click.UsageError("missing the command: `shoal task add JOB ID -- PROGRAM ARGS...`")
+    line = command_line if command_line is not None else shlex.join(command)
+    t = state.client().add_task(
+        job_id,
+        task_id,
+        line,
+        environment=key_values(env, "--env"),
+        max_wall_clock_time=max_wall_clock,
+        max_task_retry_count=max_retries,
+        display_name=display_name,
+    )
+    _show_task(t, output)
+
+
+def read_task_lines(stream: IO[str], source: str) -> list[TaskSpec]:
+    """TaskSpecs from JSON lines; blank lines are skipped; ValueError names the bad line."""
+    specs: list[TaskSpec] = []
+    for number, line in enumerate(stream, start=1):
+        if not line.strip():
+            continue
+        try:
+            raw = json.loads(line)
+        except json.JSONDecodeError as e:
+            raise ValueError(f"{source} line {number}: not valid JSON ({e.msg})") from None
+        try:
+            specs.append(TaskSpec.from_dict(raw))
+        except ValueError as e:
+            raise ValueError(f"{source} line {number}: {e}") from None
+    return specs
+
+
+@task.command("add-many", short_help="Add tasks from a JSON-lines file.")
+@click.argument("job_id")
+@click.argument("source", type=click.File("r"), metavar="FILE|-")
+@click.option(
+    "--chunk",
+    type=click.IntRange(1, 100_000),
+    default=10_000,
+    show_default=True,
+    help="Tasks per request.",
+)
+@pass_state
+def task_add_many(state: CliState, job_id: str, source: IO[str], chunk: int) -> None:
+    """Add tasks from JSON lines, one task per line:
+
+    {"id": "t1", "command_line": "echo 1", "environment": {"K": "V"},
+    "max_wall_clock_time": 60, "max_task_retry_count": 2, "display_name": "..."}
+
+    Every line is checked before anything is sent.
+    """
+    name = "<stdin>" if source.name == "<stdin>" else source.name
+    try:
+        specs = read_task_lines(source, name)
+    except ValueError as e:
+        fail(str(e))
+    if not specs:
+        fail(f"{name} has no tasks")
+    added = state.client().add_tasks(job_id, specs, chunk=chunk)
+    err.print(f"added {added} tasks to job {job_id}")
+
+
+@task.command("list")
+@click.argument("job_id")
+@click.option(
+    "--state",
+    "states",
+    multiple=True,
+    type=state_choice(Task.State),
+    help="Only tasks in this state; repeatable.",
+)
+@click.option("--limit", type=click.IntRange(1), help="At most this many tasks.")
+@output_option
+@pass_state
+def task_list(
+    state: CliState, job_id: str, states: tuple[str, ...], limit: int | None, output: str
+) -> None:
+    """List a job's tasks."""
+    page = min(limit, 1000) if limit else 1000
+    tasks = state.client().list_tasks(job_id, state=list(states) or None, page_size=page)
+    render_list(
+        itertools.islice(tasks, limit),
+        output,
+        ["ID", "STATE", "RESULT", "EXIT", "NODE", "RETRIES", "COMMAND"],
+        _task_row,
+        f"no tasks in job {job_id}",
+    )
+
+
+def _show_task(t: task_pb2.Task, output: str) -> None:
+    info = t.execution_info
+    env = ", ".join(f"{k}={v}" for k, v in sorted(t.environment.items())) or "-"
+    wall = t.constraints.max_wall_clock_time
+    wall_text = (
+        f"{wall.ToTimedelta().total_seconds():g}s"
+        if t.constraints.HasField("max_wall_clock_time")
+        else "none"
+    )
+    render_one(
+        t,
+        output,
+        [
+            ("id", last(t.name)),
+            ("name", t.name),
+            ("display name", t.display_name or "-"),
+            ("command line", t.command_line),
+            ("environment", env),
+            ("max wall clock", wall_text),
+            ("max retries", str(t.constraints.max_task_retry_count)),
+            ("state", enum_name(Task.State, t.state)),
+            ("result", enum_name(Result, info.result)),
+            ("exit code", _exit_code(info)),
+            ("failure", _failure(info.failure_info)),
+            ("node", info.node or "-"),
+            ("attempt", info.attempt_id or "-"),
+            ("retries", str(info.retry_count)),
+            ("requeues", str(info.requeue_count)),
+            ("earlier attempts", str(len(info.previous_attempts))),
+            ("started", when(info.start_time)),
+            ("ended", when(info.end_time)),
+            ("created", when(t.create_time)),
+        ],
+    )
+
+
+@task.command("show")
+@click.argument("job_id")
+@click.argument("task_id")
+@output_option
+@pass_state
+def task_show(state: CliState, job_id: str, task_id: str, output: str) -> None:
+    """Show one task with its execution info."""
+    _show_task(state.client().get_task(job_id, task_id), output)
+
+
+def failed_task_ids(client: Client, job_id: str, limit: int = FAILED_IDS_SHOWN) -> list[str]:
+    failed = (
+        last(t.name)
+        for t in client.list_tasks(job_id, state="COMPLETED")
+        if t.execution_info.result == Result.FAILURE
+    )
+    return list(itertools.islice(failed, limit))
+
+
+@task.command("wait")
+@click.argument("job_id")
+@click.option("--timeout", type=click.FloatRange(min=0), help="Give up after this many seconds.")
+@click.option(
+    "--poll", type=click.FloatRange(min=0.05), default=0.5, show_default=True, hidden=True
+)
+@pass_state
+def task_wait(state: CliState, job_id: str, timeout: float | None, poll: float) -> None:
+    """Wait until no task of the job is active or running.
+
+    Exit 0 when all succeeded, 1 when any failed, 124 on timeout.
+    """
+    client = state.client()
+    progress = Progress(
+        TextColumn("[bold]job {task.description}"),
+        BarColumn(bar_width=20),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeElapsedColumn(),
+        console=err,
+    )
+    timed_out: WaitTimeoutError | None = None
+    with progress:
+        bar = progress.add_task(job_id, total=None, detail="")
+
+        def update(c: job_pb2.TaskCounts) -> None:
+            progress.update(
+                bar,
+                total=c.active + c.running + c.completed,
+                completed=c.completed,
+                detail=f"{c.succeeded} succeeded · {c.failed} failed · {c.running} running",
+            )
+
+        try:
+            final = client.wait_job(job_id, poll=poll, timeout=timeout, on_progress=update)
+        except WaitTimeoutError as e:
+            timed_out = e
+    if timed_out is not None:
+        fail(f"timed out: {timed_out.message}", EXIT_TIMEOUT)
+    c = final.task_counts
+    if c.failed:
+        ids = failed_task_ids(client, job_id)
+        more = " ..." if c.failed > len(ids) else ""
+        fail(f"{c.failed} of {c.completed} tasks failed: {', '.join(ids)}{more}")
+    err.print(f"all {c.completed} tasks of job {job_id} succeeded")
+
+
+@task.command("logs")
+@click.argument("job_id")
+@click.argument("task_id")
+@click.option("--stderr", "use_stderr", is_flag=True, help="stderr.txt instead of stdout.txt.")
+@pass_state
+def task_logs(state: CliState, job_id: str, task_id: str, use_stderr: bool) -> None:
+    """Print a task's stdout (or stderr) from the node that ran it."""
+    path = "stderr.txt" if use_stderr else "stdout.txt"
+    data = state.client().read_task_file(job_id, task_id, path)
+    sys.stdout.flush()
+    sys.stdout.buffer.write(data)
+    sys.stdout.buffer.flush()

@@ -1,0 +1,204 @@
+"""`shoal up`: run the whole suite on this machine until Ctrl-C.
+
+$SHOAL_SERVICE_COMMANDS, a JSON object of service name -> argv, replaces how services are
+started (`--config PATH` is appended): to run one under a profiler or debugger, or a
+stand-in in tests.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import signal
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+import click
+
+from shoal.cli.common import CliState, err, pass_state
+from shoal.client import default_state_dir
+from shoal.suite import SERVICES, LocalSuite, SchedulerTiming, SuiteError
+
+# How often a running suite is checked for dead services.
+CHECK_INTERVAL = 0.5
+
+
+class Stop(Exception):
+    """SIGTERM or SIGHUP arrived: stop like on Ctrl-C."""
+
+
+@contextlib.contextmanager
+def stop_on_signals() -> Iterator[None]:
+    """Turn SIGTERM/SIGHUP into `Stop` for the duration (Ctrl-C is KeyboardInterrupt already)."""
+
+    def handler(signum: int, frame: FrameType | None) -> None:
+        raise Stop(signal.Signals(signum).name)
+
+    previous = {s: signal.signal(s, handler) for s in (signal.SIGTERM, signal.SIGHUP)}
+    try:
+        yield
+    finally:
+        for s, h in previous.items():
+            signal.signal(s, h)
+
+
+def service_commands() -> dict[str, list[str]] | None:
+    raw = os.environ.get("SHOAL_SERVICE_COMMANDS")
+    if not raw:
+        return None
+    try:
+        commands = json.loads(raw)
+        ok = isinstance(commands, dict) and all(
+            s in SERVICES and isinstance(v, list) and v and all(isinstance(a, str) for a in v)
+            for s, v in commands.items()
+        )
+    except ValueError:
+        ok = False
+    if not ok:
+        raise click.UsageError(
+            "SHOAL_SERVICE_COMMANDS must be a JSON object mapping service names "
+            f"({', '.join(SERVICES)}) to argv lists"
+        )
+    return commands
+
+
+def report_dead(suite: LocalSuite, dead: list[str]) -> None:
+    for service in dead:
+        err.print(
+            f"[bold red]{service} died[/] (exit code {suite.exit_code(service)}); "
+            f"last lines of {suite.log_path(service)}:",
+        )
+        err.print(suite.log_tail(service) or "(empty log)", markup=False)
+
+
+def serve_until_stopped(suite: LocalSuite) -> int:
+    """Block until Ctrl-C / SIGTERM (exit code 0) or a service dies (1); the caller stops."""
+    try:
+        while True:
+            dead = suite.check()
+            if dead:
+                report_dead(suite, dead)
+                err.print("stopping the other services ...")
+                return 1
+            time.sleep(CHECK_INTERVAL)
+    except (KeyboardInterrupt, Stop):
+        err.print("\nstopping Shoal ...")
+        return 0
+
+
+def usage_hint(suite: LocalSuite) -> str:
+    default = default_state_dir().resolve()
+    prefix = "" if suite.state_dir == default else f"export SHOAL_STATE_DIR={suite.state_dir}\n  "
+    return (
+        "Try it from another terminal:\n"
+        f"  {prefix}shoal pool create p1 --nodes 2 --slots 2\n"
+        "  shoal job create j1 --pool p1\n"
+        "  shoal task add j1 hello -- echo hello from Shoal\n"
+        "  shoal task wait j1 && shoal task logs j1 hello"
+    )
+
+
+def print_banner(suite: LocalSuite) -> None:
+    cc = suite.client_config
+    lines = [
+        "[bold green]Shoal is up.[/]",
+        f"  gateway   {suite.endpoint}   (account {cc.account!r}, key in {suite.state_dir / 'client.json'})",
+        f"  state     {suite.state_dir}",
+        f"  logs      {suite.logs_dir}/{{{','.join(SERVICES)}}}.log",
+        "",
+        usage_hint(suite),
+        "",
+        "Press Ctrl-C to stop.",
+    ]
+    err.print("\n".join(lines))
+
+
+@click.command("up")
+@click.option(
+    "--state-dir",
+    type=click.Path(file_okay=False, path_type=Path),
+    help="State directory (default: the global --state-dir, $SHOAL_STATE_DIR or ./.shoal).",
+)
+@click.option(
+    "--port",
+    type=click.IntRange(0, 65532),
+    default=50051,
+    show_default=True,
+    help="Gateway port; the other services take the next three (0: free ports for all).",
+)
+@click.option("--heartbeat-interval", type=click.FloatRange(min=0, min_open=True), help="Seconds.")
+@click.option("--unreachable-after", type=click.FloatRange(min=0, min_open=True), help="Seconds.")
+@click.option("--lost-after", type=click.FloatRange(min=0, min_open=True), help="Seconds.")
+@click.option("--reconnect-grace", type=click.FloatRange(min=0), help="Seconds.")
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@click.option(
+    "--start-timeout", type=click.FloatRange(min=1), default=30, show_default=True, hidden=True
+)
+@pass_state
+def up(
+    state: CliState,
+    state_dir: Path | None,
+    port: int,
+    heartbeat_interval: float | None,
+    unreachable_after: float | None,
+    lost_after: float | None,
+    reconnect_grace: float | None,
+    log_level: str,
+    start_timeout: float,
+) -> None:
+    """Run Shoal's four services on this machine until Ctrl-C."""
+    overrides: dict[str, Any] = {
+        k: v
+        for k, v in {
+            "heartbeat_interval": heartbeat_interval,
+            "unreachable_after": unreachable_after,
+            "lost_after": lost_after,
+            "reconnect_grace": reconnect_grace,
+        }.items()
+        if v is not None
+    }
+    ports = [port + i if port else 0 for i in range(4)]
+    suite = LocalSuite(
+        state_dir or state.effective_state_dir,
+        gateway_port=ports[0],
+        pool_manager_port=ports[1],
+        scheduler_port=ports[2],
+        stager_port=ports[3],
+        timing=replace(SchedulerTiming(), **overrides),
+        log_level=log_level,
+        commands=service_commands(),
+    )
+    code = 0
+    with stop_on_signals():
+        try:
+            err.print(f"starting Shoal in {suite.state_dir} ...")
+            suite.start(timeout=start_timeout)
+            if suite.leftovers_stopped:
+                err.print(
+                    f"(stopped {suite.leftovers_stopped} processes left running by an earlier "
+                    "Shoal on this state dir)"
+                )
+            print_banner(suite)
+            code = serve_until_stopped(suite)
+        except (KeyboardInterrupt, Stop):
+            err.print("\nstopping Shoal ...")
+        except SuiteError as e:
+            err.print(f"[bold red]error:[/] {e.summary}")
+            if e.log_tail:
+                err.print(e.log_tail, markup=False)
+            code = 1
+        finally:
+            suite.stop()
+    if code == 0:
+        err.print("Shoal stopped.")
+    raise click.exceptions.Exit(code)

@@ -1,0 +1,525 @@
+"""A small typed, synchronous Python client for Shoal.
+
+    from shoal import Client
+    client = Client.discover()          # SHOAL_ENDPOINT/SHOAL_ACCOUNT_KEY, else ./.shoal/client.json
+    client.create_pool("p1", target_nodes=2)
+    client.create_job("j1", pool_id="p1", on_all_tasks_complete="terminate_job")
+    client.add_tasks("j1", [{"id": f"t{i}", "command_line": f"echo {i}"} for i in range(100)])
+    job = client.wait_job("j1")
+
+Callers pass ids; the client builds resource names. Every failure is a `ShoalError`. Methods
+return the protobuf messages of `shoal.v1` (typed by the generated .pyi stubs).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, TypeVar
+
+import grpc
+from google.protobuf import duration_pb2
+
+from shoal.errors import ClientConfigError, ShoalError, StatusCode, WaitTimeoutError
+from shoal.v1 import job_pb2, job_pb2_grpc, pool_pb2, pool_pb2_grpc, task_pb2, task_pb2_grpc
+
+ENV_ENDPOINT = "SHOAL_ENDPOINT"
+ENV_KEY = "SHOAL_ACCOUNT_KEY"
+ENV_STATE_DIR = "SHOAL_STATE_DIR"
+DEFAULT_STATE_DIR = ".shoal"
+CLIENT_FILE = "client.json"
+
+# Large enough for a 100,000-task BatchCreateTasks call (the servers accept the same).
+MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+CHANNEL_OPTIONS = [
+    ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
+    ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
+]
+
+T = TypeVar("T")
+
+
+def default_state_dir() -> Path:
+    """$SHOAL_STATE_DIR, else ./.shoal — where `shoal up` keeps its state."""
+    return Path(os.environ.get(ENV_STATE_DIR) or DEFAULT_STATE_DIR)
+
+
+@dataclass(frozen=True)
+class ClientConfig:
+    endpoint: str
+    """host:port of the gateway."""
+    key: str
+    """The account key sent as `authorization: Bearer <key>`."""
+    account: str = ""
+    """The account's name, when known (informational)."""
+
+
+def read_client_file(state_dir: Path) -> ClientConfig | None:
+    """The client settings `shoal up` wrote into `state_dir`, or None if there are none."""
+    path = Path(state_dir) / CLIENT_FILE
+    try:
+        raw = json.loads(path.read_text())
+    except FileNotFoundError:
+        return None
+    except (OSError, ValueError) as e:
+        raise ClientConfigError(f"cannot read {path}: {e}") from None
+    if not isinstance(raw, dict) or not raw.get("endpoint") or not raw.get("key"):
+        raise ClientConfigError(f"{path} lacks 'endpoint' or 'key'; run `shoal up` to rewrite it")
+    return ClientConfig(str(raw["endpoint"]), str(raw["key"]), str(raw.get("account", "")))
+
+
+def write_client_file(state_dir: Path, config: ClientConfig) -> Path:
+    """Write client.json readable by its owner only: it holds the account key."""
+    path = Path(state_dir) / CLIENT_FILE
+    tmp = path.with_suffix(".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        json.dump({"endpoint": config.endpoint, "account": config.account, "key": config.key}, f)
+        f.write("\n")
+    os.chmod(tmp, 0o600)
+    os.replace(tmp, path)
+    return path
+
+
+def resolve_config(
+    state_dir: Path | str | None = None, *, endpoint: str | None = None, key: str | None = None
+) -> ClientConfig:
+    """Find the endpoint and key: arguments, then $SHOAL_ENDPOINT / $SHOAL_ACCOUNT_KEY, then
+    `<state_dir>/client.json` (state_dir defaulting to $SHOAL_STATE_DIR or ./.shoal)."""
+    endpoint = endpoint or os.environ.get(ENV_ENDPOINT) or None
+    key = key or os.environ.get(ENV_KEY) or None
+    account = ""
+    if endpoint is None or key is None:
+        directory = Path(state_dir) if state_dir is not None else default_state_dir()
+        saved = read_client_file(directory)
+        if saved is None:
+            raise ClientConfigError(
+                f"no Shoal to talk to: no {directory / CLIENT_FILE} and no "
+                f"${ENV_ENDPOINT}/${ENV_KEY}; start Shoal with `shoal up` (or point "
+                f"--state-dir at the directory it uses)"
+            )
+        endpoint = endpoint or saved.endpoint
+        key = key or saved.key
+        account = saved.account
+    return ClientConfig(endpoint, key, account)
+
+
+@dataclass(frozen=True)
+class TaskSpec:
+    """One task to add with `Client.add_tasks`."""
+
+    id: str
+    """Task id: 1-64 of [A-Za-z0-9_-], unique in the job ignoring case."""
+    command_line: str
+    """Program and arguments, split like a shell splits words but run without a shell."""
+    environment: Mapping[str, str] = field(default_factory=dict)
+    """Extra environment variables of the process."""
+    max_wall_clock_time: float | None = None
+    """Seconds after which the task is killed and fails; None for no limit."""
+    max_task_retry_count: int = 0
+    """How often a non-zero exit is retried."""
+    display_name: str = ""
+    """Free text shown to people."""
+
+    @classmethod
+    def from_dict(cls, raw: Mapping[str, Any]) -> TaskSpec:
+        """Build from a JSON-like mapping; ValueError says what is wrong with it."""
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
+        allowed = {f for f in cls.__dataclass_fields__}
+        unknown = sorted(set(raw) - allowed)
+        if unknown:
+            raise ValueError(f"unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
+        # Types only: the server checks values and names the field it refuses.
+        for required in ("id", "command_line"):
+            if required not in raw:
+                raise ValueError(f"missing {required!r}")
+            if not isinstance(raw[required], str):
+                raise ValueError(f"{required!r} must be a string")
+        env = raw.get("environment") or {}
+        if not isinstance(env, Mapping) or not all(
+            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
+        ):
+            raise ValueError("'environment' must be an object of string values")
+        wall = raw.get("max_wall_clock_time")
+        if wall is not None and (isinstance(wall, bool) or not isinstance(wall, int | float)):
+            raise ValueError("'max_wall_clock_time' must be a number of seconds")
+        retries = raw.get("max_task_retry_count", 0)
+        if isinstance(retries, bool) or not isinstance(retries, int):
+            raise ValueError("'max_task_retry_count' must be an integer")
+        display = raw.get("display_name", "")
+        if not isinstance(display, str):
+            raise ValueError("'display_name' must be a string")
+        return cls(raw["id"], raw["command_line"], dict(env), wall, retries, display)
+
+
+def pool_name(pool_id: str) -> str:
+    return f"pools/{pool_id}"
+
+
+def node_name(pool_id: str, node_id: str) -> str:
+    return f"pools/{pool_id}/nodes/{node_id}"
+
+
+def job_name(job_id: str) -> str:
+    return f"jobs/{job_id}"
+
+
+def task_name(job_id: str, task_id: str) -> str:
+    return f"jobs/{job_id}/tasks/{task_id}"
+
+
+def last_segment(name: str) -> str:
+    """The id at the end of a resource name: `pools/p/nodes/n` -> `n`."""
+    return name.rsplit("/", 1)[-1]
+
+
+def _enum_name(
+    enum: Any, value: str | int, what: str, aliases: Mapping[str, str] | None = None
+) -> str:
+    """The canonical name of an enum value given by name (any case, with aliases) or number."""
+    try:
+        if isinstance(value, int):
+            return str(enum.Name(value))
+        text = value.strip().upper().replace("-", "_")
+        text = (aliases or {}).get(text, text)
+        enum.Value(text)
+        return text
+    except ValueError:
+        names = [n.lower() for n in enum.keys() if not n.endswith("UNSPECIFIED")]
+        raise ShoalError(
+            StatusCode.INVALID_ARGUMENT,
+            f"{what}: unknown value {value!r}; one of {', '.join(names)}",
+            reason="INVALID_ARGUMENT",
+            field=what,
+        ) from None
+
+
+def state_filter(states: str | int | Sequence[str | int] | None, enum: Any) -> str:
+    """`state = A OR state = B` for the List calls' filter; empty for all states."""
+    if states is None:
+        return ""
+    items = [states] if isinstance(states, str | int) else list(states)
+    names = [_enum_name(enum, s, "state") for s in items]
+    return " OR ".join(f"state = {n}" for n in names)
+
+
+def _duration(seconds: float | None) -> duration_pb2.Duration | None:
+    if seconds is None:
+        return None
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(round(seconds * 1e9)))
+    return d
+
+
+def _create_task_request(spec: TaskSpec) -> task_pb2.CreateTaskRequest:
+    task = task_pb2.Task(
+        command_line=spec.command_line,
+        environment=dict(spec.environment),
+        display_name=spec.display_name,
+        constraints=task_pb2.TaskConstraints(
+            max_wall_clock_time=_duration(spec.max_wall_clock_time),
+            max_task_retry_count=spec.max_task_retry_count,
+        ),
+    )
+    return task_pb2.CreateTaskRequest(task_id=spec.id, task=task)
+
+
+class Client:
+    """A connection to Shoal's gateway, authenticated as one account."""
+
+    def __init__(self, endpoint: str, key: str, *, timeout: float = 30) -> None:
+        self.endpoint = endpoint
+        self.timeout = timeout
+        self._metadata = (("authorization", f"Bearer {key}"),)
+        self._channel = grpc.insecure_channel(endpoint, options=CHANNEL_OPTIONS)
+        self._pools = pool_pb2_grpc.PoolServiceStub(self._channel)
+        self._jobs = job_pb2_grpc.JobServiceStub(self._channel)
+        self._tasks = task_pb2_grpc.TaskServiceStub(self._channel)
+
+    @classmethod
+    def from_env(cls, *, timeout: float = 30) -> Client:
+        """Same as `discover()`: the environment first, then ./.shoal/client.json."""
+        return cls.discover(timeout=timeout)
+
+    @classmethod
+    def discover(
+        cls,
+        state_dir: Path | str | None = None,
+        *,
+        endpoint: str | None = None,
+        key: str | None = None,
+        timeout: float = 30,
+    ) -> Client:
+        """Connect as `resolve_config` finds; ClientConfigError when nothing is found."""
+        config = resolve_config(state_dir, endpoint=endpoint, key=key)
+        return cls(config.endpoint, config.key, timeout=timeout)
+
+    def close(self) -> None:
+        self._channel.close()
+
+    def __enter__(self) -> Client:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"Client({self.endpoint!r})"
+
+    def _call(self, method: Callable[..., T], request: Any, timeout: float | None = None) -> T:
+        try:
+            return method(request, metadata=self._metadata, timeout=timeout or self.timeout)
+        except grpc.RpcError as e:
+            raise ShoalError.from_rpc_error(e) from None
+
+    def _pages(self, method: Callable[..., Any], request: Any, items: str) -> Iterator[Any]:
+        # Bounded by the server: an empty next_page_token ends the walk.
+        while True:
+            response = self._call(method, request)
+            yield from getattr(response, items)
+            if not response.next_page_token:
+                return
+            request.page_token = response.next_page_token
+
+    # Pools and nodes
+
+    def create_pool(
+        self,
+        pool_id: str,
+        *,
+        target_nodes: int,
+        task_slots_per_node: int = 1,
+        display_name: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> pool_pb2.Pool:
+        pool = pool_pb2.Pool(
+            target_nodes=target_nodes,
+            task_slots_per_node=task_slots_per_node,
+            display_name=display_name,
+            metadata=dict(metadata or {}),
+        )
+        return self._call(
+            self._pools.CreatePool, pool_pb2.CreatePoolRequest(pool_id=pool_id, pool=pool)
+        )
+
+    def get_pool(self, pool_id: str) -> pool_pb2.Pool:
+        return self._call(self._pools.GetPool, pool_pb2.GetPoolRequest(name=pool_name(pool_id)))
+
+    def list_pools(self, *, filter: str = "", page_size: int = 0) -> Iterator[pool_pb2.Pool]:
+        request = pool_pb2.ListPoolsRequest(filter=filter, page_size=page_size)
+        return self._pages(self._pools.ListPools, request, "pools")
+
+    def resize_pool(
+        self, pool_id: str, target_nodes: int, *, node_deallocation_option: str | int = "requeue"
+    ) -> pool_pb2.Pool:
+        option = _enum_name(
+            pool_pb2.NodeDeallocationOption,
+            node_deallocation_option,
+            "node_deallocation_option",
+            {"TASKCOMPLETION": "TASK_COMPLETION"},
+        )
+        request = pool_pb2.ResizePoolRequest(
+            name=pool_name(pool_id), target_nodes=target_nodes, node_deallocation_option=option
+        )
+        return self._call(self._pools.ResizePool, request)
+
+    def delete_pool(self, pool_id: str) -> None:
+        self._call(self._pools.DeletePool, pool_pb2.DeletePoolRequest(name=pool_name(pool_id)))
+
+    def list_nodes(
+        self, pool_id: str, *, filter: str = "", page_size: int = 0
+    ) -> Iterator[pool_pb2.Node]:
+        request = pool_pb2.ListNodesRequest(
+            parent=pool_name(pool_id), filter=filter, page_size=page_size
+        )
+        return self._pages(self._pools.ListNodes, request, "nodes")
+
+    def get_node(self, pool_id: str, node_id: str) -> pool_pb2.Node:
+        request = pool_pb2.GetNodeRequest(name=node_name(pool_id, node_id))
+        return self._call(self._pools.GetNode, request)
+
+    # Jobs
+
+    def create_job(
+        self,
+        job_id: str,
+        *,
+        pool_id: str,
+        priority: int = 0,
+        on_all_tasks_complete: str | int = "no_action",
+        display_name: str = "",
+        metadata: Mapping[str, str] | None = None,
+    ) -> job_pb2.Job:
+        completion = _enum_name(
+            job_pb2.OnAllTasksComplete,
+            on_all_tasks_complete,
+            "on_all_tasks_complete",
+            {"TERMINATE": "TERMINATE_JOB"},
+        )
+        job = job_pb2.Job(
+            pool=pool_name(pool_id),
+            priority=priority,
+            on_all_tasks_complete=completion,
+            display_name=display_name,
+            metadata=dict(metadata or {}),
+        )
+        return self._call(self._jobs.CreateJob, job_pb2.CreateJobRequest(job_id=job_id, job=job))
+
+    def get_job(self, job_id: str) -> job_pb2.Job:
+        return self._call(self._jobs.GetJob, job_pb2.GetJobRequest(name=job_name(job_id)))
+
+    def list_jobs(self, *, filter: str = "", page_size: int = 0) -> Iterator[job_pb2.Job]:
+        request = job_pb2.ListJobsRequest(filter=filter, page_size=page_size)
+        return self._pages(self._jobs.ListJobs, request, "jobs")
+
+    def terminate_job(self, job_id: str, reason: str = "") -> job_pb2.Job:
+        request = job_pb2.TerminateJobRequest(name=job_name(job_id), reason=reason)
+        return self._call(self._jobs.TerminateJob, request)
+
+    def delete_job(self, job_id: str) -> None:
+        self._call(self._jobs.DeleteJob, job_pb2.DeleteJobRequest(name=job_name(job_id)))
+
+    def wait_job(
+        self,
+        job_id: str,
+        *,
+        poll: float = 0.5,
+        timeout: float | None = None,
+        on_progress: Callable[[job_pb2.TaskCounts], None] | None = None,
+    ) -> job_pb2.Job:
+        """Poll until no task is active or running (or the job is COMPLETED); return the job.
+
+        WaitTimeoutError when `timeout` seconds pass first.
+        """
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            job = self.get_job(job_id)
+            counts = job.task_counts
+            if on_progress is not None:
+                on_progress(counts)
+            if job.state == job_pb2.Job.COMPLETED or (counts.active == 0 and counts.running == 0):
+                return job
+            if deadline is not None:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise WaitTimeoutError(
+                        f"job {job_id!r} still has {counts.active} active and {counts.running} "
+                        f"running tasks after {timeout:g}s"
+                    )
+                time.sleep(min(poll, left))
+            else:
+                time.sleep(poll)
+
+    # Tasks
+
+    def add_task(
+        self,
+        job_id: str,
+        task_id: str,
+        command_line: str,
+        *,
+        environment: Mapping[str, str] | None = None,
+        max_wall_clock_time: float | None = None,
+        max_task_retry_count: int = 0,
+        display_name: str = "",
+    ) -> task_pb2.Task:
+        spec = TaskSpec(
+            task_id,
+            command_line,
+            dict(environment or {}),
+            max_wall_clock_time,
+            max_task_retry_count,
+            display_name,
+        )
+        request = _create_task_request(spec)
+        request.parent = job_name(job_id)
+        return self._call(self._tasks.CreateTask, request)
+
+    def add_tasks(
+        self,
+        job_id: str,
+        tasks: Iterable[TaskSpec | Mapping[str, Any]],
+        chunk: int = 10_000,
+        *,
+        on_chunk: Callable[[int], None] | None = None,
+    ) -> int:
+        """Add tasks in BatchCreateTasks calls of `chunk` tasks; return how many were added.
+
+        Each call is all-or-nothing, the whole iterable is not: when a later chunk fails, the
+        earlier chunks stay added (the ShoalError says which task of that chunk was bad).
+        `on_chunk(added_so_far)` is called after each chunk.
+        """
+        if chunk < 1:
+            raise ValueError("chunk must be at least 1")
+        parent = job_name(job_id)
+        added = 0
+        batch: list[task_pb2.CreateTaskRequest] = []
+
+        def send() -> None:
+            nonlocal added
+            request = task_pb2.BatchCreateTasksRequest(parent=parent, requests=batch)
+            # Big batches take the server a while; scale the deadline with the batch.
+            timeout = self.timeout + len(batch) / 1000
+            response = self._call(self._tasks.BatchCreateTasks, request, timeout=timeout)
+            added += response.created_count
+            batch.clear()
+            if on_chunk is not None:
+                on_chunk(added)
+
+        for index, item in enumerate(tasks):
+            try:
+                spec = item if isinstance(item, TaskSpec) else TaskSpec.from_dict(item)
+            except ValueError as e:
+                raise ShoalError(
+                    StatusCode.INVALID_ARGUMENT,
+                    f"tasks[{index}]: {e}",
+                    reason="INVALID_ARGUMENT",
+                    field=f"tasks[{index}]",
+                ) from None
+            batch.append(_create_task_request(spec))
+            if len(batch) >= chunk:
+                send()
+        if batch:
+            send()
+        return added
+
+    def get_task(self, job_id: str, task_id: str) -> task_pb2.Task:
+        request = task_pb2.GetTaskRequest(name=task_name(job_id, task_id))
+        return self._call(self._tasks.GetTask, request)
+
+    def list_tasks(
+        self,
+        job_id: str,
+        *,
+        state: str | int | Sequence[str | int] | None = None,
+        page_size: int = 1000,
+    ) -> Iterator[task_pb2.Task]:
+        """All tasks of a job (in pages of `page_size`), optionally only in the given states."""
+        request = task_pb2.ListTasksRequest(
+            parent=job_name(job_id),
+            filter=state_filter(state, task_pb2.Task.State),
+            page_size=page_size,
+        )
+        return self._pages(self._tasks.ListTasks, request, "tasks")
+
+    def read_task_file(
+        self, job_id: str, task_id: str, path: str = "stdout.txt", offset: int = 0
+    ) -> bytes:
+        """The whole of a task's stdout.txt or stderr.txt from `offset` on."""
+        request = task_pb2.ReadTaskFileRequest(
+            name=task_name(job_id, task_id), path=path, offset=offset
+        )
+        parts: list[bytes] = []
+        try:
+            for chunk in self._tasks.ReadTaskFile(
+                request, metadata=self._metadata, timeout=self.timeout
+            ):
+                parts.append(chunk.data)
+        except grpc.RpcError as e:
+            raise ShoalError.from_rpc_error(e) from None
+        return b"".join(parts)

@@ -1,0 +1,85 @@
+"""gateway/accounts.py against a real SQLite file."""
+
+from __future__ import annotations
+
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from gateway import accounts
+from services.common.errors import Code, ShoalError
+
+
+def test_create_then_lookup_finds_the_account(tmp_path: Path) -> None:
+    db = tmp_path / "gateway.db"
+    key = accounts.create_account(db, "team-a")
+    assert key.startswith("shoal_") and len(key) > 40
+    found = accounts.lookup(db, key)
+    assert found is not None and found.name == "team-a"
+    assert accounts.lookup(db, key + "x") is None
+    assert accounts.lookup(db, "") is None
+    assert [a.name for a in accounts.list_accounts(db)] == ["team-a"]
+
+
+def test_only_a_hash_of_the_key_is_stored(tmp_path: Path) -> None:
+    db = tmp_path / "gateway.db"
+    key = accounts.create_account(db, "team-a")
+    with sqlite3.connect(db) as conn:
+        (stored,) = conn.execute("SELECT key_hash FROM accounts").fetchone()
+    assert stored == accounts.hash_key(key) and key not in stored
+
+
+def test_lookup_on_an_open_connection_as_the_gateway_holds_one(tmp_path: Path) -> None:
+    db = tmp_path / "gateway.db"
+    key = accounts.create_account(db, "team-a")
+    conn = sqlite3.connect(db)
+    try:
+        conn.executescript(accounts.SCHEMA)  # what the gateway does when it opens the file
+        assert accounts.lookup(conn, key).name == "team-a"
+    finally:
+        conn.close()
+
+
+def test_rotate_replaces_the_key(tmp_path: Path) -> None:
+    db = tmp_path / "gateway.db"
+    old = accounts.create_account(db, "team-a")
+    new = accounts.rotate_key(db, "team-a")
+    assert new != old
+    assert accounts.lookup(db, old) is None
+    assert accounts.lookup(db, new).name == "team-a"
+
+
+def test_rotate_an_unknown_account_is_not_found(tmp_path: Path) -> None:
+    with pytest.raises(ShoalError) as caught:
+        accounts.rotate_key(tmp_path / "gateway.db", "ghost")
+    assert (caught.value.code, caught.value.reason) == (Code.NOT_FOUND, "ACCOUNT_NOT_FOUND")
+
+
+def test_duplicate_names_are_refused_ignoring_case(tmp_path: Path) -> None:
+    db = tmp_path / "gateway.db"
+    first = accounts.create_account(db, "Team-A")
+    for name in ("Team-A", "team-a"):
+        with pytest.raises(ShoalError) as caught:
+            accounts.create_account(db, name)
+        assert caught.value.code == Code.ALREADY_EXISTS
+        assert caught.value.reason == "ACCOUNT_ALREADY_EXISTS"
+    assert accounts.lookup(db, first).name == "Team-A"
+    assert len(accounts.list_accounts(db)) == 1
+
+
+@pytest.mark.parametrize("name", ["", "has space", "slash/name", "x" * 65, "dot.name"])
+def test_bad_names_are_invalid_and_create_nothing(tmp_path: Path, name: str) -> None:
+    db = tmp_path / "gateway.db"
+    with pytest.raises(ShoalError) as caught:
+        accounts.create_account(db, name)
+    assert caught.value.code == Code.INVALID_ARGUMENT
+    assert caught.value.field == "account"
+    assert accounts.list_accounts(db) == []
+
+
+def test_a_missing_database_has_no_accounts(tmp_path: Path) -> None:
+    db = tmp_path / "nothing.db"
+    assert accounts.list_accounts(db) == []
+    assert accounts.lookup(db, "shoal_x") is None
+    assert not db.exists()
