@@ -1,20 +1,25 @@
-"""Shared helpers of the client / CLI / LocalSuite tests."""
+"""Shared helpers of the LocalSuite / `shoal up` tests."""
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import signal
 import sys
-import time
-from collections.abc import Callable
 from pathlib import Path
 
-from shoal.suite import SERVICES
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from shoal.suite import MODULES, SERVICES
+from tests.support import processes_mentioning, wait_for
 
 STANDIN = Path(__file__).with_name("standin.py")
 
 
 def standin_commands(**modes: str) -> dict[str, list[str]]:
-    """LocalSuite commands running stand-ins; `pool_manager="spawn"` sets one service's mode."""
+    """LocalSuite commands running stand-ins; `job_scheduler="exit"` sets one service's mode."""
     commands = {}
     for service in SERVICES:
         mode = modes.get(service.replace("-", "_"), "serve")
@@ -32,24 +37,54 @@ def pid_alive(pid: int) -> bool:
     return stat.rsplit(")", 1)[1].split()[0] != "Z"
 
 
-def wait_for(condition: Callable[[], bool], timeout: float = 10, what: str = "condition") -> None:
-    deadline = time.monotonic() + timeout
-    while not condition():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.02)
+def wait_gone(pids: list[int], timeout: float = 20) -> None:
+    for pid in pids:
+        wait_for(lambda pid=pid: not pid_alive(pid), f"pid {pid} to exit", timeout)
 
 
 def read_pid(path: Path) -> int:
-    wait_for(path.exists, what=f"{path}")
+    """A pid file a stand-in writes."""
+    wait_for(path.exists, f"{path}", 10)
     return int(path.read_text())
+
+
+def serving(address: str) -> bool:
+    """What the suite itself asks a service: its gRPC health check."""
+    with grpc.insecure_channel(address) as channel:
+        reply = health_pb2_grpc.HealthStub(channel).Check(
+            health_pb2.HealthCheckRequest(service=""), timeout=5
+        )
+    return reply.status == health_pb2.HealthCheckResponse.SERVING
+
+
+def service_pids(state_dir: Path) -> dict[str, int]:
+    """service -> pid of the real service processes running with this state dir."""
+    found = {}
+    for pid, cmd in processes_mentioning(str(state_dir)).items():
+        for service, module in MODULES.items():
+            if f" -m {module} " in f" {cmd} ":
+                found[service] = pid
+    return found
+
+
+def agent_pids(state_dir: Path) -> list[int]:
+    """Pids of the node agents the local provider started for this state dir."""
+    return sorted(p for p, cmd in processes_mentioning(str(state_dir)).items() if " -m agent " in cmd)
+
+
+def logged_clean_stop(log: str) -> bool:
+    """True when a service's JSON log ends with its own "... stopped" event: it handled
+    SIGTERM itself rather than being killed."""
+    events = []
+    for line in log.splitlines():
+        with contextlib.suppress(ValueError):
+            events.append(json.loads(line).get("event", ""))
+    return bool(events) and events[-1].endswith("stopped")
 
 
 def kill_leftovers(pids: list[int]) -> None:
     """Test clean-up only: never leave a process behind, even when an assertion failed."""
     for pid in pids:
         if pid_alive(pid):
-            try:
-                os.kill(pid, 9)
-            except ProcessLookupError:
-                pass
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)

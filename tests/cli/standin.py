@@ -1,13 +1,16 @@
-"""A stand-in for one Shoal service process, for testing LocalSuite and `shoal up` before
-(and apart from) the real services: a real grpc.aio server answering the health check on the
-address the cluster config gives the service.
+"""A stand-in for one Shoal service process: a real grpc.aio server answering the health check
+on the address the cluster config gives the service, and nothing else.
+
+Why a stand-in here: everything LocalSuite and `shoal up` do with well-behaved services is
+tested against the real services (test_suite.py, test_up.py). This exists only for the failure
+modes a real service cannot be made to show on purpose: a service that exits while starting,
+one that never reports healthy, and one that ignores SIGTERM. (A service leaving a detached
+child behind needs no stand-in: the real pool-manager's agents run in sessions of their own.)
 
     python standin.py SERVICE [--mode MODE] --config PATH
 
-Modes: serve (default), exit (fail at start), hang (never healthy), stubborn (ignores
-SIGTERM), spawn (also starts a child process that it leaves behind when stopped; in its own
-session with spawn-detached, as the pool-manager starts agents).
-Writes `<state_dir>/<service>.pid` (and `<service>.child.pid`) so tests can find the processes.
+Modes: serve (default), exit (fail at start), hang (never healthy), stubborn (ignores SIGTERM).
+Writes `<state_dir>/<service>.pid` so tests can find the process.
 """
 
 from __future__ import annotations
@@ -17,7 +20,6 @@ import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 from pathlib import Path
 
@@ -64,7 +66,7 @@ def main() -> None:
     parser.add_argument(
         "--mode",
         default="serve",
-        choices=["serve", "exit", "hang", "stubborn", "spawn", "spawn-detached"],
+        choices=["serve", "exit", "hang", "stubborn"],
     )
     parser.add_argument("--config", required=True)
     args = parser.parse_args()
@@ -74,14 +76,6 @@ def main() -> None:
     if args.mode == "exit":
         print(f"boom: {args.service} cannot open its database", file=sys.stderr, flush=True)
         sys.exit(3)
-    if args.mode.startswith("spawn"):
-        # Left behind on purpose: LocalSuite.stop must find it, in the service's process
-        # group ("spawn") or in a session of its own like the local provider's agents.
-        child = subprocess.Popen(
-            [sys.executable, "-c", "import time; time.sleep(600)"],
-            start_new_session=args.mode == "spawn-detached",
-        )
-        (state_dir / f"{args.service}.child.pid").write_text(str(child.pid))
     asyncio.run(
         serve(
             config[FIELDS[args.service]],

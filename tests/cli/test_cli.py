@@ -1,58 +1,70 @@
-"""The `shoal` command: exit codes, one-line errors, and output, against a stand-in gateway
-(or no server at all)."""
+"""The `shoal` command against the real suite (or no server at all): exit codes, one-line
+errors, and output. Tests share one suite per module; each works in a pool and a job named
+after itself (`uid`), so they never see each other's tasks."""
 
 from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
+from click.testing import CliRunner, Result
 
 from shoal.cli.main import cli
-from shoal.suite import free_port
-from tests.cli.standin_gateway import KEY, StandinGateway
+from shoal.suite import LocalSuite, free_port
+from tests.support import PY
 
 ROOT = Path(__file__).resolve().parents[2]
 
 
-@pytest.fixture
-def gateway():
-    with StandinGateway() as gw:
-        yield gw
-
-
-def shoal(gateway: StandinGateway, *args: str, input: str | None = None):
-    runner = CliRunner()
-    return runner.invoke(
+def shoal(suite: LocalSuite, *args: str, input: str | None = None, key: str = "") -> Result:
+    """The command in this process, talking to the suite with its `default` account's key."""
+    return CliRunner().invoke(
         cli,
-        ["--endpoint", gateway.endpoint, "--key", KEY, *args],
+        ["--endpoint", suite.endpoint, "--key", key or suite.client_config.key, *args],
         input=input,
         env={"SHOAL_DEBUG": ""},
     )
 
 
-def run_shoal(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+def run_shoal(
+    *args: str, env: dict[str, str] | None = None
+) -> subprocess.CompletedProcess[bytes]:
     """The real command in a real process: what a user's terminal would show."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
     return subprocess.run(
         [sys.executable, "-m", "shoal.cli.main", *args],
         capture_output=True,
-        text=True,
         timeout=60,
         env={**base, **(env or {})},
         cwd=ROOT,
     )
 
 
-def with_job(gateway: StandinGateway, tasks: int = 0) -> None:
-    assert shoal(gateway, "pool", "create", "p", "--nodes", "1").exit_code == 0
-    assert shoal(gateway, "job", "create", "j", "--pool", "p").exit_code == 0
-    for i in range(tasks):
-        assert shoal(gateway, "task", "add", "j", f"t{i}", "--", "true").exit_code == 0
+def ok(result: Result) -> Result:
+    assert result.exit_code == 0, result.output
+    return result
+
+
+def with_job(suite: LocalSuite, uid: str, *commands: str, nodes: int = 0) -> None:
+    """Pool and job both named `uid`; tasks t0, t1, ... running `commands`. With no nodes the
+    tasks stay ACTIVE."""
+    ok(shoal(suite, "pool", "create", uid, "--nodes", str(nodes), "--slots", "4"))
+    ok(shoal(suite, "job", "create", uid, "--pool", uid))
+    for i, command in enumerate(commands):
+        ok(shoal(suite, "task", "add", uid, f"t{i}", "--command-line", command))
+
+
+def task_ids(suite: LocalSuite, job_id: str) -> list[str]:
+    tasks = json.loads(ok(shoal(suite, "task", "list", job_id, "-o", "json")).stdout)
+    return [t["name"].rsplit("/", 1)[-1] for t in tasks]
+
+
+# Without a server
 
 
 @pytest.mark.parametrize(
@@ -83,8 +95,10 @@ def test_cannot_reach_is_one_line_and_exit_1() -> None:
     port = free_port()
     done = run_shoal("--endpoint", f"127.0.0.1:{port}", "--key", "k", "pool", "list")
     assert done.returncode == 1
-    assert done.stdout == ""
-    assert done.stderr == f"error: cannot reach Shoal at 127.0.0.1:{port}: is `shoal up` running?\n"
+    assert done.stdout == b""
+    assert done.stderr.decode() == (
+        f"error: cannot reach Shoal at 127.0.0.1:{port}: is `shoal up` running?\n"
+    )
 
 
 def test_cannot_reach_a_discovered_endpoint_names_it(tmp_path: Path) -> None:
@@ -94,39 +108,61 @@ def test_cannot_reach_a_discovered_endpoint_names_it(tmp_path: Path) -> None:
     )
     done = run_shoal("--state-dir", str(tmp_path), "job", "list")
     assert done.returncode == 1
-    assert done.stderr.startswith(f"error: cannot reach Shoal at 127.0.0.1:{port}")
-    assert done.stderr.count("\n") == 1
+    stderr = done.stderr.decode()
+    assert stderr.startswith(f"error: cannot reach Shoal at 127.0.0.1:{port}")
+    assert stderr.count("\n") == 1
 
 
 def test_nothing_to_talk_to_says_run_shoal_up(tmp_path: Path) -> None:
     done = run_shoal("--state-dir", str(tmp_path), "job", "list")
     assert done.returncode == 1
-    assert done.stderr.startswith("error: no Shoal to talk to")
-    assert "`shoal up`" in done.stderr and done.stderr.count("\n") == 1
+    stderr = done.stderr.decode()
+    assert stderr.startswith("error: no Shoal to talk to")
+    assert "`shoal up`" in stderr and stderr.count("\n") == 1
 
 
-def test_server_errors_are_one_line_with_the_reason(gateway: StandinGateway) -> None:
-    result = shoal(gateway, "job", "show", "nope")
+# Errors from the real services
+
+
+def test_server_errors_are_one_line_with_the_reason(shared_suite: LocalSuite, uid: str) -> None:
+    result = shoal(shared_suite, "job", "show", uid)
     assert result.exit_code == 1
-    assert result.stderr == "error: job 'jobs/nope' not found [JOB_NOT_FOUND]\n"
-    result = shoal(gateway, "pool", "create", "bad.id", "--nodes", "1")
+    assert result.stderr == f"error: job '{uid}' not found [JOB_NOT_FOUND]\n"
+    result = shoal(shared_suite, "pool", "create", "bad.id", "--nodes", "1")
     assert result.exit_code == 1
     assert result.stderr.startswith("error: pool_id: 'bad.id' is not a valid id")
-    assert result.stderr.rstrip().endswith("[INVALID_ARGUMENT]")
-
-
-def test_a_wrong_key_is_reported(gateway: StandinGateway) -> None:
-    result = CliRunner().invoke(
-        cli, ["--endpoint", gateway.endpoint, "--key", "bad", "pool", "list"]
-    )
+    assert result.stderr.endswith("[INVALID_ARGUMENT]\n") and result.stderr.count("\n") == 1
+    ok(shoal(shared_suite, "pool", "create", uid, "--nodes", "0"))
+    result = shoal(shared_suite, "pool", "create", uid, "--nodes", "0")
     assert result.exit_code == 1
+    assert result.stderr == f"error: pool '{uid}' already exists [POOL_ALREADY_EXISTS]\n"
+
+
+def test_a_wrong_key_is_reported(shared_suite: LocalSuite) -> None:
+    result = shoal(shared_suite, "pool", "list", key="shoal_wrong")
+    assert result.exit_code == 1
+    assert result.stdout == ""
     assert result.stderr == "error: the account key is not valid [INVALID_ACCOUNT_KEY]\n"
 
 
-def test_add_many_names_the_malformed_line_and_sends_nothing(
-    gateway: StandinGateway, tmp_path: Path
+def test_the_real_command_finds_the_suite_through_its_state_dir(
+    shared_suite: LocalSuite, uid: str
 ) -> None:
-    with_job(gateway)
+    env = {"SHOAL_STATE_DIR": str(shared_suite.state_dir)}
+    done = run_shoal("pool", "create", uid, "--nodes", "0", "-o", "json", env=env)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["name"] == f"pools/{uid}"
+    # Seen by another client of the same account.
+    assert shared_suite.client().get_pool(uid).target_nodes == 0
+
+
+# Adding tasks
+
+
+def test_add_many_names_the_malformed_line_and_sends_nothing(
+    shared_suite: LocalSuite, uid: str, tmp_path: Path
+) -> None:
+    with_job(shared_suite, uid)
     lines = tmp_path / "tasks.jsonl"
     lines.write_text(
         '{"id": "a", "command_line": "echo a"}\n'
@@ -134,109 +170,155 @@ def test_add_many_names_the_malformed_line_and_sends_nothing(
         '{"id": "b", "command_line": }\n'
         '{"id": "c", "command_line": "echo c"}\n'
     )
-    result = shoal(gateway, "task", "add-many", "j", str(lines))
+    result = shoal(shared_suite, "task", "add-many", uid, str(lines))
     assert result.exit_code == 1
     assert result.stderr.startswith(f"error: {lines} line 3: not valid JSON")
     assert result.stderr.count("\n") == 1
-    assert gateway.world.batch_sizes == []
+    # Not even the good line before it was added.
+    assert task_ids(shared_suite, uid) == []
+    empty = shoal(shared_suite, "task", "list", uid)
+    assert empty.stdout == "" and f"no tasks in job {uid}" in empty.stderr
 
 
-def test_add_many_names_a_line_with_a_bad_field(gateway: StandinGateway) -> None:
-    with_job(gateway)
+def test_add_many_names_a_line_with_a_bad_field(shared_suite: LocalSuite, uid: str) -> None:
+    with_job(shared_suite, uid)
     text = '{"id": "a", "command_line": "echo a"}\n{"id": "b", "cmd": "echo b"}\n'
-    result = shoal(gateway, "task", "add-many", "j", "-", input=text)
+    result = shoal(shared_suite, "task", "add-many", uid, "-", input=text)
     assert result.exit_code == 1
     assert result.stderr.startswith("error: <stdin> line 2: unknown key 'cmd'")
     text = '{"id": "a", "command_line": "echo a", "max_task_retry_count": "2"}\n'
-    result = shoal(gateway, "task", "add-many", "j", "-", input=text)
+    result = shoal(shared_suite, "task", "add-many", uid, "-", input=text)
     assert result.exit_code == 1
     assert "line 1: 'max_task_retry_count' must be an integer" in result.stderr
+    assert task_ids(shared_suite, uid) == []
 
 
-def test_add_many_sends_in_chunks(gateway: StandinGateway) -> None:
-    with_job(gateway)
-    text = "".join(
-        json.dumps({"id": f"t{i}", "command_line": f"echo {i}", "environment": {"I": str(i)}})
-        + "\n"
-        for i in range(5)
+def lines_of(*tasks: dict[str, object]) -> str:
+    return "".join(json.dumps(t) + "\n" for t in tasks)
+
+
+def test_add_many_sends_in_chunks(shared_suite: LocalSuite, uid: str) -> None:
+    with_job(shared_suite, uid)
+    text = lines_of(
+        *({"id": f"t{i}", "command_line": f"echo {i}", "environment": {"I": str(i)}} for i in range(5))
     )
-    result = shoal(gateway, "task", "add-many", "j", "-", "--chunk", "2", input=text)
+    result = shoal(shared_suite, "task", "add-many", uid, "-", "--chunk", "2", input=text)
     assert result.exit_code == 0, result.output
-    assert "added 5 tasks to job j" in result.stderr
-    assert gateway.world.batch_sizes == [2, 2, 1]
-    assert gateway.world.tasks["j"]["t3"].environment["I"] == "3"
+    assert "added 5 tasks to job " + uid in result.stderr
+    assert task_ids(shared_suite, uid) == [f"t{i}" for i in range(5)]
+    shown = json.loads(ok(shoal(shared_suite, "task", "show", uid, "t3", "-o", "json")).stdout)
+    assert shown["command_line"] == "echo 3" and shown["environment"] == {"I": "3"}
 
-
-def test_task_add_keeps_arguments_as_given(gateway: StandinGateway) -> None:
-    with_job(gateway)
-    result = shoal(
-        gateway, "task", "add", "j", "t1", "--env", "A=1", "--", "echo", "hello world", "-n"
+    # Each chunk is one all-or-nothing request: a task the server refuses in the second chunk
+    # leaves the first chunk added and nothing of the second.
+    text = lines_of(
+        {"id": "u0", "command_line": "echo"},
+        {"id": "u1", "command_line": "echo"},
+        {"id": "u2", "command_line": "echo"},
+        {"id": "u3", "command_line": ""},
+        {"id": "u4", "command_line": "echo"},
     )
-    assert result.exit_code == 0, result.output
-    task = gateway.world.tasks["j"]["t1"]
-    assert task.command_line == "echo 'hello world' -n"
-    assert dict(task.environment) == {"A": "1"}
-
-
-def test_lists_and_shows_as_json(gateway: StandinGateway) -> None:
-    with_job(gateway, tasks=2)
-    result = shoal(gateway, "pool", "list", "-o", "json")
-    assert result.exit_code == 0
-    pools = json.loads(result.stdout)
-    assert [p["name"] for p in pools] == ["pools/p"]
-    assert pools[0]["target_nodes"] == 1 and pools[0]["task_slots_per_node"] == 1
-    job = json.loads(shoal(gateway, "job", "show", "j", "-o", "json").stdout)
-    assert job["task_counts"]["active"] == "2"  # int64 is a string in protobuf JSON
-    tasks = json.loads(shoal(gateway, "task", "list", "j", "-o", "json", "--limit", "1").stdout)
-    assert [t["name"] for t in tasks] == ["jobs/j/tasks/t0"]
-
-
-def test_tables_show_ids_and_states(gateway: StandinGateway) -> None:
-    with_job(gateway, tasks=1)
-    result = shoal(gateway, "task", "list", "j")
-    assert result.exit_code == 0
-    header, row = result.stdout.splitlines()[:2]
-    assert header.split()[:3] == ["ID", "STATE", "RESULT"]
-    assert row.split()[:2] == ["t0", "ACTIVE"]
-    shown = shoal(gateway, "job", "show", "j").stdout
-    assert "1 total: 1 active, 0 running, 0 completed" in shown
-
-
-def test_wait_exits_0_when_all_succeeded(gateway: StandinGateway) -> None:
-    with_job(gateway, tasks=2)
-    gateway.complete("j", "t0", ok=True)
-    gateway.complete("j", "t1", ok=True)
-    result = shoal(gateway, "task", "wait", "j", "--timeout", "10")
-    assert result.exit_code == 0, result.output
-    assert "all 2 tasks of job j succeeded" in result.stderr
-
-
-def test_wait_exits_1_naming_failed_tasks(gateway: StandinGateway) -> None:
-    with_job(gateway, tasks=3)
-    gateway.complete("j", "t0", ok=True)
-    gateway.complete("j", "t1", ok=False)
-    gateway.complete("j", "t2", ok=False)
-    result = shoal(gateway, "task", "wait", "j", "--timeout", "10")
+    result = shoal(shared_suite, "task", "add-many", uid, "-", "--chunk", "2", input=text)
     assert result.exit_code == 1
-    assert "error: 2 of 3 tasks failed: t1, t2\n" in result.stderr
+    assert result.stderr.startswith("error: requests[1].task.command_line: is required")
+    assert result.stderr.count("\n") == 1
+    assert task_ids(shared_suite, uid) == [*(f"t{i}" for i in range(5)), "u0", "u1"]
 
 
-def test_wait_exits_124_on_timeout(gateway: StandinGateway) -> None:
-    with_job(gateway, tasks=1)
-    result = shoal(gateway, "task", "wait", "j", "--timeout", "0.2", "--poll", "0.05")
+def test_task_add_keeps_arguments_as_given(shared_suite: LocalSuite, uid: str) -> None:
+    with_job(shared_suite, uid)
+    result = shoal(
+        shared_suite, "task", "add", uid, "t1", "--env", "A=1", "--", "echo", "hello world", "-n"
+    )
+    assert result.exit_code == 0, result.output
+    task = json.loads(ok(shoal(shared_suite, "task", "show", uid, "t1", "-o", "json")).stdout)
+    assert task["command_line"] == "echo 'hello world' -n"
+    assert task["environment"] == {"A": "1"}
+
+
+# Output
+
+
+def test_lists_and_shows_as_json(shared_suite: LocalSuite, uid: str) -> None:
+    with_job(shared_suite, uid, "true", "true")
+    pools = json.loads(ok(shoal(shared_suite, "pool", "list", "-o", "json")).stdout)
+    names = [p["name"] for p in pools]
+    assert f"pools/{uid}" in names and names == sorted(names, key=str.lower)
+    mine = next(p for p in pools if p["name"] == f"pools/{uid}")
+    assert (mine["target_nodes"], mine["task_slots_per_node"], mine["state"]) == (0, 4, "ACTIVE")
+    job = json.loads(ok(shoal(shared_suite, "job", "show", uid, "-o", "json")).stdout)
+    assert job["pool"] == f"pools/{uid}"
+    assert job["task_counts"]["active"] == "2"  # int64 is a string in protobuf JSON
+    listed = shoal(shared_suite, "task", "list", uid, "-o", "json", "--limit", "1")
+    assert [t["name"] for t in json.loads(ok(listed).stdout)] == [f"jobs/{uid}/tasks/t0"]
+
+
+def test_tables_show_ids_and_states(shared_suite: LocalSuite, uid: str) -> None:
+    with_job(shared_suite, uid, "true")
+    result = ok(shoal(shared_suite, "task", "list", uid))
+    header, row = result.stdout.splitlines()
+    assert header.split()[:3] == ["ID", "STATE", "RESULT"]
+    assert row.split()[:2] == ["t0", "ACTIVE"] and row.split()[-1] == "true"
+    shown = ok(shoal(shared_suite, "job", "show", uid)).stdout
+    assert "1 total: 1 active, 0 running, 0 completed" in shown
+    pool = ok(shoal(shared_suite, "pool", "show", uid)).stdout.splitlines()
+    assert ["state", "ACTIVE"] in [r.split() for r in pool]
+    assert ["nodes", "0", "of", "0"] in [r.split() for r in pool]
+
+
+# Running tasks on a real node
+
+
+def test_wait_exits_0_when_all_succeeded(shared_suite: LocalSuite, uid: str) -> None:
+    with_job(shared_suite, uid, "echo hi", "true", nodes=1)
+    result = shoal(shared_suite, "task", "wait", uid, "--timeout", "30", "--poll", "0.1")
+    assert result.exit_code == 0, result.output
+    assert f"all 2 tasks of job {uid} succeeded" in result.stderr
+
+
+def test_wait_exits_1_naming_failed_tasks(shared_suite: LocalSuite, uid: str) -> None:
+    with_job(shared_suite, uid, "true", "/bin/sh -c 'exit 3'", "false", nodes=1)
+    result = shoal(shared_suite, "task", "wait", uid, "--timeout", "30", "--poll", "0.1")
+    assert result.exit_code == 1, result.output
+    assert result.stderr.endswith("error: 2 of 3 tasks failed: t1, t2\n")
+    row = ok(shoal(shared_suite, "task", "list", uid, "--state", "completed")).stdout
+    assert [r.split()[:4] for r in row.splitlines()[1:]] == [
+        ["t0", "COMPLETED", "SUCCESS", "0"],
+        ["t1", "COMPLETED", "FAILURE", "3"],
+        ["t2", "COMPLETED", "FAILURE", "1"],
+    ]
+
+
+def test_wait_exits_124_on_timeout(shared_suite: LocalSuite, uid: str) -> None:
+    with_job(shared_suite, uid, "true")  # no nodes: it stays active
+    result = shoal(shared_suite, "task", "wait", uid, "--timeout", "0.2", "--poll", "0.05")
     assert result.exit_code == 124
-    assert "error: timed out: job 'j' still has 1 active and 0 running tasks" in result.stderr
+    assert f"error: timed out: job '{uid}' still has 1 active and 0 running tasks" in result.stderr
 
 
-def test_logs_prints_the_file_as_is(gateway: StandinGateway) -> None:
-    gateway.world.files[("jobs/j/tasks/t", "stdout.txt")] = b"line 1\nline 2\n"
-    gateway.world.files[("jobs/j/tasks/t", "stderr.txt")] = b"oops\n"
-    assert shoal(gateway, "task", "logs", "j", "t").stdout_bytes == b"line 1\nline 2\n"
-    assert shoal(gateway, "task", "logs", "j", "t", "--stderr").stdout_bytes == b"oops\n"
+def test_logs_prints_the_files_bytes_as_is(shared_suite: LocalSuite, uid: str) -> None:
+    code = (
+        "import sys; sys.stdout.buffer.write(b'line 1\\nline 2\\n\\xff\\x00 no newline'); "
+        "sys.stderr.write('oops\\n')"
+    )
+    with_job(shared_suite, uid, shlex.join([PY, "-c", code]), nodes=1)
+    ok(shoal(shared_suite, "task", "wait", uid, "--timeout", "30", "--poll", "0.1"))
+    # A real process: bytes that are not UTF-8 reach the terminal unchanged.
+    env = {"SHOAL_STATE_DIR": str(shared_suite.state_dir)}
+    done = run_shoal("task", "logs", uid, "t0", env=env)
+    assert (done.returncode, done.stdout) == (0, b"line 1\nline 2\n\xff\x00 no newline")
+    done = run_shoal("task", "logs", uid, "t0", "--stderr", env=env)
+    assert (done.returncode, done.stdout) == (0, b"oops\n")
 
 
-def test_delete_confirms(gateway: StandinGateway) -> None:
-    assert shoal(gateway, "pool", "create", "p", "--nodes", "0").exit_code == 0
-    result = shoal(gateway, "pool", "delete", "p")
-    assert result.exit_code == 0 and "deleted pool p" in result.stderr
-    assert shoal(gateway, "pool", "show", "p").exit_code == 1
+def test_delete_confirms(shared_suite: LocalSuite, uid: str) -> None:
+    with_job(shared_suite, uid, "true")
+    result = ok(shoal(shared_suite, "job", "delete", uid))
+    assert f"deleted job {uid}" in result.stderr
+    result = shoal(shared_suite, "job", "show", uid)
+    assert result.exit_code == 1 and "[JOB_NOT_FOUND]" in result.stderr
+    result = ok(shoal(shared_suite, "pool", "delete", uid))
+    assert f"deleted pool {uid}" in result.stderr
+    result = shoal(shared_suite, "pool", "show", uid)
+    assert result.exit_code == 1
+    assert result.stderr == f"error: pool 'pools/{uid}' not found [POOL_NOT_FOUND]\n"

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from shoal.suite import LocalSuite
 from shoal.v1 import job_pb2, pool_pb2, task_pb2
-from tests.e2e.conftest import PY, agent_pid, wait_for
+from tests.support import PY, agent_pid, wait_for
 
 # Each run appends one line to runs/<task>, so a task that ran twice shows two lines.
 RECORD = (

@@ -8,7 +8,7 @@ from pathlib import Path
 
 from shoal.suite import LocalSuite
 from shoal.v1 import job_pb2, pool_pb2, task_pb2
-from tests.e2e.conftest import PY, wait_for
+from tests.support import PY, wait_for
 
 
 def test_hundred_tasks_on_four_nodes_all_succeed_with_their_output(suite: LocalSuite) -> None:

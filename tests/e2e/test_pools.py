@@ -10,7 +10,7 @@ import pytest
 from shoal import ShoalError
 from shoal.suite import LocalSuite
 from shoal.v1 import pool_pb2, task_pb2
-from tests.e2e.conftest import processes_mentioning, wait_for
+from tests.support import processes_mentioning, wait_for
 
 IDLE, RUNNING, LEAVING = pool_pb2.Node.IDLE, pool_pb2.Node.RUNNING, pool_pb2.Node.LEAVING
 

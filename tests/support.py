@@ -1,16 +1,13 @@
-"""End-to-end fixtures: the real suite (four service processes, real agents, real SQLite
-files) on free loopback ports, state in a tmp dir, short heartbeat timings."""
+"""Helpers for tests against the real suite: deadline waits, process lookups, short timings."""
 
 from __future__ import annotations
 
 import os
 import sys
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
-
-import pytest
 
 from services.common.config import SchedulerTiming
 from shoal.suite import LocalSuite
@@ -56,29 +53,14 @@ def agent_pid(node_id: str) -> int:
     return pids[0]
 
 
-@pytest.fixture
-def suite(tmp_path: Path) -> Iterator[LocalSuite]:
-    s = LocalSuite(tmp_path / "state", gateway_port=0, pool_manager_port=0, scheduler_port=0,
+def start_suite(state_dir: Path) -> LocalSuite:
+    """The real suite on free loopback ports with short liveness timings."""
+    s = LocalSuite(state_dir, gateway_port=0, pool_manager_port=0, scheduler_port=0,
                    stager_port=0, timing=FAST)
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
-        # Shown by pytest only when the test failed: what each process said.
-        for log in sorted(s.logs_dir.glob("*.log")):
-            print(f"----- {log.name}\n{log.read_text()[-6000:]}")
-        leftovers = processes_mentioning(str(s.state_dir))
-        assert leftovers == {}, f"processes left behind: {leftovers}"
+    return s.start()
 
 
-@pytest.fixture(scope="module")
-def shared_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSuite]:
-    """One suite for a module of tests that don't disturb each other (bad input, reads)."""
-    s = LocalSuite(tmp_path_factory.mktemp("shared") / "state", gateway_port=0,
-                   pool_manager_port=0, scheduler_port=0, stager_port=0, timing=FAST)
-    s.start()
-    try:
-        yield s
-    finally:
-        s.stop()
+def print_logs(s: LocalSuite) -> None:
+    """Shown by pytest only when a test failed: what each process said."""
+    for log in sorted(s.logs_dir.glob("*.log")):
+        print(f"----- {log.name}\n{log.read_text(errors='replace')[-6000:]}")

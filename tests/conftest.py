@@ -1,0 +1,36 @@
+"""Fixtures shared by every test that runs the real suite (four service processes, real
+agents, real SQLite files) on free loopback ports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shoal.suite import LocalSuite
+from tests.support import print_logs, processes_mentioning, start_suite
+
+
+@pytest.fixture
+def suite(tmp_path: Path) -> Iterator[LocalSuite]:
+    """A fresh suite for one test; checks that stopping it leaves no process behind."""
+    s = start_suite(tmp_path / "state")
+    try:
+        yield s
+    finally:
+        s.stop()
+        print_logs(s)
+        leftovers = processes_mentioning(str(s.state_dir))
+        assert leftovers == {}, f"processes left behind: {leftovers}"
+
+
+@pytest.fixture(scope="module")
+def shared_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSuite]:
+    """One suite for a module of tests that don't disturb each other (bad input, reads)."""
+    s = start_suite(tmp_path_factory.mktemp("shared") / "state")
+    try:
+        yield s
+    finally:
+        s.stop()
+        print_logs(s)
