@@ -3,7 +3,7 @@
 This module only does I/O. It feeds agent.session.Session what it sees (a stream opened or
 lost, assignments, process starts and ends, acks, drains) and writes what the session returns.
 
-    python -m agent --pool-manager HOST:PORT --join-token TOKEN --node-id ID --node-root DIR
+    SHOAL_JOIN_TOKEN=TOKEN python -m agent --pool-manager HOST:PORT --node-id ID --node-root DIR
 """
 
 from __future__ import annotations
@@ -38,6 +38,8 @@ from services.common.timeutil import from_duration
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
 
 log = structlog.get_logger()
+
+JOIN_TOKEN_ENV = "SHOAL_JOIN_TOKEN"
 
 EXIT_REJECTED = 2
 REGISTER_TIMEOUT = 10.0
@@ -447,11 +449,16 @@ def _use_pidfd_child_watcher() -> None:
 def parse_args(argv: list[str] | None) -> tuple[Options, str]:
     p = argparse.ArgumentParser(prog="python -m agent", description="The Shoal node agent.")
     p.add_argument("--pool-manager", required=True, metavar="HOST:PORT")
-    p.add_argument("--join-token", required=True)
+    p.add_argument(
+        "--join-token", default=os.environ.pop(JOIN_TOKEN_ENV, None),
+        help=f"the pool's join token (default: ${JOIN_TOKEN_ENV}, which keeps it out of ps)",
+    )
     p.add_argument("--node-id", required=True)
     p.add_argument("--node-root", required=True, type=Path, metavar="DIR")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     a = p.parse_args(argv)
+    if not a.join_token:
+        p.error(f"a join token is required: set {JOIN_TOKEN_ENV} or pass --join-token")
     if ID_RE.fullmatch(a.node_id) is None:
         p.error(f"--node-id {a.node_id!r} is not a valid id: use 1-64 of A-Z a-z 0-9 _ -")
     return Options(a.pool_manager, a.join_token, a.node_id, a.node_root.absolute()), a.log_level

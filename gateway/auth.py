@@ -17,6 +17,7 @@ from services.common.errors import Code, ShoalError
 
 CACHE_TTL = 10.0
 NEGATIVE_TTL = 2.0
+MAX_CACHED = 10_000
 
 
 def unauthenticated(message: str) -> ShoalError:
@@ -55,6 +56,9 @@ class Authenticator:
             ) as cur:
                 row = await cur.fetchone()
             acct = row[0] if row else None
+            if len(self._cache) >= MAX_CACHED:
+                # Wrong keys are cheap to send: never let them grow memory without bound.
+                self._cache = {k: v for k, v in self._cache.items() if v[1] > now and v[0]}
             self._cache[digest] = (acct, now + (CACHE_TTL if acct else NEGATIVE_TTL))
         if acct is None:
             raise unauthenticated("the account key is not valid")

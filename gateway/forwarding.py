@@ -35,13 +35,16 @@ class Forwarder(grpc.GenericRpcHandler):
         self._channels = channels
         self._auth = auth
         self._token = service_token
-        self._handlers: dict[str, grpc.RpcMethodHandler | None] = {}
+        self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
     def service(self, handler_call_details: grpc.HandlerCallDetails) -> grpc.RpcMethodHandler | None:
         method: str = handler_call_details.method  # type: ignore[attr-defined]
-        if method not in self._handlers:
-            self._handlers[method] = self._build(method)
-        return self._handlers[method]
+        handler = self._handlers.get(method)
+        if handler is None:
+            handler = self._build(method)
+            if handler is not None:  # only real methods: unknown names must not grow the cache
+                self._handlers[method] = handler
+        return handler
 
     def _build(self, method: str) -> grpc.RpcMethodHandler | None:
         service, _, name = method.lstrip("/").partition("/")

@@ -19,6 +19,8 @@ from shoal.v1 import job_pb2, pool_pb2, task_pb2  # noqa: F401
 
 log = structlog.get_logger()
 
+GATEWAY_MAX_MESSAGE = 64 * 1024 * 1024
+
 
 async def serve(config: ClusterConfig) -> None:
     auth = await Authenticator.open(config.db_path("gateway"))
@@ -26,7 +28,9 @@ async def serve(config: ClusterConfig) -> None:
         "pool-manager": internal_channel(config.pool_manager_address),
         "job-scheduler": internal_channel(config.job_scheduler_address),
     }
-    host = ServiceHost(config.gateway_address, [])
+    # Anyone can send the gateway a message before it is authenticated: keep them bounded.
+    # 64 MiB still carries a 100,000-task BatchCreateTasks of ordinary command lines.
+    host = ServiceHost(config.gateway_address, [], max_message_bytes=GATEWAY_MAX_MESSAGE)
     host.add_generic(Forwarder(channels, auth, config.service_token), sorted(ROUTES))
     await host.start()
     log.info("gateway listening", address=config.gateway_address, port=host.port)

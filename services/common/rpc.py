@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import hmac
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from typing import Any
@@ -44,6 +45,11 @@ CHANNEL_OPTIONS = [
     ("grpc.keepalive_timeout_ms", 10_000),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.keepalive_permit_without_calls", 1),
+    # A peer that restarts should be reachable again within seconds, not gRPC's default of
+    # backing off up to two minutes.
+    ("grpc.initial_reconnect_backoff_ms", 200),
+    ("grpc.min_reconnect_backoff_ms", 200),
+    ("grpc.max_reconnect_backoff_ms", 2000),
 ]
 SERVER_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
@@ -121,7 +127,7 @@ def _enter(context: grpc.aio.ServicerContext, rpc: str, token: str | None) -> Sh
     if token is None:
         return None
     md = dict(context.invocation_metadata() or ())
-    if md.get(SERVICE_TOKEN_HEADER) != token:
+    if not hmac.compare_digest(str(md.get(SERVICE_TOKEN_HEADER, "")).encode(), token.encode()):
         return ShoalError(Code.UNAUTHENTICATED, "UNAUTHENTICATED", "missing or wrong service token")
     acct = md.get(ACCOUNT_HEADER, "")
     if not acct:
@@ -191,8 +197,16 @@ def _wrap(handler: grpc.RpcMethodHandler, rpc: str, token: str | None) -> grpc.R
 class ServiceHost:
     """A grpc.aio server with health checking and reflection, stopped cleanly on SIGTERM."""
 
-    def __init__(self, address: str, interceptors: list[grpc.aio.ServerInterceptor]) -> None:
-        self.server = grpc.aio.server(interceptors=interceptors, options=SERVER_OPTIONS)
+    def __init__(
+        self,
+        address: str,
+        interceptors: list[grpc.aio.ServerInterceptor],
+        max_message_bytes: int = MAX_MESSAGE_BYTES,
+    ) -> None:
+        options = [o for o in SERVER_OPTIONS if not o[0].endswith("message_length")]
+        options += [("grpc.max_receive_message_length", max_message_bytes),
+                    ("grpc.max_send_message_length", max_message_bytes)]
+        self.server = grpc.aio.server(interceptors=interceptors, options=options)
         self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {address}")

@@ -28,8 +28,10 @@ from services.job_scheduler.model import (
     Failure,
     Job,
     JobState,
+    Outcome,
     Report,
     Result,
+    TaskCounts,
     TaskRecord,
     TaskSpec,
     TaskState,
@@ -47,6 +49,8 @@ log = structlog.get_logger()
 DISPATCH_BATCH = 5000
 MAX_BATCH_TASKS = 100_000
 FILE_READ_TIMEOUT = 30.0
+NODE_GONE = -1
+"""FileChunk.offset that marks a read ended by the node going away, not by the file."""
 JOB_TERMINATED = Failure(
     Category.USER_ERROR, "JOB_TERMINATED", "the job was terminated before the task completed"
 )
@@ -54,6 +58,12 @@ NODE_REMOVED = Failure(
     Category.SERVER_ERROR, "NODE_REMOVED", "the task's node was removed with option TERMINATE"
 )
 NODE_LOST = Failure(Category.SERVER_ERROR, "NODE_LOST", "the node was lost while the task ran")
+
+def _intend(a: Attempt, intent: CancelIntent, failure: Failure | None) -> None:
+    """Set what a cancelled attempt becomes; a terminate is never downgraded to a requeue."""
+    if a.cancel != CancelIntent.TERMINATE:
+        a.cancel, a.cancel_failure = intent, failure
+
 
 class Outbound:
     """Messages waiting to go down one agent stream. The servicer merges what has piled up
@@ -100,6 +110,7 @@ class Scheduler:
         self._kick = asyncio.Event()
         self._streams = itertools.count(1)
         self._reads: dict[int, _Read] = {}
+        self._add_locks: dict[int, asyncio.Lock] = {}
         self._read_ids = itertools.count(1)
         self._started_at = clock()
         self._loops: list[asyncio.Task[None]] = []
@@ -107,15 +118,24 @@ class Scheduler:
     # -- start / stop -----------------------------------------------------------------------
 
     async def load(self) -> None:
+        counts = await self.store.count_tasks()
         for job in await self.store.load_jobs():
+            job.counts = counts.get(job.pk, TaskCounts())
             self.jobs[job.pk] = job
             self._job_keys[(job.account, job.id.lower())] = job.pk
+        now = self.now()
         for job_pk, task_pk, retries, requeues, number in await self.store.active_tasks():
             job = self.jobs[job_pk]
             if job.state == JobState.ACTIVE:
                 self._queue(job).push(job_pk, job.priority, task_pk)
-            if number:
-                self._counters[task_pk] = (retries, requeues, number)
+                if number:
+                    self._counters[task_pk] = (retries, requeues, number)
+            else:
+                # Only a crash between a job's end and its tasks' can leave these.
+                self.store.fail_tasks([task_pk], JOB_TERMINATED, now)
+                job.counts.leave(TaskState.ACTIVE)
+                job.counts.enter(TaskState.COMPLETED, Result.FAILURE)
+                self._dirty.add(job_pk)
         for r in await self.store.live_attempts():
             job = self.jobs[r["job_pk"]]
             _, pool_id, _, node_id = r["node"].split("/")
@@ -128,6 +148,7 @@ class Scheduler:
                 cancel=CancelIntent.TERMINATE if job.state != JobState.ACTIVE else CancelIntent.NONE,
                 cancel_failure=JOB_TERMINATED if job.state != JobState.ACTIVE else None,
             )
+        await self._commit()
         self._started_at = self.now()
         log.info("scheduler state loaded", jobs=len(self.jobs), live_attempts=len(self.attempts),
                  ready=sum(len(q) for q in self.queues.values()))
@@ -158,7 +179,7 @@ class Scheduler:
     def _job(self, account: str, job_id: str) -> Job:
         pk = self._job_keys.get((account, job_id.lower()))
         if pk is None:
-            raise not_found("job", job_id)
+            raise not_found("job", f"jobs/{job_id}")
         return self.jobs[pk]
 
     def _persist_jobs(self) -> None:
@@ -253,13 +274,7 @@ class Scheduler:
         for task_pk in ready:
             self._counters.pop(task_pk, None)
         if ready:
-            self.store.queue(
-                "UPDATE tasks SET state=?, state_time=?, result=?, end_time=?, failure_category=?, "
-                "failure_code=?, failure_message=? WHERE job_pk=? AND state=?",
-                (int(TaskState.COMPLETED), now, int(Result.FAILURE), now,
-                 int(JOB_TERMINATED.category), JOB_TERMINATED.code, JOB_TERMINATED.message,
-                 job.pk, int(TaskState.ACTIVE)),
-            )
+            self.store.fail_tasks(ready, JOB_TERMINATED, now)
         job.counts.completed += len(ready)
         job.counts.failed += len(ready)
         job.counts.active -= len(ready)
@@ -271,12 +286,14 @@ class Scheduler:
 
     async def delete_job(self, account: str, job_id: str) -> None:
         job = self._job(account, job_id)
-        self._queue(job).drop_job(job.pk)
+        for task_pk in self._queue(job).drop_job(job.pk):
+            self._counters.pop(task_pk, None)
         running = [a for a in self.attempts.values() if a.job_pk == job.pk]
         # Their results will find no job and only free their slots.
         self._cancel(running, CancelIntent.TERMINATE, JOB_TERMINATED)
         del self.jobs[job.pk]
         del self._job_keys[(account, job.id.lower())]
+        self._add_locks.pop(job.pk, None)
         self._dirty.discard(job.pk)
         self.store.delete_job(job.pk)
         await self._commit()
@@ -290,10 +307,6 @@ class Scheduler:
         if len(specs) > MAX_BATCH_TASKS:
             raise invalid("requests", f"at most {MAX_BATCH_TASKS} tasks per call, got {len(specs)}")
         job = self._job(account, job_id)
-        if job.state != JobState.ACTIVE:
-            raise failed_precondition(
-                "JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}: it takes no new tasks"
-            )
         seen: dict[str, int] = {}
         for i, s in enumerate(specs):
             low = s.id.lower()
@@ -304,32 +317,46 @@ class Scheduler:
                     f"(also requests[{seen[low]}])", f"requests[{i}].task_id",
                 )
             seen[low] = i
-        taken = await self.store.task_ids_taken(job.pk, list(seen))
-        if taken:
-            raise ShoalError(
-                Code.ALREADY_EXISTS, "TASK_ALREADY_EXISTS",
-                f"task {taken[0]!r} already exists in job {job.id!r}"
-                + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""),
-            )
-        if job.state != JobState.ACTIVE or self.jobs.get(job.pk) is not job:
-            raise failed_precondition("JOB_NOT_ACTIVE", f"job {job.id!r} is no longer active")
-        first = self.store.next_task_pk
-        self.store.next_task_pk += len(specs)
-        pks = list(range(first, first + len(specs)))
-        self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.now())
-        job.counts.active += len(specs)
-        self._dirty.add(job.pk)
-        await self._commit()
-        if job.state == JobState.ACTIVE:
+        # A task of its own: once the ids are checked the add runs to its commit even if the
+        # caller goes away, so the per-job lock is never released over a half-added batch.
+        return await asyncio.shield(asyncio.create_task(self._add_tasks(job, specs, list(seen))))
+
+    async def _add_tasks(self, job: Job, specs: list[TaskSpec], ids_lower: list[str]) -> int:
+        # One add per job at a time: the duplicate check reads committed rows, so a concurrent
+        # add of the same id must be committed before it.
+        lock = self._add_locks.setdefault(job.pk, asyncio.Lock())
+        async with lock:
+            if job.state != JobState.ACTIVE:
+                raise failed_precondition(
+                    "JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}: it takes no new tasks"
+                )
+            taken = await self.store.task_ids_taken(job.pk, ids_lower)
+            if taken:
+                raise ShoalError(
+                    Code.ALREADY_EXISTS, "TASK_ALREADY_EXISTS",
+                    f"task {taken[0]!r} already exists in job {job.id!r}"
+                    + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""),
+                )
+            if job.state != JobState.ACTIVE or self.jobs.get(job.pk) is not job:
+                raise failed_precondition("JOB_NOT_ACTIVE", f"job {job.id!r} is no longer active")
+            first = self.store.next_task_pk
+            self.store.next_task_pk += len(specs)
+            pks = list(range(first, first + len(specs)))
+            self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.now())
+            job.counts.active += len(specs)
+            self._dirty.add(job.pk)
+            # Queued at once, so a terminate or delete that comes during the commit sees them;
+            # dispatch commits before it reads a task's row.
             self._queue(job).push_many(job.pk, job.priority, pks)
             self._kick.set()
+            await self._commit()
         return len(specs)
 
     async def get_task(self, account: str, job_id: str, task_id: str) -> TaskRecord:
         job = self._job(account, job_id)
         t = await self.store.get_task(job.pk, task_id)
         if t is None:
-            raise not_found("task", f"{job.id}/{task_id}")
+            raise not_found("task", f"jobs/{job.id}/tasks/{task_id}")
         return t
 
     async def list_tasks(
@@ -369,6 +396,9 @@ class Scheduler:
                 except TimeoutError:
                     raise ShoalError(Code.UNAVAILABLE, "NODE_TIMEOUT",
                                      f"{t.node} did not answer the file read") from None
+                if chunk.error and chunk.offset == NODE_GONE:
+                    raise ShoalError(Code.UNAVAILABLE, "NODE_NOT_CONNECTED",
+                                     f"{t.node} went away during the read; try again")
                 if chunk.error:
                     raise ShoalError(Code.NOT_FOUND, "TASK_FILE_NOT_FOUND",
                                      f"{path} of task {task_id!r}: {chunk.error}")
@@ -400,51 +430,90 @@ class Scheduler:
         return by_pool
 
     async def _dispatch_once(self) -> None:
+        if not self._dispatchable():
+            return
+        # Rows of tasks added moments ago must be committed before they can be read.
+        await self.store.commit()
         by_pool = self._pool_sessions()
-        picks: list[tuple[int, int, Session]] = []
+        candidates: list[int] = []
         for pool_key, sessions in by_pool.items():
             queue = self.queues.get(pool_key)
             if queue and queue.jobs:
-                picks.extend(plan(queue, sessions, DISPATCH_BATCH - len(picks)))
-            if len(picks) >= DISPATCH_BATCH:
-                self._kick.set()
-                break
-        if not picks:
+                free = sum(s.free_slots for s in sessions)
+                candidates.extend(queue.peek(min(free, DISPATCH_BATCH - len(candidates))))
+        if not candidates:
             return
-        info = await self.store.dispatch_info([p[1] for p in picks])
+        info = await self.store.dispatch_info(candidates)
+        # From here to the commit nothing awaits: what is chosen is recorded and counted in
+        # one step, so a terminate, a reconnect or a removal sees either all of it or none.
         now = self.now()
-        sends: dict[NodeKey, list[agent_pb2.Assignment]] = {}
-        for job_pk, task_pk, s in picks:
-            job = self.jobs.get(job_pk)
-            live = self.sessions.get(s.key) is s and s.schedulable
-            if job is None or job.state != JobState.ACTIVE or task_pk not in info or not live:
-                # The world moved during the read: give the slot back, and the task if it can run.
-                s.used_slots -= 1
-                if job is not None and job.state == JobState.ACTIVE and task_pk in info:
-                    self._queue(job).push(job_pk, job.priority, task_pk, front=True)
-                    self._kick.set()
+        chosen: list[tuple[Attempt, int, agent_pb2.Assignment]] = []
+        for pool_key, sessions in self._pool_sessions().items():
+            queue = self.queues.get(pool_key)
+            if not queue or not queue.jobs:
                 continue
-            retries, requeues, number = self._counters.pop(task_pk, (0, 0, 0))
-            a = Attempt(
-                attempt_id=secrets.token_hex(8), task_pk=task_pk, job_pk=job_pk,
-                number=number + 1, node_key=s.key, node_name=s.name, slots=1, assign_time=now,
-                retry_count=retries, requeue_count=requeues,
-                max_retries=int(info[task_pk]["max_retries"]),  # type: ignore[call-overload]
-            )
-            self.attempts[a.attempt_id] = a
-            s.attempts.add(a.attempt_id)
-            self.store.assign(task_pk, a.attempt_id, a.number, s.name, now)
-            job.counts.active -= 1
-            job.counts.running += 1
-            self._dirty.add(job_pk)
-            sends.setdefault(s.key, []).append(convert.assignment(a, info[task_pk]))
+            picks = plan(queue, sessions, DISPATCH_BATCH - len(chosen))
+            for job_pk, task_pk, s in reversed(picks):
+                if task_pk not in info:  # added during the read: next round
+                    s.used_slots -= 1
+                    job = self.jobs[job_pk]
+                    queue.push(job_pk, job.priority, task_pk, front=True)
+                    self._kick.set()
+                    picks.remove((job_pk, task_pk, s))
+            for job_pk, task_pk, s in picks:
+                chosen.append(self._assign(job_pk, task_pk, s, info[task_pk], now))
+        if len(chosen) >= DISPATCH_BATCH:
+            self._kick.set()
+        if not chosen:
+            return
         await self._commit()
+        # Send what is still wanted where it is still wanted: the world may have moved
+        # during the commit.
+        sends: dict[NodeKey, list[agent_pb2.Assignment]] = {}
+        unsent = False
+        for a, stream_id, msg in chosen:
+            if self.attempts.get(a.attempt_id) is not a:
+                continue  # resolved already (its node reconnected without it, or was lost)
+            s = self.sessions.get(a.node_key)
+            if s is None or s.stream_id != stream_id or not s.connected or s.removing:
+                if a.cancel == CancelIntent.NONE:
+                    a.cancel = CancelIntent.REQUEUE
+                self._resolve(a, None, now)
+                unsent = True
+            elif a.cancel != CancelIntent.NONE:
+                self._resolve(a, None, now)  # terminated before it was sent: never runs
+                unsent = True
+            else:
+                sends.setdefault(a.node_key, []).append(msg)
         for key, assignments in sends.items():
-            out = self._outbound.get(key)
-            # A node that went away meanwhile will not list these attempts when it says hello
-            # again, and they are requeued then (or when it is declared lost).
-            if out is not None:
-                out.send(agent_pb2.SchedulerMessage(assignments=assignments))
+            self._outbound[key].send(agent_pb2.SchedulerMessage(assignments=assignments))
+        if unsent:
+            await self._commit()
+
+    def _dispatchable(self) -> bool:
+        return any(
+            (q := self.queues.get((s.key[0], s.key[1]))) is not None and q.jobs
+            for s in self.sessions.values() if s.schedulable and s.free_slots > 0
+        )
+
+    def _assign(
+        self, job_pk: int, task_pk: int, s: Session, info: dict[str, object], now: float
+    ) -> tuple[Attempt, int, agent_pb2.Assignment]:
+        job = self.jobs[job_pk]
+        retries, requeues, number = self._counters.pop(task_pk, (0, 0, 0))
+        a = Attempt(
+            attempt_id=secrets.token_hex(8), task_pk=task_pk, job_pk=job_pk,
+            number=number + 1, node_key=s.key, node_name=s.name, slots=1, assign_time=now,
+            retry_count=retries, requeue_count=requeues,
+            max_retries=int(info["max_retries"]),  # type: ignore[call-overload]
+        )
+        self.attempts[a.attempt_id] = a
+        s.attempts.add(a.attempt_id)  # its slot was taken by plan()
+        self.store.assign(task_pk, a.attempt_id, a.number, s.name, now)
+        job.counts.active -= 1
+        job.counts.running += 1
+        self._dirty.add(job_pk)
+        return a, s.stream_id, convert.assignment(a, info)
 
     # -- attempts ---------------------------------------------------------------------------
 
@@ -468,6 +537,8 @@ class Scheduler:
         else:
             self.store.end_attempt(a.attempt_id, rep.start_time, rep.end_time, rep.exit_code, rep.failure)
         out = judge(rep, a, self.timing.max_requeue_count)
+        if out.state == TaskState.ACTIVE and job.state != JobState.ACTIVE:
+            out = Outcome(TaskState.COMPLETED, Result.FAILURE, failure=JOB_TERMINATED)
         retries = a.retry_count + out.retried
         requeues = a.requeue_count + out.requeued
         job.counts.running -= 1
@@ -494,8 +565,7 @@ class Scheduler:
     def _cancel(self, attempts: list[Attempt], intent: CancelIntent, failure: Failure | None) -> None:
         by_node: dict[NodeKey, list[str]] = {}
         for a in attempts:
-            if a.cancel == CancelIntent.NONE or intent == CancelIntent.TERMINATE:
-                a.cancel, a.cancel_failure = intent, failure
+            _intend(a, intent, failure)
             by_node.setdefault(a.node_key, []).append(a.attempt_id)
         for key, ids in by_node.items():
             out = self._outbound.get(key)
@@ -576,6 +646,8 @@ class Scheduler:
             out.send(agent_pb2.SchedulerMessage(ack_attempts=acks))
 
     async def disconnect(self, s: Session, stream_id: int) -> None:
+        """The stream ended. The session stays (with its attempts and its `removing` flag): the
+        agent may reconnect, and if it does not, liveness declares it lost."""
         if s.stream_id != stream_id:
             return
         s.connected = False
@@ -583,15 +655,7 @@ class Scheduler:
         for rid, read in list(self._reads.items()):
             if read.key == s.key:
                 read.chunks.put_nowait(agent_pb2.FileChunk(
-                    request_id=rid, eof=True, error="the node disconnected"))
-        if s.removing:
-            now = self.now()
-            for aid in list(s.attempts):
-                a = self.attempts.get(aid)
-                if a is not None:
-                    self._resolve(a, None, now)
-            del self.sessions[s.key]
-            await self._commit()
+                    request_id=rid, eof=True, offset=NODE_GONE, error="the node disconnected"))
         log.info("node disconnected", node=s.name, account=s.key[0])
 
     # -- liveness ---------------------------------------------------------------------------
@@ -628,6 +692,8 @@ class Scheduler:
                 # reconciled (and cancelled) rather than trusted.
                 out.close()
             s.connected = False
+            if s.removing:
+                del self.sessions[s.key]  # the pool-manager is taking it away: forget it
         if now - self._started_at >= t.reconnect_grace:
             # Attempts recorded before a restart on nodes that never came back.
             for a in [a for a in self.attempts.values() if a.node_key not in self.sessions]:
@@ -643,6 +709,9 @@ class Scheduler:
         return [s for k, s in self.sessions.items() if k[0] == account and k[1] == p]
 
     async def remove_nodes(self, account: str, pool_id: str, node_ids: list[str], option: int) -> None:
+        """Take nodes out of scheduling. Running tasks finish (TASK_COMPLETION), or are
+        cancelled and requeued (REQUEUE) or failed (TERMINATE). A node that is not connected
+        is taken to be gone: its attempts are resolved now."""
         now = self.now()
         p = pool_id.lower()
         for node_id in node_ids:
@@ -651,25 +720,19 @@ class Scheduler:
             attempts = [a for a in self.attempts.values() if a.node_key == key]
             if s is not None:
                 s.removing = True
-            if option == pool_pb2.TASK_COMPLETION and s is not None and s.connected:
-                out = self._outbound.get(key)
-                if out is not None:
-                    out.send(agent_pb2.SchedulerMessage(drain=agent_pb2.Drain(leave=False)))
-                continue
-            intent, failure = (
-                (CancelIntent.TERMINATE, NODE_REMOVED) if option == pool_pb2.TERMINATE
-                else (CancelIntent.REQUEUE, None)
-            )
-            if s is not None and s.connected:
-                self._cancel(attempts, intent, failure)
-                out = self._outbound.get(key)
-                if out is not None:
-                    out.send(agent_pb2.SchedulerMessage(drain=agent_pb2.Drain(leave=False)))
+            out = self._outbound.get(key)
+            if out is not None:
+                out.send(agent_pb2.SchedulerMessage(drain=agent_pb2.Drain(leave=False)))
+            if option == pool_pb2.TASK_COMPLETION:
+                pass  # they finish; if the node is lost meanwhile, liveness requeues them
+            elif out is not None:
+                intent = CancelIntent.TERMINATE if option == pool_pb2.TERMINATE else CancelIntent.REQUEUE
+                self._cancel(attempts, intent, NODE_REMOVED if intent == CancelIntent.TERMINATE else None)
             else:
                 for a in attempts:
-                    a.cancel, a.cancel_failure = intent, failure
+                    _intend(a, CancelIntent.TERMINATE if option == pool_pb2.TERMINATE
+                            else CancelIntent.REQUEUE, NODE_REMOVED)
                     self._resolve(a, None, now)
-                self.sessions.pop(key, None)
             log.info("node removing", node=f"pools/{pool_id}/nodes/{node_id}", account=account,
                      option=pool_pb2.NodeDeallocationOption.Name(option), attempts=len(attempts))
         await self._commit()

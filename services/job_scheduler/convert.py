@@ -27,6 +27,7 @@ from shoal.v1 import job_pb2, task_pb2
 
 MAX_COMMAND_LINE = 8192
 MAX_RETRIES = 100
+MAX_WALL_CLOCK = 365 * 86400
 MAX_ENV = 256
 ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
 RESERVED_ENV_PREFIXES = ("SHOAL_", "AZ_BATCH_")
@@ -67,8 +68,9 @@ def task_spec(task_id: str, task: task_pb2.Task, prefix: str = "") -> TaskSpec:
     wall: float | None = None
     if c.HasField("max_wall_clock_time"):
         wall = from_duration(c.max_wall_clock_time)
-        if wall <= 0:
-            raise invalid(f"{prefix}task.constraints.max_wall_clock_time", "must be positive")
+        if not 0 < wall <= MAX_WALL_CLOCK:
+            raise invalid(f"{prefix}task.constraints.max_wall_clock_time",
+                          f"must be positive and at most {MAX_WALL_CLOCK // 86400} days")
     retries = c.max_task_retry_count
     if not 0 <= retries <= MAX_RETRIES:
         raise invalid(

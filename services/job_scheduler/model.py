@@ -168,6 +168,22 @@ class Outcome:
 
 
 REQUEUE_LIMIT_FAILURE_CODE = "NODE_REQUEUE_LIMIT"
+NOT_RUN_CODES = frozenset({"NODE_DRAINING"})
+"""Failures an agent reports for work it refused without running it: requeued, not failed."""
+
+
+def _requeue(attempt: Attempt, max_requeues: int) -> Outcome:
+    if attempt.requeue_count >= max_requeues:
+        return Outcome(
+            TaskState.COMPLETED,
+            Result.FAILURE,
+            failure=Failure(
+                Category.SERVER_ERROR,
+                REQUEUE_LIMIT_FAILURE_CODE,
+                f"the task was requeued {attempt.requeue_count} times after losing its node",
+            ),
+        )
+    return Outcome(TaskState.ACTIVE, None, requeued=True)
 
 
 def judge(report: Report | None, attempt: Attempt, max_requeues: int) -> Outcome:
@@ -181,17 +197,9 @@ def judge(report: Report | None, attempt: Attempt, max_requeues: int) -> Outcome
     if attempt.cancel == CancelIntent.TERMINATE:
         return Outcome(TaskState.COMPLETED, Result.FAILURE, failure=attempt.cancel_failure)
     if report is None or attempt.cancel == CancelIntent.REQUEUE:
-        if attempt.requeue_count >= max_requeues:
-            return Outcome(
-                TaskState.COMPLETED,
-                Result.FAILURE,
-                failure=Failure(
-                    Category.SERVER_ERROR,
-                    REQUEUE_LIMIT_FAILURE_CODE,
-                    f"the task was requeued {attempt.requeue_count} times after losing its node",
-                ),
-            )
-        return Outcome(TaskState.ACTIVE, None, requeued=True)
+        return _requeue(attempt, max_requeues)
+    if report.failure is not None and report.failure.code in NOT_RUN_CODES:
+        return _requeue(attempt, max_requeues)
     if report.failure is not None:
         return Outcome(TaskState.COMPLETED, Result.FAILURE, failure=report.failure)
     if report.exit_code == 0:

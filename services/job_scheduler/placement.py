@@ -57,6 +57,16 @@ class PoolQueue:
             return False
         return True
 
+    def peek(self, limit: int) -> list[int]:
+        """Up to `limit` task keys in the order `plan` would take them, without taking them."""
+        out: list[int] = []
+        for q in self.ordered():
+            for pk in q.tasks:
+                if len(out) >= limit:
+                    return out
+                out.append(pk)
+        return out
+
     def __len__(self) -> int:
         return sum(len(q.tasks) for q in self.jobs.values())
 

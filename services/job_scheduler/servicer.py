@@ -25,7 +25,7 @@ from services.job_scheduler.model import JobState, TaskState
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
 from shoal.internal.v1 import scheduler_control_pb2 as ctl_pb2
 from shoal.internal.v1 import scheduler_control_pb2_grpc as ctl_grpc
-from shoal.v1 import job_pb2, job_pb2_grpc, task_pb2, task_pb2_grpc
+from shoal.v1 import job_pb2, job_pb2_grpc, pool_pb2, task_pb2, task_pb2_grpc
 
 log = structlog.get_logger()
 
@@ -144,7 +144,6 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         structlog.contextvars.bind_contextvars(account=ident.account, node=hello.node)
         key = (ident.account, pool_id.lower(), node_id)
         session, stream_id, out, welcome = await self.app.connect(key, pool_id, node_id, ident.slots, hello)
-        yield welcome
 
         async def pump() -> None:
             try:
@@ -159,8 +158,11 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
             finally:
                 out.close()
 
-        reader = asyncio.create_task(pump())
+        reader: asyncio.Task[None] | None = None
         try:
+            # Inside the try: a stream cancelled at any point still disconnects its session.
+            yield welcome
+            reader = asyncio.create_task(pump())
             while True:
                 msg = await out.queue.get()
                 if msg is None:
@@ -174,8 +176,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                     msg.MergeFrom(more)
                 yield msg
         finally:
-            reader.cancel()
-            await asyncio.gather(reader, return_exceptions=True)
+            if reader is not None:
+                reader.cancel()
+                await asyncio.gather(reader, return_exceptions=True)
             await self.app.disconnect(session, stream_id)
 
 
@@ -202,6 +205,8 @@ class ControlServicer(ctl_grpc.SchedulerControlServiceServicer):
         check_id(request.pool_id, "pool_id")
         for i, n in enumerate(request.node_ids):
             check_id(n, f"node_ids[{i}]")
-        await self.app.remove_nodes(account(), request.pool_id, list(request.node_ids),
-                                    request.option or 1)
+        option = request.option or pool_pb2.REQUEUE
+        if option not in pool_pb2.NodeDeallocationOption.values():
+            raise invalid("option", f"unknown node deallocation option {option}")
+        await self.app.remove_nodes(account(), request.pool_id, list(request.node_ids), option)
         return empty_pb2.Empty()

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
@@ -129,6 +130,7 @@ class Store:
         self._pending: list[Op] = []
         self._batch_done: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
+        self._inflight: asyncio.Future[None] | None = None
         self.next_job_pk = 1
         self.next_task_pk = 1
 
@@ -160,13 +162,17 @@ class Store:
 
     async def commit(self) -> None:
         """Return once everything queued so far is durable."""
-        if not self._pending and self._flusher is None:
+        if self._pending:
+            if self._batch_done is None:
+                self._batch_done = asyncio.get_running_loop().create_future()
+            done = self._batch_done
+            if self._flusher is None:
+                self._flusher = asyncio.create_task(self._flush_loop())
+        elif self._inflight is not None:
+            # Nothing new, but what was queued before may still be in the running transaction.
+            done = self._inflight
+        else:
             return
-        if self._batch_done is None:
-            self._batch_done = asyncio.get_running_loop().create_future()
-        done = self._batch_done
-        if self._flusher is None:
-            self._flusher = asyncio.create_task(self._flush_loop())
         await asyncio.shield(done)
 
     async def _flush_loop(self) -> None:
@@ -174,6 +180,7 @@ class Store:
             while self._pending:
                 ops, self._pending = self._pending, []
                 done, self._batch_done = self._batch_done, None
+                self._inflight = done
                 try:
                     await self._w.execute("BEGIN IMMEDIATE")
                     for sql, rows in ops:
@@ -186,14 +193,11 @@ class Store:
                     # The in-memory state is ahead of a database that refused it: the only safe
                     # way on is to stop and rebuild from the file on restart.
                     log.critical("commit failed; exiting to recover from the database", error=repr(e))
-                    if done is not None and not done.done():
-                        done.set_exception(e)
-                    import os
-
                     os._exit(70)
                 if done is not None and not done.done():
                     done.set_result(None)
         finally:
+            self._inflight = None
             self._flusher = None
 
     # -- jobs -------------------------------------------------------------------------------
@@ -215,6 +219,35 @@ class Store:
             )
             for r in rows
         ]
+
+    async def count_tasks(self) -> dict[int, TaskCounts]:
+        """Task counts per job from the rows themselves: at start, so counts can never drift."""
+        counts: dict[int, TaskCounts] = {}
+        async with self._r.execute(
+            "SELECT job_pk, state, result, count(*) FROM tasks GROUP BY job_pk, state, result"
+        ) as cur:
+            for job_pk, state, result, n in await cur.fetchall():
+                c = counts.setdefault(job_pk, TaskCounts())
+                if state == TaskState.ACTIVE:
+                    c.active += n
+                elif state in (TaskState.PREPARING, TaskState.RUNNING):
+                    c.running += n
+                else:
+                    c.completed += n
+                    if result == Result.SUCCESS:
+                        c.succeeded += n
+                    else:
+                        c.failed += n
+        return counts
+
+    def fail_tasks(self, task_pks: Sequence[int], failure: Failure, now: float) -> None:
+        """Complete these tasks as failed without running them (their job ended)."""
+        self.queue(
+            "UPDATE tasks SET state=?, state_time=?, result=?, end_time=?, failure_category=?, "
+            "failure_code=?, failure_message=? WHERE task_pk=? AND state=?",
+            *[(int(TaskState.COMPLETED), now, int(Result.FAILURE), now, *_failure_cols(failure),
+               pk, int(TaskState.ACTIVE)) for pk in task_pks],
+        )
 
     def insert_job(self, job: Job) -> None:
         self.queue(

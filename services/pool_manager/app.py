@@ -365,7 +365,7 @@ class PoolManager:
             await self._store.update_lifecycle(left.values())
             log.info("nodes leaving", nodes=sorted(left), option=plan.leave[0][1].value)
             nodes = [left.get(n.node_id, n) for n in nodes]
-        for option, node_ids in removals(nodes).items():
+        for option, node_ids in removals(nodes, sessions).items():
             if await self._scheduler.remove_nodes(pool.account, pool.id, node_ids, option):
                 await self._store.set_notified(pool.account, pool.id, node_ids, option)
                 self.wake()  # their processes may be stopped in the next round

@@ -113,4 +113,5 @@ def session_from_proto(s: sc_pb2.NodeSession) -> Session:
         completed_tasks=s.completed_tasks,
         last_heartbeat_time=from_timestamp(s.last_heartbeat_time),
         hostname=s.hostname,
+        removing=s.removing,
     )

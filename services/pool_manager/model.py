@@ -127,6 +127,8 @@ class Session:
     completed_tasks: int = 0
     last_heartbeat_time: float | None = None
     hostname: str = ""
+    removing: bool = False
+    """The scheduler has taken the node out of scheduling."""
 
 
 @dataclass(frozen=True)
@@ -212,7 +214,8 @@ def check_hostname(value: str) -> str:
 
 
 def new_join_token() -> str:
-    return secrets.token_urlsafe(32)
+    # A fixed prefix: a token that began with "-" would read as an option on a command line.
+    return "jt_" + secrets.token_urlsafe(32)
 
 
 def new_node_id(taken: set[str]) -> str:
@@ -403,10 +406,16 @@ def plan_pool(
     )
 
 
-def removals(nodes: list[Node]) -> dict[DeallocationOption, list[str]]:
-    """The RemoveNodes calls still owed to the scheduler, one per option."""
+def removals(
+    nodes: list[Node], sessions: dict[str, Session] | None = None
+) -> dict[DeallocationOption, list[str]]:
+    """The RemoveNodes calls still owed to the scheduler, one per option: never sent, or sent
+    to a scheduler that has since forgotten them (it restarted: its session is not removing)."""
     owed: dict[DeallocationOption, list[str]] = {}
     for n in nodes:
-        if n.state is NodeRowState.LEAVING and not n.leave_notified:
+        if n.state is not NodeRowState.LEAVING:
+            continue
+        live = sessions.get(n.node_id) if sessions else None
+        if not n.leave_notified or (live is not None and not live.removing):
             owed.setdefault(n.leave_option, []).append(n.node_id)
     return owed

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import sys
 from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -22,7 +23,8 @@ from shoal.errors import ShoalError
 from shoal.suite import SuiteError
 
 # Tables go to stdout; progress, notes and errors to stderr, so stdout stays pipeable.
-out = Console(highlight=False, soft_wrap=True)
+# Piped, a table takes the width it needs (rich would cut it to 80 columns and drop columns).
+out = Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 100_000)
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 

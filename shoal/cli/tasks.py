@@ -26,7 +26,7 @@ from shoal.cli.common import (
     when,
 )
 from shoal.client import Client, TaskSpec
-from shoal.errors import WaitTimeoutError
+from shoal.errors import ShoalError, WaitTimeoutError
 from shoal.v1 import job_pb2, task_pb2
 
 Task = task_pb2.Task
@@ -153,7 +153,18 @@ def task_add_many(state: CliState, job_id: str, source: IO[str], chunk: int) -> 
         fail(str(e))
     if not specs:
         fail(f"{name} has no tasks")
-    added = state.client().add_tasks(job_id, specs, chunk=chunk)
+    done = 0
+
+    def note(total: int) -> None:
+        nonlocal done
+        done = total
+
+    try:
+        added = state.client().add_tasks(job_id, specs, chunk=chunk, on_chunk=note)
+    except ShoalError:
+        if done:  # each chunk is all or nothing, so say what is already in
+            err.print(f"{done} of {len(specs)} tasks were added before the error")
+        raise
     err.print(f"added {added} tasks to job {job_id}")
 
 

@@ -7,6 +7,8 @@ import re
 
 import pytest
 
+from shoal.suite import LocalSuite, tail
+
 
 @pytest.fixture
 def uid(request: pytest.FixtureRequest) -> str:
@@ -17,3 +19,15 @@ def uid(request: pytest.FixtureRequest) -> str:
         digest = hashlib.sha1(name.encode()).hexdigest()[:8]
         name = f"{name[:39]}-{digest}"
     return name
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo[None]):  # type: ignore[no-untyped-def]
+    """A failed test on the module's shared suite gets the suite's logs (agents' included) in
+    its report: the suite outlives the test, so the fixture's own print comes too late."""
+    report = yield
+    suite = getattr(item, "funcargs", {}).get("shared_suite")
+    if report.when == "call" and report.failed and isinstance(suite, LocalSuite):
+        for log in sorted(suite.logs_dir.glob("*.log")):
+            report.sections.append((f"log {log.name}", tail(log, 40)))
+    return report

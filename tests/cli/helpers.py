@@ -38,8 +38,8 @@ def pid_alive(pid: int) -> bool:
 
 
 def wait_gone(pids: list[int], timeout: float = 20) -> None:
-    for pid in pids:
-        wait_for(lambda pid=pid: not pid_alive(pid), f"pid {pid} to exit", timeout)
+    """Wait until none of the processes runs any more."""
+    wait_for(lambda: not any(pid_alive(p) for p in pids), f"pids {pids} to exit", timeout)
 
 
 def read_pid(path: Path) -> int:
@@ -69,7 +69,9 @@ def service_pids(state_dir: Path) -> dict[str, int]:
 
 def agent_pids(state_dir: Path) -> list[int]:
     """Pids of the node agents the local provider started for this state dir."""
-    return sorted(p for p, cmd in processes_mentioning(str(state_dir)).items() if " -m agent " in cmd)
+    return sorted(
+        p for p, cmd in processes_mentioning(str(state_dir)).items() if " -m agent " in cmd
+    )
 
 
 def logged_clean_stop(log: str) -> bool:

@@ -9,6 +9,7 @@ import os
 import shlex
 import subprocess
 import sys
+from collections.abc import Mapping
 from pathlib import Path
 
 import pytest
@@ -31,9 +32,7 @@ def shoal(suite: LocalSuite, *args: str, input: str | None = None, key: str = ""
     )
 
 
-def run_shoal(
-    *args: str, env: dict[str, str] | None = None
-) -> subprocess.CompletedProcess[bytes]:
+def run_shoal(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     """The real command in a real process: what a user's terminal would show."""
     base = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
     return subprocess.run(
@@ -193,14 +192,17 @@ def test_add_many_names_a_line_with_a_bad_field(shared_suite: LocalSuite, uid: s
     assert task_ids(shared_suite, uid) == []
 
 
-def lines_of(*tasks: dict[str, object]) -> str:
+def lines_of(*tasks: Mapping[str, object]) -> str:
     return "".join(json.dumps(t) + "\n" for t in tasks)
 
 
 def test_add_many_sends_in_chunks(shared_suite: LocalSuite, uid: str) -> None:
     with_job(shared_suite, uid)
     text = lines_of(
-        *({"id": f"t{i}", "command_line": f"echo {i}", "environment": {"I": str(i)}} for i in range(5))
+        *(
+            {"id": f"t{i}", "command_line": f"echo {i}", "environment": {"I": str(i)}}
+            for i in range(5)
+        )
     )
     result = shoal(shared_suite, "task", "add-many", uid, "-", "--chunk", "2", input=text)
     assert result.exit_code == 0, result.output

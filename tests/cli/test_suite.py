@@ -17,7 +17,7 @@ import pytest
 
 from gateway import accounts
 from shoal import Client, ShoalError, StatusCode
-from shoal.suite import SERVICES, LocalSuite, SuiteError
+from shoal.suite import SERVICES, LocalSuite, SuiteError, free_port
 from tests.cli.helpers import (
     agent_pids,
     kill_leftovers,
@@ -31,7 +31,27 @@ from tests.cli.helpers import (
 from tests.support import FAST, processes_mentioning, start_suite, wait_for
 
 ROOT = Path(__file__).resolve().parents[2]
-FREE_PORTS = dict(gateway_port=0, pool_manager_port=0, scheduler_port=0, stager_port=0)
+
+
+def local_suite(
+    state: Path, *, gateway_port: int = 0, commands: dict[str, list[str]] | None = None
+) -> LocalSuite:
+    """Not started yet; free ports except where given."""
+    return LocalSuite(
+        state,
+        gateway_port=gateway_port,
+        pool_manager_port=0,
+        scheduler_port=0,
+        stager_port=0,
+        timing=FAST,
+        commands=commands,
+    )
+
+
+def pid_of(suite: LocalSuite, service: str) -> int:
+    pid = suite.pid(service)
+    assert pid is not None, f"{service} is not started"
+    return pid
 
 
 def addresses(suite: LocalSuite) -> dict[str, str]:
@@ -64,11 +84,13 @@ def in_a_child_process(state: Path, then: str) -> str:
     return textwrap.dedent(
         f"""
         import json, sys, time
+        from pathlib import Path
         from tests.support import start_suite
-        suite = start_suite(__import__("pathlib").Path({str(state)!r}))
+        suite = start_suite(Path({str(state)!r}))
         print(json.dumps([suite.pid(s) for s in {SERVICES!r}]), flush=True)
+        {then}
         """
-    ) + then
+    )
 
 
 # The real services
@@ -79,7 +101,7 @@ def test_start_serves_every_service_and_stop_leaves_nothing_running(tmp_path: Pa
     suite = start_suite(state)
     pids: list[int] = []
     try:
-        pids = [suite.pid(s) for s in SERVICES]
+        pids = [pid_of(suite, s) for s in SERVICES]
         pids.append(with_agent(suite))
         assert all(pid_alive(p) for p in pids)
         for service, address in addresses(suite).items():
@@ -113,7 +135,7 @@ def test_start_serves_every_service_and_stop_leaves_nothing_running(tmp_path: Pa
 def test_kill_and_restart_one_service(suite: LocalSuite) -> None:
     client = suite.client()
     client.create_pool("kept", target_nodes=0)
-    old = suite.pid("pool-manager")
+    old = pid_of(suite, "pool-manager")
     suite.kill("pool-manager")
     assert not pid_alive(old)
     assert suite.check() == ["pool-manager"]
@@ -121,12 +143,22 @@ def test_kill_and_restart_one_service(suite: LocalSuite) -> None:
         client.get_pool("kept")
     assert caught.value.code == StatusCode.UNAVAILABLE
     suite.restart("pool-manager")
-    new = suite.pid("pool-manager")
+    new = pid_of(suite, "pool-manager")
     assert new != old and pid_alive(new)
     assert suite.check() == []
     assert serving(suite.config.pool_manager_address)
-    # The restarted service has its data, and the gateway reaches it again.
-    assert client.get_pool("kept").name == "pools/kept"
+    # The restarted service has its data, and the gateway reaches it again ("try again
+    # shortly": its channel reconnects after gRPC's backoff).
+    assert wait_for(lambda: reachable(client, "kept"), "the gateway to reach it", 30)
+
+
+def reachable(client: Client, pool_id: str) -> bool:
+    try:
+        return client.get_pool(pool_id).name == f"pools/{pool_id}"
+    except ShoalError as e:
+        if e.code != StatusCode.UNAVAILABLE:
+            raise
+        return False
 
 
 def test_stop_ends_what_a_killed_service_left_in_its_own_session(tmp_path: Path) -> None:
@@ -147,19 +179,25 @@ def test_stop_ends_what_a_killed_service_left_in_its_own_session(tmp_path: Path)
 def test_restart_keeps_secret_and_key_and_applies_new_ports(tmp_path: Path) -> None:
     state = tmp_path / "state"
     with running(state) as first:
-        secret, key = first.config.secret, first.client_config.key
+        secret, key, old_endpoint = first.config.secret, first.client_config.key, first.endpoint
         first.client().create_pool("kept", target_nodes=0)
-    with running(state) as second:
+    port = wait_for(
+        lambda: (p := free_port()) != int(old_endpoint.rsplit(":", 1)[1]) and p, "a new port"
+    )
+    second = local_suite(state, gateway_port=port).start()
+    try:
+        assert second.endpoint == f"127.0.0.1:{port}"
         assert second.config.secret == secret
         assert second.client_config.key == key
         saved = json.loads((state / "client.json").read_text())
-        assert saved["key"] == key and saved["endpoint"] == second.endpoint
+        assert saved == {"endpoint": second.endpoint, "account": "default", "key": key}
         cluster = json.loads((state / "cluster.json").read_text())
         assert cluster["gateway_address"] == second.endpoint
-        assert cluster["pool_manager_address"] == second.config.pool_manager_address
-        # What a user sees: the same client.json reaches the new ports, and the pool is there.
+        # What a user sees: the same client.json reaches the new port, and the pool is there.
         with Client.discover(state) as client:
             assert client.get_pool("kept").name == "pools/kept"
+    finally:
+        second.stop()
 
 
 def test_a_stale_key_in_client_json_is_replaced(tmp_path: Path) -> None:
@@ -171,7 +209,8 @@ def test_a_stale_key_in_client_json_is_replaced(tmp_path: Path) -> None:
     with running(state) as suite:
         key = suite.client_config.key
         assert key != "shoal_forgotten"
-        assert accounts.lookup(suite.config.db_path("gateway"), key).name == "default"
+        found = accounts.lookup(suite.config.db_path("gateway"), key)
+        assert found is not None and found.name == "default"
         assert json.loads((state / "client.json").read_text())["key"] == key
         with Client.discover(state) as client:
             assert list(client.list_pools()) == []
@@ -186,7 +225,7 @@ def test_a_port_in_use_is_reported_before_anything_starts(tmp_path: Path) -> Non
         busy.bind(("127.0.0.1", 0))
         busy.listen()
         port = busy.getsockname()[1]
-        suite = LocalSuite(state, **{**FREE_PORTS, "gateway_port": port}, timing=FAST)
+        suite = local_suite(state, gateway_port=port)
         with pytest.raises(SuiteError, match=f"port {port} .* in use"):
             suite.start()
     assert processes_mentioning(str(state)) == {}
@@ -195,7 +234,7 @@ def test_a_port_in_use_is_reported_before_anything_starts(tmp_path: Path) -> Non
 
 def test_services_are_stopped_when_the_parent_exits_without_stop(tmp_path: Path) -> None:
     state = (tmp_path / "state").resolve()
-    script = in_a_child_process(state, "sys.exit(0)  # no stop(): the atexit handler must do it\n")
+    script = in_a_child_process(state, "sys.exit(0)  # no stop(): the atexit handler must do it")
     done = subprocess.run(
         [sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=60
     )
@@ -212,20 +251,19 @@ def test_a_second_suite_on_the_same_state_dir_is_refused(tmp_path: Path) -> None
     state = tmp_path / "state"
     with running(state) as first:
         cluster = (state / "cluster.json").read_text()
-        second = LocalSuite(state, **FREE_PORTS, timing=FAST)
+        second = local_suite(state)
         with pytest.raises(SuiteError, match="another Shoal .* is running with state dir"):
             second.start()
         # The running suite's files are untouched and it still serves.
         assert (state / "cluster.json").read_text() == cluster
         assert list(first.client().list_pools()) == []
-    # Once the first has stopped, the state dir is free again.
-    with running(state) as third:
-        assert list(third.client().list_pools()) == []
+    # That the state dir is free again once the first has stopped is shown by
+    # test_restart_keeps_secret_and_key_and_applies_new_ports.
 
 
 def test_start_stops_what_a_killed_parent_left_running(tmp_path: Path) -> None:
     state = (tmp_path / "state").resolve()
-    script = in_a_child_process(state, "time.sleep(600)\n")
+    script = in_a_child_process(state, "time.sleep(600)")
     parent = subprocess.Popen(
         [sys.executable, "-c", script], cwd=ROOT, stdout=subprocess.PIPE, text=True
     )
@@ -253,7 +291,7 @@ def test_start_stops_what_a_killed_parent_left_running(tmp_path: Path) -> None:
 
 def test_a_service_that_exits_at_start_fails_with_its_log_tail(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    suite = LocalSuite(state, commands=standin_commands(job_scheduler="exit"), **FREE_PORTS)
+    suite = local_suite(state, commands=standin_commands(job_scheduler="exit"))
     with pytest.raises(SuiteError) as caught:
         suite.start(timeout=20)
     assert caught.value.service == "job-scheduler"
@@ -267,7 +305,7 @@ def test_a_service_that_exits_at_start_fails_with_its_log_tail(tmp_path: Path) -
 
 def test_a_service_that_never_gets_healthy_fails_at_the_deadline(tmp_path: Path) -> None:
     state = tmp_path / "state"
-    suite = LocalSuite(state, commands=standin_commands(storage_stager="hang"), **FREE_PORTS)
+    suite = local_suite(state, commands=standin_commands(storage_stager="hang"))
     with pytest.raises(SuiteError) as caught:
         suite.start(timeout=1.5)
     assert caught.value.service == "storage-stager"
@@ -277,9 +315,9 @@ def test_a_service_that_never_gets_healthy_fails_at_the_deadline(tmp_path: Path)
 
 
 def test_stop_kills_a_service_that_ignores_sigterm(tmp_path: Path) -> None:
-    suite = LocalSuite(tmp_path / "state", commands=standin_commands(gateway="stubborn"), **FREE_PORTS)
+    suite = local_suite(tmp_path / "state", commands=standin_commands(gateway="stubborn"))
     suite.start(timeout=20)
-    pid = suite.pid("gateway")
+    pid = pid_of(suite, "gateway")
     try:
         suite.stop(timeout=1)
         assert not pid_alive(pid)

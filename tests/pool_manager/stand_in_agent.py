@@ -24,13 +24,13 @@ from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
 def main() -> int:
     p = argparse.ArgumentParser()
     p.add_argument("--pool-manager", required=True)
-    p.add_argument("--join-token", required=True)
     p.add_argument("--node-id", required=True)
     p.add_argument("--node-root", required=True, type=Path)
     p.add_argument("--log-level", required=True)
     args = p.parse_args()
     root: Path = args.node_root
     (root / "argv.json").write_text(json.dumps(sys.argv[1:]))
+    (root / "join-token").write_text(os.environ["SHOAL_JOIN_TOKEN"])
     (root / "pid").write_text(str(os.getpid()))
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))
     # A safety net: a test that fails before stopping its agents leaves no process for long.
@@ -38,7 +38,7 @@ def main() -> int:
 
     stub = agent_pb2_grpc.NodeRegistryServiceStub(grpc.insecure_channel(args.pool_manager))
     request = agent_pb2.RegisterNodeRequest(
-        join_token=args.join_token, node_id=args.node_id, hostname=f"host-of-{args.node_id}"
+        join_token=os.environ['SHOAL_JOIN_TOKEN'], node_id=args.node_id, hostname=f"host-of-{args.node_id}"
     )
     deadline = time.monotonic() + 30
     while True:

@@ -18,11 +18,12 @@ from services.pool_manager.providers.local import LocalProvider
 
 from .conftest import eventually, pid_alive
 
-# Records its arguments and pid in its node root, then sleeps; SIGTERM ends it (default action).
+# Records its arguments, join token and pid in its node root, then sleeps; SIGTERM ends it (default action).
 SLEEPER = """
 import json, os, pathlib, sys, time
 root = pathlib.Path(sys.argv[sys.argv.index("--node-root") + 1])
 (root / "argv.json").write_text(json.dumps(sys.argv[1:]))
+(root / "join-token").write_text(os.environ.get("SHOAL_JOIN_TOKEN", ""))
 (root / "pid").write_text(str(os.getpid()))
 print("sleeper up", flush=True)
 time.sleep(60)
@@ -60,9 +61,11 @@ async def test_start_passes_the_agent_command_line_and_stop_ends_it(
     root = Path(cluster.state_dir) / "nodes" / "acct" / "pool-1" / "node-0000abcd"
     argv = json.loads(await eventually(lambda: _file(root / "argv.json"), "the stand-in to start"))
     assert argv == [
-        "--pool-manager", "127.0.0.1:4242", "--join-token", "the-join-token",
+        "--pool-manager", "127.0.0.1:4242",
         "--node-id", "node-0000abcd", "--node-root", str(root), "--log-level", "debug",
     ]
+    # The token travels in the environment, out of sight of `ps`.
+    assert (root / "join-token").read_text() == "the-join-token"
     assert int((root / "pid").read_text()) == ref.pid and ref.start_time is not None
     assert os.getsid(ref.pid) == ref.pid  # its own session: our signals do not reach it
     log_file = Path(cluster.state_dir) / "logs" / "agent-acct-pool-1-node-0000abcd.log"

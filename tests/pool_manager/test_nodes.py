@@ -97,8 +97,7 @@ async def test_pool_grows_to_target_and_nodes_show_live_state(
     assert got.state == N.IDLE
 
     # Registering again is idempotent; a good token does not open another pool's nodes.
-    argv = json.loads((node_root(config, ACCT, "p1", ids[0]) / "argv.json").read_text())
-    token = argv[argv.index("--join-token") + 1]
+    token = (node_root(config, ACCT, "p1", ids[0]) / "join-token").read_text()
     again = await client.registry.RegisterNode(
         agent_pb2.RegisterNodeRequest(join_token=token, node_id=ids[0], hostname="h"), timeout=10)
     assert again.credential == registrations(config, ACCT, "p1", ids[0])[0]["credential"]

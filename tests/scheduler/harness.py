@@ -4,6 +4,7 @@ doubles that speak the agent protocol's messages straight to the app."""
 
 from __future__ import annotations
 
+import asyncio
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -97,10 +98,55 @@ class Node:
         await self.app.on_agent_message(self.session, self.stream_id, agent_pb2.AgentMessage(
             started=[agent_pb2.TaskStarted(attempt_id=attempt_id, start_time=Timestamp(seconds=1))]))
 
+    async def disconnect(self) -> None:
+        assert self.session is not None
+        await self.app.disconnect(self.session, self.stream_id)
+
     async def heartbeat(self) -> None:
         assert self.session is not None
         await self.app.on_agent_message(self.session, self.stream_id, agent_pb2.AgentMessage(
             heartbeat=agent_pb2.Heartbeat(sequence=1)))
+
+
+@dataclass
+class Gate:
+    entered: asyncio.Event = field(default_factory=asyncio.Event)
+    release: asyncio.Event = field(default_factory=asyncio.Event)
+    skip: int = 0
+
+
+class GatedStore(Store):
+    """The real store, with one-shot gates that hold a chosen method at its start, so a test
+    can act while the scheduler is suspended at exactly that await. It changes no behaviour:
+    it makes interleavings that production meets by timing luck happen on purpose."""
+
+    gates: dict[str, Gate]
+
+    def hold(self, method: str, skip: int = 0) -> Gate:
+        """Hold the call of `method` after `skip` calls have gone through."""
+        if not hasattr(self, "gates"):
+            self.gates = {}
+        g = self.gates[method] = Gate(skip=skip)
+        return g
+
+    async def _gate(self, method: str) -> None:
+        g = getattr(self, "gates", {}).get(method)
+        if g is None:
+            return
+        if g.skip:
+            g.skip -= 1
+            return
+        del self.gates[method]
+        g.entered.set()
+        await g.release.wait()
+
+    async def commit(self) -> None:
+        await self._gate("commit")
+        await super().commit()
+
+    async def dispatch_info(self, task_pks):  # type: ignore[no-untyped-def]
+        await self._gate("dispatch_info")
+        return await super().dispatch_info(task_pks)
 
 
 class Apps:
@@ -111,7 +157,7 @@ class Apps:
         self.opened: list[Scheduler] = []
 
     async def open(self) -> Scheduler:
-        app = Scheduler(await Store.open(self.path), TIMING, known_pools, self.clock)
+        app = Scheduler(await GatedStore.open(self.path), TIMING, known_pools, self.clock)
         await app.load()
         self.opened.append(app)
         return app

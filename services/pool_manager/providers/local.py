@@ -27,6 +27,8 @@ from services.pool_manager.providers.base import Exit, NodeKey, NodeSpec, Proces
 
 log = structlog.get_logger()
 
+JOIN_TOKEN_ENV = "SHOAL_JOIN_TOKEN"
+
 DEFAULT_AGENT_COMMAND = (sys.executable, "-m", "agent")
 
 
@@ -71,7 +73,8 @@ class LocalProvider:
         poll_interval: float = 0.05,
     ) -> None:
         """`agent_command` is the agent's command line without the arguments this provider
-        adds (--pool-manager, --join-token, --node-id, --node-root, --log-level)."""
+        adds (--pool-manager, --node-id, --node-root, --log-level; the join token goes in the
+        environment as SHOAL_JOIN_TOKEN)."""
         self._state_dir = Path(config.state_dir)
         self._log_level = config.log_level
         self._address = pool_manager_address
@@ -107,7 +110,6 @@ class LocalProvider:
         argv = [
             *self._command,
             "--pool-manager", self._address,
-            "--join-token", spec.join_token,
             "--node-id", spec.node,
             "--node-root", str(root),
             "--log-level", self._log_level,
@@ -119,6 +121,8 @@ class LocalProvider:
                 stdout=out,
                 stderr=out,
                 start_new_session=True,
+                # In the environment, not argv: other users on the host can read argv (ps).
+                env={**os.environ, JOIN_TOKEN_ENV: spec.join_token},
             )
         self._children[key] = proc
         self._waiters[key] = asyncio.create_task(self._wait(key, proc))

@@ -1,0 +1,225 @@
+"""Interleavings the reviewer found: events that land while the scheduler is suspended at an
+await (reading task rows, committing). Each test holds the real store at that await with a
+gate, acts, releases, and checks what a user would see: counts that match the rows, slots
+that add up, nothing lost, nothing run twice."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+
+from services.job_scheduler.model import JobState, Result, TaskState
+from services.job_scheduler.store import Store
+from shoal.v1 import pool_pb2
+from tests.scheduler.harness import (
+    ACCOUNT,
+    Apps,
+    Clock,
+    GatedStore,
+    Node,
+    expect_error,
+    make_job,
+    settle,
+    specs,
+)
+
+
+@pytest.fixture
+async def apps(tmp_path: Path) -> AsyncIterator[Apps]:
+    apps = Apps(tmp_path / "job-scheduler.db", Clock())
+    yield apps
+    await apps.close()
+
+
+async def rows_by_state(app, job_id: str = "j") -> dict[str, int]:  # type: ignore[no-untyped-def]
+    out: dict[str, int] = {}
+    for t in await app.list_tasks(ACCOUNT, job_id, None, None, 1000):
+        out[t.state.name] = out.get(t.state.name, 0) + 1
+    return out
+
+
+async def test_a_commit_with_nothing_new_waits_for_the_transaction_in_flight(tmp_path: Path) -> None:
+    store = await Store.open(tmp_path / "s.db")
+    store.queue("CREATE TABLE t (x)")
+    first = asyncio.create_task(store.commit())
+    for _ in range(1000):
+        if store._inflight is not None:
+            break
+        await asyncio.sleep(0)
+    assert store._inflight is not None and not store._pending
+    await asyncio.wait_for(asyncio.gather(first, store.commit()), 10)
+    await store.close()
+
+
+async def test_concurrent_adds_of_the_same_id_refuse_one_and_keep_running(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    got = await asyncio.gather(app.create_tasks(ACCOUNT, "j", specs(1)),
+                               app.create_tasks(ACCOUNT, "j", specs(1)), return_exceptions=True)
+    assert sorted(type(g).__name__ for g in got) == ["ShoalError", "int"]
+    assert [g.reason for g in got if not isinstance(g, int)] == ["TASK_ALREADY_EXISTS"]
+    await app.create_tasks(ACCOUNT, "j", specs(1, "u"))
+    assert app.get_job(ACCOUNT, "j").counts.active == 2 == sum((await rows_by_state(app)).values())
+
+
+async def test_an_add_whose_caller_went_away_still_completes(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    gate = app.store.hold("commit")  # type: ignore[attr-defined]
+    call = asyncio.create_task(app.create_tasks(ACCOUNT, "j", specs(3)))
+    await gate.entered.wait()
+    call.cancel()
+    gate.release.set()
+    n = Node(app, "a", 3)
+    await n.connect()
+    await settle(app)
+    assert len(n.assignments()) == 3
+
+
+async def test_terminate_while_dispatch_reads_rows(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 2)
+    await n.connect()
+    app._kick.clear()
+    await app.create_tasks(ACCOUNT, "j", specs(3))
+    gate = app.store.hold("dispatch_info")  # type: ignore[attr-defined]
+    dispatch = asyncio.create_task(app._dispatch_once())
+    await gate.entered.wait()
+    await app.terminate_job(ACCOUNT, "j", "")
+    gate.release.set()
+    await dispatch
+    job = app.get_job(ACCOUNT, "j")
+    assert (job.state, job.counts.active, job.counts.failed) == (JobState.COMPLETED, 0, 3)
+    assert await rows_by_state(app) == {"COMPLETED": 3}
+    assert n.assignments() == [] and n.session is not None and n.session.used_slots == 0
+
+
+async def test_terminate_while_dispatch_commits_sends_nothing(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 2)
+    await n.connect()
+    app._kick.clear()
+    await app.create_tasks(ACCOUNT, "j", specs(2))
+    gate = app.store.hold("commit", skip=1)  # type: ignore[attr-defined]
+    dispatch = asyncio.create_task(app._dispatch_once())
+    await gate.entered.wait()
+    await app.terminate_job(ACCOUNT, "j", "")
+    gate.release.set()
+    await dispatch
+    sent = n.drain()
+    assert [m for m in sent if m.assignments] == []
+    job = app.get_job(ACCOUNT, "j")
+    assert (job.state, job.counts.running, job.counts.failed) == (JobState.COMPLETED, 0, 2)
+    assert await rows_by_state(app) == {"COMPLETED": 2}
+    assert n.session is not None and n.session.used_slots == 0
+
+
+async def test_reconnect_while_dispatch_reads_rows_never_overcommits(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 1)
+    await n.connect()
+    app._kick.clear()
+    await app.create_tasks(ACCOUNT, "j", specs(3))
+    gate = app.store.hold("dispatch_info")  # type: ignore[attr-defined]
+    dispatch = asyncio.create_task(app._dispatch_once())
+    await gate.entered.wait()
+    await n.connect()  # a new stream, the agent running nothing
+    gate.release.set()
+    await dispatch
+    await settle(app)
+    got = n.assignments()
+    assert len(got) == 1
+    assert n.session is not None and n.session.used_slots == 1
+    await n.finish(got[0].attempt_id)
+    assert n.session.used_slots == 0
+    await settle(app)
+    assert len(n.assignments()) == 1
+
+
+async def test_reconnect_while_dispatch_commits_does_not_send_the_stale_attempt(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 1)
+    await n.connect()
+    app._kick.clear()
+    await app.create_tasks(ACCOUNT, "j", specs(1))
+    gate = app.store.hold("commit", skip=1)  # type: ignore[attr-defined]
+    dispatch = asyncio.create_task(app._dispatch_once())
+    await gate.entered.wait()
+    await n.connect()
+    gate.release.set()
+    await dispatch
+    await settle(app)
+    got = n.assignments()
+    assert len(got) == 1  # only the new attempt, once
+    assert app.attempts.keys() == {got[0].attempt_id}
+    await n.finish(got[0].attempt_id)
+    t = await app.get_task(ACCOUNT, "j", "t0")
+    assert (t.state, t.result) == (TaskState.COMPLETED, Result.SUCCESS)
+
+
+async def test_work_refused_by_a_draining_node_is_requeued_not_failed(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 1)
+    await n.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(1))
+    await settle(app)
+    (x,) = n.assignments()
+    await n.finish(x.attempt_id, exit_code=None, failure=(2, "NODE_DRAINING"))
+    t = await app.get_task(ACCOUNT, "j", "t0")
+    assert (t.state, t.requeue_count, t.retry_count) == (TaskState.ACTIVE, 1, 0)
+
+
+async def test_removing_a_gone_node_never_downgrades_a_terminate(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 1)
+    await n.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(1))
+    await settle(app)
+    n.assignments()
+    await app.terminate_job(ACCOUNT, "j", "")
+    await n.disconnect()
+    await app.remove_nodes(ACCOUNT, "p", ["a"], pool_pb2.REQUEUE)
+    job = app.get_job(ACCOUNT, "j")
+    assert (job.state, job.counts.active, job.counts.failed) == (JobState.COMPLETED, 0, 1)
+    t = await app.get_task(ACCOUNT, "j", "t0")
+    assert t.state == TaskState.COMPLETED and t.failure is not None
+    assert t.failure.code == "JOB_TERMINATED"
+
+
+async def test_a_draining_node_stays_draining_across_a_stream_blip(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 2)
+    await n.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(1))
+    await settle(app)
+    (x,) = n.assignments()
+    await app.remove_nodes(ACCOUNT, "p", ["a"], pool_pb2.TASK_COMPLETION)
+    await n.disconnect()
+    welcome = await n.connect()
+    assert welcome.HasField("drain") and list(welcome.welcome.cancel_attempts) == []
+    await app.create_tasks(ACCOUNT, "j", specs(1, "u"))
+    await settle(app)
+    assert n.assignments() == []  # no new work for a leaving node
+    await n.finish(x.attempt_id)
+    t = await app.get_task(ACCOUNT, "j", "t0")
+    assert (t.result, t.requeue_count) == (Result.SUCCESS, 0)
+
+
+async def test_restart_rebuilds_counts_from_rows(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    await app.create_tasks(ACCOUNT, "j", specs(4))
+    await expect_error(app.create_tasks(ACCOUNT, "j", specs(1)), "TASK_ALREADY_EXISTS")
+    app2 = await apps.restart(app)
+    assert app2.get_job(ACCOUNT, "j").counts.active == 4
+    assert isinstance(app2.store, GatedStore)
