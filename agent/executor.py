@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 import structlog
 
 from agent.layout import AttemptPaths, NodeLayout, UnsafePath
+from agent.spawn import Child
 from services.common.timeutil import from_duration, to_timestamp
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
@@ -67,7 +68,7 @@ def base_environment(environ: Mapping[str, str]) -> dict[str, str]:
 
 @dataclass
 class _Attempt:
-    proc: asyncio.subprocess.Process | None = None
+    proc: Child | None = None
     cancelled: bool = False
     timed_out: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
@@ -168,15 +169,7 @@ class Executor:
         out = os.open(paths.stdout, flags, 0o644)
         err = os.open(paths.stderr, flags, 0o644)
         try:
-            proc = await asyncio.create_subprocess_exec(
-                *argv,
-                cwd=paths.wd,
-                env=env,
-                stdin=asyncio.subprocess.DEVNULL,
-                stdout=out,
-                stderr=err,
-                start_new_session=True,
-            )
+            proc = Child.spawn(argv, cwd=str(paths.wd), env=env, stdout=out, stderr=err)
         except FileNotFoundError:
             return failed(
                 aid, USER_ERROR, "COMMAND_NOT_FOUND",
@@ -275,14 +268,26 @@ def _cancelled(
 
 
 def _fresh_dir(paths: AttemptPaths) -> None:
-    # An attempt id is never reused, but a directory left by a previous life of the agent
-    # must not leak its files into this run.
-    if paths.dir.exists():
+    # Three mkdir calls in the common case (a task's first attempt on this node): this runs
+    # once per task, so no exists() probes and no parents=True recursion through exceptions.
+    task_dir = paths.dir.parent
+    try:
+        os.mkdir(task_dir)
+    except FileExistsError:
+        pass
+    except FileNotFoundError:
+        os.makedirs(task_dir, exist_ok=True)
+    try:
+        os.mkdir(paths.dir)
+    except FileExistsError:
+        # An attempt id is never reused, but a directory left by a previous life of the
+        # agent must not leak its files into this run.
         shutil.rmtree(paths.dir, ignore_errors=True)
-    paths.wd.mkdir(parents=True)
+        os.mkdir(paths.dir)
+    os.mkdir(paths.wd)
 
 
-def _kill_group(proc: asyncio.subprocess.Process) -> None:
+def _kill_group(proc: Child) -> None:
     # Only while the leader is unreaped: until then its pid (= the group id) cannot be reused.
     if proc.returncode is None:
         try:
@@ -294,7 +299,11 @@ def _kill_group(proc: asyncio.subprocess.Process) -> None:
 def _write_pid_file(paths: AttemptPaths, pid: int) -> None:
     start = process_start_time(pid)
     if start is not None:
-        paths.pid.write_text(f"{pid} {start}\n")
+        fd = os.open(paths.pid, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        try:
+            os.write(fd, f"{pid} {start}\n".encode())
+        finally:
+            os.close(fd)
 
 
 def process_start_time(pid: int) -> str | None:

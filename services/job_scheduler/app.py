@@ -286,6 +286,13 @@ class Scheduler:
 
     async def delete_job(self, account: str, job_id: str) -> None:
         job = self._job(account, job_id)
+        # An add in flight commits its rows first: a batch deletes before it inserts.
+        async with self._add_locks.setdefault(job.pk, asyncio.Lock()):
+            await self._delete_job(account, job)
+
+    async def _delete_job(self, account: str, job: Job) -> None:
+        if self.jobs.get(job.pk) is not job:
+            return  # deleted meanwhile
         for task_pk in self._queue(job).drop_job(job.pk):
             self._counters.pop(task_pk, None)
         running = [a for a in self.attempts.values() if a.job_pk == job.pk]
@@ -557,7 +564,7 @@ class Scheduler:
                 # Retries and requeues go first: the job's oldest work should finish first.
                 self._queue(job).push(job.pk, job.priority, a.task_pk, front=True)
                 self._kick.set()
-        log.info("attempt resolved", job=job.id, attempt=a.attempt_id, node=a.node_name,
+        log.debug("attempt resolved", job=job.id, attempt=a.attempt_id, node=a.node_name,
                  state=out.state.name, result=out.result.name if out.result else None,
                  exit_code=rep.exit_code if rep else None, retried=out.retried,
                  requeued=out.requeued)

@@ -103,7 +103,53 @@ CREATE TABLE IF NOT EXISTS attempts (
 CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task_pk, number);
 """
 
-Op = tuple[str, list[Sequence[Any]]]
+
+# Every write, and the order a transaction applies them in. Rows of one kind become one
+# executemany, which is what makes a transaction per batch cheap. The order is safe for what
+# one batch can hold: a job's rows are deleted first (its id may be taken again in the same
+# batch); a task is inserted before it is assigned, started before it ends, and its outcome is
+# written before a terminate fails what is still ACTIVE; job rows (counts) are written last.
+DELETE_ATTEMPTS = "DELETE FROM attempts WHERE task_pk IN (SELECT task_pk FROM tasks WHERE job_pk=?)"
+DELETE_TASKS = "DELETE FROM tasks WHERE job_pk=?"
+DELETE_JOB = "DELETE FROM jobs WHERE job_pk=?"
+INSERT_JOB = (
+    "INSERT INTO jobs (job_pk, account, id, id_lower, pool_id, priority, on_all_tasks_complete, "
+    "state, display_name, metadata, create_time, state_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+INSERT_TASK = (
+    "INSERT INTO tasks (task_pk, job_pk, id, id_lower, display_name, command_line, environment, "
+    "max_wall_clock, max_retries, state, create_time, state_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+)
+ASSIGN_TASK = (
+    "UPDATE tasks SET state=?, state_time=?, attempt_id=?, attempt_number=?, node=?, "
+    "start_time=NULL, end_time=NULL, exit_code=NULL, failure_category=NULL, failure_code=NULL, "
+    "failure_message=NULL WHERE task_pk=?"
+)
+INSERT_ATTEMPT = "INSERT INTO attempts (attempt_id, task_pk, number, node, assign_time) VALUES (?,?,?,?,?)"
+START_TASK = "UPDATE tasks SET state=?, state_time=?, start_time=? WHERE task_pk=? AND attempt_id=?"
+START_ATTEMPT = "UPDATE attempts SET start_time=? WHERE attempt_id=?"
+END_ATTEMPT = (
+    "UPDATE attempts SET start_time=coalesce(?, start_time), end_time=?, exit_code=?, "
+    "failure_category=?, failure_code=?, failure_message=? WHERE attempt_id=?"
+)
+TASK_OUTCOME = (
+    "UPDATE tasks SET state=?, state_time=?, result=?, retry_count=?, requeue_count=?, "
+    "start_time=coalesce(?, start_time), end_time=?, exit_code=?, failure_category=?, "
+    "failure_code=?, failure_message=? WHERE task_pk=?"
+)
+FAIL_TASK = (
+    "UPDATE tasks SET state=?, state_time=?, result=?, end_time=?, failure_category=?, "
+    "failure_code=?, failure_message=? WHERE task_pk=? AND state=?"
+)
+UPDATE_JOB = (
+    "UPDATE jobs SET state=?, terminate_reason=?, state_time=?, end_time=?, n_active=?, "
+    "n_running=?, n_completed=?, n_succeeded=?, n_failed=? WHERE job_pk=?"
+)
+FLUSH_ORDER = (
+    DELETE_ATTEMPTS, DELETE_TASKS, DELETE_JOB, INSERT_JOB, INSERT_TASK, ASSIGN_TASK,
+    INSERT_ATTEMPT, START_TASK, START_ATTEMPT, END_ATTEMPT, TASK_OUTCOME, FAIL_TASK, UPDATE_JOB,
+)
+_ORDER = {sql: i for i, sql in enumerate(FLUSH_ORDER)}
 
 _TASK_COLUMNS = (
     "t.task_pk, j.id AS job_id, t.id, t.display_name, t.command_line, t.environment, "
@@ -127,7 +173,7 @@ class Store:
     def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
         self._w = writer
         self._r = reader
-        self._pending: list[Op] = []
+        self._pending: dict[str, list[Sequence[Any]]] = {}
         self._batch_done: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._inflight: asyncio.Future[None] | None = None
@@ -153,12 +199,11 @@ class Store:
     # -- group commit -----------------------------------------------------------------------
 
     def queue(self, sql: str, *rows: Sequence[Any]) -> None:
-        """Queue a statement for the next transaction; consecutive equal statements become one
-        executemany."""
-        if self._pending and self._pending[-1][0] == sql:
-            self._pending[-1][1].extend(rows)
-        else:
-            self._pending.append((sql, list(rows)))
+        """Queue rows of one statement for the next transaction. Statements run in the order
+        of FLUSH_ORDER, not in the order queued: rows of one kind become one executemany."""
+        if sql not in _ORDER:
+            raise ValueError(f"statement not in FLUSH_ORDER: {sql[:60]}")
+        self._pending.setdefault(sql, []).extend(rows)
 
     async def commit(self) -> None:
         """Return once everything queued so far is durable."""
@@ -178,7 +223,8 @@ class Store:
     async def _flush_loop(self) -> None:
         try:
             while self._pending:
-                ops, self._pending = self._pending, []
+                pending, self._pending = self._pending, {}
+                ops = sorted(pending.items(), key=lambda kv: _ORDER[kv[0]])
                 done, self._batch_done = self._batch_done, None
                 self._inflight = done
                 try:
@@ -242,96 +288,64 @@ class Store:
 
     def fail_tasks(self, task_pks: Sequence[int], failure: Failure, now: float) -> None:
         """Complete these tasks as failed without running them (their job ended)."""
-        self.queue(
-            "UPDATE tasks SET state=?, state_time=?, result=?, end_time=?, failure_category=?, "
-            "failure_code=?, failure_message=? WHERE task_pk=? AND state=?",
-            *[(int(TaskState.COMPLETED), now, int(Result.FAILURE), now, *_failure_cols(failure),
-               pk, int(TaskState.ACTIVE)) for pk in task_pks],
-        )
+        self.queue(FAIL_TASK, *[
+            (int(TaskState.COMPLETED), now, int(Result.FAILURE), now, *_failure_cols(failure),
+             pk, int(TaskState.ACTIVE)) for pk in task_pks
+        ])
 
     def insert_job(self, job: Job) -> None:
-        self.queue(
-            "INSERT INTO jobs (job_pk, account, id, id_lower, pool_id, priority, "
-            "on_all_tasks_complete, state, display_name, metadata, create_time, state_time) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            (job.pk, job.account, job.id, job.id.lower(), job.pool_id, job.priority,
-             int(job.on_all_tasks_complete), int(job.state), job.display_name,
-             json.dumps(job.metadata), job.create_time, job.state_time),
-        )
+        self.queue(INSERT_JOB, (
+            job.pk, job.account, job.id, job.id.lower(), job.pool_id, job.priority,
+            int(job.on_all_tasks_complete), int(job.state), job.display_name,
+            json.dumps(job.metadata), job.create_time, job.state_time,
+        ))
 
     def update_job(self, job: Job) -> None:
         c = job.counts
-        self.queue(
-            "UPDATE jobs SET state=?, terminate_reason=?, state_time=?, end_time=?, n_active=?, "
-            "n_running=?, n_completed=?, n_succeeded=?, n_failed=? WHERE job_pk=?",
-            (int(job.state), job.terminate_reason, job.state_time, job.end_time, c.active,
-             c.running, c.completed, c.succeeded, c.failed, job.pk),
-        )
+        self.queue(UPDATE_JOB, (
+            int(job.state), job.terminate_reason, job.state_time, job.end_time, c.active,
+            c.running, c.completed, c.succeeded, c.failed, job.pk,
+        ))
 
     def delete_job(self, job_pk: int) -> None:
-        self.queue(
-            "DELETE FROM attempts WHERE task_pk IN (SELECT task_pk FROM tasks WHERE job_pk=?)",
-            (job_pk,),
-        )
-        self.queue("DELETE FROM tasks WHERE job_pk=?", (job_pk,))
-        self.queue("DELETE FROM jobs WHERE job_pk=?", (job_pk,))
+        self.queue(DELETE_ATTEMPTS, (job_pk,))
+        self.queue(DELETE_TASKS, (job_pk,))
+        self.queue(DELETE_JOB, (job_pk,))
 
     # -- tasks: writes ----------------------------------------------------------------------
 
     def insert_tasks(self, job_pk: int, tasks: Iterable[tuple[int, TaskSpec]], now: float) -> None:
-        self.queue(
-            "INSERT INTO tasks (task_pk, job_pk, id, id_lower, display_name, command_line, "
-            "environment, max_wall_clock, max_retries, state, create_time, state_time) "
-            "VALUES (?,?,?,?,?,?,?,?,?,?,?,?)",
-            *[
-                (pk, job_pk, s.id, s.id.lower(), s.display_name, s.command_line,
-                 json.dumps(s.environment) if s.environment else "{}", s.max_wall_clock_time,
-                 s.max_task_retry_count, int(TaskState.ACTIVE), now, now)
-                for pk, s in tasks
-            ],
-        )
+        active = int(TaskState.ACTIVE)
+        self.queue(INSERT_TASK, *[
+            (pk, job_pk, s.id, s.id.lower(), s.display_name, s.command_line,
+             json.dumps(s.environment) if s.environment else "{}", s.max_wall_clock_time,
+             s.max_task_retry_count, active, now, now)
+            for pk, s in tasks
+        ])
 
     def assign(self, task_pk: int, attempt_id: str, number: int, node: str, now: float) -> None:
-        self.queue(
-            "UPDATE tasks SET state=?, state_time=?, attempt_id=?, attempt_number=?, node=?, "
-            "start_time=NULL, end_time=NULL, exit_code=NULL, failure_category=NULL, "
-            "failure_code=NULL, failure_message=NULL WHERE task_pk=?",
-            (int(TaskState.PREPARING), now, attempt_id, number, node, task_pk),
-        )
-        self.queue(
-            "INSERT INTO attempts (attempt_id, task_pk, number, node, assign_time) VALUES (?,?,?,?,?)",
-            (attempt_id, task_pk, number, node, now),
-        )
+        self.queue(ASSIGN_TASK, (int(TaskState.PREPARING), now, attempt_id, number, node, task_pk))
+        self.queue(INSERT_ATTEMPT, (attempt_id, task_pk, number, node, now))
 
     def started(self, task_pk: int, attempt_id: str, start_time: float, now: float) -> None:
-        self.queue(
-            "UPDATE tasks SET state=?, state_time=?, start_time=? WHERE task_pk=? AND attempt_id=?",
-            (int(TaskState.RUNNING), now, start_time, task_pk, attempt_id),
-        )
-        self.queue("UPDATE attempts SET start_time=? WHERE attempt_id=?", (start_time, attempt_id))
+        self.queue(START_TASK, (int(TaskState.RUNNING), now, start_time, task_pk, attempt_id))
+        self.queue(START_ATTEMPT, (start_time, attempt_id))
 
     def end_attempt(
         self, attempt_id: str, start_time: float | None, end_time: float,
         exit_code: int | None, failure: Failure | None,
     ) -> None:
-        self.queue(
-            "UPDATE attempts SET start_time=coalesce(?, start_time), end_time=?, exit_code=?, "
-            "failure_category=?, failure_code=?, failure_message=? WHERE attempt_id=?",
-            (start_time, end_time, exit_code, *_failure_cols(failure), attempt_id),
-        )
+        self.queue(END_ATTEMPT, (start_time, end_time, exit_code, *_failure_cols(failure), attempt_id))
 
     def set_task_outcome(
         self, task_pk: int, state: TaskState, now: float, *, result: Result | None,
         retry_count: int, requeue_count: int, start_time: float | None,
         end_time: float | None, exit_code: int | None, failure: Failure | None,
     ) -> None:
-        self.queue(
-            "UPDATE tasks SET state=?, state_time=?, result=?, retry_count=?, requeue_count=?, "
-            "start_time=coalesce(?, start_time), end_time=?, exit_code=?, failure_category=?, "
-            "failure_code=?, failure_message=? WHERE task_pk=?",
-            (int(state), now, int(result) if result else None, retry_count, requeue_count,
-             start_time, end_time, exit_code, *_failure_cols(failure), task_pk),
-        )
+        self.queue(TASK_OUTCOME, (
+            int(state), now, int(result) if result else None, retry_count, requeue_count,
+            start_time, end_time, exit_code, *_failure_cols(failure), task_pk,
+        ))
 
     # -- tasks: reads -----------------------------------------------------------------------
 

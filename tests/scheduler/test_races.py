@@ -13,6 +13,7 @@ import pytest
 
 from services.job_scheduler.model import JobState, Result, TaskState
 from services.job_scheduler.store import Store
+from shoal.agent.v1 import agent_pb2
 from shoal.v1 import pool_pb2
 from tests.scheduler.harness import (
     ACCOUNT,
@@ -43,7 +44,7 @@ async def rows_by_state(app, job_id: str = "j") -> dict[str, int]:  # type: igno
 
 async def test_a_commit_with_nothing_new_waits_for_the_transaction_in_flight(tmp_path: Path) -> None:
     store = await Store.open(tmp_path / "s.db")
-    store.queue("CREATE TABLE t (x)")
+    store.delete_job(1)
     first = asyncio.create_task(store.commit())
     for _ in range(1000):
         if store._inflight is not None:
@@ -223,3 +224,32 @@ async def test_restart_rebuilds_counts_from_rows(apps: Apps) -> None:
     app2 = await apps.restart(app)
     assert app2.get_job(ACCOUNT, "j").counts.active == 4
     assert isinstance(app2.store, GatedStore)
+
+
+async def test_a_batch_applies_writes_in_a_safe_order(apps: Apps) -> None:
+    # One batch can hold a task's start and end, and a job deleted and its id taken again:
+    # grouping rows by statement must not reorder them for the same row.
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 1)
+    await n.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(1))
+    await settle(app)
+    (x,) = n.assignments()
+    await n.start(x.attempt_id)  # committed on its own
+    gate = app.store.hold("commit")  # type: ignore[attr-defined]
+    ts = agent_pb2.TaskResult(attempt_id=x.attempt_id, exit_code=0)
+    msg = agent_pb2.AgentMessage(results=[ts])
+    assert n.session is not None
+    finishing = asyncio.create_task(app.on_agent_message(n.session, n.stream_id, msg))
+    await gate.entered.wait()
+    gate.release.set()
+    await finishing
+    t = await app.get_task(ACCOUNT, "j", "t0")
+    assert (t.state, t.result) == (TaskState.COMPLETED, Result.SUCCESS)
+    deleting = asyncio.create_task(app.delete_job(ACCOUNT, "j"))
+    await asyncio.sleep(0)
+    await make_job(app)  # the same id again, possibly in the same batch as the delete
+    await deleting
+    assert app.get_job(ACCOUNT, "j").counts.active == 0
+    assert await rows_by_state(app) == {}
