@@ -191,7 +191,6 @@ class Executor:
             os.close(err)
         start = self._clock()
         state.proc = proc
-        _write_pid_file(paths, proc.pid)
         if state.cancelled or self._stopping:
             _kill_group(proc)
         if on_started is not None:
@@ -212,8 +211,6 @@ class Executor:
             # Whoever cancels us must not leave the process behind.
             _kill_group(proc)
             raise
-        finally:
-            paths.pid.unlink(missing_ok=True)
         end = self._clock()
         if self._stopping:
             return None
@@ -296,44 +293,35 @@ def _kill_group(proc: Child) -> None:
             pass
 
 
-def _write_pid_file(paths: AttemptPaths, pid: int) -> None:
-    start = process_start_time(pid)
-    if start is not None:
-        fd = os.open(paths.pid, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
-        try:
-            os.write(fd, f"{pid} {start}\n".encode())
-        finally:
-            os.close(fd)
+def kill_leftovers(layout: NodeLayout) -> list[int]:
+    """Kill what tasks of a previous life of the agent left running on this node; returns
+    the pids killed.
 
-
-def process_start_time(pid: int) -> str | None:
-    """Field 22 of /proc/{pid}/stat (start time in clock ticks since boot): with the pid it
-    names one process for the life of the host, even after the pid is reused."""
-    try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            text = f.read().decode(errors="replace")
-    except OSError:
-        return None
-    # The command name (field 2) may hold spaces and parentheses: split after the last ')'.
-    fields = text[text.rfind(")") + 2 :].split()
-    return fields[19] if len(fields) > 19 else None
-
-
-def kill_leftovers(layout: NodeLayout) -> list[str]:
-    """Kill the process groups of attempts a previous life of the agent left running.
-    Returns the attempt ids killed; every pid file is removed."""
+    Every task process carries SHOAL_NODE_ROOT_DIR in its environment and passes it to its
+    children, so one scan of /proc at start finds them all — no per-task pid file on the hot
+    path, and grandchildren that left their process group are found too.
+    """
+    marker = f"SHOAL_NODE_ROOT_DIR={layout.root}".encode()
+    me = os.getpid()
     killed = []
-    for pid_file in layout.pid_files():
+    for entry in os.scandir("/proc"):
+        if not entry.name.isdigit() or int(entry.name) == me:
+            continue
         try:
-            pid_text, start = pid_file.read_text().split()
-            pid = int(pid_text)
-        except (OSError, ValueError):
-            pid, start = 0, ""
-        if pid > 1 and process_start_time(pid) == start:
-            try:
-                os.killpg(pid, signal.SIGKILL)
-                killed.append(pid_file.parent.name)
-            except (ProcessLookupError, PermissionError) as e:
-                log.warning("cannot kill leftover process group", pid=pid, error=str(e))
-        pid_file.unlink(missing_ok=True)
+            with open(f"/proc/{entry.name}/environ", "rb") as f:
+                env = f.read()
+        except OSError:
+            continue
+        if marker + b"\0" not in env and not env.endswith(marker):
+            continue
+        pid = int(entry.name)
+        try:
+            os.killpg(os.getpgid(pid), signal.SIGKILL)
+        except (ProcessLookupError, PermissionError):
+            pass
+        try:
+            os.kill(pid, signal.SIGKILL)
+            killed.append(pid)
+        except (ProcessLookupError, PermissionError) as e:
+            log.warning("cannot kill leftover process", pid=pid, error=str(e))
     return killed

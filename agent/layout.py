@@ -39,8 +39,6 @@ class AttemptPaths:
     """SHOAL_TASK_WORKING_DIR: the process's cwd."""
     stdout: Path
     stderr: Path
-    pid: Path
-    """`pid starttime` of the running process, so a restarted agent can kill leftovers."""
 
 
 class NodeLayout:
@@ -64,11 +62,7 @@ class NodeLayout:
             / check_id(task_id, "task_id")
             / check_id(attempt_id, "attempt_id")
         )
-        return AttemptPaths(d, d / "wd", d / "stdout.txt", d / "stderr.txt", d / "pid")
-
-    def pid_files(self) -> Iterator[Path]:
-        """Pid files of attempts whose process may still run (they are removed at exit)."""
-        return self.tasks.glob("*/*/*/pid")
+        return AttemptPaths(d, d / "wd", d / "stdout.txt", d / "stderr.txt")
 
     def open_task_file(self, job_id: str, task_id: str, attempt_id: str, name: str) -> int:
         """Open an attempt's stdout.txt or stderr.txt read-only; return the fd.

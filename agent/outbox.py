@@ -1,15 +1,21 @@
 """Results of ended attempts, kept on disk until the scheduler acknowledges them.
 
 A result is written before it is sent, so an agent that dies right after a task ends still
-reports it after restarting. One file per attempt (`{attempt_id}.result`, a serialized
-TaskResult), written as tmp file + fsync + rename + fsync of the directory: a file that exists
-is always complete.
+reports it after restarting. Results that end together are written together: one segment
+file per batch (`{seq}.results`: length-prefixed serialized TaskResults), as tmp file +
+fsync + rename + fsync of the directory, so a segment that exists is always complete. One
+fsync per batch, not per task, is what lets a node report thousands of results a second. A
+segment is deleted once every result in it is acknowledged; acknowledgements are not
+written down, so after a restart an acknowledged result can come back with a batch-mate
+that was not — harmless, since the scheduler acknowledges and ignores a result it has.
 """
 
 from __future__ import annotations
 
 import asyncio
 import os
+import struct
+import threading
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -19,77 +25,112 @@ from google.protobuf.message import DecodeError
 from services.common.ids import ID_RE
 from shoal.agent.v1 import agent_pb2
 
-SUFFIX = ".result"
+SUFFIX = ".results"
 TMP_SUFFIX = ".tmp"
+_LEN = struct.Struct(">I")
 
 log = structlog.get_logger()
 
 
 class Outbox:
-    """The on-disk outbox. Blocking I/O; see OutboxWriter for use from the event loop."""
+    """The on-disk outbox. Blocking I/O (thread-safe); see OutboxWriter for the event loop."""
 
     def __init__(self, directory: Path | str) -> None:
         self.dir = Path(directory)
         self.dir.mkdir(parents=True, exist_ok=True)
-
-    def _path(self, attempt_id: str) -> Path:
-        # Attempt ids name files: an id that is not one could name a path elsewhere.
-        if ID_RE.fullmatch(attempt_id) is None:
-            raise ValueError(f"attempt_id {attempt_id[:80]!r} is not a valid id")
-        return self.dir / f"{attempt_id}{SUFFIX}"
+        self._lock = threading.Lock()
+        self._where: dict[str, Path] = {}
+        """attempt id -> the segment holding its latest result."""
+        self._unacked: dict[Path, set[str]] = {}
+        """segment -> attempt ids in it still wanted."""
+        self._seq = 0
+        self.load()  # the index of what is on disk; load() again returns the results
 
     def load(self) -> list[agent_pb2.TaskResult]:
         """Every stored result, oldest end first. Leftover tmp files of an interrupted write are
-        removed; an unreadable file is set aside as `.corrupt` rather than resent."""
-        results = []
-        for p in self.dir.iterdir():
-            if p.name.endswith(TMP_SUFFIX):
-                p.unlink(missing_ok=True)
-                continue
-            if not p.name.endswith(SUFFIX):
-                continue
-            r = agent_pb2.TaskResult()
-            try:
-                r.ParseFromString(p.read_bytes())
-                if r.attempt_id + SUFFIX != p.name:
-                    raise ValueError("attempt id does not match the file name")
-            except (DecodeError, ValueError, OSError) as e:
-                log.error("unreadable outbox file set aside", file=str(p), error=str(e))
-                p.rename(p.with_name(p.name + ".corrupt"))
-                continue
-            results.append(r)
+        removed; an unreadable segment is set aside as `.corrupt` rather than resent."""
+        latest: dict[str, agent_pb2.TaskResult] = {}
+        with self._lock:
+            self._where.clear()
+            self._unacked.clear()
+            for p in sorted(self.dir.iterdir()):
+                if p.name.endswith(TMP_SUFFIX):
+                    p.unlink(missing_ok=True)
+                    continue
+                if not p.name.endswith(SUFFIX):
+                    continue
+                try:
+                    records = _read_segment(p)
+                    self._seq = max(self._seq, int(p.name[: -len(SUFFIX)]))
+                except (DecodeError, ValueError, OSError) as e:
+                    log.error("unreadable outbox segment set aside", file=str(p), error=str(e))
+                    p.rename(p.with_name(p.name + ".corrupt"))
+                    continue
+                for r in records:
+                    self._forget(r.attempt_id)
+                    latest[r.attempt_id] = r
+                    self._where[r.attempt_id] = p
+                    self._unacked.setdefault(p, set()).add(r.attempt_id)
+                if p not in self._unacked:
+                    p.unlink(missing_ok=True)
+        results = list(latest.values())
         results.sort(key=lambda r: (r.end_time.seconds, r.end_time.nanos, r.attempt_id))
         return results
 
     def ids(self) -> set[str]:
-        return {p.name[: -len(SUFFIX)] for p in self.dir.glob(f"*{SUFFIX}")}
+        """Attempts whose result is stored and not acknowledged."""
+        with self._lock:
+            return set(self._where)
 
     def put_many(self, results: Iterable[agent_pb2.TaskResult]) -> None:
         """Store results durably: when this returns, they survive a crash or power loss."""
-        written = False
-        for r in results:
-            final = self._path(r.attempt_id)
-            tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-            try:
-                os.write(fd, r.SerializeToString())
-                os.fsync(fd)
-            finally:
-                os.close(fd)
-            os.replace(tmp, final)
-            written = True
-        if written:
-            # One directory fsync makes every rename of the batch durable (group commit).
-            self._fsync_dir()
+        batch = list(results)
+        for r in batch:
+            # Attempt ids come from the scheduler; they are checked like every id on a node.
+            if ID_RE.fullmatch(r.attempt_id) is None:
+                raise ValueError(f"attempt_id {r.attempt_id[:80]!r} is not a valid id")
+        if not batch:
+            return
+        with self._lock:
+            self._seq += 1
+            final = self.dir / f"{self._seq:012d}{SUFFIX}"
+        tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
+        data = b"".join(_LEN.pack(len(b)) + b for b in (r.SerializeToString() for r in batch))
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+        try:
+            os.write(fd, data)
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+        os.replace(tmp, final)
+        self._fsync_dir()
+        with self._lock:
+            for r in batch:
+                self._forget(r.attempt_id)
+                self._where[r.attempt_id] = final
+                self._unacked.setdefault(final, set()).add(r.attempt_id)
 
     def put(self, result: agent_pb2.TaskResult) -> None:
         self.put_many([result])
 
     def remove_many(self, attempt_ids: Iterable[str]) -> None:
-        # No directory fsync: a deletion lost in a crash only resends an acknowledged
-        # result, which the scheduler acknowledges again and ignores.
-        for a in attempt_ids:
-            self._path(a).unlink(missing_ok=True)
+        # No directory fsync: a deletion lost in a crash only resends acknowledged results,
+        # which the scheduler acknowledges again and ignores.
+        with self._lock:
+            for a in attempt_ids:
+                self._forget(a)
+
+    def _forget(self, attempt_id: str) -> None:
+        """Drop an attempt from the index; delete its segment when nothing in it is wanted."""
+        seg = self._where.pop(attempt_id, None)
+        if seg is None:
+            return
+        left = self._unacked.get(seg)
+        if left is not None:
+            left.discard(attempt_id)
+            if not left:
+                del self._unacked[seg]
+                seg.unlink(missing_ok=True)
 
     def _fsync_dir(self) -> None:
         fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
@@ -97,6 +138,37 @@ class Outbox:
             os.fsync(fd)
         finally:
             os.close(fd)
+
+
+def stored_attempts(directory: Path | str) -> set[str]:
+    """Attempt ids in the segments of an outbox directory, read without changing anything
+    (safe beside a running agent). Includes acknowledged results whose segment is still kept."""
+    ids: set[str] = set()
+    for p in Path(directory).glob(f"*{SUFFIX}"):
+        try:
+            ids.update(r.attempt_id for r in _read_segment(p))
+        except (DecodeError, ValueError, OSError):
+            continue
+    return ids
+
+
+def _read_segment(path: Path) -> list[agent_pb2.TaskResult]:
+    data = path.read_bytes()
+    out, i = [], 0
+    while i < len(data):
+        if i + _LEN.size > len(data):
+            raise ValueError("truncated record length")
+        (n,) = _LEN.unpack_from(data, i)
+        i += _LEN.size
+        if i + n > len(data):
+            raise ValueError("truncated record")
+        r = agent_pb2.TaskResult()
+        r.ParseFromString(data[i : i + n])
+        if ID_RE.fullmatch(r.attempt_id) is None:
+            raise ValueError("a record's attempt id is not a valid id")
+        out.append(r)
+        i += n
+    return out
 
 
 class OutboxWriter:

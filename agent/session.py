@@ -216,7 +216,10 @@ class Session:
                 m.heartbeat.CopyFrom(self._heartbeat)
                 self._heartbeat = None
             while self._started and items < MAX_ITEMS_PER_MESSAGE:
-                m.started.append(self._started.popleft())
+                st = self._started.popleft()
+                if st.attempt_id in self._unacked:
+                    continue  # it has ended: its result carries the start time
+                m.started.append(st)
                 items += 1
             while self._results_to_send and items < MAX_ITEMS_PER_MESSAGE:
                 a = next(iter(self._results_to_send))

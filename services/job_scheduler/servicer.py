@@ -30,6 +30,8 @@ from shoal.v1 import job_pb2, job_pb2_grpc, pool_pb2, task_pb2, task_pb2_grpc
 log = structlog.get_logger()
 
 JOB_STATES = {s.name for s in JobState}
+OUTBOUND_LINGER = 0.001
+"""Seconds a stream's writer waits before it merges what is queued for the node."""
 TASK_STATES = {s.name for s in TaskState}
 
 
@@ -167,7 +169,9 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                 msg = await out.queue.get()
                 if msg is None:
                     break
-                # Merge whatever else is waiting into one message: one write for a burst.
+                # Linger a moment, then merge whatever else is waiting (the acks of one batch,
+                # the assignments of the next) into one message: one write for a burst.
+                await asyncio.sleep(OUTBOUND_LINGER)
                 while not out.queue.empty():
                     more = out.queue.get_nowait()
                     if more is None:

@@ -11,7 +11,9 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sqlite3
 from collections.abc import Iterable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -170,8 +172,12 @@ def _failure_cols(f: Failure | None) -> tuple[int | None, str | None, str | None
 
 
 class Store:
-    def __init__(self, writer: aiosqlite.Connection, reader: aiosqlite.Connection) -> None:
+    def __init__(self, writer: sqlite3.Connection, reader: aiosqlite.Connection) -> None:
+        # Writes go through a plain sqlite3 connection owned by one thread: a whole batch is
+        # one hop to that thread (aiosqlite would make every statement a hop of its own).
+        # Reads stay on aiosqlite; WAL lets them run beside the writer.
         self._w = writer
+        self._wthread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._r = reader
         self._pending: dict[str, list[Sequence[Any]]] = {}
         self._batch_done: asyncio.Future[None] | None = None
@@ -182,19 +188,34 @@ class Store:
 
     @classmethod
     async def open(cls, path: Path) -> Store:
-        writer = await open_db(path, SCHEMA, autocommit=True)
-        reader = await open_db(path, "")
+        reader = await open_db(path, SCHEMA)  # creates the schema
+        writer = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        writer.execute("PRAGMA synchronous=NORMAL")
+        writer.execute("PRAGMA busy_timeout=5000")
         store = cls(writer, reader)
-        async with writer.execute("SELECT coalesce(max(job_pk), 0) + 1 FROM jobs") as cur:
+        async with reader.execute("SELECT coalesce(max(job_pk), 0) + 1 FROM jobs") as cur:
             store.next_job_pk = (await cur.fetchone())[0]
-        async with writer.execute("SELECT coalesce(max(task_pk), 0) + 1 FROM tasks") as cur:
+        async with reader.execute("SELECT coalesce(max(task_pk), 0) + 1 FROM tasks") as cur:
             store.next_task_pk = (await cur.fetchone())[0]
         return store
 
     async def close(self) -> None:
         await self.commit()
         await self._r.close()
-        await self._w.close()
+        await asyncio.get_running_loop().run_in_executor(self._wthread, self._w.close)
+        self._wthread.shutdown()
+
+    def _apply(self, ops: list[tuple[str, list[Sequence[Any]]]]) -> None:
+        """One transaction, on the writer thread."""
+        w = self._w
+        w.execute("BEGIN IMMEDIATE")
+        try:
+            for sql, rows in ops:
+                w.executemany(sql, rows)
+        except BaseException:
+            w.execute("ROLLBACK")
+            raise
+        w.execute("COMMIT")
 
     # -- group commit -----------------------------------------------------------------------
 
@@ -228,13 +249,7 @@ class Store:
                 done, self._batch_done = self._batch_done, None
                 self._inflight = done
                 try:
-                    await self._w.execute("BEGIN IMMEDIATE")
-                    for sql, rows in ops:
-                        if len(rows) == 1:
-                            await self._w.execute(sql, rows[0])
-                        else:
-                            await self._w.executemany(sql, rows)
-                    await self._w.execute("COMMIT")
+                    await asyncio.get_running_loop().run_in_executor(self._wthread, self._apply, ops)
                 except BaseException as e:
                     # The in-memory state is ahead of a database that refused it: the only safe
                     # way on is to stop and rebuild from the file on restart.
@@ -389,7 +404,7 @@ class Store:
                 "t.max_wall_clock, t.max_retries FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
                 f"WHERE t.task_pk IN ({','.join('?' * len(chunk))})"
             )
-            async with self._w.execute(sql, chunk) as cur:
+            async with self._r.execute(sql, chunk) as cur:
                 for r in await cur.fetchall():
                     out[r["task_pk"]] = dict(r)
         return out

@@ -10,6 +10,7 @@ from typing import Any
 
 from google.protobuf.duration_pb2 import Duration
 
+from agent.outbox import stored_attempts
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
 
@@ -18,7 +19,7 @@ BLOCKER = "/bin/sh -c 'echo $$ > pid.txt; while [ ! -e go ]; do sleep 0.05; done
 
 
 def outbox_ids(node: Path) -> set[str]:
-    return {p.name.removesuffix(".result") for p in (node / "outbox").glob("*.result")}
+    return stored_attempts(node / "outbox")
 
 
 def attempt_dir(node: Path, attempt: str, job: str = "j1") -> Path:

@@ -5,13 +5,14 @@ from __future__ import annotations
 import asyncio
 import os
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from agent.executor import Executor, kill_leftovers, process_start_time
+from agent.executor import Executor, kill_leftovers
 from agent.layout import NodeLayout
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
@@ -206,22 +207,6 @@ async def test_every_attempt_gets_a_fresh_directory(
     assert stdout_of(layout, first) == ""
 
 
-async def test_pid_file_names_the_running_process_and_goes_away_after(
-    executor: Executor, layout: NodeLayout, assignment: Any, wait_for: Any
-) -> None:
-    a = assignment("a1", "sleep 300")
-    pid_file = layout.attempt("j1", "t-a1", "a1").pid
-    task = asyncio.create_task(executor.run(a))
-    text = await wait_for(lambda: pid_file.exists() and pid_file.read_text(), "the pid file")
-    pid, start = text.split()
-    assert process_start_time(int(pid)) == start
-    assert executor.cancel("a1")
-    r = await task
-    assert r is not None
-    assert (r.failure_info.code, r.exit_code) == ("TASK_CANCELLED", 137)
-    assert not pid_file.exists()
-
-
 async def test_cancel_kills_the_process_group_and_still_reports(
     executor: Executor, layout: NodeLayout, assignment: Any, wait_for: Any, is_alive: Any
 ) -> None:
@@ -245,36 +230,35 @@ async def test_cancel_kills_the_process_group_and_still_reports(
 async def test_kill_all_stops_attempts_without_results(
     executor: Executor, layout: NodeLayout, assignment: Any, wait_for: Any, is_alive: Any
 ) -> None:
-    a = assignment("a1", "sleep 300")
-    started = asyncio.Event()
-    task = asyncio.create_task(executor.run(a, lambda *_: started.set()))
-    await started.wait()
-    pid = int(layout.attempt("j1", "t-a1", "a1").pid.read_text().split()[0])
+    a = assignment("a1", "/bin/sh -c 'echo $$ > pid.txt; exec sleep 300'")
+    task = asyncio.create_task(executor.run(a))
+    pid_file = layout.attempt("j1", "t-a1", "a1").wd / "pid.txt"
+    pid = int(await wait_for(lambda: pid_file.exists() and pid_file.read_text().strip(), "pid"))
     await executor.kill_all()
     assert await task is None
     await wait_for(lambda: not is_alive(pid), "the task to die")
 
 
-def test_leftovers_of_a_previous_life_are_killed(layout: NodeLayout) -> None:
-    old = subprocess.Popen(["sleep", "300"], start_new_session=True)
-    other = subprocess.Popen(["sleep", "300"], start_new_session=True)
+def test_leftovers_of_a_previous_life_are_killed(layout: NodeLayout, tmp_path: Path) -> None:
+    # Task processes (and their children, even in another process group) carry the node
+    # root in their environment; a process of another node does not.
+    env = {"PATH": "/usr/bin:/bin", "SHOAL_NODE_ROOT_DIR": str(layout.root)}
+    child_file = tmp_path / "child.pid"
+    mine = subprocess.Popen(["/bin/sh", "-c", f"setsid sleep 300 & echo $! > {child_file}; sleep 300"],
+                            start_new_session=True, env=env)
+    other = subprocess.Popen(["sleep", "300"], start_new_session=True,
+                             env={**env, "SHOAL_NODE_ROOT_DIR": str(tmp_path / "elsewhere")})
     try:
-        mine = layout.attempt("j1", "t1", "old-attempt")
-        mine.dir.mkdir(parents=True)
-        mine.pid.write_text(f"{old.pid} {process_start_time(old.pid)}\n")
-        # A pid file whose start time does not match: the pid now names another process.
-        reused = layout.attempt("j1", "t2", "reused-pid")
-        reused.dir.mkdir(parents=True)
-        reused.pid.write_text(f"{other.pid} 1\n")
-        garbage = layout.attempt("j1", "t3", "garbage")
-        garbage.dir.mkdir(parents=True)
-        garbage.pid.write_text("not a pid\n")
-
-        assert kill_leftovers(layout) == ["old-attempt"]
-        assert old.wait(timeout=10) == -9
+        deadline = time.monotonic() + 10
+        while not (child_file.exists() and child_file.read_text().strip()):
+            assert time.monotonic() < deadline, "the shell never started its child"
+            time.sleep(0.02)
+        child = int(child_file.read_text())
+        killed = kill_leftovers(layout)
+        assert {mine.pid, child} <= set(killed)
+        assert mine.wait(timeout=10) == -9
         assert other.poll() is None
-        assert list(layout.pid_files()) == []
     finally:
-        for p in (old, other):
+        for p in (mine, other):
             p.kill()
             p.wait()
