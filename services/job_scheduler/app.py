@@ -326,34 +326,37 @@ class Scheduler:
             seen[low] = i
         # A task of its own: once the ids are checked the add runs to its commit even if the
         # caller goes away, so the per-job lock is never released over a half-added batch.
-        return await asyncio.shield(asyncio.create_task(self._add_tasks(job, specs, list(seen))))
+        return await asyncio.shield(asyncio.create_task(self._add_tasks(job, specs)))
 
-    async def _add_tasks(self, job: Job, specs: list[TaskSpec], ids_lower: list[str]) -> int:
-        # One add per job at a time: the duplicate check reads committed rows, so a concurrent
-        # add of the same id must be committed before it.
+    async def _add_tasks(self, job: Job, specs: list[TaskSpec]) -> int:
+        # One add per job at a time, so its rows and the job's counts move together.
         lock = self._add_locks.setdefault(job.pk, asyncio.Lock())
         async with lock:
             if job.state != JobState.ACTIVE:
                 raise failed_precondition(
                     "JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}: it takes no new tasks"
                 )
-            taken = await self.store.task_ids_taken(job.pk, ids_lower)
+            first = self.store.next_task_pk
+            self.store.next_task_pk += len(specs)
+            pks = list(range(first, first + len(specs)))
+            taken = await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.now())
             if taken:
                 raise ShoalError(
                     Code.ALREADY_EXISTS, "TASK_ALREADY_EXISTS",
                     f"task {taken[0]!r} already exists in job {job.id!r}"
                     + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""),
                 )
-            if job.state != JobState.ACTIVE or self.jobs.get(job.pk) is not job:
-                raise failed_precondition("JOB_NOT_ACTIVE", f"job {job.id!r} is no longer active")
-            first = self.store.next_task_pk
-            self.store.next_task_pk += len(specs)
-            pks = list(range(first, first + len(specs)))
-            self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.now())
             job.counts.active += len(specs)
             self._dirty.add(job.pk)
-            # Queued at once, so a terminate or delete that comes during the commit sees them;
-            # dispatch commits before it reads a task's row.
+            if job.state != JobState.ACTIVE or self.jobs.get(job.pk) is not job:
+                # Terminated while the rows were written: they end with the job.
+                self.store.fail_tasks(pks, JOB_TERMINATED, self.now())
+                job.counts.active -= len(specs)
+                job.counts.completed += len(specs)
+                job.counts.failed += len(specs)
+                await self._commit()
+                raise failed_precondition("JOB_NOT_ACTIVE", f"job {job.id!r} ended while its tasks were added")
+            # Queued at once, so a terminate or delete that comes during the commit sees them.
             self._queue(job).push_many(job.pk, job.priority, pks)
             self._kick.set()
             await self._commit()

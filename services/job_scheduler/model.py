@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import IntEnum
+from typing import NamedTuple
 
 
 class TaskState(IntEnum):
@@ -112,9 +113,9 @@ class Job:
         return (self.account, self.pool_id.lower())
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    """What the user asked to run; immutable once added."""
+class TaskSpec(NamedTuple):
+    """What the user asked to run; immutable once added. A NamedTuple rather than a frozen
+    dataclass: a 100,000-task batch builds 100,000 of them, and this is several times cheaper."""
 
     id: str
     command_line: str

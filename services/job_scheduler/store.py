@@ -87,8 +87,9 @@ CREATE TABLE IF NOT EXISTS tasks (
   failure_message TEXT,
   UNIQUE (job_pk, id_lower)
 );
-CREATE INDEX IF NOT EXISTS tasks_by_id ON tasks (job_pk, id);
-CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (job_pk, state, id);
+-- Tasks are listed in the order of their lower-cased ids (unique per job): the UNIQUE index
+-- serves both the duplicate check and paging, one index fewer to keep on every insert.
+CREATE INDEX IF NOT EXISTS tasks_by_state ON tasks (job_pk, state, id_lower);
 CREATE TABLE IF NOT EXISTS attempts (
   attempt_id TEXT PRIMARY KEY,
   task_pk INTEGER NOT NULL,
@@ -111,6 +112,8 @@ CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task_pk, number);
 # one batch can hold: a job's rows are deleted first (its id may be taken again in the same
 # batch); a task is inserted before it is assigned, started before it ends, and its outcome is
 # written before a terminate fails what is still ACTIVE; job rows (counts) are written last.
+# Tasks are inserted outside the group commit (insert_tasks), so a duplicate id is refused by
+# its own transaction instead of failing everyone's.
 DELETE_ATTEMPTS = "DELETE FROM attempts WHERE task_pk IN (SELECT task_pk FROM tasks WHERE job_pk=?)"
 DELETE_TASKS = "DELETE FROM tasks WHERE job_pk=?"
 DELETE_JOB = "DELETE FROM jobs WHERE job_pk=?"
@@ -148,7 +151,7 @@ UPDATE_JOB = (
     "n_running=?, n_completed=?, n_succeeded=?, n_failed=? WHERE job_pk=?"
 )
 FLUSH_ORDER = (
-    DELETE_ATTEMPTS, DELETE_TASKS, DELETE_JOB, INSERT_JOB, INSERT_TASK, ASSIGN_TASK,
+    DELETE_ATTEMPTS, DELETE_TASKS, DELETE_JOB, INSERT_JOB, ASSIGN_TASK,
     INSERT_ATTEMPT, START_TASK, START_ATTEMPT, END_ATTEMPT, TASK_OUTCOME, FAIL_TASK, UPDATE_JOB,
 )
 _ORDER = {sql: i for i, sql in enumerate(FLUSH_ORDER)}
@@ -329,14 +332,44 @@ class Store:
 
     # -- tasks: writes ----------------------------------------------------------------------
 
-    def insert_tasks(self, job_pk: int, tasks: Iterable[tuple[int, TaskSpec]], now: float) -> None:
+    async def insert_tasks(
+        self, job_pk: int, tasks: Iterable[tuple[int, TaskSpec]], now: float
+    ) -> list[str]:
+        """Insert a batch of tasks in a transaction of its own, committed when this returns.
+        Returns [] on success; on a duplicate id nothing is inserted and the ids the job
+        already has are returned. The UNIQUE index is the duplicate check: no query first."""
         active = int(TaskState.ACTIVE)
-        self.queue(INSERT_TASK, *[
+        rows = [
             (pk, job_pk, s.id, s.id.lower(), s.display_name, s.command_line,
              json.dumps(s.environment) if s.environment else "{}", s.max_wall_clock_time,
              s.max_task_retry_count, active, now, now)
             for pk, s in tasks
-        ])
+        ]
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._wthread, self._insert_checked, job_pk, rows)
+
+    def _insert_checked(self, job_pk: int, rows: list[tuple[Any, ...]]) -> list[str]:
+        w = self._w
+        w.execute("BEGIN IMMEDIATE")
+        try:
+            w.executemany(INSERT_TASK, rows)
+        except sqlite3.IntegrityError:
+            w.execute("ROLLBACK")
+            ids = [r[3] for r in rows]
+            taken: list[str] = []
+            for i in range(0, len(ids), 500):
+                chunk = ids[i : i + 500]
+                cur = w.execute(
+                    f"SELECT id FROM tasks WHERE job_pk=? AND id_lower IN ({','.join('?' * len(chunk))})",
+                    (job_pk, *chunk),
+                )
+                taken.extend(r[0] for r in cur.fetchall())
+            return taken or ["(one of this batch)"]
+        except BaseException:
+            w.execute("ROLLBACK")
+            raise
+        w.execute("COMMIT")
+        return []
 
     def assign(self, task_pk: int, attempt_id: str, number: int, node: str, now: float) -> None:
         self.queue(ASSIGN_TASK, (int(TaskState.PREPARING), now, attempt_id, number, node, task_pk))
@@ -363,16 +396,6 @@ class Store:
         ))
 
     # -- tasks: reads -----------------------------------------------------------------------
-
-    async def task_ids_taken(self, job_pk: int, ids_lower: Sequence[str]) -> list[str]:
-        """Which of these (lower-case) ids the job already has."""
-        taken: list[str] = []
-        for i in range(0, len(ids_lower), 500):
-            chunk = ids_lower[i : i + 500]
-            sql = f"SELECT id FROM tasks WHERE job_pk=? AND id_lower IN ({','.join('?' * len(chunk))})"
-            async with self._r.execute(sql, (job_pk, *chunk)) as cur:
-                taken.extend(r[0] for r in await cur.fetchall())
-        return taken
 
     async def active_tasks(self) -> list[tuple[int, int, int, int, int]]:
         """(job_pk, task_pk, retry_count, requeue_count, attempt_number) of every ACTIVE task,
@@ -446,11 +469,11 @@ class Store:
             where.append(f"t.state IN ({','.join('?' * len(states))})")
             args.extend(int(s) for s in sorted(states))
         if after_id is not None:
-            where.append("t.id > ?")
-            args.append(after_id)
+            where.append("t.id_lower > ?")
+            args.append(after_id.lower())
         sql = (
             f"SELECT {_TASK_COLUMNS} FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
-            f"WHERE {' AND '.join(where)} ORDER BY t.id LIMIT ?"
+            f"WHERE {' AND '.join(where)} ORDER BY t.id_lower LIMIT ?"
         )
         async with self._r.execute(sql, (*args, limit)) as cur:
             return [_task_record(r, ()) for r in await cur.fetchall()]
