@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-import shlex
 import shutil
 import signal
 import time
@@ -21,6 +20,7 @@ import structlog
 
 from agent.layout import AttemptPaths, NodeLayout, UnsafePath
 from agent.spawn import Child
+from services.common.cmdline import split_command
 from services.common.timeutil import from_duration, to_timestamp
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
@@ -88,6 +88,16 @@ class Executor:
         self.pool_id = pool_id
         self.node_id = node_id
         self._base_env = base_environment(os.environ if environ is None else environ)
+        # The node's own variables, the same for every task: built once.
+        self._node_env = {
+            f"{prefix}{name}": value
+            for name, value in (
+                ("NODE_ROOT_DIR", str(layout.root)), ("NODE_SHARED_DIR", str(layout.shared)),
+                ("NODE_STARTUP_DIR", str(layout.startup)), ("POOL_ID", pool_id),
+                ("NODE_ID", node_id),
+            )
+            for prefix in ("SHOAL_", "AZ_BATCH_")
+        }
         self._clock = clock
         self._attempts: dict[str, _Attempt] = {}
         self._stopping = False
@@ -99,25 +109,20 @@ class Executor:
     def environment(self, a: agent_pb2.Assignment, paths: AttemptPaths) -> dict[str, str]:
         """Base variables, then the task's own, then Shoal's (which win)."""
         env = dict(self._base_env)
-        env["HOME"] = str(paths.dir)
-        for k, v in a.environment.items():
-            if not k or "=" in k or "\x00" in k or "\x00" in v:
-                raise ValueError(f"environment variable {k[:80]!r}: no '=' or NUL in names, no NUL in values")
-            env[k] = v
-        values = {
-            "NODE_ROOT_DIR": str(self.layout.root),
-            "NODE_SHARED_DIR": str(self.layout.shared),
-            "NODE_STARTUP_DIR": str(self.layout.startup),
-            "TASK_DIR": str(paths.dir),
-            "TASK_WORKING_DIR": str(paths.wd),
-            "POOL_ID": self.pool_id,
-            "NODE_ID": self.node_id,
-            "JOB_ID": a.job_id,
-            "TASK_ID": a.task_id,
-        }
-        for k, v in values.items():
-            env[f"SHOAL_{k}"] = v
-            env[f"AZ_BATCH_{k}"] = v
+        task_dir, wd = str(paths.dir), str(paths.wd)
+        env["HOME"] = task_dir
+        if a.environment:
+            for k, v in a.environment.items():
+                if not k or "=" in k or "\x00" in k or "\x00" in v:
+                    raise ValueError(
+                        f"environment variable {k[:80]!r}: no '=' or NUL in names, no NUL in values"
+                    )
+                env[k] = v
+        env.update(self._node_env)
+        for name, value in (("TASK_DIR", task_dir), ("TASK_WORKING_DIR", wd),
+                            ("JOB_ID", a.job_id), ("TASK_ID", a.task_id)):
+            env["SHOAL_" + name] = value
+            env["AZ_BATCH_" + name] = value
         env["SHOAL_TASK_ATTEMPT"] = str(a.attempt_number)
         env["SHOAL_TASK_ATTEMPT_ID"] = a.attempt_id
         return env
@@ -147,7 +152,7 @@ class Executor:
         except UnsafePath as e:
             return failed(aid, SERVER_ERROR, "INVALID_ASSIGNMENT", str(e), end=self._clock())
         try:
-            argv = shlex.split(a.command_line)
+            argv = split_command(a.command_line)
         except ValueError as e:
             return failed(
                 aid, USER_ERROR, "INVALID_COMMAND_LINE",

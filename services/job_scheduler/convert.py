@@ -7,8 +7,8 @@ from __future__ import annotations
 
 import json
 import re
-import shlex
 
+from services.common.cmdline import split_command
 from services.common.errors import invalid
 from services.common.ids import ID_RE, check_display_name, check_id, check_metadata, parse_name
 from services.common.timeutil import from_duration, to_duration, to_timestamp
@@ -37,13 +37,9 @@ RESERVED_ENV_PREFIXES = ("SHOAL_", "AZ_BATCH_")
 
 
 def _splits(cmd: str, field: str) -> bool:
-    """Whether the command line has at least one word; refuses one shlex cannot split.
-    shlex is slow, and only quotes and backslashes can make it fail: a 100,000-task batch of
-    plain command lines skips it."""
-    if "'" not in cmd and '"' not in cmd and "\\" not in cmd:
-        return bool(cmd.split())
+    """Whether the command line has at least one word; refuses one that cannot be split."""
     try:
-        return bool(shlex.split(cmd))
+        return bool(split_command(cmd))
     except ValueError as e:
         raise invalid(field, f"cannot be split into words ({e}); it runs without a shell") from None
 
