@@ -85,10 +85,18 @@ class Executor:
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.layout = layout
-        self.pool_id = pool_id
-        self.node_id = node_id
+        self._node_env: dict[str, str] = {}
+        self.set_identity(pool_id, node_id)
         self._base_env = base_environment(os.environ if environ is None else environ)
-        # The node's own variables, the same for every task: built once.
+        self._clock = clock
+        self._attempts: dict[str, _Attempt] = {}
+        self._stopping = False
+
+    def set_identity(self, pool_id: str, node_id: str) -> None:
+        """The node's pool and id (known once the agent has registered). The node's part of
+        every task's environment is built here, once, not per task."""
+        self.pool_id, self.node_id = pool_id, node_id
+        layout = self.layout
         self._node_env = {
             f"{prefix}{name}": value
             for name, value in (
@@ -98,9 +106,6 @@ class Executor:
             )
             for prefix in ("SHOAL_", "AZ_BATCH_")
         }
-        self._clock = clock
-        self._attempts: dict[str, _Attempt] = {}
-        self._stopping = False
 
     @property
     def running(self) -> list[str]:

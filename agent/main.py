@@ -212,7 +212,7 @@ class Agent:
 
     def _adopt(self, reg: Registration) -> None:
         structlog.contextvars.bind_contextvars(node=reg.node)
-        self.executor.pool_id, self.executor.node_id = reg.pool_id, reg.node_id
+        self.executor.set_identity(reg.pool_id, reg.node_id)
         ident = Identity(reg.node, reg.credential, reg.task_slots, __version__, self.hostname)
         if self.session is None:
             self.session = Session(ident, now=time.monotonic, outbox=self._restored)

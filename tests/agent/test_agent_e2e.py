@@ -56,13 +56,14 @@ async def test_register_run_report_reconnect_resend_and_stop(
     assert beats[0].free_slots == 2 and beats[0].disk_free_bytes > 0
 
     s1.send(assignments=[
-        assignment("a1", "/bin/sh -c 'echo one'"),
+        # The node's identity comes from registration: the task sees it under both names.
+        assignment("a1", "/bin/sh -c 'echo one $SHOAL_POOL_ID $AZ_BATCH_NODE_ID'"),
         assignment("a2", "/bin/sh -c 'echo two >&2; exit 3'"),
     ])
     results = await wait_for(lambda: {"a1", "a2"} <= s1.results().keys() and s1.results(), "results")
     assert results["a1"].exit_code == 0 and results["a2"].exit_code == 3
     assert {"a1", "a2"} <= s1.started()
-    assert (attempt_dir(node, "a1") / "stdout.txt").read_text() == "one\n"
+    assert (attempt_dir(node, "a1") / "stdout.txt").read_text() == "one p1 n1\n"
     assert (attempt_dir(node, "a2") / "stderr.txt").read_text() == "two\n"
     assert outbox_ids(node) == {"a1", "a2"}  # written before sending, kept until acked
 
