@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-from pathlib import Path
-
 import structlog
 
 from gateway.auth import Authenticator
 from gateway.forwarding import ROUTES, Forwarder
-from services.common import logging as shoal_logging
 from services.common.config import ClusterConfig
+from services.common.process import run_service
 from services.common.rpc import ServiceHost, internal_channel, wait_for_signal
 
 # Imported for their descriptors: forwarding and reflection look methods up by name.
@@ -44,9 +40,4 @@ async def serve(config: ClusterConfig) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m gateway")
-    parser.add_argument("--config", required=True, type=Path, help="the cluster JSON file")
-    ns = parser.parse_args()
-    config = ClusterConfig.load(ns.config)
-    shoal_logging.configure("gateway", config.log_level)
-    asyncio.run(serve(config))
+    run_service("gateway", "gateway", serve)

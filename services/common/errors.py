@@ -7,27 +7,16 @@ Business code raises `ShoalError`; `services.common.rpc` turns it into a gRPC st
 from __future__ import annotations
 
 from dataclasses import dataclass
-from enum import IntEnum
+
+from shoal.errors import StatusCode
 
 # Every ErrorInfo carries this domain, so clients can tell Shoal's reasons from others'.
 DOMAIN = "shoal.dev"
 
 
-class Code(IntEnum):
-    """gRPC status codes, so business code need not import grpc."""
-
-    INVALID_ARGUMENT = 3
-    NOT_FOUND = 5
-    ALREADY_EXISTS = 6
-    PERMISSION_DENIED = 7
-    RESOURCE_EXHAUSTED = 8
-    FAILED_PRECONDITION = 9
-    ABORTED = 10
-    OUT_OF_RANGE = 11
-    UNIMPLEMENTED = 12
-    INTERNAL = 13
-    UNAVAILABLE = 14
-    UNAUTHENTICATED = 16
+# gRPC status codes as an IntEnum, so business code need not import grpc: the same enum the
+# Python client gives its users.
+Code = StatusCode
 
 
 @dataclass

@@ -2,16 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-from pathlib import Path
-
 import grpc
 import structlog
 
-from services.common import logging as shoal_logging
 from services.common.config import ClusterConfig
 from services.common.errors import Code, ShoalError
+from services.common.process import run_service
 from services.common.rpc import (
     ServiceHost,
     ServiceInterceptor,
@@ -86,9 +82,4 @@ async def serve(config: ClusterConfig) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.job_scheduler")
-    parser.add_argument("--config", required=True, type=Path, help="the cluster JSON file")
-    ns = parser.parse_args()
-    config = ClusterConfig.load(ns.config)
-    shoal_logging.configure("job-scheduler", config.log_level)
-    asyncio.run(serve(config))
+    run_service("job-scheduler", "services.job_scheduler", serve)

@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-import asyncio
 from collections.abc import Sequence
-from pathlib import Path
 
 import grpc
 import structlog
 
-from services.common import logging as shoal_logging
 from services.common.config import ClusterConfig
+from services.common.process import run_service
 from services.common.rpc import ServiceHost, ServiceInterceptor, internal_channel, wait_for_signal
 from services.pool_manager.app import PoolManager, SchedulerPeer
 from services.pool_manager.providers.local import DEFAULT_AGENT_COMMAND, LocalProvider
@@ -86,7 +83,6 @@ class PoolManagerService:
 
 
 async def run(config: ClusterConfig) -> None:
-    shoal_logging.configure(SERVICE, config.log_level)
     service = PoolManagerService(config)
     await service.start()
     log.info("serving", address=config.pool_manager_address, port=service.port)
@@ -97,7 +93,4 @@ async def run(config: ClusterConfig) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.pool_manager")
-    parser.add_argument("--config", required=True, type=Path, help="the cluster JSON file")
-    args = parser.parse_args(argv)
-    asyncio.run(run(ClusterConfig.load(args.config)))
+    run_service(SERVICE, "services.pool_manager", run, argv)

@@ -4,15 +4,11 @@ suite has its final shape and `shoal up` supervises all four services."""
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-from pathlib import Path
-
 import structlog
 
-from services.common import logging as shoal_logging
 from services.common.config import ClusterConfig
 from services.common.db import open_db
+from services.common.process import run_service
 from services.common.rpc import ServiceHost, ServiceInterceptor, wait_for_signal
 
 log = structlog.get_logger()
@@ -35,9 +31,4 @@ async def serve(config: ClusterConfig) -> None:
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(prog="python -m services.storage_stager")
-    parser.add_argument("--config", required=True, type=Path, help="the cluster JSON file")
-    ns = parser.parse_args()
-    config = ClusterConfig.load(ns.config)
-    shoal_logging.configure("storage-stager", config.log_level)
-    asyncio.run(serve(config))
+    run_service("storage-stager", "services.storage_stager", serve)
