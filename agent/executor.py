@@ -322,7 +322,8 @@ def kill_leftovers(layout: NodeLayout) -> list[int]:
                 env = f.read()
         except OSError:
             continue
-        if marker + b"\0" not in env and not env.endswith(marker):
+        entries = env.split(b"\0")
+        if marker not in entries:
             continue
         pid = int(entry.name)
         try:

@@ -84,7 +84,9 @@ class Outbox:
 
     def put_many(self, results: Iterable[agent_pb2.TaskResult]) -> None:
         """Store results durably: when this returns, they survive a crash or power loss."""
-        batch = list(results)
+        # One result per attempt in a segment (the last wins), so the index never mistakes a
+        # repeated id for an acknowledgement of the segment being written.
+        batch = list({r.attempt_id: r for r in results}.values())
         for r in batch:
             # Attempt ids come from the scheduler; they are checked like every id on a node.
             if ID_RE.fullmatch(r.attempt_id) is None:
@@ -154,7 +156,8 @@ def stored_attempts(directory: Path | str) -> set[str]:
 
 def _read_segment(path: Path) -> list[agent_pb2.TaskResult]:
     data = path.read_bytes()
-    out, i = [], 0
+    out: list[agent_pb2.TaskResult] = []
+    i = 0
     while i < len(data):
         if i + _LEN.size > len(data):
             raise ValueError("truncated record length")
@@ -168,7 +171,7 @@ def _read_segment(path: Path) -> list[agent_pb2.TaskResult]:
             raise ValueError("a record's attempt id is not a valid id")
         out.append(r)
         i += n
-    return out
+    return list({r.attempt_id: r for r in out}.values())
 
 
 class OutboxWriter:

@@ -125,7 +125,9 @@ class Scheduler:
             self._job_keys[(job.account, job.id.lower())] = job.pk
         now = self.now()
         for job_pk, task_pk, retries, requeues, number in await self.store.active_tasks():
-            job = self.jobs[job_pk]
+            job = self.jobs.get(job_pk)
+            if job is None:
+                continue  # a row without its job: never scheduled, never counted
             if job.state == JobState.ACTIVE:
                 self._queue(job).push(job_pk, job.priority, task_pk)
                 if number:
@@ -137,7 +139,9 @@ class Scheduler:
                 job.counts.enter(TaskState.COMPLETED, Result.FAILURE)
                 self._dirty.add(job_pk)
         for r in await self.store.live_attempts():
-            job = self.jobs[r["job_pk"]]
+            job = self.jobs.get(r["job_pk"])
+            if job is None:
+                continue
             _, pool_id, _, node_id = r["node"].split("/")
             self.attempts[r["attempt_id"]] = Attempt(
                 attempt_id=r["attempt_id"], task_pk=r["task_pk"], job_pk=r["job_pk"],
@@ -293,6 +297,7 @@ class Scheduler:
     async def _delete_job(self, account: str, job: Job) -> None:
         if self.jobs.get(job.pk) is not job:
             return  # deleted meanwhile
+        job.state = JobState.DELETING
         for task_pk in self._queue(job).drop_job(job.pk):
             self._counters.pop(task_pk, None)
         running = [a for a in self.attempts.values() if a.job_pk == job.pk]
@@ -332,6 +337,8 @@ class Scheduler:
         # One add per job at a time, so its rows and the job's counts move together.
         lock = self._add_locks.setdefault(job.pk, asyncio.Lock())
         async with lock:
+            if self.jobs.get(job.pk) is not job:
+                raise not_found("job", f"jobs/{job.id}")  # deleted while this add waited
             if job.state != JobState.ACTIVE:
                 raise failed_precondition(
                     "JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}: it takes no new tasks"
@@ -339,6 +346,8 @@ class Scheduler:
             first = self.store.next_task_pk
             self.store.next_task_pk += len(specs)
             pks = list(range(first, first + len(specs)))
+            # The job's own row first: tasks must never be on disk without their job.
+            await self.store.commit()
             taken = await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.now())
             if taken:
                 raise ShoalError(

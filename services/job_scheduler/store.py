@@ -39,7 +39,7 @@ log = structlog.get_logger()
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS jobs (
-  job_pk INTEGER PRIMARY KEY,
+  job_pk INTEGER PRIMARY KEY AUTOINCREMENT,
   account TEXT NOT NULL,
   id TEXT NOT NULL,
   id_lower TEXT NOT NULL,
@@ -61,7 +61,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   UNIQUE (account, id_lower)
 );
 CREATE TABLE IF NOT EXISTS tasks (
-  task_pk INTEGER PRIMARY KEY,
+  task_pk INTEGER PRIMARY KEY AUTOINCREMENT,
   job_pk INTEGER NOT NULL,
   id TEXT NOT NULL,
   id_lower TEXT NOT NULL,
@@ -155,6 +155,7 @@ FLUSH_ORDER = (
     INSERT_ATTEMPT, START_TASK, START_ATTEMPT, END_ATTEMPT, TASK_OUTCOME, FAIL_TASK, UPDATE_JOB,
 )
 _ORDER = {sql: i for i, sql in enumerate(FLUSH_ORDER)}
+_DELETES = frozenset({DELETE_ATTEMPTS, DELETE_TASKS, DELETE_JOB})
 
 _TASK_COLUMNS = (
     "t.task_pk, j.id AS job_id, t.id, t.display_name, t.command_line, t.environment, "
@@ -182,7 +183,7 @@ class Store:
         self._w = writer
         self._wthread = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sqlite-writer")
         self._r = reader
-        self._pending: dict[str, list[Sequence[Any]]] = {}
+        self._pending: list[dict[str, list[Sequence[Any]]]] = []
         self._batch_done: asyncio.Future[None] | None = None
         self._flusher: asyncio.Task[None] | None = None
         self._inflight: asyncio.Future[None] | None = None
@@ -196,11 +197,18 @@ class Store:
         writer.execute("PRAGMA synchronous=NORMAL")
         writer.execute("PRAGMA busy_timeout=5000")
         store = cls(writer, reader)
-        async with reader.execute("SELECT coalesce(max(job_pk), 0) + 1 FROM jobs") as cur:
-            store.next_job_pk = (await cur.fetchone())[0]
-        async with reader.execute("SELECT coalesce(max(task_pk), 0) + 1 FROM tasks") as cur:
-            store.next_task_pk = (await cur.fetchone())[0]
+        # AUTOINCREMENT's sequence remembers ids of deleted rows too: an id is never reused,
+        # so nothing left behind by a deleted job can ever be mistaken for a new one's.
+        store.next_job_pk = await store._next_pk("jobs", "job_pk")
+        store.next_task_pk = await store._next_pk("tasks", "task_pk")
         return store
+
+    async def _next_pk(self, table: str, column: str) -> int:
+        async with self._r.execute(
+            f"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0), "
+            f"coalesce((SELECT max({column}) FROM {table}), 0)) + 1"
+        ) as cur:
+            return int((await cur.fetchone())[0])
 
     async def close(self) -> None:
         await self.commit()
@@ -223,11 +231,17 @@ class Store:
     # -- group commit -----------------------------------------------------------------------
 
     def queue(self, sql: str, *rows: Sequence[Any]) -> None:
-        """Queue rows of one statement for the next transaction. Statements run in the order
-        of FLUSH_ORDER, not in the order queued: rows of one kind become one executemany."""
+        """Queue rows of one statement for the next transaction. Within a group statements run
+        in the order of FLUSH_ORDER, not in the order queued: rows of one kind become one
+        executemany. A delete queued after other statements starts a new group (a barrier), so
+        it never runs before writes queued ahead of it."""
         if sql not in _ORDER:
             raise ValueError(f"statement not in FLUSH_ORDER: {sql[:60]}")
-        self._pending.setdefault(sql, []).extend(rows)
+        group = self._pending[-1] if self._pending else None
+        if group is None or (sql in _DELETES and any(k not in _DELETES for k in group)):
+            group = {}
+            self._pending.append(group)
+        group.setdefault(sql, []).extend(rows)
 
     async def commit(self) -> None:
         """Return once everything queued so far is durable."""
@@ -247,12 +261,14 @@ class Store:
     async def _flush_loop(self) -> None:
         try:
             while self._pending:
-                pending, self._pending = self._pending, {}
-                ops = sorted(pending.items(), key=lambda kv: _ORDER[kv[0]])
+                groups, self._pending = self._pending, []
+                ops = [op for g in groups for op in sorted(g.items(), key=lambda kv: _ORDER[kv[0]])]
                 done, self._batch_done = self._batch_done, None
                 self._inflight = done
                 try:
                     await asyncio.get_running_loop().run_in_executor(self._wthread, self._apply, ops)
+                except asyncio.CancelledError:
+                    raise  # the loop is shutting down: the writer thread finishes the batch
                 except BaseException as e:
                     # The in-memory state is ahead of a database that refused it: the only safe
                     # way on is to stop and rebuild from the file on restart.

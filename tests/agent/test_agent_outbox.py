@@ -104,3 +104,11 @@ async def test_a_failed_write_is_reported_to_the_writer(tmp_path: Path) -> None:
         await writer.put(agent_pb2.TaskResult(attempt_id="../x"))
     await writer.put(result("ok", 1))  # the writer still works afterwards
     assert Outbox(tmp_path).ids() == {"ok"}
+
+
+def test_a_batch_that_repeats_an_attempt_keeps_every_result(tmp_path: Path) -> None:
+    box = Outbox(tmp_path)
+    box.put_many([result("a", 1, 1), result("a", 1, 2), result("b", 2)])
+    assert box.ids() == {"a", "b"}
+    loaded = {r.attempt_id: r for r in Outbox(tmp_path).load()}
+    assert set(loaded) == {"a", "b"} and loaded["a"].exit_code == 2

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from services.common.errors import ShoalError
 from services.job_scheduler.model import JobState, Result, TaskState
 from services.job_scheduler.store import Store
 from shoal.agent.v1 import agent_pb2
@@ -69,7 +70,8 @@ async def test_concurrent_adds_of_the_same_id_refuse_one_and_keep_running(apps: 
 async def test_an_add_whose_caller_went_away_still_completes(apps: Apps) -> None:
     app = await apps.open()
     await make_job(app)
-    gate = app.store.hold("commit")  # type: ignore[attr-defined]
+    # Held at its last commit (the first makes sure the job's row is written before its tasks).
+    gate = app.store.hold("commit", skip=1)  # type: ignore[attr-defined]
     call = asyncio.create_task(app.create_tasks(ACCOUNT, "j", specs(3)))
     await gate.entered.wait()
     call.cancel()
@@ -253,3 +255,42 @@ async def test_a_batch_applies_writes_in_a_safe_order(apps: Apps) -> None:
     await deleting
     assert app.get_job(ACCOUNT, "j").counts.active == 0
     assert await rows_by_state(app) == {}
+
+
+async def test_a_delete_queued_after_writes_never_runs_before_them(apps: Apps) -> None:
+    # A job created and deleted in one batch stays deleted; one created again with the same
+    # id in that batch is the one that lives; ids are never reused after a restart.
+    app = await apps.open()
+    await make_job(app, job_id="old")
+    await app.create_tasks(ACCOUNT, "old", specs(2))
+    gate = app.store.hold("commit")  # type: ignore[attr-defined]
+    creating = asyncio.create_task(make_job(app, job_id="k"))
+    await gate.entered.wait()  # k's row is queued, not written
+    await app.delete_job(ACCOUNT, "k")
+    await app.delete_job(ACCOUNT, "old")
+    await make_job(app, job_id="old")
+    gate.release.set()
+    await creating
+    app2 = await apps.restart(app)
+    assert sorted(j.id for j in app2.jobs.values()) == ["old"]
+    assert app2.get_job(ACCOUNT, "old").counts.active == 0
+    assert await rows_by_state(app2, "old") == {}
+    await app2.create_tasks(ACCOUNT, "old", specs(1))
+    assert await rows_by_state(app2, "old") == {"ACTIVE": 1}
+    assert app2.store.next_task_pk > 3  # the deleted job's task ids are not handed out again
+
+
+async def test_an_add_that_waited_behind_a_delete_writes_nothing(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    deleting = asyncio.create_task(app.delete_job(ACCOUNT, "j"))
+    adding = asyncio.create_task(app.create_tasks(ACCOUNT, "j", specs(2)))
+    await deleting
+    try:
+        await adding
+    except ShoalError as e:
+        assert e.reason == "JOB_NOT_FOUND"
+    app2 = await apps.restart(app)
+    assert app2.jobs == {}
+    await make_job(app2)
+    assert await rows_by_state(app2) == {}
