@@ -472,15 +472,15 @@ class Scheduler:
             if not queue or not queue.jobs:
                 continue
             picks = plan(queue, sessions, DISPATCH_BATCH - len(chosen))
-            for job_pk, task_pk, s in reversed(picks):
-                if task_pk not in info:  # added during the read: next round
-                    s.used_slots -= 1
-                    job = self.jobs[job_pk]
-                    queue.push(job_pk, job.priority, task_pk, front=True)
-                    self._kick.set()
-                    picks.remove((job_pk, task_pk, s))
+            late = [p for p in picks if p[1] not in info]  # added during the read
+            for job_pk, task_pk, s in reversed(late):  # back in front, in their order
+                s.used_slots -= 1
+                queue.push(job_pk, self.jobs[job_pk].priority, task_pk, front=True)
+            if late:
+                self._kick.set()
             for job_pk, task_pk, s in picks:
-                chosen.append(self._assign(job_pk, task_pk, s, info[task_pk], now))
+                if task_pk in info:
+                    chosen.append(self._assign(job_pk, task_pk, s, info[task_pk], now))
         if len(chosen) >= DISPATCH_BATCH:
             self._kick.set()
         if not chosen:

@@ -294,3 +294,22 @@ async def test_an_add_that_waited_behind_a_delete_writes_nothing(apps: Apps) -> 
     assert app2.jobs == {}
     await make_job(app2)
     assert await rows_by_state(app2) == {}
+
+
+async def test_tasks_added_while_dispatch_reads_rows_run_next_round(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 4)
+    await n.connect()
+    app._kick.clear()
+    await app.create_tasks(ACCOUNT, "j", specs(1))
+    gate = app.store.hold("dispatch_info")  # type: ignore[attr-defined]
+    dispatch = asyncio.create_task(app._dispatch_once())
+    await gate.entered.wait()
+    await app.create_tasks(ACCOUNT, "j", specs(2, "late"))  # not in the rows being read
+    gate.release.set()
+    await dispatch
+    assert n.session is not None and n.session.used_slots == len(n.assignments()) == 1
+    await settle(app)
+    assert sorted(a.task_id for a in n.assignments()) == ["late0", "late1"]
+    assert n.session.used_slots == 3 and app.get_job(ACCOUNT, "j").counts.running == 3
