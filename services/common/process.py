@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Callable, Coroutine, Sequence
 from pathlib import Path
+from typing import Any
 
 from services.common import logging as shoal_logging
 from services.common.config import ClusterConfig
@@ -14,7 +15,7 @@ from services.common.config import ClusterConfig
 def run_service(
     name: str,
     module: str,
-    serve: Callable[[ClusterConfig], Awaitable[None]],
+    serve: Callable[[ClusterConfig], Coroutine[Any, Any, None]],
     argv: Sequence[str] | None = None,
 ) -> None:
     """Parse `--config`, load the cluster file, set up logging for `name`, and run `serve`

@@ -125,9 +125,10 @@ class Scheduler:
             self._job_keys[(job.account, job.id.lower())] = job.pk
         now = self.now()
         for job_pk, task_pk, retries, requeues, number in await self.store.active_tasks():
-            job = self.jobs.get(job_pk)
-            if job is None:
+            owner = self.jobs.get(job_pk)
+            if owner is None:
                 continue  # a row without its job: never scheduled, never counted
+            job = owner
             if job.state == JobState.ACTIVE:
                 self._queue(job).push(job_pk, job.priority, task_pk)
                 if number:
@@ -139,9 +140,10 @@ class Scheduler:
                 job.counts.enter(TaskState.COMPLETED, Result.FAILURE)
                 self._dirty.add(job_pk)
         for r in await self.store.live_attempts():
-            job = self.jobs.get(r["job_pk"])
-            if job is None:
+            owner = self.jobs.get(r["job_pk"])
+            if owner is None:
                 continue
+            job = owner
             _, pool_id, _, node_id = r["node"].split("/")
             self.attempts[r["attempt_id"]] = Attempt(
                 attempt_id=r["attempt_id"], task_pk=r["task_pk"], job_pk=r["job_pk"],
@@ -493,8 +495,8 @@ class Scheduler:
         for a, stream_id, msg in chosen:
             if self.attempts.get(a.attempt_id) is not a:
                 continue  # resolved already (its node reconnected without it, or was lost)
-            s = self.sessions.get(a.node_key)
-            if s is None or s.stream_id != stream_id or not s.connected or s.removing:
+            node = self.sessions.get(a.node_key)
+            if node is None or node.stream_id != stream_id or not node.connected or node.removing:
                 if a.cancel == CancelIntent.NONE:
                     a.cancel = CancelIntent.REQUEUE
                 self._resolve(a, None, now)

@@ -129,8 +129,9 @@ def job(j: Job) -> job_pb2.Job:
         display_name=j.display_name,
         pool=f"pools/{j.pool_id}",
         priority=j.priority,
-        on_all_tasks_complete=int(j.on_all_tasks_complete),
-        state=int(j.state),
+        # Our enums carry the proto's names: pass names, so the mapping is by meaning.
+        on_all_tasks_complete=j.on_all_tasks_complete.name,
+        state=j.state.name,
         task_counts=job_pb2.TaskCounts(
             active=c.active, running=c.running, completed=c.completed,
             succeeded=c.succeeded, failed=c.failed,
@@ -141,20 +142,20 @@ def job(j: Job) -> job_pb2.Job:
         state_transition_time=to_timestamp(j.state_time),
     )
     if j.end_time is not None:
-        out.end_time.CopyFrom(to_timestamp(j.end_time))
+        out.end_time.FromNanoseconds(int(j.end_time * 1e9))
     return out
 
 
 def _failure(f: Failure | None) -> task_pb2.FailureInfo | None:
     if f is None:
         return None
-    return task_pb2.FailureInfo(category=int(f.category), code=f.code, message=f.message)
+    return task_pb2.FailureInfo(category=f.category.name, code=f.code, message=f.message)
 
 
 def task(t: TaskRecord) -> task_pb2.Task:
     s = t.spec
     info = task_pb2.TaskExecutionInfo(
-        result=int(t.result) if t.result else 0,
+        result=t.result.name if t.result else None,
         retry_count=t.retry_count,
         requeue_count=t.requeue_count,
         node=t.node or "",
@@ -184,7 +185,7 @@ def task(t: TaskRecord) -> task_pb2.Task:
         command_line=s.command_line,
         environment=s.environment,
         constraints=constraints,
-        state=int(t.state),
+        state=t.state.name,
         execution_info=info,
         create_time=to_timestamp(t.create_time),
         state_transition_time=to_timestamp(t.state_time),

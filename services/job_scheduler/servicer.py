@@ -196,7 +196,7 @@ class ControlServicer(ctl_grpc.SchedulerControlServiceServicer):
         check_id(request.pool_id, "pool_id")
         return ctl_pb2.ListNodeSessionsResponse(sessions=[
             ctl_pb2.NodeSession(
-                node_id=s.node_id, state=int(s.observed),
+                node_id=s.node_id, state=s.observed.name,
                 total_slots=s.total_slots, running_slots=s.used_slots,
                 running_tasks=len(s.attempts), completed_tasks=s.completed_tasks,
                 last_heartbeat_time=to_timestamp(s.last_seen), hostname=s.hostname,

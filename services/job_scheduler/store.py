@@ -208,7 +208,9 @@ class Store:
             f"SELECT max(coalesce((SELECT seq FROM sqlite_sequence WHERE name = '{table}'), 0), "
             f"coalesce((SELECT max({column}) FROM {table}), 0)) + 1"
         ) as cur:
-            return int((await cur.fetchone())[0])
+            row = await cur.fetchone()
+        assert row is not None  # an aggregate always returns a row
+        return int(row[0])
 
     async def close(self) -> None:
         await self.commit()
@@ -480,7 +482,8 @@ class Store:
     async def list_tasks(
         self, job_pk: int, states: set[TaskState] | None, after_id: str | None, limit: int
     ) -> list[TaskRecord]:
-        where, args = ["t.job_pk=?"], [job_pk]
+        where: list[str] = ["t.job_pk=?"]
+        args: list[object] = [job_pk]
         if states is not None:
             where.append(f"t.state IN ({','.join('?' * len(states))})")
             args.extend(int(s) for s in sorted(states))
