@@ -201,3 +201,15 @@ async def expect_error(coro: object, reason: str) -> ShoalError:
         return e
     raise AssertionError(f"expected {reason}")
 
+
+
+async def one_node(apps: Apps, slots: int, tasks: int = 0, *, retries: int = 0) -> tuple[Scheduler, Node]:
+    """A scheduler with job "j" on pool "p", one connected node "a" with `slots` slots, and
+    `tasks` tasks added (t0, t1, ...)."""
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", slots)
+    await n.connect()
+    if tasks:
+        await app.create_tasks(ACCOUNT, "j", specs(tasks, retries=retries))
+    return app, n

@@ -15,6 +15,7 @@ from tests.scheduler.harness import (
     Node,
     expect_error,
     make_job,
+    one_node,
     settle,
     specs,
 )
@@ -57,11 +58,7 @@ async def test_tasks_spread_over_free_slots_and_complete(apps: Apps, clock: Cloc
 
 
 async def test_nonzero_exit_is_retried_then_fails(apps: Apps, clock: Clock) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 1)
-    await n.connect()
-    await app.create_tasks(ACCOUNT, "j", specs(1, retries=2))
+    app, n = await one_node(apps, 1, 1, retries=2)
     for _ in range(3):
         await settle(app)
         (x,) = n.assignments()
@@ -105,11 +102,7 @@ async def test_lost_node_requeues_its_tasks_elsewhere(apps: Apps, clock: Clock) 
 
 
 async def test_restart_keeps_state_and_fences_completed_tasks(apps: Apps, clock: Clock) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 2)
-    await n.connect()
-    await app.create_tasks(ACCOUNT, "j", specs(3))
+    app, n = await one_node(apps, 2, 3)
     await settle(app)
     x, y = n.assignments()
     await n.finish(x.attempt_id)
@@ -130,11 +123,7 @@ async def test_restart_keeps_state_and_fences_completed_tasks(apps: Apps, clock:
 
 
 async def test_restart_requeues_attempts_of_nodes_that_do_not_come_back(apps: Apps, clock: Clock) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 1)
-    await n.connect()
-    await app.create_tasks(ACCOUNT, "j", specs(1))
+    app, n = await one_node(apps, 1, 1)
     await settle(app)
     n.assignments()
     app2 = await apps.restart(app)
@@ -147,11 +136,7 @@ async def test_restart_requeues_attempts_of_nodes_that_do_not_come_back(apps: Ap
 
 
 async def test_reconnect_without_an_attempt_requeues_it(apps: Apps, clock: Clock) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 1)
-    await n.connect()
-    await app.create_tasks(ACCOUNT, "j", specs(1))
+    app, n = await one_node(apps, 1, 1)
     await settle(app)
     n.assignments()
     n.running.clear()  # the agent restarted and its process is gone
@@ -168,11 +153,7 @@ async def test_unknown_attempts_in_hello_are_cancelled(apps: Apps, clock: Clock)
 
 
 async def test_terminate_job_fails_ready_tasks_and_cancels_running(apps: Apps, clock: Clock) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 1)
-    await n.connect()
-    await app.create_tasks(ACCOUNT, "j", specs(3))
+    app, n = await one_node(apps, 1, 3)
     await settle(app)
     (x,) = n.assignments()
     job = await app.terminate_job(ACCOUNT, "j", "")
@@ -222,11 +203,7 @@ async def test_duplicate_and_missing_ids_change_nothing(apps: Apps, clock: Clock
 
 
 async def test_list_tasks_filters_by_state_and_pages(apps: Apps, clock: Clock) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 2)
-    await n.connect()
-    await app.create_tasks(ACCOUNT, "j", specs(5))
+    app, n = await one_node(apps, 2, 5)
     await settle(app)
     x, y = n.assignments()
     await n.start(x.attempt_id)

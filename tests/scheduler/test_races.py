@@ -24,6 +24,7 @@ from tests.scheduler.harness import (
     Node,
     expect_error,
     make_job,
+    one_node,
     settle,
     specs,
 )
@@ -168,11 +169,7 @@ async def test_reconnect_while_dispatch_commits_does_not_send_the_stale_attempt(
 
 
 async def test_work_refused_by_a_draining_node_is_requeued_not_failed(apps: Apps) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 1)
-    await n.connect()
-    await app.create_tasks(ACCOUNT, "j", specs(1))
+    app, n = await one_node(apps, 1, 1)
     await settle(app)
     (x,) = n.assignments()
     await n.finish(x.attempt_id, exit_code=None, failure=(2, "NODE_DRAINING"))
@@ -181,11 +178,7 @@ async def test_work_refused_by_a_draining_node_is_requeued_not_failed(apps: Apps
 
 
 async def test_removing_a_gone_node_never_downgrades_a_terminate(apps: Apps) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 1)
-    await n.connect()
-    await app.create_tasks(ACCOUNT, "j", specs(1))
+    app, n = await one_node(apps, 1, 1)
     await settle(app)
     n.assignments()
     await app.terminate_job(ACCOUNT, "j", "")
@@ -199,11 +192,7 @@ async def test_removing_a_gone_node_never_downgrades_a_terminate(apps: Apps) -> 
 
 
 async def test_a_draining_node_stays_draining_across_a_stream_blip(apps: Apps) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 2)
-    await n.connect()
-    await app.create_tasks(ACCOUNT, "j", specs(1))
+    app, n = await one_node(apps, 2, 1)
     await settle(app)
     (x,) = n.assignments()
     await app.remove_nodes(ACCOUNT, "p", ["a"], pool_pb2.TASK_COMPLETION)
@@ -231,11 +220,7 @@ async def test_restart_rebuilds_counts_from_rows(apps: Apps) -> None:
 async def test_a_batch_applies_writes_in_a_safe_order(apps: Apps) -> None:
     # One batch can hold a task's start and end, and a job deleted and its id taken again:
     # grouping rows by statement must not reorder them for the same row.
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 1)
-    await n.connect()
-    await app.create_tasks(ACCOUNT, "j", specs(1))
+    app, n = await one_node(apps, 1, 1)
     await settle(app)
     (x,) = n.assignments()
     await n.start(x.attempt_id)  # committed on its own
