@@ -203,13 +203,18 @@ async def expect_error(coro: object, reason: str) -> ShoalError:
 
 
 
-async def one_node(apps: Apps, slots: int, tasks: int = 0, *, retries: int = 0) -> tuple[Scheduler, Node]:
+async def one_node(
+    apps: Apps, slots: int, tasks: int = 0, *, retries: int = 0, quiet: bool = False
+) -> tuple[Scheduler, Node]:
     """A scheduler with job "j" on pool "p", one connected node "a" with `slots` slots, and
-    `tasks` tasks added (t0, t1, ...)."""
+    `tasks` tasks added (t0, t1, ...). `quiet` clears the dispatch kick of the connect, for
+    tests that drive one dispatch round by hand."""
     app = await apps.open()
     await make_job(app)
     n = Node(app, "a", slots)
     await n.connect()
+    if quiet:
+        app._kick.clear()
     if tasks:
         await app.create_tasks(ACCOUNT, "j", specs(tasks, retries=retries))
     return app, n

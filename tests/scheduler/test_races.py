@@ -84,12 +84,7 @@ async def test_an_add_whose_caller_went_away_still_completes(apps: Apps) -> None
 
 
 async def test_terminate_while_dispatch_reads_rows(apps: Apps) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 2)
-    await n.connect()
-    app._kick.clear()
-    await app.create_tasks(ACCOUNT, "j", specs(3))
+    app, n = await one_node(apps, 2, 3, quiet=True)
     gate = app.store.hold("dispatch_info")  # type: ignore[attr-defined]
     dispatch = asyncio.create_task(app._dispatch_once())
     await gate.entered.wait()
@@ -103,12 +98,7 @@ async def test_terminate_while_dispatch_reads_rows(apps: Apps) -> None:
 
 
 async def test_terminate_while_dispatch_commits_sends_nothing(apps: Apps) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 2)
-    await n.connect()
-    app._kick.clear()
-    await app.create_tasks(ACCOUNT, "j", specs(2))
+    app, n = await one_node(apps, 2, 2, quiet=True)
     gate = app.store.hold("commit", skip=1)  # type: ignore[attr-defined]
     dispatch = asyncio.create_task(app._dispatch_once())
     await gate.entered.wait()
@@ -124,12 +114,7 @@ async def test_terminate_while_dispatch_commits_sends_nothing(apps: Apps) -> Non
 
 
 async def test_reconnect_while_dispatch_reads_rows_never_overcommits(apps: Apps) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 1)
-    await n.connect()
-    app._kick.clear()
-    await app.create_tasks(ACCOUNT, "j", specs(3))
+    app, n = await one_node(apps, 1, 3, quiet=True)
     gate = app.store.hold("dispatch_info")  # type: ignore[attr-defined]
     dispatch = asyncio.create_task(app._dispatch_once())
     await gate.entered.wait()
@@ -147,12 +132,7 @@ async def test_reconnect_while_dispatch_reads_rows_never_overcommits(apps: Apps)
 
 
 async def test_reconnect_while_dispatch_commits_does_not_send_the_stale_attempt(apps: Apps) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 1)
-    await n.connect()
-    app._kick.clear()
-    await app.create_tasks(ACCOUNT, "j", specs(1))
+    app, n = await one_node(apps, 1, 1, quiet=True)
     gate = app.store.hold("commit", skip=1)  # type: ignore[attr-defined]
     dispatch = asyncio.create_task(app._dispatch_once())
     await gate.entered.wait()
@@ -282,12 +262,7 @@ async def test_an_add_that_waited_behind_a_delete_writes_nothing(apps: Apps) -> 
 
 
 async def test_tasks_added_while_dispatch_reads_rows_run_next_round(apps: Apps) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 4)
-    await n.connect()
-    app._kick.clear()
-    await app.create_tasks(ACCOUNT, "j", specs(1))
+    app, n = await one_node(apps, 4, 1, quiet=True)
     gate = app.store.hold("dispatch_info")  # type: ignore[attr-defined]
     dispatch = asyncio.create_task(app._dispatch_once())
     await gate.entered.wait()
