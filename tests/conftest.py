@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from shoal.suite import LocalSuite
+from tests.storage_support import MotoServer
 from tests.support import print_logs, processes_mentioning, start_suite
 
 
@@ -34,3 +35,14 @@ def shared_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSuit
     finally:
         s.stop()
         print_logs(s)
+
+
+@pytest.fixture(scope="session")
+def moto_s3(tmp_path_factory: pytest.TempPathFactory) -> Iterator[MotoServer]:
+    """moto's standalone S3 server over real HTTP, one for the whole run; tests use their own
+    buckets."""
+    server = MotoServer(tmp_path_factory.mktemp("moto") / "moto.log")
+    try:
+        yield server
+    finally:
+        server.stop()

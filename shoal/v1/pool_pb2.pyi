@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from shoal.v1 import application_pb2 as _application_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -23,7 +24,7 @@ TERMINATE: NodeDeallocationOption
 TASK_COMPLETION: NodeDeallocationOption
 
 class Pool(_message.Message):
-    __slots__ = ("name", "display_name", "target_nodes", "task_slots_per_node", "provider", "state", "allocation_state", "current_nodes", "metadata", "create_time", "state_transition_time")
+    __slots__ = ("name", "display_name", "target_nodes", "task_slots_per_node", "provider", "state", "allocation_state", "current_nodes", "metadata", "create_time", "state_transition_time", "application_package_references")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Pool.State]
@@ -58,6 +59,7 @@ class Pool(_message.Message):
     METADATA_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     STATE_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_PACKAGE_REFERENCES_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     target_nodes: int
@@ -69,7 +71,8 @@ class Pool(_message.Message):
     metadata: _containers.ScalarMap[str, str]
     create_time: _timestamp_pb2.Timestamp
     state_transition_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., target_nodes: _Optional[int] = ..., task_slots_per_node: _Optional[int] = ..., provider: _Optional[str] = ..., state: _Optional[_Union[Pool.State, str]] = ..., allocation_state: _Optional[_Union[Pool.AllocationState, str]] = ..., current_nodes: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    application_package_references: _containers.RepeatedCompositeFieldContainer[_application_pb2.ApplicationPackageReference]
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., target_nodes: _Optional[int] = ..., task_slots_per_node: _Optional[int] = ..., provider: _Optional[str] = ..., state: _Optional[_Union[Pool.State, str]] = ..., allocation_state: _Optional[_Union[Pool.AllocationState, str]] = ..., current_nodes: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., application_package_references: _Optional[_Iterable[_Union[_application_pb2.ApplicationPackageReference, _Mapping]]] = ...) -> None: ...
 
 class Node(_message.Message):
     __slots__ = ("name", "state", "total_task_slots", "running_task_slots", "running_tasks", "completed_tasks", "last_heartbeat_time", "create_time", "state_transition_time", "hostname", "errors")

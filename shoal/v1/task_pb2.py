@@ -24,9 +24,10 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from shoal.v1 import application_pb2 as shoal_dot_v1_dot_application__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13shoal/v1/task.proto\x12\x08shoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"g\n\x0fTaskConstraints\x12\x36\n\x13max_wall_clock_time\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14max_task_retry_count\x18\x02 \x01(\x05\"\xa6\x01\n\x0b\x46\x61ilureInfo\x12\x30\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32\x1e.shoal.v1.FailureInfo.Category\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"F\n\x08\x43\x61tegory\x12\x18\n\x14\x43\x41TEGORY_UNSPECIFIED\x10\x00\x12\x0e\n\nUSER_ERROR\x10\x01\x12\x10\n\x0cSERVER_ERROR\x10\x02\"\xe0\x01\n\x0bTaskAttempt\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12+\n\x0c\x66\x61ilure_info\x18\x06 \x01(\x0b\x32\x15.shoal.v1.FailureInfoB\x0c\n\n_exit_code\"\xb4\x03\n\x11TaskExecutionInfo\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x32\n\x06result\x18\x04 \x01(\x0e\x32\".shoal.v1.TaskExecutionInfo.Result\x12+\n\x0c\x66\x61ilure_info\x18\x05 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\x12\x13\n\x0bretry_count\x18\x06 \x01(\x05\x12\x15\n\rrequeue_count\x18\x07 \x01(\x05\x12\x0c\n\x04node\x18\x08 \x01(\t\x12\x12\n\nattempt_id\x18\t \x01(\t\x12\x30\n\x11previous_attempts\x18\n \x03(\x0b\x32\x15.shoal.v1.TaskAttempt\":\n\x06Result\x12\x16\n\x12RESULT_UNSPECIFIED\x10\x00\x12\x0b\n\x07SUCCESS\x10\x01\x12\x0b\n\x07\x46\x41ILURE\x10\x02\x42\x0c\n\n_exit_code\"\xf7\x03\n\x04Task\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x14\n\x0c\x63ommand_line\x18\x03 \x01(\t\x12\x34\n\x0b\x65nvironment\x18\x04 \x03(\x0b\x32\x1f.shoal.v1.Task.EnvironmentEntry\x12.\n\x0b\x63onstraints\x18\x05 \x01(\x0b\x32\x19.shoal.v1.TaskConstraints\x12#\n\x05state\x18\x06 \x01(\x0e\x32\x14.shoal.v1.Task.State\x12\x33\n\x0e\x65xecution_info\x18\x07 \x01(\x0b\x32\x1b.shoal.v1.TaskExecutionInfo\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x15state_transition_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"U\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\r\n\tPREPARING\x10\x02\x12\x0b\n\x07RUNNING\x10\x03\x12\r\n\tCOMPLETED\x10\x04\"R\n\x11\x43reateTaskRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x1c\n\x04task\x18\x03 \x01(\x0b\x32\x0e.shoal.v1.Task\"X\n\x17\x42\x61tchCreateTasksRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12-\n\x08requests\x18\x02 \x03(\x0b\x32\x1b.shoal.v1.CreateTaskRequest\"1\n\x18\x42\x61tchCreateTasksResponse\x12\x15\n\rcreated_count\x18\x01 \x01(\x05\"\x1e\n\x0eGetTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Y\n\x10ListTasksRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"K\n\x11ListTasksResponse\x12\x1d\n\x05tasks\x18\x01 \x03(\x0b\x32\x0e.shoal.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x13ReadTaskFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"-\n\rTaskFileChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x32\xe8\x02\n\x0bTaskService\x12\x39\n\nCreateTask\x12\x1b.shoal.v1.CreateTaskRequest\x1a\x0e.shoal.v1.Task\x12Y\n\x10\x42\x61tchCreateTasks\x12!.shoal.v1.BatchCreateTasksRequest\x1a\".shoal.v1.BatchCreateTasksResponse\x12\x33\n\x07GetTask\x12\x18.shoal.v1.GetTaskRequest\x1a\x0e.shoal.v1.Task\x12\x44\n\tListTasks\x12\x1a.shoal.v1.ListTasksRequest\x1a\x1b.shoal.v1.ListTasksResponse\x12H\n\x0cReadTaskFile\x12\x1d.shoal.v1.ReadTaskFileRequest\x1a\x17.shoal.v1.TaskFileChunk0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13shoal/v1/task.proto\x12\x08shoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ashoal/v1/application.proto\"g\n\x0fTaskConstraints\x12\x36\n\x13max_wall_clock_time\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14max_task_retry_count\x18\x02 \x01(\x05\"\x82\x01\n\x0cResourceFile\x12\x11\n\tcontainer\x18\x01 \x01(\t\x12\x12\n\nobject_key\x18\x02 \x01(\t\x12\x13\n\x0b\x62lob_prefix\x18\x03 \x01(\t\x12\x10\n\x08http_url\x18\x04 \x01(\t\x12\x11\n\tfile_path\x18\x05 \x01(\t\x12\x11\n\tfile_mode\x18\x06 \x01(\t\"\xf1\x01\n\nOutputFile\x12\x14\n\x0c\x66ile_pattern\x18\x01 \x01(\t\x12\x11\n\tcontainer\x18\x02 \x01(\t\x12\x0c\n\x04path\x18\x03 \x01(\t\x12>\n\x10upload_condition\x18\x04 \x01(\x0e\x32$.shoal.v1.OutputFile.UploadCondition\"l\n\x0fUploadCondition\x12 \n\x1cUPLOAD_CONDITION_UNSPECIFIED\x10\x00\x12\x10\n\x0cTASK_SUCCESS\x10\x01\x12\x10\n\x0cTASK_FAILURE\x10\x02\x12\x13\n\x0fTASK_COMPLETION\x10\x03\"\xa6\x01\n\x0b\x46\x61ilureInfo\x12\x30\n\x08\x63\x61tegory\x18\x01 \x01(\x0e\x32\x1e.shoal.v1.FailureInfo.Category\x12\x0c\n\x04\x63ode\x18\x02 \x01(\t\x12\x0f\n\x07message\x18\x03 \x01(\t\"F\n\x08\x43\x61tegory\x12\x18\n\x14\x43\x41TEGORY_UNSPECIFIED\x10\x00\x12\x0e\n\nUSER_ERROR\x10\x01\x12\x10\n\x0cSERVER_ERROR\x10\x02\"\xe0\x01\n\x0bTaskAttempt\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0c\n\x04node\x18\x02 \x01(\t\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\texit_code\x18\x05 \x01(\x05H\x00\x88\x01\x01\x12+\n\x0c\x66\x61ilure_info\x18\x06 \x01(\x0b\x32\x15.shoal.v1.FailureInfoB\x0c\n\n_exit_code\"\xb4\x03\n\x11TaskExecutionInfo\x12.\n\nstart_time\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x16\n\texit_code\x18\x03 \x01(\x05H\x00\x88\x01\x01\x12\x32\n\x06result\x18\x04 \x01(\x0e\x32\".shoal.v1.TaskExecutionInfo.Result\x12+\n\x0c\x66\x61ilure_info\x18\x05 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\x12\x13\n\x0bretry_count\x18\x06 \x01(\x05\x12\x15\n\rrequeue_count\x18\x07 \x01(\x05\x12\x0c\n\x04node\x18\x08 \x01(\t\x12\x12\n\nattempt_id\x18\t \x01(\t\x12\x30\n\x11previous_attempts\x18\n \x03(\x0b\x32\x15.shoal.v1.TaskAttempt\":\n\x06Result\x12\x16\n\x12RESULT_UNSPECIFIED\x10\x00\x12\x0b\n\x07SUCCESS\x10\x01\x12\x0b\n\x07\x46\x41ILURE\x10\x02\x42\x0c\n\n_exit_code\"\xa2\x05\n\x04Task\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x14\n\x0c\x63ommand_line\x18\x03 \x01(\t\x12\x34\n\x0b\x65nvironment\x18\x04 \x03(\x0b\x32\x1f.shoal.v1.Task.EnvironmentEntry\x12.\n\x0b\x63onstraints\x18\x05 \x01(\x0b\x32\x19.shoal.v1.TaskConstraints\x12#\n\x05state\x18\x06 \x01(\x0e\x32\x14.shoal.v1.Task.State\x12\x33\n\x0e\x65xecution_info\x18\x07 \x01(\x0b\x32\x1b.shoal.v1.TaskExecutionInfo\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x15state_transition_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12.\n\x0eresource_files\x18\n \x03(\x0b\x32\x16.shoal.v1.ResourceFile\x12*\n\x0coutput_files\x18\x0b \x03(\x0b\x32\x14.shoal.v1.OutputFile\x12M\n\x1e\x61pplication_package_references\x18\x0c \x03(\x0b\x32%.shoal.v1.ApplicationPackageReference\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"U\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\r\n\tPREPARING\x10\x02\x12\x0b\n\x07RUNNING\x10\x03\x12\r\n\tCOMPLETED\x10\x04\"R\n\x11\x43reateTaskRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x1c\n\x04task\x18\x03 \x01(\x0b\x32\x0e.shoal.v1.Task\"X\n\x17\x42\x61tchCreateTasksRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12-\n\x08requests\x18\x02 \x03(\x0b\x32\x1b.shoal.v1.CreateTaskRequest\"1\n\x18\x42\x61tchCreateTasksResponse\x12\x15\n\rcreated_count\x18\x01 \x01(\x05\"\x1e\n\x0eGetTaskRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Y\n\x10ListTasksRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"K\n\x11ListTasksResponse\x12\x1d\n\x05tasks\x18\x01 \x03(\x0b\x32\x0e.shoal.v1.Task\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"A\n\x13ReadTaskFileRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0c\n\x04path\x18\x02 \x01(\t\x12\x0e\n\x06offset\x18\x03 \x01(\x03\"-\n\rTaskFileChunk\x12\x0c\n\x04\x64\x61ta\x18\x01 \x01(\x0c\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x32\xe8\x02\n\x0bTaskService\x12\x39\n\nCreateTask\x12\x1b.shoal.v1.CreateTaskRequest\x1a\x0e.shoal.v1.Task\x12Y\n\x10\x42\x61tchCreateTasks\x12!.shoal.v1.BatchCreateTasksRequest\x1a\".shoal.v1.BatchCreateTasksResponse\x12\x33\n\x07GetTask\x12\x18.shoal.v1.GetTaskRequest\x1a\x0e.shoal.v1.Task\x12\x44\n\tListTasks\x12\x1a.shoal.v1.ListTasksRequest\x1a\x1b.shoal.v1.ListTasksResponse\x12H\n\x0cReadTaskFile\x12\x1d.shoal.v1.ReadTaskFileRequest\x1a\x17.shoal.v1.TaskFileChunk0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -35,40 +36,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_TASK_ENVIRONMENTENTRY']._loaded_options = None
   _globals['_TASK_ENVIRONMENTENTRY']._serialized_options = b'8\001'
-  _globals['_TASKCONSTRAINTS']._serialized_start=98
-  _globals['_TASKCONSTRAINTS']._serialized_end=201
-  _globals['_FAILUREINFO']._serialized_start=204
-  _globals['_FAILUREINFO']._serialized_end=370
-  _globals['_FAILUREINFO_CATEGORY']._serialized_start=300
-  _globals['_FAILUREINFO_CATEGORY']._serialized_end=370
-  _globals['_TASKATTEMPT']._serialized_start=373
-  _globals['_TASKATTEMPT']._serialized_end=597
-  _globals['_TASKEXECUTIONINFO']._serialized_start=600
-  _globals['_TASKEXECUTIONINFO']._serialized_end=1036
-  _globals['_TASKEXECUTIONINFO_RESULT']._serialized_start=964
-  _globals['_TASKEXECUTIONINFO_RESULT']._serialized_end=1022
-  _globals['_TASK']._serialized_start=1039
-  _globals['_TASK']._serialized_end=1542
-  _globals['_TASK_ENVIRONMENTENTRY']._serialized_start=1405
-  _globals['_TASK_ENVIRONMENTENTRY']._serialized_end=1455
-  _globals['_TASK_STATE']._serialized_start=1457
-  _globals['_TASK_STATE']._serialized_end=1542
-  _globals['_CREATETASKREQUEST']._serialized_start=1544
-  _globals['_CREATETASKREQUEST']._serialized_end=1626
-  _globals['_BATCHCREATETASKSREQUEST']._serialized_start=1628
-  _globals['_BATCHCREATETASKSREQUEST']._serialized_end=1716
-  _globals['_BATCHCREATETASKSRESPONSE']._serialized_start=1718
-  _globals['_BATCHCREATETASKSRESPONSE']._serialized_end=1767
-  _globals['_GETTASKREQUEST']._serialized_start=1769
-  _globals['_GETTASKREQUEST']._serialized_end=1799
-  _globals['_LISTTASKSREQUEST']._serialized_start=1801
-  _globals['_LISTTASKSREQUEST']._serialized_end=1890
-  _globals['_LISTTASKSRESPONSE']._serialized_start=1892
-  _globals['_LISTTASKSRESPONSE']._serialized_end=1967
-  _globals['_READTASKFILEREQUEST']._serialized_start=1969
-  _globals['_READTASKFILEREQUEST']._serialized_end=2034
-  _globals['_TASKFILECHUNK']._serialized_start=2036
-  _globals['_TASKFILECHUNK']._serialized_end=2081
-  _globals['_TASKSERVICE']._serialized_start=2084
-  _globals['_TASKSERVICE']._serialized_end=2444
+  _globals['_TASKCONSTRAINTS']._serialized_start=126
+  _globals['_TASKCONSTRAINTS']._serialized_end=229
+  _globals['_RESOURCEFILE']._serialized_start=232
+  _globals['_RESOURCEFILE']._serialized_end=362
+  _globals['_OUTPUTFILE']._serialized_start=365
+  _globals['_OUTPUTFILE']._serialized_end=606
+  _globals['_OUTPUTFILE_UPLOADCONDITION']._serialized_start=498
+  _globals['_OUTPUTFILE_UPLOADCONDITION']._serialized_end=606
+  _globals['_FAILUREINFO']._serialized_start=609
+  _globals['_FAILUREINFO']._serialized_end=775
+  _globals['_FAILUREINFO_CATEGORY']._serialized_start=705
+  _globals['_FAILUREINFO_CATEGORY']._serialized_end=775
+  _globals['_TASKATTEMPT']._serialized_start=778
+  _globals['_TASKATTEMPT']._serialized_end=1002
+  _globals['_TASKEXECUTIONINFO']._serialized_start=1005
+  _globals['_TASKEXECUTIONINFO']._serialized_end=1441
+  _globals['_TASKEXECUTIONINFO_RESULT']._serialized_start=1369
+  _globals['_TASKEXECUTIONINFO_RESULT']._serialized_end=1427
+  _globals['_TASK']._serialized_start=1444
+  _globals['_TASK']._serialized_end=2118
+  _globals['_TASK_ENVIRONMENTENTRY']._serialized_start=1981
+  _globals['_TASK_ENVIRONMENTENTRY']._serialized_end=2031
+  _globals['_TASK_STATE']._serialized_start=2033
+  _globals['_TASK_STATE']._serialized_end=2118
+  _globals['_CREATETASKREQUEST']._serialized_start=2120
+  _globals['_CREATETASKREQUEST']._serialized_end=2202
+  _globals['_BATCHCREATETASKSREQUEST']._serialized_start=2204
+  _globals['_BATCHCREATETASKSREQUEST']._serialized_end=2292
+  _globals['_BATCHCREATETASKSRESPONSE']._serialized_start=2294
+  _globals['_BATCHCREATETASKSRESPONSE']._serialized_end=2343
+  _globals['_GETTASKREQUEST']._serialized_start=2345
+  _globals['_GETTASKREQUEST']._serialized_end=2375
+  _globals['_LISTTASKSREQUEST']._serialized_start=2377
+  _globals['_LISTTASKSREQUEST']._serialized_end=2466
+  _globals['_LISTTASKSRESPONSE']._serialized_start=2468
+  _globals['_LISTTASKSRESPONSE']._serialized_end=2543
+  _globals['_READTASKFILEREQUEST']._serialized_start=2545
+  _globals['_READTASKFILEREQUEST']._serialized_end=2610
+  _globals['_TASKFILECHUNK']._serialized_start=2612
+  _globals['_TASKFILECHUNK']._serialized_end=2657
+  _globals['_TASKSERVICE']._serialized_start=2660
+  _globals['_TASKSERVICE']._serialized_end=3020
 # @@protoc_insertion_point(module_scope)

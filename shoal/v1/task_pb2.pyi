@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from shoal.v1 import application_pb2 as _application_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -18,6 +19,44 @@ class TaskConstraints(_message.Message):
     max_wall_clock_time: _duration_pb2.Duration
     max_task_retry_count: int
     def __init__(self, max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_task_retry_count: _Optional[int] = ...) -> None: ...
+
+class ResourceFile(_message.Message):
+    __slots__ = ("container", "object_key", "blob_prefix", "http_url", "file_path", "file_mode")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    OBJECT_KEY_FIELD_NUMBER: _ClassVar[int]
+    BLOB_PREFIX_FIELD_NUMBER: _ClassVar[int]
+    HTTP_URL_FIELD_NUMBER: _ClassVar[int]
+    FILE_PATH_FIELD_NUMBER: _ClassVar[int]
+    FILE_MODE_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    object_key: str
+    blob_prefix: str
+    http_url: str
+    file_path: str
+    file_mode: str
+    def __init__(self, container: _Optional[str] = ..., object_key: _Optional[str] = ..., blob_prefix: _Optional[str] = ..., http_url: _Optional[str] = ..., file_path: _Optional[str] = ..., file_mode: _Optional[str] = ...) -> None: ...
+
+class OutputFile(_message.Message):
+    __slots__ = ("file_pattern", "container", "path", "upload_condition")
+    class UploadCondition(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        UPLOAD_CONDITION_UNSPECIFIED: _ClassVar[OutputFile.UploadCondition]
+        TASK_SUCCESS: _ClassVar[OutputFile.UploadCondition]
+        TASK_FAILURE: _ClassVar[OutputFile.UploadCondition]
+        TASK_COMPLETION: _ClassVar[OutputFile.UploadCondition]
+    UPLOAD_CONDITION_UNSPECIFIED: OutputFile.UploadCondition
+    TASK_SUCCESS: OutputFile.UploadCondition
+    TASK_FAILURE: OutputFile.UploadCondition
+    TASK_COMPLETION: OutputFile.UploadCondition
+    FILE_PATTERN_FIELD_NUMBER: _ClassVar[int]
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    PATH_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_CONDITION_FIELD_NUMBER: _ClassVar[int]
+    file_pattern: str
+    container: str
+    path: str
+    upload_condition: OutputFile.UploadCondition
+    def __init__(self, file_pattern: _Optional[str] = ..., container: _Optional[str] = ..., path: _Optional[str] = ..., upload_condition: _Optional[_Union[OutputFile.UploadCondition, str]] = ...) -> None: ...
 
 class FailureInfo(_message.Message):
     __slots__ = ("category", "code", "message")
@@ -86,7 +125,7 @@ class TaskExecutionInfo(_message.Message):
     def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., result: _Optional[_Union[TaskExecutionInfo.Result, str]] = ..., failure_info: _Optional[_Union[FailureInfo, _Mapping]] = ..., retry_count: _Optional[int] = ..., requeue_count: _Optional[int] = ..., node: _Optional[str] = ..., attempt_id: _Optional[str] = ..., previous_attempts: _Optional[_Iterable[_Union[TaskAttempt, _Mapping]]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("name", "display_name", "command_line", "environment", "constraints", "state", "execution_info", "create_time", "state_transition_time")
+    __slots__ = ("name", "display_name", "command_line", "environment", "constraints", "state", "execution_info", "create_time", "state_transition_time", "resource_files", "output_files", "application_package_references")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Task.State]
@@ -115,6 +154,9 @@ class Task(_message.Message):
     EXECUTION_INFO_FIELD_NUMBER: _ClassVar[int]
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     STATE_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FILES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FILES_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_PACKAGE_REFERENCES_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     command_line: str
@@ -124,7 +166,10 @@ class Task(_message.Message):
     execution_info: TaskExecutionInfo
     create_time: _timestamp_pb2.Timestamp
     state_transition_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., constraints: _Optional[_Union[TaskConstraints, _Mapping]] = ..., state: _Optional[_Union[Task.State, str]] = ..., execution_info: _Optional[_Union[TaskExecutionInfo, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    resource_files: _containers.RepeatedCompositeFieldContainer[ResourceFile]
+    output_files: _containers.RepeatedCompositeFieldContainer[OutputFile]
+    application_package_references: _containers.RepeatedCompositeFieldContainer[_application_pb2.ApplicationPackageReference]
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., constraints: _Optional[_Union[TaskConstraints, _Mapping]] = ..., state: _Optional[_Union[Task.State, str]] = ..., execution_info: _Optional[_Union[TaskExecutionInfo, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resource_files: _Optional[_Iterable[_Union[ResourceFile, _Mapping]]] = ..., output_files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., application_package_references: _Optional[_Iterable[_Union[_application_pb2.ApplicationPackageReference, _Mapping]]] = ...) -> None: ...
 
 class CreateTaskRequest(_message.Message):
     __slots__ = ("parent", "task_id", "task")

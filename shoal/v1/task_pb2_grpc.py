@@ -96,8 +96,9 @@ class TaskServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ReadTaskFile(self, request, context):
-        """Streams a file of the task's current or last attempt (stdout.txt or stderr.txt) from
-        the node that ran it.
+        """Streams a file of the task's current or last attempt (stdout.txt or stderr.txt): from
+        the node while it is connected, else from storage, where the agent uploads both files
+        when the attempt ends (an empty file is not uploaded and reads as empty).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

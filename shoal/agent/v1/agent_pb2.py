@@ -24,10 +24,11 @@ _sym_db = _symbol_database.Default()
 
 from google.protobuf import duration_pb2 as google_dot_protobuf_dot_duration__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
+from shoal.v1 import application_pb2 as shoal_dot_v1_dot_application__pb2
 from shoal.v1 import task_pb2 as shoal_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashoal/agent/v1/agent.proto\x12\x0eshoal.agent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13shoal/v1/task.proto\"L\n\x13RegisterNodeRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\"g\n\x14RegisterNodeResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x19\n\x11scheduler_address\x18\x03 \x01(\t\x12\x12\n\ntask_slots\x18\x04 \x01(\x05\"\xed\x01\n\x0c\x41gentMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x15.shoal.agent.v1.Hello\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x19.shoal.agent.v1.Heartbeat\x12,\n\x07started\x18\x03 \x03(\x0b\x32\x1b.shoal.agent.v1.TaskStarted\x12+\n\x07results\x18\x04 \x03(\x0b\x32\x1a.shoal.agent.v1.TaskResult\x12.\n\x0b\x66ile_chunks\x18\x05 \x03(\x0b\x32\x19.shoal.agent.v1.FileChunk\"\x9b\x01\n\x05Hello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x12\n\ntask_slots\x18\x03 \x01(\x05\x12\x18\n\x10running_attempts\x18\x04 \x03(\t\x12\x19\n\x11\x66inished_attempts\x18\x05 \x03(\t\x12\x15\n\ragent_version\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\"`\n\tHeartbeat\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nfree_slots\x18\x02 \x01(\x05\x12\x14\n\x0cload_average\x18\x03 \x01(\x02\x12\x17\n\x0f\x64isk_free_bytes\x18\x04 \x01(\x04\"Q\n\x0bTaskStarted\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x01\n\nTaskResult\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0c\x66\x61ilure_info\x18\x05 \x01(\x0b\x32\x15.shoal.v1.FailureInfoB\x0c\n\n_exit_code\"Y\n\tFileChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0b\n\x03\x65of\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\xf0\x01\n\x10SchedulerMessage\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x17.shoal.agent.v1.Welcome\x12/\n\x0b\x61ssignments\x18\x02 \x03(\x0b\x32\x1a.shoal.agent.v1.Assignment\x12\x17\n\x0f\x63\x61ncel_attempts\x18\x03 \x03(\t\x12\x14\n\x0c\x61\x63k_attempts\x18\x04 \x03(\t\x12,\n\nfile_reads\x18\x05 \x03(\x0b\x32\x18.shoal.agent.v1.FileRead\x12$\n\x05\x64rain\x18\x06 \x01(\x0b\x32\x15.shoal.agent.v1.Drain\"Y\n\x07Welcome\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0f\x63\x61ncel_attempts\x18\x02 \x03(\t\"\xb5\x02\n\nAssignment\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63ommand_line\x18\x04 \x01(\t\x12@\n\x0b\x65nvironment\x18\x05 \x03(\x0b\x32+.shoal.agent.v1.Assignment.EnvironmentEntry\x12\x36\n\x13max_wall_clock_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0erequired_slots\x18\x07 \x01(\x05\x12\x16\n\x0e\x61ttempt_number\x18\x08 \x01(\x05\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"q\n\x08\x46ileRead\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x0c\n\x04path\x18\x05 \x01(\t\x12\x0e\n\x06offset\x18\x06 \x01(\x03\"\x16\n\x05\x44rain\x12\r\n\x05leave\x18\x01 \x01(\x08\x32p\n\x13NodeRegistryService\x12Y\n\x0cRegisterNode\x12#.shoal.agent.v1.RegisterNodeRequest\x1a$.shoal.agent.v1.RegisterNodeResponse2]\n\x0c\x41gentService\x12M\n\x07\x43onnect\x12\x1c.shoal.agent.v1.AgentMessage\x1a .shoal.agent.v1.SchedulerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashoal/agent/v1/agent.proto\x12\x0eshoal.agent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ashoal/v1/application.proto\x1a\x13shoal/v1/task.proto\"L\n\x13RegisterNodeRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\"\xd1\x01\n\x14RegisterNodeResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x19\n\x11scheduler_address\x18\x03 \x01(\t\x12\x12\n\ntask_slots\x18\x04 \x01(\x05\x12:\n\x14\x61pplication_packages\x18\x05 \x03(\x0b\x32\x1c.shoal.agent.v1.PackageGrant\x12,\n\rsetup_failure\x18\x06 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\"n\n\x08\x44ownload\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x11\n\tfile_path\x18\x02 \x01(\t\x12\x11\n\tfile_mode\x18\x03 \x01(\r\x12\x11\n\tcache_key\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\x03\x12\x0e\n\x06sha256\x18\x06 \x01(\t\"\xab\x01\n\x0cPackageGrant\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x33\n\x06\x66ormat\x18\x03 \x01(\x0e\x32#.shoal.v1.ApplicationVersion.Format\x12)\n\x07\x61rchive\x18\x04 \x01(\x0b\x32\x18.shoal.agent.v1.Download\x12\x12\n\nis_default\x18\x05 \x01(\x08\"\xa7\x02\n\x0c\x41gentMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x15.shoal.agent.v1.Hello\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x19.shoal.agent.v1.Heartbeat\x12,\n\x07started\x18\x03 \x03(\x0b\x32\x1b.shoal.agent.v1.TaskStarted\x12+\n\x07results\x18\x04 \x03(\x0b\x32\x1a.shoal.agent.v1.TaskResult\x12.\n\x0b\x66ile_chunks\x18\x05 \x03(\x0b\x32\x19.shoal.agent.v1.FileChunk\x12\x38\n\x10staging_requests\x18\x06 \x03(\x0b\x32\x1e.shoal.agent.v1.StagingRequest\".\n\x0cUploadWanted\x12\x11\n\tcontainer\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"~\n\x0eStagingRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.shoal.agent.v1.StagingKind\x12-\n\x07uploads\x18\x03 \x03(\x0b\x32\x1c.shoal.agent.v1.UploadWanted\"\xc9\x01\n\x05Hello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x12\n\ntask_slots\x18\x03 \x01(\x05\x12\x18\n\x10running_attempts\x18\x04 \x03(\t\x12\x19\n\x11\x66inished_attempts\x18\x05 \x03(\t\x12,\n\rsetup_failure\x18\x08 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\x12\x15\n\ragent_version\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\"`\n\tHeartbeat\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nfree_slots\x18\x02 \x01(\x05\x12\x14\n\x0cload_average\x18\x03 \x01(\x02\x12\x17\n\x0f\x64isk_free_bytes\x18\x04 \x01(\x04\"Q\n\x0bTaskStarted\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x01\n\nTaskResult\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0c\x66\x61ilure_info\x18\x05 \x01(\x0b\x32\x15.shoal.v1.FailureInfoB\x0c\n\n_exit_code\"Y\n\tFileChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0b\n\x03\x65of\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\xa6\x02\n\x10SchedulerMessage\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x17.shoal.agent.v1.Welcome\x12/\n\x0b\x61ssignments\x18\x02 \x03(\x0b\x32\x1a.shoal.agent.v1.Assignment\x12\x17\n\x0f\x63\x61ncel_attempts\x18\x03 \x03(\t\x12\x14\n\x0c\x61\x63k_attempts\x18\x04 \x03(\t\x12,\n\nfile_reads\x18\x05 \x03(\x0b\x32\x18.shoal.agent.v1.FileRead\x12$\n\x05\x64rain\x18\x06 \x01(\x0b\x32\x15.shoal.agent.v1.Drain\x12\x34\n\x0estaging_grants\x18\x07 \x03(\x0b\x32\x1c.shoal.agent.v1.StagingGrant\"\xe7\x01\n\x0cStagingGrant\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.shoal.agent.v1.StagingKind\x12+\n\tdownloads\x18\x03 \x03(\x0b\x32\x18.shoal.agent.v1.Download\x12.\n\x08packages\x18\x04 \x03(\x0b\x32\x1c.shoal.agent.v1.PackageGrant\x12\x13\n\x0bupload_urls\x18\x05 \x03(\t\x12&\n\x07\x66\x61ilure\x18\x06 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\"Y\n\x07Welcome\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0f\x63\x61ncel_attempts\x18\x02 \x03(\t\"\xdf\x02\n\nAssignment\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63ommand_line\x18\x04 \x01(\t\x12@\n\x0b\x65nvironment\x18\x05 \x03(\x0b\x32+.shoal.agent.v1.Assignment.EnvironmentEntry\x12\x36\n\x13max_wall_clock_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0erequired_slots\x18\x07 \x01(\x05\x12\x16\n\x0e\x61ttempt_number\x18\x08 \x01(\x05\x12(\n\x05\x66iles\x18\t \x01(\x0b\x32\x19.shoal.agent.v1.TaskFiles\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xac\x01\n\tTaskFiles\x12.\n\x0eresource_files\x18\x01 \x03(\x0b\x32\x16.shoal.v1.ResourceFile\x12*\n\x0coutput_files\x18\x02 \x03(\x0b\x32\x14.shoal.v1.OutputFile\x12\x43\n\x14\x61pplication_packages\x18\x03 \x03(\x0b\x32%.shoal.v1.ApplicationPackageReference\"q\n\x08\x46ileRead\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x0c\n\x04path\x18\x05 \x01(\t\x12\x0e\n\x06offset\x18\x06 \x01(\x03\"\x16\n\x05\x44rain\x12\r\n\x05leave\x18\x01 \x01(\x08*G\n\x0bStagingKind\x12\x1c\n\x18STAGING_KIND_UNSPECIFIED\x10\x00\x12\r\n\tDOWNLOADS\x10\x01\x12\x0b\n\x07UPLOADS\x10\x02\x32p\n\x13NodeRegistryService\x12Y\n\x0cRegisterNode\x12#.shoal.agent.v1.RegisterNodeRequest\x1a$.shoal.agent.v1.RegisterNodeResponse2]\n\x0c\x41gentService\x12M\n\x07\x43onnect\x12\x1c.shoal.agent.v1.AgentMessage\x1a .shoal.agent.v1.SchedulerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,36 +37,50 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ASSIGNMENT_ENVIRONMENTENTRY']._loaded_options = None
   _globals['_ASSIGNMENT_ENVIRONMENTENTRY']._serialized_options = b'8\001'
-  _globals['_REGISTERNODEREQUEST']._serialized_start=132
-  _globals['_REGISTERNODEREQUEST']._serialized_end=208
-  _globals['_REGISTERNODERESPONSE']._serialized_start=210
-  _globals['_REGISTERNODERESPONSE']._serialized_end=313
-  _globals['_AGENTMESSAGE']._serialized_start=316
-  _globals['_AGENTMESSAGE']._serialized_end=553
-  _globals['_HELLO']._serialized_start=556
-  _globals['_HELLO']._serialized_end=711
-  _globals['_HEARTBEAT']._serialized_start=713
-  _globals['_HEARTBEAT']._serialized_end=809
-  _globals['_TASKSTARTED']._serialized_start=811
-  _globals['_TASKSTARTED']._serialized_end=892
-  _globals['_TASKRESULT']._serialized_start=895
-  _globals['_TASKRESULT']._serialized_end=1104
-  _globals['_FILECHUNK']._serialized_start=1106
-  _globals['_FILECHUNK']._serialized_end=1195
-  _globals['_SCHEDULERMESSAGE']._serialized_start=1198
-  _globals['_SCHEDULERMESSAGE']._serialized_end=1438
-  _globals['_WELCOME']._serialized_start=1440
-  _globals['_WELCOME']._serialized_end=1529
-  _globals['_ASSIGNMENT']._serialized_start=1532
-  _globals['_ASSIGNMENT']._serialized_end=1841
-  _globals['_ASSIGNMENT_ENVIRONMENTENTRY']._serialized_start=1791
-  _globals['_ASSIGNMENT_ENVIRONMENTENTRY']._serialized_end=1841
-  _globals['_FILEREAD']._serialized_start=1843
-  _globals['_FILEREAD']._serialized_end=1956
-  _globals['_DRAIN']._serialized_start=1958
-  _globals['_DRAIN']._serialized_end=1980
-  _globals['_NODEREGISTRYSERVICE']._serialized_start=1982
-  _globals['_NODEREGISTRYSERVICE']._serialized_end=2094
-  _globals['_AGENTSERVICE']._serialized_start=2096
-  _globals['_AGENTSERVICE']._serialized_end=2189
+  _globals['_STAGINGKIND']._serialized_start=3188
+  _globals['_STAGINGKIND']._serialized_end=3259
+  _globals['_REGISTERNODEREQUEST']._serialized_start=160
+  _globals['_REGISTERNODEREQUEST']._serialized_end=236
+  _globals['_REGISTERNODERESPONSE']._serialized_start=239
+  _globals['_REGISTERNODERESPONSE']._serialized_end=448
+  _globals['_DOWNLOAD']._serialized_start=450
+  _globals['_DOWNLOAD']._serialized_end=560
+  _globals['_PACKAGEGRANT']._serialized_start=563
+  _globals['_PACKAGEGRANT']._serialized_end=734
+  _globals['_AGENTMESSAGE']._serialized_start=737
+  _globals['_AGENTMESSAGE']._serialized_end=1032
+  _globals['_UPLOADWANTED']._serialized_start=1034
+  _globals['_UPLOADWANTED']._serialized_end=1080
+  _globals['_STAGINGREQUEST']._serialized_start=1082
+  _globals['_STAGINGREQUEST']._serialized_end=1208
+  _globals['_HELLO']._serialized_start=1211
+  _globals['_HELLO']._serialized_end=1412
+  _globals['_HEARTBEAT']._serialized_start=1414
+  _globals['_HEARTBEAT']._serialized_end=1510
+  _globals['_TASKSTARTED']._serialized_start=1512
+  _globals['_TASKSTARTED']._serialized_end=1593
+  _globals['_TASKRESULT']._serialized_start=1596
+  _globals['_TASKRESULT']._serialized_end=1805
+  _globals['_FILECHUNK']._serialized_start=1807
+  _globals['_FILECHUNK']._serialized_end=1896
+  _globals['_SCHEDULERMESSAGE']._serialized_start=1899
+  _globals['_SCHEDULERMESSAGE']._serialized_end=2193
+  _globals['_STAGINGGRANT']._serialized_start=2196
+  _globals['_STAGINGGRANT']._serialized_end=2427
+  _globals['_WELCOME']._serialized_start=2429
+  _globals['_WELCOME']._serialized_end=2518
+  _globals['_ASSIGNMENT']._serialized_start=2521
+  _globals['_ASSIGNMENT']._serialized_end=2872
+  _globals['_ASSIGNMENT_ENVIRONMENTENTRY']._serialized_start=2822
+  _globals['_ASSIGNMENT_ENVIRONMENTENTRY']._serialized_end=2872
+  _globals['_TASKFILES']._serialized_start=2875
+  _globals['_TASKFILES']._serialized_end=3047
+  _globals['_FILEREAD']._serialized_start=3049
+  _globals['_FILEREAD']._serialized_end=3162
+  _globals['_DRAIN']._serialized_start=3164
+  _globals['_DRAIN']._serialized_end=3186
+  _globals['_NODEREGISTRYSERVICE']._serialized_start=3261
+  _globals['_NODEREGISTRYSERVICE']._serialized_end=3373
+  _globals['_AGENTSERVICE']._serialized_start=3375
+  _globals['_AGENTSERVICE']._serialized_end=3468
 # @@protoc_insertion_point(module_scope)

@@ -2,14 +2,25 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from shoal.v1 import application_pb2 as _application_pb2
 from shoal.v1 import task_pb2 as _task_pb2
 from google.protobuf.internal import containers as _containers
+from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from collections.abc import Iterable as _Iterable, Mapping as _Mapping
 from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
+
+class StagingKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    STAGING_KIND_UNSPECIFIED: _ClassVar[StagingKind]
+    DOWNLOADS: _ClassVar[StagingKind]
+    UPLOADS: _ClassVar[StagingKind]
+STAGING_KIND_UNSPECIFIED: StagingKind
+DOWNLOADS: StagingKind
+UPLOADS: StagingKind
 
 class RegisterNodeRequest(_message.Message):
     __slots__ = ("join_token", "node_id", "hostname")
@@ -22,38 +33,93 @@ class RegisterNodeRequest(_message.Message):
     def __init__(self, join_token: _Optional[str] = ..., node_id: _Optional[str] = ..., hostname: _Optional[str] = ...) -> None: ...
 
 class RegisterNodeResponse(_message.Message):
-    __slots__ = ("node", "credential", "scheduler_address", "task_slots")
+    __slots__ = ("node", "credential", "scheduler_address", "task_slots", "application_packages", "setup_failure")
     NODE_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     SCHEDULER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     TASK_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_PACKAGES_FIELD_NUMBER: _ClassVar[int]
+    SETUP_FAILURE_FIELD_NUMBER: _ClassVar[int]
     node: str
     credential: str
     scheduler_address: str
     task_slots: int
-    def __init__(self, node: _Optional[str] = ..., credential: _Optional[str] = ..., scheduler_address: _Optional[str] = ..., task_slots: _Optional[int] = ...) -> None: ...
+    application_packages: _containers.RepeatedCompositeFieldContainer[PackageGrant]
+    setup_failure: _task_pb2.FailureInfo
+    def __init__(self, node: _Optional[str] = ..., credential: _Optional[str] = ..., scheduler_address: _Optional[str] = ..., task_slots: _Optional[int] = ..., application_packages: _Optional[_Iterable[_Union[PackageGrant, _Mapping]]] = ..., setup_failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
+
+class Download(_message.Message):
+    __slots__ = ("url", "file_path", "file_mode", "cache_key", "size", "sha256")
+    URL_FIELD_NUMBER: _ClassVar[int]
+    FILE_PATH_FIELD_NUMBER: _ClassVar[int]
+    FILE_MODE_FIELD_NUMBER: _ClassVar[int]
+    CACHE_KEY_FIELD_NUMBER: _ClassVar[int]
+    SIZE_FIELD_NUMBER: _ClassVar[int]
+    SHA256_FIELD_NUMBER: _ClassVar[int]
+    url: str
+    file_path: str
+    file_mode: int
+    cache_key: str
+    size: int
+    sha256: str
+    def __init__(self, url: _Optional[str] = ..., file_path: _Optional[str] = ..., file_mode: _Optional[int] = ..., cache_key: _Optional[str] = ..., size: _Optional[int] = ..., sha256: _Optional[str] = ...) -> None: ...
+
+class PackageGrant(_message.Message):
+    __slots__ = ("application_id", "version", "format", "archive", "is_default")
+    APPLICATION_ID_FIELD_NUMBER: _ClassVar[int]
+    VERSION_FIELD_NUMBER: _ClassVar[int]
+    FORMAT_FIELD_NUMBER: _ClassVar[int]
+    ARCHIVE_FIELD_NUMBER: _ClassVar[int]
+    IS_DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    application_id: str
+    version: str
+    format: _application_pb2.ApplicationVersion.Format
+    archive: Download
+    is_default: bool
+    def __init__(self, application_id: _Optional[str] = ..., version: _Optional[str] = ..., format: _Optional[_Union[_application_pb2.ApplicationVersion.Format, str]] = ..., archive: _Optional[_Union[Download, _Mapping]] = ..., is_default: _Optional[bool] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "started", "results", "file_chunks")
+    __slots__ = ("hello", "heartbeat", "started", "results", "file_chunks", "staging_requests")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     FILE_CHUNKS_FIELD_NUMBER: _ClassVar[int]
+    STAGING_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     started: _containers.RepeatedCompositeFieldContainer[TaskStarted]
     results: _containers.RepeatedCompositeFieldContainer[TaskResult]
     file_chunks: _containers.RepeatedCompositeFieldContainer[FileChunk]
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Iterable[_Union[TaskStarted, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., file_chunks: _Optional[_Iterable[_Union[FileChunk, _Mapping]]] = ...) -> None: ...
+    staging_requests: _containers.RepeatedCompositeFieldContainer[StagingRequest]
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Iterable[_Union[TaskStarted, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., file_chunks: _Optional[_Iterable[_Union[FileChunk, _Mapping]]] = ..., staging_requests: _Optional[_Iterable[_Union[StagingRequest, _Mapping]]] = ...) -> None: ...
+
+class UploadWanted(_message.Message):
+    __slots__ = ("container", "key")
+    CONTAINER_FIELD_NUMBER: _ClassVar[int]
+    KEY_FIELD_NUMBER: _ClassVar[int]
+    container: str
+    key: str
+    def __init__(self, container: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
+
+class StagingRequest(_message.Message):
+    __slots__ = ("attempt_id", "kind", "uploads")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    UPLOADS_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    kind: StagingKind
+    uploads: _containers.RepeatedCompositeFieldContainer[UploadWanted]
+    def __init__(self, attempt_id: _Optional[str] = ..., kind: _Optional[_Union[StagingKind, str]] = ..., uploads: _Optional[_Iterable[_Union[UploadWanted, _Mapping]]] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("node", "credential", "task_slots", "running_attempts", "finished_attempts", "agent_version", "hostname")
+    __slots__ = ("node", "credential", "task_slots", "running_attempts", "finished_attempts", "setup_failure", "agent_version", "hostname")
     NODE_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     TASK_SLOTS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
+    SETUP_FAILURE_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     node: str
@@ -61,9 +127,10 @@ class Hello(_message.Message):
     task_slots: int
     running_attempts: _containers.RepeatedScalarFieldContainer[str]
     finished_attempts: _containers.RepeatedScalarFieldContainer[str]
+    setup_failure: _task_pb2.FailureInfo
     agent_version: str
     hostname: str
-    def __init__(self, node: _Optional[str] = ..., credential: _Optional[str] = ..., task_slots: _Optional[int] = ..., running_attempts: _Optional[_Iterable[str]] = ..., finished_attempts: _Optional[_Iterable[str]] = ..., agent_version: _Optional[str] = ..., hostname: _Optional[str] = ...) -> None: ...
+    def __init__(self, node: _Optional[str] = ..., credential: _Optional[str] = ..., task_slots: _Optional[int] = ..., running_attempts: _Optional[_Iterable[str]] = ..., finished_attempts: _Optional[_Iterable[str]] = ..., setup_failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ..., agent_version: _Optional[str] = ..., hostname: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("sequence", "free_slots", "load_average", "disk_free_bytes")
@@ -114,20 +181,38 @@ class FileChunk(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ..., eof: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class SchedulerMessage(_message.Message):
-    __slots__ = ("welcome", "assignments", "cancel_attempts", "ack_attempts", "file_reads", "drain")
+    __slots__ = ("welcome", "assignments", "cancel_attempts", "ack_attempts", "file_reads", "drain", "staging_grants")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     CANCEL_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     ACK_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     FILE_READS_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
+    STAGING_GRANTS_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assignments: _containers.RepeatedCompositeFieldContainer[Assignment]
     cancel_attempts: _containers.RepeatedScalarFieldContainer[str]
     ack_attempts: _containers.RepeatedScalarFieldContainer[str]
     file_reads: _containers.RepeatedCompositeFieldContainer[FileRead]
     drain: Drain
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., ack_attempts: _Optional[_Iterable[str]] = ..., file_reads: _Optional[_Iterable[_Union[FileRead, _Mapping]]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ...) -> None: ...
+    staging_grants: _containers.RepeatedCompositeFieldContainer[StagingGrant]
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., ack_attempts: _Optional[_Iterable[str]] = ..., file_reads: _Optional[_Iterable[_Union[FileRead, _Mapping]]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., staging_grants: _Optional[_Iterable[_Union[StagingGrant, _Mapping]]] = ...) -> None: ...
+
+class StagingGrant(_message.Message):
+    __slots__ = ("attempt_id", "kind", "downloads", "packages", "upload_urls", "failure")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
+    PACKAGES_FIELD_NUMBER: _ClassVar[int]
+    UPLOAD_URLS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    kind: StagingKind
+    downloads: _containers.RepeatedCompositeFieldContainer[Download]
+    packages: _containers.RepeatedCompositeFieldContainer[PackageGrant]
+    upload_urls: _containers.RepeatedScalarFieldContainer[str]
+    failure: _task_pb2.FailureInfo
+    def __init__(self, attempt_id: _Optional[str] = ..., kind: _Optional[_Union[StagingKind, str]] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., packages: _Optional[_Iterable[_Union[PackageGrant, _Mapping]]] = ..., upload_urls: _Optional[_Iterable[str]] = ..., failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("heartbeat_interval", "cancel_attempts")
@@ -138,7 +223,7 @@ class Welcome(_message.Message):
     def __init__(self, heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("attempt_id", "job_id", "task_id", "command_line", "environment", "max_wall_clock_time", "required_slots", "attempt_number")
+    __slots__ = ("attempt_id", "job_id", "task_id", "command_line", "environment", "max_wall_clock_time", "required_slots", "attempt_number", "files")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -154,6 +239,7 @@ class Assignment(_message.Message):
     MAX_WALL_CLOCK_TIME_FIELD_NUMBER: _ClassVar[int]
     REQUIRED_SLOTS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_NUMBER_FIELD_NUMBER: _ClassVar[int]
+    FILES_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     job_id: str
     task_id: str
@@ -162,7 +248,18 @@ class Assignment(_message.Message):
     max_wall_clock_time: _duration_pb2.Duration
     required_slots: int
     attempt_number: int
-    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., required_slots: _Optional[int] = ..., attempt_number: _Optional[int] = ...) -> None: ...
+    files: TaskFiles
+    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., required_slots: _Optional[int] = ..., attempt_number: _Optional[int] = ..., files: _Optional[_Union[TaskFiles, _Mapping]] = ...) -> None: ...
+
+class TaskFiles(_message.Message):
+    __slots__ = ("resource_files", "output_files", "application_packages")
+    RESOURCE_FILES_FIELD_NUMBER: _ClassVar[int]
+    OUTPUT_FILES_FIELD_NUMBER: _ClassVar[int]
+    APPLICATION_PACKAGES_FIELD_NUMBER: _ClassVar[int]
+    resource_files: _containers.RepeatedCompositeFieldContainer[_task_pb2.ResourceFile]
+    output_files: _containers.RepeatedCompositeFieldContainer[_task_pb2.OutputFile]
+    application_packages: _containers.RepeatedCompositeFieldContainer[_application_pb2.ApplicationPackageReference]
+    def __init__(self, resource_files: _Optional[_Iterable[_Union[_task_pb2.ResourceFile, _Mapping]]] = ..., output_files: _Optional[_Iterable[_Union[_task_pb2.OutputFile, _Mapping]]] = ..., application_packages: _Optional[_Iterable[_Union[_application_pb2.ApplicationPackageReference, _Mapping]]] = ...) -> None: ...
 
 class FileRead(_message.Message):
     __slots__ = ("request_id", "attempt_id", "job_id", "task_id", "path", "offset")
