@@ -25,6 +25,8 @@ ROUTES = {
     "shoal.v1.PoolService": "pool-manager",
     "shoal.v1.JobService": "job-scheduler",
     "shoal.v1.TaskService": "job-scheduler",
+    "shoal.v1.StorageService": "storage-stager",
+    "shoal.v1.ApplicationService": "storage-stager",
 }
 
 
@@ -57,8 +59,10 @@ class Forwarder(grpc.GenericRpcHandler):
             return None
         channel = self._channels[owner]
         rpc = name
+        if md.client_streaming and md.server_streaming:
+            return None  # no public bidirectional method
         if md.client_streaming:
-            return None  # no public client-streaming method yet
+            return grpc.stream_unary_rpc_method_handler(self._upload(channel, method, rpc))
         if md.server_streaming:
             return grpc.unary_stream_rpc_method_handler(self._streaming(channel, method, rpc))
         return grpc.unary_unary_rpc_method_handler(self._unary(channel, method, rpc))
@@ -99,6 +103,21 @@ class Forwarder(grpc.GenericRpcHandler):
                 await _relay(context, e)
             finally:
                 stream.cancel()
+
+        return handle
+
+
+    def _upload(self, channel: grpc.aio.Channel, method: str, rpc: str) -> Callable[..., Any]:
+        call = channel.stream_unary(method)
+
+        async def handle(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
+            # Authenticate before reading the body, so an unknown caller's bytes go nowhere.
+            md = await self._enter(context, rpc)
+            try:
+                return await call(requests, metadata=md, timeout=context.time_remaining())
+            except grpc.aio.AioRpcError as e:
+                await _relay(context, e)
+                raise  # unreachable: abort raises
 
         return handle
 

@@ -11,7 +11,7 @@ from services.common.process import run_service
 from services.common.rpc import ServiceHost, internal_channel, wait_for_signal
 
 # Imported for their descriptors: forwarding and reflection look methods up by name.
-from shoal.v1 import job_pb2, pool_pb2, task_pb2  # noqa: F401
+from shoal.v1 import application_pb2, job_pb2, pool_pb2, storage_pb2, task_pb2  # noqa: F401
 
 log = structlog.get_logger()
 
@@ -23,6 +23,7 @@ async def serve(config: ClusterConfig) -> None:
     channels = {
         "pool-manager": internal_channel(config.pool_manager_address),
         "job-scheduler": internal_channel(config.job_scheduler_address),
+        "storage-stager": internal_channel(config.storage_stager_address),
     }
     # Anyone can send the gateway a message before it is authenticated: keep them bounded.
     # 64 MiB still carries a 100,000-task BatchCreateTasks of ordinary command lines.
