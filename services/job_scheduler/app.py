@@ -19,8 +19,9 @@ import structlog
 
 from services.common.config import SchedulerTiming
 from services.common.errors import Code, ShoalError, failed_precondition, invalid, not_found
+from services.common.stager_client import StagingClient, StagingUnavailable
 from services.common.timeutil import Clock, to_duration
-from services.job_scheduler import convert
+from services.job_scheduler import convert, staging
 from services.job_scheduler.model import (
     Attempt,
     CancelIntent,
@@ -42,6 +43,7 @@ from services.job_scheduler.placement import PoolQueue, plan
 from services.job_scheduler.sessions import Liveness, NodeKey, Session, check_liveness
 from services.job_scheduler.store import Store
 from shoal.agent.v1 import agent_pb2
+from shoal.internal.v1 import staging_pb2
 from shoal.v1 import pool_pb2
 
 log = structlog.get_logger()
@@ -92,8 +94,11 @@ class Scheduler:
         timing: SchedulerTiming,
         get_pool: Callable[[str, str], object],
         clock: Clock,
+        storage: StagingClient | None = None,
     ) -> None:
         self.store = store
+        self.storage = storage
+        """The stager, for staging grants and stored logs; None where storage is not set up."""
         self.timing = timing
         self._get_pool = get_pool
         """async (account, pool_id) -> pool_pb2.Pool; raises ShoalError(NOT_FOUND)."""
@@ -114,6 +119,7 @@ class Scheduler:
         self._read_ids = itertools.count(1)
         self._started_at = clock()
         self._loops: list[asyncio.Task[None]] = []
+        self._grants: set[asyncio.Task[None]] = set()
 
     # -- start / stop -----------------------------------------------------------------------
 
@@ -167,9 +173,9 @@ class Scheduler:
         self._kick.set()
 
     async def stop(self) -> None:
-        for t in self._loops:
+        for t in (*self._loops, *self._grants):
             t.cancel()
-        await asyncio.gather(*self._loops, return_exceptions=True)
+        await asyncio.gather(*self._loops, *self._grants, return_exceptions=True)
         for out in self._outbound.values():
             out.close()
         await self.store.commit()
@@ -311,6 +317,12 @@ class Scheduler:
         self._dirty.discard(job.pk)
         self.store.delete_job(job.pk)
         await self._commit()
+        if self.storage is not None:
+            # Awaited, so a job created again under this id cannot have its new logs swept.
+            try:
+                await self.storage.delete_job_logs(account, job.id)
+            except StagingUnavailable as e:
+                log.warning("job logs not deleted", job=job.id, error=str(e))
         log.info("job deleted", job=job.id, account=account)
 
     # -- tasks ------------------------------------------------------------------------------
@@ -401,10 +413,9 @@ class Scheduler:
         key = (account, pool_id.lower(), node_id)
         out = self._outbound.get(key)
         if out is None:
-            raise ShoalError(
-                Code.UNAVAILABLE, "NODE_NOT_CONNECTED",
-                f"{t.node}, which ran the task, is not connected: its files cannot be read now",
-            )
+            async for item in self._read_stored_log(account, t, path, offset):
+                yield item
+            return
         rid = next(self._read_ids)
         read = self._reads[rid] = _Read(key)
         out.send(agent_pb2.SchedulerMessage(file_reads=[agent_pb2.FileRead(
@@ -429,6 +440,26 @@ class Scheduler:
                     return
         finally:
             self._reads.pop(rid, None)
+
+    async def _read_stored_log(
+        self, account: str, t: TaskRecord, path: str, offset: int
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """The copy the agent uploaded when the attempt ended, for a node that is gone."""
+        ended = t.attempt_id not in self.attempts
+        if self.storage is None or not ended:
+            raise ShoalError(
+                Code.UNAVAILABLE, "NODE_NOT_CONNECTED",
+                f"{t.node}, which runs the task, is not connected: its files cannot be read now",
+            )
+        req = staging_pb2.ReadTaskLogRequest(
+            job_id=t.job_id, task_id=t.spec.id, attempt_id=t.attempt_id, file=path, offset=offset)
+        try:
+            async for chunk in self.storage.read_log(account, req):
+                yield chunk.offset, chunk.data
+        except ShoalError as e:
+            if e.reason != "LOG_NOT_FOUND":
+                raise
+            # Empty logs are not uploaded: an ended attempt with no stored log printed nothing.
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -527,6 +558,7 @@ class Scheduler:
             number=number + 1, node_key=s.key, node_name=s.name, slots=1, assign_time=now,
             retry_count=retries, requeue_count=requeues,
             max_retries=int(info["max_retries"]),  # type: ignore[call-overload]
+            task_id=str(info["id"]), files=info["files"],  # type: ignore[arg-type]
         )
         self.attempts[a.attempt_id] = a
         s.attempts.add(a.attempt_id)  # its slot was taken by plan()
@@ -608,6 +640,10 @@ class Scheduler:
         s.stream_id = next(self._streams)
         s.connected, s.liveness, s.last_seen = True, Liveness.CONNECTED, now
         s.total_slots, s.hostname = slots, hello.hostname
+        s.setup_failure = convert.failure(hello.setup_failure) if hello.HasField("setup_failure") else None
+        if s.setup_failure is not None:
+            log.warning("node setup failed: it takes no tasks", node=s.name,
+                        code=s.setup_failure.code, message=s.setup_failure.message)
         reported = set(hello.running_attempts) | set(hello.finished_attempts)
         mine = [a for a in self.attempts.values() if a.node_key == key]
         for a in mine:
@@ -645,6 +681,11 @@ class Scheduler:
             read = self._reads.get(chunk.request_id)
             if read is not None and read.key == s.key:
                 read.chunks.put_nowait(chunk)
+        if msg.staging_requests:
+            # Off the message path: the stager's answer must not hold up results and acks.
+            t = asyncio.create_task(self._grant(s.key, list(msg.staging_requests)))
+            self._grants.add(t)
+            t.add_done_callback(self._grants.discard)
         for st in msg.started:
             a = self.attempts.get(st.attempt_id)
             if a is not None and a.node_key == s.key and a.start_time is None:
@@ -665,6 +706,45 @@ class Scheduler:
         out = self._outbound.get(s.key)
         if out is not None and s.stream_id == stream_id:
             out.send(agent_pb2.SchedulerMessage(ack_attempts=acks))
+
+    async def _grant(self, key: NodeKey, reqs: list[agent_pb2.StagingRequest]) -> None:
+        """Answer an agent's staging requests with the stager's URLs, for attempts that are
+        still assigned to that node — a grant is scoped to exactly one live attempt."""
+        grants: list[agent_pb2.StagingGrant] = []
+        downloads: list[tuple[agent_pb2.StagingRequest, Attempt]] = []
+        uploads: list[tuple[agent_pb2.StagingRequest, Attempt, str]] = []
+        for r in reqs:
+            a = self.attempts.get(r.attempt_id)
+            job = self.jobs.get(a.job_pk) if a is not None else None
+            if a is None or a.node_key != key or job is None:
+                grants.append(staging.failed_grant(
+                    r, "the attempt is no longer assigned to this node", "ATTEMPT_NOT_ASSIGNED"))
+            elif self.storage is None:
+                grants.append(staging.failed_grant(r, "storage is not configured"))
+            elif r.kind == agent_pb2.DOWNLOADS:
+                downloads.append((r, a))
+            elif r.kind == agent_pb2.UPLOADS:
+                uploads.append((r, a, job.id))
+            else:
+                grants.append(staging.failed_grant(r, f"unknown staging kind {r.kind}"))
+        account = key[0]
+        if downloads and self.storage is not None:
+            try:
+                got = await self.storage.grant_downloads(
+                    account, [staging.download_spec(a.files) for _, a in downloads])
+                grants += [staging.download_grant(r, g) for (r, _), g in zip(downloads, got, strict=True)]
+            except StagingUnavailable as e:
+                grants += [staging.failed_grant(r, str(e)) for r, _ in downloads]
+        if uploads and self.storage is not None:
+            try:
+                ups = await self.storage.grant_uploads(account, [
+                    staging.upload_spec(job_id, a.task_id, a.files, r) for r, a, job_id in uploads])
+                grants += [staging.upload_grant(r, g) for (r, _, _), g in zip(uploads, ups, strict=True)]
+            except StagingUnavailable as e:
+                grants += [staging.failed_grant(r, str(e)) for r, _, _ in uploads]
+        out = self._outbound.get(key)
+        if out is not None and grants:
+            out.send(agent_pb2.SchedulerMessage(staging_grants=grants))
 
     async def disconnect(self, s: Session, stream_id: int) -> None:
         """The stream ended. The session stays (with its attempts and its `removing` flag): the

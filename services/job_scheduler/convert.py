@@ -10,6 +10,7 @@ import re
 
 from services.common.cmdline import split_command
 from services.common.errors import invalid
+from services.common.file_specs import check_output_files, check_package_refs, check_resource_files
 from services.common.ids import ID_RE, check_display_name, check_id, check_metadata, parse_name
 from services.common.timeutil import from_duration, to_duration, to_timestamp
 from services.job_scheduler.model import (
@@ -89,7 +90,21 @@ def task_spec(task_id: str, task: task_pb2.Task, prefix: str = "") -> TaskSpec:
                 f"{prefix}task.constraints.max_task_retry_count",
                 f"must be 0 to {MAX_RETRIES}, got {retries}",
             )
-    return TaskSpec(task_id, cmd, env, wall, retries, display)
+    files = None
+    if task.resource_files or task.output_files or task.application_package_references:
+        files = task_files(task, prefix)
+    return TaskSpec(task_id, cmd, env, wall, retries, display, files)
+
+
+def task_files(task: task_pb2.Task, prefix: str) -> bytes:
+    check_resource_files(task.resource_files, f"{prefix}task.resource_files")
+    check_output_files(task.output_files, f"{prefix}task.output_files")
+    check_package_refs(task.application_package_references,
+                       f"{prefix}task.application_package_references")
+    return agent_pb2.TaskFiles(
+        resource_files=task.resource_files, output_files=task.output_files,
+        application_packages=task.application_package_references,
+    ).SerializeToString()
 
 
 def job_fields(req: job_pb2.CreateJobRequest) -> tuple[str, str, int, OnAllTasksComplete]:
@@ -107,16 +122,18 @@ def job_fields(req: job_pb2.CreateJobRequest) -> tuple[str, str, int, OnAllTasks
     return req.job_id, pool_id, j.priority, on_all
 
 
+def failure(f: task_pb2.FailureInfo) -> Failure | None:
+    if not f.code:
+        return None
+    category = Category(f.category) if f.category in (1, 2) else Category.SERVER_ERROR
+    return Failure(category, f.code[:64], f.message[:4096])
+
+
 def report(r: agent_pb2.TaskResult, now: float) -> Report:
     start = r.start_time.ToNanoseconds() / 1e9 if r.HasField("start_time") else None
     end = r.end_time.ToNanoseconds() / 1e9 if r.HasField("end_time") else now
-    f = r.failure_info
-    failure = (
-        Failure(Category(f.category) if f.category in (1, 2) else Category.SERVER_ERROR, f.code, f.message)
-        if r.HasField("failure_info") and f.code
-        else None
-    )
-    return Report(r.attempt_id, r.exit_code if r.HasField("exit_code") else None, start, end, failure)
+    failure_ = failure(r.failure_info) if r.HasField("failure_info") else None
+    return Report(r.attempt_id, r.exit_code if r.HasField("exit_code") else None, start, end, failure_)
 
 
 # -- model -> responses -------------------------------------------------------------------
@@ -146,7 +163,7 @@ def job(j: Job) -> job_pb2.Job:
     return out
 
 
-def _failure(f: Failure | None) -> task_pb2.FailureInfo | None:
+def failure_info(f: Failure | None) -> task_pb2.FailureInfo | None:
     if f is None:
         return None
     return task_pb2.FailureInfo(category=f.category.name, code=f.code, message=f.message)
@@ -160,7 +177,7 @@ def task(t: TaskRecord) -> task_pb2.Task:
         requeue_count=t.requeue_count,
         node=t.node or "",
         attempt_id=t.attempt_id or "",
-        failure_info=_failure(t.failure),
+        failure_info=failure_info(t.failure),
         start_time=to_timestamp(t.start_time),
         end_time=to_timestamp(t.end_time),
     )
@@ -170,7 +187,7 @@ def task(t: TaskRecord) -> task_pb2.Task:
         if a.attempt_id == t.attempt_id:
             continue
         pa = info.previous_attempts.add(
-            attempt_id=a.attempt_id, node=a.node, failure_info=_failure(a.failure),
+            attempt_id=a.attempt_id, node=a.node, failure_info=failure_info(a.failure),
             start_time=to_timestamp(a.start_time), end_time=to_timestamp(a.end_time),
         )
         if a.exit_code is not None:
@@ -179,7 +196,7 @@ def task(t: TaskRecord) -> task_pb2.Task:
         max_task_retry_count=s.max_task_retry_count,
         max_wall_clock_time=to_duration(s.max_wall_clock_time),
     )
-    return task_pb2.Task(
+    out = task_pb2.Task(
         name=f"jobs/{t.job_id}/tasks/{s.id}",
         display_name=s.display_name,
         command_line=s.command_line,
@@ -190,6 +207,12 @@ def task(t: TaskRecord) -> task_pb2.Task:
         create_time=to_timestamp(t.create_time),
         state_transition_time=to_timestamp(t.state_time),
     )
+    if s.files:
+        files = agent_pb2.TaskFiles.FromString(s.files)
+        out.resource_files.extend(files.resource_files)
+        out.output_files.extend(files.output_files)
+        out.application_package_references.extend(files.application_packages)
+    return out
 
 
 def assignment(a: Attempt, info: dict[str, object]) -> agent_pb2.Assignment:
@@ -204,6 +227,8 @@ def assignment(a: Attempt, info: dict[str, object]) -> agent_pb2.Assignment:
     env = info["environment"]
     if env and env != "{}":
         out.environment.update(json.loads(str(env)))
+    if info["files"]:
+        out.files.ParseFromString(info["files"])  # type: ignore[arg-type]
     wall = info["max_wall_clock"]
     if wall is not None:
         out.max_wall_clock_time.CopyFrom(to_duration(float(wall)))  # type: ignore[arg-type]

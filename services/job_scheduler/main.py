@@ -16,6 +16,7 @@ from services.common.rpc import (
     internal_metadata,
     wait_for_signal,
 )
+from services.common.stager_client import StagingClient
 from services.common.timeutil import wall_clock
 from services.job_scheduler.app import Scheduler
 from services.job_scheduler.servicer import (
@@ -57,7 +58,9 @@ def pool_lookup(config: ClusterConfig, channel: grpc.aio.Channel):  # type: igno
 async def serve(config: ClusterConfig) -> None:
     store = await Store.open(config.db_path("job-scheduler"))
     channel = internal_channel(config.pool_manager_address)
-    app = Scheduler(store, config.timing, pool_lookup(config, channel), wall_clock)
+    stager = internal_channel(config.storage_stager_address)
+    app = Scheduler(store, config.timing, pool_lookup(config, channel), wall_clock,
+                    StagingClient(stager, config.service_token))
     await app.load()
     host = ServiceHost(
         config.job_scheduler_address,
@@ -77,6 +80,7 @@ async def serve(config: ClusterConfig) -> None:
     await app.stop()
     await host.stop(grace=2.0)
     await channel.close()
+    await stager.close()
     await store.close()
     log.info("job-scheduler stopped")
 

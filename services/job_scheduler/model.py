@@ -123,6 +123,9 @@ class TaskSpec(NamedTuple):
     max_wall_clock_time: float | None
     max_task_retry_count: int
     display_name: str = ""
+    files: bytes | None = None
+    """Serialized shoal.agent.v1.TaskFiles (resource files, output files, packages), if any:
+    opaque to scheduling, passed to the agent and the stager as is."""
 
 
 @dataclass
@@ -141,6 +144,9 @@ class Attempt:
     retry_count: int
     requeue_count: int
     max_retries: int
+    task_id: str = ""
+    files: bytes | None = None
+    """The task's TaskFiles, kept while the attempt lives: its staging requests need them."""
     start_time: float | None = None
     cancel: CancelIntent = CancelIntent.NONE
     cancel_failure: Failure | None = None

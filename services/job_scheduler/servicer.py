@@ -200,7 +200,7 @@ class ControlServicer(ctl_grpc.SchedulerControlServiceServicer):
                 total_slots=s.total_slots, running_slots=s.used_slots,
                 running_tasks=len(s.attempts), completed_tasks=s.completed_tasks,
                 last_heartbeat_time=to_timestamp(s.last_seen), hostname=s.hostname,
-                removing=s.removing,
+                removing=s.removing, setup_failure=convert.failure_info(s.setup_failure),
             )
             for s in self.app.node_sessions(account(), request.pool_id)
         ])

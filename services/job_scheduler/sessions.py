@@ -10,6 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from enum import IntEnum
 
+from services.job_scheduler.model import Failure
+
 NodeKey = tuple[str, str, str]
 """(account, pool id lower-case, node id)."""
 
@@ -39,6 +41,8 @@ class Session:
     completed_tasks: int = 0
     stream_id: int = 0
     """Which Connect call owns the session; a newer one replaces an older one."""
+    setup_failure: Failure | None = None
+    """The node's setup failed (its Hello said so): it takes no tasks."""
 
     @property
     def free_slots(self) -> int:
@@ -46,7 +50,8 @@ class Session:
 
     @property
     def schedulable(self) -> bool:
-        return self.connected and not self.removing and self.liveness == Liveness.CONNECTED
+        return (self.connected and not self.removing and self.setup_failure is None
+                and self.liveness == Liveness.CONNECTED)
 
     @property
     def observed(self) -> Liveness:

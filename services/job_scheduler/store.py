@@ -70,6 +70,7 @@ CREATE TABLE IF NOT EXISTS tasks (
   environment TEXT NOT NULL DEFAULT '{}',
   max_wall_clock REAL,
   max_retries INTEGER NOT NULL DEFAULT 0,
+  files BLOB,
   state INTEGER NOT NULL,
   create_time REAL NOT NULL,
   state_time REAL NOT NULL,
@@ -123,7 +124,8 @@ INSERT_JOB = (
 )
 INSERT_TASK = (
     "INSERT INTO tasks (task_pk, job_pk, id, id_lower, display_name, command_line, environment, "
-    "max_wall_clock, max_retries, state, create_time, state_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    "max_wall_clock, max_retries, files, state, create_time, state_time) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 ASSIGN_TASK = (
     "UPDATE tasks SET state=?, state_time=?, attempt_id=?, attempt_number=?, node=?, "
@@ -161,7 +163,7 @@ _TASK_COLUMNS = (
     "t.task_pk, j.id AS job_id, t.id, t.display_name, t.command_line, t.environment, "
     "t.max_wall_clock, t.max_retries, t.state, t.create_time, t.state_time, t.retry_count, "
     "t.requeue_count, t.attempt_id, t.node, t.start_time, t.end_time, t.exit_code, t.result, "
-    "t.failure_category, t.failure_code, t.failure_message"
+    "t.failure_category, t.failure_code, t.failure_message, t.files"
 )
 
 
@@ -360,7 +362,7 @@ class Store:
         rows = [
             (pk, job_pk, s.id, s.id.lower(), s.display_name, s.command_line,
              json.dumps(s.environment) if s.environment else "{}", s.max_wall_clock_time,
-             s.max_task_retry_count, active, now, now)
+             s.max_task_retry_count, s.files, active, now, now)
             for pk, s in tasks
         ]
         loop = asyncio.get_running_loop()
@@ -442,7 +444,7 @@ class Store:
             chunk = task_pks[i : i + 900]
             sql = (
                 "SELECT t.task_pk, j.id AS job_id, t.id, t.command_line, t.environment, "
-                "t.max_wall_clock, t.max_retries FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
+                "t.max_wall_clock, t.max_retries, t.files FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
                 f"WHERE t.task_pk IN ({','.join('?' * len(chunk))})"
             )
             async with self._r.execute(sql, chunk) as cur:
@@ -504,7 +506,7 @@ def _task_record(r: aiosqlite.Row, attempts: tuple[AttemptRecord, ...]) -> TaskR
         spec=TaskSpec(
             id=r["id"], command_line=r["command_line"], environment=json.loads(r["environment"]),
             max_wall_clock_time=r["max_wall_clock"], max_task_retry_count=r["max_retries"],
-            display_name=r["display_name"],
+            display_name=r["display_name"], files=r["files"],
         ),
         state=TaskState(r["state"]), create_time=r["create_time"], state_time=r["state_time"],
         retry_count=r["retry_count"], requeue_count=r["requeue_count"],

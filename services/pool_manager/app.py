@@ -26,6 +26,7 @@ from services.common.errors import (
     not_found,
 )
 from services.common.rpc import internal_metadata
+from services.common.stager_client import StagingClient, StagingUnavailable
 from services.common.timeutil import Clock, wall_clock
 from services.pool_manager import convert
 from services.pool_manager.model import (
@@ -56,8 +57,11 @@ from services.pool_manager.model import (
 )
 from services.pool_manager.providers.base import NodeKey, NodeSpec, ProcessRef, Provider
 from services.pool_manager.store import Store
+from shoal.agent.v1 import agent_pb2
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
 from shoal.internal.v1 import scheduler_control_pb2_grpc as sc_grpc
+from shoal.internal.v1 import staging_pb2
+from shoal.v1 import application_pb2, task_pb2
 
 log = structlog.get_logger()
 
@@ -125,6 +129,8 @@ class Registration:
     credential: str
     scheduler_address: str
     task_slots: int
+    packages: tuple[agent_pb2.PackageGrant, ...] = ()
+    setup_failure: task_pb2.FailureInfo | None = None
 
 
 def _key(pool: Pool, node_id: str) -> NodeKey:
@@ -140,8 +146,10 @@ class PoolManager:
         config: ClusterConfig,
         clock: Clock = wall_clock,
         interval: float = 0.5,
+        stager: StagingClient | None = None,
     ) -> None:
         self._store = store
+        self._stager = stager
         self._provider = provider
         self._scheduler = scheduler
         self._config = config
@@ -172,6 +180,7 @@ class PoolManager:
             display_name=new.display_name,
             provider=new.provider,
             metadata=new.metadata,
+            app_packages=new.app_packages,
         )
         if not await self._store.insert_pool(pool):
             raise already_exists("pool", new.pool_id)
@@ -274,12 +283,40 @@ class PoolManager:
         self.wake()
         slots = pool.task_slots_per_node
         ident = credentials.NodeIdentity(pool.account, pool.id, node.node_id, slots)
+        packages, failure = await self._setup_grants(pool)
         return Registration(
             node_name=f"pools/{pool.id}/nodes/{node.node_id}",
             credential=credentials.mint(self._config, ident),
             scheduler_address=self._config.job_scheduler_address,
             task_slots=slots,
+            packages=packages,
+            setup_failure=failure,
         )
+
+    async def _setup_grants(
+        self, pool: Pool
+    ) -> tuple[tuple[agent_pb2.PackageGrant, ...], task_pb2.FailureInfo | None]:
+        """URLs for the pool's application packages, signed for this registration (a restarted
+        agent registers again and gets fresh ones)."""
+        if not pool.app_packages:
+            return (), None
+        refs = [application_pb2.ApplicationPackageReference(application_id=a, version=v)
+                for a, v in pool.app_packages]
+        if self._stager is None:
+            return (), task_pb2.FailureInfo(
+                category=task_pb2.FailureInfo.SERVER_ERROR, code="APPLICATION_PACKAGE_FAILED",
+                message="storage is not configured")
+        try:
+            (grant,) = await self._stager.grant_downloads(
+                pool.account, [staging_pb2.DownloadSpec(application_packages=refs)])
+        except StagingUnavailable as e:
+            # The agent retries registration; a node must not start without its packages.
+            raise ShoalError(Code.UNAVAILABLE, "STORAGE_UNAVAILABLE", str(e)) from None
+        if grant.HasField("failure") and grant.failure.code:
+            log.warning("node setup cannot be granted", code=grant.failure.code,
+                        message=grant.failure.message)
+            return (), grant.failure
+        return tuple(grant.packages), None
 
     # --- life of the service ----------------------------------------------------------------
 

@@ -2,14 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
+
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.errors import invalid
+from services.common.file_specs import check_package_refs
 from services.common.ids import parse_name
 from services.common.timeutil import from_timestamp, to_timestamp
 from services.pool_manager.model import (
     DeallocationOption,
     NewPool,
+    NodeError,
     NodeView,
     PoolView,
     Session,
@@ -17,12 +21,14 @@ from services.pool_manager.model import (
     validate_new_pool,
 )
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
-from shoal.v1 import pool_pb2
+from shoal.v1 import application_pb2, pool_pb2
 
 
 def new_pool(req: pool_pb2.CreatePoolRequest) -> NewPool:
     p = req.pool
-    return validate_new_pool(
+    refs = p.application_package_references
+    check_package_refs(refs, "pool.application_package_references")
+    new = validate_new_pool(
         pool_id=req.pool_id,
         target_nodes=p.target_nodes,
         task_slots_per_node=p.task_slots_per_node,
@@ -30,6 +36,7 @@ def new_pool(req: pool_pb2.CreatePoolRequest) -> NewPool:
         display_name=p.display_name,
         metadata=dict(p.metadata),
     )
+    return replace(new, app_packages=tuple((r.application_id, r.version) for r in refs))
 
 
 def pool_id(name: str, field: str = "name") -> str:
@@ -73,6 +80,10 @@ def pool_to_proto(view: PoolView) -> pool_pb2.Pool:
         metadata=p.metadata,
         create_time=_ts(p.create_time),
         state_transition_time=_ts(p.state_transition_time),
+        application_package_references=[
+            application_pb2.ApplicationPackageReference(application_id=a, version=v)
+            for a, v in p.app_packages
+        ],
     )
 
 
@@ -114,4 +125,7 @@ def session_from_proto(s: sc_pb2.NodeSession) -> Session:
         last_heartbeat_time=from_timestamp(s.last_heartbeat_time),
         hostname=s.hostname,
         removing=s.removing,
+        setup_failure=NodeError(s.setup_failure.code, s.setup_failure.message,
+                                from_timestamp(s.last_heartbeat_time) or 0.0)
+        if s.HasField("setup_failure") and s.setup_failure.code else None,
     )

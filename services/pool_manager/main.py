@@ -10,6 +10,7 @@ import structlog
 from services.common.config import ClusterConfig
 from services.common.process import run_service
 from services.common.rpc import ServiceHost, ServiceInterceptor, internal_channel, wait_for_signal
+from services.common.stager_client import StagingClient
 from services.pool_manager.app import PoolManager, SchedulerPeer
 from services.pool_manager.providers.local import DEFAULT_AGENT_COMMAND, LocalProvider
 from services.pool_manager.servicer import NodeRegistryServicer, PoolServicer
@@ -65,7 +66,10 @@ class PoolManagerService:
         )
         self._channel: grpc.aio.Channel = internal_channel(cfg.job_scheduler_address)
         scheduler = SchedulerPeer(self._channel, cfg.service_token)
-        self.app = PoolManager(self.store, self.provider, scheduler, cfg, interval=self._interval)
+        self._stager_channel: grpc.aio.Channel = internal_channel(cfg.storage_stager_address)
+        stager = StagingClient(self._stager_channel, cfg.service_token)
+        self.app = PoolManager(self.store, self.provider, scheduler, cfg, interval=self._interval,
+                               stager=stager)
         self.host.add(pool_pb2_grpc.add_PoolServiceServicer_to_server, PoolServicer(self.app),
                       POOL_SERVICE)
         self.host.add(agent_pb2_grpc.add_NodeRegistryServiceServicer_to_server,
@@ -79,6 +83,7 @@ class PoolManagerService:
         await self.host.stop(grace=2.0)
         await self.app.stop(stop_nodes)
         await self._channel.close()
+        await self._stager_channel.close()
         await self.store.close()
 
 

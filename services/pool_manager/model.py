@@ -66,6 +66,7 @@ class NodeState(Enum):
     UNREACHABLE = "UNREACHABLE"
     LOST = "LOST"
     LEAVING = "LEAVING"
+    UNUSABLE = "UNUSABLE"
 
 
 POOL_STATES = {s.value for s in PoolState}
@@ -87,6 +88,8 @@ class Pool:
     metadata: dict[str, str] = field(default_factory=dict)
     resize_option: DeallocationOption = DeallocationOption.REQUEUE
     """How the nodes removed by the last resize treat their running tasks."""
+    app_packages: tuple[tuple[str, str], ...] = ()
+    """(application id, version or "" for the default) every node installs when it joins."""
 
 
 @dataclass(frozen=True)
@@ -129,6 +132,8 @@ class Session:
     hostname: str = ""
     removing: bool = False
     """The scheduler has taken the node out of scheduling."""
+    setup_failure: NodeError | None = None
+    """The node's setup failed: it takes no tasks."""
 
 
 @dataclass(frozen=True)
@@ -170,6 +175,7 @@ class NewPool:
     provider: str
     display_name: str
     metadata: dict[str, str]
+    app_packages: tuple[tuple[str, str], ...] = ()
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -250,6 +256,8 @@ def node_state(node: Node, session: Session | None, scheduler_known: bool) -> No
         return NodeState.UNREACHABLE if node.state is NodeRowState.ACTIVE else NodeState.STARTING
     if session is None:
         return NodeState.STARTING
+    if session.state is SessionState.CONNECTED and session.setup_failure is not None:
+        return NodeState.UNUSABLE
     if session.state is SessionState.CONNECTED:
         return NodeState.RUNNING if session.running_tasks > 0 else NodeState.IDLE
     if session.state is SessionState.UNREACHABLE:
@@ -271,7 +279,8 @@ def node_view(pool: Pool, node: Node, sessions: dict[str, Session] | None) -> No
         create_time=node.create_time,
         state_transition_time=node.state_transition_time,
         hostname=(session.hostname if session else "") or node.hostname,
-        errors=node.errors,
+        errors=(*node.errors, session.setup_failure)
+        if session and session.setup_failure else node.errors,
     )
 
 

@@ -85,4 +85,6 @@ class NodeRegistryServicer(agent_pb2_grpc.NodeRegistryServiceServicer):
             credential=reg.credential,
             scheduler_address=reg.scheduler_address,
             task_slots=reg.task_slots,
+            application_packages=reg.packages,
+            setup_failure=reg.setup_failure,
         )

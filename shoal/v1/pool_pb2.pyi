@@ -85,6 +85,7 @@ class Node(_message.Message):
         UNREACHABLE: _ClassVar[Node.State]
         LOST: _ClassVar[Node.State]
         LEAVING: _ClassVar[Node.State]
+        UNUSABLE: _ClassVar[Node.State]
     STATE_UNSPECIFIED: Node.State
     STARTING: Node.State
     IDLE: Node.State
@@ -92,6 +93,7 @@ class Node(_message.Message):
     UNREACHABLE: Node.State
     LOST: Node.State
     LEAVING: Node.State
+    UNUSABLE: Node.State
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_TASK_SLOTS_FIELD_NUMBER: _ClassVar[int]

@@ -25,25 +25,26 @@ _sym_db = _symbol_database.Default()
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from shoal.v1 import pool_pb2 as shoal_dot_v1_dot_pool__pb2
+from shoal.v1 import task_pb2 as shoal_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)shoal/internal/v1/scheduler_control.proto\x12\x11shoal.internal.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13shoal/v1/pool.proto\"*\n\x17ListNodeSessionsRequest\x12\x0f\n\x07pool_id\x18\x01 \x01(\t\"\xd6\x02\n\x0bNodeSession\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x33\n\x05state\x18\x02 \x01(\x0e\x32$.shoal.internal.v1.NodeSession.State\x12\x13\n\x0btotal_slots\x18\x03 \x01(\x05\x12\x15\n\rrunning_slots\x18\x04 \x01(\x05\x12\x15\n\rrunning_tasks\x18\x05 \x01(\x05\x12\x17\n\x0f\x63ompleted_tasks\x18\x06 \x01(\x03\x12\x37\n\x13last_heartbeat_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08hostname\x18\x08 \x01(\t\x12\x10\n\x08removing\x18\t \x01(\x08\"H\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\r\n\tCONNECTED\x10\x01\x12\x0f\n\x0bUNREACHABLE\x10\x02\x12\x08\n\x04LOST\x10\x03\"L\n\x18ListNodeSessionsResponse\x12\x30\n\x08sessions\x18\x01 \x03(\x0b\x32\x1e.shoal.internal.v1.NodeSession\"i\n\x12RemoveNodesRequest\x12\x0f\n\x07pool_id\x18\x01 \x01(\t\x12\x10\n\x08node_ids\x18\x02 \x03(\t\x12\x30\n\x06option\x18\x03 \x01(\x0e\x32 .shoal.v1.NodeDeallocationOption2\xd4\x01\n\x17SchedulerControlService\x12k\n\x10ListNodeSessions\x12*.shoal.internal.v1.ListNodeSessionsRequest\x1a+.shoal.internal.v1.ListNodeSessionsResponse\x12L\n\x0bRemoveNodes\x12%.shoal.internal.v1.RemoveNodesRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)shoal/internal/v1/scheduler_control.proto\x12\x11shoal.internal.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13shoal/v1/pool.proto\x1a\x13shoal/v1/task.proto\"*\n\x17ListNodeSessionsRequest\x12\x0f\n\x07pool_id\x18\x01 \x01(\t\"\x84\x03\n\x0bNodeSession\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x33\n\x05state\x18\x02 \x01(\x0e\x32$.shoal.internal.v1.NodeSession.State\x12\x13\n\x0btotal_slots\x18\x03 \x01(\x05\x12\x15\n\rrunning_slots\x18\x04 \x01(\x05\x12\x15\n\rrunning_tasks\x18\x05 \x01(\x05\x12\x17\n\x0f\x63ompleted_tasks\x18\x06 \x01(\x03\x12\x37\n\x13last_heartbeat_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08hostname\x18\x08 \x01(\t\x12\x10\n\x08removing\x18\t \x01(\x08\x12,\n\rsetup_failure\x18\n \x01(\x0b\x32\x15.shoal.v1.FailureInfo\"H\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\r\n\tCONNECTED\x10\x01\x12\x0f\n\x0bUNREACHABLE\x10\x02\x12\x08\n\x04LOST\x10\x03\"L\n\x18ListNodeSessionsResponse\x12\x30\n\x08sessions\x18\x01 \x03(\x0b\x32\x1e.shoal.internal.v1.NodeSession\"i\n\x12RemoveNodesRequest\x12\x0f\n\x07pool_id\x18\x01 \x01(\t\x12\x10\n\x08node_ids\x18\x02 \x03(\t\x12\x30\n\x06option\x18\x03 \x01(\x0e\x32 .shoal.v1.NodeDeallocationOption2\xd4\x01\n\x17SchedulerControlService\x12k\n\x10ListNodeSessions\x12*.shoal.internal.v1.ListNodeSessionsRequest\x1a+.shoal.internal.v1.ListNodeSessionsResponse\x12L\n\x0bRemoveNodes\x12%.shoal.internal.v1.RemoveNodesRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shoal.internal.v1.scheduler_control_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
-  _globals['_LISTNODESESSIONSREQUEST']._serialized_start=147
-  _globals['_LISTNODESESSIONSREQUEST']._serialized_end=189
-  _globals['_NODESESSION']._serialized_start=192
-  _globals['_NODESESSION']._serialized_end=534
-  _globals['_NODESESSION_STATE']._serialized_start=462
-  _globals['_NODESESSION_STATE']._serialized_end=534
-  _globals['_LISTNODESESSIONSRESPONSE']._serialized_start=536
-  _globals['_LISTNODESESSIONSRESPONSE']._serialized_end=612
-  _globals['_REMOVENODESREQUEST']._serialized_start=614
-  _globals['_REMOVENODESREQUEST']._serialized_end=719
-  _globals['_SCHEDULERCONTROLSERVICE']._serialized_start=722
-  _globals['_SCHEDULERCONTROLSERVICE']._serialized_end=934
+  _globals['_LISTNODESESSIONSREQUEST']._serialized_start=168
+  _globals['_LISTNODESESSIONSREQUEST']._serialized_end=210
+  _globals['_NODESESSION']._serialized_start=213
+  _globals['_NODESESSION']._serialized_end=601
+  _globals['_NODESESSION_STATE']._serialized_start=529
+  _globals['_NODESESSION_STATE']._serialized_end=601
+  _globals['_LISTNODESESSIONSRESPONSE']._serialized_start=603
+  _globals['_LISTNODESESSIONSRESPONSE']._serialized_end=679
+  _globals['_REMOVENODESREQUEST']._serialized_start=681
+  _globals['_REMOVENODESREQUEST']._serialized_end=786
+  _globals['_SCHEDULERCONTROLSERVICE']._serialized_start=789
+  _globals['_SCHEDULERCONTROLSERVICE']._serialized_end=1001
 # @@protoc_insertion_point(module_scope)

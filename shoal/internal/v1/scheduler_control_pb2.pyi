@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from shoal.v1 import pool_pb2 as _pool_pb2
+from shoal.v1 import task_pb2 as _task_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -19,7 +20,7 @@ class ListNodeSessionsRequest(_message.Message):
     def __init__(self, pool_id: _Optional[str] = ...) -> None: ...
 
 class NodeSession(_message.Message):
-    __slots__ = ("node_id", "state", "total_slots", "running_slots", "running_tasks", "completed_tasks", "last_heartbeat_time", "hostname", "removing")
+    __slots__ = ("node_id", "state", "total_slots", "running_slots", "running_tasks", "completed_tasks", "last_heartbeat_time", "hostname", "removing", "setup_failure")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[NodeSession.State]
@@ -39,6 +40,7 @@ class NodeSession(_message.Message):
     LAST_HEARTBEAT_TIME_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     REMOVING_FIELD_NUMBER: _ClassVar[int]
+    SETUP_FAILURE_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     state: NodeSession.State
     total_slots: int
@@ -48,7 +50,8 @@ class NodeSession(_message.Message):
     last_heartbeat_time: _timestamp_pb2.Timestamp
     hostname: str
     removing: bool
-    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[_Union[NodeSession.State, str]] = ..., total_slots: _Optional[int] = ..., running_slots: _Optional[int] = ..., running_tasks: _Optional[int] = ..., completed_tasks: _Optional[int] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hostname: _Optional[str] = ..., removing: _Optional[bool] = ...) -> None: ...
+    setup_failure: _task_pb2.FailureInfo
+    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[_Union[NodeSession.State, str]] = ..., total_slots: _Optional[int] = ..., running_slots: _Optional[int] = ..., running_tasks: _Optional[int] = ..., completed_tasks: _Optional[int] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hostname: _Optional[str] = ..., removing: _Optional[bool] = ..., setup_failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
 
 class ListNodeSessionsResponse(_message.Message):
     __slots__ = ("sessions",)

@@ -1,0 +1,84 @@
+"""A client of the storage-stager's internal StagingService, for the job-scheduler (attempt
+grants, stored logs) and the pool-manager (node setup grants).
+
+Callers only relay: they know which attempt or node needs what; the stager knows storage and
+signs. Bytes never pass through them on the task path.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Sequence
+
+import grpc
+import structlog
+
+from services.common.errors import Code, ShoalError
+from services.common.rpc import internal_metadata
+from shoal.internal.v1 import staging_pb2, staging_pb2_grpc
+from shoal.v1 import task_pb2
+
+log = structlog.get_logger()
+
+GRANT_TIMEOUT = 30.0
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
+"""Backoff while the stager is unavailable (a restart): ~16 s before the grant fails."""
+RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+
+
+class StagingUnavailable(Exception):
+    """The stager could not be reached; the message says how it failed."""
+
+
+class StagingClient:
+    def __init__(self, channel: grpc.aio.Channel, service_token: str) -> None:
+        self._stub = staging_pb2_grpc.StagingServiceStub(channel)
+        self._token = service_token
+
+    async def _call(self, method, request, account: str):  # type: ignore[no-untyped-def]
+        md = internal_metadata(self._token, account)
+        for delay in (*RETRY_DELAYS, None):
+            try:
+                return await method(request, metadata=md, timeout=GRANT_TIMEOUT)
+            except grpc.aio.AioRpcError as e:
+                if e.code() not in RETRYABLE or delay is None:
+                    raise StagingUnavailable(
+                        f"the storage-stager answered {e.code().name}: {e.details()}") from None
+                await asyncio.sleep(delay)
+        raise AssertionError("unreachable")
+
+    async def grant_downloads(
+        self, account: str, specs: Sequence[staging_pb2.DownloadSpec]
+    ) -> list[staging_pb2.DownloadGrant]:
+        resp = await self._call(
+            self._stub.GrantDownloads, staging_pb2.GrantDownloadsRequest(specs=specs), account)
+        return list(resp.grants)
+
+    async def grant_uploads(
+        self, account: str, specs: Sequence[staging_pb2.UploadSpec]
+    ) -> list[staging_pb2.UploadGrant]:
+        resp = await self._call(
+            self._stub.GrantUploads, staging_pb2.GrantUploadsRequest(specs=specs), account)
+        return list(resp.grants)
+
+    async def read_log(
+        self, account: str, req: staging_pb2.ReadTaskLogRequest
+    ) -> AsyncIterator[task_pb2.TaskFileChunk]:
+        """Chunks of an uploaded log. NOT_FOUND becomes ShoalError(NOT_FOUND, LOG_NOT_FOUND)."""
+        call = self._stub.ReadTaskLog(
+            req, metadata=internal_metadata(self._token, account), timeout=GRANT_TIMEOUT * 4)
+        try:
+            async for chunk in call:
+                yield chunk
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                raise ShoalError(Code.NOT_FOUND, "LOG_NOT_FOUND", e.details() or "") from None
+            raise ShoalError(Code.UNAVAILABLE, "STORAGE_UNAVAILABLE",
+                             f"the task's logs cannot be read from storage now: {e.code().name}"
+                             ) from None
+        finally:
+            call.cancel()
+
+    async def delete_job_logs(self, account: str, job_id: str) -> None:
+        await self._call(self._stub.DeleteJobLogs,
+                         staging_pb2.DeleteJobLogsRequest(job_id=job_id), account)

@@ -1,0 +1,58 @@
+"""The job-scheduler's side of staging (pure): the stager requests it makes for an agent's
+staging requests, and the grants it sends back. The scheduler only relays; see
+services/common/stager_client.py."""
+
+from __future__ import annotations
+
+from shoal.agent.v1 import agent_pb2
+from shoal.internal.v1 import staging_pb2
+from shoal.v1 import task_pb2
+
+DOWNLOAD_FAILED = "RESOURCE_FILE_DOWNLOAD_FAILED"
+UPLOAD_FAILED = "OUTPUT_FILE_UPLOAD_FAILED"
+
+
+def failed_grant(
+    req: agent_pb2.StagingRequest, message: str, code: str = "", user_error: bool = False
+) -> agent_pb2.StagingGrant:
+    code = code or (DOWNLOAD_FAILED if req.kind == agent_pb2.DOWNLOADS else UPLOAD_FAILED)
+    category = task_pb2.FailureInfo.USER_ERROR if user_error else task_pb2.FailureInfo.SERVER_ERROR
+    return agent_pb2.StagingGrant(
+        attempt_id=req.attempt_id, kind=req.kind,
+        failure=task_pb2.FailureInfo(category=category, code=code, message=message))
+
+
+def download_spec(files: bytes | None) -> staging_pb2.DownloadSpec:
+    f = agent_pb2.TaskFiles.FromString(files or b"")
+    return staging_pb2.DownloadSpec(
+        resource_files=f.resource_files, application_packages=f.application_packages)
+
+
+def upload_spec(
+    job_id: str, task_id: str, files: bytes | None, req: agent_pb2.StagingRequest
+) -> staging_pb2.UploadSpec:
+    f = agent_pb2.TaskFiles.FromString(files or b"")
+    return staging_pb2.UploadSpec(
+        job_id=job_id, task_id=task_id, attempt_id=req.attempt_id,
+        output_files=f.output_files, uploads=req.uploads)
+
+
+def download_grant(
+    req: agent_pb2.StagingRequest, g: staging_pb2.DownloadGrant
+) -> agent_pb2.StagingGrant:
+    out = agent_pb2.StagingGrant(attempt_id=req.attempt_id, kind=req.kind)
+    if g.HasField("failure"):
+        out.failure.CopyFrom(g.failure)
+    else:
+        out.downloads.extend(g.downloads)
+        out.packages.extend(g.packages)
+    return out
+
+
+def upload_grant(req: agent_pb2.StagingRequest, g: staging_pb2.UploadGrant) -> agent_pb2.StagingGrant:
+    out = agent_pb2.StagingGrant(attempt_id=req.attempt_id, kind=req.kind)
+    if g.HasField("failure"):
+        out.failure.CopyFrom(g.failure)
+    else:
+        out.upload_urls.extend(g.urls)
+    return out
