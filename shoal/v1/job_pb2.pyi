@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
+from shoal.v1 import task_pb2 as _task_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
 from google.protobuf import descriptor as _descriptor
@@ -35,7 +36,7 @@ class TaskCounts(_message.Message):
     def __init__(self, active: _Optional[int] = ..., running: _Optional[int] = ..., completed: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("name", "display_name", "pool", "priority", "on_all_tasks_complete", "state", "task_counts", "terminate_reason", "metadata", "create_time", "state_transition_time", "end_time")
+    __slots__ = ("name", "display_name", "pool", "priority", "on_all_tasks_complete", "state", "task_counts", "terminate_reason", "metadata", "create_time", "state_transition_time", "end_time", "job_preparation_task", "job_release_task")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Job.State]
@@ -67,6 +68,8 @@ class Job(_message.Message):
     CREATE_TIME_FIELD_NUMBER: _ClassVar[int]
     STATE_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
     END_TIME_FIELD_NUMBER: _ClassVar[int]
+    JOB_PREPARATION_TASK_FIELD_NUMBER: _ClassVar[int]
+    JOB_RELEASE_TASK_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     pool: str
@@ -79,7 +82,9 @@ class Job(_message.Message):
     create_time: _timestamp_pb2.Timestamp
     state_transition_time: _timestamp_pb2.Timestamp
     end_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., on_all_tasks_complete: _Optional[_Union[OnAllTasksComplete, str]] = ..., state: _Optional[_Union[Job.State, str]] = ..., task_counts: _Optional[_Union[TaskCounts, _Mapping]] = ..., terminate_reason: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    job_preparation_task: _task_pb2.JobPreparationTask
+    job_release_task: _task_pb2.JobReleaseTask
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., on_all_tasks_complete: _Optional[_Union[OnAllTasksComplete, str]] = ..., state: _Optional[_Union[Job.State, str]] = ..., task_counts: _Optional[_Union[TaskCounts, _Mapping]] = ..., terminate_reason: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_preparation_task: _Optional[_Union[_task_pb2.JobPreparationTask, _Mapping]] = ..., job_release_task: _Optional[_Union[_task_pb2.JobReleaseTask, _Mapping]] = ...) -> None: ...
 
 class CreateJobRequest(_message.Message):
     __slots__ = ("job_id", "job")

@@ -58,6 +58,95 @@ class OutputFile(_message.Message):
     upload_condition: OutputFile.UploadCondition
     def __init__(self, file_pattern: _Optional[str] = ..., container: _Optional[str] = ..., path: _Optional[str] = ..., upload_condition: _Optional[_Union[OutputFile.UploadCondition, str]] = ...) -> None: ...
 
+class StartTask(_message.Message):
+    __slots__ = ("command_line", "resource_files", "environment", "wait_for_success", "max_task_retry_count", "max_wall_clock_time")
+    class EnvironmentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COMMAND_LINE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FILES_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    WAIT_FOR_SUCCESS_FIELD_NUMBER: _ClassVar[int]
+    MAX_TASK_RETRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MAX_WALL_CLOCK_TIME_FIELD_NUMBER: _ClassVar[int]
+    command_line: str
+    resource_files: _containers.RepeatedCompositeFieldContainer[ResourceFile]
+    environment: _containers.ScalarMap[str, str]
+    wait_for_success: bool
+    max_task_retry_count: int
+    max_wall_clock_time: _duration_pb2.Duration
+    def __init__(self, command_line: _Optional[str] = ..., resource_files: _Optional[_Iterable[_Union[ResourceFile, _Mapping]]] = ..., environment: _Optional[_Mapping[str, str]] = ..., wait_for_success: _Optional[bool] = ..., max_task_retry_count: _Optional[int] = ..., max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class JobPreparationTask(_message.Message):
+    __slots__ = ("command_line", "resource_files", "environment", "max_task_retry_count", "max_wall_clock_time")
+    class EnvironmentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COMMAND_LINE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FILES_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_TASK_RETRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    MAX_WALL_CLOCK_TIME_FIELD_NUMBER: _ClassVar[int]
+    command_line: str
+    resource_files: _containers.RepeatedCompositeFieldContainer[ResourceFile]
+    environment: _containers.ScalarMap[str, str]
+    max_task_retry_count: int
+    max_wall_clock_time: _duration_pb2.Duration
+    def __init__(self, command_line: _Optional[str] = ..., resource_files: _Optional[_Iterable[_Union[ResourceFile, _Mapping]]] = ..., environment: _Optional[_Mapping[str, str]] = ..., max_task_retry_count: _Optional[int] = ..., max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class JobReleaseTask(_message.Message):
+    __slots__ = ("command_line", "resource_files", "environment", "max_wall_clock_time")
+    class EnvironmentEntry(_message.Message):
+        __slots__ = ("key", "value")
+        KEY_FIELD_NUMBER: _ClassVar[int]
+        VALUE_FIELD_NUMBER: _ClassVar[int]
+        key: str
+        value: str
+        def __init__(self, key: _Optional[str] = ..., value: _Optional[str] = ...) -> None: ...
+    COMMAND_LINE_FIELD_NUMBER: _ClassVar[int]
+    RESOURCE_FILES_FIELD_NUMBER: _ClassVar[int]
+    ENVIRONMENT_FIELD_NUMBER: _ClassVar[int]
+    MAX_WALL_CLOCK_TIME_FIELD_NUMBER: _ClassVar[int]
+    command_line: str
+    resource_files: _containers.RepeatedCompositeFieldContainer[ResourceFile]
+    environment: _containers.ScalarMap[str, str]
+    max_wall_clock_time: _duration_pb2.Duration
+    def __init__(self, command_line: _Optional[str] = ..., resource_files: _Optional[_Iterable[_Union[ResourceFile, _Mapping]]] = ..., environment: _Optional[_Mapping[str, str]] = ..., max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class NodeTaskInfo(_message.Message):
+    __slots__ = ("state", "result", "exit_code", "failure_info", "retry_count", "start_time", "end_time")
+    class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        STATE_UNSPECIFIED: _ClassVar[NodeTaskInfo.State]
+        RUNNING: _ClassVar[NodeTaskInfo.State]
+        COMPLETED: _ClassVar[NodeTaskInfo.State]
+    STATE_UNSPECIFIED: NodeTaskInfo.State
+    RUNNING: NodeTaskInfo.State
+    COMPLETED: NodeTaskInfo.State
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_INFO_FIELD_NUMBER: _ClassVar[int]
+    RETRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    START_TIME_FIELD_NUMBER: _ClassVar[int]
+    END_TIME_FIELD_NUMBER: _ClassVar[int]
+    state: NodeTaskInfo.State
+    result: TaskExecutionInfo.Result
+    exit_code: int
+    failure_info: FailureInfo
+    retry_count: int
+    start_time: _timestamp_pb2.Timestamp
+    end_time: _timestamp_pb2.Timestamp
+    def __init__(self, state: _Optional[_Union[NodeTaskInfo.State, str]] = ..., result: _Optional[_Union[TaskExecutionInfo.Result, str]] = ..., exit_code: _Optional[int] = ..., failure_info: _Optional[_Union[FailureInfo, _Mapping]] = ..., retry_count: _Optional[int] = ..., start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+
 class FailureInfo(_message.Message):
     __slots__ = ("category", "code", "message")
     class Category(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):

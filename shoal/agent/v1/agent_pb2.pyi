@@ -3,6 +3,7 @@ import datetime
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from shoal.v1 import application_pb2 as _application_pb2
+from shoal.v1 import pool_pb2 as _pool_pb2
 from shoal.v1 import task_pb2 as _task_pb2
 from google.protobuf.internal import containers as _containers
 from google.protobuf.internal import enum_type_wrapper as _enum_type_wrapper
@@ -13,11 +14,20 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class JobTaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    TASK: _ClassVar[JobTaskKind]
+    JOB_PREPARATION: _ClassVar[JobTaskKind]
+    JOB_RELEASE: _ClassVar[JobTaskKind]
+
 class StagingKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     STAGING_KIND_UNSPECIFIED: _ClassVar[StagingKind]
     DOWNLOADS: _ClassVar[StagingKind]
     UPLOADS: _ClassVar[StagingKind]
+TASK: JobTaskKind
+JOB_PREPARATION: JobTaskKind
+JOB_RELEASE: JobTaskKind
 STAGING_KIND_UNSPECIFIED: StagingKind
 DOWNLOADS: StagingKind
 UPLOADS: StagingKind
@@ -33,20 +43,32 @@ class RegisterNodeRequest(_message.Message):
     def __init__(self, join_token: _Optional[str] = ..., node_id: _Optional[str] = ..., hostname: _Optional[str] = ...) -> None: ...
 
 class RegisterNodeResponse(_message.Message):
-    __slots__ = ("node", "credential", "scheduler_address", "task_slots", "application_packages", "setup_failure")
+    __slots__ = ("node", "credential", "scheduler_address", "task_slots", "application_packages", "setup_failure", "start_task")
     NODE_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     SCHEDULER_ADDRESS_FIELD_NUMBER: _ClassVar[int]
     TASK_SLOTS_FIELD_NUMBER: _ClassVar[int]
     APPLICATION_PACKAGES_FIELD_NUMBER: _ClassVar[int]
     SETUP_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    START_TASK_FIELD_NUMBER: _ClassVar[int]
     node: str
     credential: str
     scheduler_address: str
     task_slots: int
     application_packages: _containers.RepeatedCompositeFieldContainer[PackageGrant]
     setup_failure: _task_pb2.FailureInfo
-    def __init__(self, node: _Optional[str] = ..., credential: _Optional[str] = ..., scheduler_address: _Optional[str] = ..., task_slots: _Optional[int] = ..., application_packages: _Optional[_Iterable[_Union[PackageGrant, _Mapping]]] = ..., setup_failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
+    start_task: StartTaskRun
+    def __init__(self, node: _Optional[str] = ..., credential: _Optional[str] = ..., scheduler_address: _Optional[str] = ..., task_slots: _Optional[int] = ..., application_packages: _Optional[_Iterable[_Union[PackageGrant, _Mapping]]] = ..., setup_failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ..., start_task: _Optional[_Union[StartTaskRun, _Mapping]] = ...) -> None: ...
+
+class StartTaskRun(_message.Message):
+    __slots__ = ("spec", "downloads", "failure")
+    SPEC_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
+    spec: _task_pb2.StartTask
+    downloads: _containers.RepeatedCompositeFieldContainer[Download]
+    failure: _task_pb2.FailureInfo
+    def __init__(self, spec: _Optional[_Union[_task_pb2.StartTask, _Mapping]] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
 
 class Download(_message.Message):
     __slots__ = ("url", "file_path", "file_mode", "cache_key", "size", "sha256")
@@ -79,20 +101,24 @@ class PackageGrant(_message.Message):
     def __init__(self, application_id: _Optional[str] = ..., version: _Optional[str] = ..., format: _Optional[_Union[_application_pb2.ApplicationVersion.Format, str]] = ..., archive: _Optional[_Union[Download, _Mapping]] = ..., is_default: _Optional[bool] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "started", "results", "file_chunks", "staging_requests")
+    __slots__ = ("hello", "heartbeat", "started", "results", "file_chunks", "staging_requests", "start_task_info", "node_errors")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
     RESULTS_FIELD_NUMBER: _ClassVar[int]
     FILE_CHUNKS_FIELD_NUMBER: _ClassVar[int]
     STAGING_REQUESTS_FIELD_NUMBER: _ClassVar[int]
+    START_TASK_INFO_FIELD_NUMBER: _ClassVar[int]
+    NODE_ERRORS_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     started: _containers.RepeatedCompositeFieldContainer[TaskStarted]
     results: _containers.RepeatedCompositeFieldContainer[TaskResult]
     file_chunks: _containers.RepeatedCompositeFieldContainer[FileChunk]
     staging_requests: _containers.RepeatedCompositeFieldContainer[StagingRequest]
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Iterable[_Union[TaskStarted, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., file_chunks: _Optional[_Iterable[_Union[FileChunk, _Mapping]]] = ..., staging_requests: _Optional[_Iterable[_Union[StagingRequest, _Mapping]]] = ...) -> None: ...
+    start_task_info: _task_pb2.NodeTaskInfo
+    node_errors: _containers.RepeatedCompositeFieldContainer[_pool_pb2.NodeError]
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Iterable[_Union[TaskStarted, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., file_chunks: _Optional[_Iterable[_Union[FileChunk, _Mapping]]] = ..., staging_requests: _Optional[_Iterable[_Union[StagingRequest, _Mapping]]] = ..., start_task_info: _Optional[_Union[_task_pb2.NodeTaskInfo, _Mapping]] = ..., node_errors: _Optional[_Iterable[_Union[_pool_pb2.NodeError, _Mapping]]] = ...) -> None: ...
 
 class UploadWanted(_message.Message):
     __slots__ = ("container", "key")
@@ -103,23 +129,28 @@ class UploadWanted(_message.Message):
     def __init__(self, container: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
 class StagingRequest(_message.Message):
-    __slots__ = ("attempt_id", "kind", "uploads")
+    __slots__ = ("attempt_id", "kind", "uploads", "job_task", "job_id")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     UPLOADS_FIELD_NUMBER: _ClassVar[int]
+    JOB_TASK_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     kind: StagingKind
     uploads: _containers.RepeatedCompositeFieldContainer[UploadWanted]
-    def __init__(self, attempt_id: _Optional[str] = ..., kind: _Optional[_Union[StagingKind, str]] = ..., uploads: _Optional[_Iterable[_Union[UploadWanted, _Mapping]]] = ...) -> None: ...
+    job_task: JobTaskKind
+    job_id: str
+    def __init__(self, attempt_id: _Optional[str] = ..., kind: _Optional[_Union[StagingKind, str]] = ..., uploads: _Optional[_Iterable[_Union[UploadWanted, _Mapping]]] = ..., job_task: _Optional[_Union[JobTaskKind, str]] = ..., job_id: _Optional[str] = ...) -> None: ...
 
 class Hello(_message.Message):
-    __slots__ = ("node", "credential", "task_slots", "running_attempts", "finished_attempts", "setup_failure", "agent_version", "hostname")
+    __slots__ = ("node", "credential", "task_slots", "running_attempts", "finished_attempts", "setup_failure", "start_task_info", "agent_version", "hostname")
     NODE_FIELD_NUMBER: _ClassVar[int]
     CREDENTIAL_FIELD_NUMBER: _ClassVar[int]
     TASK_SLOTS_FIELD_NUMBER: _ClassVar[int]
     RUNNING_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     FINISHED_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     SETUP_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    START_TASK_INFO_FIELD_NUMBER: _ClassVar[int]
     AGENT_VERSION_FIELD_NUMBER: _ClassVar[int]
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     node: str
@@ -128,9 +159,10 @@ class Hello(_message.Message):
     running_attempts: _containers.RepeatedScalarFieldContainer[str]
     finished_attempts: _containers.RepeatedScalarFieldContainer[str]
     setup_failure: _task_pb2.FailureInfo
+    start_task_info: _task_pb2.NodeTaskInfo
     agent_version: str
     hostname: str
-    def __init__(self, node: _Optional[str] = ..., credential: _Optional[str] = ..., task_slots: _Optional[int] = ..., running_attempts: _Optional[_Iterable[str]] = ..., finished_attempts: _Optional[_Iterable[str]] = ..., setup_failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ..., agent_version: _Optional[str] = ..., hostname: _Optional[str] = ...) -> None: ...
+    def __init__(self, node: _Optional[str] = ..., credential: _Optional[str] = ..., task_slots: _Optional[int] = ..., running_attempts: _Optional[_Iterable[str]] = ..., finished_attempts: _Optional[_Iterable[str]] = ..., setup_failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ..., start_task_info: _Optional[_Union[_task_pb2.NodeTaskInfo, _Mapping]] = ..., agent_version: _Optional[str] = ..., hostname: _Optional[str] = ...) -> None: ...
 
 class Heartbeat(_message.Message):
     __slots__ = ("sequence", "free_slots", "load_average", "disk_free_bytes")
@@ -181,7 +213,7 @@ class FileChunk(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ..., eof: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class SchedulerMessage(_message.Message):
-    __slots__ = ("welcome", "assignments", "cancel_attempts", "ack_attempts", "file_reads", "drain", "staging_grants")
+    __slots__ = ("welcome", "assignments", "cancel_attempts", "ack_attempts", "file_reads", "drain", "staging_grants", "jobs_ended")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     CANCEL_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
@@ -189,6 +221,7 @@ class SchedulerMessage(_message.Message):
     FILE_READS_FIELD_NUMBER: _ClassVar[int]
     DRAIN_FIELD_NUMBER: _ClassVar[int]
     STAGING_GRANTS_FIELD_NUMBER: _ClassVar[int]
+    JOBS_ENDED_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assignments: _containers.RepeatedCompositeFieldContainer[Assignment]
     cancel_attempts: _containers.RepeatedScalarFieldContainer[str]
@@ -196,23 +229,36 @@ class SchedulerMessage(_message.Message):
     file_reads: _containers.RepeatedCompositeFieldContainer[FileRead]
     drain: Drain
     staging_grants: _containers.RepeatedCompositeFieldContainer[StagingGrant]
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., ack_attempts: _Optional[_Iterable[str]] = ..., file_reads: _Optional[_Iterable[_Union[FileRead, _Mapping]]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., staging_grants: _Optional[_Iterable[_Union[StagingGrant, _Mapping]]] = ...) -> None: ...
+    jobs_ended: _containers.RepeatedCompositeFieldContainer[JobEnded]
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., ack_attempts: _Optional[_Iterable[str]] = ..., file_reads: _Optional[_Iterable[_Union[FileRead, _Mapping]]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., staging_grants: _Optional[_Iterable[_Union[StagingGrant, _Mapping]]] = ..., jobs_ended: _Optional[_Iterable[_Union[JobEnded, _Mapping]]] = ...) -> None: ...
+
+class JobEnded(_message.Message):
+    __slots__ = ("job_id", "release")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    RELEASE_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    release: _task_pb2.JobReleaseTask
+    def __init__(self, job_id: _Optional[str] = ..., release: _Optional[_Union[_task_pb2.JobReleaseTask, _Mapping]] = ...) -> None: ...
 
 class StagingGrant(_message.Message):
-    __slots__ = ("attempt_id", "kind", "downloads", "packages", "upload_urls", "failure")
+    __slots__ = ("attempt_id", "kind", "job_task", "job_id", "downloads", "packages", "upload_urls", "failure")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
+    JOB_TASK_FIELD_NUMBER: _ClassVar[int]
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
     DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
     PACKAGES_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_URLS_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     kind: StagingKind
+    job_task: JobTaskKind
+    job_id: str
     downloads: _containers.RepeatedCompositeFieldContainer[Download]
     packages: _containers.RepeatedCompositeFieldContainer[PackageGrant]
     upload_urls: _containers.RepeatedScalarFieldContainer[str]
     failure: _task_pb2.FailureInfo
-    def __init__(self, attempt_id: _Optional[str] = ..., kind: _Optional[_Union[StagingKind, str]] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., packages: _Optional[_Iterable[_Union[PackageGrant, _Mapping]]] = ..., upload_urls: _Optional[_Iterable[str]] = ..., failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
+    def __init__(self, attempt_id: _Optional[str] = ..., kind: _Optional[_Union[StagingKind, str]] = ..., job_task: _Optional[_Union[JobTaskKind, str]] = ..., job_id: _Optional[str] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., packages: _Optional[_Iterable[_Union[PackageGrant, _Mapping]]] = ..., upload_urls: _Optional[_Iterable[str]] = ..., failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("heartbeat_interval", "cancel_attempts")
@@ -223,7 +269,7 @@ class Welcome(_message.Message):
     def __init__(self, heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("attempt_id", "job_id", "task_id", "command_line", "environment", "max_wall_clock_time", "required_slots", "attempt_number", "files")
+    __slots__ = ("attempt_id", "job_id", "task_id", "command_line", "environment", "max_wall_clock_time", "required_slots", "attempt_number", "files", "job_preparation_task")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -240,6 +286,7 @@ class Assignment(_message.Message):
     REQUIRED_SLOTS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
+    JOB_PREPARATION_TASK_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     job_id: str
     task_id: str
@@ -249,7 +296,8 @@ class Assignment(_message.Message):
     required_slots: int
     attempt_number: int
     files: TaskFiles
-    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., required_slots: _Optional[int] = ..., attempt_number: _Optional[int] = ..., files: _Optional[_Union[TaskFiles, _Mapping]] = ...) -> None: ...
+    job_preparation_task: _task_pb2.JobPreparationTask
+    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., required_slots: _Optional[int] = ..., attempt_number: _Optional[int] = ..., files: _Optional[_Union[TaskFiles, _Mapping]] = ..., job_preparation_task: _Optional[_Union[_task_pb2.JobPreparationTask, _Mapping]] = ...) -> None: ...
 
 class TaskFiles(_message.Message):
     __slots__ = ("resource_files", "output_files", "application_packages")

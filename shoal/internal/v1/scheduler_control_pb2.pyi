@@ -20,7 +20,7 @@ class ListNodeSessionsRequest(_message.Message):
     def __init__(self, pool_id: _Optional[str] = ...) -> None: ...
 
 class NodeSession(_message.Message):
-    __slots__ = ("node_id", "state", "total_slots", "running_slots", "running_tasks", "completed_tasks", "last_heartbeat_time", "hostname", "removing", "setup_failure")
+    __slots__ = ("node_id", "state", "total_slots", "running_slots", "running_tasks", "completed_tasks", "last_heartbeat_time", "hostname", "removing", "setup_failure", "start_task_info", "errors")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[NodeSession.State]
@@ -41,6 +41,8 @@ class NodeSession(_message.Message):
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     REMOVING_FIELD_NUMBER: _ClassVar[int]
     SETUP_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    START_TASK_INFO_FIELD_NUMBER: _ClassVar[int]
+    ERRORS_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     state: NodeSession.State
     total_slots: int
@@ -51,7 +53,9 @@ class NodeSession(_message.Message):
     hostname: str
     removing: bool
     setup_failure: _task_pb2.FailureInfo
-    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[_Union[NodeSession.State, str]] = ..., total_slots: _Optional[int] = ..., running_slots: _Optional[int] = ..., running_tasks: _Optional[int] = ..., completed_tasks: _Optional[int] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hostname: _Optional[str] = ..., removing: _Optional[bool] = ..., setup_failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
+    start_task_info: _task_pb2.NodeTaskInfo
+    errors: _containers.RepeatedCompositeFieldContainer[_pool_pb2.NodeError]
+    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[_Union[NodeSession.State, str]] = ..., total_slots: _Optional[int] = ..., running_slots: _Optional[int] = ..., running_tasks: _Optional[int] = ..., completed_tasks: _Optional[int] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hostname: _Optional[str] = ..., removing: _Optional[bool] = ..., setup_failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ..., start_task_info: _Optional[_Union[_task_pb2.NodeTaskInfo, _Mapping]] = ..., errors: _Optional[_Iterable[_Union[_pool_pb2.NodeError, _Mapping]]] = ...) -> None: ...
 
 class ListNodeSessionsResponse(_message.Message):
     __slots__ = ("sessions",)
