@@ -29,7 +29,7 @@ from shoal.v1 import pool_pb2 as shoal_dot_v1_dot_pool__pb2
 from shoal.v1 import task_pb2 as shoal_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashoal/agent/v1/agent.proto\x12\x0eshoal.agent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ashoal/v1/application.proto\x1a\x13shoal/v1/pool.proto\x1a\x13shoal/v1/task.proto\"L\n\x13RegisterNodeRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\"\x83\x02\n\x14RegisterNodeResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x19\n\x11scheduler_address\x18\x03 \x01(\t\x12\x12\n\ntask_slots\x18\x04 \x01(\x05\x12:\n\x14\x61pplication_packages\x18\x05 \x03(\x0b\x32\x1c.shoal.agent.v1.PackageGrant\x12,\n\rsetup_failure\x18\x06 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\x12\x30\n\nstart_task\x18\x07 \x01(\x0b\x32\x1c.shoal.agent.v1.StartTaskRun\"\x86\x01\n\x0cStartTaskRun\x12!\n\x04spec\x18\x01 \x01(\x0b\x32\x13.shoal.v1.StartTask\x12+\n\tdownloads\x18\x02 \x03(\x0b\x32\x18.shoal.agent.v1.Download\x12&\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\"n\n\x08\x44ownload\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x11\n\tfile_path\x18\x02 \x01(\t\x12\x11\n\tfile_mode\x18\x03 \x01(\r\x12\x11\n\tcache_key\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\x03\x12\x0e\n\x06sha256\x18\x06 \x01(\t\"\xab\x01\n\x0cPackageGrant\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x33\n\x06\x66ormat\x18\x03 \x01(\x0e\x32#.shoal.v1.ApplicationVersion.Format\x12)\n\x07\x61rchive\x18\x04 \x01(\x0b\x32\x18.shoal.agent.v1.Download\x12\x12\n\nis_default\x18\x05 \x01(\x08\"\x82\x03\n\x0c\x41gentMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x15.shoal.agent.v1.Hello\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x19.shoal.agent.v1.Heartbeat\x12,\n\x07started\x18\x03 \x03(\x0b\x32\x1b.shoal.agent.v1.TaskStarted\x12+\n\x07results\x18\x04 \x03(\x0b\x32\x1a.shoal.agent.v1.TaskResult\x12.\n\x0b\x66ile_chunks\x18\x05 \x03(\x0b\x32\x19.shoal.agent.v1.FileChunk\x12\x38\n\x10staging_requests\x18\x06 \x03(\x0b\x32\x1e.shoal.agent.v1.StagingRequest\x12/\n\x0fstart_task_info\x18\x07 \x01(\x0b\x32\x16.shoal.v1.NodeTaskInfo\x12(\n\x0bnode_errors\x18\x08 \x03(\x0b\x32\x13.shoal.v1.NodeError\".\n\x0cUploadWanted\x12\x11\n\tcontainer\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\xbd\x01\n\x0eStagingRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.shoal.agent.v1.StagingKind\x12-\n\x07uploads\x18\x03 \x03(\x0b\x32\x1c.shoal.agent.v1.UploadWanted\x12-\n\x08job_task\x18\x04 \x01(\x0e\x32\x1b.shoal.agent.v1.JobTaskKind\x12\x0e\n\x06job_id\x18\x05 \x01(\t\"\xfa\x01\n\x05Hello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x12\n\ntask_slots\x18\x03 \x01(\x05\x12\x18\n\x10running_attempts\x18\x04 \x03(\t\x12\x19\n\x11\x66inished_attempts\x18\x05 \x03(\t\x12,\n\rsetup_failure\x18\x08 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\x12/\n\x0fstart_task_info\x18\t \x01(\x0b\x32\x16.shoal.v1.NodeTaskInfo\x12\x15\n\ragent_version\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\"`\n\tHeartbeat\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nfree_slots\x18\x02 \x01(\x05\x12\x14\n\x0cload_average\x18\x03 \x01(\x02\x12\x17\n\x0f\x64isk_free_bytes\x18\x04 \x01(\x04\"Q\n\x0bTaskStarted\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x01\n\nTaskResult\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0c\x66\x61ilure_info\x18\x05 \x01(\x0b\x32\x15.shoal.v1.FailureInfoB\x0c\n\n_exit_code\"Y\n\tFileChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0b\n\x03\x65of\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\xd4\x02\n\x10SchedulerMessage\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x17.shoal.agent.v1.Welcome\x12/\n\x0b\x61ssignments\x18\x02 \x03(\x0b\x32\x1a.shoal.agent.v1.Assignment\x12\x17\n\x0f\x63\x61ncel_attempts\x18\x03 \x03(\t\x12\x14\n\x0c\x61\x63k_attempts\x18\x04 \x03(\t\x12,\n\nfile_reads\x18\x05 \x03(\x0b\x32\x18.shoal.agent.v1.FileRead\x12$\n\x05\x64rain\x18\x06 \x01(\x0b\x32\x15.shoal.agent.v1.Drain\x12\x34\n\x0estaging_grants\x18\x07 \x03(\x0b\x32\x1c.shoal.agent.v1.StagingGrant\x12,\n\njobs_ended\x18\x08 \x03(\x0b\x32\x18.shoal.agent.v1.JobEnded\"E\n\x08JobEnded\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12)\n\x07release\x18\x02 \x01(\x0b\x32\x18.shoal.v1.JobReleaseTask\"\xa6\x02\n\x0cStagingGrant\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.shoal.agent.v1.StagingKind\x12-\n\x08job_task\x18\x07 \x01(\x0e\x32\x1b.shoal.agent.v1.JobTaskKind\x12\x0e\n\x06job_id\x18\x08 \x01(\t\x12+\n\tdownloads\x18\x03 \x03(\x0b\x32\x18.shoal.agent.v1.Download\x12.\n\x08packages\x18\x04 \x03(\x0b\x32\x1c.shoal.agent.v1.PackageGrant\x12\x13\n\x0bupload_urls\x18\x05 \x03(\t\x12&\n\x07\x66\x61ilure\x18\x06 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\"Y\n\x07Welcome\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0f\x63\x61ncel_attempts\x18\x02 \x03(\t\"\x9b\x03\n\nAssignment\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63ommand_line\x18\x04 \x01(\t\x12@\n\x0b\x65nvironment\x18\x05 \x03(\x0b\x32+.shoal.agent.v1.Assignment.EnvironmentEntry\x12\x36\n\x13max_wall_clock_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0erequired_slots\x18\x07 \x01(\x05\x12\x16\n\x0e\x61ttempt_number\x18\x08 \x01(\x05\x12(\n\x05\x66iles\x18\t \x01(\x0b\x32\x19.shoal.agent.v1.TaskFiles\x12:\n\x14job_preparation_task\x18\n \x01(\x0b\x32\x1c.shoal.v1.JobPreparationTask\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xac\x01\n\tTaskFiles\x12.\n\x0eresource_files\x18\x01 \x03(\x0b\x32\x16.shoal.v1.ResourceFile\x12*\n\x0coutput_files\x18\x02 \x03(\x0b\x32\x14.shoal.v1.OutputFile\x12\x43\n\x14\x61pplication_packages\x18\x03 \x03(\x0b\x32%.shoal.v1.ApplicationPackageReference\"q\n\x08\x46ileRead\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x0c\n\x04path\x18\x05 \x01(\t\x12\x0e\n\x06offset\x18\x06 \x01(\x03\"\x16\n\x05\x44rain\x12\r\n\x05leave\x18\x01 \x01(\x08*=\n\x0bJobTaskKind\x12\x08\n\x04TASK\x10\x00\x12\x13\n\x0fJOB_PREPARATION\x10\x01\x12\x0f\n\x0bJOB_RELEASE\x10\x02*G\n\x0bStagingKind\x12\x1c\n\x18STAGING_KIND_UNSPECIFIED\x10\x00\x12\r\n\tDOWNLOADS\x10\x01\x12\x0b\n\x07UPLOADS\x10\x02\x32p\n\x13NodeRegistryService\x12Y\n\x0cRegisterNode\x12#.shoal.agent.v1.RegisterNodeRequest\x1a$.shoal.agent.v1.RegisterNodeResponse2]\n\x0c\x41gentService\x12M\n\x07\x43onnect\x12\x1c.shoal.agent.v1.AgentMessage\x1a .shoal.agent.v1.SchedulerMessage(\x01\x30\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1ashoal/agent/v1/agent.proto\x12\x0eshoal.agent.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ashoal/v1/application.proto\x1a\x13shoal/v1/pool.proto\x1a\x13shoal/v1/task.proto\"L\n\x13RegisterNodeRequest\x12\x12\n\njoin_token\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x10\n\x08hostname\x18\x03 \x01(\t\"\x83\x02\n\x14RegisterNodeResponse\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x19\n\x11scheduler_address\x18\x03 \x01(\t\x12\x12\n\ntask_slots\x18\x04 \x01(\x05\x12:\n\x14\x61pplication_packages\x18\x05 \x03(\x0b\x32\x1c.shoal.agent.v1.PackageGrant\x12,\n\rsetup_failure\x18\x06 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\x12\x30\n\nstart_task\x18\x07 \x01(\x0b\x32\x1c.shoal.agent.v1.StartTaskRun\"\x86\x01\n\x0cStartTaskRun\x12!\n\x04spec\x18\x01 \x01(\x0b\x32\x13.shoal.v1.StartTask\x12+\n\tdownloads\x18\x02 \x03(\x0b\x32\x18.shoal.agent.v1.Download\x12&\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\"n\n\x08\x44ownload\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x11\n\tfile_path\x18\x02 \x01(\t\x12\x11\n\tfile_mode\x18\x03 \x01(\r\x12\x11\n\tcache_key\x18\x04 \x01(\t\x12\x0c\n\x04size\x18\x05 \x01(\x03\x12\x0e\n\x06sha256\x18\x06 \x01(\t\"\xab\x01\n\x0cPackageGrant\x12\x16\n\x0e\x61pplication_id\x18\x01 \x01(\t\x12\x0f\n\x07version\x18\x02 \x01(\t\x12\x33\n\x06\x66ormat\x18\x03 \x01(\x0e\x32#.shoal.v1.ApplicationVersion.Format\x12)\n\x07\x61rchive\x18\x04 \x01(\x0b\x32\x18.shoal.agent.v1.Download\x12\x12\n\nis_default\x18\x05 \x01(\x08\"\x82\x03\n\x0c\x41gentMessage\x12$\n\x05hello\x18\x01 \x01(\x0b\x32\x15.shoal.agent.v1.Hello\x12,\n\theartbeat\x18\x02 \x01(\x0b\x32\x19.shoal.agent.v1.Heartbeat\x12,\n\x07started\x18\x03 \x03(\x0b\x32\x1b.shoal.agent.v1.TaskStarted\x12+\n\x07results\x18\x04 \x03(\x0b\x32\x1a.shoal.agent.v1.TaskResult\x12.\n\x0b\x66ile_chunks\x18\x05 \x03(\x0b\x32\x19.shoal.agent.v1.FileChunk\x12\x38\n\x10staging_requests\x18\x06 \x03(\x0b\x32\x1e.shoal.agent.v1.StagingRequest\x12/\n\x0fstart_task_info\x18\x07 \x01(\x0b\x32\x16.shoal.v1.NodeTaskInfo\x12(\n\x0bnode_errors\x18\x08 \x03(\x0b\x32\x13.shoal.v1.NodeError\".\n\x0cUploadWanted\x12\x11\n\tcontainer\x18\x01 \x01(\t\x12\x0b\n\x03key\x18\x02 \x01(\t\"\xad\x01\n\x0eStagingRequest\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.shoal.agent.v1.StagingKind\x12-\n\x07uploads\x18\x03 \x03(\x0b\x32\x1c.shoal.agent.v1.UploadWanted\x12-\n\x08job_task\x18\x04 \x01(\x0e\x32\x1b.shoal.agent.v1.JobTaskKind\"\xfa\x01\n\x05Hello\x12\x0c\n\x04node\x18\x01 \x01(\t\x12\x12\n\ncredential\x18\x02 \x01(\t\x12\x12\n\ntask_slots\x18\x03 \x01(\x05\x12\x18\n\x10running_attempts\x18\x04 \x03(\t\x12\x19\n\x11\x66inished_attempts\x18\x05 \x03(\t\x12,\n\rsetup_failure\x18\x08 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\x12/\n\x0fstart_task_info\x18\t \x01(\x0b\x32\x16.shoal.v1.NodeTaskInfo\x12\x15\n\ragent_version\x18\x06 \x01(\t\x12\x10\n\x08hostname\x18\x07 \x01(\t\"`\n\tHeartbeat\x12\x10\n\x08sequence\x18\x01 \x01(\x04\x12\x12\n\nfree_slots\x18\x02 \x01(\x05\x12\x14\n\x0cload_average\x18\x03 \x01(\x02\x12\x17\n\x0f\x64isk_free_bytes\x18\x04 \x01(\x04\"Q\n\x0bTaskStarted\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12.\n\nstart_time\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xd1\x01\n\nTaskResult\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x16\n\texit_code\x18\x02 \x01(\x05H\x00\x88\x01\x01\x12.\n\nstart_time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12+\n\x0c\x66\x61ilure_info\x18\x05 \x01(\x0b\x32\x15.shoal.v1.FailureInfoB\x0c\n\n_exit_code\"Y\n\tFileChunk\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x0e\n\x06offset\x18\x03 \x01(\x03\x12\x0b\n\x03\x65of\x18\x04 \x01(\x08\x12\r\n\x05\x65rror\x18\x05 \x01(\t\"\xd4\x02\n\x10SchedulerMessage\x12(\n\x07welcome\x18\x01 \x01(\x0b\x32\x17.shoal.agent.v1.Welcome\x12/\n\x0b\x61ssignments\x18\x02 \x03(\x0b\x32\x1a.shoal.agent.v1.Assignment\x12\x17\n\x0f\x63\x61ncel_attempts\x18\x03 \x03(\t\x12\x14\n\x0c\x61\x63k_attempts\x18\x04 \x03(\t\x12,\n\nfile_reads\x18\x05 \x03(\x0b\x32\x18.shoal.agent.v1.FileRead\x12$\n\x05\x64rain\x18\x06 \x01(\x0b\x32\x15.shoal.agent.v1.Drain\x12\x34\n\x0estaging_grants\x18\x07 \x03(\x0b\x32\x1c.shoal.agent.v1.StagingGrant\x12,\n\njobs_ended\x18\x08 \x03(\x0b\x32\x18.shoal.agent.v1.JobEnded\"\x9a\x01\n\x08JobEnded\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12)\n\x07release\x18\x02 \x01(\x0b\x32\x18.shoal.v1.JobReleaseTask\x12+\n\tdownloads\x18\x03 \x03(\x0b\x32\x18.shoal.agent.v1.Download\x12&\n\x07\x66\x61ilure\x18\x04 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\"\x96\x02\n\x0cStagingGrant\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12)\n\x04kind\x18\x02 \x01(\x0e\x32\x1b.shoal.agent.v1.StagingKind\x12-\n\x08job_task\x18\x07 \x01(\x0e\x32\x1b.shoal.agent.v1.JobTaskKind\x12+\n\tdownloads\x18\x03 \x03(\x0b\x32\x18.shoal.agent.v1.Download\x12.\n\x08packages\x18\x04 \x03(\x0b\x32\x1c.shoal.agent.v1.PackageGrant\x12\x13\n\x0bupload_urls\x18\x05 \x03(\t\x12&\n\x07\x66\x61ilure\x18\x06 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\"Y\n\x07Welcome\x12\x35\n\x12heartbeat_interval\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x17\n\x0f\x63\x61ncel_attempts\x18\x02 \x03(\t\"\x9b\x03\n\nAssignment\x12\x12\n\nattempt_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0f\n\x07task_id\x18\x03 \x01(\t\x12\x14\n\x0c\x63ommand_line\x18\x04 \x01(\t\x12@\n\x0b\x65nvironment\x18\x05 \x03(\x0b\x32+.shoal.agent.v1.Assignment.EnvironmentEntry\x12\x36\n\x13max_wall_clock_time\x18\x06 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x16\n\x0erequired_slots\x18\x07 \x01(\x05\x12\x16\n\x0e\x61ttempt_number\x18\x08 \x01(\x05\x12(\n\x05\x66iles\x18\t \x01(\x0b\x32\x19.shoal.agent.v1.TaskFiles\x12:\n\x14job_preparation_task\x18\n \x01(\x0b\x32\x1c.shoal.v1.JobPreparationTask\x1a\x32\n\x10\x45nvironmentEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"\xac\x01\n\tTaskFiles\x12.\n\x0eresource_files\x18\x01 \x03(\x0b\x32\x16.shoal.v1.ResourceFile\x12*\n\x0coutput_files\x18\x02 \x03(\x0b\x32\x14.shoal.v1.OutputFile\x12\x43\n\x14\x61pplication_packages\x18\x03 \x03(\x0b\x32%.shoal.v1.ApplicationPackageReference\"q\n\x08\x46ileRead\x12\x12\n\nrequest_id\x18\x01 \x01(\x04\x12\x12\n\nattempt_id\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x03 \x01(\t\x12\x0f\n\x07task_id\x18\x04 \x01(\t\x12\x0c\n\x04path\x18\x05 \x01(\t\x12\x0e\n\x06offset\x18\x06 \x01(\x03\"\x16\n\x05\x44rain\x12\r\n\x05leave\x18\x01 \x01(\x08*,\n\x0bJobTaskKind\x12\x08\n\x04TASK\x10\x00\x12\x13\n\x0fJOB_PREPARATION\x10\x01*G\n\x0bStagingKind\x12\x1c\n\x18STAGING_KIND_UNSPECIFIED\x10\x00\x12\r\n\tDOWNLOADS\x10\x01\x12\x0b\n\x07UPLOADS\x10\x02\x32p\n\x13NodeRegistryService\x12Y\n\x0cRegisterNode\x12#.shoal.agent.v1.RegisterNodeRequest\x1a$.shoal.agent.v1.RegisterNodeResponse2]\n\x0c\x41gentService\x12M\n\x07\x43onnect\x12\x1c.shoal.agent.v1.AgentMessage\x1a .shoal.agent.v1.SchedulerMessage(\x01\x30\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,10 +38,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_ASSIGNMENT_ENVIRONMENTENTRY']._loaded_options = None
   _globals['_ASSIGNMENT_ENVIRONMENTENTRY']._serialized_options = b'8\001'
-  _globals['_JOBTASKKIND']._serialized_start=3840
-  _globals['_JOBTASKKIND']._serialized_end=3901
-  _globals['_STAGINGKIND']._serialized_start=3903
-  _globals['_STAGINGKIND']._serialized_end=3974
+  _globals['_JOBTASKKIND']._serialized_start=3894
+  _globals['_JOBTASKKIND']._serialized_end=3938
+  _globals['_STAGINGKIND']._serialized_start=3940
+  _globals['_STAGINGKIND']._serialized_end=4011
   _globals['_REGISTERNODEREQUEST']._serialized_start=181
   _globals['_REGISTERNODEREQUEST']._serialized_end=257
   _globals['_REGISTERNODERESPONSE']._serialized_start=260
@@ -57,37 +57,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_UPLOADWANTED']._serialized_start=1333
   _globals['_UPLOADWANTED']._serialized_end=1379
   _globals['_STAGINGREQUEST']._serialized_start=1382
-  _globals['_STAGINGREQUEST']._serialized_end=1571
-  _globals['_HELLO']._serialized_start=1574
-  _globals['_HELLO']._serialized_end=1824
-  _globals['_HEARTBEAT']._serialized_start=1826
-  _globals['_HEARTBEAT']._serialized_end=1922
-  _globals['_TASKSTARTED']._serialized_start=1924
-  _globals['_TASKSTARTED']._serialized_end=2005
-  _globals['_TASKRESULT']._serialized_start=2008
-  _globals['_TASKRESULT']._serialized_end=2217
-  _globals['_FILECHUNK']._serialized_start=2219
-  _globals['_FILECHUNK']._serialized_end=2308
-  _globals['_SCHEDULERMESSAGE']._serialized_start=2311
-  _globals['_SCHEDULERMESSAGE']._serialized_end=2651
-  _globals['_JOBENDED']._serialized_start=2653
-  _globals['_JOBENDED']._serialized_end=2722
-  _globals['_STAGINGGRANT']._serialized_start=2725
-  _globals['_STAGINGGRANT']._serialized_end=3019
-  _globals['_WELCOME']._serialized_start=3021
-  _globals['_WELCOME']._serialized_end=3110
-  _globals['_ASSIGNMENT']._serialized_start=3113
-  _globals['_ASSIGNMENT']._serialized_end=3524
-  _globals['_ASSIGNMENT_ENVIRONMENTENTRY']._serialized_start=3474
-  _globals['_ASSIGNMENT_ENVIRONMENTENTRY']._serialized_end=3524
-  _globals['_TASKFILES']._serialized_start=3527
-  _globals['_TASKFILES']._serialized_end=3699
-  _globals['_FILEREAD']._serialized_start=3701
-  _globals['_FILEREAD']._serialized_end=3814
-  _globals['_DRAIN']._serialized_start=3816
-  _globals['_DRAIN']._serialized_end=3838
-  _globals['_NODEREGISTRYSERVICE']._serialized_start=3976
-  _globals['_NODEREGISTRYSERVICE']._serialized_end=4088
-  _globals['_AGENTSERVICE']._serialized_start=4090
-  _globals['_AGENTSERVICE']._serialized_end=4183
+  _globals['_STAGINGREQUEST']._serialized_end=1555
+  _globals['_HELLO']._serialized_start=1558
+  _globals['_HELLO']._serialized_end=1808
+  _globals['_HEARTBEAT']._serialized_start=1810
+  _globals['_HEARTBEAT']._serialized_end=1906
+  _globals['_TASKSTARTED']._serialized_start=1908
+  _globals['_TASKSTARTED']._serialized_end=1989
+  _globals['_TASKRESULT']._serialized_start=1992
+  _globals['_TASKRESULT']._serialized_end=2201
+  _globals['_FILECHUNK']._serialized_start=2203
+  _globals['_FILECHUNK']._serialized_end=2292
+  _globals['_SCHEDULERMESSAGE']._serialized_start=2295
+  _globals['_SCHEDULERMESSAGE']._serialized_end=2635
+  _globals['_JOBENDED']._serialized_start=2638
+  _globals['_JOBENDED']._serialized_end=2792
+  _globals['_STAGINGGRANT']._serialized_start=2795
+  _globals['_STAGINGGRANT']._serialized_end=3073
+  _globals['_WELCOME']._serialized_start=3075
+  _globals['_WELCOME']._serialized_end=3164
+  _globals['_ASSIGNMENT']._serialized_start=3167
+  _globals['_ASSIGNMENT']._serialized_end=3578
+  _globals['_ASSIGNMENT_ENVIRONMENTENTRY']._serialized_start=3528
+  _globals['_ASSIGNMENT_ENVIRONMENTENTRY']._serialized_end=3578
+  _globals['_TASKFILES']._serialized_start=3581
+  _globals['_TASKFILES']._serialized_end=3753
+  _globals['_FILEREAD']._serialized_start=3755
+  _globals['_FILEREAD']._serialized_end=3868
+  _globals['_DRAIN']._serialized_start=3870
+  _globals['_DRAIN']._serialized_end=3892
+  _globals['_NODEREGISTRYSERVICE']._serialized_start=4013
+  _globals['_NODEREGISTRYSERVICE']._serialized_end=4125
+  _globals['_AGENTSERVICE']._serialized_start=4127
+  _globals['_AGENTSERVICE']._serialized_end=4220
 # @@protoc_insertion_point(module_scope)

@@ -18,7 +18,6 @@ class JobTaskKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     TASK: _ClassVar[JobTaskKind]
     JOB_PREPARATION: _ClassVar[JobTaskKind]
-    JOB_RELEASE: _ClassVar[JobTaskKind]
 
 class StagingKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
@@ -27,7 +26,6 @@ class StagingKind(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     UPLOADS: _ClassVar[StagingKind]
 TASK: JobTaskKind
 JOB_PREPARATION: JobTaskKind
-JOB_RELEASE: JobTaskKind
 STAGING_KIND_UNSPECIFIED: StagingKind
 DOWNLOADS: StagingKind
 UPLOADS: StagingKind
@@ -129,18 +127,16 @@ class UploadWanted(_message.Message):
     def __init__(self, container: _Optional[str] = ..., key: _Optional[str] = ...) -> None: ...
 
 class StagingRequest(_message.Message):
-    __slots__ = ("attempt_id", "kind", "uploads", "job_task", "job_id")
+    __slots__ = ("attempt_id", "kind", "uploads", "job_task")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     UPLOADS_FIELD_NUMBER: _ClassVar[int]
     JOB_TASK_FIELD_NUMBER: _ClassVar[int]
-    JOB_ID_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     kind: StagingKind
     uploads: _containers.RepeatedCompositeFieldContainer[UploadWanted]
     job_task: JobTaskKind
-    job_id: str
-    def __init__(self, attempt_id: _Optional[str] = ..., kind: _Optional[_Union[StagingKind, str]] = ..., uploads: _Optional[_Iterable[_Union[UploadWanted, _Mapping]]] = ..., job_task: _Optional[_Union[JobTaskKind, str]] = ..., job_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, attempt_id: _Optional[str] = ..., kind: _Optional[_Union[StagingKind, str]] = ..., uploads: _Optional[_Iterable[_Union[UploadWanted, _Mapping]]] = ..., job_task: _Optional[_Union[JobTaskKind, str]] = ...) -> None: ...
 
 class Hello(_message.Message):
     __slots__ = ("node", "credential", "task_slots", "running_attempts", "finished_attempts", "setup_failure", "start_task_info", "agent_version", "hostname")
@@ -233,19 +229,22 @@ class SchedulerMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., ack_attempts: _Optional[_Iterable[str]] = ..., file_reads: _Optional[_Iterable[_Union[FileRead, _Mapping]]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., staging_grants: _Optional[_Iterable[_Union[StagingGrant, _Mapping]]] = ..., jobs_ended: _Optional[_Iterable[_Union[JobEnded, _Mapping]]] = ...) -> None: ...
 
 class JobEnded(_message.Message):
-    __slots__ = ("job_id", "release")
+    __slots__ = ("job_id", "release", "downloads", "failure")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
+    DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
+    FAILURE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
     release: _task_pb2.JobReleaseTask
-    def __init__(self, job_id: _Optional[str] = ..., release: _Optional[_Union[_task_pb2.JobReleaseTask, _Mapping]] = ...) -> None: ...
+    downloads: _containers.RepeatedCompositeFieldContainer[Download]
+    failure: _task_pb2.FailureInfo
+    def __init__(self, job_id: _Optional[str] = ..., release: _Optional[_Union[_task_pb2.JobReleaseTask, _Mapping]] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
 
 class StagingGrant(_message.Message):
-    __slots__ = ("attempt_id", "kind", "job_task", "job_id", "downloads", "packages", "upload_urls", "failure")
+    __slots__ = ("attempt_id", "kind", "job_task", "downloads", "packages", "upload_urls", "failure")
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     KIND_FIELD_NUMBER: _ClassVar[int]
     JOB_TASK_FIELD_NUMBER: _ClassVar[int]
-    JOB_ID_FIELD_NUMBER: _ClassVar[int]
     DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
     PACKAGES_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_URLS_FIELD_NUMBER: _ClassVar[int]
@@ -253,12 +252,11 @@ class StagingGrant(_message.Message):
     attempt_id: str
     kind: StagingKind
     job_task: JobTaskKind
-    job_id: str
     downloads: _containers.RepeatedCompositeFieldContainer[Download]
     packages: _containers.RepeatedCompositeFieldContainer[PackageGrant]
     upload_urls: _containers.RepeatedScalarFieldContainer[str]
     failure: _task_pb2.FailureInfo
-    def __init__(self, attempt_id: _Optional[str] = ..., kind: _Optional[_Union[StagingKind, str]] = ..., job_task: _Optional[_Union[JobTaskKind, str]] = ..., job_id: _Optional[str] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., packages: _Optional[_Iterable[_Union[PackageGrant, _Mapping]]] = ..., upload_urls: _Optional[_Iterable[str]] = ..., failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
+    def __init__(self, attempt_id: _Optional[str] = ..., kind: _Optional[_Union[StagingKind, str]] = ..., job_task: _Optional[_Union[JobTaskKind, str]] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., packages: _Optional[_Iterable[_Union[PackageGrant, _Mapping]]] = ..., upload_urls: _Optional[_Iterable[str]] = ..., failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
     __slots__ = ("heartbeat_interval", "cancel_attempts")
