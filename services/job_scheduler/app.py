@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import itertools
 import secrets
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Coroutine
 from dataclasses import dataclass, field
 
 import structlog
@@ -60,6 +60,7 @@ NODE_REMOVED = Failure(
     Category.SERVER_ERROR, "NODE_REMOVED", "the task's node was removed with option TERMINATE"
 )
 NODE_LOST = Failure(Category.SERVER_ERROR, "NODE_LOST", "the node was lost while the task ran")
+MAX_NODE_ERRORS = 20
 
 def _intend(a: Attempt, intent: CancelIntent, failure: Failure | None) -> None:
     """Set what a cancelled attempt becomes; a terminate is never downgraded to a requeue."""
@@ -145,6 +146,11 @@ class Scheduler:
                 job.counts.leave(TaskState.ACTIVE)
                 job.counts.enter(TaskState.COMPLETED, Result.FAILURE)
                 self._dirty.add(job_pk)
+        with_commands = [j.pk for j in self.jobs.values() if j.prep or j.release]
+        for job_pk, node in await self.store.job_nodes(with_commands):
+            job = self.jobs[job_pk]
+            _, pool_id, _, node_id = node.split("/")
+            job.nodes.add((job.account, pool_id.lower(), node_id))
         for r in await self.store.live_attempts():
             owner = self.jobs.get(r["job_pk"])
             if owner is None:
@@ -216,7 +222,44 @@ class Scheduler:
         if state == JobState.COMPLETED:
             job.end_time = now
             self._queue(job).drop_job(job.pk)
+            self._job_ended(job)
         log.info("job state", job=job.id, account=job.account, state=state.name)
+
+    def _job_ended(self, job: Job) -> None:
+        """Tell the nodes that ran the job: they run its release task (Azure Batch runs it on
+        every node that ran the job's preparation or tasks) and drop its preparation state."""
+        keys = [k for k in job.nodes if k in self._outbound]
+        job.nodes = set()
+        if keys:
+            self._spawn(self._send_job_ended(job.account, job.id, job.release, keys))
+
+    async def _send_job_ended(
+        self, account: str, job_id: str, release: bytes | None, keys: list[NodeKey]
+    ) -> None:
+        msg = agent_pb2.JobEnded(job_id=job_id)
+        if release:
+            msg.release.ParseFromString(release)
+        if msg.release.resource_files:
+            try:
+                if self.storage is None:
+                    raise StagingUnavailable("storage is not configured")
+                (g,) = await self.storage.grant_downloads(
+                    account, [staging_pb2.DownloadSpec(resource_files=msg.release.resource_files)])
+                if g.HasField("failure"):
+                    msg.failure.CopyFrom(g.failure)
+                msg.downloads.extend(g.downloads)
+            except StagingUnavailable as e:
+                msg.failure.CopyFrom(staging.failed_grant(agent_pb2.StagingRequest(), str(e)).failure)
+        for key in keys:
+            out = self._outbound.get(key)
+            if out is not None:
+                out.send(agent_pb2.SchedulerMessage(jobs_ended=[msg]))
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        """Run work that must not hold up its caller; stopped with the scheduler."""
+        t = asyncio.create_task(coro)
+        self._grants.add(t)
+        t.add_done_callback(self._grants.discard)
 
     async def _commit(self) -> None:
         self._persist_jobs()
@@ -226,6 +269,7 @@ class Scheduler:
 
     async def create_job(self, account: str, req: object) -> Job:
         job_id, pool_id, priority, on_all = convert.job_fields(req)  # type: ignore[arg-type]
+        prep, release = convert.job_commands(req.job)  # type: ignore[attr-defined]
         if (account, job_id.lower()) in self._job_keys:
             raise ShoalError(Code.ALREADY_EXISTS, "JOB_ALREADY_EXISTS", f"job {job_id!r} already exists")
         try:
@@ -245,7 +289,7 @@ class Scheduler:
             pk=self.store.next_job_pk, account=account, id=job_id,
             pool_id=pool.name.split("/")[1], priority=priority, on_all_tasks_complete=on_all,
             state=JobState.ACTIVE, create_time=now, state_time=now,
-            display_name=j.display_name, metadata=dict(j.metadata),
+            display_name=j.display_name, metadata=dict(j.metadata), prep=prep, release=release,
         )
         self.store.next_job_pk += 1
         self.jobs[job.pk] = job
@@ -311,6 +355,7 @@ class Scheduler:
         running = [a for a in self.attempts.values() if a.job_pk == job.pk]
         # Their results will find no job and only free their slots.
         self._cancel(running, CancelIntent.TERMINATE, JOB_TERMINATED)
+        self._job_ended(job)
         del self.jobs[job.pk]
         del self._job_keys[(account, job.id.lower())]
         self._add_locks.pop(job.pk, None)
@@ -566,7 +611,9 @@ class Scheduler:
         job.counts.active -= 1
         job.counts.running += 1
         self._dirty.add(job_pk)
-        return a, s.stream_id, convert.assignment(a, info)
+        if job.prep or job.release:
+            job.nodes.add(s.key)
+        return a, s.stream_id, convert.assignment(a, info, job.prep)
 
     # -- attempts ---------------------------------------------------------------------------
 
@@ -641,6 +688,8 @@ class Scheduler:
         s.connected, s.liveness, s.last_seen = True, Liveness.CONNECTED, now
         s.total_slots, s.hostname = slots, hello.hostname
         s.setup_failure = convert.failure(hello.setup_failure) if hello.HasField("setup_failure") else None
+        s.start_task_info = hello.start_task_info.SerializeToString() \
+            if hello.HasField("start_task_info") else None
         if s.setup_failure is not None:
             log.warning("node setup failed: it takes no tasks", node=s.name,
                         code=s.setup_failure.code, message=s.setup_failure.message)
@@ -683,9 +732,11 @@ class Scheduler:
                 read.chunks.put_nowait(chunk)
         if msg.staging_requests:
             # Off the message path: the stager's answer must not hold up results and acks.
-            t = asyncio.create_task(self._grant(s.key, list(msg.staging_requests)))
-            self._grants.add(t)
-            t.add_done_callback(self._grants.discard)
+            self._spawn(self._grant(s.key, list(msg.staging_requests)))
+        if msg.HasField("start_task_info"):
+            s.start_task_info = msg.start_task_info.SerializeToString()
+        if msg.node_errors:
+            s.errors = (s.errors + [e.SerializeToString() for e in msg.node_errors])[-MAX_NODE_ERRORS:]
         for st in msg.started:
             a = self.attempts.get(st.attempt_id)
             if a is not None and a.node_key == s.key and a.start_time is None:
@@ -721,8 +772,11 @@ class Scheduler:
                     r, "the attempt is no longer assigned to this node", "ATTEMPT_NOT_ASSIGNED"))
             elif self.storage is None:
                 grants.append(staging.failed_grant(r, "storage is not configured"))
-            elif r.kind == agent_pb2.DOWNLOADS:
-                downloads.append((r, a))
+            elif r.kind == agent_pb2.DOWNLOADS and r.job_task == agent_pb2.JOB_PREPARATION:
+                if not job.prep:
+                    grants.append(staging.failed_grant(r, "the job has no preparation task"))
+                else:
+                    downloads.append((r, a))
             elif r.kind == agent_pb2.UPLOADS:
                 uploads.append((r, a, job.id))
             else:
@@ -730,8 +784,10 @@ class Scheduler:
         account = key[0]
         if downloads and self.storage is not None:
             try:
-                got = await self.storage.grant_downloads(
-                    account, [staging.download_spec(a.files) for _, a in downloads])
+                got = await self.storage.grant_downloads(account, [
+                    staging.prep_download_spec(self.jobs[a.job_pk].prep)
+                    if r.job_task == agent_pb2.JOB_PREPARATION else staging.download_spec(a.files)
+                    for r, a in downloads])
                 grants += [staging.download_grant(r, g) for (r, _), g in zip(downloads, got, strict=True)]
             except StagingUnavailable as e:
                 grants += [staging.failed_grant(r, str(e)) for r, _ in downloads]

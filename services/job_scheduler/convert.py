@@ -6,13 +6,20 @@ Validation lives here because it is about the wire: which field of the request i
 from __future__ import annotations
 
 import json
-import re
 
 from services.common.cmdline import split_command
+from services.common.command_specs import (
+    MAX_COMMAND_LINE,
+    check_command_line,
+    check_environment,
+    check_node_command,
+    check_retries,
+    check_wall_clock,
+)
 from services.common.errors import invalid
 from services.common.file_specs import check_output_files, check_package_refs, check_resource_files
 from services.common.ids import ID_RE, check_display_name, check_id, check_metadata, parse_name
-from services.common.timeutil import from_duration, to_duration, to_timestamp
+from services.common.timeutil import to_duration, to_timestamp
 from services.job_scheduler.model import (
     Attempt,
     Category,
@@ -26,23 +33,15 @@ from services.job_scheduler.model import (
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import job_pb2, task_pb2
 
-MAX_COMMAND_LINE = 8192
-MAX_RETRIES = 100
-MAX_WALL_CLOCK = 365 * 86400
-MAX_ENV = 256
-ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]{0,255}")
-RESERVED_ENV_PREFIXES = ("SHOAL_", "AZ_BATCH_")
-
-
 # -- requests -> model --------------------------------------------------------------------
 
 
-def _splits(cmd: str, field: str) -> bool:
-    """Whether the command line has at least one word; refuses one that cannot be split."""
+def _splits(cmd: str) -> bool:
+    """Whether the command line has at least one word (the fast path of the full check)."""
     try:
         return bool(split_command(cmd))
-    except ValueError as e:
-        raise invalid(field, f"cannot be split into words ({e}); it runs without a shell") from None
+    except ValueError:
+        return False
 
 
 def task_spec(task_id: str, task: task_pb2.Task, prefix: str = "") -> TaskSpec:
@@ -57,39 +56,16 @@ def task_spec(task_id: str, task: task_pb2.Task, prefix: str = "") -> TaskSpec:
     if display:
         check_display_name(display, f"{prefix}task.display_name")
     cmd = task.command_line
-    if len(cmd) > MAX_COMMAND_LINE or "\x00" in cmd or not _splits(cmd, f"{prefix}task.command_line"):
-        field = f"{prefix}task.command_line"
-        if len(cmd) > MAX_COMMAND_LINE:
-            raise invalid(field, f"must be at most {MAX_COMMAND_LINE} characters, got {len(cmd)}")
-        if "\x00" in cmd:
-            raise invalid(field, "must not contain NUL")
-        raise invalid(field, "is required: the program to run and its arguments")
-    env = dict(task.environment) if len(task.environment) else {}
-    if len(env) > MAX_ENV:
-        raise invalid(f"{prefix}task.environment", f"at most {MAX_ENV} variables")
-    for name, value in env.items():
-        efield = f"{prefix}task.environment[{name!r}]"
-        if ENV_NAME.fullmatch(name) is None:
-            raise invalid(efield, "a name is letters, digits and _, not starting with a digit")
-        if name.upper().startswith(RESERVED_ENV_PREFIXES):
-            raise invalid(efield, "SHOAL_* and AZ_BATCH_* variables are set by Shoal")
-        if "\x00" in value or len(value) > 32768:
-            raise invalid(efield, "a value is at most 32768 characters, no NUL")
+    if len(cmd) > MAX_COMMAND_LINE or "\x00" in cmd or not _splits(cmd):
+        check_command_line(cmd, f"{prefix}task.command_line")
+    env = check_environment(task.environment, f"{prefix}task.environment") if len(task.environment) else {}
     wall: float | None = None
     retries = 0
     if task.HasField("constraints"):
         c = task.constraints
         if c.HasField("max_wall_clock_time"):
-            wall = from_duration(c.max_wall_clock_time)
-            if not 0 < wall <= MAX_WALL_CLOCK:
-                raise invalid(f"{prefix}task.constraints.max_wall_clock_time",
-                              f"must be positive and at most {MAX_WALL_CLOCK // 86400} days")
-        retries = c.max_task_retry_count
-        if not 0 <= retries <= MAX_RETRIES:
-            raise invalid(
-                f"{prefix}task.constraints.max_task_retry_count",
-                f"must be 0 to {MAX_RETRIES}, got {retries}",
-            )
+            wall = check_wall_clock(c.max_wall_clock_time, f"{prefix}task.constraints.max_wall_clock_time")
+        retries = check_retries(c.max_task_retry_count, f"{prefix}task.constraints.max_task_retry_count")
     files = None
     if task.resource_files or task.output_files or task.application_package_references:
         files = task_files(task, prefix)
@@ -120,6 +96,15 @@ def job_fields(req: job_pb2.CreateJobRequest) -> tuple[str, str, int, OnAllTasks
         raise invalid("job.on_all_tasks_complete", f"unknown value {j.on_all_tasks_complete}")
     on_all = OnAllTasksComplete(j.on_all_tasks_complete or OnAllTasksComplete.NO_ACTION)
     return req.job_id, pool_id, j.priority, on_all
+
+
+def job_commands(j: job_pb2.Job) -> tuple[bytes | None, bytes | None]:
+    """The job's preparation and release tasks, checked and serialized (None when absent)."""
+    prep = check_node_command(j.job_preparation_task, "job.job_preparation_task") \
+        if j.HasField("job_preparation_task") else None
+    release = check_node_command(j.job_release_task, "job.job_release_task") \
+        if j.HasField("job_release_task") else None
+    return prep, release
 
 
 def failure(f: task_pb2.FailureInfo) -> Failure | None:
@@ -160,6 +145,10 @@ def job(j: Job) -> job_pb2.Job:
     )
     if j.end_time is not None:
         out.end_time.FromNanoseconds(int(j.end_time * 1e9))
+    if j.prep:
+        out.job_preparation_task.ParseFromString(j.prep)
+    if j.release:
+        out.job_release_task.ParseFromString(j.release)
     return out
 
 
@@ -215,7 +204,7 @@ def task(t: TaskRecord) -> task_pb2.Task:
     return out
 
 
-def assignment(a: Attempt, info: dict[str, object]) -> agent_pb2.Assignment:
+def assignment(a: Attempt, info: dict[str, object], prep: bytes | None) -> agent_pb2.Assignment:
     out = agent_pb2.Assignment(
         attempt_id=a.attempt_id,
         job_id=str(info["job_id"]),
@@ -229,6 +218,8 @@ def assignment(a: Attempt, info: dict[str, object]) -> agent_pb2.Assignment:
         out.environment.update(json.loads(str(env)))
     if info["files"]:
         out.files.ParseFromString(info["files"])  # type: ignore[arg-type]
+    if prep:
+        out.job_preparation_task.ParseFromString(prep)
     wall = info["max_wall_clock"]
     if wall is not None:
         out.max_wall_clock_time.CopyFrom(to_duration(float(wall)))  # type: ignore[arg-type]

@@ -107,6 +107,13 @@ class Job:
     terminate_reason: str = ""
     end_time: float | None = None
     counts: TaskCounts = field(default_factory=TaskCounts)
+    prep: bytes | None = None
+    """Serialized shoal.v1.JobPreparationTask, if the job has one."""
+    release: bytes | None = None
+    """Serialized shoal.v1.JobReleaseTask, if the job has one."""
+    nodes: set[tuple[str, str, str]] = field(default_factory=set)
+    """Nodes that were given this job's tasks: where its release task runs. Kept only for
+    jobs with a preparation or release task."""
 
     @property
     def pool_key(self) -> tuple[str, str]:

@@ -201,6 +201,9 @@ class ControlServicer(ctl_grpc.SchedulerControlServiceServicer):
                 running_tasks=len(s.attempts), completed_tasks=s.completed_tasks,
                 last_heartbeat_time=to_timestamp(s.last_seen), hostname=s.hostname,
                 removing=s.removing, setup_failure=convert.failure_info(s.setup_failure),
+                start_task_info=task_pb2.NodeTaskInfo.FromString(s.start_task_info)
+                if s.start_task_info else None,
+                errors=[pool_pb2.NodeError.FromString(e) for e in s.errors],
             )
             for s in self.app.node_sessions(account(), request.pool_id)
         ])

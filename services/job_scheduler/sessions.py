@@ -43,6 +43,10 @@ class Session:
     """Which Connect call owns the session; a newer one replaces an older one."""
     setup_failure: Failure | None = None
     """The node's setup failed (its Hello said so): it takes no tasks."""
+    start_task_info: bytes | None = None
+    """Serialized shoal.v1.NodeTaskInfo of the pool's start task, as the agent reports it."""
+    errors: list[bytes] = field(default_factory=list)
+    """Serialized shoal.v1.NodeError the agent reported, newest last."""
 
     @property
     def free_slots(self) -> int:

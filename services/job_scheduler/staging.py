@@ -18,7 +18,7 @@ def failed_grant(
     code = code or (DOWNLOAD_FAILED if req.kind == agent_pb2.DOWNLOADS else UPLOAD_FAILED)
     category = task_pb2.FailureInfo.USER_ERROR if user_error else task_pb2.FailureInfo.SERVER_ERROR
     return agent_pb2.StagingGrant(
-        attempt_id=req.attempt_id, kind=req.kind,
+        attempt_id=req.attempt_id, kind=req.kind, job_task=req.job_task,
         failure=task_pb2.FailureInfo(category=category, code=code, message=message))
 
 
@@ -26,6 +26,11 @@ def download_spec(files: bytes | None) -> staging_pb2.DownloadSpec:
     f = agent_pb2.TaskFiles.FromString(files or b"")
     return staging_pb2.DownloadSpec(
         resource_files=f.resource_files, application_packages=f.application_packages)
+
+
+def prep_download_spec(prep: bytes | None) -> staging_pb2.DownloadSpec:
+    spec = task_pb2.JobPreparationTask.FromString(prep or b"")
+    return staging_pb2.DownloadSpec(resource_files=spec.resource_files)
 
 
 def upload_spec(
@@ -40,7 +45,7 @@ def upload_spec(
 def download_grant(
     req: agent_pb2.StagingRequest, g: staging_pb2.DownloadGrant
 ) -> agent_pb2.StagingGrant:
-    out = agent_pb2.StagingGrant(attempt_id=req.attempt_id, kind=req.kind)
+    out = agent_pb2.StagingGrant(attempt_id=req.attempt_id, kind=req.kind, job_task=req.job_task)
     if g.HasField("failure"):
         out.failure.CopyFrom(g.failure)
     else:

@@ -58,6 +58,8 @@ CREATE TABLE IF NOT EXISTS jobs (
   n_completed INTEGER NOT NULL DEFAULT 0,
   n_succeeded INTEGER NOT NULL DEFAULT 0,
   n_failed INTEGER NOT NULL DEFAULT 0,
+  prep BLOB,
+  release BLOB,
   UNIQUE (account, id_lower)
 );
 CREATE TABLE IF NOT EXISTS tasks (
@@ -120,7 +122,8 @@ DELETE_TASKS = "DELETE FROM tasks WHERE job_pk=?"
 DELETE_JOB = "DELETE FROM jobs WHERE job_pk=?"
 INSERT_JOB = (
     "INSERT INTO jobs (job_pk, account, id, id_lower, pool_id, priority, on_all_tasks_complete, "
-    "state, display_name, metadata, create_time, state_time) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)"
+    "state, display_name, metadata, create_time, state_time, prep, release) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 INSERT_TASK = (
     "INSERT INTO tasks (task_pk, job_pk, id, id_lower, display_name, command_line, environment, "
@@ -297,7 +300,7 @@ class Store:
                 state=JobState(r["state"]), create_time=r["create_time"],
                 state_time=r["state_time"], display_name=r["display_name"],
                 metadata=json.loads(r["metadata"]), terminate_reason=r["terminate_reason"],
-                end_time=r["end_time"],
+                end_time=r["end_time"], prep=r["prep"], release=r["release"],
                 counts=TaskCounts(r["n_active"], r["n_running"], r["n_completed"],
                                   r["n_succeeded"], r["n_failed"]),
             )
@@ -335,7 +338,7 @@ class Store:
         self.queue(INSERT_JOB, (
             job.pk, job.account, job.id, job.id.lower(), job.pool_id, job.priority,
             int(job.on_all_tasks_complete), int(job.state), job.display_name,
-            json.dumps(job.metadata), job.create_time, job.state_time,
+            json.dumps(job.metadata), job.create_time, job.state_time, job.prep, job.release,
         ))
 
     def update_job(self, job: Job) -> None:
@@ -450,6 +453,19 @@ class Store:
             async with self._r.execute(sql, chunk) as cur:
                 for r in await cur.fetchall():
                     out[r["task_pk"]] = dict(r)
+        return out
+
+    async def job_nodes(self, job_pks: Sequence[int]) -> list[tuple[int, str]]:
+        """(job, node name) of every node that was given a task of these jobs."""
+        out: list[tuple[int, str]] = []
+        for i in range(0, len(job_pks), 900):
+            chunk = job_pks[i : i + 900]
+            async with self._r.execute(
+                "SELECT DISTINCT t.job_pk, a.node FROM attempts a JOIN tasks t "
+                f"ON t.task_pk = a.task_pk WHERE t.job_pk IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ) as cur:
+                out += [(r[0], r[1]) for r in await cur.fetchall()]
         return out
 
     async def task_pk(self, job_pk: int, task_id: str) -> int | None:

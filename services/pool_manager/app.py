@@ -131,6 +131,7 @@ class Registration:
     task_slots: int
     packages: tuple[agent_pb2.PackageGrant, ...] = ()
     setup_failure: task_pb2.FailureInfo | None = None
+    start_task: agent_pb2.StartTaskRun | None = None
 
 
 def _key(pool: Pool, node_id: str) -> NodeKey:
@@ -181,6 +182,7 @@ class PoolManager:
             provider=new.provider,
             metadata=new.metadata,
             app_packages=new.app_packages,
+            start_task=new.start_task,
         )
         if not await self._store.insert_pool(pool):
             raise already_exists("pool", new.pool_id)
@@ -283,7 +285,7 @@ class PoolManager:
         self.wake()
         slots = pool.task_slots_per_node
         ident = credentials.NodeIdentity(pool.account, pool.id, node.node_id, slots)
-        packages, failure = await self._setup_grants(pool)
+        packages, failure, start = await self._setup_grants(pool)
         return Registration(
             node_name=f"pools/{pool.id}/nodes/{node.node_id}",
             credential=credentials.mint(self._config, ident),
@@ -291,32 +293,48 @@ class PoolManager:
             task_slots=slots,
             packages=packages,
             setup_failure=failure,
+            start_task=start,
         )
 
-    async def _setup_grants(
-        self, pool: Pool
-    ) -> tuple[tuple[agent_pb2.PackageGrant, ...], task_pb2.FailureInfo | None]:
-        """URLs for the pool's application packages, signed for this registration (a restarted
-        agent registers again and gets fresh ones)."""
-        if not pool.app_packages:
-            return (), None
-        refs = [application_pb2.ApplicationPackageReference(application_id=a, version=v)
-                for a, v in pool.app_packages]
+    async def _setup_grants(self, pool: Pool) -> tuple[
+        tuple[agent_pb2.PackageGrant, ...], task_pb2.FailureInfo | None, agent_pb2.StartTaskRun | None
+    ]:
+        """URLs for the pool's application packages and its start task's files, signed for
+        this registration (a restarted agent registers again and gets fresh ones)."""
+        start = agent_pb2.StartTaskRun(spec=task_pb2.StartTask.FromString(pool.start_task)) \
+            if pool.start_task else None
+        specs = []
+        if pool.app_packages:
+            specs.append(staging_pb2.DownloadSpec(application_packages=[
+                application_pb2.ApplicationPackageReference(application_id=a, version=v)
+                for a, v in pool.app_packages]))
+        if start is not None and start.spec.resource_files:
+            specs.append(staging_pb2.DownloadSpec(resource_files=start.spec.resource_files))
+        if not specs:
+            return (), None, start
         if self._stager is None:
-            return (), task_pb2.FailureInfo(
-                category=task_pb2.FailureInfo.SERVER_ERROR, code="APPLICATION_PACKAGE_FAILED",
-                message="storage is not configured")
+            raise ShoalError(Code.FAILED_PRECONDITION, "STORAGE_NOT_CONFIGURED",
+                             "the pool needs storage, which is not configured")
         try:
-            (grant,) = await self._stager.grant_downloads(
-                pool.account, [staging_pb2.DownloadSpec(application_packages=refs)])
+            grants = await self._stager.grant_downloads(pool.account, specs)
         except StagingUnavailable as e:
-            # The agent retries registration; a node must not start without its packages.
+            # The agent retries registration; a node must not start without its setup.
             raise ShoalError(Code.UNAVAILABLE, "STORAGE_UNAVAILABLE", str(e)) from None
-        if grant.HasField("failure") and grant.failure.code:
-            log.warning("node setup cannot be granted", code=grant.failure.code,
-                        message=grant.failure.message)
-            return (), grant.failure
-        return tuple(grant.packages), None
+        packages: tuple[agent_pb2.PackageGrant, ...] = ()
+        failure = None
+        if pool.app_packages:
+            g = grants.pop(0)
+            if g.HasField("failure") and g.failure.code:
+                log.warning("pool packages cannot be granted", code=g.failure.code,
+                            message=g.failure.message)
+                failure = g.failure
+            packages = tuple(g.packages)
+        if start is not None and grants:
+            g = grants.pop(0)
+            if g.HasField("failure") and g.failure.code:
+                start.failure.CopyFrom(g.failure)
+            start.downloads.extend(g.downloads)
+        return packages, failure, start
 
     # --- life of the service ----------------------------------------------------------------
 

@@ -6,6 +6,7 @@ from dataclasses import replace
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from services.common.command_specs import check_node_command
 from services.common.errors import invalid
 from services.common.file_specs import check_package_refs
 from services.common.ids import parse_name
@@ -21,7 +22,7 @@ from services.pool_manager.model import (
     validate_new_pool,
 )
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
-from shoal.v1 import application_pb2, pool_pb2
+from shoal.v1 import application_pb2, pool_pb2, task_pb2
 
 
 def new_pool(req: pool_pb2.CreatePoolRequest) -> NewPool:
@@ -36,7 +37,9 @@ def new_pool(req: pool_pb2.CreatePoolRequest) -> NewPool:
         display_name=p.display_name,
         metadata=dict(p.metadata),
     )
-    return replace(new, app_packages=tuple((r.application_id, r.version) for r in refs))
+    start = check_node_command(p.start_task, "pool.start_task") if p.HasField("start_task") else None
+    return replace(new, app_packages=tuple((r.application_id, r.version) for r in refs),
+                   start_task=start)
 
 
 def pool_id(name: str, field: str = "name") -> str:
@@ -84,6 +87,7 @@ def pool_to_proto(view: PoolView) -> pool_pb2.Pool:
             application_pb2.ApplicationPackageReference(application_id=a, version=v)
             for a, v in p.app_packages
         ],
+        start_task=task_pb2.StartTask.FromString(p.start_task) if p.start_task else None,
     )
 
 
@@ -103,6 +107,8 @@ def node_to_proto(view: NodeView) -> pool_pb2.Node:
             pool_pb2.NodeError(code=e.code, message=e.message, time=_ts(e.time))
             for e in view.errors
         ],
+        start_task_info=task_pb2.NodeTaskInfo.FromString(view.start_task_info)
+        if view.start_task_info else None,
     )
 
 
@@ -128,4 +134,7 @@ def session_from_proto(s: sc_pb2.NodeSession) -> Session:
         setup_failure=NodeError(s.setup_failure.code, s.setup_failure.message,
                                 from_timestamp(s.last_heartbeat_time) or 0.0)
         if s.HasField("setup_failure") and s.setup_failure.code else None,
+        start_task_info=s.start_task_info.SerializeToString()
+        if s.HasField("start_task_info") else None,
+        errors=tuple(NodeError(e.code, e.message, from_timestamp(e.time) or 0.0) for e in s.errors),
     )

@@ -57,6 +57,10 @@ class SessionState(Enum):
     LOST = "LOST"
 
 
+START_TASK_FAILED = "START_TASK_FAILED"
+"""The failure code of a node whose start task failed while the pool waits for success."""
+
+
 class NodeState(Enum):
     """What users see of a node (observed side)."""
 
@@ -67,6 +71,7 @@ class NodeState(Enum):
     LOST = "LOST"
     LEAVING = "LEAVING"
     UNUSABLE = "UNUSABLE"
+    START_TASK_FAILED = "START_TASK_FAILED"
 
 
 POOL_STATES = {s.value for s in PoolState}
@@ -90,6 +95,8 @@ class Pool:
     """How the nodes removed by the last resize treat their running tasks."""
     app_packages: tuple[tuple[str, str], ...] = ()
     """(application id, version or "" for the default) every node installs when it joins."""
+    start_task: bytes | None = None
+    """Serialized shoal.v1.StartTask, run by every node when it joins."""
 
 
 @dataclass(frozen=True)
@@ -134,6 +141,10 @@ class Session:
     """The scheduler has taken the node out of scheduling."""
     setup_failure: NodeError | None = None
     """The node's setup failed: it takes no tasks."""
+    start_task_info: bytes | None = None
+    """Serialized shoal.v1.NodeTaskInfo of the pool's start task, as the agent reported it."""
+    errors: tuple[NodeError, ...] = ()
+    """Errors the agent reported (failed job preparation tasks)."""
 
 
 @dataclass(frozen=True)
@@ -163,6 +174,7 @@ class NodeView:
     state_transition_time: float
     hostname: str
     errors: tuple[NodeError, ...]
+    start_task_info: bytes | None = None
 
 
 @dataclass(frozen=True)
@@ -176,6 +188,7 @@ class NewPool:
     display_name: str
     metadata: dict[str, str]
     app_packages: tuple[tuple[str, str], ...] = ()
+    start_task: bytes | None = None
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -257,6 +270,8 @@ def node_state(node: Node, session: Session | None, scheduler_known: bool) -> No
     if session is None:
         return NodeState.STARTING
     if session.state is SessionState.CONNECTED and session.setup_failure is not None:
+        if session.setup_failure.code == START_TASK_FAILED:
+            return NodeState.START_TASK_FAILED
         return NodeState.UNUSABLE
     if session.state is SessionState.CONNECTED:
         return NodeState.RUNNING if session.running_tasks > 0 else NodeState.IDLE
@@ -279,8 +294,9 @@ def node_view(pool: Pool, node: Node, sessions: dict[str, Session] | None) -> No
         create_time=node.create_time,
         state_transition_time=node.state_transition_time,
         hostname=(session.hostname if session else "") or node.hostname,
-        errors=(*node.errors, session.setup_failure)
-        if session and session.setup_failure else node.errors,
+        errors=(*node.errors, *(session.errors if session else ()),
+                *((session.setup_failure,) if session and session.setup_failure else ())),
+        start_task_info=session.start_task_info if session else None,
     )
 
 

@@ -87,4 +87,5 @@ class NodeRegistryServicer(agent_pb2_grpc.NodeRegistryServiceServicer):
             task_slots=reg.task_slots,
             application_packages=reg.packages,
             setup_failure=reg.setup_failure,
+            start_task=reg.start_task,
         )

@@ -43,6 +43,7 @@ CREATE TABLE IF NOT EXISTS pools (
     join_token TEXT NOT NULL UNIQUE,
     resize_option TEXT NOT NULL,
     app_packages TEXT NOT NULL DEFAULT '[]',
+    start_task BLOB,
     UNIQUE (account, id_lower)
 );
 CREATE TABLE IF NOT EXISTS nodes (
@@ -67,7 +68,8 @@ CREATE TABLE IF NOT EXISTS nodes (
 
 _POOL_COLS = (
     "account, id, display_name, target_nodes, task_slots_per_node, provider, state, metadata,"
-    " create_time, state_transition_time, join_token, resize_option, app_packages"
+    " create_time, state_transition_time, join_token, resize_option, app_packages,"
+    " start_task"
 )
 _NODE_COLS = (
     "account, pool_id, node_id, state, create_time, state_transition_time, hostname, errors,"
@@ -90,6 +92,7 @@ def _pool(r: Any) -> Pool:
         join_token=r["join_token"],
         resize_option=DeallocationOption(r["resize_option"]),
         app_packages=tuple(tuple(x) for x in json.loads(r["app_packages"])),
+        start_task=r["start_task"],
     )
 
 
@@ -144,11 +147,11 @@ class Store:
         """Insert a new pool; False when the account already has one with that id."""
         try:
             await self._write(
-                f"INSERT INTO pools ({_POOL_COLS}, id_lower) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO pools ({_POOL_COLS}, id_lower) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (p.account, p.id, p.display_name, p.target_nodes, p.task_slots_per_node,
                  p.provider, p.state.value, json.dumps(p.metadata), p.create_time,
                  p.state_transition_time, p.join_token, p.resize_option.value,
-                 json.dumps(p.app_packages), p.id.lower()),
+                 json.dumps(p.app_packages), p.start_task, p.id.lower()),
             )
         except sqlite3.IntegrityError:
             # Only the failed statement is undone; no rollback, which would also discard
