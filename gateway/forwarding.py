@@ -7,6 +7,7 @@ validates it. Error statuses come back with their details (ErrorInfo, BadRequest
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator, Callable
 from typing import Any
 
@@ -108,16 +109,31 @@ class Forwarder(grpc.GenericRpcHandler):
 
 
     def _upload(self, channel: grpc.aio.Channel, method: str, rpc: str) -> Callable[..., Any]:
-        call = channel.stream_unary(method)
+        open_call = channel.stream_unary(method)
 
         async def handle(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
             # Authenticate before reading the body, so an unknown caller's bytes go nowhere.
             md = await self._enter(context, rpc)
+            call = open_call(metadata=md, timeout=context.time_remaining())
+            # Written message by message rather than handing grpc the iterator: when the
+            # owner refuses early (no such container), its status must reach the caller, and a
+            # write racing that status would otherwise replace it with INTERNAL.
             try:
-                return await call(requests, metadata=md, timeout=context.time_remaining())
+                async for msg in requests:
+                    if call.done():
+                        break
+                    await call.write(msg)
+                if not call.done():
+                    await call.done_writing()
+            except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
+                pass  # the call ended; its own status is read below
+            try:
+                return await call
             except grpc.aio.AioRpcError as e:
                 await _relay(context, e)
                 raise  # unreachable: abort raises
+            finally:
+                call.cancel()
 
         return handle
 
