@@ -26,7 +26,7 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.config import ClusterConfig, SchedulerTiming
+from services.common.config import ClusterConfig, SchedulerTiming, StorageConfig
 from shoal.client import Client, ClientConfig, read_client_file, write_client_file
 from shoal.errors import ClientConfigError
 
@@ -101,9 +101,10 @@ def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
 class LocalSuite:
     """Shoal's four services on this machine, state under `state_dir`.
 
-    Ports of 0 are replaced by free loopback ports. `commands` maps a service name to the
-    argv that starts it (without `--config PATH`, which is appended); tests use it to run
-    stand-ins, everyone else gets `python -m <module>`.
+    Ports of 0 are replaced by free loopback ports, the local storage backend's HTTP port
+    included (`storage` defaults to the local backend under the state dir, on a free port).
+    `commands` maps a service name to the argv that starts it (without `--config PATH`, which
+    is appended); tests use it to run stand-ins, everyone else gets `python -m <module>`.
     """
 
     def __init__(
@@ -115,6 +116,7 @@ class LocalSuite:
         scheduler_port: int = 50053,
         stager_port: int = 50054,
         timing: SchedulerTiming | None = None,
+        storage: StorageConfig | None = None,
         log_level: str = "info",
         commands: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
@@ -128,6 +130,7 @@ class LocalSuite:
             "storage-stager": stager_port,
         }
         self._timing = timing or SchedulerTiming()
+        self._storage = storage or StorageConfig(http_address=f"{HOST}:0")
         self._log_level = log_level
         unknown = set(commands or {}) - set(SERVICES)
         if unknown:
@@ -233,6 +236,10 @@ class LocalSuite:
             "job_scheduler_address": f"{HOST}:{ports['job-scheduler']}",
             "storage_stager_address": f"{HOST}:{ports['storage-stager']}",
         }
+        storage = self._storage
+        http_host, _, http_port = storage.http_address.rpartition(":")
+        if storage.backend == "local" and http_port == "0":
+            storage = replace(storage, http_address=f"{http_host}:{free_port(http_host)}")
         if self.config_path.exists():
             try:
                 previous = ClusterConfig.load(self.config_path)
@@ -243,12 +250,14 @@ class LocalSuite:
                 previous,
                 state_dir=str(self.state_dir),
                 timing=self._timing,
+                storage=storage,
                 log_level=self._log_level,
                 **addresses,
             )
         else:
             config = ClusterConfig.new(
-                self.state_dir, timing=self._timing, log_level=self._log_level, **addresses
+                self.state_dir, timing=self._timing, storage=storage, log_level=self._log_level,
+                **addresses,
             )
         config.save(self.config_path)
         self._config = config

@@ -7,12 +7,16 @@ cache fetched an object once.
 from __future__ import annotations
 
 import os
+import re
 import socket
 import subprocess
 import sys
 import time
 import urllib.request
 from pathlib import Path
+
+ANSI = re.compile(r"\x1b\[[0-9;]*m")
+"""moto colours the access-log lines of non-200 answers."""
 
 
 def free_port() -> int:
@@ -55,7 +59,7 @@ class MotoServer:
         needle = f'"{method} '
         return sum(
             1
-            for line in self.log_path.read_text(errors="replace").splitlines()
+            for line in ANSI.sub("", self.log_path.read_text(errors="replace")).splitlines()
             if needle in line and path_contains in line.split(needle, 1)[1].split(" ", 1)[0]
         )
 

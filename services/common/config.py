@@ -28,6 +28,62 @@ class SchedulerTiming:
     """A task requeued this often completes as failed (NODE_REQUEUE_LIMIT) instead."""
 
 
+STORAGE_BACKENDS = ("local", "s3")
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where the storage-stager keeps objects. Secrets are left out of repr() so that a
+    logged config never shows them."""
+
+    backend: str = "local"
+    """Either "local" (a directory on the stager's host) or "s3" (AWS S3 or S3-compatible)."""
+    local_root: str = ""
+    """local: the directory of the blobs; empty means `{state_dir}/storage`."""
+    http_address: str = "127.0.0.1:50055"
+    """local: host:port the stager's HTTP server listens on for signed URLs. Port 0 is refused
+    when the file is loaded (agents must know the port); LocalSuite picks a free one."""
+    public_url: str = ""
+    """local: base URL agents use to reach that server; empty means `http://{http_address}`."""
+    endpoint_url: str = ""
+    """s3: the endpoint, e.g. http://minio:9000; empty means AWS S3."""
+    region: str = ""
+    """s3: the region; empty leaves it to the standard AWS configuration (else us-east-1)."""
+    access_key_id: str = field(default="", repr=False)
+    """s3: empty means the standard AWS credential chain (environment, profile, instance role)."""
+    secret_access_key: str = field(default="", repr=False)
+    bucket: str = ""
+    """s3: the bucket; created at start if missing and allowed."""
+    prefix: str = ""
+    """s3: a key prefix inside the bucket, to share one bucket with other users."""
+    url_ttl_seconds: int = 900
+    """How long a staging URL (presigned or signed) stays valid."""
+
+    def check(self) -> StorageConfig:
+        """Return self if the settings are usable; ValueError naming the setting if not."""
+        if self.backend not in STORAGE_BACKENDS:
+            raise ValueError(f"storage.backend must be one of {STORAGE_BACKENDS}, got {self.backend!r}")
+        if self.url_ttl_seconds <= 0:
+            raise ValueError("storage.url_ttl_seconds must be positive")
+        if self.backend == "s3" and not self.bucket:
+            raise ValueError("storage.bucket is required for the s3 backend")
+        if self.backend == "local":
+            host, _, port = self.http_address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(
+                    f"storage.http_address must be host:port with a port from 1 to 65535, "
+                    f"got {self.http_address!r}"
+                )
+        return self
+
+    def root(self, state_dir: str) -> Path:
+        return Path(self.local_root or Path(state_dir) / "storage")
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.http_address}").rstrip("/")
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
     state_dir: str
@@ -39,6 +95,7 @@ class ClusterConfig:
     job_scheduler_address: str = "127.0.0.1:50053"
     storage_stager_address: str = "127.0.0.1:50054"
     timing: SchedulerTiming = field(default_factory=SchedulerTiming)
+    storage: StorageConfig = field(default_factory=StorageConfig)
     log_level: str = "info"
 
     @property
@@ -63,7 +120,8 @@ class ClusterConfig:
     def load(cls, path: Path) -> ClusterConfig:
         raw = json.loads(Path(path).read_text())
         timing = SchedulerTiming(**raw.pop("timing", {}))
-        return cls(timing=timing, **raw)
+        storage = StorageConfig(**raw.pop("storage", {})).check()
+        return cls(timing=timing, storage=storage, **raw)
 
     @classmethod
     def new(cls, state_dir: Path, **overrides: object) -> ClusterConfig:

@@ -1,0 +1,286 @@
+"""The stager's client-facing use cases: containers and objects, applications and versions.
+
+Every call names the account; ids from another account are simply not found. Objects live in
+the backend under the agreed layout (keys.py); containers, applications and versions are rows
+in the stager's store, because one S3 bucket has no containers of its own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterable, Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import replace
+from pathlib import Path
+
+from services.common import archives
+from services.common.errors import Code, ShoalError, already_exists, invalid, not_found
+from services.common.ids import check_display_name, check_id
+from services.common.paging import decode_token, encode_token, page_size
+from services.common.storage_names import (
+    check_container_id,
+    check_key_prefix,
+    check_object_key,
+    check_version_id,
+)
+from services.common.timeutil import Clock, wall_clock
+from services.storage_stager import keys, spool
+from services.storage_stager.backends.base import (
+    Backend,
+    ChecksumMismatch,
+    Chunks,
+    ObjectInfo,
+    OffsetBeyondEnd,
+    rechunk,
+)
+from services.storage_stager.model import (
+    Application,
+    AppVersion,
+    ArchiveFormat,
+    Container,
+    StoredObject,
+)
+from services.storage_stager.store import Store
+
+OBJECTS_PAGE = 1000
+OBJECTS_PAGE_MAX = 5000
+Inspect = Callable[[Path, str], object]
+
+
+def _mismatch(e: ChecksumMismatch) -> ShoalError:
+    return invalid(
+        "sha256", f"the bytes have SHA-256 {e.actual}, not {e.expected}; nothing was stored",
+        reason="CHECKSUM_MISMATCH",
+    )
+
+
+def _object(container: str, prefix_len: int, info: ObjectInfo) -> StoredObject:
+    return StoredObject(container, info.key[prefix_len:], info.size, info.sha256, info.etag,
+                        info.mtime)
+
+
+class StorageApp:
+    def __init__(self, store: Store, backend: Backend, tmp_dir: Path, *,
+                 clock: Clock = wall_clock,
+                 inspect: Inspect = archives.inspect_archive) -> None:
+        self.store = store
+        self.backend = backend
+        self._tmp = tmp_dir
+        self._clock = clock
+        self._inspect = inspect
+        # Versions being uploaded now: a second upload of one version must not overwrite the
+        # first one's archive before either is registered.
+        self._uploading: set[tuple[str, str, str]] = set()
+
+    # Containers
+
+    async def create_container(self, account: str, container_id: str) -> Container:
+        check_container_id(container_id, "container_id")
+        c = Container(account, container_id, self._clock())
+        if not await self.store.add_container(c):
+            raise already_exists("container", container_id)
+        return c
+
+    async def get_container(self, account: str, container_id: str) -> Container:
+        c = await self.store.get_container(account, container_id)
+        if c is None:
+            raise not_found("container", container_id)
+        return c
+
+    async def list_containers(
+        self, account: str, size: int, token: str
+    ) -> tuple[list[Container], str]:
+        limit = page_size(size)
+        rows = await self.store.list_containers(account, decode_token(token) or "", limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, encode_token(rows[-1].id) if more else ""
+
+    async def delete_container(self, account: str, container_id: str) -> None:
+        await self.get_container(account, container_id)
+        # Objects first: if that fails half-way the container still exists to retry on.
+        await self.backend.delete_prefix(keys.container_prefix(account, container_id))
+        await self.store.delete_container(account, container_id)
+
+    # Objects
+
+    async def upload_object(
+        self, account: str, container_id: str, key: str, data: AsyncIterable[bytes],
+        expected: Callable[[], str],
+    ) -> StoredObject:
+        check_object_key(key, "header.key")
+        await self.get_container(account, container_id)
+        full = keys.object_key(account, container_id, key)
+        try:
+            info = await self.backend.put(full, data, expected)
+        except ChecksumMismatch as e:
+            raise _mismatch(e) from None
+        return _object(container_id, len(full) - len(key), info)
+
+    async def download_object(
+        self, account: str, container_id: str, key: str, offset: int
+    ) -> tuple[StoredObject, Chunks]:
+        check_object_key(key, "key")
+        if offset < 0:
+            raise invalid("offset", f"must not be negative, got {offset}")
+        await self.get_container(account, container_id)
+        full = keys.object_key(account, container_id, key)
+        try:
+            info, chunks = await self.backend.get(full, offset)
+        except KeyError:
+            raise not_found("object", key) from None
+        except OffsetBeyondEnd as e:
+            raise invalid("offset", str(e)) from None
+        return _object(container_id, len(full) - len(key), info), rechunk(chunks)
+
+    async def get_object(self, account: str, container_id: str, key: str) -> StoredObject:
+        check_object_key(key, "key")
+        await self.get_container(account, container_id)
+        full = keys.object_key(account, container_id, key)
+        info = await self.backend.head(full)
+        if info is None:
+            raise not_found("object", key)
+        return _object(container_id, len(full) - len(key), info)
+
+    async def list_objects(
+        self, account: str, container_id: str, prefix: str, size: int, token: str
+    ) -> tuple[list[StoredObject], str]:
+        check_key_prefix(prefix, "prefix")
+        if size < 0:
+            raise invalid("page_size", f"must not be negative, got {size}")
+        limit = min(size or OBJECTS_PAGE, OBJECTS_PAGE_MAX)
+        after = decode_token(token)
+        await self.get_container(account, container_id)
+        base = keys.container_prefix(account, container_id)
+        infos = await self.backend.list(base + prefix, base + after if after else "", limit + 1)
+        objects = [_object(container_id, len(base), i) for i in infos[:limit]]
+        return objects, encode_token(objects[-1].key) if len(infos) > limit else ""
+
+    async def delete_object(self, account: str, container_id: str, key: str) -> None:
+        await self.get_object(account, container_id, key)
+        await self.backend.delete(keys.object_key(account, container_id, key))
+
+    # Applications
+
+    async def create_application(
+        self, account: str, app_id: str, display_name: str, default_version: str
+    ) -> Application:
+        check_id(app_id, "application_id")
+        check_display_name(display_name, "application.display_name")
+        if default_version:
+            raise invalid("application.default_version",
+                          "must be empty: upload a version, then make it the default")
+        app = Application(account, app_id, display_name, "", self._clock())
+        if not await self.store.add_application(app):
+            raise already_exists("application", app_id)
+        return app
+
+    async def get_application(self, account: str, app_id: str) -> Application:
+        app = await self.store.get_application(account, app_id)
+        if app is None:
+            raise not_found("application", app_id)
+        return app
+
+    async def list_applications(
+        self, account: str, size: int, token: str
+    ) -> tuple[list[Application], str]:
+        limit = page_size(size)
+        rows = await self.store.list_applications(account, decode_token(token) or "", limit + 1)
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, encode_token(rows[-1].id.lower()) if more else ""
+
+    async def update_application(
+        self, account: str, app_id: str, display_name: str | None, default_version: str | None
+    ) -> Application:
+        app = await self.get_application(account, app_id)
+        if display_name is not None:
+            check_display_name(display_name)
+            app = replace(app, display_name=display_name)
+        if default_version:
+            v = await self.store.get_version(account, app.id, default_version)
+            if v is None:
+                raise invalid("default_version",
+                              f"application {app.id!r} has no version {default_version!r}",
+                              reason="VERSION_NOT_FOUND")
+            app = replace(app, default_version=v.version)
+        elif default_version == "":
+            app = replace(app, default_version="")
+        if not await self.store.update_application(app):
+            raise not_found("application", app_id)
+        return app
+
+    async def delete_application(self, account: str, app_id: str) -> None:
+        app = await self.get_application(account, app_id)
+        await self.backend.delete_prefix(keys.app_prefix(account, app.id))
+        await self.store.delete_application(account, app.id)
+
+    # Versions
+
+    async def upload_version(
+        self, account: str, app_id: str, version: str, fmt: ArchiveFormat,
+        data: AsyncIterable[bytes], expected: Callable[[], str],
+    ) -> AppVersion:
+        check_version_id(version, "header.version_id")
+        app = await self.get_application(account, app_id)
+        with self._one_upload(account, app.id, version):
+            if await self.store.get_version(account, app.id, version) is not None:
+                raise already_exists("version", f"{app.id}/{version}")
+            path, hasher = await spool.spool(data, self._tmp)
+            try:
+                try:
+                    sha = hasher.verify(expected)
+                except ChecksumMismatch as e:
+                    raise _mismatch(e) from None
+                try:
+                    await asyncio.to_thread(self._inspect, path, fmt.value)
+                except archives.ArchiveError as e:
+                    raise invalid("data", f"not a usable {fmt.value} archive: {e.message}",
+                                  reason="INVALID_ARCHIVE") from None
+                await self.backend.put(keys.version_key(account, app.id, version),
+                                       spool.read_back(path), lambda: sha)
+            finally:
+                await asyncio.to_thread(path.unlink, True)
+            v = AppVersion(account, app.id, version, fmt, hasher.size, sha, self._clock())
+            if not await self.store.add_version(v):
+                raise already_exists("version", f"{app.id}/{version}")
+        return v
+
+    @contextmanager
+    def _one_upload(self, account: str, app_id: str, version: str) -> Iterator[None]:
+        slot = (account, app_id.lower(), version.lower())
+        if slot in self._uploading:
+            raise ShoalError(Code.ABORTED, "UPLOAD_IN_PROGRESS",
+                             f"version {app_id}/{version} is being uploaded by another call")
+        self._uploading.add(slot)
+        try:
+            yield
+        finally:
+            self._uploading.discard(slot)
+
+    async def get_version(self, account: str, app_id: str, version: str) -> AppVersion:
+        v = await self.store.get_version(account, app_id, version)
+        if v is None:
+            raise not_found("version", f"{app_id}/{version}")
+        return v
+
+    async def list_versions(
+        self, account: str, app_id: str, size: int, token: str
+    ) -> tuple[list[AppVersion], str]:
+        app = await self.get_application(account, app_id)
+        limit = page_size(size)
+        rows = await self.store.list_versions(
+            account, app.id, decode_token(token) or "", limit + 1
+        )
+        more = len(rows) > limit
+        rows = rows[:limit]
+        return rows, encode_token(rows[-1].version.lower()) if more else ""
+
+    async def delete_version(self, account: str, app_id: str, version: str) -> None:
+        app = await self.get_application(account, app_id)
+        v = await self.get_version(account, app.id, version)
+        await self.backend.delete(keys.version_key(account, app.id, v.version))
+        await self.store.delete_version(account, app.id, v.version)
+        if app.default_version.lower() == v.version.lower():
+            # A default must exist; references without a version now fail clearly instead.
+            await self.store.update_application(replace(app, default_version=""))
