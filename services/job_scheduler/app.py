@@ -709,7 +709,7 @@ class Scheduler:
         out = self._outbound[key] = Outbound()
         welcome = agent_pb2.SchedulerMessage(welcome=agent_pb2.Welcome(
             heartbeat_interval=to_duration(self.timing.heartbeat_interval),
-            cancel_attempts=unwanted))
+            cancel_attempts=unwanted, upload_logs=self.storage is not None))
         if s.removing:
             welcome.drain.leave = False
         await self._commit()
@@ -777,6 +777,8 @@ class Scheduler:
                     grants.append(staging.failed_grant(r, "the job has no preparation task"))
                 else:
                     downloads.append((r, a))
+            elif r.kind == agent_pb2.DOWNLOADS:
+                downloads.append((r, a))
             elif r.kind == agent_pb2.UPLOADS:
                 uploads.append((r, a, job.id))
             else:
