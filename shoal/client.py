@@ -8,7 +8,9 @@
     job = client.wait_job("j1")
 
 Callers pass ids; the client builds resource names. Every failure is a `ShoalError`. Methods
-return the protobuf messages of `shoal.v1` (typed by the generated .pyi stubs).
+return the protobuf messages of `shoal.v1` (typed by the generated .pyi stubs). Storage and
+application-package methods (`upload_object`, `download_object`, ...) live in shoal/storage.py;
+the typed resource file / output file / package helpers in shoal/specs.py.
 """
 
 from __future__ import annotations
@@ -25,7 +27,32 @@ import grpc
 from google.protobuf import duration_pb2
 
 from shoal.errors import ClientConfigError, ShoalError, StatusCode, WaitTimeoutError
-from shoal.v1 import job_pb2, job_pb2_grpc, pool_pb2, pool_pb2_grpc, task_pb2, task_pb2_grpc
+from shoal.specs import (
+    NodeCommand,
+    OutputFile,
+    OutputFileLike,
+    PackageLike,
+    PackageReference,
+    ResourceFile,
+    ResourceFileLike,
+    SpecError,
+    json_items,
+    output_file_proto,
+    package_proto,
+    resource_file_proto,
+    spec_protos,
+)
+from shoal.storage import StorageMethods
+from shoal.v1 import (
+    application_pb2_grpc,
+    job_pb2,
+    job_pb2_grpc,
+    pool_pb2,
+    pool_pb2_grpc,
+    storage_pb2_grpc,
+    task_pb2,
+    task_pb2_grpc,
+)
 
 ENV_ENDPOINT = "SHOAL_ENDPOINT"
 ENV_KEY = "SHOAL_ACCOUNT_KEY"
@@ -124,10 +151,20 @@ class TaskSpec:
     """How often a non-zero exit is retried."""
     display_name: str = ""
     """Free text shown to people."""
+    resource_files: Sequence[ResourceFileLike] = ()
+    """Files downloaded into the working directory before the task starts."""
+    output_files: Sequence[OutputFileLike] = ()
+    """Files uploaded when the task's process ends."""
+    application_package_references: Sequence[PackageLike] = ()
+    """Application packages installed on the node before the task starts."""
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TaskSpec:
-        """Build from a JSON-like mapping; ValueError says what is wrong with it."""
+        """Build from a JSON-like mapping; ValueError says what is wrong with it.
+
+        `resource_files`, `output_files` and `application_package_references` are lists of
+        the one-line forms of shoal.specs (strings) or of objects with the protos' fields.
+        """
         if not isinstance(raw, Mapping):
             raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
         allowed = {f for f in cls.__dataclass_fields__}
@@ -154,7 +191,17 @@ class TaskSpec:
         display = raw.get("display_name", "")
         if not isinstance(display, str):
             raise ValueError("'display_name' must be a string")
-        return cls(raw["id"], raw["command_line"], dict(env), wall, retries, display)
+        return cls(
+            raw["id"],
+            raw["command_line"],
+            dict(env),
+            wall,
+            retries,
+            display,
+            json_items(raw, "resource_files", ResourceFile.from_dict),
+            json_items(raw, "output_files", OutputFile.from_dict),
+            json_items(raw, "application_package_references", PackageReference.from_dict),
+        )
 
 
 def pool_name(pool_id: str) -> str:
@@ -225,11 +272,22 @@ def _create_task_request(spec: TaskSpec) -> task_pb2.CreateTaskRequest:
             max_wall_clock_time=_duration(spec.max_wall_clock_time),
             max_task_retry_count=spec.max_task_retry_count,
         ),
+        resource_files=spec_protos(spec.resource_files, resource_file_proto, "resource_files"),
+        output_files=spec_protos(spec.output_files, output_file_proto, "output_files"),
+        application_package_references=spec_protos(
+            spec.application_package_references, package_proto, "application_package_references"
+        ),
     )
     return task_pb2.CreateTaskRequest(task_id=spec.id, task=task)
 
 
-class Client:
+def _invalid(field: str, message: str) -> ShoalError:
+    return ShoalError(
+        StatusCode.INVALID_ARGUMENT, f"{field}: {message}", reason="INVALID_ARGUMENT", field=field
+    )
+
+
+class Client(StorageMethods):
     """A connection to Shoal's gateway, authenticated as one account."""
 
     def __init__(self, endpoint: str, key: str, *, timeout: float = 30) -> None:
@@ -240,6 +298,8 @@ class Client:
         self._pools = pool_pb2_grpc.PoolServiceStub(self._channel)
         self._jobs = job_pb2_grpc.JobServiceStub(self._channel)
         self._tasks = task_pb2_grpc.TaskServiceStub(self._channel)
+        self._storage = storage_pb2_grpc.StorageServiceStub(self._channel)
+        self._apps = application_pb2_grpc.ApplicationServiceStub(self._channel)
 
     @classmethod
     def from_env(cls, *, timeout: float = 30) -> Client:
@@ -296,13 +356,29 @@ class Client:
         task_slots_per_node: int = 1,
         display_name: str = "",
         metadata: Mapping[str, str] | None = None,
+        application_package_references: Sequence[PackageLike] = (),
+        start_task: NodeCommand | None = None,
     ) -> pool_pb2.Pool:
+        """`application_package_references`: PackageReference, "APP[:VERSION]" or the proto;
+        every node installs them when it joins, then runs `start_task`."""
         pool = pool_pb2.Pool(
             target_nodes=target_nodes,
             task_slots_per_node=task_slots_per_node,
             display_name=display_name,
             metadata=dict(metadata or {}),
         )
+        try:
+            if start_task is not None:
+                pool.start_task.CopyFrom(start_task.start_task())
+            pool.application_package_references.extend(
+                spec_protos(
+                    application_package_references,
+                    package_proto,
+                    "pool.application_package_references",
+                )
+            )
+        except SpecError as e:
+            raise _invalid(e.field, e.why) from None
         return self._call(
             self._pools.CreatePool, pool_pb2.CreatePoolRequest(pool_id=pool_id, pool=pool)
         )
@@ -354,7 +430,11 @@ class Client:
         on_all_tasks_complete: str | int = "no_action",
         display_name: str = "",
         metadata: Mapping[str, str] | None = None,
+        job_preparation_task: NodeCommand | None = None,
+        job_release_task: NodeCommand | None = None,
     ) -> job_pb2.Job:
+        """`job_preparation_task` runs on each node before the job's first task there;
+        `job_release_task` on each node that ran the job, when the job ends."""
         completion = _enum_name(
             job_pb2.OnAllTasksComplete,
             on_all_tasks_complete,
@@ -368,6 +448,13 @@ class Client:
             display_name=display_name,
             metadata=dict(metadata or {}),
         )
+        try:
+            if job_preparation_task is not None:
+                job.job_preparation_task.CopyFrom(job_preparation_task.job_preparation_task())
+            if job_release_task is not None:
+                job.job_release_task.CopyFrom(job_release_task.job_release_task())
+        except SpecError as e:
+            raise _invalid(e.field, e.why) from None
         return self._call(self._jobs.CreateJob, job_pb2.CreateJobRequest(job_id=job_id, job=job))
 
     def get_job(self, job_id: str) -> job_pb2.Job:
@@ -427,7 +514,12 @@ class Client:
         max_wall_clock_time: float | None = None,
         max_task_retry_count: int = 0,
         display_name: str = "",
+        resource_files: Sequence[ResourceFileLike] = (),
+        output_files: Sequence[OutputFileLike] = (),
+        application_package_references: Sequence[PackageLike] = (),
     ) -> task_pb2.Task:
+        """Add one task. Resource files, output files and packages may be given as the
+        helpers of shoal.specs, their one-line string forms, or the protos."""
         spec = TaskSpec(
             task_id,
             command_line,
@@ -435,8 +527,14 @@ class Client:
             max_wall_clock_time,
             max_task_retry_count,
             display_name,
+            tuple(resource_files),
+            tuple(output_files),
+            tuple(application_package_references),
         )
-        request = _create_task_request(spec)
+        try:
+            request = _create_task_request(spec)
+        except SpecError as e:
+            raise _invalid(f"task.{e.field}", e.why) from None
         request.parent = job_name(job_id)
         return self._call(self._tasks.CreateTask, request)
 
@@ -474,6 +572,7 @@ class Client:
         for index, item in enumerate(tasks):
             try:
                 spec = item if isinstance(item, TaskSpec) else TaskSpec.from_dict(item)
+                batch.append(_create_task_request(spec))
             except ValueError as e:
                 raise ShoalError(
                     StatusCode.INVALID_ARGUMENT,
@@ -481,7 +580,6 @@ class Client:
                     reason="INVALID_ARGUMENT",
                     field=f"tasks[{index}]",
                 ) from None
-            batch.append(_create_task_request(spec))
             if len(batch) >= chunk:
                 send()
         if batch:
@@ -491,6 +589,21 @@ class Client:
     def get_task(self, job_id: str, task_id: str) -> task_pb2.Task:
         request = task_pb2.GetTaskRequest(name=task_name(job_id, task_id))
         return self._call(self._tasks.GetTask, request)
+
+    def wait_task(
+        self, job_id: str, task_id: str, *, poll: float = 0.2, timeout: float | None = None
+    ) -> task_pb2.Task:
+        """Poll until the task is COMPLETED; return it. WaitTimeoutError when `timeout`
+        seconds pass first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            task = self.get_task(job_id, task_id)
+            if task.state == task_pb2.Task.COMPLETED:
+                return task
+            if deadline is not None and time.monotonic() > deadline:
+                raise WaitTimeoutError(
+                    f"task {task_id!r} of job {job_id!r} did not complete within {timeout:g}s")
+            time.sleep(poll)
 
     def list_tasks(
         self,

@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from services.common.config import SchedulerTiming
+from services.common.config import SchedulerTiming, StorageConfig
 from shoal.suite import LocalSuite
 
 FAST = SchedulerTiming(
@@ -53,10 +53,10 @@ def agent_pid(node_id: str) -> int:
     return pids[0]
 
 
-def start_suite(state_dir: Path) -> LocalSuite:
+def start_suite(state_dir: Path, storage: StorageConfig | None = None) -> LocalSuite:
     """The real suite on free loopback ports with short liveness timings."""
     s = LocalSuite(state_dir, gateway_port=0, pool_manager_port=0, scheduler_port=0,
-                   stager_port=0, timing=FAST)
+                   stager_port=0, timing=FAST, storage=storage)
     return s.start()
 
 

@@ -17,6 +17,8 @@ from shoal.cli.common import (
     state_choice,
     when,
 )
+from shoal.cli.tasks import parse_each
+from shoal.specs import NodeCommand, ResourceFile
 from shoal.v1 import job_pb2
 
 Job = job_pb2.Job
@@ -84,6 +86,14 @@ def job() -> None:
 )
 @click.option("--display-name", default="", help="Free text shown to people.")
 @click.option("--metadata", multiple=True, metavar="K=V", help="Metadata entry; repeatable.")
+@click.option("--prep", metavar="COMMAND",
+              help="Job preparation task: run on each node before the job's first task there.")
+@click.option("--prep-file", "prep_files", multiple=True, metavar="RESOURCE",
+              help="A resource file of the preparation task; repeatable.")
+@click.option("--release", metavar="COMMAND",
+              help="Job release task: run on each node that ran the job, when it ends.")
+@click.option("--release-file", "release_files", multiple=True, metavar="RESOURCE",
+              help="A resource file of the release task; repeatable.")
 @output_option
 @pass_state
 def job_create(
@@ -94,10 +104,23 @@ def job_create(
     terminate_on_complete: bool,
     display_name: str,
     metadata: tuple[str, ...],
+    prep: str | None,
+    prep_files: tuple[str, ...],
+    release: str | None,
+    release_files: tuple[str, ...],
     output: str,
 ) -> None:
     """Create a job on a pool."""
     meta = key_values(metadata, "--metadata")
+    if prep_files and not prep:
+        raise click.UsageError("--prep-file needs --prep")
+    if release_files and not release:
+        raise click.UsageError("--release-file needs --release")
+    prep_task = NodeCommand(
+        prep, tuple(parse_each(prep_files, ResourceFile.parse, "--prep-file"))) if prep else None
+    release_task = NodeCommand(
+        release, tuple(parse_each(release_files, ResourceFile.parse, "--release-file"))
+    ) if release else None
     j = state.client().create_job(
         job_id,
         pool_id=pool_id,
@@ -105,6 +128,8 @@ def job_create(
         on_all_tasks_complete="terminate_job" if terminate_on_complete else "no_action",
         display_name=display_name,
         metadata=meta,
+        job_preparation_task=prep_task,
+        job_release_task=release_task,
     )
     show_job(j, output)
 

@@ -6,10 +6,12 @@ from pathlib import Path
 
 import click
 
+from shoal.cli.apps import app
 from shoal.cli.common import CliState, ShoalGroup
 from shoal.cli.demo import demo
 from shoal.cli.jobs import job
 from shoal.cli.pools import node, pool
+from shoal.cli.storage import storage
 from shoal.cli.tasks import task
 from shoal.cli.up import up
 from shoal.client import ENV_STATE_DIR
@@ -35,7 +37,7 @@ def cli(ctx: click.Context, state_dir: Path | None, endpoint: str | None, key: s
     ctx.call_on_close(state.close)
 
 
-for command in (up, demo, pool, node, job, task):
+for command in (up, demo, pool, node, job, task, storage, app):
     cli.add_command(command)
 
 

@@ -17,6 +17,8 @@ from shoal.cli.common import (
     state_choice,
     when,
 )
+from shoal.cli.tasks import parse_each
+from shoal.specs import NodeCommand, PackageReference, ResourceFile
 from shoal.v1 import pool_pb2
 
 Pool = pool_pb2.Pool
@@ -68,6 +70,21 @@ def pool() -> None:
 )
 @click.option("--display-name", default="", help="Free text shown to people.")
 @click.option("--metadata", multiple=True, metavar="K=V", help="Metadata entry; repeatable.")
+@click.option(
+    "--app-package",
+    "app_packages",
+    multiple=True,
+    metavar="APP[:VERSION]",
+    help="Installed by every node when it joins; repeatable. No version: the default version.",
+)
+@click.option("--start-task", metavar="COMMAND",
+              help="Run by every node when it joins, after its packages are installed.")
+@click.option("--start-task-file", "start_files", multiple=True, metavar="RESOURCE",
+              help="A resource file of the start task (as task add --resource-file); repeatable.")
+@click.option("--start-task-no-wait", is_flag=True,
+              help="Let nodes take tasks while the start task runs (default: wait for success).")
+@click.option("--start-task-retries", type=click.IntRange(0, 100), default=0, show_default=True,
+              help="Retries of a start task that exits non-zero.")
 @output_option
 @pass_state
 def pool_create(
@@ -77,16 +94,30 @@ def pool_create(
     slots: int,
     display_name: str,
     metadata: tuple[str, ...],
+    app_packages: tuple[str, ...],
+    start_task: str | None,
+    start_files: tuple[str, ...],
+    start_task_no_wait: bool,
+    start_task_retries: int,
     output: str,
 ) -> None:
     """Create a pool of NODES nodes."""
     meta = key_values(metadata, "--metadata")
+    packages = parse_each(app_packages, PackageReference.parse, "--app-package")
+    if start_files and not start_task:
+        raise click.UsageError("--start-task-file needs --start-task")
+    start = NodeCommand(
+        start_task, tuple(parse_each(start_files, ResourceFile.parse, "--start-task-file")),
+        max_task_retry_count=start_task_retries, wait_for_success=not start_task_no_wait,
+    ) if start_task else None
     p = state.client().create_pool(
         pool_id,
         target_nodes=nodes,
         task_slots_per_node=slots,
         display_name=display_name,
         metadata=meta,
+        application_package_references=packages,
+        start_task=start,
     )
     _show_pool(p, output)
 

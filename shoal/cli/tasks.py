@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import inspect
 import itertools
 import json
 import shlex
 import sys
-from typing import IO
+from collections.abc import Callable, Sequence
+from typing import IO, TypeVar
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -27,9 +29,18 @@ from shoal.cli.common import (
 )
 from shoal.client import Client, TaskSpec
 from shoal.errors import ShoalError, WaitTimeoutError
+from shoal.specs import (
+    OUTPUT_FILE_SYNTAX,
+    PACKAGE_SYNTAX,
+    RESOURCE_FILE_SYNTAX,
+    OutputFile,
+    PackageReference,
+    ResourceFile,
+)
 from shoal.v1 import job_pb2, task_pb2
 
 Task = task_pb2.Task
+T = TypeVar("T")
 Result = task_pb2.TaskExecutionInfo.Result
 # Shown when a job had failures: enough to start looking, short enough to read.
 FAILED_IDS_SHOWN = 5
@@ -54,6 +65,24 @@ def _task_row(t: task_pb2.Task) -> list[str]:
     ]
 
 
+def _syntax_block(option: str, syntax: str) -> str:
+    # '\b' keeps click from rewrapping the block's lines.
+    first, *rest = syntax.splitlines()
+    return "\n".join(["\b", f"{option} {first}", *(f"  {line}" for line in rest)])
+
+
+def parse_each(values: Sequence[str], parse: Callable[[str], T], option: str) -> list[T]:
+    """Each value of a repeatable option through `parse`; a usage error (exit 2) names the
+    option and the bad value."""
+    parsed = []
+    for value in values:
+        try:
+            parsed.append(parse(value))
+        except ValueError as e:
+            fail(f"{option}: {e}", 2)
+    return parsed
+
+
 def _failure(f: task_pb2.FailureInfo) -> str:
     if not f.code:
         return "-"
@@ -75,6 +104,27 @@ def task() -> None:
 @click.option("--max-wall-clock", type=click.FloatRange(min=0, min_open=True), help="Seconds.")
 @click.option("--max-retries", type=click.IntRange(0, 100), default=0, show_default=True)
 @click.option("--display-name", default="", help="Free text shown to people.")
+@click.option(
+    "--resource-file",
+    "resource_files",
+    multiple=True,
+    metavar="SOURCE[=PATH][:MODE]",
+    help="Download before the task starts; repeatable. See below.",
+)
+@click.option(
+    "--output-file",
+    "output_files",
+    multiple=True,
+    metavar="PATTERN=CONTAINER[/PATH][:WHEN]",
+    help="Upload when the task ends; repeatable. See below.",
+)
+@click.option(
+    "--app-package",
+    "app_packages",
+    multiple=True,
+    metavar="APP[:VERSION]",
+    help="Install on the node first; repeatable. No version: the default version.",
+)
 @output_option
 @pass_state
 def task_add(
@@ -87,6 +137,9 @@ def task_add(
     max_wall_clock: float | None,
     max_retries: int,
     display_name: str,
+    resource_files: tuple[str, ...],
+    output_files: tuple[str, ...],
+    app_packages: tuple[str, ...],
     output: str,
 ) -> None:
     """Add one task: `shoal task add JOB ID -- PROGRAM ARGS...`.
@@ -98,6 +151,9 @@ def task_add(
     if not command and command_line is None:
         raise click.UsageError("missing the command: `shoal task add JOB ID -- PROGRAM ARGS...`")
     line = command_line if command_line is not None else shlex.join(command)
+    inputs = parse_each(resource_files, ResourceFile.parse, "--resource-file")
+    outputs = parse_each(output_files, OutputFile.parse, "--output-file")
+    packages = parse_each(app_packages, PackageReference.parse, "--app-package")
     t = state.client().add_task(
         job_id,
         task_id,
@@ -106,8 +162,22 @@ def task_add(
         max_wall_clock_time=max_wall_clock,
         max_task_retry_count=max_retries,
         display_name=display_name,
+        resource_files=inputs,
+        output_files=outputs,
+        application_package_references=packages,
     )
     _show_task(t, output)
+
+
+# The forms are documented once, in shoal.specs, for the flags and for JSON lines alike.
+task_add.help = "\n\n".join(
+    [
+        inspect.cleandoc(task_add.help or ""),
+        _syntax_block("--resource-file", RESOURCE_FILE_SYNTAX),
+        _syntax_block("--output-file", OUTPUT_FILE_SYNTAX),
+        _syntax_block("--app-package", PACKAGE_SYNTAX),
+    ]
+)
 
 
 def read_task_lines(stream: IO[str], source: str) -> list[TaskSpec]:
@@ -142,7 +212,12 @@ def task_add_many(state: CliState, job_id: str, source: IO[str], chunk: int) -> 
     """Add tasks from JSON lines, one task per line:
 
     {"id": "t1", "command_line": "echo 1", "environment": {"K": "V"},
-    "max_wall_clock_time": 60, "max_task_retry_count": 2, "display_name": "..."}
+    "max_wall_clock_time": 60, "max_task_retry_count": 2, "display_name": "...",
+    "resource_files": ["data:in/1.csv=in.csv"], "output_files": ["out/*=results/t1"],
+    "application_package_references": ["blender:2.8"]}
+
+    The last three take the same one-line forms as `task add`'s flags, or objects with the
+    protos' fields ({"container": "data", "object_key": "in/1.csv", "file_path": "in.csv"}).
 
     Every line is checked before anything is sent.
     """
