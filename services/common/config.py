@@ -88,7 +88,7 @@ class StorageConfig:
 class ClusterConfig:
     state_dir: str
     """SQLite files, logs and the local nodes' roots live under here."""
-    secret: str
+    secret: str = field(repr=False)
     """Hex secret shared by the services: derives the service token and signs node credentials."""
     gateway_address: str = "127.0.0.1:50051"
     pool_manager_address: str = "127.0.0.1:50052"
