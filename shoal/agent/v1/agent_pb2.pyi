@@ -229,16 +229,18 @@ class SchedulerMessage(_message.Message):
     def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., ack_attempts: _Optional[_Iterable[str]] = ..., file_reads: _Optional[_Iterable[_Union[FileRead, _Mapping]]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., staging_grants: _Optional[_Iterable[_Union[StagingGrant, _Mapping]]] = ..., jobs_ended: _Optional[_Iterable[_Union[JobEnded, _Mapping]]] = ...) -> None: ...
 
 class JobEnded(_message.Message):
-    __slots__ = ("job_id", "release", "downloads", "failure")
+    __slots__ = ("job_id", "job_uid", "release", "downloads", "failure")
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    JOB_UID_FIELD_NUMBER: _ClassVar[int]
     RELEASE_FIELD_NUMBER: _ClassVar[int]
     DOWNLOADS_FIELD_NUMBER: _ClassVar[int]
     FAILURE_FIELD_NUMBER: _ClassVar[int]
     job_id: str
+    job_uid: int
     release: _task_pb2.JobReleaseTask
     downloads: _containers.RepeatedCompositeFieldContainer[Download]
     failure: _task_pb2.FailureInfo
-    def __init__(self, job_id: _Optional[str] = ..., release: _Optional[_Union[_task_pb2.JobReleaseTask, _Mapping]] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
+    def __init__(self, job_id: _Optional[str] = ..., job_uid: _Optional[int] = ..., release: _Optional[_Union[_task_pb2.JobReleaseTask, _Mapping]] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
 
 class StagingGrant(_message.Message):
     __slots__ = ("attempt_id", "kind", "job_task", "downloads", "packages", "upload_urls", "failure")
@@ -269,7 +271,7 @@ class Welcome(_message.Message):
     def __init__(self, heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., upload_logs: _Optional[bool] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("attempt_id", "job_id", "task_id", "command_line", "environment", "max_wall_clock_time", "required_slots", "attempt_number", "files", "job_preparation_task")
+    __slots__ = ("attempt_id", "job_id", "task_id", "command_line", "environment", "max_wall_clock_time", "required_slots", "attempt_number", "files", "job_preparation_task", "job_uid")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -287,6 +289,7 @@ class Assignment(_message.Message):
     ATTEMPT_NUMBER_FIELD_NUMBER: _ClassVar[int]
     FILES_FIELD_NUMBER: _ClassVar[int]
     JOB_PREPARATION_TASK_FIELD_NUMBER: _ClassVar[int]
+    JOB_UID_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     job_id: str
     task_id: str
@@ -297,7 +300,8 @@ class Assignment(_message.Message):
     attempt_number: int
     files: TaskFiles
     job_preparation_task: _task_pb2.JobPreparationTask
-    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., required_slots: _Optional[int] = ..., attempt_number: _Optional[int] = ..., files: _Optional[_Union[TaskFiles, _Mapping]] = ..., job_preparation_task: _Optional[_Union[_task_pb2.JobPreparationTask, _Mapping]] = ...) -> None: ...
+    job_uid: int
+    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., required_slots: _Optional[int] = ..., attempt_number: _Optional[int] = ..., files: _Optional[_Union[TaskFiles, _Mapping]] = ..., job_preparation_task: _Optional[_Union[_task_pb2.JobPreparationTask, _Mapping]] = ..., job_uid: _Optional[int] = ...) -> None: ...
 
 class TaskFiles(_message.Message):
     __slots__ = ("resource_files", "output_files", "application_packages")

@@ -28,7 +28,7 @@ from shoal.v1 import application_pb2 as shoal_dot_v1_dot_application__pb2
 from shoal.v1 import task_pb2 as shoal_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fshoal/internal/v1/staging.proto\x12\x11shoal.internal.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1ashoal/agent/v1/agent.proto\x1a\x1ashoal/v1/application.proto\x1a\x13shoal/v1/task.proto\"\x83\x01\n\x0c\x44ownloadSpec\x12.\n\x0eresource_files\x18\x01 \x03(\x0b\x32\x16.shoal.v1.ResourceFile\x12\x43\n\x14\x61pplication_packages\x18\x02 \x03(\x0b\x32%.shoal.v1.ApplicationPackageReference\"G\n\x15GrantDownloadsRequest\x12.\n\x05specs\x18\x01 \x03(\x0b\x32\x1f.shoal.internal.v1.DownloadSpec\"\x94\x01\n\rDownloadGrant\x12+\n\tdownloads\x18\x01 \x03(\x0b\x32\x18.shoal.agent.v1.Download\x12.\n\x08packages\x18\x02 \x03(\x0b\x32\x1c.shoal.agent.v1.PackageGrant\x12&\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\"J\n\x16GrantDownloadsResponse\x12\x30\n\x06grants\x18\x01 \x03(\x0b\x32 .shoal.internal.v1.DownloadGrant\"\x9c\x01\n\nUploadSpec\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x12\n\nattempt_id\x18\x03 \x01(\t\x12*\n\x0coutput_files\x18\x04 \x03(\x0b\x32\x14.shoal.v1.OutputFile\x12-\n\x07uploads\x18\x05 \x03(\x0b\x32\x1c.shoal.agent.v1.UploadWanted\"C\n\x13GrantUploadsRequest\x12,\n\x05specs\x18\x01 \x03(\x0b\x32\x1d.shoal.internal.v1.UploadSpec\"C\n\x0bUploadGrant\x12\x0c\n\x04urls\x18\x01 \x03(\t\x12&\n\x07\x66\x61ilure\x18\x02 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\"F\n\x14GrantUploadsResponse\x12.\n\x06grants\x18\x01 \x03(\x0b\x32\x1e.shoal.internal.v1.UploadGrant\"g\n\x12ReadTaskLogRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x12\n\nattempt_id\x18\x03 \x01(\t\x12\x0c\n\x04\x66ile\x18\x04 \x01(\t\x12\x0e\n\x06offset\x18\x05 \x01(\x03\"&\n\x14\x44\x65leteJobLogsRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t2\xfb\x02\n\x0eStagingService\x12\x65\n\x0eGrantDownloads\x12(.shoal.internal.v1.GrantDownloadsRequest\x1a).shoal.internal.v1.GrantDownloadsResponse\x12_\n\x0cGrantUploads\x12&.shoal.internal.v1.GrantUploadsRequest\x1a\'.shoal.internal.v1.GrantUploadsResponse\x12O\n\x0bReadTaskLog\x12%.shoal.internal.v1.ReadTaskLogRequest\x1a\x17.shoal.v1.TaskFileChunk0\x01\x12P\n\rDeleteJobLogs\x12\'.shoal.internal.v1.DeleteJobLogsRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1fshoal/internal/v1/staging.proto\x12\x11shoal.internal.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1ashoal/agent/v1/agent.proto\x1a\x1ashoal/v1/application.proto\x1a\x13shoal/v1/task.proto\"\x83\x01\n\x0c\x44ownloadSpec\x12.\n\x0eresource_files\x18\x01 \x03(\x0b\x32\x16.shoal.v1.ResourceFile\x12\x43\n\x14\x61pplication_packages\x18\x02 \x03(\x0b\x32%.shoal.v1.ApplicationPackageReference\"G\n\x15GrantDownloadsRequest\x12.\n\x05specs\x18\x01 \x03(\x0b\x32\x1f.shoal.internal.v1.DownloadSpec\"\x94\x01\n\rDownloadGrant\x12+\n\tdownloads\x18\x01 \x03(\x0b\x32\x18.shoal.agent.v1.Download\x12.\n\x08packages\x18\x02 \x03(\x0b\x32\x1c.shoal.agent.v1.PackageGrant\x12&\n\x07\x66\x61ilure\x18\x03 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\"J\n\x16GrantDownloadsResponse\x12\x30\n\x06grants\x18\x01 \x03(\x0b\x32 .shoal.internal.v1.DownloadGrant\"\xad\x01\n\nUploadSpec\x12\x0f\n\x07job_uid\x18\x06 \x01(\t\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x12\n\nattempt_id\x18\x03 \x01(\t\x12*\n\x0coutput_files\x18\x04 \x03(\x0b\x32\x14.shoal.v1.OutputFile\x12-\n\x07uploads\x18\x05 \x03(\x0b\x32\x1c.shoal.agent.v1.UploadWanted\"C\n\x13GrantUploadsRequest\x12,\n\x05specs\x18\x01 \x03(\x0b\x32\x1d.shoal.internal.v1.UploadSpec\"C\n\x0bUploadGrant\x12\x0c\n\x04urls\x18\x01 \x03(\t\x12&\n\x07\x66\x61ilure\x18\x02 \x01(\x0b\x32\x15.shoal.v1.FailureInfo\"F\n\x14GrantUploadsResponse\x12.\n\x06grants\x18\x01 \x03(\x0b\x32\x1e.shoal.internal.v1.UploadGrant\"x\n\x12ReadTaskLogRequest\x12\x0f\n\x07job_uid\x18\x06 \x01(\t\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0f\n\x07task_id\x18\x02 \x01(\t\x12\x12\n\nattempt_id\x18\x03 \x01(\t\x12\x0c\n\x04\x66ile\x18\x04 \x01(\t\x12\x0e\n\x06offset\x18\x05 \x01(\x03\"7\n\x14\x44\x65leteJobLogsRequest\x12\x0f\n\x07job_uid\x18\x02 \x01(\t\x12\x0e\n\x06job_id\x18\x01 \x01(\t2\xfb\x02\n\x0eStagingService\x12\x65\n\x0eGrantDownloads\x12(.shoal.internal.v1.GrantDownloadsRequest\x1a).shoal.internal.v1.GrantDownloadsResponse\x12_\n\x0cGrantUploads\x12&.shoal.internal.v1.GrantUploadsRequest\x1a\'.shoal.internal.v1.GrantUploadsResponse\x12O\n\x0bReadTaskLog\x12%.shoal.internal.v1.ReadTaskLogRequest\x1a\x17.shoal.v1.TaskFileChunk0\x01\x12P\n\rDeleteJobLogs\x12\'.shoal.internal.v1.DeleteJobLogsRequest\x1a\x16.google.protobuf.Emptyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,17 +44,17 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GRANTDOWNLOADSRESPONSE']._serialized_start=518
   _globals['_GRANTDOWNLOADSRESPONSE']._serialized_end=592
   _globals['_UPLOADSPEC']._serialized_start=595
-  _globals['_UPLOADSPEC']._serialized_end=751
-  _globals['_GRANTUPLOADSREQUEST']._serialized_start=753
-  _globals['_GRANTUPLOADSREQUEST']._serialized_end=820
-  _globals['_UPLOADGRANT']._serialized_start=822
-  _globals['_UPLOADGRANT']._serialized_end=889
-  _globals['_GRANTUPLOADSRESPONSE']._serialized_start=891
-  _globals['_GRANTUPLOADSRESPONSE']._serialized_end=961
-  _globals['_READTASKLOGREQUEST']._serialized_start=963
-  _globals['_READTASKLOGREQUEST']._serialized_end=1066
-  _globals['_DELETEJOBLOGSREQUEST']._serialized_start=1068
-  _globals['_DELETEJOBLOGSREQUEST']._serialized_end=1106
-  _globals['_STAGINGSERVICE']._serialized_start=1109
-  _globals['_STAGINGSERVICE']._serialized_end=1488
+  _globals['_UPLOADSPEC']._serialized_end=768
+  _globals['_GRANTUPLOADSREQUEST']._serialized_start=770
+  _globals['_GRANTUPLOADSREQUEST']._serialized_end=837
+  _globals['_UPLOADGRANT']._serialized_start=839
+  _globals['_UPLOADGRANT']._serialized_end=906
+  _globals['_GRANTUPLOADSRESPONSE']._serialized_start=908
+  _globals['_GRANTUPLOADSRESPONSE']._serialized_end=978
+  _globals['_READTASKLOGREQUEST']._serialized_start=980
+  _globals['_READTASKLOGREQUEST']._serialized_end=1100
+  _globals['_DELETEJOBLOGSREQUEST']._serialized_start=1102
+  _globals['_DELETEJOBLOGSREQUEST']._serialized_end=1157
+  _globals['_STAGINGSERVICE']._serialized_start=1160
+  _globals['_STAGINGSERVICE']._serialized_end=1539
 # @@protoc_insertion_point(module_scope)

@@ -41,18 +41,20 @@ class GrantDownloadsResponse(_message.Message):
     def __init__(self, grants: _Optional[_Iterable[_Union[DownloadGrant, _Mapping]]] = ...) -> None: ...
 
 class UploadSpec(_message.Message):
-    __slots__ = ("job_id", "task_id", "attempt_id", "output_files", "uploads")
+    __slots__ = ("job_uid", "job_id", "task_id", "attempt_id", "output_files", "uploads")
+    JOB_UID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FILES_FIELD_NUMBER: _ClassVar[int]
     UPLOADS_FIELD_NUMBER: _ClassVar[int]
+    job_uid: str
     job_id: str
     task_id: str
     attempt_id: str
     output_files: _containers.RepeatedCompositeFieldContainer[_task_pb2.OutputFile]
     uploads: _containers.RepeatedCompositeFieldContainer[_agent_pb2.UploadWanted]
-    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., attempt_id: _Optional[str] = ..., output_files: _Optional[_Iterable[_Union[_task_pb2.OutputFile, _Mapping]]] = ..., uploads: _Optional[_Iterable[_Union[_agent_pb2.UploadWanted, _Mapping]]] = ...) -> None: ...
+    def __init__(self, job_uid: _Optional[str] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., attempt_id: _Optional[str] = ..., output_files: _Optional[_Iterable[_Union[_task_pb2.OutputFile, _Mapping]]] = ..., uploads: _Optional[_Iterable[_Union[_agent_pb2.UploadWanted, _Mapping]]] = ...) -> None: ...
 
 class GrantUploadsRequest(_message.Message):
     __slots__ = ("specs",)
@@ -75,21 +77,25 @@ class GrantUploadsResponse(_message.Message):
     def __init__(self, grants: _Optional[_Iterable[_Union[UploadGrant, _Mapping]]] = ...) -> None: ...
 
 class ReadTaskLogRequest(_message.Message):
-    __slots__ = ("job_id", "task_id", "attempt_id", "file", "offset")
+    __slots__ = ("job_uid", "job_id", "task_id", "attempt_id", "file", "offset")
+    JOB_UID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     FILE_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    job_uid: str
     job_id: str
     task_id: str
     attempt_id: str
     file: str
     offset: int
-    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., attempt_id: _Optional[str] = ..., file: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+    def __init__(self, job_uid: _Optional[str] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., attempt_id: _Optional[str] = ..., file: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
 
 class DeleteJobLogsRequest(_message.Message):
-    __slots__ = ("job_id",)
+    __slots__ = ("job_uid", "job_id")
+    JOB_UID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    job_uid: str
     job_id: str
-    def __init__(self, job_id: _Optional[str] = ...) -> None: ...
+    def __init__(self, job_uid: _Optional[str] = ..., job_id: _Optional[str] = ...) -> None: ...
