@@ -4,6 +4,16 @@ The command line is split like a shell splits words and run without a shell (Azu
 rule); the process gets a session of its own so that a kill reaches everything it started.
 Each process is reaped by awaiting its exit (no polling), and spawning uses no preexec_fn so
 CPython can use vfork.
+
+An assignment that carries `files` is staged (agent.staging): inputs before the process
+(the attempt is then PREPARING), outputs and non-empty stdout.txt/stderr.txt after it. `files`
+set but empty asks for the logs only — the scheduler sets it when storage is there to keep
+logs beyond the node. An assignment without `files` takes exactly the path it always did: no
+extra await, no extra message.
+
+An assignment that carries `job_preparation_task` first waits until its job is prepared on
+this node (`jobs`, agent.job_tasks); the wait is part of the attempt, so cancel() stops it,
+and the attempt's wall clock starts after it (the preparation task has a limit of its own).
 """
 
 from __future__ import annotations
@@ -13,13 +23,21 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Protocol, TypeVar
 
 import structlog
 
 from agent.layout import AttemptPaths, NodeLayout, UnsafePath
-from agent.spawn import Child
+from agent.spawn import Child, exit_code_of, kill_group, open_logs, spawn_error, wait_exit
+from agent.staging import (
+    OUTPUT_FILE_UPLOAD_FAILED,
+    RESOURCE_FILE_DOWNLOAD_FAILED,
+    StagingFailure,
+)
+from agent.staging.attempt import Staging, any_log, needs_downloads, with_failure
 from services.common.cmdline import split_command
 from services.common.timeutil import from_duration, to_timestamp
 from shoal.agent.v1 import agent_pb2
@@ -35,6 +53,20 @@ SERVER_ERROR = task_pb2.FailureInfo.SERVER_ERROR
 log = structlog.get_logger()
 
 OnStarted = Callable[[str, float], None]
+T = TypeVar("T")
+
+JOB_PREPARATION_TASK_FAILED = "JOB_PREPARATION_TASK_FAILED"
+
+
+class JobPreparation(Protocol):
+    """Makes sure an assignment's job is prepared on this node (agent.job_tasks.JobTasks)."""
+
+    def ready(self, a: agent_pb2.Assignment) -> dict[str, str] | task_pb2.FailureInfo | None:
+        """Without waiting: the environment the job's tasks get once it is prepared, the
+        failure when its preparation failed, or None when it must be waited for."""
+
+    async def prepare(self, a: agent_pb2.Assignment) -> dict[str, str] | task_pb2.FailureInfo:
+        """Wait until the job is prepared (running its preparation task if nobody has)."""
 
 
 def failed(
@@ -58,6 +90,17 @@ def failed(
     return r
 
 
+def add_environment(env: dict[str, str], extra: Mapping[str, str]) -> None:
+    """Add a task's own variables to `env`; ValueError for a name or value a process cannot
+    have."""
+    for k, v in extra.items():
+        if not k or "=" in k or "\x00" in k or "\x00" in v:
+            raise ValueError(
+                f"environment variable {k[:80]!r}: no '=' or NUL in names, no NUL in values"
+            )
+        env[k] = v
+
+
 def base_environment(environ: Mapping[str, str]) -> dict[str, str]:
     """The few variables of the agent's own environment a task inherits; nothing else leaks
     (the agent's environment may hold its join token)."""
@@ -72,6 +115,13 @@ class _Attempt:
     cancelled: bool = False
     timed_out: bool = False
     done: asyncio.Event = field(default_factory=asyncio.Event)
+    staging: asyncio.Future[Any] | None = None
+    """The staging step in progress (downloads or uploads): cancel() stops it."""
+
+
+class _Stopped(Enum):
+    CANCELLED = "cancelled"
+    TIMED_OUT = "timed out"
 
 
 class Executor:
@@ -83,9 +133,17 @@ class Executor:
         node_id: str = "",
         environ: Mapping[str, str] | None = None,
         clock: Callable[[], float] = time.time,
+        staging: Staging | None = None,
+        jobs: JobPreparation | None = None,
     ) -> None:
         self.layout = layout
+        self.staging = staging
+        self.jobs = jobs
+        """Runs job preparation tasks; None: assignments that need one fail."""
+        self.upload_logs = False
+        """Set from the scheduler's Welcome: upload every attempt's non-empty logs."""
         self._node_env: dict[str, str] = {}
+        self._node_packages: dict[str, str] = {}
         self.set_identity(pool_id, node_id)
         self._base_env = base_environment(os.environ if environ is None else environ)
         self._clock = clock
@@ -106,10 +164,28 @@ class Executor:
             )
             for prefix in ("SHOAL_", "AZ_BATCH_")
         }
+        self._node_env.update(self._node_packages)
+
+    def set_node_packages(self, env: Mapping[str, str]) -> None:
+        """The environment of the pool's application packages, for every task on the node."""
+        for k in self._node_packages:
+            self._node_env.pop(k, None)
+        self._node_packages = dict(env)
+        self._node_env.update(self._node_packages)
 
     @property
     def running(self) -> list[str]:
         return list(self._attempts)
+
+    @property
+    def base_env(self) -> dict[str, str]:
+        """What every process inherits of the agent's own environment."""
+        return self._base_env
+
+    @property
+    def node_env(self) -> dict[str, str]:
+        """The node's part of every process's environment (identity, dirs, pool packages)."""
+        return self._node_env
 
     def environment(self, a: agent_pb2.Assignment, paths: AttemptPaths) -> dict[str, str]:
         """Base variables, then the task's own, then Shoal's (which win)."""
@@ -117,12 +193,7 @@ class Executor:
         task_dir, wd = str(paths.dir), str(paths.wd)
         env["HOME"] = task_dir
         if a.environment:
-            for k, v in a.environment.items():
-                if not k or "=" in k or "\x00" in k or "\x00" in v:
-                    raise ValueError(
-                        f"environment variable {k[:80]!r}: no '=' or NUL in names, no NUL in values"
-                    )
-                env[k] = v
+            add_environment(env, a.environment)
         env.update(self._node_env)
         for name, value in (("TASK_DIR", task_dir), ("TASK_WORKING_DIR", wd),
                             ("JOB_ID", a.job_id), ("TASK_ID", a.task_id)):
@@ -142,6 +213,8 @@ class Executor:
             raise ValueError(f"attempt {aid!r} is already running")
         state = _Attempt()
         self._attempts[aid] = state
+        if self.jobs is not None and a.job_uid:
+            self.jobs.seen(a)
         try:
             return await self._run(a, state, on_started)
         finally:
@@ -174,80 +247,164 @@ class Executor:
         _fresh_dir(paths)
         if state.cancelled or self._stopping:
             return None if self._stopping else _cancelled(aid, end=self._clock())
+        if a.HasField("job_preparation_task"):
+            # Before the wall clock starts: the preparation task has a limit of its own.
+            prepared = await self._job_prepared(a, state)
+            if not isinstance(prepared, dict):
+                return prepared
+            env.update(prepared)
+        limit = from_duration(a.max_wall_clock_time) if a.HasField("max_wall_clock_time") else None
+        if limit is not None and limit <= 0:
+            limit = None
+        deadline = None if limit is None else time.monotonic() + limit
+        if a.HasField("files"):
+            if self.staging is None:
+                return failed(
+                    aid, SERVER_ERROR, RESOURCE_FILE_DOWNLOAD_FAILED,
+                    "this agent cannot stage files (no staging configured)", end=self._clock(),
+                )
+            if needs_downloads(a):
+                prepared = await self._prepare(a, state, paths, deadline, limit)
+                if not isinstance(prepared, dict):
+                    return prepared
+                env.update(prepared)
+        result = await self._execute(a, state, paths, argv, env, deadline, limit, on_started)
+        if result is None or state.cancelled or self._stopping:
+            return result
+        if self.staging is None or not (a.files.output_files or self.upload_logs):
+            return result
+        # Outputs, and logs when the scheduler asks for them; a task with nothing to upload
+        # (a trivial one that printed nothing) costs two stat calls, no await, no message.
+        if a.files.output_files or any_log(paths.dir):
+            return await self._finish(a, state, paths, result)
+        return result
 
-        flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
-        out = os.open(paths.stdout, flags, 0o644)
-        err = os.open(paths.stderr, flags, 0o644)
+    async def _execute(
+        self, a: agent_pb2.Assignment, state: _Attempt, paths: AttemptPaths, argv: list[str],
+        env: dict[str, str], deadline: float | None, limit: float | None,
+        on_started: OnStarted | None,
+    ) -> agent_pb2.TaskResult | None:
+        aid = a.attempt_id
+        out, err = open_logs(paths.stdout, paths.stderr)
         try:
             proc = Child.spawn(argv, cwd=str(paths.wd), env=env, stdout=out, stderr=err)
-        except FileNotFoundError:
-            return failed(
-                aid, USER_ERROR, "COMMAND_NOT_FOUND",
-                f"program {argv[0]!r} not found (PATH={env['PATH']}, cwd {paths.wd})",
-                end=self._clock(),
-            )
-        except PermissionError:
-            return failed(
-                aid, USER_ERROR, "COMMAND_NOT_EXECUTABLE",
-                f"program {argv[0]!r} is not executable (permission denied)", end=self._clock(),
-            )
         except OSError as e:
-            return failed(
-                aid, USER_ERROR, "COMMAND_NOT_EXECUTABLE",
-                f"program {argv[0]!r} cannot be executed: {e.strerror or e}", end=self._clock(),
-            )
+            why, message = spawn_error(argv, env, paths.wd, e)
+            return failed(aid, USER_ERROR, why, message, end=self._clock())
         finally:
             os.close(out)
             os.close(err)
         start = self._clock()
         state.proc = proc
         if state.cancelled or self._stopping:
-            _kill_group(proc)
+            kill_group(proc)
         if on_started is not None:
             on_started(aid, start)
-
-        limit = from_duration(a.max_wall_clock_time) if a.HasField("max_wall_clock_time") else None
-        try:
-            if limit is not None and limit > 0:
-                try:
-                    await asyncio.wait_for(proc.wait(), limit)
-                except TimeoutError:
-                    state.timed_out = True
-                    _kill_group(proc)
-                    await proc.wait()
-            else:
-                await proc.wait()
-        except asyncio.CancelledError:
-            # Whoever cancels us must not leave the process behind.
-            _kill_group(proc)
-            raise
+        # What staging took counts: the limit is the attempt's, as in Azure Batch.
+        state.timed_out = await wait_exit(proc, deadline)
         end = self._clock()
         if self._stopping:
             return None
 
-        rc = proc.returncode if proc.returncode is not None else -signal.SIGKILL
-        code = rc if rc >= 0 else 128 - rc
+        code = exit_code_of(proc)
         if state.timed_out:
-            return failed(
-                aid, USER_ERROR, "MAX_WALL_CLOCK_TIME_EXCEEDED",
-                f"the task ran longer than its max_wall_clock_time of {limit:g}s and was killed",
-                start=start, end=end, exit_code=KILLED_EXIT_CODE,
-            )
+            return _timed_out(aid, limit, start=start, end=end, exit_code=KILLED_EXIT_CODE)
         if state.cancelled:
             return _cancelled(aid, start=start, end=end, exit_code=code)
         return agent_pb2.TaskResult(
             attempt_id=aid, exit_code=code, start_time=to_timestamp(start), end_time=to_timestamp(end)
         )
 
+    async def _job_prepared(
+        self, a: agent_pb2.Assignment, state: _Attempt
+    ) -> dict[str, str] | agent_pb2.TaskResult | None:
+        """The job's preparation environment once the job is prepared here, or the attempt's
+        result when its preparation failed or the wait was cancelled (None: stopping). The
+        attempt has no start time of its own then: its process never ran."""
+        aid = a.attempt_id
+        if self.jobs is None:
+            return failed(aid, SERVER_ERROR, JOB_PREPARATION_TASK_FAILED,
+                          "this agent cannot run job preparation tasks", end=self._clock())
+        out = self.jobs.ready(a)
+        if out is None:
+            try:
+                waited = await _step(state, self.jobs.prepare(a), None)
+            except Exception as e:  # noqa: BLE001 - a bug must fail the attempt, not the agent
+                log.exception("job preparation crashed")
+                return failed(aid, SERVER_ERROR, JOB_PREPARATION_TASK_FAILED,
+                              f"job {a.job_id}: the agent failed to prepare the job: {e}",
+                              end=self._clock())
+            if self._stopping:
+                return None
+            if state.cancelled or waited is _Stopped.CANCELLED:
+                return _cancelled(aid, end=self._clock())
+            assert not isinstance(waited, _Stopped)
+            out = waited
+        if isinstance(out, task_pb2.FailureInfo):
+            return failed(aid, out.category, out.code, out.message, end=self._clock())
+        return out
+
+    async def _prepare(
+        self, a: agent_pb2.Assignment, state: _Attempt, paths: AttemptPaths,
+        deadline: float | None, limit: float | None,
+    ) -> dict[str, str] | agent_pb2.TaskResult | None:
+        """The inputs staged: the package environment, or the attempt's result when staging
+        failed, was cancelled or ran out of wall clock time (None: the agent is stopping)."""
+        assert self.staging is not None
+        aid = a.attempt_id
+        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
+        try:
+            out = await _step(state, self.staging.prepare(a, paths.wd), timeout)
+        except StagingFailure as f:
+            r = failed(aid, f.category, f.code, f.message, end=self._clock())
+            log.info("staging failed", code=f.code, error=f.message)
+            return r
+        except Exception as e:  # noqa: BLE001 - a bug must fail the attempt, not the agent
+            log.exception("staging crashed")
+            return failed(aid, SERVER_ERROR, RESOURCE_FILE_DOWNLOAD_FAILED,
+                          f"the agent failed to stage the attempt's files: {e}", end=self._clock())
+        if self._stopping:
+            return None
+        if state.cancelled or out is _Stopped.CANCELLED:
+            return _cancelled(aid, end=self._clock())
+        if out is _Stopped.TIMED_OUT:
+            return _timed_out(aid, limit, end=self._clock())
+        assert isinstance(out, dict)
+        return out
+
+    async def _finish(
+        self, a: agent_pb2.Assignment, state: _Attempt, paths: AttemptPaths,
+        result: agent_pb2.TaskResult,
+    ) -> agent_pb2.TaskResult | None:
+        assert self.staging is not None
+        try:
+            out = await _step(state, self.staging.finish(a, paths.dir, paths.wd, result), None)
+        except Exception as e:  # noqa: BLE001 - a bug must fail the attempt, not the agent
+            log.exception("uploading outputs crashed")
+            return with_failure(result, StagingFailure(
+                SERVER_ERROR, OUTPUT_FILE_UPLOAD_FAILED, f"the agent failed to upload: {e}"
+            ))
+        if self._stopping:
+            return None
+        if state.cancelled or out is _Stopped.CANCELLED:
+            return _cancelled(
+                a.attempt_id, start=_seconds(result.start_time), end=self._clock(),
+                exit_code=result.exit_code if result.HasField("exit_code") else None,
+            )
+        assert isinstance(out, agent_pb2.TaskResult)
+        return out
+
     def cancel(self, attempt_id: str) -> bool:
-        """Kill an attempt's process group; its run() still returns a result. False when the
-        attempt is not running here."""
+        """Kill an attempt's process group (or stop its staging); its run() still returns a
+        result. False when the attempt is not running here."""
         state = self._attempts.get(attempt_id)
         if state is None:
             return False
         state.cancelled = True
         if state.proc is not None:
-            _kill_group(state.proc)
+            kill_group(state.proc)
+        if state.staging is not None:
+            state.staging.cancel()
         return True
 
     async def kill_all(self, grace: float = 5.0) -> None:
@@ -257,12 +414,52 @@ class Executor:
         states = list(self._attempts.values())
         for s in states:
             if s.proc is not None:
-                _kill_group(s.proc)
+                kill_group(s.proc)
+            if s.staging is not None:
+                s.staging.cancel()
         waits = [asyncio.ensure_future(s.done.wait()) for s in states]
         if waits:
             _, pending = await asyncio.wait(waits, timeout=grace)
             for w in pending:
                 w.cancel()
+
+
+async def _step(
+    state: _Attempt, coro: Coroutine[Any, Any, T], within: float | None
+) -> T | _Stopped:
+    """Run a staging step where cancel() and kill_all() can stop it: its value, or why it
+    stopped. Its own exceptions (StagingFailure) propagate."""
+    task = asyncio.ensure_future(coro)
+    state.staging = task
+    try:
+        done, _ = await asyncio.wait({task}, timeout=within)
+    except asyncio.CancelledError:
+        task.cancel()
+        raise
+    finally:
+        state.staging = None
+    if not done:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+        return _Stopped.TIMED_OUT
+    if task.cancelled():
+        return _Stopped.CANCELLED
+    return task.result()
+
+
+def _seconds(ts: Any) -> float | None:
+    return ts.ToNanoseconds() / 1e9 if ts.ByteSize() else None
+
+
+def _timed_out(
+    aid: str, limit: float | None, *, end: float, start: float | None = None,
+    exit_code: int | None = None,
+) -> agent_pb2.TaskResult:
+    return failed(
+        aid, USER_ERROR, "MAX_WALL_CLOCK_TIME_EXCEEDED",
+        f"the task ran longer than its max_wall_clock_time of {limit or 0:g}s and was killed",
+        start=start, end=end, exit_code=exit_code,
+    )
 
 
 def _cancelled(
@@ -292,15 +489,6 @@ def _fresh_dir(paths: AttemptPaths) -> None:
         shutil.rmtree(paths.dir, ignore_errors=True)
         os.mkdir(paths.dir)
     os.mkdir(paths.wd)
-
-
-def _kill_group(proc: Child) -> None:
-    # Only while the leader is unreaped: until then its pid (= the group id) cannot be reused.
-    if proc.returncode is None:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
 
 
 def kill_leftovers(layout: NodeLayout) -> list[int]:

@@ -42,18 +42,28 @@ class AttemptPaths:
 
 
 class NodeLayout:
-    """{node_root}/shared, startup, tasks/{job}/{task}/{attempt}/, outbox/."""
+    """{node_root}/shared, startup/ (the start task's; wd/ is its cwd),
+    applications/{app}/{version}/, cache/, tasks/{job}/{task}/{attempt}/,
+    tasks/{job}/jobpreparation/ and jobrelease/, outbox/."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).absolute()
         self.shared = self.root / "shared"
         self.startup = self.root / "startup"
+        self.applications = self.root / "applications"
+        self.cache = self.root / "cache"
         self.tasks = self.root / "tasks"
         self.outbox = self.root / "outbox"
 
     def create(self) -> None:
+        # applications/ and cache/ appear with the first staging that needs them.
         for d in (self.shared, self.startup, self.tasks, self.outbox):
             d.mkdir(parents=True, exist_ok=True)
+
+    def job_dir(self, job_id: str) -> Path:
+        """tasks/{job}: the job's attempts, and its preparation and release tasks'
+        directories (`jobpreparation/`, `jobrelease/`, Azure Batch's names)."""
+        return self.tasks / check_id(job_id, "job_id")
 
     def attempt(self, job_id: str, task_id: str, attempt_id: str) -> AttemptPaths:
         d = (

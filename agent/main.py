@@ -28,14 +28,38 @@ import structlog
 
 from agent import __version__
 from agent.executor import Executor, kill_leftovers
+from agent.job_tasks import JobTasks
 from agent.layout import NodeLayout, answer_read
+from agent.node_commands import (
+    CommandRunner,
+    run_start_task,
+    running_info,
+    start_task_failure,
+    waits_for_success,
+)
 from agent.outbox import Outbox, OutboxWriter
-from agent.session import Admission, Identity, Session, backoff, draining_result, jittered
+from agent.session import (
+    Admission,
+    Identity,
+    Session,
+    StagingKey,
+    backoff,
+    draining_result,
+    jittered,
+    setup_failed_result,
+)
+from agent.staging import StagingFailure
+from agent.staging.attempt import Staging
+from agent.staging.cache import DEFAULT_MAX_BYTES, ContentCache
+from agent.staging.grants import GrantBroker
+from agent.staging.packages import PackageInstaller
+from agent.staging.transfer import Transfers
 from services.common import logging as shoal_logging
 from services.common.ids import ID_RE
 from services.common.rpc import CHANNEL_OPTIONS
 from services.common.timeutil import from_duration
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
+from shoal.v1 import pool_pb2, task_pb2
 
 log = structlog.get_logger()
 
@@ -76,6 +100,8 @@ class Options:
     join_token: str
     node_id: str
     node_root: Path
+    cache_max_bytes: int = DEFAULT_MAX_BYTES
+    """Bound of the node's content cache of downloaded objects."""
 
 
 @dataclass(frozen=True)
@@ -86,6 +112,11 @@ class Registration:
     task_slots: int
     pool_id: str
     node_id: str
+    packages: tuple[agent_pb2.PackageGrant, ...] = ()
+    """The pool's application packages, installed before the node takes tasks."""
+    setup_failure: task_pb2.FailureInfo | None = None
+    start_task: agent_pb2.StartTaskRun | None = None
+    """The pool's start task, with its files granted."""
 
 
 class Rejected(Exception):
@@ -108,7 +139,10 @@ def registration(resp: agent_pb2.RegisterNodeResponse) -> Registration:
     if not resp.scheduler_address or resp.task_slots < 1:
         raise Rejected("the pool-manager answered no scheduler address or no task slots")
     return Registration(
-        resp.node, resp.credential, resp.scheduler_address, resp.task_slots, m[1], m[2]
+        resp.node, resp.credential, resp.scheduler_address, resp.task_slots, m[1], m[2],
+        tuple(resp.application_packages),
+        resp.setup_failure if resp.setup_failure.code else None,
+        resp.start_task if resp.HasField("start_task") else None,
     )
 
 
@@ -117,7 +151,22 @@ class Agent:
         self.opts = opts
         self.layout = NodeLayout(opts.node_root)
         self.hostname = socket.gethostname()
-        self.executor = Executor(self.layout, node_id=opts.node_id)
+        self.transfers = Transfers()
+        self.staging = Staging(
+            GrantBroker(self._stage, self._unstage),
+            self.transfers,
+            ContentCache(self.layout.cache, self.transfers, opts.cache_max_bytes),
+            PackageInstaller(self.layout.applications, self.transfers),
+        )
+        self.executor = Executor(self.layout, node_id=opts.node_id, staging=self.staging)
+        self.runner = CommandRunner(self.executor, self.staging)
+        self.jobs = JobTasks(self.layout, self.runner, self._node_error)
+        self.executor.jobs = self.jobs
+        self._start_task_begun = False
+        self._start_task_failure: task_pb2.FailureInfo | None = None
+        """Set when the start task failed and the pool waits for its success."""
+        self._start_task: asyncio.Task[task_pb2.NodeTaskInfo] | None = None
+        """The start task running alongside the node's tasks (wait_for_success false)."""
         self.session: Session | None = None
         self._outbox: Outbox | None = None
         self._writer: OutboxWriter | None = None
@@ -136,6 +185,7 @@ class Agent:
         killed = kill_leftovers(self.layout)
         self._outbox = Outbox(self.layout.outbox)
         self._writer = OutboxWriter(self._outbox)
+        self.staging.cache.load()
         restored = self._outbox.load()
         log.info(
             "agent starting", version=__version__, node_root=str(self.layout.root),
@@ -168,9 +218,16 @@ class Agent:
         # with no results: they run in sessions of their own and would outlive it otherwise.
         if self.executor.running:
             log.info("killing running attempts", running=self.executor.running)
+        # Attempts first: one waiting for a preparation task must end with no result, not
+        # with the preparation's cancellation.
         await self.executor.kill_all(STOP_TIMEOUT)
+        if self._start_task is not None:
+            self._start_task.cancel()
+            await asyncio.wait({self._start_task}, timeout=STOP_TIMEOUT)
+        await self.jobs.stop(STOP_TIMEOUT)
         if self._attempts:
             await asyncio.wait(self._attempts, timeout=STOP_TIMEOUT)
+        await self.transfers.close()
         log.info("agent stopped", exit_code=code)
         return code
 
@@ -182,6 +239,7 @@ class Agent:
                 log.error("registration rejected: the agent cannot join; exiting", error=str(e))
                 return EXIT_REJECTED
             self._adopt(reg)
+            await self._setup(reg)
             if await self._serve(reg) is Next.EXIT:
                 log.info("drained and left: exiting")
                 return 0
@@ -219,6 +277,57 @@ class Agent:
         else:
             self.session.identity = ident
         log.info("registered", scheduler=reg.scheduler_address, task_slots=reg.task_slots)
+
+    async def _setup(self, reg: Registration) -> None:
+        """Install the pool's application packages, then run its start task, before taking
+        tasks. A failure (or one the pool-manager reports) is said in every hello, and the
+        node then runs nothing."""
+        failure = reg.setup_failure
+        if failure is None and reg.packages:
+            try:
+                env = await self.staging.install_node_packages(reg.packages)
+            except StagingFailure as f:
+                failure = f.info()
+            else:
+                self.executor.set_node_packages(env)
+                log.info("pool application packages installed", packages=len(reg.packages))
+        if failure is None and reg.start_task is not None and not self._start_task_begun:
+            # Once per agent life (a restart runs it again, as a reboot does in Azure Batch),
+            # not again when the node only registers again.
+            self._start_task_begun = True
+            await self._begin_start_task(reg.start_task)
+        failure = failure or self._start_task_failure
+        if failure is not None:
+            log.error("node setup failed: the node takes no tasks", code=failure.code,
+                      error=failure.message)
+        self._session.setup_failure = failure
+
+    async def _begin_start_task(self, run: agent_pb2.StartTaskRun) -> None:
+        """With wait_for_success (the default) run it now, before the stream opens; a failure
+        is the node's setup failure. Without, start it and connect at once."""
+        if waits_for_success(run.spec):
+            info = await run_start_task(self.runner, self.layout, run, self._start_task_info)
+            if info.result != task_pb2.TaskExecutionInfo.SUCCESS:
+                self._start_task_failure = start_task_failure(info)
+            return
+        self._start_task_info(running_info())
+        self._start_task = asyncio.create_task(
+            run_start_task(self.runner, self.layout, run, self._start_task_info))
+
+    def _start_task_info(self, info: task_pb2.NodeTaskInfo) -> None:
+        self._session.start_task(info)
+        self._wake.set()
+
+    def _node_error(self, error: pool_pb2.NodeError) -> None:
+        self._session.node_error(error)
+        self._wake.set()
+
+    def _stage(self, request: agent_pb2.StagingRequest) -> None:
+        self._session.stage(request)
+        self._wake.set()
+
+    def _unstage(self, key: StagingKey) -> None:
+        self._session.unstage(key)
 
     # --- the stream --------------------------------------------------------------------
 
@@ -323,6 +432,7 @@ class Agent:
     async def _handle(self, msg: agent_pb2.SchedulerMessage) -> None:
         s = self._session
         if msg.HasField("welcome"):
+            self.executor.upload_logs = msg.welcome.upload_logs and self.staging is not None
             for a in msg.welcome.cancel_attempts:
                 self._cancel(a)
         if msg.HasField("drain"):
@@ -342,6 +452,13 @@ class Agent:
                 self._background.add(t)
                 t.add_done_callback(self._background.discard)
                 self._changed.set()
+        for g in msg.staging_grants:
+            s.granted(g)
+            if not self.staging.broker.deliver(g):
+                log.info("staging grant nobody waits for ignored", attempt=g.attempt_id,
+                         kind=agent_pb2.StagingKind.Name(g.kind))
+        for ended in msg.jobs_ended:
+            self.jobs.ended(ended)
         for r in msg.file_reads:
             t = asyncio.create_task(self._read_file(r))
             self._reads.add(t)
@@ -372,6 +489,9 @@ class Agent:
         structlog.contextvars.bind_contextvars(job=a.job_id, task=a.task_id, attempt=a.attempt_id)
         if admission is Admission.DRAINING:
             result: agent_pb2.TaskResult | None = draining_result(a.attempt_id, time.time())
+        elif admission is Admission.SETUP_FAILED:
+            assert self._session.setup_failure is not None
+            result = setup_failed_result(a.attempt_id, time.time(), self._session.setup_failure)
         else:
             try:
                 result = await self.executor.run(a, self._started)
@@ -466,12 +586,20 @@ def parse_args(argv: list[str] | None) -> tuple[Options, str]:
     p.add_argument("--node-id", required=True)
     p.add_argument("--node-root", required=True, type=Path, metavar="DIR")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument(
+        "--cache-max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
+        help="bound of the node's content cache of downloaded objects (LRU eviction)",
+    )
     a = p.parse_args(argv)
     if not a.join_token:
         p.error(f"a join token is required: set {JOIN_TOKEN_ENV} or pass --join-token")
     if ID_RE.fullmatch(a.node_id) is None:
         p.error(f"--node-id {a.node_id!r} is not a valid id: use 1-64 of A-Z a-z 0-9 _ -")
-    return Options(a.pool_manager, a.join_token, a.node_id, a.node_root.absolute()), a.log_level
+    if a.cache_max_bytes < 0:
+        p.error("--cache-max-bytes must not be negative")
+    opts = Options(a.pool_manager, a.join_token, a.node_id, a.node_root.absolute(),
+                   a.cache_max_bytes)
+    return opts, a.log_level
 
 
 async def _amain(opts: Options) -> int:

@@ -8,7 +8,12 @@ unacknowledged result, merging queued events into as few messages as possible, f
 and when a leaving agent may exit.
 
 Like Nomad's client, results are never dropped because a send failed: they stay until the
-scheduler acknowledges them, and every new stream resends them all.
+scheduler acknowledges them, and every new stream resends them all. Staging requests (an
+attempt asking for download or upload URLs) are kept the same way until granted.
+
+The start task's progress is state, not an event: only its latest value is sent, and every
+hello carries it. Node errors (failed job preparation or release tasks) are events sent once,
+kept while no stream is open.
 """
 
 from __future__ import annotations
@@ -21,7 +26,7 @@ from enum import Enum
 
 from services.common.timeutil import to_timestamp
 from shoal.agent.v1 import agent_pb2
-from shoal.v1 import task_pb2
+from shoal.v1 import pool_pb2, task_pb2
 
 # Limits per AgentMessage, far below gRPC's default 4 MiB receive limit.
 MAX_ITEMS_PER_MESSAGE = 1000
@@ -50,6 +55,8 @@ class Admission(Enum):
     """Already running or ended here (an assignment resent after a reconnect): ignore it."""
     DRAINING = "draining"
     """The node takes no new work: report it back unrun (see draining_result)."""
+    SETUP_FAILED = "setup_failed"
+    """The node's setup failed: it runs nothing; report it back unrun (setup_failed_result)."""
 
 
 @dataclass(frozen=True)
@@ -76,6 +83,29 @@ def draining_result(attempt_id: str, now: float) -> agent_pb2.TaskResult:
     )
 
 
+def setup_failed_result(
+    attempt_id: str, now: float, setup: task_pb2.FailureInfo
+) -> agent_pb2.TaskResult:
+    """The result for an assignment refused because the node's setup failed. It carries the
+    NODE_DRAINING code on purpose: the scheduler requeues such results (the task did nothing
+    wrong) and a node that reports a setup failure should get no tasks in the first place."""
+    r = draining_result(attempt_id, now)
+    r.failure_info.message = (
+        f"the node's setup failed ({setup.code}: {setup.message}); it runs no tasks; "
+        "the attempt did not run"
+    )
+    return r
+
+
+StagingKey = tuple[str, int, int]
+
+
+def staging_key(m: agent_pb2.StagingRequest | agent_pb2.StagingGrant) -> StagingKey:
+    """What pairs a grant with its request: the attempt, downloads or uploads, and whose
+    (the task's or its job preparation task's)."""
+    return (m.attempt_id, int(m.kind), int(m.job_task))
+
+
 class Session:
     """The agent's side of the protocol, for the life of the agent process (across streams)."""
 
@@ -97,6 +127,14 @@ class Session:
         self._heartbeat: agent_pb2.Heartbeat | None = None
         self._sequence = 0
         self._connected = False
+        self._staging: dict[StagingKey, agent_pb2.StagingRequest] = {}
+        self._staging_to_send: dict[StagingKey, None] = {}
+        self.setup_failure: task_pb2.FailureInfo | None = None
+        """Why the node's setup failed; it then runs nothing and says so in every hello."""
+        self.start_task_info: task_pb2.NodeTaskInfo | None = None
+        """How the pool's start task goes; in every hello."""
+        self._start_info_to_send = False
+        self._node_errors: deque[pool_pb2.NodeError] = deque()
         self.draining = False
         self.leaving = False
         self._quiet_since = now()
@@ -108,27 +146,34 @@ class Session:
         queued to follow it."""
         self._connected = True
         self._results_to_send = dict.fromkeys(self._unacked)
+        self._staging_to_send = dict.fromkeys(self._staging)
         self._chunks.clear()
         self._chunk_bytes = 0
         self._heartbeat = None
         i = self.identity
-        return agent_pb2.AgentMessage(
-            hello=agent_pb2.Hello(
-                node=i.node,
-                credential=i.credential,
-                task_slots=i.task_slots,
-                running_attempts=list(self._running),
-                finished_attempts=list(self._unacked),
-                agent_version=i.agent_version,
-                hostname=i.hostname,
-            )
+        hello = agent_pb2.Hello(
+            node=i.node,
+            credential=i.credential,
+            task_slots=i.task_slots,
+            running_attempts=list(self._running),
+            finished_attempts=list(self._unacked),
+            agent_version=i.agent_version,
+            hostname=i.hostname,
         )
+        if self.setup_failure is not None:
+            hello.setup_failure.CopyFrom(self.setup_failure)
+        if self.start_task_info is not None:
+            hello.start_task_info.CopyFrom(self.start_task_info)
+        self._start_info_to_send = False
+        return agent_pb2.AgentMessage(hello=hello)
 
     def disconnect(self) -> None:
         """The stream broke. File chunks and heartbeats belong to it and are dropped; started
         events not yet taken are kept; results are resent after the next hello anyway."""
         self._connected = False
+        self._start_info_to_send = False  # the next hello carries it
         self._results_to_send.clear()
+        self._staging_to_send.clear()
         self._chunks.clear()
         self._chunk_bytes = 0
         self._heartbeat = None
@@ -145,6 +190,8 @@ class Session:
             return Admission.DUPLICATE
         if self.draining:
             return Admission.DRAINING
+        if self.setup_failure is not None:
+            return Admission.SETUP_FAILED
         self._running[a] = max(1, assignment.required_slots)
         return Admission.RUN
 
@@ -173,6 +220,35 @@ class Session:
             self._quiet_since = self._now()
         return removed
 
+    def stage(self, request: agent_pb2.StagingRequest) -> None:
+        """An attempt (running here) asks for staging URLs: sent with the next batch and after
+        every reconnect until granted or withdrawn."""
+        key = staging_key(request)
+        self._staging[key] = request
+        if self._connected:
+            self._staging_to_send[key] = None
+
+    def granted(self, grant: agent_pb2.StagingGrant) -> bool:
+        """A grant arrived; False when no request of this node waits for it (a duplicate)."""
+        key = staging_key(grant)
+        self._staging_to_send.pop(key, None)
+        return self._staging.pop(key, None) is not None
+
+    def unstage(self, key: StagingKey) -> None:
+        """Stop asking (the attempt stopped waiting: granted, timed out or cancelled)."""
+        self._staging.pop(key, None)
+        self._staging_to_send.pop(key, None)
+
+    def start_task(self, info: task_pb2.NodeTaskInfo) -> None:
+        """The start task's progress changed: sent with the next batch (only the latest)."""
+        self.start_task_info = info
+        self._start_info_to_send = self._connected
+
+    def node_error(self, error: pool_pb2.NodeError) -> None:
+        """Something failed on the node (a job preparation or release task): sent once, with
+        the next batch of a stream."""
+        self._node_errors.append(error)
+
     def chunk(self, chunk: agent_pb2.FileChunk) -> None:
         if self._connected:
             self._chunks.append(chunk)
@@ -200,6 +276,7 @@ class Session:
     def has_pending(self) -> bool:
         return self._connected and bool(
             self._heartbeat or self._started or self._results_to_send or self._chunks
+            or self._staging_to_send or self._start_info_to_send or self._node_errors
         )
 
     def take(self) -> list[agent_pb2.AgentMessage]:
@@ -215,6 +292,13 @@ class Session:
                 self._heartbeat.sequence = self._sequence
                 m.heartbeat.CopyFrom(self._heartbeat)
                 self._heartbeat = None
+            if self._start_info_to_send:
+                assert self.start_task_info is not None
+                m.start_task_info.CopyFrom(self.start_task_info)
+                self._start_info_to_send = False
+            while self._node_errors and items < MAX_ITEMS_PER_MESSAGE:
+                m.node_errors.append(self._node_errors.popleft())
+                items += 1
             while self._started and items < MAX_ITEMS_PER_MESSAGE:
                 st = self._started.popleft()
                 if st.attempt_id in self._unacked:
@@ -225,6 +309,11 @@ class Session:
                 a = next(iter(self._results_to_send))
                 del self._results_to_send[a]
                 m.results.append(self._unacked[a])
+                items += 1
+            while self._staging_to_send and items < MAX_ITEMS_PER_MESSAGE:
+                key = next(iter(self._staging_to_send))
+                del self._staging_to_send[key]
+                m.staging_requests.append(self._staging[key])
                 items += 1
             size = 0
             while self._chunks and items < MAX_ITEMS_PER_MESSAGE:
@@ -242,14 +331,19 @@ class Session:
 
     @property
     def free_slots(self) -> int:
-        """Slots the scheduler may still fill; none while draining."""
-        if self.draining:
+        """Slots the scheduler may still fill; none while draining or after a failed setup."""
+        if self.draining or self.setup_failure is not None:
             return 0
         return max(0, self.identity.task_slots - sum(self._running.values()))
 
     @property
     def running(self) -> list[str]:
         return list(self._running)
+
+    @property
+    def staging(self) -> list[StagingKey]:
+        """Staging requests not yet granted."""
+        return list(self._staging)
 
     @property
     def unacked(self) -> list[str]:

@@ -10,8 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import os
+import signal
 import subprocess
+import time
 from collections.abc import Mapping, Sequence
+from pathlib import Path
 
 
 class Child:
@@ -71,3 +74,58 @@ class Child:
     async def wait(self) -> int:
         """The exit code; negative -N when a signal N ended it."""
         return await asyncio.shield(self._exited)
+
+
+def spawn_error(argv: list[str], env: Mapping[str, str], cwd: Path, e: OSError) -> tuple[str, str]:
+    """The failure code and message for a program that could not be started."""
+    if isinstance(e, FileNotFoundError):
+        return "COMMAND_NOT_FOUND", f"program {argv[0]!r} not found (PATH={env.get('PATH')}, cwd {cwd})"
+    if isinstance(e, PermissionError):
+        return "COMMAND_NOT_EXECUTABLE", f"program {argv[0]!r} is not executable (permission denied)"
+    return "COMMAND_NOT_EXECUTABLE", f"program {argv[0]!r} cannot be executed: {e.strerror or e}"
+
+
+def open_logs(stdout: Path, stderr: Path) -> tuple[int, int]:
+    """stdout.txt and stderr.txt opened (truncated) for a process; the caller closes both."""
+    flags = os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC
+    out = os.open(stdout, flags, 0o644)
+    try:
+        return out, os.open(stderr, flags, 0o644)
+    except BaseException:
+        os.close(out)
+        raise
+
+
+def exit_code_of(proc: Child) -> int:
+    """Like a shell: 128 + N for a process a signal N ended."""
+    rc = proc.returncode if proc.returncode is not None else -signal.SIGKILL
+    return rc if rc >= 0 else 128 - rc
+
+
+async def wait_exit(proc: Child, deadline: float | None) -> bool:
+    """Wait for the process to exit; at `deadline` (time.monotonic()) kill its group and
+    return True (timed out). Cancelling the wait kills the group too."""
+    try:
+        if deadline is not None:
+            try:
+                await asyncio.wait_for(proc.wait(), max(0.0, deadline - time.monotonic()))
+            except TimeoutError:
+                kill_group(proc)
+                await proc.wait()
+                return True
+        else:
+            await proc.wait()
+    except asyncio.CancelledError:
+        # Whoever cancels us must not leave the process behind.
+        kill_group(proc)
+        raise
+    return False
+
+
+def kill_group(proc: Child) -> None:
+    # Only while the leader is unreaped: until then its pid (= the group id) cannot be reused.
+    if proc.returncode is None:
+        try:
+            os.killpg(proc.pid, signal.SIGKILL)
+        except ProcessLookupError:
+            pass

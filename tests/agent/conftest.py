@@ -87,6 +87,8 @@ class FakeRegistry(agent_pb2_grpc.NodeRegistryServiceServicer):
         self.task_slots = 2
         self.generation = 0
         self.node_gone = False
+        self.start_task: agent_pb2.StartTaskRun | None = None
+        """The pool's start task, handed out with every registration."""
 
     @property
     def credential(self) -> str:
@@ -106,6 +108,7 @@ class FakeRegistry(agent_pb2_grpc.NodeRegistryServiceServicer):
             credential=self.credential,
             scheduler_address=self.scheduler_address,
             task_slots=self.task_slots,
+            start_task=self.start_task,
         )
 
 
@@ -130,6 +133,16 @@ class Stream:
     def heartbeats(self) -> list[agent_pb2.Heartbeat]:
         return [m.heartbeat for m in self.received if m.HasField("heartbeat")]
 
+    def staging_requests(self) -> list[agent_pb2.StagingRequest]:
+        return [r for m in self.received for r in m.staging_requests]
+
+    def start_task_infos(self) -> list[Any]:
+        """The start task's progress as the agent sent it after its hello, in order."""
+        return [m.start_task_info for m in self.received[1:] if m.HasField("start_task_info")]
+
+    def node_errors(self) -> list[Any]:
+        return [e for m in self.received for e in m.node_errors]
+
     def chunks(self, request_id: int) -> list[agent_pb2.FileChunk]:
         return [c for m in self.received for c in m.file_chunks if c.request_id == request_id]
 
@@ -148,6 +161,7 @@ class FakeScheduler(agent_pb2_grpc.AgentServiceServicer):
         self.refused: list[agent_pb2.AgentMessage] = []
         self.refuse_next = 0
         self.heartbeat_interval = 0.2
+        self.upload_logs = False
 
     async def Connect(self, request_iterator: Any, context: Any) -> None:
         first = await context.read()
@@ -162,7 +176,8 @@ class FakeScheduler(agent_pb2_grpc.AgentServiceServicer):
         interval = Duration()
         interval.FromNanoseconds(int(self.heartbeat_interval * 1e9))
         await context.write(
-            agent_pb2.SchedulerMessage(welcome=agent_pb2.Welcome(heartbeat_interval=interval))
+            agent_pb2.SchedulerMessage(welcome=agent_pb2.Welcome(
+                heartbeat_interval=interval, upload_logs=self.upload_logs))
         )
         reader = asyncio.create_task(self._read(context, s))
         try:
