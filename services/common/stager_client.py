@@ -79,6 +79,7 @@ class StagingClient:
         finally:
             call.cancel()
 
-    async def delete_job_logs(self, account: str, job_id: str) -> None:
+    async def delete_job_logs(self, account: str, job_id: str, job_pk: int) -> None:
         await self._call(self._stub.DeleteJobLogs,
-                         staging_pb2.DeleteJobLogsRequest(job_id=job_id), account)
+                         staging_pb2.DeleteJobLogsRequest(job_id=job_id, job_uid=str(job_pk)),
+                         account)

@@ -23,6 +23,7 @@ from services.common.stager_client import StagingClient, StagingUnavailable
 from services.common.timeutil import Clock, to_duration
 from services.job_scheduler import convert, staging
 from services.job_scheduler.model import (
+    STORAGE_UNAVAILABLE,
     Attempt,
     CancelIntent,
     Category,
@@ -61,6 +62,8 @@ NODE_REMOVED = Failure(
 )
 NODE_LOST = Failure(Category.SERVER_ERROR, "NODE_LOST", "the node was lost while the task ran")
 MAX_NODE_ERRORS = 20
+UNREPORTED = frozenset({NODE_LOST.code, "NODE_REMOVED"})
+"""Attempt ends the agent never reported: no logs were uploaded for them."""
 
 def _intend(a: Attempt, intent: CancelIntent, failure: Failure | None) -> None:
     """Set what a cancelled attempt becomes; a terminate is never downgraded to a requeue."""
@@ -146,7 +149,10 @@ class Scheduler:
                 job.counts.leave(TaskState.ACTIVE)
                 job.counts.enter(TaskState.COMPLETED, Result.FAILURE)
                 self._dirty.add(job_pk)
-        with_commands = [j.pk for j in self.jobs.values() if j.prep or j.release]
+        # A COMPLETED job's nodes were told when it ended; telling them again would rerun
+        # its release task.
+        with_commands = [j.pk for j in self.jobs.values()
+                         if (j.prep or j.release) and j.state != JobState.COMPLETED]
         for job_pk, node in await self.store.job_nodes(with_commands):
             job = self.jobs[job_pk]
             _, pool_id, _, node_id = node.split("/")
@@ -163,6 +169,7 @@ class Scheduler:
                 node_name=r["node"], slots=1, assign_time=r["assign_time"],
                 retry_count=r["retry_count"], requeue_count=r["requeue_count"],
                 max_retries=r["max_retries"], start_time=r["start_time"],
+                task_id=r["id"], files=r["files"],
                 cancel=CancelIntent.TERMINATE if job.state != JobState.ACTIVE else CancelIntent.NONE,
                 cancel_failure=JOB_TERMINATED if job.state != JobState.ACTIVE else None,
             )
@@ -231,12 +238,11 @@ class Scheduler:
         keys = [k for k in job.nodes if k in self._outbound]
         job.nodes = set()
         if keys:
-            self._spawn(self._send_job_ended(job.account, job.id, job.release, keys))
+            self._spawn(self._send_job_ended(job, keys))
 
-    async def _send_job_ended(
-        self, account: str, job_id: str, release: bytes | None, keys: list[NodeKey]
-    ) -> None:
-        msg = agent_pb2.JobEnded(job_id=job_id)
+    async def _send_job_ended(self, job: Job, keys: list[NodeKey]) -> None:
+        account, release = job.account, job.release
+        msg = agent_pb2.JobEnded(job_id=job.id, job_uid=job.pk)
         if release:
             msg.release.ParseFromString(release)
         if msg.release.resource_files:
@@ -249,7 +255,7 @@ class Scheduler:
                     msg.failure.CopyFrom(g.failure)
                 msg.downloads.extend(g.downloads)
             except StagingUnavailable as e:
-                msg.failure.CopyFrom(staging.failed_grant(agent_pb2.StagingRequest(), str(e)).failure)
+                msg.failure.CopyFrom(staging.failure(staging.DOWNLOAD_FAILED, str(e)))
         for key in keys:
             out = self._outbound.get(key)
             if out is not None:
@@ -363,9 +369,10 @@ class Scheduler:
         self.store.delete_job(job.pk)
         await self._commit()
         if self.storage is not None:
-            # Awaited, so a job created again under this id cannot have its new logs swept.
+            # Logs are kept per incarnation (job pk), so a job created again under this id
+            # keeps its own.
             try:
-                await self.storage.delete_job_logs(account, job.id)
+                await self.storage.delete_job_logs(account, job.id, job.pk)
             except StagingUnavailable as e:
                 log.warning("job logs not deleted", job=job.id, error=str(e))
         log.info("job deleted", job=job.id, account=account)
@@ -456,15 +463,34 @@ class Scheduler:
             raise failed_precondition("TASK_NOT_STARTED", f"task {task_id!r} has not run yet")
         _, pool_id, _, node_id = t.node.split("/")
         key = (account, pool_id.lower(), node_id)
-        out = self._outbound.get(key)
-        if out is None:
-            async for item in self._read_stored_log(account, t, path, offset):
-                yield item
-            return
+        ended = t.attempt_id not in self.attempts
+        if key in self._outbound:
+            sent = False
+            try:
+                async for item in self._read_from_node(key, t, path, offset):
+                    sent = True
+                    yield item
+                return
+            except ShoalError as e:
+                # A node that no longer has an ended attempt's files (cleaned up, or a new
+                # disk): the copy in storage is as good.
+                if e.reason != "TASK_FILE_NOT_FOUND" or not ended or sent or self.storage is None:
+                    raise
+        if self.storage is None or not ended:
+            raise ShoalError(
+                Code.UNAVAILABLE, "NODE_NOT_CONNECTED",
+                f"{t.node}, which runs the task, is not connected: its files cannot be read now",
+            )
+        async for item in self._read_stored_log(account, t, path, offset):
+            yield item
+
+    async def _read_from_node(
+        self, key: NodeKey, t: TaskRecord, path: str, offset: int
+    ) -> AsyncIterator[tuple[int, bytes]]:
         rid = next(self._read_ids)
         read = self._reads[rid] = _Read(key)
-        out.send(agent_pb2.SchedulerMessage(file_reads=[agent_pb2.FileRead(
-            request_id=rid, attempt_id=t.attempt_id, job_id=t.job_id, task_id=t.spec.id,
+        self._outbound[key].send(agent_pb2.SchedulerMessage(file_reads=[agent_pb2.FileRead(
+            request_id=rid, attempt_id=t.attempt_id or "", job_id=t.job_id, task_id=t.spec.id,
             path=path, offset=offset)]))
         try:
             while True:
@@ -478,7 +504,7 @@ class Scheduler:
                                      f"{t.node} went away during the read; try again")
                 if chunk.error:
                     raise ShoalError(Code.NOT_FOUND, "TASK_FILE_NOT_FOUND",
-                                     f"{path} of task {task_id!r}: {chunk.error}")
+                                     f"{path} of task {t.spec.id!r}: {chunk.error}")
                 if chunk.data:
                     yield chunk.offset, chunk.data
                 if chunk.eof:
@@ -489,22 +515,27 @@ class Scheduler:
     async def _read_stored_log(
         self, account: str, t: TaskRecord, path: str, offset: int
     ) -> AsyncIterator[tuple[int, bytes]]:
-        """The copy the agent uploaded when the attempt ended, for a node that is gone."""
-        ended = t.attempt_id not in self.attempts
-        if self.storage is None or not ended:
-            raise ShoalError(
-                Code.UNAVAILABLE, "NODE_NOT_CONNECTED",
-                f"{t.node}, which runs the task, is not connected: its files cannot be read now",
-            )
+        """The copy the agent uploaded when the attempt ended."""
+        assert self.storage is not None
+        job = self._job(account, t.job_id)
         req = staging_pb2.ReadTaskLogRequest(
-            job_id=t.job_id, task_id=t.spec.id, attempt_id=t.attempt_id, file=path, offset=offset)
+            job_id=t.job_id, job_uid=str(job.pk), task_id=t.spec.id,
+            attempt_id=t.attempt_id or "", file=path, offset=offset)
         try:
             async for chunk in self.storage.read_log(account, req):
                 yield chunk.offset, chunk.data
         except ShoalError as e:
             if e.reason != "LOG_NOT_FOUND":
                 raise
-            # Empty logs are not uploaded: an ended attempt with no stored log printed nothing.
+            last = next((a for a in t.attempts if a.attempt_id == t.attempt_id), None)
+            if last is None or last.failure is None or last.failure.code not in UNREPORTED:
+                return  # the agent reported the end and uploads non-empty logs: it printed nothing
+            raise ShoalError(
+                Code.NOT_FOUND, "LOG_NOT_STORED",
+                f"{path} of task {t.spec.id!r} was not stored: its node was "
+                f"{'lost' if last.failure.code == NODE_LOST.code else 'removed'} before the "
+                "attempt ended",
+            ) from None
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -613,7 +644,7 @@ class Scheduler:
         self._dirty.add(job_pk)
         if job.prep or job.release:
             job.nodes.add(s.key)
-        return a, s.stream_id, convert.assignment(a, info, job.prep)
+        return a, s.stream_id, convert.assignment(a, info, job)
 
     # -- attempts ---------------------------------------------------------------------------
 
@@ -780,9 +811,10 @@ class Scheduler:
             elif r.kind == agent_pb2.DOWNLOADS:
                 downloads.append((r, a))
             elif r.kind == agent_pb2.UPLOADS:
-                uploads.append((r, a, job.id))
+                uploads.append((r, a, job))
             else:
-                grants.append(staging.failed_grant(r, f"unknown staging kind {r.kind}"))
+                grants.append(staging.failed_grant(
+                    r, f"unknown staging kind {r.kind}", "INVALID_STAGING_REQUEST"))
         account = key[0]
         if downloads and self.storage is not None:
             try:
@@ -792,14 +824,19 @@ class Scheduler:
                     for r, a in downloads])
                 grants += [staging.download_grant(r, g) for (r, _), g in zip(downloads, got, strict=True)]
             except StagingUnavailable as e:
-                grants += [staging.failed_grant(r, str(e)) for r, _ in downloads]
+                # Nothing ran yet: put the task back rather than charge the user for our outage.
+                grants += [staging.failed_grant(r, str(e), STORAGE_UNAVAILABLE) for r, _ in downloads]
         if uploads and self.storage is not None:
             try:
                 ups = await self.storage.grant_uploads(account, [
-                    staging.upload_spec(job_id, a.task_id, a.files, r) for r, a, job_id in uploads])
+                    staging.upload_spec(job.id, job.pk, a.task_id, a.files, r)
+                    for r, a, job in uploads])
                 grants += [staging.upload_grant(r, g) for (r, _, _), g in zip(uploads, ups, strict=True)]
             except StagingUnavailable as e:
                 grants += [staging.failed_grant(r, str(e)) for r, _, _ in uploads]
+        # The awaits above let the world move: URLs go only to attempts still on this node.
+        grants = [g for g in grants if g.HasField("failure") or (
+            (a := self.attempts.get(g.attempt_id)) is not None and a.node_key == key)]
         out = self._outbound.get(key)
         if out is not None and grants:
             out.send(agent_pb2.SchedulerMessage(staging_grants=grants))

@@ -204,9 +204,10 @@ def task(t: TaskRecord) -> task_pb2.Task:
     return out
 
 
-def assignment(a: Attempt, info: dict[str, object], prep: bytes | None) -> agent_pb2.Assignment:
+def assignment(a: Attempt, info: dict[str, object], job: Job) -> agent_pb2.Assignment:
     out = agent_pb2.Assignment(
         attempt_id=a.attempt_id,
+        job_uid=job.pk,
         job_id=str(info["job_id"]),
         task_id=str(info["id"]),
         command_line=str(info["command_line"]),
@@ -218,8 +219,8 @@ def assignment(a: Attempt, info: dict[str, object], prep: bytes | None) -> agent
         out.environment.update(json.loads(str(env)))
     if info["files"]:
         out.files.ParseFromString(info["files"])  # type: ignore[arg-type]
-    if prep:
-        out.job_preparation_task.ParseFromString(prep)
+    if job.prep:
+        out.job_preparation_task.ParseFromString(job.prep)
     wall = info["max_wall_clock"]
     if wall is not None:
         out.max_wall_clock_time.CopyFrom(to_duration(float(wall)))  # type: ignore[arg-type]

@@ -182,7 +182,8 @@ class Outcome:
 
 
 REQUEUE_LIMIT_FAILURE_CODE = "NODE_REQUEUE_LIMIT"
-NOT_RUN_CODES = frozenset({"NODE_DRAINING"})
+STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
+NOT_RUN_CODES = frozenset({"NODE_DRAINING", STORAGE_UNAVAILABLE})
 """Failures an agent reports for work it refused without running it: requeued, not failed."""
 
 

@@ -12,14 +12,16 @@ DOWNLOAD_FAILED = "RESOURCE_FILE_DOWNLOAD_FAILED"
 UPLOAD_FAILED = "OUTPUT_FILE_UPLOAD_FAILED"
 
 
-def failed_grant(
-    req: agent_pb2.StagingRequest, message: str, code: str = "", user_error: bool = False
-) -> agent_pb2.StagingGrant:
+def failure(code: str, message: str) -> task_pb2.FailureInfo:
+    """A staging failure that is Shoal's, not the task's."""
+    return task_pb2.FailureInfo(category=task_pb2.FailureInfo.SERVER_ERROR, code=code, message=message)
+
+
+def failed_grant(req: agent_pb2.StagingRequest, message: str, code: str = "") -> agent_pb2.StagingGrant:
     code = code or (DOWNLOAD_FAILED if req.kind == agent_pb2.DOWNLOADS else UPLOAD_FAILED)
-    category = task_pb2.FailureInfo.USER_ERROR if user_error else task_pb2.FailureInfo.SERVER_ERROR
     return agent_pb2.StagingGrant(
         attempt_id=req.attempt_id, kind=req.kind, job_task=req.job_task,
-        failure=task_pb2.FailureInfo(category=category, code=code, message=message))
+        failure=failure(code, message))
 
 
 def download_spec(files: bytes | None) -> staging_pb2.DownloadSpec:
@@ -34,11 +36,11 @@ def prep_download_spec(prep: bytes | None) -> staging_pb2.DownloadSpec:
 
 
 def upload_spec(
-    job_id: str, task_id: str, files: bytes | None, req: agent_pb2.StagingRequest
+    job_id: str, job_pk: int, task_id: str, files: bytes | None, req: agent_pb2.StagingRequest
 ) -> staging_pb2.UploadSpec:
     f = agent_pb2.TaskFiles.FromString(files or b"")
     return staging_pb2.UploadSpec(
-        job_id=job_id, task_id=task_id, attempt_id=req.attempt_id,
+        job_id=job_id, job_uid=str(job_pk), task_id=task_id, attempt_id=req.attempt_id,
         output_files=f.output_files, uploads=req.uploads)
 
 

@@ -434,7 +434,8 @@ class Store:
         """Attempts of PREPARING/RUNNING tasks: the running set at start."""
         async with self._r.execute(
             "SELECT t.task_pk, t.job_pk, t.attempt_id, t.attempt_number, t.node, t.start_time, "
-            "t.retry_count, t.requeue_count, t.max_retries, a.assign_time FROM tasks t JOIN attempts a ON a.attempt_id = t.attempt_id "
+            "t.retry_count, t.requeue_count, t.max_retries, a.assign_time, t.id, t.files "
+            "FROM tasks t JOIN attempts a ON a.attempt_id = t.attempt_id "
             "WHERE t.state IN (?, ?)",
             (int(TaskState.PREPARING), int(TaskState.RUNNING)),
         ) as cur:

@@ -1,17 +1,22 @@
-"""`shoal demo`: a real parallel job end to end, on a suite started for the occasion.
+"""`shoal demo`: Azure Batch's whole workflow end to end, on a suite started for the occasion.
 
-Counts the primes below 2,000,000 in slices, one task per slice, then reads every task's
-stdout back and checks the sum against the known answer.
+Counts the primes below 2,000,000 in slices: uploads one input file per slice and the
+counting program as an application package, runs one task per slice (each downloads its
+input, runs the package's program, writes its count to a file that is uploaded), then
+downloads every result and checks the sum against the known answer.
 """
 
 from __future__ import annotations
 
+import io
 import shlex
 import shutil
 import sys
 import tempfile
 import time
+import zipfile
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 
 import click
@@ -21,6 +26,7 @@ from shoal.cli.common import describe, err, out
 from shoal.cli.up import Stop, serve_until_stopped, stop_on_signals
 from shoal.client import Client, TaskSpec, last_segment
 from shoal.errors import ShoalError, StatusCode
+from shoal.specs import OutputFile, PackageReference, ResourceFile
 from shoal.suite import LocalSuite, SuiteError
 from shoal.v1 import job_pb2, pool_pb2, task_pb2
 
@@ -28,15 +34,19 @@ LIMIT = 2_000_000
 PRIMES_BELOW_LIMIT = 148_933
 POOL = "demo"
 JOB = "primes"
+INPUTS = "demo-inputs"
+APP = "primes"
+APP_VERSION = "1.0"
 SLOTS = 2
 POLL = 0.25
 FAILURES_SHOWN = 3
 
-# Counts the primes in [LO, HI): sieve the small primes up to sqrt(HI), then strike their
-# multiples out of the slice. Plain Python, so the demo needs nothing installed.
+# The application package's program. Counts the primes in the slice [LO, HI) its input file
+# names: sieve the small primes up to sqrt(HI), then strike their multiples out of the slice.
+# Plain Python, so the demo needs nothing installed.
 SIEVE = """\
-import math, sys
-lo, hi = int(sys.argv[1]), int(sys.argv[2])
+import math, os, sys
+lo, hi = map(int, open(sys.argv[1]).read().split())
 r = math.isqrt(hi - 1) if hi > 1 else 0
 small = bytearray([1]) * (r + 1)
 primes = []
@@ -50,7 +60,10 @@ for i in range(lo, min(2, hi)):
 for p in primes:
     a = max(p * p, -(-lo // p) * p)
     seg[a - lo :: p] = bytes(len(range(a, hi, p)))
-print(sum(seg))
+os.makedirs(os.path.dirname(sys.argv[2]), exist_ok=True)
+with open(sys.argv[2], "w") as out:
+    out.write(f"{sum(seg)}\\n")
+print(f"primes in [{lo}, {hi}): {sum(seg)}")
 """
 
 
@@ -63,22 +76,62 @@ def slices(count: int, limit: int = LIMIT) -> list[tuple[int, int]]:
     return [(i * limit // count, (i + 1) * limit // count) for i in range(count)]
 
 
-def prime_tasks(count: int) -> list[TaskSpec]:
+def task_ids(count: int) -> list[str]:
     width = len(str(count - 1))
+    return [f"slice-{i:0{width}d}" for i in range(count)]
+
+
+def package() -> bytes:
+    """The application package: a zip holding the counting program."""
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as z:
+        z.writestr("count_primes.py", SIEVE)
+    return buf.getvalue()
+
+
+def prime_tasks(count: int, results: str) -> list[TaskSpec]:
+    # No shell runs a command line: /bin/sh -c expands the package's variable.
+    run = f'{shlex.quote(sys.executable)} "$SHOAL_APP_PACKAGE_PRIMES/count_primes.py" slice.txt out/count.txt'
     return [
         TaskSpec(
-            id=f"slice-{i:0{width}d}",
-            command_line=shlex.join([sys.executable, "-c", SIEVE, str(lo), str(hi)]),
+            id=task_id,
+            command_line=shlex.join(["/bin/sh", "-c", run]),
             display_name=f"primes in [{lo:,}, {hi:,})",
+            resource_files=[ResourceFile.from_object(INPUTS, f"slices/{task_id}.txt", "slice.txt")],
+            output_files=[OutputFile("out/count.txt", results, path=f"{task_id}.txt",
+                                     upload_condition="success")],
         )
-        for i, (lo, hi) in enumerate(slices(count))
+        for task_id, (lo, hi) in zip(task_ids(count), slices(count), strict=True)
     ]
+
+
+def _exists_ok(call: Callable[[], object]) -> None:
+    """Create something a kept state dir may hold from an earlier demo."""
+    try:
+        call()
+    except ShoalError as e:
+        if e.code != StatusCode.ALREADY_EXISTS:
+            raise
+
+
+def _upload_inputs(client: Client, count: int) -> None:
+    _exists_ok(lambda: client.create_container(INPUTS))
+    with Progress(TextColumn("[bold]uploading inputs"), BarColumn(), MofNCompleteColumn(),
+                  console=err, transient=True) as progress:
+        bar = progress.add_task("upload", total=count)
+        for task_id, (lo, hi) in zip(task_ids(count), slices(count), strict=True):
+            client.upload_object(INPUTS, f"slices/{task_id}.txt", f"{lo} {hi}\n".encode())
+            progress.advance(bar)
+    _exists_ok(lambda: client.create_application(APP, display_name="prime counter"))
+    _exists_ok(lambda: client.upload_application_version(APP, APP_VERSION, package(), format="zip"))
+    client.set_default_version(APP, APP_VERSION)
 
 
 def _create_pool(client: Client, nodes: int) -> None:
     try:
         client.create_pool(
-            POOL, target_nodes=nodes, task_slots_per_node=SLOTS, display_name="shoal demo"
+            POOL, target_nodes=nodes, task_slots_per_node=SLOTS, display_name="shoal demo",
+            application_package_references=[PackageReference(APP)],
         )
     except ShoalError as e:
         if e.code != StatusCode.ALREADY_EXISTS:
@@ -145,31 +198,31 @@ def _run(suite: LocalSuite, client: Client, job_id: str, total: int, timeout: fl
 
 
 def _combine(
-    client: Client, job_id: str, total: int
+    client: Client, job_id: str, results: str, total: int
 ) -> tuple[int, Counter[str], list[task_pb2.Task]]:
-    """Sum of every task's count, tasks per node, and the failed tasks."""
+    """Sum of the counts in the result files, tasks per node, and the failed tasks."""
     per_node: Counter[str] = Counter()
     failed: list[task_pb2.Task] = []
+    for t in client.list_tasks(job_id):
+        per_node[last_segment(t.execution_info.node) or "?"] += 1
+        if t.execution_info.result != task_pb2.TaskExecutionInfo.SUCCESS:
+            failed.append(t)
+    if failed:
+        return 0, per_node, failed
     primes = 0
-    with Progress(
-        TextColumn("[bold]reading results"),
-        BarColumn(),
-        MofNCompleteColumn(),
-        console=err,
-        transient=True,
+    with tempfile.TemporaryDirectory(prefix="shoal-demo-results-") as folder, Progress(
+        TextColumn("[bold]downloading results"), BarColumn(), MofNCompleteColumn(),
+        console=err, transient=True,
     ) as progress:
-        bar = progress.add_task("read", total=total)
-        for t in client.list_tasks(job_id):
-            per_node[last_segment(t.execution_info.node) or "?"] += 1
-            if t.execution_info.result != task_pb2.TaskExecutionInfo.SUCCESS:
-                failed.append(t)
-            else:
-                task_id = last_segment(t.name)
-                text = client.read_task_file(job_id, task_id, "stdout.txt").decode().strip()
-                try:
-                    primes += int(text)
-                except ValueError:
-                    raise DemoFailed(f"task {task_id} printed {text[:80]!r}, not a count") from None
+        bar = progress.add_task("download", total=total)
+        for task_id in task_ids(total):
+            path = Path(folder) / f"{task_id}.txt"
+            client.download_object(results, f"{task_id}.txt", path)
+            text = path.read_text().strip()
+            try:
+                primes += int(text)
+            except ValueError:
+                raise DemoFailed(f"{results}/{task_id}.txt holds {text[:80]!r}, not a count") from None
             progress.advance(bar)
     return primes, per_node, failed
 
@@ -196,20 +249,31 @@ def run_demo(suite: LocalSuite, nodes: int, tasks: int, timeout: float) -> bool:
     suite.start()
     err.print(f"   gateway listening on {suite.endpoint}; logs in {suite.logs_dir}")
     with suite.client() as client:
-        err.print(f"[bold]2.[/] creating pool {POOL!r}: {nodes} local nodes × {SLOTS} task slots")
+        err.print(
+            f"[bold]2.[/] uploading {tasks} input files to container {INPUTS!r} and the "
+            f"counting program as application package {APP!r} {APP_VERSION}"
+        )
+        _upload_inputs(client, tasks)
+        err.print(
+            f"[bold]3.[/] creating pool {POOL!r}: {nodes} local nodes × {SLOTS} task slots, "
+            f"each installs {APP!r} once"
+        )
         _create_pool(client, nodes)
         job_id = _create_job(client)
+        results = f"results-{job_id}"
+        _exists_ok(lambda: client.create_container(results))
         err.print(
-            f"[bold]3.[/] adding {tasks} tasks to job {job_id!r} in one call: each counts the "
-            f"primes in its slice of [0, {LIMIT:,}) with a small Python sieve"
+            f"[bold]4.[/] adding {tasks} tasks to job {job_id!r} in one call: each downloads "
+            f"its slice of [0, {LIMIT:,}), counts its primes, and its count is uploaded to "
+            f"container {results!r}"
         )
         started = time.monotonic()
-        client.add_tasks(job_id, prime_tasks(tasks))
-        err.print("[bold]4.[/] running them in parallel on the pool's nodes")
+        client.add_tasks(job_id, prime_tasks(tasks, results))
+        err.print("[bold]5.[/] running them in parallel on the pool's nodes")
         _run(suite, client, job_id, tasks, timeout)
         wall = time.monotonic() - started
-        err.print("[bold]5.[/] combining: reading every task's stdout and adding the counts")
-        primes, per_node, failed = _combine(client, job_id, tasks)
+        err.print("[bold]6.[/] downloading every result file and adding the counts")
+        primes, per_node, failed = _combine(client, job_id, results, tasks)
         if failed:
             _explain_failures(client, job_id, failed)
             return False
@@ -237,7 +301,8 @@ def run_demo(suite: LocalSuite, nodes: int, tasks: int, timeout: float) -> bool:
     "--timeout", type=click.FloatRange(min=1), default=600, show_default=True, help="Seconds."
 )
 def demo(state_dir: Path | None, nodes: int, tasks: int, keep: bool, timeout: float) -> None:
-    """Run a real parallel job end to end: count the primes below 2,000,000."""
+    """Run Azure Batch's workflow end to end: inputs and an application package uploaded, a
+    parallel job that counts the primes below 2,000,000, its results downloaded and checked."""
     temporary = state_dir is None
     directory = Path(tempfile.mkdtemp(prefix="shoal-demo-")) if state_dir is None else state_dir
     suite = LocalSuite(
@@ -277,6 +342,6 @@ def _keep_hint(suite: LocalSuite) -> str:
         f"\nShoal keeps running at {suite.endpoint}. From another terminal:\n"
         f"  export SHOAL_STATE_DIR={suite.state_dir}\n"
         f"  shoal pool show {POOL}; shoal node list {POOL}; shoal job list\n"
-        f"  shoal task list {JOB} --limit 5\n"
+        f"  shoal task list {JOB} --limit 5; shoal storage ls results-{JOB}\n"
         "Press Ctrl-C to stop."
     )
