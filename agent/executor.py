@@ -61,6 +61,9 @@ JOB_PREPARATION_TASK_FAILED = "JOB_PREPARATION_TASK_FAILED"
 class JobPreparation(Protocol):
     """Makes sure an assignment's job is prepared on this node (agent.job_tasks.JobTasks)."""
 
+    def seen(self, a: agent_pb2.Assignment) -> None:
+        """Note which incarnation of its job an assignment belongs to."""
+
     def ready(self, a: agent_pb2.Assignment) -> dict[str, str] | task_pb2.FailureInfo | None:
         """Without waiting: the environment the job's tasks get once it is prepared, the
         failure when its preparation failed, or None when it must be waited for."""

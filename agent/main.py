@@ -18,7 +18,6 @@ import signal
 import socket
 import sys
 import time
-from collections.abc import Coroutine
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import grpc
 import structlog
 
 from agent import __version__
+from agent.concurrency import run_together
 from agent.executor import Executor, kill_leftovers
 from agent.job_tasks import JobTasks
 from agent.layout import NodeLayout, answer_read
@@ -382,10 +382,10 @@ class Agent:
             log.info("connected to the scheduler", heartbeat_interval=interval,
                      running=len(s.running), resent=len(s.unacked))
             await self._handle(first)
-            await _first_of(
+            await run_together((
                 self._receive(call), self._send(call), self._heartbeats(interval),
                 self._until_exit(),
-            )
+            ), until=asyncio.FIRST_COMPLETED)
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 await call.done_writing()
         finally:
@@ -541,17 +541,6 @@ class Agent:
         return self._writer
 
 
-async def _first_of(*coros: Coroutine[Any, Any, None]) -> None:
-    """Run coroutines together until the first one ends; cancel the others; re-raise."""
-    tasks = [asyncio.create_task(c) for c in coros]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
-        for t in done:
-            t.result()
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
 
 
 def _disk_free(path: Path) -> int:

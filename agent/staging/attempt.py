@@ -14,12 +14,12 @@ from __future__ import annotations
 import asyncio
 import os
 import stat
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any
 
 import structlog
 
+from agent.concurrency import run_together
 from agent.staging import (
     APPLICATION_PACKAGE_FAILED,
     OUTPUT_FILE_UPLOAD_FAILED,
@@ -87,9 +87,9 @@ class Staging:
         async def packages() -> None:
             installed.extend(await self.installer.install_all(grant.packages))
 
-        await _all_or_first_error(
+        await run_together((
             packages(), place_downloads(grant.downloads, wd, self.cache, self.transfers)
-        )
+        ))
         return package_env(installed)
 
     async def install_node_packages(
@@ -186,14 +186,3 @@ def _non_empty(path: Path) -> bool:
     return stat.S_ISREG(st.st_mode) and st.st_size > 0
 
 
-async def _all_or_first_error(*coros: Coroutine[Any, Any, None]) -> None:
-    """Run together; the first error cancels the rest and is raised."""
-    tasks = [asyncio.ensure_future(c) for c in coros]
-    try:
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for t in done:
-            t.result()
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)

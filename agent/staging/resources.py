@@ -19,6 +19,7 @@ import uuid
 from collections.abc import Sequence
 from pathlib import Path
 
+from agent.concurrency import run_together
 from agent.staging import RESOURCE_FILE_DOWNLOAD_FAILED, SERVER_ERROR, USER_ERROR, StagingFailure
 from agent.staging.cache import ContentCache
 from agent.staging.transfer import Expect, TransferError, Transfers
@@ -96,16 +97,8 @@ async def place_downloads(
         async with gate:
             await place_one(d, wd, cache, transfers)
 
-    tasks = [asyncio.ensure_future(one(d)) for d in by_path.values()]
-    try:
-        # The first failure ends the staging; the other downloads are abandoned.
-        done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
-        for t in done:
-            t.result()
-    finally:
-        for t in tasks:
-            t.cancel()
-        await asyncio.gather(*tasks, return_exceptions=True)
+    # The first failure ends the staging; the other downloads are abandoned.
+    await run_together(one(d) for d in by_path.values())
 
 
 async def place_one(
