@@ -794,7 +794,7 @@ class Scheduler:
         still assigned to that node — a grant is scoped to exactly one live attempt."""
         grants: list[agent_pb2.StagingGrant] = []
         downloads: list[tuple[agent_pb2.StagingRequest, Attempt]] = []
-        uploads: list[tuple[agent_pb2.StagingRequest, Attempt, str]] = []
+        uploads: list[tuple[agent_pb2.StagingRequest, Attempt, Job]] = []
         for r in reqs:
             a = self.attempts.get(r.attempt_id)
             job = self.jobs.get(a.job_pk) if a is not None else None
