@@ -8,9 +8,9 @@ in the stager's store, because one S3 bucket has no containers of its own.
 from __future__ import annotations
 
 import asyncio
+import secrets
 from collections.abc import AsyncIterable, Callable, Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from pathlib import Path
 
 from services.common import archives
@@ -40,7 +40,7 @@ from services.storage_stager.model import (
     Container,
     StoredObject,
 )
-from services.storage_stager.store import Store
+from services.storage_stager.store import Added, Store
 
 OBJECTS_PAGE = 1000
 OBJECTS_PAGE_MAX = 5000
@@ -52,6 +52,11 @@ def _mismatch(e: ChecksumMismatch) -> ShoalError:
         "sha256", f"the bytes have SHA-256 {e.actual}, not {e.expected}; nothing was stored",
         reason="CHECKSUM_MISMATCH",
     )
+
+
+def new_uid() -> str:
+    """A fresh incarnation uid for a container or an application (keys.py)."""
+    return secrets.token_hex(8)
 
 
 def _object(container: str, prefix_len: int, info: ObjectInfo) -> StoredObject:
@@ -76,7 +81,7 @@ class StorageApp:
 
     async def create_container(self, account: str, container_id: str) -> Container:
         check_container_id(container_id, "container_id")
-        c = Container(account, container_id, self._clock())
+        c = Container(account, container_id, self._clock(), new_uid())
         if not await self.store.add_container(c):
             raise already_exists("container", container_id)
         return c
@@ -97,10 +102,15 @@ class StorageApp:
         return rows, encode_token(rows[-1].id) if more else ""
 
     async def delete_container(self, account: str, container_id: str) -> None:
-        await self.get_container(account, container_id)
+        c = await self.get_container(account, container_id)
         # Objects first: if that fails half-way the container still exists to retry on.
-        await self.backend.delete_prefix(keys.container_prefix(account, container_id))
-        await self.store.delete_container(account, container_id)
+        await self.backend.delete_prefix(keys.container_prefix(account, c.id, c.uid))
+        await self.store.delete_container(account, c.id, c.uid)
+
+    async def _key(self, account: str, container_id: str, key: str) -> tuple[Container, str]:
+        """The container (NOT_FOUND if missing) and the object's full backend key in it."""
+        c = await self.get_container(account, container_id)
+        return c, keys.object_key(account, c.id, c.uid, key)
 
     # Objects
 
@@ -109,12 +119,19 @@ class StorageApp:
         expected: Callable[[], str],
     ) -> StoredObject:
         check_object_key(key, "header.key")
-        await self.get_container(account, container_id)
-        full = keys.object_key(account, container_id, key)
+        c, full = await self._key(account, container_id, key)
         try:
             info = await self.backend.put(full, data, expected)
         except ChecksumMismatch as e:
             raise _mismatch(e) from None
+        now = await self.store.get_container(account, container_id)
+        if now is None or now.uid != c.uid:
+            # The container was deleted while the bytes came in, maybe before its deletion
+            # could see them: the key is in a space nobody lists any more, so remove it and
+            # say so. (A deletion that starts after this check leaves the object there, an
+            # orphan that costs space only: see keys.py.)
+            await self.backend.delete(full)
+            raise not_found("container", container_id)
         return _object(container_id, len(full) - len(key), info)
 
     async def download_object(
@@ -123,8 +140,7 @@ class StorageApp:
         check_object_key(key, "key")
         if offset < 0:
             raise invalid("offset", f"must not be negative, got {offset}")
-        await self.get_container(account, container_id)
-        full = keys.object_key(account, container_id, key)
+        _, full = await self._key(account, container_id, key)
         try:
             info, chunks = await self.backend.get(full, offset)
         except KeyError:
@@ -135,8 +151,7 @@ class StorageApp:
 
     async def get_object(self, account: str, container_id: str, key: str) -> StoredObject:
         check_object_key(key, "key")
-        await self.get_container(account, container_id)
-        full = keys.object_key(account, container_id, key)
+        _, full = await self._key(account, container_id, key)
         info = await self.backend.head(full)
         if info is None:
             raise not_found("object", key)
@@ -150,15 +165,18 @@ class StorageApp:
             raise invalid("page_size", f"must not be negative, got {size}")
         limit = min(size or OBJECTS_PAGE, OBJECTS_PAGE_MAX)
         after = decode_token(token)
-        await self.get_container(account, container_id)
-        base = keys.container_prefix(account, container_id)
+        c = await self.get_container(account, container_id)
+        base = keys.container_prefix(account, c.id, c.uid)
         infos = await self.backend.list(base + prefix, base + after if after else "", limit + 1)
         objects = [_object(container_id, len(base), i) for i in infos[:limit]]
         return objects, encode_token(objects[-1].key) if len(infos) > limit else ""
 
     async def delete_object(self, account: str, container_id: str, key: str) -> None:
-        await self.get_object(account, container_id, key)
-        await self.backend.delete(keys.object_key(account, container_id, key))
+        check_object_key(key, "key")
+        _, full = await self._key(account, container_id, key)
+        if await self.backend.head(full) is None:
+            raise not_found("object", key)
+        await self.backend.delete(full)
 
     # Applications
 
@@ -170,7 +188,7 @@ class StorageApp:
         if default_version:
             raise invalid("application.default_version",
                           "must be empty: upload a version, then make it the default")
-        app = Application(account, app_id, display_name, "", self._clock())
+        app = Application(account, app_id, display_name, "", self._clock(), new_uid())
         if not await self.store.add_application(app):
             raise already_exists("application", app_id)
         return app
@@ -193,27 +211,22 @@ class StorageApp:
     async def update_application(
         self, account: str, app_id: str, display_name: str | None, default_version: str | None
     ) -> Application:
-        app = await self.get_application(account, app_id)
         if display_name is not None:
             check_display_name(display_name)
-            app = replace(app, display_name=display_name)
-        if default_version:
-            v = await self.store.get_version(account, app.id, default_version)
-            if v is None:
-                raise invalid("default_version",
-                              f"application {app.id!r} has no version {default_version!r}",
-                              reason="VERSION_NOT_FOUND")
-            app = replace(app, default_version=v.version)
-        elif default_version == "":
-            app = replace(app, default_version="")
-        if not await self.store.update_application(app):
-            raise not_found("application", app_id)
+        # One statement: the version's existence is checked where the default is set, so a
+        # deletion racing us cannot leave the default naming a deleted version.
+        app = await self.store.update_application(account, app_id, display_name, default_version)
+        if app is None:
+            app = await self.get_application(account, app_id)
+            raise invalid("default_version",
+                          f"application {app.id!r} has no version {default_version!r}",
+                          reason="VERSION_NOT_FOUND")
         return app
 
     async def delete_application(self, account: str, app_id: str) -> None:
         app = await self.get_application(account, app_id)
-        await self.backend.delete_prefix(keys.app_prefix(account, app.id))
-        await self.store.delete_application(account, app.id)
+        await self.backend.delete_prefix(keys.app_prefix(account, app.id, app.uid))
+        await self.store.delete_application(account, app.id, app.uid)
 
     # Versions
 
@@ -227,6 +240,7 @@ class StorageApp:
             if await self.store.get_version(account, app.id, version) is not None:
                 raise already_exists("version", f"{app.id}/{version}")
             path, hasher = await spool.spool(data, self._tmp)
+            key = keys.version_key(account, app.id, app.uid, version)
             try:
                 try:
                     sha = hasher.verify(expected)
@@ -237,13 +251,19 @@ class StorageApp:
                 except archives.ArchiveError as e:
                     raise invalid("data", f"not a usable {fmt.value} archive: {e.message}",
                                   reason="INVALID_ARCHIVE") from None
-                await self.backend.put(keys.version_key(account, app.id, version),
-                                       spool.read_back(path), lambda: sha)
+                await self.backend.put(key, spool.read_back(path), lambda: sha)
             finally:
                 await asyncio.to_thread(path.unlink, True)
-            v = AppVersion(account, app.id, version, fmt, hasher.size, sha, self._clock())
-            if not await self.store.add_version(v):
+            v = AppVersion(account, app.id, version, fmt, hasher.size, sha, self._clock(),
+                           app.uid)
+            added = await self.store.add_version(v)
+            if added is Added.EXISTS:
                 raise already_exists("version", f"{app.id}/{version}")
+            if added is Added.NO_APPLICATION:
+                # Deleted (maybe created again) while the archive came in: the archive is in
+                # the old incarnation's space, which nobody lists any more.
+                await self.backend.delete(key)
+                raise not_found("application", app.id)
         return v
 
     @contextmanager
@@ -279,8 +299,5 @@ class StorageApp:
     async def delete_version(self, account: str, app_id: str, version: str) -> None:
         app = await self.get_application(account, app_id)
         v = await self.get_version(account, app.id, version)
-        await self.backend.delete(keys.version_key(account, app.id, v.version))
-        await self.store.delete_version(account, app.id, v.version)
-        if app.default_version.lower() == v.version.lower():
-            # A default must exist; references without a version now fail clearly instead.
-            await self.store.update_application(replace(app, default_version=""))
+        await self.backend.delete(keys.version_key(account, v.app_id, v.app_uid, v.version))
+        await self.store.delete_version(v)

@@ -167,7 +167,7 @@ def download_spec(s: staging_pb2.DownloadSpec) -> model.DownloadSpec:
 
 def upload_spec(s: staging_pb2.UploadSpec) -> model.UploadSpec:
     return model.UploadSpec(
-        job_id=s.job_id, task_id=s.task_id, attempt_id=s.attempt_id,
+        job_uid=s.job_uid, job_id=s.job_id, task_id=s.task_id, attempt_id=s.attempt_id,
         output_files=tuple(
             model.OutputFile(o.file_pattern, o.container, o.path) for o in s.output_files
         ),

@@ -17,6 +17,8 @@ class Container:
     account: str
     id: str
     create_time: float
+    uid: str
+    """Random, set at creation: names this incarnation's space in the backend (keys.py)."""
 
 
 @dataclass(frozen=True)
@@ -28,6 +30,8 @@ class Application:
     default_version: str
     """Empty until set."""
     create_time: float
+    uid: str
+    """Random, set at creation: names this incarnation's space in the backend (keys.py)."""
 
 
 @dataclass(frozen=True)
@@ -40,6 +44,8 @@ class AppVersion:
     size: int
     sha256: str
     create_time: float
+    app_uid: str
+    """The uid of the application incarnation the version belongs to."""
 
 
 @dataclass(frozen=True)
@@ -130,6 +136,8 @@ class OutputFile:
 
 @dataclass(frozen=True)
 class UploadSpec:
+    job_uid: str
+    """The scheduler's identity of the job incarnation (job ids are reused): keys its logs."""
     job_id: str
     task_id: str
     attempt_id: str

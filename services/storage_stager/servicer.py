@@ -225,7 +225,7 @@ class StagingServicer(staging_pb2_grpc.StagingServiceServicer):
         self, request: staging_pb2.ReadTaskLogRequest, context: Ctx
     ) -> AsyncIterator[task_pb2.TaskFileChunk]:
         pieces = await self._app.read_task_log(
-            rpc.account(), request.job_id, request.task_id, request.attempt_id, request.file,
+            rpc.account(), request.job_uid, request.job_id, request.task_id, request.attempt_id, request.file,
             request.offset,
         )
         async with aclosing(pieces):
@@ -235,5 +235,5 @@ class StagingServicer(staging_pb2_grpc.StagingServiceServicer):
     async def DeleteJobLogs(
         self, request: staging_pb2.DeleteJobLogsRequest, context: Ctx
     ) -> empty_pb2.Empty:
-        await self._app.delete_job_logs(rpc.account(), request.job_id)
+        await self._app.delete_job_logs(rpc.account(), request.job_uid)
         return empty_pb2.Empty()

@@ -35,6 +35,7 @@ from services.storage_stager.backends.base import (
 from services.storage_stager.model import (
     AppVersion,
     Category,
+    Container,
     Download,
     DownloadGrant,
     DownloadSpec,
@@ -95,14 +96,17 @@ class StagingApp:
             (rf.container for rf in files),
             lambda c: self.store.get_container(account, c),
         )
+        # Keys of the incarnation each container has now (keys.py).
+        bases = {cid: keys.container_prefix(account, c.id, c.uid)
+                 for cid, c in containers.items() if c is not None}
         heads = await _lookup_all(
-            (keys.object_key(account, rf.container, rf.object_key)
-             for rf in files if rf.object_key and containers.get(rf.container)),
+            (bases[rf.container] + rf.object_key
+             for rf in files if rf.object_key and rf.container in bases),
             self.backend.head,
         )
         listings = await _lookup_all(
-            (keys.container_prefix(account, rf.container) + rf.blob_prefix
-             for rf in files if not rf.object_key and containers.get(rf.container)),
+            (bases[rf.container] + rf.blob_prefix
+             for rf in files if not rf.object_key and rf.container in bases),
             lambda p: self.backend.list(p, "", MAX_EXPANDED + 1),
         )
         grants = []
@@ -110,7 +114,7 @@ class StagingApp:
             try:
                 downloads: list[Download] = []
                 for i, rf in enumerate(spec.resource_files):
-                    downloads += await self._expand(account, i, rf, containers, heads, listings)
+                    downloads += await self._expand(i, rf, bases, heads, listings)
                 packages = [await self._package(account, j, ref.application_id, ref.version)
                             for j, ref in enumerate(spec.packages)]
                 grants.append(DownloadGrant(tuple(downloads), tuple(packages)))
@@ -119,7 +123,7 @@ class StagingApp:
         return grants
 
     async def _expand(
-        self, account: str, i: int, rf: ResourceFile, containers: Mapping[str, object],
+        self, i: int, rf: ResourceFile, bases: Mapping[str, str],
         heads: dict[str, ObjectInfo | None], listings: dict[str, list[ObjectInfo]],
     ) -> list[Download]:
         field = f"resource_files[{i}]"
@@ -142,9 +146,9 @@ class StagingApp:
                 check_key_prefix(rf.blob_prefix, f"{field}.blob_prefix")
         except ShoalError as e:
             raise _Refused(Failure(DOWNLOAD_FAILED, e.message)) from None
-        if not containers.get(rf.container):
+        base = bases.get(rf.container)
+        if base is None:
             raise refuse(f"container {rf.container!r} not found")
-        base = keys.container_prefix(account, rf.container)
         if rf.object_key:
             info = heads.get(base + rf.object_key)
             if info is None:
@@ -182,7 +186,7 @@ class StagingApp:
         v: AppVersion | None = await self.store.get_version(account, app.id, wanted)
         if v is None:
             raise refuse(f"application {app.id!r} has no version {wanted!r}")
-        key = keys.version_key(account, app.id, v.version)
+        key = keys.version_key(account, v.app_id, v.app_uid, v.version)
         url = await self.backend.presign_get(key, self.ttl)
         archive = Download(url, "", 0o644, f"sha256:{v.sha256}", v.size, v.sha256)
         return PackageGrant(app.id, v.version, v.format, archive, is_default=not version)
@@ -207,7 +211,7 @@ class StagingApp:
 
     async def _upload_url(
         self, account: str, spec: UploadSpec, j: int, container: str, key: str,
-        containers: Mapping[str, object],
+        containers: Mapping[str, Container | None],
     ) -> str:
         field = f"uploads[{j}]"
 
@@ -217,27 +221,33 @@ class StagingApp:
         if not container:
             if key not in LOG_FILES:
                 raise refuse(f"{key[:80]!r} is not a log file (stdout.txt or stderr.txt)")
-            full = keys.log_key(account, spec.job_id, spec.task_id, spec.attempt_id, key)
+            full = keys.log_key(account, spec.job_uid, spec.task_id, spec.attempt_id, key)
             return await self.backend.presign_put(full, self.ttl)
         try:
             check_container_id(container, f"{field}.container")
             check_object_key(key, f"{field}.key")
         except ShoalError as e:
             raise _Refused(Failure(UPLOAD_FAILED, e.message)) from None
-        if not containers.get(container):
+        c = containers.get(container)
+        if c is None:
             raise refuse(f"container {container!r} not found")
         if not upload_allowed(spec.output_files, container, key):
             raise refuse(f"key {key!r} in container {container!r} is not allowed by the "
                          "task's output files")
-        return await self.backend.presign_put(keys.object_key(account, container, key), self.ttl)
+        # Into this incarnation only: a PUT after the container is deleted, even if one with
+        # the same id exists again by then, lands where nobody looks (keys.py).
+        return await self.backend.presign_put(keys.object_key(account, c.id, c.uid, key),
+                                              self.ttl)
 
     # Logs
 
     async def read_task_log(
-        self, account: str, job_id: str, task_id: str, attempt_id: str, file: str, offset: int
+        self, account: str, job_uid: str, job_id: str, task_id: str, attempt_id: str, file: str,
+        offset: int,
     ) -> Pieces:
         """(offset, bytes) pieces of an uploaded log; NOT_FOUND (LOG_NOT_FOUND) if the agent
         uploaded none (it skips empty logs). An offset at or past the end reads nothing."""
+        check_id(job_uid, "job_uid")
         check_id(job_id, "job_id")
         check_id(task_id, "task_id")
         check_id(attempt_id, "attempt_id")
@@ -245,7 +255,7 @@ class StagingApp:
             raise invalid("file", f"must be one of {', '.join(LOG_FILES)}, got {file[:80]!r}")
         if offset < 0:
             raise invalid("offset", f"must not be negative, got {offset}")
-        key = keys.log_key(account, job_id, task_id, attempt_id, file)
+        key = keys.log_key(account, job_uid, task_id, attempt_id, file)
         try:
             _, raw = await self.backend.get(key, offset)
         except KeyError:
@@ -254,9 +264,11 @@ class StagingApp:
             return _nothing()
         return _with_offsets(rechunk(raw), offset)
 
-    async def delete_job_logs(self, account: str, job_id: str) -> int:
-        check_id(job_id, "job_id")
-        return await self.backend.delete_prefix(keys.job_logs_prefix(account, job_id))
+    async def delete_job_logs(self, account: str, job_uid: str) -> int:
+        """Delete the logs of one job incarnation; a job with the same id before or after
+        keeps its own."""
+        check_id(job_uid, "job_uid")
+        return await self.backend.delete_prefix(keys.job_logs_prefix(account, job_uid))
 
 
 def _well_formed(rf: ResourceFile) -> bool:
@@ -274,6 +286,7 @@ def _well_formed(rf: ResourceFile) -> bool:
 def _check_attempt(spec: UploadSpec) -> None:
     """The ids come from the scheduler, not the user: a bad one is the server's fault."""
     try:
+        check_id(spec.job_uid, "job_uid")
         check_id(spec.job_id, "job_id")
         check_id(spec.task_id, "task_id")
         check_id(spec.attempt_id, "attempt_id")

@@ -22,7 +22,7 @@ from shoal.errors import ShoalError
 from shoal.suite import LocalSuite
 from shoal.v1 import job_pb2, pool_pb2, task_pb2
 from tests.storage_support import MotoServer
-from tests.support import PY, print_logs, start_suite, wait_for
+from tests.support import PY, print_logs, processes_mentioning, start_suite, wait_for
 
 
 @pytest.fixture(scope="module", params=["local", "s3"])
@@ -35,7 +35,7 @@ def store_suite(
         moto = request.getfixturevalue("moto_s3")
         storage = StorageConfig(
             backend="s3", endpoint_url=moto.endpoint_url, region=moto.region,
-            access_key_id=moto.access_key_id, secret_access_key=moto.secret_access_key,
+            access_key_id="shoal-e2e-key-id", secret_access_key=f"shoal-e2e-{secrets.token_hex(8)}",
             bucket=f"shoal-e2e-{secrets.token_hex(4)}", prefix="cluster/")
     s = start_suite(tmp_path_factory.mktemp(f"store-{request.param}") / "state", storage)
     try:
@@ -315,3 +315,25 @@ def test_a_pool_package_that_does_not_exist_makes_its_nodes_unusable(
     c.add_task(f"j{u}", "t", "/bin/true")
     assert c.get_task(f"j{u}", "t").state == task_pb2.Task.ACTIVE
     assert c.get_job(f"j{u}").state == job_pb2.Job.ACTIVE
+
+
+def test_nodes_hold_no_storage_credentials(
+    store_suite: tuple[LocalSuite, MotoServer | None],
+) -> None:
+    """Agents get URLs, never keys: neither the cluster secret nor the S3 secret is in any
+    agent's command line or environment."""
+    suite, _ = store_suite
+    c = suite.client()
+    u = _uid()
+    c.create_pool(f"p{u}", target_nodes=1)
+    _idle(c, f"p{u}", 1)
+    secrets_ = [suite.config.secret, suite.config.service_token]
+    if suite.config.storage.secret_access_key:
+        secrets_ += [suite.config.storage.secret_access_key, suite.config.storage.access_key_id]
+    agents = {pid: cmd for pid, cmd in processes_mentioning(str(suite.state_dir)).items()
+              if " -m agent " in f" {cmd} "}
+    assert agents
+    for pid, cmd in agents.items():
+        environ = Path(f"/proc/{pid}/environ").read_bytes().decode(errors="replace")
+        for s in secrets_:
+            assert s not in cmd and s not in environ, f"agent {pid} holds a secret"

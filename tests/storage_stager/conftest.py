@@ -11,6 +11,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 import grpc
@@ -111,7 +112,7 @@ class Stager:
         self.apps = app_grpc.ApplicationServiceStub(channel)
         self.staging = staging_pb2_grpc.StagingServiceStub(channel)
 
-    async def __call__(self, method: str, request: object) -> object:
+    async def __call__(self, method: str, request: object) -> Any:
         """A unary call's response, or a server stream's messages as a list."""
         for stub in (self.storage, self.apps, self.staging):
             if hasattr(stub, method):
@@ -202,10 +203,10 @@ class Stager:
         reason, field = rpc.error_info(err.value)
         return Failed(err.value.code(), reason, field, err.value.details() or "")
 
-    async def read_log(self, job: str, task: str, attempt: str, file: str, offset: int = 0
-                       ) -> list[task_pb2.TaskFileChunk]:
-        req = staging_pb2.ReadTaskLogRequest(job_id=job, task_id=task, attempt_id=attempt,
-                                             file=file, offset=offset)
+    async def read_log(self, job_uid: str, job: str, task: str, attempt: str, file: str,
+                       offset: int = 0) -> list[task_pb2.TaskFileChunk]:
+        req = staging_pb2.ReadTaskLogRequest(job_uid=job_uid, job_id=job, task_id=task,
+                                             attempt_id=attempt, file=file, offset=offset)
         return [c async for c in self.staging.ReadTaskLog(req, metadata=self.md, timeout=30)]
 
 

@@ -4,7 +4,8 @@ they expire; ranges; one log line per request."""
 from __future__ import annotations
 
 import asyncio
-from urllib.parse import urlsplit
+import re
+from urllib.parse import quote, urlsplit
 
 import aiohttp
 import pytest
@@ -33,7 +34,7 @@ async def download_url(client: Stager, container: str, key: str) -> str:
 async def upload_url(client: Stager, container: str, key: str) -> str:
     resp = await client("GrantUploads", staging_pb2.GrantUploadsRequest(specs=[
         staging_pb2.UploadSpec(
-            job_id="j", task_id="t", attempt_id="a",
+            job_uid="1", job_id="j", task_id="t", attempt_id="a",
             output_files=[task_pb2.OutputFile(file_pattern=key, container=container)],
             uploads=[agent_pb2.UploadWanted(container=container, key=key)])]))
     return str(resp.grants[0].urls[0])
@@ -68,6 +69,25 @@ async def test_expired_altered_and_misused_urls_are_refused(
     assert body == b"aaa"
 
 
+async def test_malformed_signatures_and_expiries_are_refused(
+    client: Stager, http: aiohttp.ClientSession
+) -> None:
+    await client.create_container("box")
+    await client.upload("box", "a.txt", b"aaa")
+    url = await download_url(client, "box", "a.txt")
+    base = url.split("?")[0]
+    expires = url.split("expires=")[1].split("&")[0]
+    sig = url.split("sig=")[1]
+    arabic = "".join(chr(0x660 + int(d)) for d in expires)  # int() reads these as digits
+    for query in [f"expires={expires}&sig={quote('é')}",
+                  f"expires={quote('²')}&sig={sig}",
+                  f"expires={quote(arabic)}&sig={sig}",
+                  f"expires={expires}&sig={sig}%0A",
+                  f"expires={expires}&sig={sig.upper()}"]:
+        assert (await http_get(http, f"{base}?{query}"))[0] == 403, query
+    assert await http_get(http, url) == (200, b"aaa")
+
+
 async def test_ranges_and_one_log_line_per_request(
     client: Stager, http: aiohttp.ClientSession
 ) -> None:
@@ -88,7 +108,8 @@ async def test_ranges_and_one_log_line_per_request(
         assert await http_get(http, url) == (200, data)
     served = [(e["method"], e["status"]) for e in logs if e["event"] == "http request"]
     assert served == [("GET", 206), ("GET", 206), ("GET", 416), ("HEAD", 200), ("GET", 200)]
-    assert all(e["key"] == "acct-a/containers/box/r.bin" for e in logs if e["event"] == "http request")
+    assert all(re.fullmatch(r"acct-a/containers/box\.[0-9a-f]+/r\.bin", e["key"])
+               for e in logs if e["event"] == "http request")
 
 
 async def test_a_put_cut_short_stores_nothing(client: Stager, config: ClusterConfig) -> None:

@@ -20,6 +20,7 @@ from .test_applications import make_zip
 
 RF = task_pb2.ResourceFile
 USER_ERROR = task_pb2.FailureInfo.USER_ERROR
+SERVER_ERROR = task_pb2.FailureInfo.SERVER_ERROR
 
 
 async def grant_downloads(client: Stager, *specs: staging_pb2.DownloadSpec
@@ -161,7 +162,7 @@ async def test_upload_grants_put_then_read_back(
     outputs = [task_pb2.OutputFile(file_pattern="out/**/*.csv", container="results", path="run1"),
                task_pb2.OutputFile(file_pattern="summary.txt", container="results")]
     spec = staging_pb2.UploadSpec(
-        job_id="Render", task_id="T1", attempt_id="a1b2", output_files=outputs,
+        job_uid="41", job_id="Render", task_id="T1", attempt_id="a1b2", output_files=outputs,
         uploads=[agent_pb2.UploadWanted(container="results", key="run1/x/y.csv"),
                  agent_pb2.UploadWanted(container="results", key="summary.txt"),
                  agent_pb2.UploadWanted(key="stdout.txt")],
@@ -178,11 +179,11 @@ async def test_upload_grants_put_then_read_back(
     assert await client.keys("results") == ["run1/x/y.csv", "summary.txt"]
 
     # Logs are kept apart from containers and read back through the staging service.
-    chunks = await client.read_log("render", "t1", "a1b2", "stdout.txt")
+    chunks = await client.read_log("41", "render", "t1", "a1b2", "stdout.txt")
     assert b"".join(c.data for c in chunks) == b"line 1\nline 2\n" and chunks[0].offset == 0
-    tail = await client.read_log("Render", "T1", "a1b2", "stdout.txt", offset=7)
+    tail = await client.read_log("41", "Render", "T1", "a1b2", "stdout.txt", offset=7)
     assert (tail[0].offset, b"".join(c.data for c in tail)) == (7, b"line 2\n")
-    assert await client.read_log("Render", "T1", "a1b2", "stdout.txt", offset=100) == []
+    assert await client.read_log("41", "Render", "T1", "a1b2", "stdout.txt", offset=100) == []
 
 
 async def test_upload_grants_refuse_keys_outside_the_outputs(client: Stager) -> None:
@@ -190,7 +191,7 @@ async def test_upload_grants_refuse_keys_outside_the_outputs(client: Stager) -> 
     outputs = [task_pb2.OutputFile(file_pattern="out/*.txt", container="results", path="p")]
 
     def spec(*uploads: agent_pb2.UploadWanted) -> staging_pb2.UploadSpec:
-        return staging_pb2.UploadSpec(job_id="j", task_id="t", attempt_id="a",
+        return staging_pb2.UploadSpec(job_uid="1", job_id="j", task_id="t", attempt_id="a",
                                       output_files=outputs, uploads=uploads)
 
     W = agent_pb2.UploadWanted
@@ -212,39 +213,61 @@ async def test_upload_grants_refuse_keys_outside_the_outputs(client: Stager) -> 
         assert list(grant.urls) == []
 
 
-async def test_logs_missing_and_deleted_per_job(
+async def test_logs_missing_and_deleted_per_job_incarnation(
     client: Stager, other: Stager, http: aiohttp.ClientSession
 ) -> None:
-    def log_spec(job: str, attempt: str) -> staging_pb2.UploadSpec:
-        return staging_pb2.UploadSpec(job_id=job, task_id="t", attempt_id=attempt,
+    def log_spec(uid: str, job: str, attempt: str) -> staging_pb2.UploadSpec:
+        return staging_pb2.UploadSpec(job_uid=uid, job_id=job, task_id="t", attempt_id=attempt,
                                       uploads=[agent_pb2.UploadWanted(key="stderr.txt")])
 
-    grants = await grant_uploads(client, log_spec("j1", "a1"), log_spec("j1", "a2"),
-                                 log_spec("j2", "a1"))
-    for g, text in zip(grants, [b"j1a1", b"j1a2", b"j2a1"], strict=True):
+    # Job j1 (uid 1) is deleted and a new j1 (uid 3) runs; its attempt ids may repeat.
+    logs = {("1", "j1", "a1"): b"j1a1", ("1", "j1", "a2"): b"j1a2", ("2", "j2", "a1"): b"j2a1",
+            ("3", "j1", "a1"): b"new j1a1"}
+    grants = await grant_uploads(client, *(log_spec(*k) for k in logs))
+    for g, text in zip(grants, logs.values(), strict=True):
         assert await http_put(http, g.urls[0], text) == 200
 
-    for attempt, text in [("a1", b"j1a1"), ("a2", b"j1a2")]:
-        chunks = await client.read_log("j1", "t", attempt, "stderr.txt")
+    for (uid, job, attempt), text in logs.items():
+        chunks = await client.read_log(uid, job, "t", attempt, "stderr.txt")
         assert b"".join(c.data for c in chunks) == text
     missing = await client.fails("ReadTaskLog", staging_pb2.ReadTaskLogRequest(
-        job_id="j1", task_id="t", attempt_id="a1", file="stdout.txt"))
+        job_uid="1", job_id="j1", task_id="t", attempt_id="a1", file="stdout.txt"))
     assert (missing.code, missing.reason) == (grpc.StatusCode.NOT_FOUND, "LOG_NOT_FOUND")
     bad = await client.fails("ReadTaskLog", staging_pb2.ReadTaskLogRequest(
-        job_id="j1", task_id="t", attempt_id="a1", file="../etc/passwd"))
+        job_uid="1", job_id="j1", task_id="t", attempt_id="a1", file="../etc/passwd"))
     assert (bad.code, bad.field) == (grpc.StatusCode.INVALID_ARGUMENT, "file")
     hidden = await other.fails("ReadTaskLog", staging_pb2.ReadTaskLogRequest(
-        job_id="j1", task_id="t", attempt_id="a1", file="stderr.txt"))
+        job_uid="1", job_id="j1", task_id="t", attempt_id="a1", file="stderr.txt"))
     assert hidden.reason == "LOG_NOT_FOUND"
 
-    await client("DeleteJobLogs", staging_pb2.DeleteJobLogsRequest(job_id="J1"))
+    await client("DeleteJobLogs", staging_pb2.DeleteJobLogsRequest(job_uid="1", job_id="j1"))
     for attempt in ["a1", "a2"]:
         gone = await client.fails("ReadTaskLog", staging_pb2.ReadTaskLogRequest(
-            job_id="j1", task_id="t", attempt_id=attempt, file="stderr.txt"))
+            job_uid="1", job_id="j1", task_id="t", attempt_id=attempt, file="stderr.txt"))
         assert gone.reason == "LOG_NOT_FOUND"
-    kept = await client.read_log("j2", "t", "a1", "stderr.txt")
-    assert b"".join(c.data for c in kept) == b"j2a1"
-    await client("DeleteJobLogs", staging_pb2.DeleteJobLogsRequest(job_id="never-had-logs"))
+    for uid, job, text in [("3", "j1", b"new j1a1"), ("2", "j2", b"j2a1")]:
+        kept = await client.read_log(uid, job, "t", "a1", "stderr.txt")
+        assert b"".join(c.data for c in kept) == text
+    await client("DeleteJobLogs", staging_pb2.DeleteJobLogsRequest(job_uid="99", job_id="none"))
+
+
+async def test_job_uid_is_required_and_checked(client: Stager) -> None:
+    specs = [staging_pb2.UploadSpec(job_uid=uid, job_id="j", task_id="t", attempt_id="a",
+                                    uploads=[agent_pb2.UploadWanted(key="stdout.txt")])
+             for uid in ["", "../1", "1"]]
+    missing, bad, ok = await grant_uploads(client, *specs)
+    for g in (missing, bad):
+        # The scheduler sends it, not the user: its fault.
+        assert (g.failure.code, g.failure.category) == ("OUTPUT_FILE_UPLOAD_FAILED", SERVER_ERROR)
+        assert "job_uid" in g.failure.message and list(g.urls) == []
+    assert len(ok.urls) == 1
+    for uid in ["", "a/b", "x" * 65]:
+        read = await client.fails("ReadTaskLog", staging_pb2.ReadTaskLogRequest(
+            job_uid=uid, job_id="j", task_id="t", attempt_id="a", file="stdout.txt"))
+        assert (read.code, read.field) == (grpc.StatusCode.INVALID_ARGUMENT, "job_uid")
+        delete = await client.fails("DeleteJobLogs",
+                                    staging_pb2.DeleteJobLogsRequest(job_uid=uid, job_id="j"))
+        assert (delete.code, delete.field) == (grpc.StatusCode.INVALID_ARGUMENT, "job_uid")
 
 
 async def test_object_written_through_a_grant_is_an_ordinary_object(
@@ -252,7 +275,7 @@ async def test_object_written_through_a_grant_is_an_ordinary_object(
 ) -> None:
     await client.create_container("out")
     spec = staging_pb2.UploadSpec(
-        job_id="j", task_id="t", attempt_id="a",
+        job_uid="1", job_id="j", task_id="t", attempt_id="a",
         output_files=[task_pb2.OutputFile(file_pattern="r.bin", container="out")],
         uploads=[agent_pb2.UploadWanted(container="out", key="r.bin")])
     (grant,) = await grant_uploads(client, spec)

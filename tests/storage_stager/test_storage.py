@@ -10,6 +10,7 @@ import grpc
 
 from services.common import rpc
 from services.common.config import ClusterConfig
+from services.storage_stager.main import StagerService
 from shoal.v1 import storage_pb2
 from tests.storage_support import MotoServer
 
@@ -101,8 +102,15 @@ async def test_objects_crud_prefix_listing_and_paging(client: Stager) -> None:
     assert "dir/x.bin" not in await client.keys("inputs")
 
 
+async def stored_key(service: StagerService, prefix: str) -> str:
+    """The backend key of the one object under `prefix` (which names no container uid)."""
+    (info,) = await service.backend.list(prefix, "", 2)
+    return info.key
+
+
 async def test_multi_mib_upload_streamed_in_chunks(
-    client: Stager, backend_kind: str, moto: MotoServer | None, config: ClusterConfig
+    client: Stager, backend_kind: str, moto: MotoServer | None, config: ClusterConfig,
+    service: StagerService,
 ) -> None:
     """17 MiB in 256 KiB messages: more than two 8 MiB parts on S3 (a multipart upload)."""
     data = os.urandom(17 * MIB + 123)
@@ -118,12 +126,14 @@ async def test_multi_mib_upload_streamed_in_chunks(
     assert tail == data[16 * MIB + 5:] and tail_meta.size == len(data)
     if backend_kind == "s3":
         assert moto is not None
-        parts = moto.requests("PUT", f"/{config.storage.bucket}/shoal/acct-a/containers/big/blob.bin?")
+        key = await stored_key(service, "acct-a/containers/big")
+        parts = moto.requests("PUT", f"/{config.storage.bucket}/shoal/{key}?")
         assert parts >= 3  # upload parts of the multipart upload
 
 
 async def test_checksum_mismatch_stores_nothing(
-    client: Stager, backend_kind: str, config: ClusterConfig, moto: MotoServer | None
+    client: Stager, backend_kind: str, config: ClusterConfig, moto: MotoServer | None,
+    service: StagerService,
 ) -> None:
     await client.create_container("cc1")
     bad = await client.upload_fails("cc1", "new.txt", b"hello", sha256="0" * 64)
@@ -151,7 +161,8 @@ async def test_checksum_mismatch_stores_nothing(
         assert moto is not None  # the multipart upload was aborted, not left to cost storage
         # Read the log directly: werkzeug colours non-200 lines (204 here), which
         # MotoServer.requests() does not see past.
-        path = f"/{config.storage.bucket}/shoal/acct-a/containers/cc1/kept.txt?uploadId="
+        key = await stored_key(service, "acct-a/containers/cc1")
+        path = f"/{config.storage.bucket}/shoal/{key}?uploadId="
         aborts = [x for x in moto.log_path.read_text().splitlines()
                   if "DELETE " + path in x]
         assert len(aborts) == 1

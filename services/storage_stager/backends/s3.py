@@ -6,12 +6,19 @@ ones as a multipart upload of 8 MiB parts; either way the object appears only on
 has been checked, so a mismatch or an error leaves the old object as it was. The SHA-256 is
 kept as the object's `sha256` user metadata (S3's own checksums of multipart objects are not a
 SHA-256 of the content).
+
+That copy must not put one upload's checksum on another's bytes when two writers race on one
+key. It is conditional on the ETag the completed upload got (CopySourceIfMatch): if another
+writer replaced the object meanwhile (a presigned PUT, another process), the copy fails and the
+newer object keeps its own metadata. Some S3-compatible servers ignore that condition (moto
+does), so this process's own writes of one key also take turns from completing to copying.
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
-from collections.abc import AsyncIterable
+from collections.abc import AsyncIterable, AsyncIterator
 from typing import Any
 
 import structlog
@@ -48,6 +55,32 @@ def _missing(e: ClientError) -> bool:
     return _code(e) in ("404", "NoSuchKey", "NotFound")
 
 
+def _superseded(e: ClientError) -> bool:
+    """A conditional copy found the object replaced (or deleted) by another writer."""
+    return _code(e) in ("PreconditionFailed", "412") or _missing(e)
+
+
+class _KeyTurns:
+    """One lock per key being written, dropped once nobody holds or waits for it."""
+
+    def __init__(self) -> None:
+        self._locks: dict[str, tuple[asyncio.Lock, int]] = {}
+
+    @contextlib.asynccontextmanager
+    async def turn(self, key: str) -> AsyncIterator[None]:
+        lock, users = self._locks.get(key, (asyncio.Lock(), 0))
+        self._locks[key] = (lock, users + 1)
+        try:
+            async with lock:
+                yield
+        finally:
+            lock, users = self._locks[key]
+            if users == 1:
+                del self._locks[key]
+            else:
+                self._locks[key] = (lock, users - 1)
+
+
 def _info(key: str, r: dict[str, Any], size: int) -> ObjectInfo:
     return ObjectInfo(
         key=key,
@@ -66,6 +99,7 @@ class S3Backend(Backend):
         self._prefix = f"{p}/" if p else ""
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
+        self._turns = _KeyTurns()
 
     async def start(self) -> None:
         cfg = self._config
@@ -131,33 +165,40 @@ class S3Backend(Backend):
                     await upload.add(bytes(buf[:PART]))
                     del buf[:PART]
             sha = hasher.verify(expected)
-            if upload is None:
-                await self._client.put_object(
-                    Bucket=self.bucket, Key=self._k(key), Body=bytes(buf), Metadata={META_SHA: sha}
-                )
-            else:
-                if buf:
-                    await upload.add(bytes(buf))
-                await upload.complete()
-                upload = None
-                await self._set_sha(key, sha, hasher.size)
+            if upload is not None and buf:
+                await upload.add(bytes(buf))
+            async with self._turns.turn(key):
+                if upload is None:
+                    await self._client.put_object(Bucket=self.bucket, Key=self._k(key),
+                                                  Body=bytes(buf), Metadata={META_SHA: sha})
+                else:
+                    done = await upload.complete()
+                    upload = None
+                    await self._set_sha(key, sha, hasher.size, str(done.get("ETag", "")))
+                # The ETag and time are the server's; a delete racing us leaves our own view.
+                return await self.head(key) or ObjectInfo(key, hasher.size, sha, "", 0.0)
         except BaseException:
             if upload is not None:
                 await upload.abort()
             raise
-        # The ETag and time are the server's; a delete racing us leaves our own view.
-        return await self.head(key) or ObjectInfo(key, hasher.size, sha, "", 0.0)
 
-    async def _set_sha(self, key: str, sha: str, size: int) -> None:
+    async def _set_sha(self, key: str, sha: str, size: int, etag: str) -> None:
         """Multipart metadata is fixed before the checksum is known: copy the object onto
-        itself with it (one server-side request; beyond 5 GiB the object goes without)."""
-        if size > COPY_LIMIT:
+        itself with it (one server-side request; beyond 5 GiB the object goes without), only
+        while it is still the object with `etag` that this upload completed."""
+        if size > COPY_LIMIT or not etag:
             return
         k = self._k(key)
-        await self._client.copy_object(
-            Bucket=self.bucket, Key=k, CopySource={"Bucket": self.bucket, "Key": k},
-            Metadata={META_SHA: sha}, MetadataDirective="REPLACE",
-        )
+        try:
+            await self._client.copy_object(
+                Bucket=self.bucket, Key=k, CopySource={"Bucket": self.bucket, "Key": k},
+                CopySourceIfMatch=etag, Metadata={META_SHA: sha}, MetadataDirective="REPLACE",
+            )
+        except ClientError as e:
+            if not _superseded(e):
+                raise
+            # A newer writer won: its object stands, with its own metadata.
+            log.info("object replaced while its checksum was being set", key=key)
 
     async def delete(self, key: str) -> None:
         await self._client.delete_object(Bucket=self.bucket, Key=self._k(key))

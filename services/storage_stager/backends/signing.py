@@ -9,10 +9,15 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import re
 from dataclasses import dataclass
 from urllib.parse import quote
 
 PATH_PREFIX = "/o/"
+# What we mint, exactly. Checked before anything else: str.isdigit() takes "²", which int()
+# refuses, and compare_digest() raises on non-ASCII text.
+EXPIRES_RE = re.compile(r"[0-9]{1,12}")
+SIG_RE = re.compile(r"[0-9a-f]{64}")
 
 
 @dataclass(frozen=True)
@@ -39,6 +44,8 @@ class UrlSigner:
         """Whether a request may proceed: untampered and not expired. HEAD is a GET."""
         if method.upper() == "HEAD":
             method = "GET"
-        if not expires.isdigit() or int(expires) < now:
+        if EXPIRES_RE.fullmatch(expires) is None or SIG_RE.fullmatch(sig) is None:
+            return False
+        if int(expires) < now:
             return False
         return hmac.compare_digest(self.signature(method, key, int(expires)), sig)
