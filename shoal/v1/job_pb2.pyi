@@ -1,5 +1,6 @@
 import datetime
 
+from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from shoal.v1 import task_pb2 as _task_pb2
@@ -12,14 +13,42 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class DisableJobOption(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    DISABLE_JOB_OPTION_UNSPECIFIED: _ClassVar[DisableJobOption]
+    DISABLE_REQUEUE: _ClassVar[DisableJobOption]
+    DISABLE_TERMINATE: _ClassVar[DisableJobOption]
+    DISABLE_WAIT: _ClassVar[DisableJobOption]
+
+class OnTaskFailure(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    ON_TASK_FAILURE_UNSPECIFIED: _ClassVar[OnTaskFailure]
+    NO_ACTION_ON_FAILURE: _ClassVar[OnTaskFailure]
+    PERFORM_EXIT_OPTIONS_JOB_ACTION: _ClassVar[OnTaskFailure]
+
 class OnAllTasksComplete(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     ON_ALL_TASKS_COMPLETE_UNSPECIFIED: _ClassVar[OnAllTasksComplete]
     NO_ACTION: _ClassVar[OnAllTasksComplete]
     TERMINATE_JOB: _ClassVar[OnAllTasksComplete]
+DISABLE_JOB_OPTION_UNSPECIFIED: DisableJobOption
+DISABLE_REQUEUE: DisableJobOption
+DISABLE_TERMINATE: DisableJobOption
+DISABLE_WAIT: DisableJobOption
+ON_TASK_FAILURE_UNSPECIFIED: OnTaskFailure
+NO_ACTION_ON_FAILURE: OnTaskFailure
+PERFORM_EXIT_OPTIONS_JOB_ACTION: OnTaskFailure
 ON_ALL_TASKS_COMPLETE_UNSPECIFIED: OnAllTasksComplete
 NO_ACTION: OnAllTasksComplete
 TERMINATE_JOB: OnAllTasksComplete
+
+class JobConstraints(_message.Message):
+    __slots__ = ("max_wall_clock_time", "max_task_retry_count")
+    MAX_WALL_CLOCK_TIME_FIELD_NUMBER: _ClassVar[int]
+    MAX_TASK_RETRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    max_wall_clock_time: _duration_pb2.Duration
+    max_task_retry_count: int
+    def __init__(self, max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_task_retry_count: _Optional[int] = ...) -> None: ...
 
 class TaskCounts(_message.Message):
     __slots__ = ("active", "running", "completed", "succeeded", "failed")
@@ -36,7 +65,7 @@ class TaskCounts(_message.Message):
     def __init__(self, active: _Optional[int] = ..., running: _Optional[int] = ..., completed: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("name", "display_name", "pool", "priority", "on_all_tasks_complete", "state", "task_counts", "terminate_reason", "metadata", "create_time", "state_transition_time", "end_time", "job_preparation_task", "job_release_task")
+    __slots__ = ("name", "display_name", "pool", "priority", "on_all_tasks_complete", "state", "task_counts", "terminate_reason", "metadata", "create_time", "state_transition_time", "end_time", "job_preparation_task", "job_release_task", "uses_task_dependencies", "max_parallel_tasks", "constraints", "on_task_failure", "job_schedule")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Job.State]
@@ -44,11 +73,15 @@ class Job(_message.Message):
         TERMINATING: _ClassVar[Job.State]
         COMPLETED: _ClassVar[Job.State]
         DELETING: _ClassVar[Job.State]
+        DISABLING: _ClassVar[Job.State]
+        DISABLED: _ClassVar[Job.State]
     STATE_UNSPECIFIED: Job.State
     ACTIVE: Job.State
     TERMINATING: Job.State
     COMPLETED: Job.State
     DELETING: Job.State
+    DISABLING: Job.State
+    DISABLED: Job.State
     class MetadataEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -70,6 +103,11 @@ class Job(_message.Message):
     END_TIME_FIELD_NUMBER: _ClassVar[int]
     JOB_PREPARATION_TASK_FIELD_NUMBER: _ClassVar[int]
     JOB_RELEASE_TASK_FIELD_NUMBER: _ClassVar[int]
+    USES_TASK_DEPENDENCIES_FIELD_NUMBER: _ClassVar[int]
+    MAX_PARALLEL_TASKS_FIELD_NUMBER: _ClassVar[int]
+    CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    ON_TASK_FAILURE_FIELD_NUMBER: _ClassVar[int]
+    JOB_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     pool: str
@@ -84,7 +122,12 @@ class Job(_message.Message):
     end_time: _timestamp_pb2.Timestamp
     job_preparation_task: _task_pb2.JobPreparationTask
     job_release_task: _task_pb2.JobReleaseTask
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., on_all_tasks_complete: _Optional[_Union[OnAllTasksComplete, str]] = ..., state: _Optional[_Union[Job.State, str]] = ..., task_counts: _Optional[_Union[TaskCounts, _Mapping]] = ..., terminate_reason: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_preparation_task: _Optional[_Union[_task_pb2.JobPreparationTask, _Mapping]] = ..., job_release_task: _Optional[_Union[_task_pb2.JobReleaseTask, _Mapping]] = ...) -> None: ...
+    uses_task_dependencies: bool
+    max_parallel_tasks: int
+    constraints: JobConstraints
+    on_task_failure: OnTaskFailure
+    job_schedule: str
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., on_all_tasks_complete: _Optional[_Union[OnAllTasksComplete, str]] = ..., state: _Optional[_Union[Job.State, str]] = ..., task_counts: _Optional[_Union[TaskCounts, _Mapping]] = ..., terminate_reason: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_preparation_task: _Optional[_Union[_task_pb2.JobPreparationTask, _Mapping]] = ..., job_release_task: _Optional[_Union[_task_pb2.JobReleaseTask, _Mapping]] = ..., uses_task_dependencies: _Optional[bool] = ..., max_parallel_tasks: _Optional[int] = ..., constraints: _Optional[_Union[JobConstraints, _Mapping]] = ..., on_task_failure: _Optional[_Union[OnTaskFailure, str]] = ..., job_schedule: _Optional[str] = ...) -> None: ...
 
 class CreateJobRequest(_message.Message):
     __slots__ = ("job_id", "job")
@@ -127,6 +170,20 @@ class TerminateJobRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., reason: _Optional[str] = ...) -> None: ...
 
 class DeleteJobRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DisableJobRequest(_message.Message):
+    __slots__ = ("name", "disable_tasks")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    DISABLE_TASKS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    disable_tasks: DisableJobOption
+    def __init__(self, name: _Optional[str] = ..., disable_tasks: _Optional[_Union[DisableJobOption, str]] = ...) -> None: ...
+
+class EnableJobRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str

@@ -61,6 +61,16 @@ class JobServiceStub:
                 request_serializer=shoal_dot_v1_dot_job__pb2.DeleteJobRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.DisableJob = channel.unary_unary(
+                '/shoal.v1.JobService/DisableJob',
+                request_serializer=shoal_dot_v1_dot_job__pb2.DisableJobRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_job__pb2.Job.FromString,
+                _registered_method=True)
+        self.EnableJob = channel.unary_unary(
+                '/shoal.v1.JobService/EnableJob',
+                request_serializer=shoal_dot_v1_dot_job__pb2.EnableJobRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_job__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -103,6 +113,21 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DisableJob(self, request, context):
+        """Disables an active job: no new tasks start; running ones are requeued, terminated or let
+        finish as `disable_tasks` says. The job is DISABLING until none runs (WAIT), then DISABLED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableJob(self, request, context):
+        """Enables a disabled job: its active tasks are scheduled again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -130,6 +155,16 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.DeleteJob,
                     request_deserializer=shoal_dot_v1_dot_job__pb2.DeleteJobRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'DisableJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableJob,
+                    request_deserializer=shoal_dot_v1_dot_job__pb2.DisableJobRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
+            'EnableJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableJob,
+                    request_deserializer=shoal_dot_v1_dot_job__pb2.EnableJobRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_job__pb2.Job.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -268,6 +303,60 @@ class JobService:
             '/shoal.v1.JobService/DeleteJob',
             shoal_dot_v1_dot_job__pb2.DeleteJobRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.JobService/DisableJob',
+            shoal_dot_v1_dot_job__pb2.DisableJobRequest.SerializeToString,
+            shoal_dot_v1_dot_job__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.JobService/EnableJob',
+            shoal_dot_v1_dot_job__pb2.EnableJobRequest.SerializeToString,
+            shoal_dot_v1_dot_job__pb2.Job.FromString,
             options,
             channel_credentials,
             insecure,

@@ -13,19 +13,28 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class NodeFillType(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NODE_FILL_TYPE_UNSPECIFIED: _ClassVar[NodeFillType]
+    SPREAD: _ClassVar[NodeFillType]
+    PACK: _ClassVar[NodeFillType]
+
 class NodeDeallocationOption(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     __slots__ = ()
     NODE_DEALLOCATION_OPTION_UNSPECIFIED: _ClassVar[NodeDeallocationOption]
     REQUEUE: _ClassVar[NodeDeallocationOption]
     TERMINATE: _ClassVar[NodeDeallocationOption]
     TASK_COMPLETION: _ClassVar[NodeDeallocationOption]
+NODE_FILL_TYPE_UNSPECIFIED: NodeFillType
+SPREAD: NodeFillType
+PACK: NodeFillType
 NODE_DEALLOCATION_OPTION_UNSPECIFIED: NodeDeallocationOption
 REQUEUE: NodeDeallocationOption
 TERMINATE: NodeDeallocationOption
 TASK_COMPLETION: NodeDeallocationOption
 
 class Pool(_message.Message):
-    __slots__ = ("name", "display_name", "target_nodes", "task_slots_per_node", "provider", "state", "allocation_state", "current_nodes", "metadata", "create_time", "state_transition_time", "application_package_references", "start_task")
+    __slots__ = ("name", "display_name", "target_nodes", "task_slots_per_node", "provider", "state", "allocation_state", "current_nodes", "metadata", "create_time", "state_transition_time", "application_package_references", "start_task", "node_fill_type")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Pool.State]
@@ -62,6 +71,7 @@ class Pool(_message.Message):
     STATE_TRANSITION_TIME_FIELD_NUMBER: _ClassVar[int]
     APPLICATION_PACKAGE_REFERENCES_FIELD_NUMBER: _ClassVar[int]
     START_TASK_FIELD_NUMBER: _ClassVar[int]
+    NODE_FILL_TYPE_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     target_nodes: int
@@ -75,10 +85,11 @@ class Pool(_message.Message):
     state_transition_time: _timestamp_pb2.Timestamp
     application_package_references: _containers.RepeatedCompositeFieldContainer[_application_pb2.ApplicationPackageReference]
     start_task: _task_pb2.StartTask
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., target_nodes: _Optional[int] = ..., task_slots_per_node: _Optional[int] = ..., provider: _Optional[str] = ..., state: _Optional[_Union[Pool.State, str]] = ..., allocation_state: _Optional[_Union[Pool.AllocationState, str]] = ..., current_nodes: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., application_package_references: _Optional[_Iterable[_Union[_application_pb2.ApplicationPackageReference, _Mapping]]] = ..., start_task: _Optional[_Union[_task_pb2.StartTask, _Mapping]] = ...) -> None: ...
+    node_fill_type: NodeFillType
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., target_nodes: _Optional[int] = ..., task_slots_per_node: _Optional[int] = ..., provider: _Optional[str] = ..., state: _Optional[_Union[Pool.State, str]] = ..., allocation_state: _Optional[_Union[Pool.AllocationState, str]] = ..., current_nodes: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., application_package_references: _Optional[_Iterable[_Union[_application_pb2.ApplicationPackageReference, _Mapping]]] = ..., start_task: _Optional[_Union[_task_pb2.StartTask, _Mapping]] = ..., node_fill_type: _Optional[_Union[NodeFillType, str]] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("name", "state", "total_task_slots", "running_task_slots", "running_tasks", "completed_tasks", "last_heartbeat_time", "create_time", "state_transition_time", "hostname", "errors", "start_task_info")
+    __slots__ = ("name", "state", "total_task_slots", "running_task_slots", "running_tasks", "completed_tasks", "last_heartbeat_time", "create_time", "state_transition_time", "hostname", "errors", "start_task_info", "scheduling_state")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Node.State]
@@ -99,6 +110,14 @@ class Node(_message.Message):
     LEAVING: Node.State
     UNUSABLE: Node.State
     START_TASK_FAILED: Node.State
+    class SchedulingState(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        SCHEDULING_STATE_UNSPECIFIED: _ClassVar[Node.SchedulingState]
+        ENABLED: _ClassVar[Node.SchedulingState]
+        DISABLED: _ClassVar[Node.SchedulingState]
+    SCHEDULING_STATE_UNSPECIFIED: Node.SchedulingState
+    ENABLED: Node.SchedulingState
+    DISABLED: Node.SchedulingState
     NAME_FIELD_NUMBER: _ClassVar[int]
     STATE_FIELD_NUMBER: _ClassVar[int]
     TOTAL_TASK_SLOTS_FIELD_NUMBER: _ClassVar[int]
@@ -111,6 +130,7 @@ class Node(_message.Message):
     HOSTNAME_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     START_TASK_INFO_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULING_STATE_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: Node.State
     total_task_slots: int
@@ -123,7 +143,38 @@ class Node(_message.Message):
     hostname: str
     errors: _containers.RepeatedCompositeFieldContainer[NodeError]
     start_task_info: _task_pb2.NodeTaskInfo
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[Node.State, str]] = ..., total_task_slots: _Optional[int] = ..., running_task_slots: _Optional[int] = ..., running_tasks: _Optional[int] = ..., completed_tasks: _Optional[int] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hostname: _Optional[str] = ..., errors: _Optional[_Iterable[_Union[NodeError, _Mapping]]] = ..., start_task_info: _Optional[_Union[_task_pb2.NodeTaskInfo, _Mapping]] = ...) -> None: ...
+    scheduling_state: Node.SchedulingState
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[Node.State, str]] = ..., total_task_slots: _Optional[int] = ..., running_task_slots: _Optional[int] = ..., running_tasks: _Optional[int] = ..., completed_tasks: _Optional[int] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hostname: _Optional[str] = ..., errors: _Optional[_Iterable[_Union[NodeError, _Mapping]]] = ..., start_task_info: _Optional[_Union[_task_pb2.NodeTaskInfo, _Mapping]] = ..., scheduling_state: _Optional[_Union[Node.SchedulingState, str]] = ...) -> None: ...
+
+class DisableNodeSchedulingRequest(_message.Message):
+    __slots__ = ("name", "node_disable_scheduling_option")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    NODE_DISABLE_SCHEDULING_OPTION_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    node_disable_scheduling_option: NodeDeallocationOption
+    def __init__(self, name: _Optional[str] = ..., node_disable_scheduling_option: _Optional[_Union[NodeDeallocationOption, str]] = ...) -> None: ...
+
+class EnableNodeSchedulingRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RebootNodeRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class RemoveNodesRequest(_message.Message):
+    __slots__ = ("parent", "node_ids", "node_deallocation_option")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    NODE_IDS_FIELD_NUMBER: _ClassVar[int]
+    NODE_DEALLOCATION_OPTION_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    node_ids: _containers.RepeatedScalarFieldContainer[str]
+    node_deallocation_option: NodeDeallocationOption
+    def __init__(self, parent: _Optional[str] = ..., node_ids: _Optional[_Iterable[str]] = ..., node_deallocation_option: _Optional[_Union[NodeDeallocationOption, str]] = ...) -> None: ...
 
 class NodeError(_message.Message):
     __slots__ = ("code", "message", "time")

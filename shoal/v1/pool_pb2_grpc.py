@@ -71,6 +71,26 @@ class PoolServiceStub:
                 request_serializer=shoal_dot_v1_dot_pool__pb2.GetNodeRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_pool__pb2.Node.FromString,
                 _registered_method=True)
+        self.DisableNodeScheduling = channel.unary_unary(
+                '/shoal.v1.PoolService/DisableNodeScheduling',
+                request_serializer=shoal_dot_v1_dot_pool__pb2.DisableNodeSchedulingRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_pool__pb2.Node.FromString,
+                _registered_method=True)
+        self.EnableNodeScheduling = channel.unary_unary(
+                '/shoal.v1.PoolService/EnableNodeScheduling',
+                request_serializer=shoal_dot_v1_dot_pool__pb2.EnableNodeSchedulingRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_pool__pb2.Node.FromString,
+                _registered_method=True)
+        self.RebootNode = channel.unary_unary(
+                '/shoal.v1.PoolService/RebootNode',
+                request_serializer=shoal_dot_v1_dot_pool__pb2.RebootNodeRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_pool__pb2.Node.FromString,
+                _registered_method=True)
+        self.RemoveNodes = channel.unary_unary(
+                '/shoal.v1.PoolService/RemoveNodes',
+                request_serializer=shoal_dot_v1_dot_pool__pb2.RemoveNodesRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_pool__pb2.Pool.FromString,
+                _registered_method=True)
 
 
 class PoolServiceServicer:
@@ -127,6 +147,36 @@ class PoolServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DisableNodeScheduling(self, request, context):
+        """Stops scheduling tasks on a node; its running tasks are requeued, terminated or let
+        finish as `node_disable_scheduling_option` says.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def EnableNodeScheduling(self, request, context):
+        """Lets a node take tasks again.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RebootNode(self, request, context):
+        """Restarts a node's agent (for the local provider: its process); running tasks are
+        requeued, as Azure Batch's reboot with the default option does.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveNodes(self, request, context):
+        """Removes the named nodes from a pool and lowers its target by as many.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PoolServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -164,6 +214,26 @@ def add_PoolServiceServicer_to_server(servicer, server):
                     servicer.GetNode,
                     request_deserializer=shoal_dot_v1_dot_pool__pb2.GetNodeRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_pool__pb2.Node.SerializeToString,
+            ),
+            'DisableNodeScheduling': grpc.unary_unary_rpc_method_handler(
+                    servicer.DisableNodeScheduling,
+                    request_deserializer=shoal_dot_v1_dot_pool__pb2.DisableNodeSchedulingRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_pool__pb2.Node.SerializeToString,
+            ),
+            'EnableNodeScheduling': grpc.unary_unary_rpc_method_handler(
+                    servicer.EnableNodeScheduling,
+                    request_deserializer=shoal_dot_v1_dot_pool__pb2.EnableNodeSchedulingRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_pool__pb2.Node.SerializeToString,
+            ),
+            'RebootNode': grpc.unary_unary_rpc_method_handler(
+                    servicer.RebootNode,
+                    request_deserializer=shoal_dot_v1_dot_pool__pb2.RebootNodeRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_pool__pb2.Node.SerializeToString,
+            ),
+            'RemoveNodes': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveNodes,
+                    request_deserializer=shoal_dot_v1_dot_pool__pb2.RemoveNodesRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_pool__pb2.Pool.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -356,6 +426,114 @@ class PoolService:
             '/shoal.v1.PoolService/GetNode',
             shoal_dot_v1_dot_pool__pb2.GetNodeRequest.SerializeToString,
             shoal_dot_v1_dot_pool__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DisableNodeScheduling(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.PoolService/DisableNodeScheduling',
+            shoal_dot_v1_dot_pool__pb2.DisableNodeSchedulingRequest.SerializeToString,
+            shoal_dot_v1_dot_pool__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EnableNodeScheduling(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.PoolService/EnableNodeScheduling',
+            shoal_dot_v1_dot_pool__pb2.EnableNodeSchedulingRequest.SerializeToString,
+            shoal_dot_v1_dot_pool__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RebootNode(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.PoolService/RebootNode',
+            shoal_dot_v1_dot_pool__pb2.RebootNodeRequest.SerializeToString,
+            shoal_dot_v1_dot_pool__pb2.Node.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.PoolService/RemoveNodes',
+            shoal_dot_v1_dot_pool__pb2.RemoveNodesRequest.SerializeToString,
+            shoal_dot_v1_dot_pool__pb2.Pool.FromString,
             options,
             channel_credentials,
             insecure,

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
+from google.protobuf import empty_pb2 as _empty_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from shoal.v1 import application_pb2 as _application_pb2
 from google.protobuf.internal import containers as _containers
@@ -13,12 +14,88 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class TaskConstraints(_message.Message):
-    __slots__ = ("max_wall_clock_time", "max_task_retry_count")
+    __slots__ = ("max_wall_clock_time", "max_task_retry_count", "retention_time")
     MAX_WALL_CLOCK_TIME_FIELD_NUMBER: _ClassVar[int]
     MAX_TASK_RETRY_COUNT_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_TIME_FIELD_NUMBER: _ClassVar[int]
     max_wall_clock_time: _duration_pb2.Duration
     max_task_retry_count: int
-    def __init__(self, max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_task_retry_count: _Optional[int] = ...) -> None: ...
+    retention_time: _duration_pb2.Duration
+    def __init__(self, max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., max_task_retry_count: _Optional[int] = ..., retention_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+
+class TaskDependencies(_message.Message):
+    __slots__ = ("task_ids", "task_id_ranges")
+    TASK_IDS_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_RANGES_FIELD_NUMBER: _ClassVar[int]
+    task_ids: _containers.RepeatedScalarFieldContainer[str]
+    task_id_ranges: _containers.RepeatedCompositeFieldContainer[TaskIdRange]
+    def __init__(self, task_ids: _Optional[_Iterable[str]] = ..., task_id_ranges: _Optional[_Iterable[_Union[TaskIdRange, _Mapping]]] = ...) -> None: ...
+
+class TaskIdRange(_message.Message):
+    __slots__ = ("start", "end")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ...) -> None: ...
+
+class ExitOptions(_message.Message):
+    __slots__ = ("job_action", "dependency_action")
+    class DependencyAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        DEPENDENCY_ACTION_UNSPECIFIED: _ClassVar[ExitOptions.DependencyAction]
+        SATISFY: _ClassVar[ExitOptions.DependencyAction]
+        BLOCK: _ClassVar[ExitOptions.DependencyAction]
+    DEPENDENCY_ACTION_UNSPECIFIED: ExitOptions.DependencyAction
+    SATISFY: ExitOptions.DependencyAction
+    BLOCK: ExitOptions.DependencyAction
+    class JobAction(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        JOB_ACTION_UNSPECIFIED: _ClassVar[ExitOptions.JobAction]
+        NONE: _ClassVar[ExitOptions.JobAction]
+        DISABLE: _ClassVar[ExitOptions.JobAction]
+        TERMINATE: _ClassVar[ExitOptions.JobAction]
+    JOB_ACTION_UNSPECIFIED: ExitOptions.JobAction
+    NONE: ExitOptions.JobAction
+    DISABLE: ExitOptions.JobAction
+    TERMINATE: ExitOptions.JobAction
+    JOB_ACTION_FIELD_NUMBER: _ClassVar[int]
+    DEPENDENCY_ACTION_FIELD_NUMBER: _ClassVar[int]
+    job_action: ExitOptions.JobAction
+    dependency_action: ExitOptions.DependencyAction
+    def __init__(self, job_action: _Optional[_Union[ExitOptions.JobAction, str]] = ..., dependency_action: _Optional[_Union[ExitOptions.DependencyAction, str]] = ...) -> None: ...
+
+class ExitCodeMapping(_message.Message):
+    __slots__ = ("code", "exit_options")
+    CODE_FIELD_NUMBER: _ClassVar[int]
+    EXIT_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    code: int
+    exit_options: ExitOptions
+    def __init__(self, code: _Optional[int] = ..., exit_options: _Optional[_Union[ExitOptions, _Mapping]] = ...) -> None: ...
+
+class ExitCodeRangeMapping(_message.Message):
+    __slots__ = ("start", "end", "exit_options")
+    START_FIELD_NUMBER: _ClassVar[int]
+    END_FIELD_NUMBER: _ClassVar[int]
+    EXIT_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    start: int
+    end: int
+    exit_options: ExitOptions
+    def __init__(self, start: _Optional[int] = ..., end: _Optional[int] = ..., exit_options: _Optional[_Union[ExitOptions, _Mapping]] = ...) -> None: ...
+
+class ExitConditions(_message.Message):
+    __slots__ = ("exit_codes", "exit_code_ranges", "pre_processing_error", "file_upload_error", "default")
+    EXIT_CODES_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CODE_RANGES_FIELD_NUMBER: _ClassVar[int]
+    PRE_PROCESSING_ERROR_FIELD_NUMBER: _ClassVar[int]
+    FILE_UPLOAD_ERROR_FIELD_NUMBER: _ClassVar[int]
+    DEFAULT_FIELD_NUMBER: _ClassVar[int]
+    exit_codes: _containers.RepeatedCompositeFieldContainer[ExitCodeMapping]
+    exit_code_ranges: _containers.RepeatedCompositeFieldContainer[ExitCodeRangeMapping]
+    pre_processing_error: ExitOptions
+    file_upload_error: ExitOptions
+    default: ExitOptions
+    def __init__(self, exit_codes: _Optional[_Iterable[_Union[ExitCodeMapping, _Mapping]]] = ..., exit_code_ranges: _Optional[_Iterable[_Union[ExitCodeRangeMapping, _Mapping]]] = ..., pre_processing_error: _Optional[_Union[ExitOptions, _Mapping]] = ..., file_upload_error: _Optional[_Union[ExitOptions, _Mapping]] = ..., default: _Optional[_Union[ExitOptions, _Mapping]] = ...) -> None: ...
 
 class ResourceFile(_message.Message):
     __slots__ = ("container", "object_key", "blob_prefix", "http_url", "file_path", "file_mode")
@@ -214,7 +291,7 @@ class TaskExecutionInfo(_message.Message):
     def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., result: _Optional[_Union[TaskExecutionInfo.Result, str]] = ..., failure_info: _Optional[_Union[FailureInfo, _Mapping]] = ..., retry_count: _Optional[int] = ..., requeue_count: _Optional[int] = ..., node: _Optional[str] = ..., attempt_id: _Optional[str] = ..., previous_attempts: _Optional[_Iterable[_Union[TaskAttempt, _Mapping]]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("name", "display_name", "command_line", "environment", "constraints", "state", "execution_info", "create_time", "state_transition_time", "resource_files", "output_files", "application_package_references")
+    __slots__ = ("name", "display_name", "command_line", "environment", "constraints", "state", "execution_info", "create_time", "state_transition_time", "resource_files", "output_files", "application_package_references", "depends_on", "exit_conditions", "required_slots", "priority", "state_reason")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Task.State]
@@ -246,6 +323,11 @@ class Task(_message.Message):
     RESOURCE_FILES_FIELD_NUMBER: _ClassVar[int]
     OUTPUT_FILES_FIELD_NUMBER: _ClassVar[int]
     APPLICATION_PACKAGE_REFERENCES_FIELD_NUMBER: _ClassVar[int]
+    DEPENDS_ON_FIELD_NUMBER: _ClassVar[int]
+    EXIT_CONDITIONS_FIELD_NUMBER: _ClassVar[int]
+    REQUIRED_SLOTS_FIELD_NUMBER: _ClassVar[int]
+    PRIORITY_FIELD_NUMBER: _ClassVar[int]
+    STATE_REASON_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     command_line: str
@@ -258,7 +340,12 @@ class Task(_message.Message):
     resource_files: _containers.RepeatedCompositeFieldContainer[ResourceFile]
     output_files: _containers.RepeatedCompositeFieldContainer[OutputFile]
     application_package_references: _containers.RepeatedCompositeFieldContainer[_application_pb2.ApplicationPackageReference]
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., constraints: _Optional[_Union[TaskConstraints, _Mapping]] = ..., state: _Optional[_Union[Task.State, str]] = ..., execution_info: _Optional[_Union[TaskExecutionInfo, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resource_files: _Optional[_Iterable[_Union[ResourceFile, _Mapping]]] = ..., output_files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., application_package_references: _Optional[_Iterable[_Union[_application_pb2.ApplicationPackageReference, _Mapping]]] = ...) -> None: ...
+    depends_on: TaskDependencies
+    exit_conditions: ExitConditions
+    required_slots: int
+    priority: int
+    state_reason: str
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., constraints: _Optional[_Union[TaskConstraints, _Mapping]] = ..., state: _Optional[_Union[Task.State, str]] = ..., execution_info: _Optional[_Union[TaskExecutionInfo, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resource_files: _Optional[_Iterable[_Union[ResourceFile, _Mapping]]] = ..., output_files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., application_package_references: _Optional[_Iterable[_Union[_application_pb2.ApplicationPackageReference, _Mapping]]] = ..., depends_on: _Optional[_Union[TaskDependencies, _Mapping]] = ..., exit_conditions: _Optional[_Union[ExitConditions, _Mapping]] = ..., required_slots: _Optional[int] = ..., priority: _Optional[int] = ..., state_reason: _Optional[str] = ...) -> None: ...
 
 class CreateTaskRequest(_message.Message):
     __slots__ = ("parent", "task_id", "task")
@@ -309,6 +396,48 @@ class ListTasksResponse(_message.Message):
     tasks: _containers.RepeatedCompositeFieldContainer[Task]
     next_page_token: str
     def __init__(self, tasks: _Optional[_Iterable[_Union[Task, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+
+class TerminateTaskRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ReactivateTaskRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class DeleteTaskRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class UnblockTaskRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class ExplainTaskRequest(_message.Message):
+    __slots__ = ("name",)
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class TaskExplanation(_message.Message):
+    __slots__ = ("state", "summary", "reasons", "details")
+    STATE_FIELD_NUMBER: _ClassVar[int]
+    SUMMARY_FIELD_NUMBER: _ClassVar[int]
+    REASONS_FIELD_NUMBER: _ClassVar[int]
+    DETAILS_FIELD_NUMBER: _ClassVar[int]
+    state: Task.State
+    summary: str
+    reasons: _containers.RepeatedScalarFieldContainer[str]
+    details: _containers.RepeatedScalarFieldContainer[str]
+    def __init__(self, state: _Optional[_Union[Task.State, str]] = ..., summary: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., details: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReadTaskFileRequest(_message.Message):
     __slots__ = ("name", "path", "offset")

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
 from shoal.v1 import task_pb2 as shoal_dot_v1_dot_task__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -60,6 +61,31 @@ class TaskServiceStub:
                 request_serializer=shoal_dot_v1_dot_task__pb2.ReadTaskFileRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_task__pb2.TaskFileChunk.FromString,
                 _registered_method=True)
+        self.TerminateTask = channel.unary_unary(
+                '/shoal.v1.TaskService/TerminateTask',
+                request_serializer=shoal_dot_v1_dot_task__pb2.TerminateTaskRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_task__pb2.Task.FromString,
+                _registered_method=True)
+        self.ReactivateTask = channel.unary_unary(
+                '/shoal.v1.TaskService/ReactivateTask',
+                request_serializer=shoal_dot_v1_dot_task__pb2.ReactivateTaskRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_task__pb2.Task.FromString,
+                _registered_method=True)
+        self.DeleteTask = channel.unary_unary(
+                '/shoal.v1.TaskService/DeleteTask',
+                request_serializer=shoal_dot_v1_dot_task__pb2.DeleteTaskRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
+        self.UnblockTask = channel.unary_unary(
+                '/shoal.v1.TaskService/UnblockTask',
+                request_serializer=shoal_dot_v1_dot_task__pb2.UnblockTaskRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_task__pb2.Task.FromString,
+                _registered_method=True)
+        self.ExplainTask = channel.unary_unary(
+                '/shoal.v1.TaskService/ExplainTask',
+                request_serializer=shoal_dot_v1_dot_task__pb2.ExplainTaskRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_task__pb2.TaskExplanation.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -104,6 +130,46 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def TerminateTask(self, request, context):
+        """Stops a task: a running one is killed; an active one (waiting, or blocked by a failed
+        dependency) does not run. It completes as failed with code TASK_TERMINATED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ReactivateTask(self, request, context):
+        """Puts a failed task back to ACTIVE with its retry count reset (Azure Batch's reactivate).
+        Only a task that completed as failed, in an active job.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteTask(self, request, context):
+        """Deletes a task; a running one is killed first. Tasks that depend on it are refused
+        while they are not completed (their dependency would vanish).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UnblockTask(self, request, context):
+        """Runs a task that is blocked by a failed dependency anyway, as if its dependencies were
+        satisfied. Beyond Azure Batch, whose blocked tasks wait forever.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ExplainTask(self, request, context):
+        """Says why a task is not running yet: waiting on dependencies, no free slot, no nodes, the
+        job disabled, a job preparation task running, ... Beyond Azure Batch.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -131,6 +197,31 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.ReadTaskFile,
                     request_deserializer=shoal_dot_v1_dot_task__pb2.ReadTaskFileRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_task__pb2.TaskFileChunk.SerializeToString,
+            ),
+            'TerminateTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.TerminateTask,
+                    request_deserializer=shoal_dot_v1_dot_task__pb2.TerminateTaskRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_task__pb2.Task.SerializeToString,
+            ),
+            'ReactivateTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ReactivateTask,
+                    request_deserializer=shoal_dot_v1_dot_task__pb2.ReactivateTaskRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_task__pb2.Task.SerializeToString,
+            ),
+            'DeleteTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteTask,
+                    request_deserializer=shoal_dot_v1_dot_task__pb2.DeleteTaskRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'UnblockTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.UnblockTask,
+                    request_deserializer=shoal_dot_v1_dot_task__pb2.UnblockTaskRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_task__pb2.Task.SerializeToString,
+            ),
+            'ExplainTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExplainTask,
+                    request_deserializer=shoal_dot_v1_dot_task__pb2.ExplainTaskRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_task__pb2.TaskExplanation.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -269,6 +360,141 @@ class TaskService:
             '/shoal.v1.TaskService/ReadTaskFile',
             shoal_dot_v1_dot_task__pb2.ReadTaskFileRequest.SerializeToString,
             shoal_dot_v1_dot_task__pb2.TaskFileChunk.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def TerminateTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.TaskService/TerminateTask',
+            shoal_dot_v1_dot_task__pb2.TerminateTaskRequest.SerializeToString,
+            shoal_dot_v1_dot_task__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ReactivateTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.TaskService/ReactivateTask',
+            shoal_dot_v1_dot_task__pb2.ReactivateTaskRequest.SerializeToString,
+            shoal_dot_v1_dot_task__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.TaskService/DeleteTask',
+            shoal_dot_v1_dot_task__pb2.DeleteTaskRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UnblockTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.TaskService/UnblockTask',
+            shoal_dot_v1_dot_task__pb2.UnblockTaskRequest.SerializeToString,
+            shoal_dot_v1_dot_task__pb2.Task.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExplainTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.TaskService/ExplainTask',
+            shoal_dot_v1_dot_task__pb2.ExplainTaskRequest.SerializeToString,
+            shoal_dot_v1_dot_task__pb2.TaskExplanation.FromString,
             options,
             channel_credentials,
             insecure,

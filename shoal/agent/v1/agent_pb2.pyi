@@ -209,7 +209,7 @@ class FileChunk(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ..., eof: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class SchedulerMessage(_message.Message):
-    __slots__ = ("welcome", "assignments", "cancel_attempts", "ack_attempts", "file_reads", "drain", "staging_grants", "jobs_ended")
+    __slots__ = ("welcome", "assignments", "cancel_attempts", "ack_attempts", "file_reads", "drain", "staging_grants", "jobs_ended", "deleted_tasks")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     CANCEL_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
@@ -218,6 +218,7 @@ class SchedulerMessage(_message.Message):
     DRAIN_FIELD_NUMBER: _ClassVar[int]
     STAGING_GRANTS_FIELD_NUMBER: _ClassVar[int]
     JOBS_ENDED_FIELD_NUMBER: _ClassVar[int]
+    DELETED_TASKS_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assignments: _containers.RepeatedCompositeFieldContainer[Assignment]
     cancel_attempts: _containers.RepeatedScalarFieldContainer[str]
@@ -226,7 +227,16 @@ class SchedulerMessage(_message.Message):
     drain: Drain
     staging_grants: _containers.RepeatedCompositeFieldContainer[StagingGrant]
     jobs_ended: _containers.RepeatedCompositeFieldContainer[JobEnded]
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., ack_attempts: _Optional[_Iterable[str]] = ..., file_reads: _Optional[_Iterable[_Union[FileRead, _Mapping]]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., staging_grants: _Optional[_Iterable[_Union[StagingGrant, _Mapping]]] = ..., jobs_ended: _Optional[_Iterable[_Union[JobEnded, _Mapping]]] = ...) -> None: ...
+    deleted_tasks: _containers.RepeatedCompositeFieldContainer[TaskRef]
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., ack_attempts: _Optional[_Iterable[str]] = ..., file_reads: _Optional[_Iterable[_Union[FileRead, _Mapping]]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., staging_grants: _Optional[_Iterable[_Union[StagingGrant, _Mapping]]] = ..., jobs_ended: _Optional[_Iterable[_Union[JobEnded, _Mapping]]] = ..., deleted_tasks: _Optional[_Iterable[_Union[TaskRef, _Mapping]]] = ...) -> None: ...
+
+class TaskRef(_message.Message):
+    __slots__ = ("job_id", "task_id")
+    JOB_ID_FIELD_NUMBER: _ClassVar[int]
+    TASK_ID_FIELD_NUMBER: _ClassVar[int]
+    job_id: str
+    task_id: str
+    def __init__(self, job_id: _Optional[str] = ..., task_id: _Optional[str] = ...) -> None: ...
 
 class JobEnded(_message.Message):
     __slots__ = ("job_id", "job_uid", "release", "downloads", "failure")
@@ -271,7 +281,7 @@ class Welcome(_message.Message):
     def __init__(self, heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., upload_logs: _Optional[bool] = ...) -> None: ...
 
 class Assignment(_message.Message):
-    __slots__ = ("attempt_id", "job_id", "task_id", "command_line", "environment", "max_wall_clock_time", "required_slots", "attempt_number", "files", "job_preparation_task", "job_uid")
+    __slots__ = ("attempt_id", "job_id", "task_id", "command_line", "environment", "max_wall_clock_time", "required_slots", "attempt_number", "files", "job_preparation_task", "job_uid", "retention_time")
     class EnvironmentEntry(_message.Message):
         __slots__ = ("key", "value")
         KEY_FIELD_NUMBER: _ClassVar[int]
@@ -290,6 +300,7 @@ class Assignment(_message.Message):
     FILES_FIELD_NUMBER: _ClassVar[int]
     JOB_PREPARATION_TASK_FIELD_NUMBER: _ClassVar[int]
     JOB_UID_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_TIME_FIELD_NUMBER: _ClassVar[int]
     attempt_id: str
     job_id: str
     task_id: str
@@ -301,7 +312,8 @@ class Assignment(_message.Message):
     files: TaskFiles
     job_preparation_task: _task_pb2.JobPreparationTask
     job_uid: int
-    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., required_slots: _Optional[int] = ..., attempt_number: _Optional[int] = ..., files: _Optional[_Union[TaskFiles, _Mapping]] = ..., job_preparation_task: _Optional[_Union[_task_pb2.JobPreparationTask, _Mapping]] = ..., job_uid: _Optional[int] = ...) -> None: ...
+    retention_time: _duration_pb2.Duration
+    def __init__(self, attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., required_slots: _Optional[int] = ..., attempt_number: _Optional[int] = ..., files: _Optional[_Union[TaskFiles, _Mapping]] = ..., job_preparation_task: _Optional[_Union[_task_pb2.JobPreparationTask, _Mapping]] = ..., job_uid: _Optional[int] = ..., retention_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class TaskFiles(_message.Message):
     __slots__ = ("resource_files", "output_files", "application_packages")

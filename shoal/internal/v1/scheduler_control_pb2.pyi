@@ -13,6 +13,18 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class SetNodeSchedulingRequest(_message.Message):
+    __slots__ = ("pool_id", "node_id", "enabled", "option")
+    POOL_ID_FIELD_NUMBER: _ClassVar[int]
+    NODE_ID_FIELD_NUMBER: _ClassVar[int]
+    ENABLED_FIELD_NUMBER: _ClassVar[int]
+    OPTION_FIELD_NUMBER: _ClassVar[int]
+    pool_id: str
+    node_id: str
+    enabled: bool
+    option: _pool_pb2.NodeDeallocationOption
+    def __init__(self, pool_id: _Optional[str] = ..., node_id: _Optional[str] = ..., enabled: _Optional[bool] = ..., option: _Optional[_Union[_pool_pb2.NodeDeallocationOption, str]] = ...) -> None: ...
+
 class ListNodeSessionsRequest(_message.Message):
     __slots__ = ("pool_id",)
     POOL_ID_FIELD_NUMBER: _ClassVar[int]
@@ -20,7 +32,7 @@ class ListNodeSessionsRequest(_message.Message):
     def __init__(self, pool_id: _Optional[str] = ...) -> None: ...
 
 class NodeSession(_message.Message):
-    __slots__ = ("node_id", "state", "total_slots", "running_slots", "running_tasks", "completed_tasks", "last_heartbeat_time", "hostname", "removing", "setup_failure", "start_task_info", "errors")
+    __slots__ = ("node_id", "state", "total_slots", "running_slots", "running_tasks", "completed_tasks", "last_heartbeat_time", "hostname", "removing", "setup_failure", "start_task_info", "errors", "scheduling_disabled")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[NodeSession.State]
@@ -43,6 +55,7 @@ class NodeSession(_message.Message):
     SETUP_FAILURE_FIELD_NUMBER: _ClassVar[int]
     START_TASK_INFO_FIELD_NUMBER: _ClassVar[int]
     ERRORS_FIELD_NUMBER: _ClassVar[int]
+    SCHEDULING_DISABLED_FIELD_NUMBER: _ClassVar[int]
     node_id: str
     state: NodeSession.State
     total_slots: int
@@ -55,7 +68,8 @@ class NodeSession(_message.Message):
     setup_failure: _task_pb2.FailureInfo
     start_task_info: _task_pb2.NodeTaskInfo
     errors: _containers.RepeatedCompositeFieldContainer[_pool_pb2.NodeError]
-    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[_Union[NodeSession.State, str]] = ..., total_slots: _Optional[int] = ..., running_slots: _Optional[int] = ..., running_tasks: _Optional[int] = ..., completed_tasks: _Optional[int] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hostname: _Optional[str] = ..., removing: _Optional[bool] = ..., setup_failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ..., start_task_info: _Optional[_Union[_task_pb2.NodeTaskInfo, _Mapping]] = ..., errors: _Optional[_Iterable[_Union[_pool_pb2.NodeError, _Mapping]]] = ...) -> None: ...
+    scheduling_disabled: bool
+    def __init__(self, node_id: _Optional[str] = ..., state: _Optional[_Union[NodeSession.State, str]] = ..., total_slots: _Optional[int] = ..., running_slots: _Optional[int] = ..., running_tasks: _Optional[int] = ..., completed_tasks: _Optional[int] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hostname: _Optional[str] = ..., removing: _Optional[bool] = ..., setup_failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ..., start_task_info: _Optional[_Union[_task_pb2.NodeTaskInfo, _Mapping]] = ..., errors: _Optional[_Iterable[_Union[_pool_pb2.NodeError, _Mapping]]] = ..., scheduling_disabled: _Optional[bool] = ...) -> None: ...
 
 class ListNodeSessionsResponse(_message.Message):
     __slots__ = ("sessions",)

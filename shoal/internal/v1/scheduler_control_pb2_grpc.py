@@ -47,6 +47,11 @@ class SchedulerControlServiceStub:
                 request_serializer=shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.RemoveNodesRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.SetNodeScheduling = channel.unary_unary(
+                '/shoal.internal.v1.SchedulerControlService/SetNodeScheduling',
+                request_serializer=shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.SetNodeSchedulingRequest.SerializeToString,
+                response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+                _registered_method=True)
 
 
 class SchedulerControlServiceServicer:
@@ -69,6 +74,14 @@ class SchedulerControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetNodeScheduling(self, request, context):
+        """Turns a node's scheduling off (handling its running tasks as the option says) or on.
+        Idempotent; remembered across reconnects of the node.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -80,6 +93,11 @@ def add_SchedulerControlServiceServicer_to_server(servicer, server):
             'RemoveNodes': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveNodes,
                     request_deserializer=shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.RemoveNodesRequest.FromString,
+                    response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'SetNodeScheduling': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetNodeScheduling,
+                    request_deserializer=shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.SetNodeSchedulingRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
             ),
     }
@@ -138,6 +156,33 @@ class SchedulerControlService:
             target,
             '/shoal.internal.v1.SchedulerControlService/RemoveNodes',
             shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.RemoveNodesRequest.SerializeToString,
+            google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetNodeScheduling(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.internal.v1.SchedulerControlService/SetNodeScheduling',
+            shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.SetNodeSchedulingRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
             options,
             channel_credentials,
