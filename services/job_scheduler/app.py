@@ -273,7 +273,7 @@ class Scheduler:
 
     # -- jobs -------------------------------------------------------------------------------
 
-    async def create_job(self, account: str, req: object) -> Job:
+    async def create_job(self, account: str, req: object, schedule_id: str = "") -> Job:
         job_id, pool_id, priority, on_all = convert.job_fields(req)  # type: ignore[arg-type]
         prep, release = convert.job_commands(req.job)  # type: ignore[attr-defined]
         if (account, job_id.lower()) in self._job_keys:
@@ -296,6 +296,7 @@ class Scheduler:
             pool_id=pool.name.split("/")[1], priority=priority, on_all_tasks_complete=on_all,
             state=JobState.ACTIVE, create_time=now, state_time=now,
             display_name=j.display_name, metadata=dict(j.metadata), prep=prep, release=release,
+            schedule_id=schedule_id,
         )
         self.store.next_job_pk += 1
         self.jobs[job.pk] = job

@@ -145,6 +145,8 @@ def job(j: Job) -> job_pb2.Job:
     )
     if j.end_time is not None:
         out.end_time.FromNanoseconds(int(j.end_time * 1e9))
+    if j.schedule_id:
+        out.job_schedule = f"jobSchedules/{j.schedule_id}"
     if j.prep:
         out.job_preparation_task.ParseFromString(j.prep)
     if j.release:

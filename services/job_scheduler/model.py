@@ -111,6 +111,8 @@ class Job:
     """Serialized shoal.v1.JobPreparationTask, if the job has one."""
     release: bytes | None = None
     """Serialized shoal.v1.JobReleaseTask, if the job has one."""
+    schedule_id: str = ""
+    """The job schedule that created the job, if any."""
     nodes: set[tuple[str, str, str]] = field(default_factory=set)
     """Nodes that were given this job's tasks: where its release task runs. Kept only for
     jobs with a preparation or release task."""

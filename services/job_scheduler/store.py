@@ -60,6 +60,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   n_failed INTEGER NOT NULL DEFAULT 0,
   prep BLOB,
   release BLOB,
+  schedule_id TEXT NOT NULL DEFAULT '',
   UNIQUE (account, id_lower)
 );
 CREATE TABLE IF NOT EXISTS tasks (
@@ -122,8 +123,8 @@ DELETE_TASKS = "DELETE FROM tasks WHERE job_pk=?"
 DELETE_JOB = "DELETE FROM jobs WHERE job_pk=?"
 INSERT_JOB = (
     "INSERT INTO jobs (job_pk, account, id, id_lower, pool_id, priority, on_all_tasks_complete, "
-    "state, display_name, metadata, create_time, state_time, prep, release) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "state, display_name, metadata, create_time, state_time, prep, release, schedule_id) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 INSERT_TASK = (
     "INSERT INTO tasks (task_pk, job_pk, id, id_lower, display_name, command_line, environment, "
@@ -301,6 +302,7 @@ class Store:
                 state_time=r["state_time"], display_name=r["display_name"],
                 metadata=json.loads(r["metadata"]), terminate_reason=r["terminate_reason"],
                 end_time=r["end_time"], prep=r["prep"], release=r["release"],
+                schedule_id=r["schedule_id"],
                 counts=TaskCounts(r["n_active"], r["n_running"], r["n_completed"],
                                   r["n_succeeded"], r["n_failed"]),
             )
@@ -339,6 +341,7 @@ class Store:
             job.pk, job.account, job.id, job.id.lower(), job.pool_id, job.priority,
             int(job.on_all_tasks_complete), int(job.state), job.display_name,
             json.dumps(job.metadata), job.create_time, job.state_time, job.prep, job.release,
+            job.schedule_id,
         ))
 
     def update_job(self, job: Job) -> None:
