@@ -11,9 +11,10 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import secrets
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import structlog
 
@@ -22,11 +23,14 @@ from services.common.errors import Code, ShoalError, failed_precondition, invali
 from services.common.stager_client import StagingClient, StagingUnavailable
 from services.common.timeutil import Clock, to_duration
 from services.job_scheduler import convert, staging
+from services.job_scheduler.dependencies import DependencyTracker, find_cycle
 from services.job_scheduler.model import (
+    OPEN_JOB_STATES,
     STORAGE_UNAVAILABLE,
     Attempt,
     CancelIntent,
     Category,
+    DisableOption,
     Failure,
     Job,
     JobState,
@@ -40,12 +44,13 @@ from services.job_scheduler.model import (
     job_should_complete,
     judge,
 )
+from services.job_scheduler.outcomes import JobAction, names_job_action, respond
 from services.job_scheduler.placement import PoolQueue, plan
 from services.job_scheduler.sessions import Liveness, NodeKey, Session, check_liveness
 from services.job_scheduler.store import Store
 from shoal.agent.v1 import agent_pb2
 from shoal.internal.v1 import staging_pb2
-from shoal.v1 import pool_pb2
+from shoal.v1 import pool_pb2, task_pb2
 
 log = structlog.get_logger()
 
@@ -61,6 +66,10 @@ NODE_REMOVED = Failure(
     Category.SERVER_ERROR, "NODE_REMOVED", "the task's node was removed with option TERMINATE"
 )
 NODE_LOST = Failure(Category.SERVER_ERROR, "NODE_LOST", "the node was lost while the task ran")
+TASK_TERMINATED = Failure(Category.USER_ERROR, "TASK_TERMINATED", "the task was terminated")
+JOB_DISABLED = Failure(
+    Category.USER_ERROR, "JOB_DISABLED", "the job was disabled with option TERMINATE"
+)
 MAX_NODE_ERRORS = 20
 UNREPORTED = frozenset({NODE_LOST.code, "NODE_REMOVED"})
 """Attempt ends the agent never reported: no logs were uploaded for them."""
@@ -124,6 +133,18 @@ class Scheduler:
         self._started_at = clock()
         self._loops: list[asyncio.Task[None]] = []
         self._grants: set[asyncio.Task[None]] = set()
+        self.deps = DependencyTracker()
+        """ACTIVE tasks waiting for (or blocked by) other tasks."""
+        self._unfinished: dict[int, set[int]] = {}
+        """job_pk -> its tasks not yet COMPLETED, for jobs that use dependencies."""
+        self._outcomes: dict[int, tuple[bool, str]] = {}
+        """task_pk -> (satisfies its dependents, why not) of completed tasks of such jobs."""
+        self._prio: dict[int, int] = {}
+        """task_pk -> its own priority, for ACTIVE tasks that have one."""
+        self._parked: dict[int, list[int]] = {}
+        """job_pk -> ready tasks of a disabled job, in order, until it is enabled."""
+        self._deleted_attempts: set[str] = set()
+        """Attempts whose task was deleted while they ran: their end frees the slot only."""
 
     # -- start / stop -----------------------------------------------------------------------
 
@@ -134,21 +155,41 @@ class Scheduler:
             self.jobs[job.pk] = job
             self._job_keys[(job.account, job.id.lower())] = job.pk
         now = self.now()
-        for job_pk, task_pk, retries, requeues, number in await self.store.active_tasks():
+        waiting: list[tuple[Job, int, list[str], str]] = []
+        for r in await self.store.active_tasks():
+            job_pk, task_pk = r["job_pk"], r["task_pk"]
             owner = self.jobs.get(job_pk)
             if owner is None:
                 continue  # a row without its job: never scheduled, never counted
             job = owner
-            if job.state == JobState.ACTIVE:
-                self._queue(job).push(job_pk, job.priority, task_pk)
-                if number:
-                    self._counters[task_pk] = (retries, requeues, number)
-            else:
+            if job.state not in OPEN_JOB_STATES:
                 # Only a crash between a job's end and its tasks' can leave these.
                 self.store.fail_tasks([task_pk], JOB_TERMINATED, now)
                 job.counts.leave(TaskState.ACTIVE)
                 job.counts.enter(TaskState.COMPLETED, Result.FAILURE)
                 self._dirty.add(job_pk)
+                continue
+            if r["attempt_number"]:
+                self._counters[task_pk] = (r["retry_count"], r["requeue_count"], r["attempt_number"])
+            if r["priority"]:
+                self._prio[task_pk] = r["priority"]
+            if r["slots"] != 1:
+                self._queue(job).slots[task_pk] = r["slots"]
+            if job.uses_deps:
+                self._unfinished.setdefault(job.pk, set()).add(task_pk)
+            if r["deps"] and not r["unblocked"]:
+                waiting.append((job, task_pk, json.loads(r["deps"]), r["blocked"] or ""))
+            else:
+                self._ready(job, task_pk)
+        for job in self.jobs.values():
+            if job.uses_deps:
+                self._unfinished.setdefault(job.pk, set())
+        live = await self.store.live_attempts()
+        for row in live:
+            owning = self.jobs.get(row["job_pk"])
+            if owning is not None and owning.uses_deps:
+                self._unfinished[owning.pk].add(row["task_pk"])
+        await self._load_waiting(waiting)
         # A COMPLETED job's nodes were told when it ended; telling them again would rerun
         # its release task.
         with_commands = [j.pk for j in self.jobs.values()
@@ -157,26 +198,54 @@ class Scheduler:
             job = self.jobs[job_pk]
             _, pool_id, _, node_id = node.split("/")
             job.nodes.add((job.account, pool_id.lower(), node_id))
-        for r in await self.store.live_attempts():
+        for r in live:  # type: ignore[assignment]
             owner = self.jobs.get(r["job_pk"])
             if owner is None:
                 continue
             job = owner
             _, pool_id, _, node_id = r["node"].split("/")
+            ended = job.state not in OPEN_JOB_STATES
             self.attempts[r["attempt_id"]] = Attempt(
                 attempt_id=r["attempt_id"], task_pk=r["task_pk"], job_pk=r["job_pk"],
                 number=r["attempt_number"], node_key=(job.account, pool_id.lower(), node_id),
-                node_name=r["node"], slots=1, assign_time=r["assign_time"],
+                node_name=r["node"], slots=r["slots"], assign_time=r["assign_time"],
                 retry_count=r["retry_count"], requeue_count=r["requeue_count"],
-                max_retries=r["max_retries"], start_time=r["start_time"],
-                task_id=r["id"], files=r["files"],
-                cancel=CancelIntent.TERMINATE if job.state != JobState.ACTIVE else CancelIntent.NONE,
-                cancel_failure=JOB_TERMINATED if job.state != JobState.ACTIVE else None,
+                max_retries=job.default_retries if r["max_retries"] is None else r["max_retries"],
+                start_time=r["start_time"], task_id=r["id"], files=r["files"],
+                exits=r["exits"], priority=r["priority"],
+                cancel=CancelIntent.TERMINATE if ended else CancelIntent.NONE,
+                cancel_failure=JOB_TERMINATED if ended else None,
             )
         await self._commit()
         self._started_at = self.now()
         log.info("scheduler state loaded", jobs=len(self.jobs), live_attempts=len(self.attempts),
                  ready=sum(len(q) for q in self.queues.values()))
+
+    async def _load_waiting(self, waiting: list[tuple[Job, int, list[str], str]]) -> None:
+        """Tasks that waited for others when the scheduler stopped: what they still wait for,
+        from the rows of what they depend on."""
+        by_job: dict[int, list[tuple[Job, int, list[str], str]]] = {}
+        for w in waiting:
+            by_job.setdefault(w[0].pk, []).append(w)
+        for items in by_job.values():
+            job = items[0][0]
+            ids = sorted({d for _, _, deps, _ in items for d in deps})
+            rows = await self.store.dep_rows(job.pk, ids)
+            unfinished = self._unfinished.get(job.pk, set())
+            for _, task_pk, deps, blocked in items:
+                pending = []
+                for d in deps:
+                    r = rows.get(d)
+                    if r is None:
+                        continue  # deleted after it completed: nothing to wait for
+                    if r["task_pk"] in unfinished:
+                        pending.append(r["task_pk"])
+                    elif not blocked:
+                        satisfy, why = _dep_outcome(r)
+                        if not satisfy:
+                            blocked = why
+                if not self.deps.add(task_pk, job.pk, pending, blocked):
+                    self._ready(job, task_pk)
 
     def start(self) -> None:
         self._loops = [
@@ -195,10 +264,23 @@ class Scheduler:
 
     # -- helpers ----------------------------------------------------------------------------
 
+    def _ready(self, job: Job, task_pk: int, *, front: bool = False) -> None:
+        """A task may run now: into its pool's queue, or parked while its job is disabled."""
+        if job.state == JobState.ACTIVE:
+            self._queue(job).push(job.pk, job.priority, task_pk, front=front,
+                                  task_priority=self._prio.get(task_pk, 0))
+            self._kick.set()
+        else:
+            parked = self._parked.setdefault(job.pk, [])
+            if front:
+                parked.insert(0, task_pk)
+            else:
+                parked.append(task_pk)
+
     def _queue(self, job: Job) -> PoolQueue:
         q = self.queues.get(job.pool_key)
         if q is None:
-            q = self.queues[job.pool_key] = PoolQueue()
+            q = self.queues[job.pool_key] = PoolQueue(pack=job.pack)
         return q
 
     def _job(self, account: str, job_id: str) -> Job:
@@ -218,6 +300,8 @@ class Scheduler:
                 self._set_job_state(job, JobState.COMPLETED, now, "AllTasksComplete")
             elif job.state == JobState.TERMINATING and job.counts.running == 0:
                 self._set_job_state(job, JobState.COMPLETED, now)
+            elif job.state == JobState.DISABLING and job.counts.running == 0:
+                self._set_job_state(job, JobState.DISABLED, now)
             self.store.update_job(job)
         self._dirty.clear()
 
@@ -276,6 +360,7 @@ class Scheduler:
     async def create_job(self, account: str, req: object, schedule_id: str = "") -> Job:
         job_id, pool_id, priority, on_all = convert.job_fields(req)  # type: ignore[arg-type]
         prep, release = convert.job_commands(req.job)  # type: ignore[attr-defined]
+        settings = convert.job_settings(req.job)  # type: ignore[attr-defined]
         if (account, job_id.lower()) in self._job_keys:
             raise ShoalError(Code.ALREADY_EXISTS, "JOB_ALREADY_EXISTS", f"job {job_id!r} already exists")
         try:
@@ -296,8 +381,11 @@ class Scheduler:
             pool_id=pool.name.split("/")[1], priority=priority, on_all_tasks_complete=on_all,
             state=JobState.ACTIVE, create_time=now, state_time=now,
             display_name=j.display_name, metadata=dict(j.metadata), prep=prep, release=release,
-            schedule_id=schedule_id,
+            schedule_id=schedule_id, pack=pool.node_fill_type == pool_pb2.PACK,
+            pool_slots=pool.task_slots_per_node, **settings,  # type: ignore[arg-type]
         )
+        if job.uses_deps:
+            self._unfinished[job.pk] = set()
         self.store.next_job_pk += 1
         self.jobs[job.pk] = job
         self._job_keys[(account, job_id.lower())] = job.pk
@@ -331,9 +419,10 @@ class Scheduler:
         return job
 
     def _end_job_tasks(self, job: Job, reason: str) -> None:
-        """Complete the job's ready tasks as failed and cancel its running ones."""
+        """Complete the job's ACTIVE tasks (ready, parked, waiting) as failed and cancel its
+        running ones."""
         now = self.now()
-        ready = self._queue(job).drop_job(job.pk)
+        ready = [*self._drop_active(job)]
         for task_pk in ready:
             self._counters.pop(task_pk, None)
         if ready:
@@ -347,6 +436,57 @@ class Scheduler:
         self._set_job_state(job, JobState.TERMINATING if running else JobState.COMPLETED, now)
         self._dirty.add(job.pk)
 
+    def _drop_active(self, job: Job) -> list[int]:
+        """Take all the job's ACTIVE tasks out of the queue, the parked list and the
+        dependency tracker; returns them."""
+        out = self._queue(job).drop_job(job.pk)
+        out += self._parked.pop(job.pk, [])
+        out += self.deps.forget_job(job.pk)
+        for pk in out:
+            self._prio.pop(pk, None)
+        if job.uses_deps:
+            self._unfinished.get(job.pk, set()).difference_update(out)
+        return out
+
+    # -- disable / enable -------------------------------------------------------------------
+
+    async def disable_job(self, account: str, job_id: str, option: int) -> Job:
+        job = self._job(account, job_id)
+        if job.state != JobState.ACTIVE:
+            raise failed_precondition("JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}: "
+                                      "only an active job can be disabled")
+        try:
+            opt = DisableOption(option or DisableOption.REQUEUE)
+        except ValueError:
+            raise invalid("disable_tasks", f"unknown option {option}") from None
+        self._disable(job, opt)
+        await self._commit()
+        return job
+
+    def _disable(self, job: Job, option: DisableOption) -> None:
+        """No task of the job starts until it is enabled; its ready tasks are parked."""
+        parked = self._parked.setdefault(job.pk, [])
+        parked.extend(self._queue(job).drop_job(job.pk))
+        running = [a for a in self.attempts.values() if a.job_pk == job.pk]
+        if option == DisableOption.REQUEUE:
+            self._cancel(running, CancelIntent.REQUEUE, None)
+        elif option == DisableOption.TERMINATE:
+            self._cancel(running, CancelIntent.TERMINATE, JOB_DISABLED)
+        self._set_job_state(job, JobState.DISABLING if running else JobState.DISABLED, self.now())
+        self._dirty.add(job.pk)
+
+    async def enable_job(self, account: str, job_id: str) -> Job:
+        job = self._job(account, job_id)
+        if job.state not in (JobState.DISABLED, JobState.DISABLING):
+            raise failed_precondition("JOB_NOT_DISABLED", f"job {job.id!r} is {job.state.name.lower()}, "
+                                      "not disabled")
+        self._set_job_state(job, JobState.ACTIVE, self.now())
+        for pk in self._parked.pop(job.pk, []):
+            self._ready(job, pk)
+        self._dirty.add(job.pk)
+        await self._commit()
+        return job
+
     async def delete_job(self, account: str, job_id: str) -> None:
         job = self._job(account, job_id)
         # An add in flight commits its rows first: a batch deletes before it inserts.
@@ -357,8 +497,9 @@ class Scheduler:
         if self.jobs.get(job.pk) is not job:
             return  # deleted meanwhile
         job.state = JobState.DELETING
-        for task_pk in self._queue(job).drop_job(job.pk):
+        for task_pk in self._drop_active(job):
             self._counters.pop(task_pk, None)
+        self._unfinished.pop(job.pk, None)
         running = [a for a in self.attempts.values() if a.job_pk == job.pk]
         # Their results will find no job and only free their slots.
         self._cancel(running, CancelIntent.TERMINATE, JOB_TERMINATED)
@@ -406,10 +547,13 @@ class Scheduler:
         async with lock:
             if self.jobs.get(job.pk) is not job:
                 raise not_found("job", f"jobs/{job.id}")  # deleted while this add waited
-            if job.state != JobState.ACTIVE:
+            if job.state not in OPEN_JOB_STATES:
                 raise failed_precondition(
                     "JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}: it takes no new tasks"
                 )
+            extras = [i for i, sp in enumerate(specs)
+                      if sp.deps or sp.exits or sp.slots != 1 or sp.priority]
+            known = await self._check_extras(job, specs, extras) if extras else {}
             first = self.store.next_task_pk
             self.store.next_task_pk += len(specs)
             pks = list(range(first, first + len(specs)))
@@ -424,7 +568,7 @@ class Scheduler:
                 )
             job.counts.active += len(specs)
             self._dirty.add(job.pk)
-            if job.state != JobState.ACTIVE or self.jobs.get(job.pk) is not job:
+            if job.state not in OPEN_JOB_STATES or self.jobs.get(job.pk) is not job:
                 # Terminated while the rows were written: they end with the job.
                 self.store.fail_tasks(pks, JOB_TERMINATED, self.now())
                 job.counts.active -= len(specs)
@@ -432,25 +576,334 @@ class Scheduler:
                 job.counts.failed += len(specs)
                 await self._commit()
                 raise failed_precondition("JOB_NOT_ACTIVE", f"job {job.id!r} ended while its tasks were added")
-            # Queued at once, so a terminate or delete that comes during the commit sees them.
-            self._queue(job).push_many(job.pk, job.priority, pks)
-            self._kick.set()
+            # Queued at once (no await from here), so a terminate or delete that comes during
+            # the commit sees them.
+            if job.uses_deps:
+                self._unfinished.setdefault(job.pk, set()).update(pks)
+            if not extras and job.state == JobState.ACTIVE:
+                self._queue(job).push_many(job.pk, job.priority, pks)
+                self._kick.set()
+            else:
+                self._enqueue_new(job, specs, pks, known)
             await self._commit()
         return len(specs)
+
+    async def _check_extras(
+        self, job: Job, specs: list[TaskSpec], extras: list[int]
+    ) -> dict[str, tuple[int, bool, str]]:
+        """Refuse what the job cannot take: dependencies in a job that does not use them,
+        unknown ids, cycles, job actions the job would ignore, more slots than its nodes
+        have. Returns the existing tasks depended on: id_lower -> (task_pk, unfinished,
+        block reason when completed without satisfying)."""
+        wanted: set[str] = set()
+        batch = {sp.id.lower(): i for i, sp in enumerate(specs)}
+        for i in extras:
+            sp = specs[i]
+            at = f"requests[{i}].task"
+            if sp.deps and not job.uses_deps:
+                raise invalid(f"{at}.depends_on", f"job {job.id!r} does not use task dependencies "
+                              "(set uses_task_dependencies when creating it)")
+            if sp.exits and not job.exit_job_actions and names_job_action(
+                    convert.exit_rules(task_pb2.ExitConditions.FromString(sp.exits), at)):
+                raise invalid(f"{at}.exit_conditions", "a job action needs the job's on_task_failure "
+                              "to be PERFORM_EXIT_OPTIONS_JOB_ACTION")
+            if job.pool_slots and sp.slots > job.pool_slots:
+                raise invalid(f"{at}.required_slots", f"{sp.slots} slots, but the pool's nodes have "
+                              f"{job.pool_slots}")
+            wanted.update(d for d in sp.deps if d not in batch)
+        rows = await self.store.dep_rows(job.pk, sorted(wanted)) if wanted else {}
+        for i in extras:
+            for d in specs[i].deps:
+                if d not in batch and d not in rows:
+                    raise ShoalError(
+                        Code.INVALID_ARGUMENT, "UNKNOWN_DEPENDENCY",
+                        f"requests[{i}].task.depends_on: task {d!r} does not exist in job {job.id!r}",
+                        f"requests[{i}].task.depends_on")
+        cycle = find_cycle({sp.id.lower(): [d for d in sp.deps if d in batch]
+                            for sp in specs if sp.deps})
+        if cycle:
+            i = batch[cycle[0]]
+            raise ShoalError(Code.INVALID_ARGUMENT, "DEPENDENCY_CYCLE",
+                             f"requests[{i}].task.depends_on: a cycle: {' -> '.join(cycle)}",
+                             f"requests[{i}].task.depends_on")
+        unfinished = self._unfinished.get(job.pk, set())
+        out = {}
+        for d, r in rows.items():
+            pk = r["task_pk"]
+            if pk in unfinished:
+                out[d] = (pk, True, "")
+            else:
+                satisfy, why = self._outcomes.get(pk) or _dep_outcome(r)
+                out[d] = (pk, False, "" if satisfy else why)
+        return out
+
+    def _enqueue_new(
+        self, job: Job, specs: list[TaskSpec], pks: list[int], known: dict[str, tuple[int, bool, str]]
+    ) -> None:
+        """Queue new tasks that have priorities, slots or dependencies (no await: see caller).
+        An existing dependency is looked at again here: it may have completed since it was
+        read, and the in-memory sets are the truth."""
+        batch = {sp.id.lower(): pk for sp, pk in zip(specs, pks, strict=True)}
+        unfinished = self._unfinished.get(job.pk, set())
+        queue = self._queue(job)
+        for sp, pk in zip(specs, pks, strict=True):
+            if sp.priority:
+                self._prio[pk] = sp.priority
+            if sp.slots != 1:
+                queue.slots[pk] = sp.slots
+            pending: list[int] = []
+            blocked = ""
+            for d in sp.deps:
+                dpk = batch.get(d)
+                if dpk is None:
+                    dpk, _, why = known[d]
+                    if dpk not in unfinished:
+                        satisfy, why = self._outcomes.get(dpk, (not why, why))
+                        if not satisfy and not blocked:
+                            blocked = why
+                        continue
+                pending.append(dpk)
+            if sp.deps and self.deps.add(pk, job.pk, pending, blocked):
+                if blocked:
+                    self.store.set_blocked(pk, blocked)
+                continue
+            self._ready(job, pk)
 
     async def get_task(self, account: str, job_id: str, task_id: str) -> TaskRecord:
         job = self._job(account, job_id)
         t = await self.store.get_task(job.pk, task_id)
         if t is None:
             raise not_found("task", f"jobs/{job.id}/tasks/{task_id}")
-        return t
+        return self._with_reason(job, t)
 
     async def list_tasks(
         self, account: str, job_id: str, states: set[str] | None, after: str | None, limit: int
     ) -> list[TaskRecord]:
         job = self._job(account, job_id)
         st = {TaskState[s] for s in states} if states is not None else None
-        return await self.store.list_tasks(job.pk, st, after, limit)
+        return [self._with_reason(job, t) for t in await self.store.list_tasks(job.pk, st, after, limit)]
+
+    def _with_reason(self, job: Job, t: TaskRecord) -> TaskRecord:
+        if t.state != TaskState.ACTIVE:
+            return t
+        why = self.deps.reason(t.pk)
+        if not why and job.state in (JobState.DISABLED, JobState.DISABLING):
+            why = "the job is disabled"
+        return replace(t, state_reason=why) if why else t
+
+    # -- task operations --------------------------------------------------------------------
+
+    def _attempt_of(self, task_pk: int) -> Attempt | None:
+        return next((a for a in self.attempts.values() if a.task_pk == task_pk), None)
+
+    def _take_active(self, job: Job, task_pk: int) -> bool:
+        """Take an ACTIVE task out of wherever it waits; False if it was not found there."""
+        self._prio.pop(task_pk, None)
+        self._counters.pop(task_pk, None)
+        self._queue(job).slots.pop(task_pk, None)
+        if self._queue(job).remove(job.pk, task_pk):
+            return True
+        parked = self._parked.get(job.pk, [])
+        if task_pk in parked:
+            parked.remove(task_pk)
+            return True
+        if task_pk in self.deps.waiting:
+            self.deps.forget(task_pk)
+            return True
+        return False
+
+    async def terminate_task(self, account: str, job_id: str, task_id: str) -> TaskRecord:
+        """Azure Batch's terminate: a running task is killed, an active one never runs; both
+        complete as failed (TASK_TERMINATED). A completed task is left as it is."""
+        job = self._job(account, job_id)
+        t = await self.get_task(account, job_id, task_id)
+        if t.state == TaskState.COMPLETED:
+            return t
+        a = self._attempt_of(t.pk)
+        if a is not None:
+            self._cancel([a], CancelIntent.TERMINATE, TASK_TERMINATED)
+        elif self._take_active(job, t.pk):
+            now = self.now()
+            self.store.fail_tasks([t.pk], TASK_TERMINATED, now)
+            job.counts.leave(TaskState.ACTIVE)
+            job.counts.enter(TaskState.COMPLETED, Result.FAILURE)
+            self._dirty.add(job.pk)
+            if job.uses_deps or job.exit_job_actions or t.spec.exits:
+                self._completed(job, t.pk, t.spec.id, t.spec.exits, False, None, TASK_TERMINATED.code)
+        await self._commit()
+        return await self.get_task(account, job_id, task_id)
+
+    async def reactivate_task(self, account: str, job_id: str, task_id: str) -> TaskRecord:
+        """A failed task runs again, its retry count reset; dependents it blocked wait for it
+        again."""
+        job = self._job(account, job_id)
+        t = await self.get_task(account, job_id, task_id)
+        if t.state != TaskState.COMPLETED or t.result != Result.FAILURE:
+            raise failed_precondition("TASK_NOT_FAILED", f"task {t.spec.id!r} is "
+                                      f"{t.state.name.lower()}: only a failed task can be reactivated")
+        if job.state not in OPEN_JOB_STATES:
+            raise failed_precondition("JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}")
+        dependents = await self.store.dependents_of(job.pk, t.spec.id.lower()) if job.uses_deps else []
+        # From here no await until the commit: the task is ACTIVE again in one step.
+        t2 = await self.store.get_task(job.pk, task_id)
+        if t2 is None or t2.state != TaskState.COMPLETED:
+            raise failed_precondition("TASK_NOT_FAILED", f"task {t.spec.id!r} changed meanwhile; try again")
+        self.store.reactivate(t.pk, self.now())
+        job.counts.completed -= 1
+        job.counts.failed -= 1
+        job.counts.active += 1
+        self._dirty.add(job.pk)
+        if job.uses_deps:
+            known = self._outcomes.pop(t.pk, None)
+            rules = convert.exit_rules(task_pb2.ExitConditions.FromString(t.spec.exits),
+                                       "exits") if t.spec.exits else None
+            _, why = known or _satisfies(rules, False, t.exit_code,
+                                         t.failure.code if t.failure else None, t.spec.id)
+            self._unfinished.setdefault(job.pk, set()).add(t.pk)
+            if why:
+                self.deps.reopened(t.pk, dependents, why)
+                for d in dependents:
+                    if not self.deps.is_blocked(d):
+                        self.store.set_blocked(d, None)
+        if t.spec.priority:
+            self._prio[t.pk] = t.spec.priority
+        if t.spec.slots != 1:
+            self._queue(job).slots[t.pk] = t.spec.slots
+        self._ready(job, t.pk)
+        await self._commit()
+        return await self.get_task(account, job_id, task_id)
+
+    async def unblock_task(self, account: str, job_id: str, task_id: str) -> TaskRecord:
+        """Run a task blocked by a failed dependency anyway."""
+        job = self._job(account, job_id)
+        t = await self.get_task(account, job_id, task_id)
+        if not self.deps.is_blocked(t.pk):
+            raise failed_precondition("TASK_NOT_BLOCKED", f"task {t.spec.id!r} is not blocked by "
+                                      "a failed dependency")
+        self.deps.unblock(t.pk)
+        self.store.unblock(t.pk)
+        self._ready(job, t.pk)
+        await self._commit()
+        return await self.get_task(account, job_id, task_id)
+
+    async def explain_task(self, account: str, job_id: str, task_id: str) -> tuple[TaskRecord, str, list[str], list[str]]:
+        """Why a task is where it is: (task, summary, reasons, details). Beyond Azure Batch."""
+        job = self._job(account, job_id)
+        t = await self.get_task(account, job_id, task_id)
+        reasons: list[str] = []
+        details: list[str] = []
+        if t.state == TaskState.COMPLETED:
+            result = t.result.name.lower() if t.result else "?"
+            why = f": {t.failure.code} — {t.failure.message}" if t.failure else (
+                f" with exit code {t.exit_code}" if t.exit_code is not None else "")
+            return t, f"completed ({result}){why}", ["COMPLETED"], details
+        if t.state in (TaskState.PREPARING, TaskState.RUNNING):
+            a = self._attempt_of(t.pk)
+            where = t.node or "a node"
+            if t.state == TaskState.RUNNING:
+                return t, f"running on {where}", ["RUNNING"], details
+            reasons.append("PREPARING")
+            if job.prep:
+                reasons.append("JOB_PREPARATION_RUNNING")
+                details.append("the job has a preparation task, which runs on the node before "
+                               "the job's first task there")
+            if t.spec.files:
+                details.append("the node stages the task's resource files and packages")
+            if a is not None and a.cancel != CancelIntent.NONE:
+                details.append("it is being stopped")
+            return t, f"assigned to {where}, preparing to start", reasons, details
+        # ACTIVE: what holds it, most important first.
+        if job.state not in OPEN_JOB_STATES:
+            return t, f"the job is {job.state.name.lower()}", ["JOB_NOT_ACTIVE"], details
+        w = self.deps.waiting.get(t.pk)
+        if w is not None and w.blocked:
+            reasons.append("DEPENDENCY_FAILED")
+            details.append(f"blocked: {w.blocked}; `shoal task unblock` runs it anyway, "
+                           "`shoal task terminate` gives up on it")
+        elif w is not None:
+            reasons.append("DEPENDENCIES_PENDING")
+            details.append(f"waiting for {w.pending} task(s) it depends on to complete")
+        if job.state in (JobState.DISABLED, JobState.DISABLING):
+            reasons.append("JOB_DISABLED")
+            details.append("the job is disabled: `shoal job enable` lets its tasks run")
+        if job.max_parallel and job.counts.running >= job.max_parallel:
+            reasons.append("MAX_PARALLEL_TASKS")
+            details.append(f"the job already runs {job.counts.running} tasks, its "
+                           f"max_parallel_tasks")
+        nodes = [x for x in self.sessions.values() if (x.key[0], x.key[1]) == job.pool_key]
+        usable = [x for x in nodes if x.schedulable]
+        if not nodes:
+            reasons.append("NO_NODES")
+            details.append(f"pool {job.pool_id!r} has no connected nodes (resize it, or wait for "
+                           "its nodes to start)")
+        elif not usable:
+            reasons.append("NO_NODES")
+            details.append(f"none of pool {job.pool_id!r}'s {len(nodes)} nodes takes tasks "
+                           "(unreachable, disabled, leaving, or their setup failed)")
+        elif max(x.total_slots for x in usable) < t.spec.slots:
+            reasons.append("NO_NODE_FITS")
+            details.append(f"it needs {t.spec.slots} slots; the pool's nodes have "
+                           f"{max(x.total_slots for x in usable)}")
+        elif all(x.free_slots < t.spec.slots for x in usable):
+            reasons.append("NO_FREE_SLOT")
+            busy = sum(x.used_slots for x in usable)
+            total = sum(x.total_slots for x in usable)
+            details.append(f"no node has {t.spec.slots} free slot(s): {busy} of {total} slots "
+                           f"busy on {len(usable)} nodes")
+        queue = self.queues.get(job.pool_key)
+        if queue is not None and not reasons:
+            ahead = queue.peek(len(queue)).index(t.pk) if t.pk in queue.peek(len(queue)) else -1
+            if ahead > 0:
+                reasons.append("QUEUED_BEHIND")
+                details.append(f"{ahead} ready task(s) go before it (job priority, task "
+                               "priority, then age)")
+        if not reasons:
+            reasons.append("QUEUED")
+            details.append("ready: it goes to the next free slot")
+        summary = details[0].split(";")[0] if details else "waiting"
+        return t, summary, reasons, details
+
+    async def delete_task(self, account: str, job_id: str, task_id: str) -> None:
+        """Delete a task (a running one is killed). Refused while tasks that depend on it
+        have not completed: their dependency would vanish."""
+        job = self._job(account, job_id)
+        t = await self.get_task(account, job_id, task_id)
+        if job.uses_deps:
+            waiting = [d for d in await self.store.dependents_of(job.pk, t.spec.id.lower())
+                       if d in self._unfinished.get(job.pk, set())]
+            if waiting:
+                raise failed_precondition(
+                    "TASK_HAS_DEPENDENTS",
+                    f"task {t.spec.id!r} has {len(waiting)} dependent task(s) not yet completed; "
+                    "terminate or delete them first")
+        async with self._add_locks.setdefault(job.pk, asyncio.Lock()):
+            t = await self.get_task(account, job_id, task_id)
+            # No await from here to the commit.
+            a = self._attempt_of(t.pk)
+            if a is not None:
+                self._cancel([a], CancelIntent.TERMINATE, TASK_TERMINATED)
+                self._deleted_attempts.add(a.attempt_id)
+            elif t.state == TaskState.ACTIVE:
+                self._take_active(job, t.pk)
+                job.counts.active -= 1
+            elif t.state == TaskState.COMPLETED:
+                job.counts.completed -= 1
+                if t.result == Result.SUCCESS:
+                    job.counts.succeeded -= 1
+                else:
+                    job.counts.failed -= 1
+            if job.uses_deps:
+                self._unfinished.get(job.pk, set()).discard(t.pk)
+                self._outcomes.pop(t.pk, None)
+            self.store.delete_task(t.pk)
+            self._dirty.add(job.pk)
+            if t.node:
+                _, pool_id, _, node_id = t.node.split("/")
+                out = self._outbound.get((account, pool_id.lower(), node_id))
+                if out is not None:
+                    out.send(agent_pb2.SchedulerMessage(deleted_tasks=[
+                        agent_pb2.TaskRef(job_id=job.id, task_id=t.spec.id)]))
+            await self._commit()
 
     async def read_task_file(
         self, account: str, job_id: str, task_id: str, path: str, offset: int
@@ -581,16 +1034,19 @@ class Scheduler:
             queue = self.queues.get(pool_key)
             if not queue or not queue.jobs:
                 continue
-            picks = plan(queue, sessions, DISPATCH_BATCH - len(chosen))
+            room = {pk: max(0, j.max_parallel - j.counts.running) for pk in queue.jobs
+                    if (j := self.jobs[pk]).max_parallel} or None
+            picks = plan(queue, sessions, DISPATCH_BATCH - len(chosen), room)
             late = [p for p in picks if p[1] not in info]  # added during the read
-            for job_pk, task_pk, s in reversed(late):  # back in front, in their order
-                s.used_slots -= 1
-                queue.push(job_pk, self.jobs[job_pk].priority, task_pk, front=True)
+            for job_pk, task_pk, s, slots in reversed(late):  # back in front, in their order
+                s.used_slots -= slots
+                queue.push(job_pk, self.jobs[job_pk].priority, task_pk, front=True,
+                           task_priority=self._prio.get(task_pk, 0))
             if late:
                 self._kick.set()
-            for job_pk, task_pk, s in picks:
+            for job_pk, task_pk, s, slots in picks:
                 if task_pk in info:
-                    chosen.append(self._assign(job_pk, task_pk, s, info[task_pk], now))
+                    chosen.append(self._assign(job_pk, task_pk, s, info[task_pk], now, slots))
         if len(chosen) >= DISPATCH_BATCH:
             self._kick.set()
         if not chosen:
@@ -626,17 +1082,24 @@ class Scheduler:
         )
 
     def _assign(
-        self, job_pk: int, task_pk: int, s: Session, info: dict[str, object], now: float
+        self, job_pk: int, task_pk: int, s: Session, info: dict[str, object], now: float,
+        slots: int = 1,
     ) -> tuple[Attempt, int, agent_pb2.Assignment]:
         job = self.jobs[job_pk]
         retries, requeues, number = self._counters.pop(task_pk, (0, 0, 0))
+        max_retries = info["max_retries"]
         a = Attempt(
             attempt_id=secrets.token_hex(8), task_pk=task_pk, job_pk=job_pk,
-            number=number + 1, node_key=s.key, node_name=s.name, slots=1, assign_time=now,
+            number=number + 1, node_key=s.key, node_name=s.name, slots=slots, assign_time=now,
             retry_count=retries, requeue_count=requeues,
-            max_retries=int(info["max_retries"]),  # type: ignore[call-overload]
+            max_retries=job.default_retries if max_retries is None else int(max_retries),  # type: ignore[call-overload]
             task_id=str(info["id"]), files=info["files"],  # type: ignore[arg-type]
+            exits=info["exits"], priority=int(info["priority"]),  # type: ignore[arg-type, call-overload]
         )
+        if slots != 1:
+            self._queue(job).slots.pop(task_pk, None)
+        if a.priority:
+            self._prio.pop(task_pk, None)
         self.attempts[a.attempt_id] = a
         s.attempts.add(a.attempt_id)  # its slot was taken by plan()
         self.store.assign(task_pk, a.attempt_id, a.number, s.name, now)
@@ -664,12 +1127,18 @@ class Scheduler:
             return
         lost = NODE_LOST if a.cancel != CancelIntent.REQUEUE else Failure(
             Category.SERVER_ERROR, "NODE_REMOVED", "the task's node was removed; it was requeued")
+        if a.attempt_id in self._deleted_attempts:
+            # Its task was deleted while it ran: only the slot and the count are left to free.
+            self._deleted_attempts.discard(a.attempt_id)
+            job.counts.running -= 1
+            self._dirty.add(job.pk)
+            return
         if rep is None:
             self.store.end_attempt(a.attempt_id, None, now, None, lost)
         else:
             self.store.end_attempt(a.attempt_id, rep.start_time, rep.end_time, rep.exit_code, rep.failure)
         out = judge(rep, a, self.timing.max_requeue_count)
-        if out.state == TaskState.ACTIVE and job.state != JobState.ACTIVE:
+        if out.state == TaskState.ACTIVE and job.state not in OPEN_JOB_STATES:
             out = Outcome(TaskState.COMPLETED, Result.FAILURE, failure=JOB_TERMINATED)
         retries = a.retry_count + out.retried
         requeues = a.requeue_count + out.requeued
@@ -677,22 +1146,50 @@ class Scheduler:
         job.counts.enter(out.state, out.result)
         self._dirty.add(job.pk)
         failure = out.failure if out.state == TaskState.COMPLETED else None
+        exit_code = rep.exit_code if rep else None
         self.store.set_task_outcome(
             a.task_pk, out.state, now, result=out.result, retry_count=retries,
             requeue_count=requeues, start_time=rep.start_time if rep else a.start_time,
             end_time=(rep.end_time if rep else now) if out.state == TaskState.COMPLETED else None,
-            exit_code=rep.exit_code if rep else None, failure=failure,
+            exit_code=exit_code, failure=failure,
         )
         if out.state == TaskState.ACTIVE:
             self._counters[a.task_pk] = (retries, requeues, a.number)
-            if job.state == JobState.ACTIVE:
-                # Retries and requeues go first: the job's oldest work should finish first.
-                self._queue(job).push(job.pk, job.priority, a.task_pk, front=True)
-                self._kick.set()
+            if a.priority:
+                self._prio[a.task_pk] = a.priority
+            if a.slots != 1:
+                self._queue(job).slots[a.task_pk] = a.slots
+            # Retries and requeues go first: the job's oldest work should finish first.
+            self._ready(job, a.task_pk, front=True)
+        elif a.exits is not None or job.uses_deps or job.exit_job_actions:
+            self._completed(job, a.task_pk, a.task_id, a.exits, out.result == Result.SUCCESS,
+                            exit_code, failure.code if failure else None)
         log.debug("attempt resolved", job=job.id, attempt=a.attempt_id, node=a.node_name,
                  state=out.state.name, result=out.result.name if out.result else None,
-                 exit_code=rep.exit_code if rep else None, retried=out.retried,
-                 requeued=out.requeued)
+                 exit_code=exit_code, retried=out.retried, requeued=out.requeued)
+
+    def _completed(
+        self, job: Job, task_pk: int, task_id: str, exits: bytes | None, succeeded: bool,
+        exit_code: int | None, failure_code: str | None,
+    ) -> None:
+        """A task of a job with dependencies or exit conditions completed: satisfy or block
+        its dependents, and take the job action its exit conditions name."""
+        rules = convert.exit_rules(task_pb2.ExitConditions.FromString(exits), "exits") if exits else None
+        if job.uses_deps:
+            satisfy, why = _satisfies(rules, succeeded, exit_code, failure_code, task_id)
+            self._unfinished.get(job.pk, set()).discard(task_pk)
+            self._outcomes[task_pk] = (satisfy, why)
+            ready, blocked = self.deps.completed(task_pk, satisfy, why)
+            for _, pk in ready:
+                self._ready(job, pk)
+            for pk in blocked:
+                self.store.set_blocked(pk, why)
+        if job.exit_job_actions and job.state in OPEN_JOB_STATES:
+            action = respond(rules, succeeded, exit_code, failure_code).job_action
+            if action == JobAction.TERMINATE:
+                self._end_job_tasks(job, "TaskFailed")
+            elif action == JobAction.DISABLE and job.state == JobState.ACTIVE:
+                self._disable(job, DisableOption.REQUEUE)
 
     def _cancel(self, attempts: list[Attempt], intent: CancelIntent, failure: Failure | None) -> None:
         by_node: dict[NodeKey, list[str]] = {}
@@ -855,6 +1352,34 @@ class Scheduler:
                     request_id=rid, eof=True, offset=NODE_GONE, error="the node disconnected"))
         log.info("node disconnected", node=s.name, account=s.key[0])
 
+    async def set_node_scheduling(
+        self, account: str, pool_id: str, node_id: str, enabled: bool, option: int
+    ) -> None:
+        """SetNodeScheduling from the pool-manager. Disabling keeps new work off the node and
+        requeues (REQUEUE: not a retry), fails (TERMINATE) or lets finish (TASK_COMPLETION)
+        what runs there; a node not connected now has its attempts marked, to be cancelled
+        when it says hello or resolved when it is lost. The flag lives on the session, so it
+        survives reconnects; a node with no session yet is told again by the pool-manager
+        once its session shows up without the flag."""
+        key = (account, pool_id.lower(), node_id)
+        s = self.sessions.get(key)
+        if s is None or (enabled and not s.scheduling_disabled):
+            return
+        s.scheduling_disabled = not enabled
+        if enabled:
+            log.info("node scheduling enabled", node=s.name, account=account)
+            self._kick.set()
+            return
+        attempts = [a for a in self.attempts.values() if a.node_key == key]
+        if option == pool_pb2.TERMINATE:
+            self._cancel(attempts, CancelIntent.TERMINATE, Failure(
+                Category.SERVER_ERROR, "NODE_SCHEDULING_DISABLED",
+                "the task's node had its scheduling disabled with option TERMINATE"))
+        elif option != pool_pb2.TASK_COMPLETION:
+            self._cancel(attempts, CancelIntent.REQUEUE, None)
+        log.info("node scheduling disabled", node=s.name, account=account, attempts=len(attempts),
+                 option=pool_pb2.NodeDeallocationOption.Name(option))
+
     # -- liveness ---------------------------------------------------------------------------
 
     async def _liveness_loop(self) -> None:
@@ -868,6 +1393,13 @@ class Scheduler:
 
     async def check_liveness(self) -> None:
         now = self.now()
+        expired = [j for j in self.jobs.values() if j.max_wall_clock is not None
+                   and j.state in OPEN_JOB_STATES and now - j.create_time >= j.max_wall_clock]
+        for job in expired:
+            log.info("job ran out of wall clock time", job=job.id, account=job.account)
+            self._end_job_tasks(job, "MaxWallClockTimeExpiry")
+        if expired:
+            await self._commit()
         t = self.timing
         unreachable, lost = check_liveness(
             list(self.sessions.values()), now, t.unreachable_after, t.lost_after
@@ -933,3 +1465,24 @@ class Scheduler:
             log.info("node removing", node=f"pools/{pool_id}/nodes/{node_id}", account=account,
                      option=pool_pb2.NodeDeallocationOption.Name(option), attempts=len(attempts))
         await self._commit()
+
+
+def _dep_outcome(row: object) -> tuple[bool, str]:
+    """(satisfies its dependents, why not) of a task that completed before this process
+    started, from its row."""
+    r = row  # an aiosqlite.Row of Store.dep_rows
+    exits = r["exits"]  # type: ignore[index]
+    rules = convert.exit_rules(task_pb2.ExitConditions.FromString(exits), "exits") if exits else None
+    return _satisfies(rules, r["result"] == Result.SUCCESS, r["exit_code"], r["failure_code"],  # type: ignore[index]
+                      r["id"])  # type: ignore[index]
+
+
+def _satisfies(
+    rules: object, succeeded: bool, exit_code: int | None, failure_code: str | None, task_id: str
+) -> tuple[bool, str]:
+    resp = respond(rules, succeeded, exit_code, failure_code)  # type: ignore[arg-type]
+    if resp.dependency_action == resp.dependency_action.SATISFY:
+        return True, ""
+    how = (f"exit code {exit_code}" if exit_code is not None
+           else failure_code or "no exit code")
+    return False, f"dependency {task_id} {'succeeded' if succeeded else 'failed'} ({how})"

@@ -20,6 +20,10 @@ from services.common.errors import invalid
 from services.common.file_specs import check_output_files, check_package_refs, check_resource_files
 from services.common.ids import ID_RE, check_display_name, check_id, check_metadata, parse_name
 from services.common.timeutil import to_duration, to_timestamp
+from services.job_scheduler.dependencies import MAX_IDS as MAX_DEP_IDS
+from services.job_scheduler.dependencies import MAX_RANGE as MAX_DEP_RANGE
+from services.job_scheduler.dependencies import MAX_RANGES as MAX_DEP_RANGES
+from services.job_scheduler.dependencies import expand
 from services.job_scheduler.model import (
     Attempt,
     Category,
@@ -30,8 +34,13 @@ from services.job_scheduler.model import (
     TaskRecord,
     TaskSpec,
 )
+from services.job_scheduler.outcomes import DependencyAction, ExitOptions, ExitRules, JobAction
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import job_pb2, task_pb2
+
+MAX_SLOTS = 256
+MAX_EXIT_MAPPINGS = 256
+
 
 # -- requests -> model --------------------------------------------------------------------
 
@@ -60,16 +69,84 @@ def task_spec(task_id: str, task: task_pb2.Task, prefix: str = "") -> TaskSpec:
         check_command_line(cmd, f"{prefix}task.command_line")
     env = check_environment(task.environment, f"{prefix}task.environment") if len(task.environment) else {}
     wall: float | None = None
-    retries = 0
+    retries: int | None = None
     if task.HasField("constraints"):
         c = task.constraints
         if c.HasField("max_wall_clock_time"):
             wall = check_wall_clock(c.max_wall_clock_time, f"{prefix}task.constraints.max_wall_clock_time")
-        retries = check_retries(c.max_task_retry_count, f"{prefix}task.constraints.max_task_retry_count")
+        if c.HasField("max_task_retry_count"):
+            retries = check_retries(c.max_task_retry_count, f"{prefix}task.constraints.max_task_retry_count")
     files = None
     if task.resource_files or task.output_files or task.application_package_references:
         files = task_files(task, prefix)
-    return TaskSpec(task_id, cmd, env, wall, retries, display, files)
+    if not (task.HasField("depends_on") or task.HasField("exit_conditions") or task.required_slots
+            or task.priority or (task.HasField("constraints")
+                                 and task.constraints.HasField("retention_time"))):
+        return TaskSpec(task_id, cmd, env, wall, retries, display, files)
+    return task_extras(TaskSpec(task_id, cmd, env, wall, retries, display, files), task, prefix)
+
+
+def task_extras(spec: TaskSpec, task: task_pb2.Task, prefix: str) -> TaskSpec:
+    """Dependencies, exit conditions, slots, priority, retention: the rarer parts of a task."""
+    deps: tuple[str, ...] = ()
+    deps_spec = None
+    if task.HasField("depends_on"):
+        d = task.depends_on
+        field = f"{prefix}task.depends_on"
+        if len(d.task_ids) > MAX_DEP_IDS:
+            raise invalid(f"{field}.task_ids", f"at most {MAX_DEP_IDS} ids, got {len(d.task_ids)}")
+        if len(d.task_id_ranges) > MAX_DEP_RANGES:
+            raise invalid(f"{field}.task_id_ranges", f"at most {MAX_DEP_RANGES} ranges")
+        for i, dep in enumerate(d.task_ids):
+            check_id(dep, f"{field}.task_ids[{i}]")
+        for i, r in enumerate(d.task_id_ranges):
+            if not 0 <= r.start <= r.end or r.end - r.start >= MAX_DEP_RANGE:
+                raise invalid(f"{field}.task_id_ranges[{i}]",
+                              f"needs 0 <= start <= end and at most {MAX_DEP_RANGE} ids, "
+                              f"got {r.start}-{r.end}")
+        deps = tuple(expand(d.task_ids, [(r.start, r.end) for r in d.task_id_ranges]))
+        if spec.id.lower() in deps:
+            raise invalid(field, f"task {spec.id!r} cannot depend on itself")
+        deps_spec = d.SerializeToString()
+    exits = None
+    if task.HasField("exit_conditions"):
+        exit_rules(task.exit_conditions, f"{prefix}task.exit_conditions")
+        exits = task.exit_conditions.SerializeToString()
+    slots = task.required_slots or 1
+    if not 1 <= slots <= MAX_SLOTS:
+        raise invalid(f"{prefix}task.required_slots", f"must be 1 to {MAX_SLOTS}, got {task.required_slots}")
+    if not -1000 <= task.priority <= 1000:
+        raise invalid(f"{prefix}task.priority", f"must be -1000 to 1000, got {task.priority}")
+    retention = None
+    if task.HasField("constraints") and task.constraints.HasField("retention_time"):
+        retention = check_wall_clock(task.constraints.retention_time,
+                                     f"{prefix}task.constraints.retention_time")
+    return spec._replace(deps=deps, exits=exits, slots=slots, priority=task.priority,
+                         retention=retention, deps_spec=deps_spec)
+
+
+def exit_rules(c: task_pb2.ExitConditions, field: str) -> ExitRules:
+    """Exit conditions checked and turned into the pure rules."""
+    def opts(o: task_pb2.ExitOptions, at: str) -> ExitOptions:
+        if o.job_action not in JobAction.__members__.values():
+            raise invalid(f"{at}.job_action", f"unknown value {o.job_action}")
+        if o.dependency_action not in DependencyAction.__members__.values():
+            raise invalid(f"{at}.dependency_action", f"unknown value {o.dependency_action}")
+        return ExitOptions(JobAction(o.job_action), DependencyAction(o.dependency_action))
+    if len(c.exit_codes) + len(c.exit_code_ranges) > MAX_EXIT_MAPPINGS:
+        raise invalid(field, f"at most {MAX_EXIT_MAPPINGS} exit codes and ranges")
+    codes = {}
+    for i, m in enumerate(c.exit_codes):
+        codes[m.code] = opts(m.exit_options, f"{field}.exit_codes[{i}].exit_options")
+    ranges = []
+    for i, r in enumerate(c.exit_code_ranges):
+        if r.start > r.end:
+            raise invalid(f"{field}.exit_code_ranges[{i}]", f"start {r.start} is after end {r.end}")
+        ranges.append((r.start, r.end, opts(r.exit_options, f"{field}.exit_code_ranges[{i}].exit_options")))
+    def maybe(name: str) -> ExitOptions | None:
+        return opts(getattr(c, name), f"{field}.{name}") if c.HasField(name) else None
+    return ExitRules(codes, tuple(ranges), maybe("pre_processing_error"),
+                     maybe("file_upload_error"), maybe("default"))
 
 
 def task_files(task: task_pb2.Task, prefix: str) -> bytes:
@@ -96,6 +173,26 @@ def job_fields(req: job_pb2.CreateJobRequest) -> tuple[str, str, int, OnAllTasks
         raise invalid("job.on_all_tasks_complete", f"unknown value {j.on_all_tasks_complete}")
     on_all = OnAllTasksComplete(j.on_all_tasks_complete or OnAllTasksComplete.NO_ACTION)
     return req.job_id, pool_id, j.priority, on_all
+
+
+def job_settings(j: job_pb2.Job) -> dict[str, object]:
+    """The job's scheduling settings, checked: keyword arguments of model.Job."""
+    if j.max_parallel_tasks < 0:
+        raise invalid("job.max_parallel_tasks", f"must be 0 (no limit) or more, got {j.max_parallel_tasks}")
+    if j.on_task_failure not in (0, 1, 2):
+        raise invalid("job.on_task_failure", f"unknown value {j.on_task_failure}")
+    wall = None
+    retries = 0
+    if j.HasField("constraints"):
+        c = j.constraints
+        if c.HasField("max_wall_clock_time"):
+            wall = check_wall_clock(c.max_wall_clock_time, "job.constraints.max_wall_clock_time")
+        retries = check_retries(c.max_task_retry_count, "job.constraints.max_task_retry_count")
+    return {
+        "uses_deps": j.uses_task_dependencies, "max_parallel": j.max_parallel_tasks,
+        "max_wall_clock": wall, "default_retries": retries,
+        "exit_job_actions": j.on_task_failure == job_pb2.PERFORM_EXIT_OPTIONS_JOB_ACTION,
+    }
 
 
 def job_commands(j: job_pb2.Job) -> tuple[bytes | None, bytes | None]:
@@ -147,6 +244,14 @@ def job(j: Job) -> job_pb2.Job:
         out.end_time.FromNanoseconds(int(j.end_time * 1e9))
     if j.schedule_id:
         out.job_schedule = f"jobSchedules/{j.schedule_id}"
+    out.uses_task_dependencies = j.uses_deps
+    out.max_parallel_tasks = j.max_parallel
+    out.on_task_failure = (job_pb2.PERFORM_EXIT_OPTIONS_JOB_ACTION if j.exit_job_actions
+                           else job_pb2.NO_ACTION_ON_FAILURE)
+    if j.max_wall_clock is not None or j.default_retries:
+        out.constraints.max_task_retry_count = j.default_retries
+        if j.max_wall_clock is not None:
+            out.constraints.max_wall_clock_time.FromNanoseconds(int(j.max_wall_clock * 1e9))
     if j.prep:
         out.job_preparation_task.ParseFromString(j.prep)
     if j.release:
@@ -186,6 +291,7 @@ def task(t: TaskRecord) -> task_pb2.Task:
     constraints = task_pb2.TaskConstraints(
         max_task_retry_count=s.max_task_retry_count,
         max_wall_clock_time=to_duration(s.max_wall_clock_time),
+        retention_time=to_duration(s.retention),
     )
     out = task_pb2.Task(
         name=f"jobs/{t.job_id}/tasks/{s.id}",
@@ -198,6 +304,13 @@ def task(t: TaskRecord) -> task_pb2.Task:
         create_time=to_timestamp(t.create_time),
         state_transition_time=to_timestamp(t.state_time),
     )
+    out.required_slots = s.slots
+    out.priority = s.priority
+    out.state_reason = t.state_reason
+    if s.deps_spec:
+        out.depends_on.ParseFromString(s.deps_spec)
+    if s.exits:
+        out.exit_conditions.ParseFromString(s.exits)
     if s.files:
         files = agent_pb2.TaskFiles.FromString(s.files)
         out.resource_files.extend(files.resource_files)
@@ -221,6 +334,8 @@ def assignment(a: Attempt, info: dict[str, object], job: Job) -> agent_pb2.Assig
         out.environment.update(json.loads(str(env)))
     if info["files"]:
         out.files.ParseFromString(info["files"])  # type: ignore[arg-type]
+    if info["retention"] is not None:
+        out.retention_time.CopyFrom(to_duration(float(info["retention"])))  # type: ignore[arg-type]
     if job.prep:
         out.job_preparation_task.ParseFromString(job.prep)
     wall = info["max_wall_clock"]

@@ -26,6 +26,19 @@ class JobState(IntEnum):
     TERMINATING = 2
     COMPLETED = 3
     DELETING = 4
+    DISABLING = 5
+    DISABLED = 6
+
+
+class DisableOption(IntEnum):
+    # Values match shoal.v1.DisableJobOption.
+    REQUEUE = 1
+    TERMINATE = 2
+    WAIT = 3
+
+
+OPEN_JOB_STATES = frozenset({JobState.ACTIVE, JobState.DISABLING, JobState.DISABLED})
+"""Jobs that still take tasks (a disabled job keeps them until it is enabled)."""
 
 
 class OnAllTasksComplete(IntEnum):
@@ -113,6 +126,19 @@ class Job:
     """Serialized shoal.v1.JobReleaseTask, if the job has one."""
     schedule_id: str = ""
     """The job schedule that created the job, if any."""
+    uses_deps: bool = False
+    max_parallel: int = 0
+    """At most this many tasks running at once; 0: no limit."""
+    max_wall_clock: float | None = None
+    """Seconds after creation at which the job is terminated."""
+    default_retries: int = 0
+    """max_task_retry_count of tasks that don't set theirs."""
+    exit_job_actions: bool = False
+    """on_task_failure = PERFORM_EXIT_OPTIONS_JOB_ACTION."""
+    pack: bool = False
+    """Its pool fills nodes PACK (else SPREAD)."""
+    pool_slots: int = 0
+    """The pool's task_slots_per_node when the job was created (0: unknown)."""
     nodes: set[tuple[str, str, str]] = field(default_factory=set)
     """Nodes that were given this job's tasks: where its release task runs. Kept only for
     jobs with a preparation or release task."""
@@ -130,11 +156,21 @@ class TaskSpec(NamedTuple):
     command_line: str
     environment: dict[str, str]
     max_wall_clock_time: float | None
-    max_task_retry_count: int
+    max_task_retry_count: int | None
+    """None: the job's default."""
     display_name: str = ""
     files: bytes | None = None
     """Serialized shoal.agent.v1.TaskFiles (resource files, output files, packages), if any:
     opaque to scheduling, passed to the agent and the stager as is."""
+    deps: tuple[str, ...] = ()
+    """Lower-case ids of the tasks it depends on (ranges expanded)."""
+    exits: bytes | None = None
+    """Serialized shoal.v1.ExitConditions, if any."""
+    slots: int = 1
+    priority: int = 0
+    retention: float | None = None
+    deps_spec: bytes | None = None
+    """Serialized shoal.v1.TaskDependencies as given, for reading back."""
 
 
 @dataclass
@@ -156,6 +192,9 @@ class Attempt:
     task_id: str = ""
     files: bytes | None = None
     """The task's TaskFiles, kept while the attempt lives: its staging requests need them."""
+    exits: bytes | None = None
+    """The task's ExitConditions, for what its end does to its dependents and job."""
+    priority: int = 0
     start_time: float | None = None
     cancel: CancelIntent = CancelIntent.NONE
     cancel_failure: Failure | None = None
@@ -269,3 +308,6 @@ class TaskRecord:
     result: Result | None
     failure: Failure | None
     attempts: tuple[AttemptRecord, ...] = ()
+    pk: int = 0
+    state_reason: str = ""
+    """Why an ACTIVE task is not running (dependencies), filled in by the app."""

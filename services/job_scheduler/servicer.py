@@ -71,6 +71,13 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         await self.app.delete_job(account(), _job_id(request.name))
         return empty_pb2.Empty()
 
+    async def DisableJob(self, request: job_pb2.DisableJobRequest, context: object) -> job_pb2.Job:
+        job = await self.app.disable_job(account(), _job_id(request.name), request.disable_tasks)
+        return convert.job(job)
+
+    async def EnableJob(self, request: job_pb2.EnableJobRequest, context: object) -> job_pb2.Job:
+        return convert.job(await self.app.enable_job(account(), _job_id(request.name)))
+
 
 class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     def __init__(self, app: Scheduler) -> None:
@@ -97,6 +104,31 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     async def GetTask(self, request: task_pb2.GetTaskRequest, context: object) -> task_pb2.Task:
         job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
         return convert.task(await self.app.get_task(account(), job_id, task_id))
+
+    async def TerminateTask(self, request: task_pb2.TerminateTaskRequest, context: object) -> task_pb2.Task:
+        job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
+        return convert.task(await self.app.terminate_task(account(), job_id, task_id))
+
+    async def ReactivateTask(self, request: task_pb2.ReactivateTaskRequest, context: object) -> task_pb2.Task:
+        job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
+        return convert.task(await self.app.reactivate_task(account(), job_id, task_id))
+
+    async def UnblockTask(self, request: task_pb2.UnblockTaskRequest, context: object) -> task_pb2.Task:
+        job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
+        return convert.task(await self.app.unblock_task(account(), job_id, task_id))
+
+    async def DeleteTask(self, request: task_pb2.DeleteTaskRequest, context: object) -> empty_pb2.Empty:
+        job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
+        await self.app.delete_task(account(), job_id, task_id)
+        return empty_pb2.Empty()
+
+    async def ExplainTask(
+        self, request: task_pb2.ExplainTaskRequest, context: object
+    ) -> task_pb2.TaskExplanation:
+        job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
+        t, summary, reasons, details = await self.app.explain_task(account(), job_id, task_id)
+        return task_pb2.TaskExplanation(state=t.state.name, summary=summary, reasons=reasons,
+                                        details=details)
 
     async def ListTasks(
         self, request: task_pb2.ListTasksRequest, context: object
@@ -204,6 +236,7 @@ class ControlServicer(ctl_grpc.SchedulerControlServiceServicer):
                 start_task_info=task_pb2.NodeTaskInfo.FromString(s.start_task_info)
                 if s.start_task_info else None,
                 errors=[pool_pb2.NodeError.FromString(e) for e in s.errors],
+                scheduling_disabled=s.scheduling_disabled,
             )
             for s in self.app.node_sessions(account(), request.pool_id)
         ])
@@ -216,4 +249,16 @@ class ControlServicer(ctl_grpc.SchedulerControlServiceServicer):
         if option not in pool_pb2.NodeDeallocationOption.values():
             raise invalid("option", f"unknown node deallocation option {option}")
         await self.app.remove_nodes(account(), request.pool_id, list(request.node_ids), option)
+        return empty_pb2.Empty()
+
+    async def SetNodeScheduling(
+        self, request: ctl_pb2.SetNodeSchedulingRequest, context: object
+    ) -> empty_pb2.Empty:
+        check_id(request.pool_id, "pool_id")
+        check_id(request.node_id, "node_id")
+        option = request.option or pool_pb2.REQUEUE
+        if option not in pool_pb2.NodeDeallocationOption.values():
+            raise invalid("option", f"unknown node deallocation option {option}")
+        await self.app.set_node_scheduling(
+            account(), request.pool_id, request.node_id, request.enabled, option)
         return empty_pb2.Empty()

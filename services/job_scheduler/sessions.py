@@ -36,6 +36,9 @@ class Session:
     """A stream is open now."""
     removing: bool = False
     """The pool-manager is taking the node away: no new work."""
+    scheduling_disabled: bool = False
+    """DisableNodeScheduling (through the pool-manager): no new work until enabled. Kept
+    across reconnects, as the session is; the pool-manager sends it again after a restart."""
     used_slots: int = 0
     attempts: set[str] = field(default_factory=set)
     completed_tasks: int = 0
@@ -54,8 +57,8 @@ class Session:
 
     @property
     def schedulable(self) -> bool:
-        return (self.connected and not self.removing and self.setup_failure is None
-                and self.liveness == Liveness.CONNECTED)
+        return (self.connected and not self.removing and not self.scheduling_disabled
+                and self.setup_failure is None and self.liveness == Liveness.CONNECTED)
 
     @property
     def observed(self) -> Liveness:

@@ -61,6 +61,7 @@ CREATE TABLE IF NOT EXISTS jobs (
   prep BLOB,
   release BLOB,
   schedule_id TEXT NOT NULL DEFAULT '',
+  settings TEXT NOT NULL DEFAULT '{}',
   UNIQUE (account, id_lower)
 );
 CREATE TABLE IF NOT EXISTS tasks (
@@ -72,8 +73,16 @@ CREATE TABLE IF NOT EXISTS tasks (
   command_line TEXT NOT NULL,
   environment TEXT NOT NULL DEFAULT '{}',
   max_wall_clock REAL,
-  max_retries INTEGER NOT NULL DEFAULT 0,
+  max_retries INTEGER,
   files BLOB,
+  deps TEXT,
+  deps_spec BLOB,
+  exits BLOB,
+  slots INTEGER NOT NULL DEFAULT 1,
+  priority INTEGER NOT NULL DEFAULT 0,
+  retention REAL,
+  blocked TEXT,
+  unblocked INTEGER NOT NULL DEFAULT 0,
   state INTEGER NOT NULL,
   create_time REAL NOT NULL,
   state_time REAL NOT NULL,
@@ -123,13 +132,13 @@ DELETE_TASKS = "DELETE FROM tasks WHERE job_pk=?"
 DELETE_JOB = "DELETE FROM jobs WHERE job_pk=?"
 INSERT_JOB = (
     "INSERT INTO jobs (job_pk, account, id, id_lower, pool_id, priority, on_all_tasks_complete, "
-    "state, display_name, metadata, create_time, state_time, prep, release, schedule_id) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "state, display_name, metadata, create_time, state_time, prep, release, schedule_id, settings) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 INSERT_TASK = (
     "INSERT INTO tasks (task_pk, job_pk, id, id_lower, display_name, command_line, environment, "
-    "max_wall_clock, max_retries, files, state, create_time, state_time) "
-    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "max_wall_clock, max_retries, files, state, create_time, state_time, deps, deps_spec, exits, "
+    "slots, priority, retention) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
 ASSIGN_TASK = (
     "UPDATE tasks SET state=?, state_time=?, attempt_id=?, attempt_number=?, node=?, "
@@ -148,6 +157,15 @@ TASK_OUTCOME = (
     "start_time=coalesce(?, start_time), end_time=?, exit_code=?, failure_category=?, "
     "failure_code=?, failure_message=? WHERE task_pk=?"
 )
+SET_BLOCKED = "UPDATE tasks SET blocked=? WHERE task_pk=?"
+UNBLOCK_TASK = "UPDATE tasks SET blocked=NULL, unblocked=1 WHERE task_pk=?"
+REACTIVATE_TASK = (
+    "UPDATE tasks SET state=?, state_time=?, result=NULL, retry_count=0, requeue_count=0, "
+    "end_time=NULL, exit_code=NULL, failure_category=NULL, failure_code=NULL, "
+    "failure_message=NULL WHERE task_pk=?"
+)
+DELETE_TASK_ATTEMPTS = "DELETE FROM attempts WHERE task_pk=?"
+DELETE_TASK = "DELETE FROM tasks WHERE task_pk=?"
 FAIL_TASK = (
     "UPDATE tasks SET state=?, state_time=?, result=?, end_time=?, failure_category=?, "
     "failure_code=?, failure_message=? WHERE task_pk=? AND state=?"
@@ -157,17 +175,19 @@ UPDATE_JOB = (
     "n_running=?, n_completed=?, n_succeeded=?, n_failed=? WHERE job_pk=?"
 )
 FLUSH_ORDER = (
-    DELETE_ATTEMPTS, DELETE_TASKS, DELETE_JOB, INSERT_JOB, ASSIGN_TASK,
-    INSERT_ATTEMPT, START_TASK, START_ATTEMPT, END_ATTEMPT, TASK_OUTCOME, FAIL_TASK, UPDATE_JOB,
+    DELETE_ATTEMPTS, DELETE_TASKS, DELETE_JOB, DELETE_TASK_ATTEMPTS, DELETE_TASK, INSERT_JOB,
+    REACTIVATE_TASK, ASSIGN_TASK, INSERT_ATTEMPT, START_TASK, START_ATTEMPT, END_ATTEMPT,
+    TASK_OUTCOME, FAIL_TASK, SET_BLOCKED, UNBLOCK_TASK, UPDATE_JOB,
 )
 _ORDER = {sql: i for i, sql in enumerate(FLUSH_ORDER)}
-_DELETES = frozenset({DELETE_ATTEMPTS, DELETE_TASKS, DELETE_JOB})
+_DELETES = frozenset({DELETE_ATTEMPTS, DELETE_TASKS, DELETE_JOB, DELETE_TASK_ATTEMPTS, DELETE_TASK})
 
 _TASK_COLUMNS = (
     "t.task_pk, j.id AS job_id, t.id, t.display_name, t.command_line, t.environment, "
     "t.max_wall_clock, t.max_retries, t.state, t.create_time, t.state_time, t.retry_count, "
     "t.requeue_count, t.attempt_id, t.node, t.start_time, t.end_time, t.exit_code, t.result, "
-    "t.failure_category, t.failure_code, t.failure_message, t.files"
+    "t.failure_category, t.failure_code, t.failure_message, t.files, t.deps_spec, t.exits, "
+    "t.slots, t.priority, t.retention"
 )
 
 
@@ -302,7 +322,7 @@ class Store:
                 state_time=r["state_time"], display_name=r["display_name"],
                 metadata=json.loads(r["metadata"]), terminate_reason=r["terminate_reason"],
                 end_time=r["end_time"], prep=r["prep"], release=r["release"],
-                schedule_id=r["schedule_id"],
+                schedule_id=r["schedule_id"], **json.loads(r["settings"]),
                 counts=TaskCounts(r["n_active"], r["n_running"], r["n_completed"],
                                   r["n_succeeded"], r["n_failed"]),
             )
@@ -329,6 +349,19 @@ class Store:
                         c.failed += n
         return counts
 
+    def set_blocked(self, task_pk: int, reason: str | None) -> None:
+        self.queue(SET_BLOCKED, (reason, task_pk))
+
+    def unblock(self, task_pk: int) -> None:
+        self.queue(UNBLOCK_TASK, (task_pk,))
+
+    def reactivate(self, task_pk: int, now: float) -> None:
+        self.queue(REACTIVATE_TASK, (int(TaskState.ACTIVE), now, task_pk))
+
+    def delete_task(self, task_pk: int) -> None:
+        self.queue(DELETE_TASK_ATTEMPTS, (task_pk,))
+        self.queue(DELETE_TASK, (task_pk,))
+
     def fail_tasks(self, task_pks: Sequence[int], failure: Failure, now: float) -> None:
         """Complete these tasks as failed without running them (their job ended)."""
         self.queue(FAIL_TASK, *[
@@ -341,7 +374,7 @@ class Store:
             job.pk, job.account, job.id, job.id.lower(), job.pool_id, job.priority,
             int(job.on_all_tasks_complete), int(job.state), job.display_name,
             json.dumps(job.metadata), job.create_time, job.state_time, job.prep, job.release,
-            job.schedule_id,
+            job.schedule_id, json.dumps(job_settings(job)),
         ))
 
     def update_job(self, job: Job) -> None:
@@ -368,7 +401,9 @@ class Store:
         rows = [
             (pk, job_pk, s.id, s.id.lower(), s.display_name, s.command_line,
              json.dumps(s.environment) if s.environment else "{}", s.max_wall_clock_time,
-             s.max_task_retry_count, s.files, active, now, now)
+             s.max_task_retry_count, s.files, active, now, now,
+             json.dumps(s.deps) if s.deps else None, s.deps_spec, s.exits, s.slots, s.priority,
+             s.retention)
             for pk, s in tasks
         ]
         loop = asyncio.get_running_loop()
@@ -423,21 +458,44 @@ class Store:
 
     # -- tasks: reads -----------------------------------------------------------------------
 
-    async def active_tasks(self) -> list[tuple[int, int, int, int, int]]:
-        """(job_pk, task_pk, retry_count, requeue_count, attempt_number) of every ACTIVE task,
-        oldest first: the ready queues at start."""
+    async def active_tasks(self) -> list[aiosqlite.Row]:
+        """Every ACTIVE task, oldest first: the ready queues at start (job_pk, task_pk,
+        retry_count, requeue_count, attempt_number, slots, priority, deps, blocked, unblocked)."""
         async with self._r.execute(
-            "SELECT job_pk, task_pk, retry_count, requeue_count, attempt_number FROM tasks "
-            "WHERE state=? ORDER BY task_pk",
+            "SELECT job_pk, task_pk, retry_count, requeue_count, attempt_number, slots, priority, "
+            "deps, blocked, unblocked FROM tasks WHERE state=? ORDER BY task_pk",
             (int(TaskState.ACTIVE),),
         ) as cur:
-            return [tuple(r) for r in await cur.fetchall()]  # type: ignore[misc]
+            return list(await cur.fetchall())
+
+    async def dep_rows(self, job_pk: int, ids_lower: Sequence[str]) -> dict[str, aiosqlite.Row]:
+        """id_lower -> (task_pk, state, result, exit_code, failure_code, exits, id) of these
+        tasks of a job."""
+        out: dict[str, aiosqlite.Row] = {}
+        for i in range(0, len(ids_lower), 900):
+            chunk = list(ids_lower[i : i + 900])
+            async with self._r.execute(
+                "SELECT id_lower, task_pk, state, result, exit_code, failure_code, exits, id "
+                f"FROM tasks WHERE job_pk=? AND id_lower IN ({','.join('?' * len(chunk))})",
+                (job_pk, *chunk),
+            ) as cur:
+                for r in await cur.fetchall():
+                    out[r["id_lower"]] = r
+        return out
+
+    async def dependents_of(self, job_pk: int, id_lower: str) -> list[int]:
+        """task_pk of the job's tasks that depend on the task `id_lower`."""
+        async with self._r.execute(
+            "SELECT task_pk, deps FROM tasks WHERE job_pk=? AND deps IS NOT NULL", (job_pk,)
+        ) as cur:
+            return [r["task_pk"] for r in await cur.fetchall() if id_lower in json.loads(r["deps"])]
 
     async def live_attempts(self) -> list[dict[str, Any]]:
         """Attempts of PREPARING/RUNNING tasks: the running set at start."""
         async with self._r.execute(
             "SELECT t.task_pk, t.job_pk, t.attempt_id, t.attempt_number, t.node, t.start_time, "
-            "t.retry_count, t.requeue_count, t.max_retries, a.assign_time, t.id, t.files "
+            "t.retry_count, t.requeue_count, t.max_retries, a.assign_time, t.id, t.files, "
+            "t.exits, t.slots, t.priority "
             "FROM tasks t JOIN attempts a ON a.attempt_id = t.attempt_id "
             "WHERE t.state IN (?, ?)",
             (int(TaskState.PREPARING), int(TaskState.RUNNING)),
@@ -451,7 +509,8 @@ class Store:
             chunk = task_pks[i : i + 900]
             sql = (
                 "SELECT t.task_pk, j.id AS job_id, t.id, t.command_line, t.environment, "
-                "t.max_wall_clock, t.max_retries, t.files FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
+                "t.max_wall_clock, t.max_retries, t.files, t.exits, t.priority, t.retention "
+                "FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
                 f"WHERE t.task_pk IN ({','.join('?' * len(chunk))})"
             )
             async with self._r.execute(sql, chunk) as cur:
@@ -520,14 +579,26 @@ class Store:
             return [_task_record(r, ()) for r in await cur.fetchall()]
 
 
+JOB_SETTINGS = ("uses_deps", "max_parallel", "max_wall_clock", "default_retries",
+                "exit_job_actions", "pack", "pool_slots")
+
+
+def job_settings(job: Job) -> dict[str, Any]:
+    """A job's scheduling settings, kept as one JSON column: read only at start."""
+    return {k: getattr(job, k) for k in JOB_SETTINGS}
+
+
 def _task_record(r: aiosqlite.Row, attempts: tuple[AttemptRecord, ...]) -> TaskRecord:
     return TaskRecord(
         job_id=r["job_id"],
         spec=TaskSpec(
             id=r["id"], command_line=r["command_line"], environment=json.loads(r["environment"]),
             max_wall_clock_time=r["max_wall_clock"], max_task_retry_count=r["max_retries"],
-            display_name=r["display_name"], files=r["files"],
+            display_name=r["display_name"], files=r["files"], exits=r["exits"],
+            slots=r["slots"], priority=r["priority"], retention=r["retention"],
+            deps_spec=r["deps_spec"],
         ),
+        pk=r["task_pk"],
         state=TaskState(r["state"]), create_time=r["create_time"], state_time=r["state_time"],
         retry_count=r["retry_count"], requeue_count=r["requeue_count"],
         attempt_id=r["attempt_id"], node=r["node"], start_time=r["start_time"],

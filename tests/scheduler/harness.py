@@ -36,9 +36,11 @@ class Clock:
 
 
 async def known_pools(account: str, pool_id: str) -> pool_pb2.Pool:
-    if pool_id.lower() not in ("p", "q"):
+    """Pools "p" and "q" (spread), and "k" (pack)."""
+    if pool_id.lower() not in ("p", "q", "k"):
         raise not_found("pool", pool_id)
-    return pool_pb2.Pool(name=f"pools/{pool_id.lower()}")
+    fill = pool_pb2.PACK if pool_id.lower() == "k" else pool_pb2.SPREAD
+    return pool_pb2.Pool(name=f"pools/{pool_id.lower()}", node_fill_type=fill)
 
 
 @dataclass

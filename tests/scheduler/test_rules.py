@@ -105,7 +105,7 @@ def test_plan_spreads_over_the_node_with_most_free_slots() -> None:
     q.push_many(1, 0, [1, 2, 3, 4])
     a, b = session("a", 4, used=2), session("b", 4)
     picks = plan(q, [a, b], limit=100)
-    nodes = [s.node_id for _, _, s in picks]
+    nodes = [s.node_id for _, _, s, _ in picks]
     assert nodes.count("b") == 3 and nodes.count("a") == 1
     assert (a.used_slots, b.used_slots) == (3, 3)
 
@@ -115,7 +115,7 @@ def test_plan_serves_higher_priority_jobs_first_and_stops_at_capacity() -> None:
     q.push_many(1, 0, [10, 11])
     q.push_many(2, 5, [20, 21])
     picks = plan(q, [session("a", 3)], limit=100)
-    assert [t for _, t, _ in picks] == [20, 21, 10]
+    assert [t for _, t, _, _ in picks] == [20, 21, 10]
     assert len(q) == 1
 
 

@@ -1,0 +1,155 @@
+"""Task dependencies, pure (stdlib only): which ids a task names, refusing unknown ids and
+cycles when it is added, and — while the job runs — which waiting tasks become ready, and
+which are blocked, as the tasks they depend on complete.
+
+Beyond Azure Batch, a blocked task is never silently ACTIVE: it carries a reason naming the
+dependency that blocked it, and can be unblocked (run anyway) or terminated.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+MAX_IDS = 1000
+MAX_RANGES = 100
+MAX_RANGE = 100_000
+
+
+def expand(ids: Iterable[str], ranges: Iterable[tuple[int, int]]) -> list[str]:
+    """The lower-case ids a dependency spec names, each once, in order."""
+    out: dict[str, None] = {}
+    for i in ids:
+        out[i.lower()] = None
+    for start, end in ranges:
+        for n in range(start, end + 1):
+            out[str(n)] = None
+    return list(out)
+
+
+def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
+    """A cycle among new tasks (id -> ids it depends on, lower-case), or None. Tasks added
+    earlier cannot be in one: they could only depend on tasks that existed before them."""
+    WHITE, GREY, BLACK = 0, 1, 2
+    color = dict.fromkeys(edges, WHITE)
+    for root in edges:
+        if color[root] != WHITE:
+            continue
+        stack: list[tuple[str, int]] = [(root, 0)]
+        path: list[str] = []
+        color[root] = GREY
+        path.append(root)
+        while stack:
+            node, i = stack[-1]
+            deps = edges.get(node, [])
+            if i < len(deps):
+                stack[-1] = (node, i + 1)
+                nxt = deps[i]
+                if nxt not in edges:
+                    continue  # an existing task: not part of any new cycle
+                if color[nxt] == GREY:
+                    return [*path[path.index(nxt):], nxt]
+                if color[nxt] == WHITE:
+                    color[nxt] = GREY
+                    path.append(nxt)
+                    stack.append((nxt, 0))
+            else:
+                color[node] = BLACK
+                path.pop()
+                stack.pop()
+    return None
+
+
+@dataclass
+class _Waiting:
+    job_pk: int
+    pending: int
+    """Dependencies not yet completed."""
+    blocked: str = ""
+    """Why it is blocked (a dependency's failure); empty while it may still run."""
+
+
+@dataclass
+class DependencyTracker:
+    """ACTIVE tasks that wait for others, and who waits for whom."""
+
+    waiting: dict[int, _Waiting] = field(default_factory=dict)
+    dependents: dict[int, list[int]] = field(default_factory=dict)
+    """task -> tasks waiting for it to complete."""
+
+    def add(self, task_pk: int, job_pk: int, pending: Iterable[int], blocked: str = "") -> bool:
+        """Track a task; True when it waits (does not go to the ready queue now)."""
+        pend = list(pending)
+        for dep in pend:
+            self.dependents.setdefault(dep, []).append(task_pk)
+        if not pend and not blocked:
+            return False
+        self.waiting[task_pk] = _Waiting(job_pk, len(pend), blocked)
+        return True
+
+    def completed(
+        self, task_pk: int, satisfy: bool, reason: str
+    ) -> tuple[list[tuple[int, int]], list[int]]:
+        """A task completed. Its dependents are satisfied — those with nothing else pending
+        are returned as (job_pk, task_pk), now ready — or blocked with `reason` (returned as
+        the second list, those newly blocked)."""
+        ready, blocked = [], []
+        for d in self.dependents.pop(task_pk, ()):
+            w = self.waiting.get(d)
+            if w is None:
+                continue
+            w.pending -= 1
+            if not satisfy and not w.blocked:
+                w.blocked = reason
+                blocked.append(d)
+            if w.pending == 0 and not w.blocked:
+                del self.waiting[d]
+                ready.append((w.job_pk, d))
+        return ready, blocked
+
+    def reopened(self, task_pk: int, dependents: Iterable[int], reason: str) -> None:
+        """A completed task was reactivated: dependents it blocked (with `reason`) wait for
+        it again instead."""
+        for d in dependents:
+            w = self.waiting.get(d)
+            if w is not None and w.blocked == reason:
+                w.blocked = ""
+                w.pending += 1
+                self.dependents.setdefault(task_pk, []).append(d)
+
+    def unblock(self, task_pk: int) -> int | None:
+        """Run a blocked task anyway: returns its job when it is ready now, else None."""
+        w = self.waiting.pop(task_pk, None)
+        if w is None:
+            return None
+        for deps in self.dependents.values():
+            if task_pk in deps:
+                deps.remove(task_pk)
+        return w.job_pk
+
+    def forget(self, task_pk: int) -> None:
+        """The task left ACTIVE without running (terminated, deleted, its job ended)."""
+        if self.waiting.pop(task_pk, None) is not None:
+            for deps in self.dependents.values():
+                if task_pk in deps:
+                    deps.remove(task_pk)
+
+    def forget_job(self, job_pk: int) -> list[int]:
+        gone = [pk for pk, w in self.waiting.items() if w.job_pk == job_pk]
+        for pk in gone:
+            del self.waiting[pk]
+        for dep in [d for d, ws in self.dependents.items() if all(w in gone for w in ws)]:
+            del self.dependents[dep]
+        return gone
+
+    def reason(self, task_pk: int) -> str:
+        w = self.waiting.get(task_pk)
+        if w is None:
+            return ""
+        if w.blocked:
+            return f"blocked: {w.blocked}"
+        return f"waiting for {w.pending} dependenc{'y' if w.pending == 1 else 'ies'}"
+
+    def is_blocked(self, task_pk: int) -> bool:
+        w = self.waiting.get(task_pk)
+        return w is not None and bool(w.blocked)
