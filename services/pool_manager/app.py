@@ -13,7 +13,6 @@ import contextlib
 import hmac
 from dataclasses import dataclass, replace
 
-import grpc
 import structlog
 
 from services.common import credentials, filters, ids, paging
@@ -25,10 +24,8 @@ from services.common.errors import (
     failed_precondition,
     not_found,
 )
-from services.common.rpc import internal_metadata
 from services.common.stager_client import StagingClient, StagingUnavailable
 from services.common.timeutil import Clock, wall_clock
-from services.pool_manager import convert
 from services.pool_manager.model import (
     NODE_STATES,
     POOL_STATES,
@@ -41,7 +38,6 @@ from services.pool_manager.model import (
     Pool,
     PoolState,
     PoolView,
-    Session,
     check_hostname,
     check_target,
     leave,
@@ -55,72 +51,15 @@ from services.pool_manager.model import (
     removals,
     start_delay,
 )
+from services.pool_manager.node_ops import NodeOps
 from services.pool_manager.providers.base import NodeKey, NodeSpec, ProcessRef, Provider
+from services.pool_manager.scheduler_peer import SchedulerPeer
 from services.pool_manager.store import Store
 from shoal.agent.v1 import agent_pb2
-from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
-from shoal.internal.v1 import scheduler_control_pb2_grpc as sc_grpc
 from shoal.internal.v1 import staging_pb2
 from shoal.v1 import application_pb2, task_pb2
 
 log = structlog.get_logger()
-
-
-class SchedulerPeer:
-    """The job-scheduler's SchedulerControlService as the pool-manager uses it."""
-
-    def __init__(self, channel: grpc.aio.Channel, service_token: str, timeout: float = 5.0) -> None:
-        self._stub = sc_grpc.SchedulerControlServiceStub(channel)
-        self._token = service_token
-        self._timeout = timeout
-        self._down = False
-
-    def _failed(self, what: str, e: grpc.aio.AioRpcError) -> None:
-        # Warn once per outage, not twice a second while the scheduler is away.
-        level = "debug" if self._down else "warning"
-        self._down = True
-        getattr(log, level)(f"scheduler call failed: {what}", code=e.code().name, error=e.details())
-
-    def _ok(self) -> None:
-        if self._down:
-            log.info("scheduler reachable again")
-        self._down = False
-
-    async def sessions(self, account: str, pool_id: str) -> dict[str, Session] | None:
-        """The pool's node sessions by node id; None when the scheduler cannot be asked."""
-        try:
-            resp = await self._stub.ListNodeSessions(
-                sc_pb2.ListNodeSessionsRequest(pool_id=pool_id),
-                metadata=internal_metadata(self._token, account),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
-                return {}
-            self._failed("ListNodeSessions", e)
-            return None
-        self._ok()
-        return {s.node_id: convert.session_from_proto(s) for s in resp.sessions}
-
-    async def remove_nodes(
-        self, account: str, pool_id: str, node_ids: list[str], option: DeallocationOption
-    ) -> bool:
-        """True once the scheduler took the nodes out of scheduling."""
-        try:
-            await self._stub.RemoveNodes(
-                sc_pb2.RemoveNodesRequest(
-                    pool_id=pool_id, node_ids=node_ids, option=convert.option_to_proto(option)
-                ),
-                metadata=internal_metadata(self._token, account),
-                timeout=self._timeout,
-            )
-        except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
-                return True  # the scheduler never knew them: nothing to take out
-            self._failed("RemoveNodes", e)
-            return False
-        self._ok()
-        return True
 
 
 @dataclass(frozen=True)
@@ -164,6 +103,9 @@ class PoolManager:
         # next replacement may start.
         self._failures: dict[tuple[str, str], int] = {}
         self._not_before: dict[tuple[str, str], float] = {}
+        self.nodes = NodeOps(store, scheduler, provider, clock, self._round, self._stopping,
+                             self._spawn, self.wake)
+        """Node operations: scheduling on and off, reboot, removal of named nodes."""
 
     # --- pools ----------------------------------------------------------------------------
 
@@ -183,6 +125,7 @@ class PoolManager:
             metadata=new.metadata,
             app_packages=new.app_packages,
             start_task=new.start_task,
+            node_fill_type=new.node_fill_type,
         )
         if not await self._store.insert_pool(pool):
             raise already_exists("pool", new.pool_id)
@@ -424,6 +367,7 @@ class PoolManager:
             if await self._scheduler.remove_nodes(pool.account, pool.id, node_ids, option):
                 await self._store.set_notified(pool.account, pool.id, node_ids, option)
                 self.wake()  # their processes may be stopped in the next round
+        await self.nodes.sync_scheduling(pool, nodes, sessions)
         for node_id in plan.stop:
             key = _key(pool, node_id)
             self._stopping[key] = asyncio.create_task(self._stop_node(pool, node_id))

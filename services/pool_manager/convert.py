@@ -15,6 +15,7 @@ from services.pool_manager.model import (
     DeallocationOption,
     NewPool,
     NodeError,
+    NodeFillType,
     NodeView,
     PoolView,
     Session,
@@ -39,7 +40,16 @@ def new_pool(req: pool_pb2.CreatePoolRequest) -> NewPool:
     )
     start = check_node_command(p.start_task, "pool.start_task") if p.HasField("start_task") else None
     return replace(new, app_packages=tuple((r.application_id, r.version) for r in refs),
-                   start_task=start)
+                   start_task=start, node_fill_type=fill_type(p.node_fill_type))
+
+
+def fill_type(value: int) -> NodeFillType:
+    if value == pool_pb2.NODE_FILL_TYPE_UNSPECIFIED:
+        return NodeFillType.SPREAD
+    try:
+        return NodeFillType(pool_pb2.NodeFillType.Name(value))
+    except ValueError:
+        raise invalid("pool.node_fill_type", f"unknown node fill type {value}") from None
 
 
 def pool_id(name: str, field: str = "name") -> str:
@@ -88,6 +98,7 @@ def pool_to_proto(view: PoolView) -> pool_pb2.Pool:
             for a, v in p.app_packages
         ],
         start_task=task_pb2.StartTask.FromString(p.start_task) if p.start_task else None,
+        node_fill_type=p.node_fill_type.value,
     )
 
 
@@ -109,6 +120,8 @@ def node_to_proto(view: NodeView) -> pool_pb2.Node:
         ],
         start_task_info=task_pb2.NodeTaskInfo.FromString(view.start_task_info)
         if view.start_task_info else None,
+        scheduling_state=pool_pb2.Node.ENABLED if view.scheduling_enabled
+        else pool_pb2.Node.DISABLED,
     )
 
 
@@ -137,4 +150,5 @@ def session_from_proto(s: sc_pb2.NodeSession) -> Session:
         start_task_info=s.start_task_info.SerializeToString()
         if s.HasField("start_task_info") else None,
         errors=tuple(NodeError(e.code, e.message, from_timestamp(e.time) or 0.0) for e in s.errors),
+        scheduling_disabled=s.scheduling_disabled,
     )

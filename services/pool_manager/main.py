@@ -11,8 +11,9 @@ from services.common.config import ClusterConfig
 from services.common.process import run_service
 from services.common.rpc import ServiceHost, ServiceInterceptor, internal_channel, wait_for_signal
 from services.common.stager_client import StagingClient
-from services.pool_manager.app import PoolManager, SchedulerPeer
+from services.pool_manager.app import PoolManager
 from services.pool_manager.providers.local import DEFAULT_AGENT_COMMAND, LocalProvider
+from services.pool_manager.scheduler_peer import SchedulerPeer
 from services.pool_manager.servicer import NodeRegistryServicer, PoolServicer
 from services.pool_manager.store import Store
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc

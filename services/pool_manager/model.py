@@ -34,6 +34,13 @@ class AllocationState(Enum):
     RESIZING = "RESIZING"
 
 
+class NodeFillType(Enum):
+    """How the scheduler places a pool's tasks (it reads the pool through GetPool)."""
+
+    SPREAD = "SPREAD"
+    PACK = "PACK"
+
+
 class DeallocationOption(Enum):
     REQUEUE = "REQUEUE"
     TERMINATE = "TERMINATE"
@@ -97,6 +104,7 @@ class Pool:
     """(application id, version or "" for the default) every node installs when it joins."""
     start_task: bytes | None = None
     """Serialized shoal.v1.StartTask, run by every node when it joins."""
+    node_fill_type: NodeFillType = NodeFillType.SPREAD
 
 
 @dataclass(frozen=True)
@@ -123,6 +131,14 @@ class Node:
     leave_option: DeallocationOption = DeallocationOption.REQUEUE
     leave_notified: bool = False
     """The scheduler acknowledged RemoveNodes for this node."""
+    scheduling_enabled: bool = True
+    """Desired: whether the node takes tasks (DisableNodeScheduling / EnableNodeScheduling)."""
+    scheduling_option: DeallocationOption = DeallocationOption.REQUEUE
+    """How the last DisableNodeScheduling treats the tasks running on the node."""
+    scheduling_notified: bool = True
+    """The scheduler acknowledged the current scheduling setting (with its option)."""
+    restart_time: float | None = None
+    """When RebootNode last restarted the node's agent."""
 
 
 @dataclass(frozen=True)
@@ -145,6 +161,8 @@ class Session:
     """Serialized shoal.v1.NodeTaskInfo of the pool's start task, as the agent reported it."""
     errors: tuple[NodeError, ...] = ()
     """Errors the agent reported (failed job preparation tasks)."""
+    scheduling_disabled: bool = False
+    """The scheduler gives the node no tasks (SetNodeScheduling)."""
 
 
 @dataclass(frozen=True)
@@ -175,6 +193,7 @@ class NodeView:
     hostname: str
     errors: tuple[NodeError, ...]
     start_task_info: bytes | None = None
+    scheduling_enabled: bool = True
 
 
 @dataclass(frozen=True)
@@ -189,6 +208,7 @@ class NewPool:
     metadata: dict[str, str]
     app_packages: tuple[tuple[str, str], ...] = ()
     start_task: bytes | None = None
+    node_fill_type: NodeFillType = NodeFillType.SPREAD
 
 
 # --- validation ---------------------------------------------------------------------------
@@ -267,7 +287,10 @@ def node_state(node: Node, session: Session | None, scheduler_known: bool) -> No
         return NodeState.LEAVING
     if not scheduler_known:
         return NodeState.UNREACHABLE if node.state is NodeRowState.ACTIVE else NodeState.STARTING
-    if session is None:
+    if session is None or node.state is NodeRowState.STARTING:
+        # Its agent has not registered yet: a session is of an earlier life (a reboot).
+        return NodeState.STARTING
+    if session.state is not SessionState.CONNECTED and rebooted_since(node, session):
         return NodeState.STARTING
     if session.state is SessionState.CONNECTED and session.setup_failure is not None:
         if session.setup_failure.code == START_TASK_FAILED:
@@ -278,6 +301,17 @@ def node_state(node: Node, session: Session | None, scheduler_known: bool) -> No
     if session.state is SessionState.UNREACHABLE:
         return NodeState.UNREACHABLE
     return NodeState.LOST
+
+
+def rebooted_since(node: Node, session: Session) -> bool:
+    """Whether the node's agent was rebooted after the session was last heard of: the new
+    agent registered (and may be running the start task) but has not connected yet.
+
+    This compares the scheduler's clock with ours; with skew between hosts the worst case is
+    STARTING shown for UNREACHABLE for a while.
+    """
+    heard = session.last_heartbeat_time
+    return node.restart_time is not None and (heard is None or heard < node.restart_time)
 
 
 def node_view(pool: Pool, node: Node, sessions: dict[str, Session] | None) -> NodeView:
@@ -297,6 +331,7 @@ def node_view(pool: Pool, node: Node, sessions: dict[str, Session] | None) -> No
         errors=(*node.errors, *(session.errors if session else ()),
                 *((session.setup_failure,) if session and session.setup_failure else ())),
         start_task_info=session.start_task_info if session else None,
+        scheduling_enabled=node.scheduling_enabled,
     )
 
 
@@ -387,7 +422,11 @@ def needs_sessions(pool: Pool, nodes: list[Node]) -> bool:
     stopping = any(
         n.state is NodeRowState.LEAVING and n.leave_notified and n.pid is not None for n in nodes
     )
-    return shrinking or stopping
+    scheduling = any(
+        n.state is not NodeRowState.LEAVING
+        and (not n.scheduling_enabled or not n.scheduling_notified) for n in nodes
+    )
+    return shrinking or stopping or scheduling
 
 
 def plan_pool(

@@ -13,6 +13,7 @@ from google.protobuf import empty_pb2
 from services.common import rpc
 from services.pool_manager import convert
 from services.pool_manager.app import PoolManager
+from services.pool_manager.model import DeallocationOption
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
 from shoal.v1 import pool_pb2, pool_pb2_grpc
 
@@ -68,6 +69,33 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     async def GetNode(self, request: pool_pb2.GetNodeRequest, context: Ctx) -> pool_pb2.Node:
         pool_id, node_id = convert.node_ids(request.name)
         return convert.node_to_proto(await self._app.get_node(rpc.account(), pool_id, node_id))
+
+    async def DisableNodeScheduling(
+        self, request: pool_pb2.DisableNodeSchedulingRequest, context: Ctx
+    ) -> pool_pb2.Node:
+        pool_id, node_id = convert.node_ids(request.name)
+        option = convert.option_from_proto(
+            request.node_disable_scheduling_option, "node_disable_scheduling_option")
+        view = await self._app.nodes.set_scheduling(rpc.account(), pool_id, node_id, False, option)
+        return convert.node_to_proto(view)
+
+    async def EnableNodeScheduling(
+        self, request: pool_pb2.EnableNodeSchedulingRequest, context: Ctx
+    ) -> pool_pb2.Node:
+        pool_id, node_id = convert.node_ids(request.name)
+        view = await self._app.nodes.set_scheduling(
+            rpc.account(), pool_id, node_id, True, DeallocationOption.REQUEUE)
+        return convert.node_to_proto(view)
+
+    async def RebootNode(self, request: pool_pb2.RebootNodeRequest, context: Ctx) -> pool_pb2.Node:
+        pool_id, node_id = convert.node_ids(request.name)
+        return convert.node_to_proto(await self._app.nodes.reboot(rpc.account(), pool_id, node_id))
+
+    async def RemoveNodes(self, request: pool_pb2.RemoveNodesRequest, context: Ctx) -> pool_pb2.Pool:
+        pool_id = convert.pool_id(request.parent, "parent")
+        option = convert.option_from_proto(request.node_deallocation_option)
+        view = await self._app.nodes.remove(rpc.account(), pool_id, list(request.node_ids), option)
+        return convert.pool_to_proto(view)
 
 
 class NodeRegistryServicer(agent_pb2_grpc.NodeRegistryServiceServicer):

@@ -22,6 +22,7 @@ from services.pool_manager.model import (
     Node,
     NodeCounts,
     NodeError,
+    NodeFillType,
     NodeRowState,
     Pool,
     PoolState,
@@ -44,6 +45,7 @@ CREATE TABLE IF NOT EXISTS pools (
     resize_option TEXT NOT NULL,
     app_packages TEXT NOT NULL DEFAULT '[]',
     start_task BLOB,
+    node_fill_type TEXT NOT NULL DEFAULT 'SPREAD',
     UNIQUE (account, id_lower)
 );
 CREATE TABLE IF NOT EXISTS nodes (
@@ -61,6 +63,10 @@ CREATE TABLE IF NOT EXISTS nodes (
     pid_start_time INTEGER,
     leave_option TEXT NOT NULL,
     leave_notified INTEGER NOT NULL DEFAULT 0,
+    scheduling TEXT NOT NULL DEFAULT 'ENABLED',
+    scheduling_option TEXT NOT NULL DEFAULT 'REQUEUE',
+    scheduling_notified INTEGER NOT NULL DEFAULT 1,
+    restart_time REAL,
     UNIQUE (account, pool_lower, node_lower),
     FOREIGN KEY (account, pool_lower) REFERENCES pools (account, id_lower)
 );
@@ -69,12 +75,22 @@ CREATE TABLE IF NOT EXISTS nodes (
 _POOL_COLS = (
     "account, id, display_name, target_nodes, task_slots_per_node, provider, state, metadata,"
     " create_time, state_transition_time, join_token, resize_option, app_packages,"
-    " start_task"
+    " start_task, node_fill_type"
 )
 _NODE_COLS = (
     "account, pool_id, node_id, state, create_time, state_transition_time, hostname, errors,"
-    " pid, pid_start_time, leave_option, leave_notified"
+    " pid, pid_start_time, leave_option, leave_notified, scheduling, scheduling_option,"
+    " scheduling_notified, restart_time"
 )
+# Columns added after the first release, with their definitions: databases of earlier
+# versions get them when opened.
+_ADDED_POOL_COLUMNS = {"node_fill_type": "TEXT NOT NULL DEFAULT 'SPREAD'"}
+_ADDED_NODE_COLUMNS = {
+    "scheduling": "TEXT NOT NULL DEFAULT 'ENABLED'",
+    "scheduling_option": "TEXT NOT NULL DEFAULT 'REQUEUE'",
+    "scheduling_notified": "INTEGER NOT NULL DEFAULT 1",
+    "restart_time": "REAL",
+}
 
 
 def _pool(r: Any) -> Pool:
@@ -93,6 +109,7 @@ def _pool(r: Any) -> Pool:
         resize_option=DeallocationOption(r["resize_option"]),
         app_packages=tuple(tuple(x) for x in json.loads(r["app_packages"])),
         start_task=r["start_task"],
+        node_fill_type=NodeFillType(r["node_fill_type"]),
     )
 
 
@@ -110,7 +127,22 @@ def _node(r: Any) -> Node:
         pid_start_time=r["pid_start_time"],
         leave_option=DeallocationOption(r["leave_option"]),
         leave_notified=bool(r["leave_notified"]),
+        scheduling_enabled=r["scheduling"] == "ENABLED",
+        scheduling_option=DeallocationOption(r["scheduling_option"]),
+        scheduling_notified=bool(r["scheduling_notified"]),
+        restart_time=r["restart_time"],
     )
+
+
+async def _migrate(db: aiosqlite.Connection) -> aiosqlite.Connection:
+    for table, added in (("pools", _ADDED_POOL_COLUMNS), ("nodes", _ADDED_NODE_COLUMNS)):
+        async with db.execute(f"PRAGMA table_info({table})") as cur:
+            have = {r["name"] for r in await cur.fetchall()}
+        for name, definition in added.items():
+            if name not in have:
+                await db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+    await db.commit()
+    return db
 
 
 def _errors(node: Node) -> str:
@@ -123,7 +155,7 @@ class Store:
 
     @classmethod
     async def open(cls, path: Path) -> Store:
-        return cls(await open_db(path, SCHEMA))
+        return cls(await _migrate(await open_db(path, SCHEMA)))
 
     async def close(self) -> None:
         await self.db.close()
@@ -147,11 +179,12 @@ class Store:
         """Insert a new pool; False when the account already has one with that id."""
         try:
             await self._write(
-                f"INSERT INTO pools ({_POOL_COLS}, id_lower) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                f"INSERT INTO pools ({_POOL_COLS}, id_lower)"
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (p.account, p.id, p.display_name, p.target_nodes, p.task_slots_per_node,
                  p.provider, p.state.value, json.dumps(p.metadata), p.create_time,
                  p.state_transition_time, p.join_token, p.resize_option.value,
-                 json.dumps(p.app_packages), p.start_task, p.id.lower()),
+                 json.dumps(p.app_packages), p.start_task, p.node_fill_type.value, p.id.lower()),
             )
         except sqlite3.IntegrityError:
             # Only the failed statement is undone; no rollback, which would also discard
@@ -228,10 +261,12 @@ class Store:
     async def insert_node(self, n: Node) -> None:
         await self._write(
             f"INSERT INTO nodes ({_NODE_COLS}, pool_lower, node_lower)"
-            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+            " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
             (n.account, n.pool_id, n.node_id, n.state.value, n.create_time,
              n.state_transition_time, n.hostname, _errors(n), n.pid, n.pid_start_time,
-             n.leave_option.value, int(n.leave_notified), n.pool_id.lower(), n.node_id.lower()),
+             n.leave_option.value, int(n.leave_notified),
+             "ENABLED" if n.scheduling_enabled else "DISABLED", n.scheduling_option.value,
+             int(n.scheduling_notified), n.restart_time, n.pool_id.lower(), n.node_id.lower()),
         )
 
     async def get_node(self, account: str, pool_id: str, node_id: str) -> Node | None:
@@ -303,3 +338,47 @@ class Store:
             "DELETE FROM nodes WHERE account = ? AND pool_lower = ? AND node_lower = ?",
             (account, pool_id.lower(), node_id.lower()),
         )
+
+    # --- node operations --------------------------------------------------------------------
+
+    async def set_scheduling(self, n: Node) -> bool:
+        """Write a node's scheduling setting; False if it is leaving (or gone)."""
+        return bool(await self._write(
+            "UPDATE nodes SET scheduling = ?, scheduling_option = ?, scheduling_notified = ?"
+            " WHERE account = ? AND pool_lower = ? AND node_lower = ? AND state != 'LEAVING'",
+            ("ENABLED" if n.scheduling_enabled else "DISABLED", n.scheduling_option.value,
+             int(n.scheduling_notified), n.account, n.pool_id.lower(), n.node_id.lower()),
+        ))
+
+    async def set_scheduling_notified(self, n: Node) -> None:
+        """Mark the setting `n` carries as acknowledged, unless it has changed since."""
+        await self._write(
+            "UPDATE nodes SET scheduling_notified = 1"
+            " WHERE account = ? AND pool_lower = ? AND node_lower = ?"
+            " AND scheduling = ? AND scheduling_option = ?",
+            (n.account, n.pool_id.lower(), n.node_id.lower(),
+             "ENABLED" if n.scheduling_enabled else "DISABLED", n.scheduling_option.value),
+        )
+
+    async def set_rebooting(self, n: Node) -> bool:
+        """Write the row of a node whose agent restarts; False if it is leaving (or gone)."""
+        return bool(await self._write(
+            "UPDATE nodes SET state = ?, state_transition_time = ?, errors = ?, restart_time = ?"
+            " WHERE account = ? AND pool_lower = ? AND node_lower = ? AND state != 'LEAVING'",
+            (n.state.value, n.state_transition_time, _errors(n), n.restart_time, n.account,
+             n.pool_id.lower(), n.node_id.lower()),
+        ))
+
+    async def remove_nodes(self, pool: Pool, leaving: Iterable[Node], target: int) -> None:
+        """Mark nodes leaving and set the pool's target, in one transaction."""
+        await self.db.executemany(
+            "UPDATE nodes SET state = ?, state_transition_time = ?, leave_option = ?,"
+            " leave_notified = 0 WHERE account = ? AND pool_lower = ? AND node_lower = ?",
+            [(n.state.value, n.state_transition_time, n.leave_option.value, n.account,
+              n.pool_id.lower(), n.node_id.lower()) for n in leaving],
+        )
+        await self.db.execute(
+            "UPDATE pools SET target_nodes = ? WHERE account = ? AND id_lower = ?",
+            (target, pool.account, pool.id.lower()),
+        )
+        await self.db.commit()

@@ -1,0 +1,95 @@
+"""The job-scheduler's SchedulerControlService as the pool-manager uses it.
+
+Every call answers whether it got through; a scheduler that cannot be reached is logged once
+per outage, and the reconcile loop tries again next round.
+"""
+
+from __future__ import annotations
+
+import grpc
+import structlog
+
+from services.common.rpc import internal_metadata
+from services.pool_manager import convert
+from services.pool_manager.model import DeallocationOption, Session
+from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
+from shoal.internal.v1 import scheduler_control_pb2_grpc as sc_grpc
+
+log = structlog.get_logger()
+
+
+class SchedulerPeer:
+    """The job-scheduler's SchedulerControlService as the pool-manager uses it."""
+
+    def __init__(self, channel: grpc.aio.Channel, service_token: str, timeout: float = 5.0) -> None:
+        self._stub = sc_grpc.SchedulerControlServiceStub(channel)
+        self._token = service_token
+        self._timeout = timeout
+        self._down = False
+
+    def _failed(self, what: str, e: grpc.aio.AioRpcError) -> None:
+        # Warn once per outage, not twice a second while the scheduler is away.
+        level = "debug" if self._down else "warning"
+        self._down = True
+        getattr(log, level)(f"scheduler call failed: {what}", code=e.code().name, error=e.details())
+
+    def _ok(self) -> None:
+        if self._down:
+            log.info("scheduler reachable again")
+        self._down = False
+
+    async def sessions(self, account: str, pool_id: str) -> dict[str, Session] | None:
+        """The pool's node sessions by node id; None when the scheduler cannot be asked."""
+        try:
+            resp = await self._stub.ListNodeSessions(
+                sc_pb2.ListNodeSessionsRequest(pool_id=pool_id),
+                metadata=internal_metadata(self._token, account),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return {}
+            self._failed("ListNodeSessions", e)
+            return None
+        self._ok()
+        return {s.node_id: convert.session_from_proto(s) for s in resp.sessions}
+
+    async def remove_nodes(
+        self, account: str, pool_id: str, node_ids: list[str], option: DeallocationOption
+    ) -> bool:
+        """True once the scheduler took the nodes out of scheduling."""
+        try:
+            await self._stub.RemoveNodes(
+                sc_pb2.RemoveNodesRequest(
+                    pool_id=pool_id, node_ids=node_ids, option=convert.option_to_proto(option)
+                ),
+                metadata=internal_metadata(self._token, account),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as e:
+            if e.code() == grpc.StatusCode.NOT_FOUND:
+                return True  # the scheduler never knew them: nothing to take out
+            self._failed("RemoveNodes", e)
+            return False
+        self._ok()
+        return True
+
+    async def set_node_scheduling(
+        self, account: str, pool_id: str, node_id: str, enabled: bool,
+        option: DeallocationOption,
+    ) -> bool:
+        """True once the scheduler applied the setting (it keeps it across reconnects)."""
+        try:
+            await self._stub.SetNodeScheduling(
+                sc_pb2.SetNodeSchedulingRequest(
+                    pool_id=pool_id, node_id=node_id, enabled=enabled,
+                    option=convert.option_to_proto(option),
+                ),
+                metadata=internal_metadata(self._token, account),
+                timeout=self._timeout,
+            )
+        except grpc.aio.AioRpcError as e:
+            self._failed("SetNodeScheduling", e)
+            return False
+        self._ok()
+        return True
