@@ -1060,7 +1060,8 @@ class Scheduler:
             if self.attempts.get(a.attempt_id) is not a:
                 continue  # resolved already (its node reconnected without it, or was lost)
             node = self.sessions.get(a.node_key)
-            if node is None or node.stream_id != stream_id or not node.connected or node.removing:
+            if (node is None or node.stream_id != stream_id or not node.connected or node.removing
+                    or node.scheduling_disabled):
                 if a.cancel == CancelIntent.NONE:
                     a.cancel = CancelIntent.REQUEUE
                 self._resolve(a, None, now)
