@@ -8,9 +8,11 @@ attempt directory and could plant a link there.
 
 from __future__ import annotations
 
+import errno
 import os
+import shutil
 import stat
-from collections.abc import Generator, Iterator
+from collections.abc import Generator, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +21,7 @@ from shoal.agent.v1 import agent_pb2
 
 READABLE_FILES = ("stdout.txt", "stderr.txt")
 CHUNK_BYTES = 64 * 1024
+_DIR_FLAGS = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
 class UnsafePath(ValueError):
@@ -82,19 +85,11 @@ class NodeLayout:
         """
         if name not in READABLE_FILES:
             raise UnsafePath(f"path {name[:80]!r} is not readable: only {' and '.join(READABLE_FILES)}")
-        parts = [
-            check_id(job_id, "job_id"),
-            check_id(task_id, "task_id"),
+        fd = self._open_under_tasks(
+            check_id(job_id, "job_id"), check_id(task_id, "task_id"),
             check_id(attempt_id, "attempt_id"),
-        ]
-        fd = os.open(self.tasks, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        )
         try:
-            for part in parts:
-                nxt = os.open(
-                    part, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC, dir_fd=fd
-                )
-                os.close(fd)
-                fd = nxt
             # O_NONBLOCK: a FIFO planted under the name must not hang the agent.
             f = os.open(
                 name, os.O_RDONLY | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_CLOEXEC, dir_fd=fd
@@ -105,6 +100,84 @@ class NodeLayout:
             os.close(f)
             raise OSError(f"{name} is not a regular file")
         return f
+
+    def _open_under_tasks(self, *parts: str) -> int:
+        """An fd of tasks/{parts...}, opened one checked component at a time without following
+        a symlink (OSError ELOOP / ENOTDIR when one was planted on the way)."""
+        fd = os.open(self.tasks, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            for part in parts:
+                nxt = os.open(part, _DIR_FLAGS, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    # --- clean-up (agent.cleanup): ended attempts and deleted tasks ----------------------
+
+    def task_entries(self, job_id: str, task_id: str) -> list[str]:
+        """What tasks/{job}/{task}/ holds (attempt directories, retention markers); empty
+        when it does not exist."""
+        try:
+            fd = self._open_under_tasks(check_id(job_id, "job_id"), check_id(task_id, "task_id"))
+        except FileNotFoundError:
+            return []
+        try:
+            return os.listdir(fd)
+        finally:
+            os.close(fd)
+
+    def remove_task_entries(self, job_id: str, task_id: str, names: Iterable[str]) -> int:
+        """Remove entries of tasks/{job}/{task}/: directories with everything below them
+        (symlinks inside are removed, never followed), anything else unlinked. Names that are
+        not an id, or an id with a suffix such as `.retain`, are refused. Returns how many
+        were removed; missing ones are skipped."""
+        try:
+            fd = self._open_under_tasks(check_id(job_id, "job_id"), check_id(task_id, "task_id"))
+        except FileNotFoundError:
+            return 0
+        removed = 0
+        try:
+            for name in names:
+                check_id(name.split(".", 1)[0], "entry")
+                try:
+                    if stat.S_ISDIR(os.lstat(name, dir_fd=fd).st_mode):
+                        shutil.rmtree(name, dir_fd=fd)
+                    else:
+                        os.unlink(name, dir_fd=fd)
+                except FileNotFoundError:
+                    continue
+                removed += 1
+        finally:
+            os.close(fd)
+        return removed
+
+    def prune(self, job_id: str, task_id: str) -> None:
+        """Remove tasks/{job}/{task}/, then tasks/{job}/, if empty (an rmdir, which fails on
+        anything else: a directory in use is never empty)."""
+        try:
+            fd = self._open_under_tasks(check_id(job_id, "job_id"))
+        except FileNotFoundError:
+            return
+        try:
+            _rmdir_if_empty(task_id, fd)
+        finally:
+            os.close(fd)
+        tasks = os.open(self.tasks, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+        try:
+            _rmdir_if_empty(job_id, tasks)
+        finally:
+            os.close(tasks)
+
+
+def _rmdir_if_empty(name: str, dir_fd: int) -> None:
+    try:
+        os.rmdir(name, dir_fd=dir_fd)
+    except OSError as e:
+        if e.errno not in (errno.ENOTEMPTY, errno.EEXIST, errno.ENOENT, errno.ENOTDIR):
+            raise
 
 
 def answer_read(layout: NodeLayout, r: agent_pb2.FileRead) -> Generator[agent_pb2.FileChunk, None, None]:

@@ -26,6 +26,7 @@ import grpc
 import structlog
 
 from agent import __version__
+from agent.cleanup import Cleanup
 from agent.concurrency import run_together
 from agent.executor import Executor, kill_leftovers
 from agent.job_tasks import JobTasks
@@ -162,6 +163,8 @@ class Agent:
         self.runner = CommandRunner(self.executor, self.staging)
         self.jobs = JobTasks(self.layout, self.runner, self._node_error)
         self.executor.jobs = self.jobs
+        self.cleanup = Cleanup(self.layout)
+        """Removes ended attempts' directories after their retention, deleted tasks' at once."""
         self._start_task_begun = False
         self._start_task_failure: task_pb2.FailureInfo | None = None
         """Set when the start task failed and the pool waits for its success."""
@@ -187,11 +190,14 @@ class Agent:
         self._writer = OutboxWriter(self._outbox)
         self.staging.cache.load()
         restored = self._outbox.load()
+        # Before any work arrives: every attempt directory there now has ended.
+        retained = await asyncio.to_thread(self.cleanup.scan)
         log.info(
             "agent starting", version=__version__, node_root=str(self.layout.root),
-            leftovers_killed=killed, outbox_results=len(restored),
+            leftovers_killed=killed, outbox_results=len(restored), attempts_retained=retained,
         )
         self._restored = restored
+        cleaner = asyncio.create_task(self.cleanup.run())
 
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -227,6 +233,8 @@ class Agent:
         await self.jobs.stop(STOP_TIMEOUT)
         if self._attempts:
             await asyncio.wait(self._attempts, timeout=STOP_TIMEOUT)
+        cleaner.cancel()
+        await asyncio.wait({cleaner}, timeout=STOP_TIMEOUT)
         await self.transfers.close()
         log.info("agent stopped", exit_code=code)
         return code
@@ -425,7 +433,9 @@ class Agent:
         while not s.should_exit():
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._changed.wait(), s.seconds_until_exit_check())
+                # asyncio.timeout: wait_for can swallow a cancellation on 3.11 (see cleanup).
+                async with asyncio.timeout(s.seconds_until_exit_check()):
+                    await self._changed.wait()
 
     # --- what the scheduler says ------------------------------------------------------
 
@@ -459,6 +469,9 @@ class Agent:
                          kind=agent_pb2.StagingKind.Name(g.kind))
         for ended in msg.jobs_ended:
             self.jobs.ended(ended)
+        for ref in msg.deleted_tasks:
+            log.info("task deleted: removing its files", job=ref.job_id, task=ref.task_id)
+            self.cleanup.delete_task(ref.job_id, ref.task_id)
         for r in msg.file_reads:
             t = asyncio.create_task(self._read_file(r))
             self._reads.add(t)
@@ -493,6 +506,7 @@ class Agent:
             assert self._session.setup_failure is not None
             result = setup_failed_result(a.attempt_id, time.time(), self._session.setup_failure)
         else:
+            self.cleanup.began(a)
             try:
                 result = await self.executor.run(a, self._started)
             except Exception as e:  # noqa: BLE001 - a bug here must still end the attempt
@@ -500,6 +514,8 @@ class Agent:
                 result = draining_result(a.attempt_id, time.time())
                 result.failure_info.code = "AGENT_ERROR"
                 result.failure_info.message = f"the agent failed to run the attempt: {e}"
+            finally:
+                self.cleanup.ended(a)
         if result is None:  # the agent is stopping: no result, the scheduler requeues
             return
         try:

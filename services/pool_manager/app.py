@@ -328,7 +328,10 @@ class PoolManager:
             except Exception:  # noqa: BLE001 - the loop must outlive any one failure
                 log.exception("reconcile round failed")
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self._interval)
+                # asyncio.timeout: on 3.11 wait_for can swallow the stop's cancellation when
+                # it arrives as the event is set.
+                async with asyncio.timeout(self._interval):
+                    await self._wake.wait()
 
     async def reconcile_once(self) -> None:
         async with self._round:
