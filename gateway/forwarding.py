@@ -26,6 +26,7 @@ ROUTES = {
     "shoal.v1.PoolService": "pool-manager",
     "shoal.v1.JobService": "job-scheduler",
     "shoal.v1.TaskService": "job-scheduler",
+    "shoal.v1.JobScheduleService": "job-scheduler",
     "shoal.v1.StorageService": "storage-stager",
     "shoal.v1.ApplicationService": "storage-stager",
 }

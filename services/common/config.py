@@ -26,6 +26,9 @@ class SchedulerTiming:
     """After a scheduler start, seconds a node gets to reconnect before it can be declared lost."""
     max_requeue_count: int = 10
     """A task requeued this often completes as failed (NODE_REQUEUE_LIMIT) instead."""
+    min_recurrence_interval: float = 60.0
+    """Shortest recurrence interval a job schedule may have, in seconds (Azure Batch's is 1
+    minute); tests set it lower."""
 
 
 STORAGE_BACKENDS = ("local", "s3")

@@ -19,6 +19,9 @@ from services.common.rpc import (
 from services.common.stager_client import StagingClient
 from services.common.timeutil import wall_clock
 from services.job_scheduler.app import Scheduler
+from services.job_scheduler.schedule_app import JobSchedules
+from services.job_scheduler.schedule_servicer import JobScheduleServicer
+from services.job_scheduler.schedule_store import ScheduleStore
 from services.job_scheduler.servicer import (
     AgentServicer,
     ControlServicer,
@@ -28,7 +31,7 @@ from services.job_scheduler.servicer import (
 from services.job_scheduler.store import Store
 from shoal.agent.v1 import agent_pb2_grpc
 from shoal.internal.v1 import scheduler_control_pb2_grpc as ctl_grpc
-from shoal.v1 import job_pb2_grpc, pool_pb2, pool_pb2_grpc, task_pb2_grpc
+from shoal.v1 import job_pb2_grpc, job_schedule_pb2_grpc, pool_pb2, pool_pb2_grpc, task_pb2_grpc
 
 log = structlog.get_logger()
 
@@ -62,26 +65,34 @@ async def serve(config: ClusterConfig) -> None:
     app = Scheduler(store, config.timing, pool_lookup(config, channel), wall_clock,
                     StagingClient(stager, config.service_token))
     await app.load()
+    schedule_store = await ScheduleStore.open(config.db_path("job-scheduler-schedules"))
+    schedules = JobSchedules(schedule_store, app, config.timing, wall_clock)
+    await schedules.load()
     host = ServiceHost(
         config.job_scheduler_address,
         [ServiceInterceptor(config.service_token, open_prefixes=("/shoal.agent.v1.AgentService/",))],
     )
     host.add(job_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(app), "shoal.v1.JobService")
     host.add(task_pb2_grpc.add_TaskServiceServicer_to_server, TaskServicer(app), "shoal.v1.TaskService")
+    host.add(job_schedule_pb2_grpc.add_JobScheduleServiceServicer_to_server,
+             JobScheduleServicer(schedules), "shoal.v1.JobScheduleService")
     host.add(agent_pb2_grpc.add_AgentServiceServicer_to_server, AgentServicer(app, config),
              "shoal.agent.v1.AgentService")
     host.add(ctl_grpc.add_SchedulerControlServiceServicer_to_server, ControlServicer(app),
              "shoal.internal.v1.SchedulerControlService")
     await host.start()
     app.start()
+    schedules.start()
     log.info("job-scheduler listening", address=config.job_scheduler_address, port=host.port)
     await wait_for_signal()
     log.info("job-scheduler stopping")
+    await schedules.stop()
     await app.stop()
     await host.stop(grace=2.0)
     await channel.close()
     await stager.close()
     await store.close()
+    await schedule_store.close()
     log.info("job-scheduler stopped")
 
 
