@@ -27,6 +27,7 @@ import grpc
 from google.protobuf import duration_pb2
 
 from shoal.errors import ClientConfigError, ShoalError, StatusCode, WaitTimeoutError
+from shoal.job_schedules import JobScheduleMethods
 from shoal.specs import (
     NodeCommand,
     OutputFile,
@@ -43,6 +44,14 @@ from shoal.specs import (
     spec_protos,
 )
 from shoal.storage import StorageMethods
+from shoal.task_options import (
+    DependencyLike,
+    ExitConditions,
+    dependencies_proto,
+    exit_conditions_proto,
+    json_dependencies,
+    json_duration,
+)
 from shoal.v1 import (
     application_pb2_grpc,
     job_pb2,
@@ -147,8 +156,8 @@ class TaskSpec:
     """Extra environment variables of the process."""
     max_wall_clock_time: float | None = None
     """Seconds after which the task is killed and fails; None for no limit."""
-    max_task_retry_count: int = 0
-    """How often a non-zero exit is retried."""
+    max_task_retry_count: int | None = None
+    """How often a non-zero exit is retried; None: the job's default."""
     display_name: str = ""
     """Free text shown to people."""
     resource_files: Sequence[ResourceFileLike] = ()
@@ -157,6 +166,17 @@ class TaskSpec:
     """Files uploaded when the task's process ends."""
     application_package_references: Sequence[PackageLike] = ()
     """Application packages installed on the node before the task starts."""
+    depends_on: Sequence[DependencyLike] = ()
+    """Tasks it waits for: ids, and (start, end) ranges of integer ids, both included. The
+    job must be created with uses_task_dependencies."""
+    exit_conditions: ExitConditions | task_pb2.ExitConditions | None = None
+    """What its end does to its job and its dependents."""
+    required_slots: int = 1
+    """Slots it takes on a node, 1 to the pool's task_slots_per_node."""
+    priority: int = 0
+    """Order among the job's ready tasks, -1000 to 1000: higher first."""
+    retention_time: float | None = None
+    """Seconds its directory stays on the node after it ends; None: 7 days."""
 
     @classmethod
     def from_dict(cls, raw: Mapping[str, Any]) -> TaskSpec:
@@ -164,6 +184,9 @@ class TaskSpec:
 
         `resource_files`, `output_files` and `application_package_references` are lists of
         the one-line forms of shoal.specs (strings) or of objects with the protos' fields.
+        `depends_on` lists ids and [start, end] ranges; `exit_conditions` is a list of the
+        one-line forms of shoal.task_options ("3=terminate,satisfy") or an object of the
+        proto's fields; durations are seconds or strings such as "2h".
         """
         if not isinstance(raw, Mapping):
             raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
@@ -182,25 +205,37 @@ class TaskSpec:
             isinstance(k, str) and isinstance(v, str) for k, v in env.items()
         ):
             raise ValueError("'environment' must be an object of string values")
-        wall = raw.get("max_wall_clock_time")
-        if wall is not None and (isinstance(wall, bool) or not isinstance(wall, int | float)):
-            raise ValueError("'max_wall_clock_time' must be a number of seconds")
-        retries = raw.get("max_task_retry_count", 0)
-        if isinstance(retries, bool) or not isinstance(retries, int):
+        retries = raw.get("max_task_retry_count")
+        if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)):
             raise ValueError("'max_task_retry_count' must be an integer")
         display = raw.get("display_name", "")
         if not isinstance(display, str):
             raise ValueError("'display_name' must be a string")
+        for number in ("required_slots", "priority"):
+            value = raw.get(number, 0)
+            if isinstance(value, bool) or not isinstance(value, int):
+                raise ValueError(f"{number!r} must be an integer")
+        exits = raw.get("exit_conditions")
+        if exits is not None:
+            try:
+                exits = ExitConditions.from_dict(exits)
+            except ValueError as e:
+                raise ValueError(f"'exit_conditions': {e}") from None
         return cls(
             raw["id"],
             raw["command_line"],
             dict(env),
-            wall,
+            json_duration(raw, "max_wall_clock_time"),
             retries,
             display,
             json_items(raw, "resource_files", ResourceFile.from_dict),
             json_items(raw, "output_files", OutputFile.from_dict),
             json_items(raw, "application_package_references", PackageReference.from_dict),
+            depends_on=json_dependencies(raw),
+            exit_conditions=exits,
+            required_slots=raw.get("required_slots", 1),
+            priority=raw.get("priority", 0),
+            retention_time=json_duration(raw, "retention_time"),
         )
 
 
@@ -255,6 +290,12 @@ def state_filter(states: str | int | Sequence[str | int] | None, enum: Any) -> s
     return " OR ".join(f"state = {n}" for n in names)
 
 
+def _deallocation(value: str | int, field: str) -> str:
+    """A NodeDeallocationOption by name ("requeue", "terminate", "taskcompletion") or number."""
+    return _enum_name(pool_pb2.NodeDeallocationOption, value, field,
+                      {"TASKCOMPLETION": "TASK_COMPLETION"})
+
+
 def _duration(seconds: float | None) -> duration_pb2.Duration | None:
     if seconds is None:
         return None
@@ -264,6 +305,7 @@ def _duration(seconds: float | None) -> duration_pb2.Duration | None:
 
 
 def _create_task_request(spec: TaskSpec) -> task_pb2.CreateTaskRequest:
+    """The request for one task; SpecError names a bad item of it."""
     task = task_pb2.Task(
         command_line=spec.command_line,
         environment=dict(spec.environment),
@@ -271,13 +313,20 @@ def _create_task_request(spec: TaskSpec) -> task_pb2.CreateTaskRequest:
         constraints=task_pb2.TaskConstraints(
             max_wall_clock_time=_duration(spec.max_wall_clock_time),
             max_task_retry_count=spec.max_task_retry_count,
+            retention_time=_duration(spec.retention_time),
         ),
         resource_files=spec_protos(spec.resource_files, resource_file_proto, "resource_files"),
         output_files=spec_protos(spec.output_files, output_file_proto, "output_files"),
         application_package_references=spec_protos(
             spec.application_package_references, package_proto, "application_package_references"
         ),
+        required_slots=spec.required_slots,
+        priority=spec.priority,
     )
+    if spec.depends_on:
+        task.depends_on.CopyFrom(dependencies_proto(spec.depends_on))
+    if spec.exit_conditions is not None:
+        task.exit_conditions.CopyFrom(exit_conditions_proto(spec.exit_conditions))
     return task_pb2.CreateTaskRequest(task_id=spec.id, task=task)
 
 
@@ -287,7 +336,7 @@ def _invalid(field: str, message: str) -> ShoalError:
     )
 
 
-class Client(StorageMethods):
+class Client(StorageMethods, JobScheduleMethods):
     """A connection to Shoal's gateway, authenticated as one account."""
 
     def __init__(self, endpoint: str, key: str, *, timeout: float = 30) -> None:
@@ -358,15 +407,21 @@ class Client(StorageMethods):
         metadata: Mapping[str, str] | None = None,
         application_package_references: Sequence[PackageLike] = (),
         start_task: NodeCommand | None = None,
+        node_fill_type: str | int | None = None,
     ) -> pool_pb2.Pool:
         """`application_package_references`: PackageReference, "APP[:VERSION]" or the proto;
-        every node installs them when it joins, then runs `start_task`."""
+        every node installs them when it joins, then runs `start_task`. `node_fill_type`:
+        "spread" (the default: each task to the node with the most free slots) or "pack"
+        (fill one node's slots before using the next)."""
         pool = pool_pb2.Pool(
             target_nodes=target_nodes,
             task_slots_per_node=task_slots_per_node,
             display_name=display_name,
             metadata=dict(metadata or {}),
         )
+        if node_fill_type is not None:
+            pool.node_fill_type = _enum_name(  # type: ignore[assignment]
+                pool_pb2.NodeFillType, node_fill_type, "pool.node_fill_type")
         try:
             if start_task is not None:
                 pool.start_task.CopyFrom(start_task.start_task())
@@ -419,6 +474,47 @@ class Client(StorageMethods):
         request = pool_pb2.GetNodeRequest(name=node_name(pool_id, node_id))
         return self._call(self._pools.GetNode, request)
 
+    def disable_node_scheduling(
+        self, pool_id: str, node_id: str, option: str | int = "requeue"
+    ) -> pool_pb2.Node:
+        """The node takes no new task until enable_node_scheduling. Its running tasks are
+        requeued ("requeue", the default; not a retry), terminated ("terminate": they fail
+        with NODE_SCHEDULING_DISABLED) or let finish ("taskcompletion")."""
+        request = pool_pb2.DisableNodeSchedulingRequest(
+            name=node_name(pool_id, node_id),
+            node_disable_scheduling_option=_deallocation(option, "node_disable_scheduling_option"),
+        )
+        return self._call(self._pools.DisableNodeScheduling, request)
+
+    def enable_node_scheduling(self, pool_id: str, node_id: str) -> pool_pb2.Node:
+        """Let a node whose scheduling was disabled take tasks again."""
+        request = pool_pb2.EnableNodeSchedulingRequest(name=node_name(pool_id, node_id))
+        return self._call(self._pools.EnableNodeScheduling, request)
+
+    def reboot_node(self, pool_id: str, node_id: str) -> pool_pb2.Node:
+        """Restart the node's agent. Its running tasks are requeued (not a retry) and its
+        start task runs again; the node is STARTING until the agent is back."""
+        request = pool_pb2.RebootNodeRequest(name=node_name(pool_id, node_id))
+        return self._call(self._pools.RebootNode, request)
+
+    def remove_nodes(
+        self,
+        pool_id: str,
+        node_ids: Sequence[str],
+        *,
+        node_deallocation_option: str | int = "requeue",
+    ) -> pool_pb2.Pool:
+        """Remove exactly these nodes (1 to 100 ids) and lower the pool's target by as many.
+        Their running tasks are requeued, terminated or let finish as the option says."""
+        request = pool_pb2.RemoveNodesRequest(
+            parent=pool_name(pool_id),
+            # One id given as a string means that node, not its characters.
+            node_ids=[node_ids] if isinstance(node_ids, str) else list(node_ids),
+            node_deallocation_option=_deallocation(
+                node_deallocation_option, "node_deallocation_option"),
+        )
+        return self._call(self._pools.RemoveNodes, request)
+
     # Jobs
 
     def create_job(
@@ -432,9 +528,21 @@ class Client(StorageMethods):
         metadata: Mapping[str, str] | None = None,
         job_preparation_task: NodeCommand | None = None,
         job_release_task: NodeCommand | None = None,
+        uses_task_dependencies: bool = False,
+        max_parallel_tasks: int = 0,
+        max_wall_clock_time: float | None = None,
+        max_task_retry_count: int = 0,
+        on_task_failure: str | int | None = None,
     ) -> job_pb2.Job:
         """`job_preparation_task` runs on each node before the job's first task there;
-        `job_release_task` on each node that ran the job, when the job ends."""
+        `job_release_task` on each node that ran the job, when the job ends.
+
+        `uses_task_dependencies` lets its tasks depend on each other; `max_parallel_tasks`
+        bounds how many run at once (0: no limit); `max_wall_clock_time` (seconds) terminates
+        the job when it has existed that long; `max_task_retry_count` is the retries of tasks
+        that set none; `on_task_failure`: "no_action" (the default) or
+        "perform_exit_options_job_action" (a failed task's exit conditions act on the job).
+        """
         completion = _enum_name(
             job_pb2.OnAllTasksComplete,
             on_all_tasks_complete,
@@ -447,7 +555,21 @@ class Client(StorageMethods):
             on_all_tasks_complete=completion,
             display_name=display_name,
             metadata=dict(metadata or {}),
+            uses_task_dependencies=uses_task_dependencies,
+            max_parallel_tasks=max_parallel_tasks,
+            constraints=job_pb2.JobConstraints(
+                max_wall_clock_time=_duration(max_wall_clock_time),
+                max_task_retry_count=max_task_retry_count,
+            ),
         )
+        if on_task_failure is not None:
+            job.on_task_failure = _enum_name(  # type: ignore[assignment]
+                job_pb2.OnTaskFailure,
+                on_task_failure,
+                "job.on_task_failure",
+                {"NO_ACTION": "NO_ACTION_ON_FAILURE",
+                 "PERFORM_EXIT_OPTIONS": "PERFORM_EXIT_OPTIONS_JOB_ACTION"},
+            )
         try:
             if job_preparation_task is not None:
                 job.job_preparation_task.CopyFrom(job_preparation_task.job_preparation_task())
@@ -470,6 +592,24 @@ class Client(StorageMethods):
 
     def delete_job(self, job_id: str) -> None:
         self._call(self._jobs.DeleteJob, job_pb2.DeleteJobRequest(name=job_name(job_id)))
+
+    def disable_job(self, job_id: str, option: str | int = "requeue") -> job_pb2.Job:
+        """No task of the job starts until enable_job. Its running tasks are requeued
+        ("requeue", the default), terminated ("terminate") or let finish ("wait"; the job is
+        DISABLING until they have)."""
+        disable = _enum_name(
+            job_pb2.DisableJobOption,
+            option,
+            "disable_tasks",
+            {"REQUEUE": "DISABLE_REQUEUE", "TERMINATE": "DISABLE_TERMINATE",
+             "WAIT": "DISABLE_WAIT"},
+        )
+        request = job_pb2.DisableJobRequest(name=job_name(job_id), disable_tasks=disable)
+        return self._call(self._jobs.DisableJob, request)
+
+    def enable_job(self, job_id: str) -> job_pb2.Job:
+        """Schedule a disabled job's tasks again."""
+        return self._call(self._jobs.EnableJob, job_pb2.EnableJobRequest(name=job_name(job_id)))
 
     def wait_job(
         self,
@@ -512,14 +652,20 @@ class Client(StorageMethods):
         *,
         environment: Mapping[str, str] | None = None,
         max_wall_clock_time: float | None = None,
-        max_task_retry_count: int = 0,
+        max_task_retry_count: int | None = None,
         display_name: str = "",
         resource_files: Sequence[ResourceFileLike] = (),
         output_files: Sequence[OutputFileLike] = (),
         application_package_references: Sequence[PackageLike] = (),
+        depends_on: Sequence[DependencyLike] = (),
+        exit_conditions: ExitConditions | task_pb2.ExitConditions | None = None,
+        required_slots: int = 1,
+        priority: int = 0,
+        retention_time: float | None = None,
     ) -> task_pb2.Task:
         """Add one task. Resource files, output files and packages may be given as the
-        helpers of shoal.specs, their one-line string forms, or the protos."""
+        helpers of shoal.specs, their one-line string forms, or the protos; see TaskSpec for
+        the rest (`depends_on=["t1", (1, 100)]`, exit conditions of shoal.task_options)."""
         spec = TaskSpec(
             task_id,
             command_line,
@@ -530,6 +676,11 @@ class Client(StorageMethods):
             tuple(resource_files),
             tuple(output_files),
             tuple(application_package_references),
+            depends_on=tuple(depends_on),
+            exit_conditions=exit_conditions,
+            required_slots=required_slots,
+            priority=priority,
+            retention_time=retention_time,
         )
         try:
             request = _create_task_request(spec)
@@ -589,6 +740,33 @@ class Client(StorageMethods):
     def get_task(self, job_id: str, task_id: str) -> task_pb2.Task:
         request = task_pb2.GetTaskRequest(name=task_name(job_id, task_id))
         return self._call(self._tasks.GetTask, request)
+
+    def terminate_task(self, job_id: str, task_id: str) -> task_pb2.Task:
+        """Stop a task: a running one is killed, an active one never runs. It completes as
+        failed with TASK_TERMINATED."""
+        request = task_pb2.TerminateTaskRequest(name=task_name(job_id, task_id))
+        return self._call(self._tasks.TerminateTask, request)
+
+    def reactivate_task(self, job_id: str, task_id: str) -> task_pb2.Task:
+        """Put a failed task back to ACTIVE with its retry count reset."""
+        request = task_pb2.ReactivateTaskRequest(name=task_name(job_id, task_id))
+        return self._call(self._tasks.ReactivateTask, request)
+
+    def delete_task(self, job_id: str, task_id: str) -> None:
+        """Delete a task (a running one is killed first) and its files on the nodes."""
+        request = task_pb2.DeleteTaskRequest(name=task_name(job_id, task_id))
+        self._call(self._tasks.DeleteTask, request)
+
+    def unblock_task(self, job_id: str, task_id: str) -> task_pb2.Task:
+        """Run a task blocked by a failed dependency anyway."""
+        request = task_pb2.UnblockTaskRequest(name=task_name(job_id, task_id))
+        return self._call(self._tasks.UnblockTask, request)
+
+    def explain_task(self, job_id: str, task_id: str) -> task_pb2.TaskExplanation:
+        """Why the task is where it is: a summary line, reasons (codes such as
+        DEPENDENCIES_PENDING or NO_FREE_SLOT) and details."""
+        request = task_pb2.ExplainTaskRequest(name=task_name(job_id, task_id))
+        return self._call(self._tasks.ExplainTask, request)
 
     def wait_task(
         self, job_id: str, task_id: str, *, poll: float = 0.2, timeout: float | None = None

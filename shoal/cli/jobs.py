@@ -17,7 +17,7 @@ from shoal.cli.common import (
     state_choice,
     when,
 )
-from shoal.cli.tasks import parse_each
+from shoal.cli.tasks import Duration, parse_each, seconds
 from shoal.specs import NodeCommand, ResourceFile
 from shoal.v1 import job_pb2
 
@@ -42,6 +42,7 @@ def _job_row(j: job_pb2.Job) -> list[str]:
 def show_job(j: job_pb2.Job, output: str) -> None:
     c = j.task_counts
     total = c.active + c.running + c.completed
+    limits = j.constraints
     render_one(
         j,
         output,
@@ -56,6 +57,12 @@ def show_job(j: job_pb2.Job, output: str) -> None:
                 "when all tasks complete",
                 enum_name(job_pb2.OnAllTasksComplete, j.on_all_tasks_complete),
             ),
+            ("on task failure", enum_name(job_pb2.OnTaskFailure, j.on_task_failure)),
+            ("uses dependencies", "yes" if j.uses_task_dependencies else "no"),
+            ("max parallel tasks", str(j.max_parallel_tasks or "no limit")),
+            ("max wall clock", seconds(limits.max_wall_clock_time)
+             if limits.HasField("max_wall_clock_time") else "none"),
+            ("max task retries", str(limits.max_task_retry_count)),
             (
                 "tasks",
                 f"{total} total: {c.active} active, {c.running} running, {c.completed} completed "
@@ -94,6 +101,19 @@ def job() -> None:
               help="Job release task: run on each node that ran the job, when it ends.")
 @click.option("--release-file", "release_files", multiple=True, metavar="RESOURCE",
               help="A resource file of the release task; repeatable.")
+@click.option("--uses-dependencies", is_flag=True,
+              help="Let the job's tasks depend on each other (task add --depends-on).")
+@click.option("--max-parallel", type=click.IntRange(0), default=0,
+              help="At most this many of its tasks run at once.  [default: no limit]")
+@click.option("--max-wall-clock", type=Duration(positive=True), metavar="DURATION",
+              help="Terminate the job when it has existed this long: seconds or 90s, 15m, 2h.")
+@click.option("--max-task-retries", type=click.IntRange(0, 100), default=0, show_default=True,
+              help="Retries of a non-zero exit, for tasks that set none.")
+@click.option(
+    "--on-task-failure",
+    type=click.Choice(["no-action", "perform-exit-options-job-action"], case_sensitive=False),
+    help="Whether a failed task's exit conditions act on the job.  [default: no-action]",
+)
 @output_option
 @pass_state
 def job_create(
@@ -108,6 +128,11 @@ def job_create(
     prep_files: tuple[str, ...],
     release: str | None,
     release_files: tuple[str, ...],
+    uses_dependencies: bool,
+    max_parallel: int,
+    max_wall_clock: float | None,
+    max_task_retries: int,
+    on_task_failure: str | None,
     output: str,
 ) -> None:
     """Create a job on a pool."""
@@ -130,6 +155,11 @@ def job_create(
         metadata=meta,
         job_preparation_task=prep_task,
         job_release_task=release_task,
+        uses_task_dependencies=uses_dependencies,
+        max_parallel_tasks=max_parallel,
+        max_wall_clock_time=max_wall_clock,
+        max_task_retry_count=max_task_retries,
+        on_task_failure=on_task_failure,
     )
     show_job(j, output)
 
@@ -167,6 +197,32 @@ def job_show(state: CliState, job_id: str, output: str) -> None:
 def job_terminate(state: CliState, job_id: str, reason: str, output: str) -> None:
     """Terminate a job: active tasks fail without running, running tasks are stopped."""
     show_job(state.client().terminate_job(job_id, reason), output)
+
+
+@job.command("disable")
+@click.argument("job_id")
+@click.option(
+    "--option",
+    "disable_option",
+    type=click.Choice(["requeue", "terminate", "wait"], case_sensitive=False),
+    default="requeue",
+    show_default=True,
+    help="What happens to its running tasks: requeued, terminated, or let finish.",
+)
+@output_option
+@pass_state
+def job_disable(state: CliState, job_id: str, disable_option: str, output: str) -> None:
+    """Start none of the job's tasks until it is enabled."""
+    show_job(state.client().disable_job(job_id, disable_option), output)
+
+
+@job.command("enable")
+@click.argument("job_id")
+@output_option
+@pass_state
+def job_enable(state: CliState, job_id: str, output: str) -> None:
+    """Schedule a disabled job's tasks again."""
+    show_job(state.client().enable_job(job_id), output)
 
 
 @job.command("delete")

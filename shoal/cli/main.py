@@ -11,6 +11,7 @@ from shoal.cli.common import CliState, ShoalGroup
 from shoal.cli.demo import demo
 from shoal.cli.jobs import job
 from shoal.cli.pools import node, pool
+from shoal.cli.schedules import schedule
 from shoal.cli.storage import storage
 from shoal.cli.tasks import task
 from shoal.cli.up import up
@@ -37,7 +38,7 @@ def cli(ctx: click.Context, state_dir: Path | None, endpoint: str | None, key: s
     ctx.call_on_close(state.close)
 
 
-for command in (up, demo, pool, node, job, task, storage, app):
+for command in (up, demo, pool, node, job, task, schedule, storage, app):
     cli.add_command(command)
 
 

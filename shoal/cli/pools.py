@@ -85,6 +85,9 @@ def pool() -> None:
               help="Let nodes take tasks while the start task runs (default: wait for success).")
 @click.option("--start-task-retries", type=click.IntRange(0, 100), default=0, show_default=True,
               help="Retries of a start task that exits non-zero.")
+@click.option("--fill-type", type=click.Choice(["spread", "pack"], case_sensitive=False),
+              help="spread: each task to the node with the most free slots; pack: fill one "
+                   "node's slots before the next.  [default: spread]")
 @output_option
 @pass_state
 def pool_create(
@@ -99,6 +102,7 @@ def pool_create(
     start_files: tuple[str, ...],
     start_task_no_wait: bool,
     start_task_retries: int,
+    fill_type: str | None,
     output: str,
 ) -> None:
     """Create a pool of NODES nodes."""
@@ -118,6 +122,7 @@ def pool_create(
         metadata=meta,
         application_package_references=packages,
         start_task=start,
+        node_fill_type=fill_type,
     )
     _show_pool(p, output)
 
@@ -180,6 +185,7 @@ def _node_row(n: pool_pb2.Node) -> list[str]:
     return [
         last(n.name),
         enum_name(Node.State, n.state),
+        enum_name(Node.SchedulingState, n.scheduling_state),
         str(n.running_tasks),
         f"{n.running_task_slots}/{n.total_task_slots}",
         str(n.completed_tasks),
@@ -206,7 +212,7 @@ def node_list(state: CliState, pool_id: str, node_state: str | None, output: str
     render_list(
         state.client().list_nodes(pool_id, filter=filter_),
         output,
-        ["ID", "STATE", "TASKS", "SLOTS USED", "COMPLETED", "HOST", "HEARTBEAT"],
+        ["ID", "STATE", "SCHEDULING", "TASKS", "SLOTS USED", "COMPLETED", "HOST", "HEARTBEAT"],
         _node_row,
         f"no nodes in pool {pool_id}",
     )
@@ -219,7 +225,10 @@ def node_list(state: CliState, pool_id: str, node_state: str | None, output: str
 @pass_state
 def node_show(state: CliState, pool_id: str, node_id: str, output: str) -> None:
     """Show one node."""
-    n = state.client().get_node(pool_id, node_id)
+    _show_node(state.client().get_node(pool_id, node_id), output)
+
+
+def _show_node(n: pool_pb2.Node, output: str) -> None:
     errors = "; ".join(f"{e.code}: {e.message}" for e in n.errors) or "-"
     render_one(
         n,
@@ -228,6 +237,7 @@ def node_show(state: CliState, pool_id: str, node_id: str, output: str) -> None:
             ("id", last(n.name)),
             ("name", n.name),
             ("state", enum_name(Node.State, n.state)),
+            ("scheduling", enum_name(Node.SchedulingState, n.scheduling_state)),
             ("running tasks", str(n.running_tasks)),
             ("slots used", f"{n.running_task_slots} of {n.total_task_slots}"),
             ("completed tasks", str(n.completed_tasks)),
@@ -238,3 +248,54 @@ def node_show(state: CliState, pool_id: str, node_id: str, output: str) -> None:
             ("errors", errors),
         ],
     )
+
+
+_OPTION = click.Choice(["requeue", "terminate", "taskcompletion"], case_sensitive=False)
+
+
+@node.command("disable")
+@click.argument("pool_id")
+@click.argument("node_id")
+@click.option("--option", "option", type=_OPTION, default="requeue", show_default=True,
+              help="What happens to its running tasks: requeued (not a retry), terminated "
+                   "(they fail), or let finish.")
+@output_option
+@pass_state
+def node_disable(state: CliState, pool_id: str, node_id: str, option: str, output: str) -> None:
+    """Stop giving a node tasks (until `shoal node enable`)."""
+    _show_node(state.client().disable_node_scheduling(pool_id, node_id, option), output)
+
+
+@node.command("enable")
+@click.argument("pool_id")
+@click.argument("node_id")
+@output_option
+@pass_state
+def node_enable(state: CliState, pool_id: str, node_id: str, output: str) -> None:
+    """Let a node take tasks again."""
+    _show_node(state.client().enable_node_scheduling(pool_id, node_id), output)
+
+
+@node.command("reboot")
+@click.argument("pool_id")
+@click.argument("node_id")
+@output_option
+@pass_state
+def node_reboot(state: CliState, pool_id: str, node_id: str, output: str) -> None:
+    """Restart a node's agent; its running tasks are requeued (not a retry)."""
+    _show_node(state.client().reboot_node(pool_id, node_id), output)
+
+
+@node.command("remove")
+@click.argument("pool_id")
+@click.argument("node_ids", nargs=-1, required=True)
+@click.option("--option", "option", type=_OPTION, default="requeue", show_default=True,
+              help="What happens to their running tasks.")
+@output_option
+@pass_state
+def node_remove(
+    state: CliState, pool_id: str, node_ids: tuple[str, ...], option: str, output: str
+) -> None:
+    """Remove these nodes from a pool and lower its target by as many."""
+    p = state.client().remove_nodes(pool_id, node_ids, node_deallocation_option=option)
+    _show_pool(p, output)

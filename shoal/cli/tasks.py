@@ -11,6 +11,7 @@ from collections.abc import Callable, Sequence
 from typing import IO, TypeVar
 
 import click
+from google.protobuf import duration_pb2
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
 from shoal.cli.common import (
@@ -22,9 +23,11 @@ from shoal.cli.common import (
     last,
     output_option,
     pass_state,
+    print_json,
     render_list,
     render_one,
     state_choice,
+    to_dict,
     when,
 )
 from shoal.client import Client, TaskSpec
@@ -36,6 +39,14 @@ from shoal.specs import (
     OutputFile,
     PackageReference,
     ResourceFile,
+)
+from shoal.task_options import (
+    DURATION_SYNTAX,
+    EXIT_CONDITION_SYNTAX,
+    DependencyLike,
+    ExitConditions,
+    parse_duration,
+    parse_id_range,
 )
 from shoal.v1 import job_pb2, task_pb2
 
@@ -83,6 +94,58 @@ def parse_each(values: Sequence[str], parse: Callable[[str], T], option: str) ->
     return parsed
 
 
+class Duration(click.ParamType):
+    """Seconds, or a duration such as 90s, 15m, 2h, 7d, 1h30m."""
+
+    name = "duration"
+
+    def __init__(self, positive: bool = False) -> None:
+        self.positive = positive
+
+    def convert(self, value: object, param: click.Parameter | None, ctx: click.Context | None) -> float:
+        try:
+            seconds = float(value) if isinstance(value, int | float) else parse_duration(str(value))
+        except ValueError as e:
+            self.fail(str(e), param, ctx)
+        if self.positive and seconds <= 0:
+            self.fail(f"{value!r} must be more than 0", param, ctx)
+        return seconds
+
+
+def dependencies(ids: Sequence[str], ranges: Sequence[str]) -> list[DependencyLike]:
+    """--depends-on ID[,ID...] and --depends-on-range START-END as TaskSpec.depends_on."""
+    deps: list[DependencyLike] = []
+    for value in ids:
+        items = [i.strip() for i in value.split(",")]
+        if not all(items):
+            fail(f"--depends-on: {value!r} has an empty task id", 2)
+        deps.extend(items)
+    deps.extend(parse_each(ranges, parse_id_range, "--depends-on-range"))
+    return deps
+
+
+def exit_conditions(values: Sequence[str]) -> ExitConditions | None:
+    if not values:
+        return None
+    try:
+        return ExitConditions.parse(values)
+    except ValueError as e:
+        fail(f"--exit-code: {e}", 2)
+
+
+def seconds(d: duration_pb2.Duration) -> str:
+    """A Duration proto for people: 90s, 2h, 1h30m."""
+    total = round(d.ToTimedelta().total_seconds(), 3)
+    if total < 60 or total != int(total):
+        return f"{total:g}s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        n, total = divmod(int(total), size)
+        if n:
+            parts.append(f"{n}{unit}")
+    return "".join(parts)
+
+
 def _failure(f: task_pb2.FailureInfo) -> str:
     if not f.code:
         return "-"
@@ -101,9 +164,23 @@ def task() -> None:
 @click.argument("command", nargs=-1, type=click.UNPROCESSED)
 @click.option("--command-line", "command_line", help="The command line as one string.")
 @click.option("--env", multiple=True, metavar="K=V", help="Environment variable; repeatable.")
-@click.option("--max-wall-clock", type=click.FloatRange(min=0, min_open=True), help="Seconds.")
-@click.option("--max-retries", type=click.IntRange(0, 100), default=0, show_default=True)
+@click.option("--max-wall-clock", type=Duration(positive=True), metavar="DURATION",
+              help="Kill and fail the task after this long: seconds or 90s, 15m, 2h.")
+@click.option("--max-retries", type=click.IntRange(0, 100),
+              help="Retries of a non-zero exit.  [default: the job's]")
 @click.option("--display-name", default="", help="Free text shown to people.")
+@click.option("--depends-on", "depends_on", multiple=True, metavar="ID[,ID...]",
+              help="Run after these tasks of the job; repeatable.")
+@click.option("--depends-on-range", "depends_on_ranges", multiple=True, metavar="START-END",
+              help="Run after the tasks with integer ids START to END; repeatable.")
+@click.option("--exit-code", "exit_codes", multiple=True, metavar="WHEN=ACTION[,ACTION]",
+              help="What an end does to the job and the dependents; repeatable. See below.")
+@click.option("--required-slots", type=click.IntRange(1), default=1, show_default=True,
+              help="Slots the task takes on a node.")
+@click.option("--priority", type=click.IntRange(-1000, 1000), default=0, show_default=True,
+              help="Order among the job's ready tasks: higher first.")
+@click.option("--retention", type=Duration(), metavar="DURATION",
+              help="Keep its directory on the node this long after it ends.  [default: 7d]")
 @click.option(
     "--resource-file",
     "resource_files",
@@ -135,8 +212,14 @@ def task_add(
     command_line: str | None,
     env: tuple[str, ...],
     max_wall_clock: float | None,
-    max_retries: int,
+    max_retries: int | None,
     display_name: str,
+    depends_on: tuple[str, ...],
+    depends_on_ranges: tuple[str, ...],
+    exit_codes: tuple[str, ...],
+    required_slots: int,
+    priority: int,
+    retention: float | None,
     resource_files: tuple[str, ...],
     output_files: tuple[str, ...],
     app_packages: tuple[str, ...],
@@ -154,6 +237,8 @@ def task_add(
     inputs = parse_each(resource_files, ResourceFile.parse, "--resource-file")
     outputs = parse_each(output_files, OutputFile.parse, "--output-file")
     packages = parse_each(app_packages, PackageReference.parse, "--app-package")
+    deps = dependencies(depends_on, depends_on_ranges)
+    exits = exit_conditions(exit_codes)
     t = state.client().add_task(
         job_id,
         task_id,
@@ -165,6 +250,11 @@ def task_add(
         resource_files=inputs,
         output_files=outputs,
         application_package_references=packages,
+        depends_on=deps,
+        exit_conditions=exits,
+        required_slots=required_slots,
+        priority=priority,
+        retention_time=retention,
     )
     _show_task(t, output)
 
@@ -176,6 +266,8 @@ task_add.help = "\n\n".join(
         _syntax_block("--resource-file", RESOURCE_FILE_SYNTAX),
         _syntax_block("--output-file", OUTPUT_FILE_SYNTAX),
         _syntax_block("--app-package", PACKAGE_SYNTAX),
+        _syntax_block("--exit-code", EXIT_CONDITION_SYNTAX),
+        _syntax_block("DURATION", DURATION_SYNTAX),
     ]
 )
 
@@ -212,12 +304,16 @@ def task_add_many(state: CliState, job_id: str, source: IO[str], chunk: int) -> 
     """Add tasks from JSON lines, one task per line:
 
     {"id": "t1", "command_line": "echo 1", "environment": {"K": "V"},
-    "max_wall_clock_time": 60, "max_task_retry_count": 2, "display_name": "...",
+    "max_wall_clock_time": "1h", "max_task_retry_count": 2, "display_name": "...",
     "resource_files": ["data:in/1.csv=in.csv"], "output_files": ["out/*=results/t1"],
-    "application_package_references": ["blender:2.8"]}
+    "application_package_references": ["blender:2.8"], "depends_on": ["t0", [1, 100]],
+    "exit_conditions": ["3=terminate,satisfy", "default=block"], "required_slots": 2,
+    "priority": 10, "retention_time": "1d"}
 
-    The last three take the same one-line forms as `task add`'s flags, or objects with the
-    protos' fields ({"container": "data", "object_key": "in/1.csv", "file_path": "in.csv"}).
+    Files, packages and exit conditions take the same one-line forms as `task add`'s flags,
+    or objects with the protos' fields ({"container": "data", "object_key": "in/1.csv",
+    "file_path": "in.csv"}). `depends_on` lists task ids and [START, END] ranges; durations
+    are seconds or strings such as "90s", "2h", "7d".
 
     Every line is checked before anything is sent.
     """
@@ -270,27 +366,57 @@ def task_list(
     )
 
 
+def _dependencies(d: task_pb2.TaskDependencies) -> str:
+    items = [*d.task_ids, *(f"{r.start}-{r.end}" for r in d.task_id_ranges)]
+    shown = ", ".join(items[:10])
+    return f"{shown} ... ({len(items)} in all)" if len(items) > 10 else shown or "-"
+
+
+def _exit_options(o: task_pb2.ExitOptions) -> str:
+    words = [enum_name(task_pb2.ExitOptions.JobAction, o.job_action),
+             enum_name(task_pb2.ExitOptions.DependencyAction, o.dependency_action)]
+    return ",".join(w.lower() for w in words if w != "-") or "-"
+
+
+def _exit_conditions(e: task_pb2.ExitConditions) -> str:
+    """In the one-line forms `--exit-code` takes."""
+    parts = [f"{m.code}={_exit_options(m.exit_options)}" for m in e.exit_codes]
+    parts += [f"{m.start}-{m.end}={_exit_options(m.exit_options)}" for m in e.exit_code_ranges]
+    for name, key in (("pre-processing", "pre_processing_error"),
+                      ("upload", "file_upload_error"), ("default", "default")):
+        if e.HasField(key):
+            parts.append(f"{name}={_exit_options(getattr(e, key))}")
+    return "  ".join(parts) or "-"
+
+
 def _show_task(t: task_pb2.Task, output: str) -> None:
     info = t.execution_info
+    c = t.constraints
     env = ", ".join(f"{k}={v}" for k, v in sorted(t.environment.items())) or "-"
-    wall = t.constraints.max_wall_clock_time
-    wall_text = (
-        f"{wall.ToTimedelta().total_seconds():g}s"
-        if t.constraints.HasField("max_wall_clock_time")
-        else "none"
-    )
+    rows = [
+        ("id", last(t.name)),
+        ("name", t.name),
+        ("display name", t.display_name or "-"),
+        ("command line", t.command_line),
+        ("environment", env),
+        ("max wall clock", seconds(c.max_wall_clock_time)
+         if c.HasField("max_wall_clock_time") else "none"),
+        ("max retries", str(c.max_task_retry_count)
+         if c.HasField("max_task_retry_count") else "the job's"),
+        ("retention", seconds(c.retention_time) if c.HasField("retention_time") else "7d"),
+        ("depends on", _dependencies(t.depends_on)),
+        ("exit conditions", _exit_conditions(t.exit_conditions)),
+        ("required slots", str(t.required_slots or 1)),
+        ("priority", str(t.priority)),
+        ("state", enum_name(Task.State, t.state)),
+    ]
+    if t.state_reason:
+        rows.append(("state reason", t.state_reason))
     render_one(
         t,
         output,
         [
-            ("id", last(t.name)),
-            ("name", t.name),
-            ("display name", t.display_name or "-"),
-            ("command line", t.command_line),
-            ("environment", env),
-            ("max wall clock", wall_text),
-            ("max retries", str(t.constraints.max_task_retry_count)),
-            ("state", enum_name(Task.State, t.state)),
+            *rows,
             ("result", enum_name(Result, info.result)),
             ("exit code", _exit_code(info)),
             ("failure", _failure(info.failure_info)),
@@ -314,6 +440,65 @@ def _show_task(t: task_pb2.Task, output: str) -> None:
 def task_show(state: CliState, job_id: str, task_id: str, output: str) -> None:
     """Show one task with its execution info."""
     _show_task(state.client().get_task(job_id, task_id), output)
+
+
+@task.command("terminate")
+@click.argument("job_id")
+@click.argument("task_id")
+@output_option
+@pass_state
+def task_terminate(state: CliState, job_id: str, task_id: str, output: str) -> None:
+    """Stop a task: a running one is killed, a waiting or blocked one never runs. It completes
+    as failed (TASK_TERMINATED)."""
+    _show_task(state.client().terminate_task(job_id, task_id), output)
+
+
+@task.command("reactivate")
+@click.argument("job_id")
+@click.argument("task_id")
+@output_option
+@pass_state
+def task_reactivate(state: CliState, job_id: str, task_id: str, output: str) -> None:
+    """Run a failed task again, its retry count reset."""
+    _show_task(state.client().reactivate_task(job_id, task_id), output)
+
+
+@task.command("unblock")
+@click.argument("job_id")
+@click.argument("task_id")
+@output_option
+@pass_state
+def task_unblock(state: CliState, job_id: str, task_id: str, output: str) -> None:
+    """Run a task blocked by a failed dependency anyway."""
+    _show_task(state.client().unblock_task(job_id, task_id), output)
+
+
+@task.command("rm")
+@click.argument("job_id")
+@click.argument("task_id")
+@pass_state
+def task_rm(state: CliState, job_id: str, task_id: str) -> None:
+    """Delete a task (killing it if it runs) and its files on the nodes."""
+    state.client().delete_task(job_id, task_id)
+    err.print(f"deleted task {task_id} of job {job_id}")
+
+
+@task.command("why")
+@click.argument("job_id")
+@click.argument("task_id")
+@output_option
+@pass_state
+def task_why(state: CliState, job_id: str, task_id: str, output: str) -> None:
+    """Say why a task is not running yet (or what it is doing): waiting on dependencies, no
+    free slot, no nodes, the job disabled, ..."""
+    e = state.client().explain_task(job_id, task_id)
+    if output == "json":
+        print_json(to_dict(e))
+        return
+    # Plain echo: a summary or detail holding '[...]' must not be read as rich markup.
+    click.echo(e.summary or enum_name(Task.State, e.state))
+    for line in e.details:
+        click.echo(f"  {line}")
 
 
 def failed_task_ids(client: Client, job_id: str, limit: int = FAILED_IDS_SHOWN) -> list[str]:
