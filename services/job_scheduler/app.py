@@ -141,6 +141,9 @@ class Scheduler:
         """task_pk -> (satisfies its dependents, why not) of completed tasks of such jobs."""
         self._prio: dict[int, int] = {}
         """task_pk -> its own priority, for ACTIVE tasks that have one."""
+        self._slots: dict[int, int] = {}
+        """task_pk -> required slots, for ACTIVE tasks that need more than one (the queue
+        holds them only while the task is queued)."""
         self._parked: dict[int, list[int]] = {}
         """job_pk -> ready tasks of a disabled job, in order, until it is enabled."""
         self._deleted_attempts: set[str] = set()
@@ -155,7 +158,7 @@ class Scheduler:
             self.jobs[job.pk] = job
             self._job_keys[(job.account, job.id.lower())] = job.pk
         now = self.now()
-        waiting: list[tuple[Job, int, list[str], str]] = []
+        waiting: list[tuple[Job, int, list[str], bool]] = []
         for r in await self.store.active_tasks():
             job_pk, task_pk = r["job_pk"], r["task_pk"]
             owner = self.jobs.get(job_pk)
@@ -174,11 +177,11 @@ class Scheduler:
             if r["priority"]:
                 self._prio[task_pk] = r["priority"]
             if r["slots"] != 1:
-                self._queue(job).slots[task_pk] = r["slots"]
+                self._slots[task_pk] = r["slots"]
             if job.uses_deps:
                 self._unfinished.setdefault(job.pk, set()).add(task_pk)
-            if r["deps"] and not r["unblocked"]:
-                waiting.append((job, task_pk, json.loads(r["deps"]), r["blocked"] or ""))
+            if r["deps"]:
+                waiting.append((job, task_pk, json.loads(r["deps"]), bool(r["unblocked"])))
             else:
                 self._ready(job, task_pk)
         for job in self.jobs.values():
@@ -221,10 +224,10 @@ class Scheduler:
         log.info("scheduler state loaded", jobs=len(self.jobs), live_attempts=len(self.attempts),
                  ready=sum(len(q) for q in self.queues.values()))
 
-    async def _load_waiting(self, waiting: list[tuple[Job, int, list[str], str]]) -> None:
+    async def _load_waiting(self, waiting: list[tuple[Job, int, list[str], bool]]) -> None:
         """Tasks that waited for others when the scheduler stopped: what they still wait for,
-        from the rows of what they depend on."""
-        by_job: dict[int, list[tuple[Job, int, list[str], str]]] = {}
+        and what blocks them, from the rows of what they depend on."""
+        by_job: dict[int, list[tuple[Job, int, list[str], bool]]] = {}
         for w in waiting:
             by_job.setdefault(w[0].pk, []).append(w)
         for items in by_job.values():
@@ -232,19 +235,20 @@ class Scheduler:
             ids = sorted({d for _, _, deps, _ in items for d in deps})
             rows = await self.store.dep_rows(job.pk, ids)
             unfinished = self._unfinished.get(job.pk, set())
-            for _, task_pk, deps, blocked in items:
-                pending = []
+            for _, task_pk, deps, unblocked in items:
+                pending: list[int] = []
+                failed: dict[int, str] = {}
                 for d in deps:
                     r = rows.get(d)
                     if r is None:
                         continue  # deleted after it completed: nothing to wait for
                     if r["task_pk"] in unfinished:
                         pending.append(r["task_pk"])
-                    elif not blocked:
+                    else:
                         satisfy, why = _dep_outcome(r)
                         if not satisfy:
-                            blocked = why
-                if not self.deps.add(task_pk, job.pk, pending, blocked):
+                            failed[r["task_pk"]] = why
+                if not self.deps.add(task_pk, job.pk, pending, failed, unblocked):
                     self._ready(job, task_pk)
 
     def start(self) -> None:
@@ -267,8 +271,11 @@ class Scheduler:
     def _ready(self, job: Job, task_pk: int, *, front: bool = False) -> None:
         """A task may run now: into its pool's queue, or parked while its job is disabled."""
         if job.state == JobState.ACTIVE:
-            self._queue(job).push(job.pk, job.priority, task_pk, front=front,
-                                  task_priority=self._prio.get(task_pk, 0))
+            queue = self._queue(job)
+            queue.push(job.pk, job.priority, task_pk, front=front,
+                       task_priority=self._prio.get(task_pk, 0))
+            if task_pk in self._slots:
+                queue.slots[task_pk] = self._slots[task_pk]
             self._kick.set()
         else:
             parked = self._parked.setdefault(job.pk, [])
@@ -444,6 +451,7 @@ class Scheduler:
         out += self.deps.forget_job(job.pk)
         for pk in out:
             self._prio.pop(pk, None)
+            self._slots.pop(pk, None)
         if job.uses_deps:
             self._unfinished.get(job.pk, set()).difference_update(out)
         return out
@@ -469,7 +477,7 @@ class Scheduler:
         parked.extend(self._queue(job).drop_job(job.pk))
         running = [a for a in self.attempts.values() if a.job_pk == job.pk]
         if option == DisableOption.REQUEUE:
-            self._cancel(running, CancelIntent.REQUEUE, None)
+            self._cancel(running, CancelIntent.RETURN, None)
         elif option == DisableOption.TERMINATE:
             self._cancel(running, CancelIntent.TERMINATE, JOB_DISABLED)
         self._set_job_state(job, JobState.DISABLING if running else JobState.DISABLED, self.now())
@@ -645,27 +653,26 @@ class Scheduler:
         read, and the in-memory sets are the truth."""
         batch = {sp.id.lower(): pk for sp, pk in zip(specs, pks, strict=True)}
         unfinished = self._unfinished.get(job.pk, set())
-        queue = self._queue(job)
         for sp, pk in zip(specs, pks, strict=True):
             if sp.priority:
                 self._prio[pk] = sp.priority
             if sp.slots != 1:
-                queue.slots[pk] = sp.slots
+                self._slots[pk] = sp.slots
             pending: list[int] = []
-            blocked = ""
+            failed: dict[int, str] = {}
             for d in sp.deps:
                 dpk = batch.get(d)
                 if dpk is None:
                     dpk, _, why = known[d]
                     if dpk not in unfinished:
                         satisfy, why = self._outcomes.get(dpk, (not why, why))
-                        if not satisfy and not blocked:
-                            blocked = why
+                        if not satisfy:
+                            failed[dpk] = why
                         continue
                 pending.append(dpk)
-            if sp.deps and self.deps.add(pk, job.pk, pending, blocked):
-                if blocked:
-                    self.store.set_blocked(pk, blocked)
+            if sp.deps and self.deps.add(pk, job.pk, pending, failed):
+                if failed:
+                    self.store.set_blocked(pk, next(iter(failed.values())))
                 continue
             self._ready(job, pk)
 
@@ -699,8 +706,8 @@ class Scheduler:
     def _take_active(self, job: Job, task_pk: int) -> bool:
         """Take an ACTIVE task out of wherever it waits; False if it was not found there."""
         self._prio.pop(task_pk, None)
+        self._slots.pop(task_pk, None)
         self._counters.pop(task_pk, None)
-        self._queue(job).slots.pop(task_pk, None)
         if self._queue(job).remove(job.pk, task_pk):
             return True
         parked = self._parked.get(job.pk, [])
@@ -729,46 +736,46 @@ class Scheduler:
             job.counts.enter(TaskState.COMPLETED, Result.FAILURE)
             self._dirty.add(job.pk)
             if job.uses_deps or job.exit_job_actions or t.spec.exits:
-                self._completed(job, t.pk, t.spec.id, t.spec.exits, False, None, TASK_TERMINATED.code)
+                self._completed(job, t.pk, t.spec.id, t.spec.exits, False, None,
+                                TASK_TERMINATED.code, job_action=False)
         await self._commit()
         return await self.get_task(account, job_id, task_id)
 
+    def _is_live(self, job: Job, task_pk: int) -> bool:
+        """Whether the task is ACTIVE or running in memory (its row may lag a commit)."""
+        return (self._attempt_of(task_pk) is not None
+                or self._queue(job).contains(job.pk, task_pk)
+                or task_pk in self._parked.get(job.pk, ())
+                or task_pk in self.deps.waiting)
+
     async def reactivate_task(self, account: str, job_id: str, task_id: str) -> TaskRecord:
-        """A failed task runs again, its retry count reset; dependents it blocked wait for it
-        again."""
+        """A failed task runs again, its retry count reset; dependents its failure blocked
+        wait for it again."""
         job = self._job(account, job_id)
+        await self._commit()  # so the row below is not behind what memory knows
         t = await self.get_task(account, job_id, task_id)
-        if t.state != TaskState.COMPLETED or t.result != Result.FAILURE:
-            raise failed_precondition("TASK_NOT_FAILED", f"task {t.spec.id!r} is "
-                                      f"{t.state.name.lower()}: only a failed task can be reactivated")
+        # No await from here to the commit: the task is ACTIVE again in one step.
+        if (t.state != TaskState.COMPLETED or t.result != Result.FAILURE
+                or self._is_live(job, t.pk)):
+            raise failed_precondition("TASK_NOT_FAILED", f"task {t.spec.id!r} is not a failed, "
+                                      "completed task: only those can be reactivated")
         if job.state not in OPEN_JOB_STATES:
             raise failed_precondition("JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}")
-        dependents = await self.store.dependents_of(job.pk, t.spec.id.lower()) if job.uses_deps else []
-        # From here no await until the commit: the task is ACTIVE again in one step.
-        t2 = await self.store.get_task(job.pk, task_id)
-        if t2 is None or t2.state != TaskState.COMPLETED:
-            raise failed_precondition("TASK_NOT_FAILED", f"task {t.spec.id!r} changed meanwhile; try again")
         self.store.reactivate(t.pk, self.now())
         job.counts.completed -= 1
         job.counts.failed -= 1
         job.counts.active += 1
         self._dirty.add(job.pk)
         if job.uses_deps:
-            known = self._outcomes.pop(t.pk, None)
-            rules = convert.exit_rules(task_pb2.ExitConditions.FromString(t.spec.exits),
-                                       "exits") if t.spec.exits else None
-            _, why = known or _satisfies(rules, False, t.exit_code,
-                                         t.failure.code if t.failure else None, t.spec.id)
+            self._outcomes.pop(t.pk, None)
             self._unfinished.setdefault(job.pk, set()).add(t.pk)
-            if why:
-                self.deps.reopened(t.pk, dependents, why)
-                for d in dependents:
-                    if not self.deps.is_blocked(d):
-                        self.store.set_blocked(d, None)
+            for d in self.deps.blocked_by(t.pk):
+                self.deps.reopened_one(t.pk, d)
+                self.store.set_blocked(d, self.deps.waiting[d].blocked or None)
         if t.spec.priority:
             self._prio[t.pk] = t.spec.priority
         if t.spec.slots != 1:
-            self._queue(job).slots[t.pk] = t.spec.slots
+            self._slots[t.pk] = t.spec.slots
         self._ready(job, t.pk)
         await self._commit()
         return await self.get_task(account, job_id, task_id)
@@ -777,12 +784,13 @@ class Scheduler:
         """Run a task blocked by a failed dependency anyway."""
         job = self._job(account, job_id)
         t = await self.get_task(account, job_id, task_id)
-        if not self.deps.is_blocked(t.pk):
+        res = self.deps.unblock(t.pk)
+        if res is None:
             raise failed_precondition("TASK_NOT_BLOCKED", f"task {t.spec.id!r} is not blocked by "
                                       "a failed dependency")
-        self.deps.unblock(t.pk)
         self.store.unblock(t.pk)
-        self._ready(job, t.pk)
+        if res[1]:
+            self._ready(job, t.pk)  # else it still waits for dependencies that have not ended
         await self._commit()
         return await self.get_task(account, job_id, task_id)
 
@@ -867,24 +875,20 @@ class Scheduler:
         """Delete a task (a running one is killed). Refused while tasks that depend on it
         have not completed: their dependency would vanish."""
         job = self._job(account, job_id)
-        t = await self.get_task(account, job_id, task_id)
-        if job.uses_deps:
-            waiting = [d for d in await self.store.dependents_of(job.pk, t.spec.id.lower())
-                       if d in self._unfinished.get(job.pk, set())]
-            if waiting:
+        async with self._add_locks.setdefault(job.pk, asyncio.Lock()):
+            await self._commit()  # so the row below is not behind what memory knows
+            t = await self.get_task(account, job_id, task_id)
+            # No await from here to the commit; memory decides what the task is now.
+            if self.deps.has_dependents(t.pk):
                 raise failed_precondition(
                     "TASK_HAS_DEPENDENTS",
-                    f"task {t.spec.id!r} has {len(waiting)} dependent task(s) not yet completed; "
+                    f"task {t.spec.id!r} has dependent tasks that have not completed; "
                     "terminate or delete them first")
-        async with self._add_locks.setdefault(job.pk, asyncio.Lock()):
-            t = await self.get_task(account, job_id, task_id)
-            # No await from here to the commit.
             a = self._attempt_of(t.pk)
             if a is not None:
                 self._cancel([a], CancelIntent.TERMINATE, TASK_TERMINATED)
                 self._deleted_attempts.add(a.attempt_id)
-            elif t.state == TaskState.ACTIVE:
-                self._take_active(job, t.pk)
+            elif self._take_active(job, t.pk):
                 job.counts.active -= 1
             elif t.state == TaskState.COMPLETED:
                 job.counts.completed -= 1
@@ -892,6 +896,9 @@ class Scheduler:
                     job.counts.succeeded -= 1
                 else:
                     job.counts.failed -= 1
+            else:
+                raise ShoalError(Code.UNAVAILABLE, "TASK_CHANGING",
+                                 f"task {t.spec.id!r} is changing state; try again")
             if job.uses_deps:
                 self._unfinished.get(job.pk, set()).discard(t.pk)
                 self._outcomes.pop(t.pk, None)
@@ -1022,7 +1029,9 @@ class Scheduler:
             queue = self.queues.get(pool_key)
             if queue and queue.jobs:
                 free = sum(s.free_slots for s in sessions)
-                candidates.extend(queue.peek(min(free, DISPATCH_BATCH - len(candidates))))
+                candidates.extend(queue.peek(
+                    min(free, DISPATCH_BATCH - len(candidates)), self._room(queue),
+                    max(s.free_slots for s in sessions)))
         if not candidates:
             return
         info = await self.store.dispatch_info(candidates)
@@ -1034,9 +1043,8 @@ class Scheduler:
             queue = self.queues.get(pool_key)
             if not queue or not queue.jobs:
                 continue
-            room = {pk: max(0, j.max_parallel - j.counts.running) for pk in queue.jobs
-                    if (j := self.jobs[pk]).max_parallel} or None
-            picks = plan(queue, sessions, DISPATCH_BATCH - len(chosen), room)
+            picks = plan(queue, sessions, DISPATCH_BATCH - len(chosen), self._room(queue),
+                         set(info))
             late = [p for p in picks if p[1] not in info]  # added during the read
             for job_pk, task_pk, s, slots in reversed(late):  # back in front, in their order
                 s.used_slots -= slots
@@ -1076,6 +1084,12 @@ class Scheduler:
         if unsent:
             await self._commit()
 
+    def _room(self, queue: PoolQueue) -> dict[int, int] | None:
+        """How many more tasks each capped job of a pool may start (max_parallel_tasks)."""
+        room = {pk: max(0, j.max_parallel - j.counts.running) for pk in queue.jobs
+                if (j := self.jobs[pk]).max_parallel}
+        return room or None
+
     def _dispatchable(self) -> bool:
         return any(
             (q := self.queues.get((s.key[0], s.key[1]))) is not None and q.jobs
@@ -1098,7 +1112,7 @@ class Scheduler:
             exits=info["exits"], priority=int(info["priority"]),  # type: ignore[arg-type, call-overload]
         )
         if slots != 1:
-            self._queue(job).slots.pop(task_pk, None)
+            self._slots.pop(task_pk, None)
         if a.priority:
             self._prio.pop(task_pk, None)
         self.attempts[a.attempt_id] = a
@@ -1126,8 +1140,12 @@ class Scheduler:
         job = self.jobs.get(a.job_pk)
         if job is None:
             return
-        lost = NODE_LOST if a.cancel != CancelIntent.REQUEUE else Failure(
-            Category.SERVER_ERROR, "NODE_REMOVED", "the task's node was removed; it was requeued")
+        lost = {
+            CancelIntent.REQUEUE: Failure(Category.SERVER_ERROR, "NODE_REMOVED",
+                                          "the task's node was removed; it was requeued"),
+            CancelIntent.RETURN: Failure(Category.USER_ERROR, "REQUEUED",
+                                         "its job or node was disabled; it was requeued"),
+        }.get(a.cancel, NODE_LOST)
         if a.attempt_id in self._deleted_attempts:
             # Its task was deleted while it ran: only the slot and the count are left to free.
             self._deleted_attempts.discard(a.attempt_id)
@@ -1159,19 +1177,20 @@ class Scheduler:
             if a.priority:
                 self._prio[a.task_pk] = a.priority
             if a.slots != 1:
-                self._queue(job).slots[a.task_pk] = a.slots
+                self._slots[a.task_pk] = a.slots
             # Retries and requeues go first: the job's oldest work should finish first.
             self._ready(job, a.task_pk, front=True)
         elif a.exits is not None or job.uses_deps or job.exit_job_actions:
             self._completed(job, a.task_pk, a.task_id, a.exits, out.result == Result.SUCCESS,
-                            exit_code, failure.code if failure else None)
+                            exit_code, failure.code if failure else None,
+                            job_action=a.cancel == CancelIntent.NONE)
         log.debug("attempt resolved", job=job.id, attempt=a.attempt_id, node=a.node_name,
                  state=out.state.name, result=out.result.name if out.result else None,
                  exit_code=exit_code, retried=out.retried, requeued=out.requeued)
 
     def _completed(
         self, job: Job, task_pk: int, task_id: str, exits: bytes | None, succeeded: bool,
-        exit_code: int | None, failure_code: str | None,
+        exit_code: int | None, failure_code: str | None, *, job_action: bool = True,
     ) -> None:
         """A task of a job with dependencies or exit conditions completed: satisfy or block
         its dependents, and take the job action its exit conditions name."""
@@ -1185,7 +1204,9 @@ class Scheduler:
                 self._ready(job, pk)
             for pk in blocked:
                 self.store.set_blocked(pk, why)
-        if job.exit_job_actions and job.state in OPEN_JOB_STATES:
+        # Only for ends the task produced itself: a task stopped by a user or by the service
+        # (terminated, disabled, its node lost) does not take its job down with it.
+        if job_action and job.exit_job_actions and job.state in OPEN_JOB_STATES:
             action = respond(rules, succeeded, exit_code, failure_code).job_action
             if action == JobAction.TERMINATE:
                 self._end_job_tasks(job, "TaskFailed")
@@ -1377,7 +1398,7 @@ class Scheduler:
                 Category.SERVER_ERROR, "NODE_SCHEDULING_DISABLED",
                 "the task's node had its scheduling disabled with option TERMINATE"))
         elif option != pool_pb2.TASK_COMPLETION:
-            self._cancel(attempts, CancelIntent.REQUEUE, None)
+            self._cancel(attempts, CancelIntent.RETURN, None)
         log.info("node scheduling disabled", node=s.name, account=account, attempts=len(attempts),
                  option=pool_pb2.NodeDeallocationOption.Name(option))
 

@@ -65,8 +65,14 @@ class _Waiting:
     job_pk: int
     pending: int
     """Dependencies not yet completed."""
-    blocked: str = ""
-    """Why it is blocked (a dependency's failure); empty while it may still run."""
+    failed: dict[int, str] = field(default_factory=dict)
+    """Dependencies that completed without satisfying it, and how: it is blocked while any."""
+    ignore_failures: bool = False
+    """Unblocked by the user: failed dependencies no longer block it (pending ones still count)."""
+
+    @property
+    def blocked(self) -> str:
+        return "" if self.ignore_failures or not self.failed else next(iter(self.failed.values()))
 
 
 @dataclass
@@ -77,14 +83,18 @@ class DependencyTracker:
     dependents: dict[int, list[int]] = field(default_factory=dict)
     """task -> tasks waiting for it to complete."""
 
-    def add(self, task_pk: int, job_pk: int, pending: Iterable[int], blocked: str = "") -> bool:
+    def add(
+        self, task_pk: int, job_pk: int, pending: Iterable[int],
+        failed: dict[int, str] | None = None, ignore_failures: bool = False,
+    ) -> bool:
         """Track a task; True when it waits (does not go to the ready queue now)."""
         pend = list(pending)
         for dep in pend:
             self.dependents.setdefault(dep, []).append(task_pk)
-        if not pend and not blocked:
+        w = _Waiting(job_pk, len(pend), dict(failed or {}), ignore_failures)
+        if not pend and not w.blocked:
             return False
-        self.waiting[task_pk] = _Waiting(job_pk, len(pend), blocked)
+        self.waiting[task_pk] = w
         return True
 
     def completed(
@@ -99,33 +109,42 @@ class DependencyTracker:
             if w is None:
                 continue
             w.pending -= 1
-            if not satisfy and not w.blocked:
-                w.blocked = reason
-                blocked.append(d)
+            if not satisfy:
+                was = w.blocked
+                w.failed[task_pk] = reason
+                if w.blocked and not was:
+                    blocked.append(d)
             if w.pending == 0 and not w.blocked:
                 del self.waiting[d]
                 ready.append((w.job_pk, d))
         return ready, blocked
 
-    def reopened(self, task_pk: int, dependents: Iterable[int], reason: str) -> None:
-        """A completed task was reactivated: dependents it blocked (with `reason`) wait for
-        it again instead."""
-        for d in dependents:
-            w = self.waiting.get(d)
-            if w is not None and w.blocked == reason:
-                w.blocked = ""
-                w.pending += 1
-                self.dependents.setdefault(task_pk, []).append(d)
+    def blocked_by(self, task_pk: int) -> list[int]:
+        """Waiting tasks that a failure of `task_pk` counts against."""
+        return [d for d, w in self.waiting.items() if task_pk in w.failed]
 
-    def unblock(self, task_pk: int) -> int | None:
-        """Run a blocked task anyway: returns its job when it is ready now, else None."""
-        w = self.waiting.pop(task_pk, None)
-        if w is None:
+    def reopened_one(self, task_pk: int, dependent: int) -> None:
+        """A completed task was reactivated: a dependent its failure counted against waits
+        for it again (and is still blocked only by other failed dependencies)."""
+        w = self.waiting[dependent]
+        del w.failed[task_pk]
+        w.pending += 1
+        self.dependents.setdefault(task_pk, []).append(dependent)
+
+    def unblock(self, task_pk: int) -> tuple[int, bool] | None:
+        """Failed dependencies no longer block the task: (its job, ready now) — ready only
+        when none is pending any more — or None when it was not blocked."""
+        w = self.waiting.get(task_pk)
+        if w is None or not w.blocked:
             return None
-        for deps in self.dependents.values():
-            if task_pk in deps:
-                deps.remove(task_pk)
-        return w.job_pk
+        w.ignore_failures = True
+        if w.pending == 0:
+            del self.waiting[task_pk]
+            return w.job_pk, True
+        return w.job_pk, False
+
+    def has_dependents(self, task_pk: int) -> bool:
+        return bool(self.dependents.get(task_pk)) or bool(self.blocked_by(task_pk))
 
     def forget(self, task_pk: int) -> None:
         """The task left ACTIVE without running (terminated, deleted, its job ended)."""
@@ -135,12 +154,17 @@ class DependencyTracker:
                     deps.remove(task_pk)
 
     def forget_job(self, job_pk: int) -> list[int]:
-        gone = [pk for pk, w in self.waiting.items() if w.job_pk == job_pk]
+        gone = {pk for pk, w in self.waiting.items() if w.job_pk == job_pk}
         for pk in gone:
             del self.waiting[pk]
-        for dep in [d for d, ws in self.dependents.items() if all(w in gone for w in ws)]:
-            del self.dependents[dep]
-        return gone
+        if gone:
+            for dep in list(self.dependents):
+                left = [w for w in self.dependents[dep] if w not in gone]
+                if left:
+                    self.dependents[dep] = left
+                else:
+                    del self.dependents[dep]
+        return sorted(gone)
 
     def reason(self, task_pk: int) -> str:
         w = self.waiting.get(task_pk)

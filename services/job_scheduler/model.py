@@ -64,6 +64,9 @@ class CancelIntent(IntEnum):
     """Back to ACTIVE; counts as a requeue, never as a retry."""
     TERMINATE = 2
     """Completed as failed with the recorded failure."""
+    RETURN = 3
+    """Back to ACTIVE because a user or an operator asked (job or node disabled with
+    requeue): neither a retry nor a requeue against the node-loss cap."""
 
 
 @dataclass(frozen=True)
@@ -252,6 +255,8 @@ def judge(report: Report | None, attempt: Attempt, max_requeues: int) -> Outcome
     """
     if attempt.cancel == CancelIntent.TERMINATE:
         return Outcome(TaskState.COMPLETED, Result.FAILURE, failure=attempt.cancel_failure)
+    if attempt.cancel == CancelIntent.RETURN:
+        return Outcome(TaskState.ACTIVE, None)
     if report is None or attempt.cancel == CancelIntent.REQUEUE:
         return _requeue(attempt, max_requeues)
     if report.failure is not None and report.failure.code in NOT_RUN_CODES:

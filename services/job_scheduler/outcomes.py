@@ -2,7 +2,8 @@
 pure (stdlib only).
 
 The first match wins: the exit code (exact, then ranges), then a file upload error or a
-pre-processing error (the task failed before its process ran), then the default. Without a
+pre-processing error (the task failed before its process ran), then — for a failure only —
+the default. Without a
 match the defaults are Azure's: dependents are satisfied by a success and blocked by a
 failure; the job action is NONE for a success and TERMINATE for a failure — applied only when
 the job's `on_task_failure` says to perform exit options' job actions.
@@ -78,7 +79,8 @@ def respond(
             chosen, matched = rules.file_upload_error, "file upload error"
         if chosen is None and failure_code in PRE_PROCESSING_CODES and rules.pre_processing_error:
             chosen, matched = rules.pre_processing_error, "pre-processing error"
-        if chosen is None and rules.default is not None:
+        if chosen is None and rules.default is not None and not succeeded:
+            # Azure Batch: `default` answers failures; exit code 0 needs its own entry.
             chosen, matched = rules.default, "default"
     job_action = chosen.job_action if chosen else JobAction.UNSPECIFIED
     dep_action = chosen.dependency_action if chosen else DependencyAction.UNSPECIFIED

@@ -51,6 +51,12 @@ class JobQueue:
         low = [pk for p, _, pk in ranked if p > 0]
         return [*high, *self.tasks, *low]
 
+    def discard(self, pks: set[int]) -> None:
+        """Drop many tasks at once: one pass, not one per task."""
+        self.tasks = deque(pk for pk in self.tasks if pk not in pks)
+        self.ranked = [e for e in self.ranked if e[2] not in pks]
+        heapq.heapify(self.ranked)
+
     def take(self, pk: int) -> None:
         try:
             self.tasks.remove(pk)
@@ -93,21 +99,37 @@ class PoolQueue:
             self.slots.pop(pk, None)
         return q.order()
 
+    def contains(self, job_pk: int, task_pk: int) -> bool:
+        q = self.jobs.get(job_pk)
+        return q is not None and q.contains(task_pk)
+
     def remove(self, job_pk: int, task_pk: int) -> bool:
         q = self.jobs.get(job_pk)
         if q is None or not q.contains(task_pk):
             return False
         q.take(task_pk)
+        self.slots.pop(task_pk, None)
         return True
 
-    def peek(self, limit: int) -> list[int]:
-        """Up to `limit` task keys in the order `plan` would take them, without taking them."""
+    def peek(
+        self, limit: int, room: dict[int, int] | None = None, max_free: int | None = None
+    ) -> list[int]:
+        """Up to `limit` task keys in the order `plan` would take them, without taking them:
+        jobs with no `room` left are skipped, and tasks needing more than `max_free` slots
+        (the most any node has free) too, so what is read is what can be placed."""
         out: list[int] = []
         for q in self.ordered():
+            cap = room.get(q.job_pk) if room else None
+            n = 0
             for pk in q.order() if q.ranked else q.tasks:
-                if len(out) >= limit:
-                    return out
+                if len(out) >= limit or (cap is not None and n >= cap):
+                    break
+                if max_free is not None and self.slots.get(pk, 1) > max_free:
+                    continue
                 out.append(pk)
+                n += 1
+            if len(out) >= limit:
+                break
         return out
 
     def __len__(self) -> int:
@@ -119,14 +141,15 @@ class PoolQueue:
 
 def plan(
     queue: PoolQueue, sessions: list[Session], limit: int,
-    room: dict[int, int] | None = None,
+    room: dict[int, int] | None = None, only: set[int] | None = None,
 ) -> list[tuple[int, int, Session, int]]:
     """Take up to `limit` ready tasks off `queue` and pick a node for each.
 
-    `room` caps how many more tasks a job may start (max_parallel_tasks), job_pk -> count.
-    Returns (job_pk, task_pk, session, slots) tuples; the sessions' used slots are updated
-    so the caller's view stays consistent with the plan. A task that fits no node now stays
-    queued, in its place, and smaller tasks behind it may go first.
+    `room` caps how many more tasks a job may start (max_parallel_tasks), job_pk -> count;
+    `only` limits the choice to these tasks (those whose rows were read). Returns
+    (job_pk, task_pk, session, slots) tuples; the sessions' used slots are updated so the
+    caller's view stays consistent with the plan. A task that fits no node now stays queued,
+    in its place, and smaller tasks behind it may go first.
     """
     nodes = [s for s in sessions if s.schedulable and s.free_slots > 0]
     if queue.pack:
@@ -139,9 +162,9 @@ def plan(
         if cap is not None and cap <= 0:
             continue
         if not jq.ranked and not queue.slots and not queue.pack:
-            _spread_simple(jq, heap, out, limit, cap)
+            _spread_simple(jq, heap, out, limit, cap, only)
         else:
-            _place_general(queue, jq, nodes, heap, out, limit, cap)
+            _place_general(queue, jq, nodes, heap, out, limit, cap, only)
         if not heap or len(out) >= limit:
             break
     for q in [q for q in queue.jobs.values() if not q]:
@@ -151,11 +174,13 @@ def plan(
 
 def _spread_simple(
     jq: JobQueue, heap: list[tuple[int, int, Session]], out: list[tuple[int, int, Session, int]],
-    limit: int, cap: int | None,
+    limit: int, cap: int | None, only: set[int] | None,
 ) -> None:
     """One slot per task, spread: the hot path of a plain job, one heap step per task."""
     taken = 0
     while jq.tasks and heap and len(out) < limit and (cap is None or taken < cap):
+        if only is not None and jq.tasks[0] not in only:
+            break  # pushed to the front while its rows were read: next round
         neg_free, i, s = heapq.heappop(heap)
         out.append((jq.job_pk, jq.tasks.popleft(), s, 1))
         s.used_slots += 1
@@ -167,19 +192,26 @@ def _spread_simple(
 def _place_general(
     queue: PoolQueue, jq: JobQueue, nodes: list[Session], heap: list[tuple[int, int, Session]],
     out: list[tuple[int, int, Session, int]], limit: int, cap: int | None,
+    only: set[int] | None,
 ) -> None:
-    taken = 0
+    taken: set[int] = set()
+    most_free = max((s.free_slots for s in nodes), default=0)
     for pk in jq.order():
-        if len(out) >= limit or (cap is not None and taken >= cap):
+        if len(out) >= limit or (cap is not None and len(taken) >= cap) or most_free <= 0:
             break
         need = queue.slots.get(pk, 1)
+        if need > most_free or (only is not None and pk not in only):
+            continue  # fits no node now, or not read this round: it keeps its place
         s = _pick(nodes, need, queue.pack)
         if s is None:
-            continue  # fits no node now: it keeps its place
-        jq.take(pk)
+            continue
         s.used_slots += need
         out.append((jq.job_pk, pk, s, need))
-        taken += 1
+        taken.add(pk)
+        queue.slots.pop(pk, None)
+        most_free = max(x.free_slots for x in nodes)
+    if taken:
+        jq.discard(taken)
     # The heap of the simple path must reflect what was used here.
     heap[:] = [(-s.free_slots, i, s) for i, s in enumerate(nodes) if s.free_slots > 0]
     heapq.heapify(heap)
