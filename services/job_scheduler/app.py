@@ -559,8 +559,7 @@ class Scheduler:
                 raise failed_precondition(
                     "JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}: it takes no new tasks"
                 )
-            extras = [i for i, sp in enumerate(specs)
-                      if sp.deps or sp.exits or sp.slots != 1 or sp.priority]
+            extras = [i for i, sp in enumerate(specs) if sp.extra]
             known = await self._check_extras(job, specs, extras) if extras else {}
             first = self.store.next_task_pk
             self.store.next_task_pk += len(specs)

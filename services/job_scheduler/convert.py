@@ -122,7 +122,7 @@ def task_extras(spec: TaskSpec, task: task_pb2.Task, prefix: str) -> TaskSpec:
         retention = check_wall_clock(task.constraints.retention_time,
                                      f"{prefix}task.constraints.retention_time")
     return spec._replace(deps=deps, exits=exits, slots=slots, priority=task.priority,
-                         retention=retention, deps_spec=deps_spec)
+                         retention=retention, deps_spec=deps_spec, extra=True)
 
 
 def exit_rules(c: task_pb2.ExitConditions, field: str) -> ExitRules:

@@ -174,6 +174,8 @@ class TaskSpec(NamedTuple):
     retention: float | None = None
     deps_spec: bytes | None = None
     """Serialized shoal.v1.TaskDependencies as given, for reading back."""
+    extra: bool = False
+    """Set when any of deps, exits, slots, priority, retention is: one test on the hot path."""
 
 
 @dataclass

@@ -137,9 +137,15 @@ INSERT_JOB = (
 )
 INSERT_TASK = (
     "INSERT INTO tasks (task_pk, job_pk, id, id_lower, display_name, command_line, environment, "
-    "max_wall_clock, max_retries, files, state, create_time, state_time, deps, deps_spec, exits, "
-    "slots, priority, retention) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)"
+    "max_wall_clock, max_retries, files, state, create_time, state_time) "
+    "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+INSERT_TASK_EXTRAS = (
+    "UPDATE tasks SET deps=?, deps_spec=?, exits=?, slots=?, priority=?, retention=? "
+    "WHERE task_pk=?"
+)
+"""The rarer columns, for the few tasks of a batch that have them: plain tasks (most of a
+100,000-task batch) are inserted with the same 13 values as ever."""
 ASSIGN_TASK = (
     "UPDATE tasks SET state=?, state_time=?, attempt_id=?, attempt_number=?, node=?, "
     "start_time=NULL, end_time=NULL, exit_code=NULL, failure_category=NULL, failure_code=NULL, "
@@ -398,22 +404,30 @@ class Store:
         Returns [] on success; on a duplicate id nothing is inserted and the ids the job
         already has are returned. The UNIQUE index is the duplicate check: no query first."""
         active = int(TaskState.ACTIVE)
+        tasks = list(tasks)
         rows = [
             (pk, job_pk, s.id, s.id.lower(), s.display_name, s.command_line,
              json.dumps(s.environment) if s.environment else "{}", s.max_wall_clock_time,
-             s.max_task_retry_count, s.files, active, now, now,
-             json.dumps(s.deps) if s.deps else None, s.deps_spec, s.exits, s.slots, s.priority,
-             s.retention)
+             s.max_task_retry_count, s.files, active, now, now)
             for pk, s in tasks
         ]
+        extras = [
+            (json.dumps(s.deps) if s.deps else None, s.deps_spec, s.exits, s.slots, s.priority,
+             s.retention, pk)
+            for pk, s in tasks if s.extra
+        ]
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._wthread, self._insert_checked, job_pk, rows)
+        return await loop.run_in_executor(self._wthread, self._insert_checked, job_pk, rows, extras)
 
-    def _insert_checked(self, job_pk: int, rows: list[tuple[Any, ...]]) -> list[str]:
+    def _insert_checked(
+        self, job_pk: int, rows: list[tuple[Any, ...]], extras: list[tuple[Any, ...]]
+    ) -> list[str]:
         w = self._w
         w.execute("BEGIN IMMEDIATE")
         try:
             w.executemany(INSERT_TASK, rows)
+            if extras:
+                w.executemany(INSERT_TASK_EXTRAS, extras)
         except sqlite3.IntegrityError:
             w.execute("ROLLBACK")
             ids = [r[3] for r in rows]
