@@ -173,7 +173,3 @@ class DependencyTracker:
         if w.blocked:
             return f"blocked: {w.blocked}"
         return f"waiting for {w.pending} dependenc{'y' if w.pending == 1 else 'ies'}"
-
-    def is_blocked(self, task_pk: int) -> bool:
-        w = self.waiting.get(task_pk)
-        return w is not None and bool(w.blocked)

@@ -497,13 +497,6 @@ class Store:
                     out[r["id_lower"]] = r
         return out
 
-    async def dependents_of(self, job_pk: int, id_lower: str) -> list[int]:
-        """task_pk of the job's tasks that depend on the task `id_lower`."""
-        async with self._r.execute(
-            "SELECT task_pk, deps FROM tasks WHERE job_pk=? AND deps IS NOT NULL", (job_pk,)
-        ) as cur:
-            return [r["task_pk"] for r in await cur.fetchall() if id_lower in json.loads(r["deps"])]
-
     async def live_attempts(self) -> list[dict[str, Any]]:
         """Attempts of PREPARING/RUNNING tasks: the running set at start."""
         async with self._r.execute(
