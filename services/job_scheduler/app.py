@@ -1143,7 +1143,7 @@ class Scheduler:
             CancelIntent.REQUEUE: Failure(Category.SERVER_ERROR, "NODE_REMOVED",
                                           "the task's node was removed; it was requeued"),
             CancelIntent.RETURN: Failure(Category.USER_ERROR, "REQUEUED",
-                                         "its job or node was disabled; it was requeued"),
+                                         "its job was disabled; it was requeued"),
         }.get(a.cancel, NODE_LOST)
         if a.attempt_id in self._deleted_attempts:
             # Its task was deleted while it ran: only the slot and the count are left to free.
@@ -1397,7 +1397,8 @@ class Scheduler:
                 Category.SERVER_ERROR, "NODE_SCHEDULING_DISABLED",
                 "the task's node had its scheduling disabled with option TERMINATE"))
         elif option != pool_pb2.TASK_COMPLETION:
-            self._cancel(attempts, CancelIntent.RETURN, None)
+            # Because of its node, like a removal: counted as a requeue.
+            self._cancel(attempts, CancelIntent.REQUEUE, None)
         log.info("node scheduling disabled", node=s.name, account=account, attempts=len(attempts),
                  option=pool_pb2.NodeDeallocationOption.Name(option))
 

@@ -65,8 +65,8 @@ class CancelIntent(IntEnum):
     TERMINATE = 2
     """Completed as failed with the recorded failure."""
     RETURN = 3
-    """Back to ACTIVE because a user or an operator asked (job or node disabled with
-    requeue): neither a retry nor a requeue against the node-loss cap."""
+    """Back to ACTIVE because its job was disabled with requeue: neither a retry nor a
+    requeue (those count what happened because of the task's node)."""
 
 
 @dataclass(frozen=True)
