@@ -15,6 +15,7 @@ import hashlib
 import os
 import stat
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, BinaryIO
@@ -91,22 +92,14 @@ class Transfers:
         """GET `url` into `dest` (replaced atomically); returns the byte count. `durable`
         fsyncs before the rename (for files that outlive a crash, like cache entries)."""
         tmp = dest.parent / f".{dest.name}.part-{uuid.uuid4().hex[:12]}"
+
+        async def once() -> int:
+            size = await self._get_once(url, tmp, expect, durable)
+            os.replace(tmp, dest)
+            return size
+
         try:
-            for attempt in range(self._attempts):
-                try:
-                    size = await self._get_once(url, tmp, expect, durable)
-                    os.replace(tmp, dest)
-                    return size
-                except _Retry as e:
-                    if attempt + 1 >= self._attempts:
-                        raise TransferError(
-                            f"GET {_describe(url)} failed after {self._attempts} tries: {e}"
-                        ) from None
-                    delay = backoff(attempt)
-                    log.warning("download failed; retrying", url=_describe(url), error=str(e),
-                                retry_in=round(delay, 3))
-                    await asyncio.sleep(delay)
-            raise AssertionError("unreachable")
+            return await self._retrying("GET", url, once)
         finally:
             with contextlib.suppress(FileNotFoundError):
                 os.unlink(tmp)
@@ -153,17 +146,23 @@ class Transfers:
     async def upload(self, url: str, path: Path) -> int:
         """PUT the file at `path` (not followed if it is a symlink) with its Content-Length;
         returns the byte count."""
+        return await self._retrying("PUT", url, lambda: self._put_once(url, path))
+
+    async def _retrying(
+        self, method: str, url: str, once: Callable[[], Awaitable[int]]
+    ) -> int:
+        """Run one transfer, again with backoff while it fails in a way worth retrying."""
         for attempt in range(self._attempts):
             try:
-                return await self._put_once(url, path)
+                return await once()
             except _Retry as e:
                 if attempt + 1 >= self._attempts:
                     raise TransferError(
-                        f"PUT {_describe(url)} failed after {self._attempts} tries: {e}"
+                        f"{method} {_describe(url)} failed after {self._attempts} tries: {e}"
                     ) from None
                 delay = backoff(attempt)
-                log.warning("upload failed; retrying", url=_describe(url), error=str(e),
-                            retry_in=round(delay, 3))
+                log.warning("transfer failed; retrying", method=method, url=_describe(url),
+                            error=str(e), retry_in=round(delay, 3))
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
