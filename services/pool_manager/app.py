@@ -438,7 +438,11 @@ class PoolManager:
         key = _key(pool, node_id)
         try:
             await self._provider.stop(key)
-            await self._forget(pool, node_id)
+            # Under the round's lock, and out of `stopping` with no await in between: a round
+            # that read the row while the agent was being stopped would otherwise find the
+            # agent gone and not ours, and take it for a crash (requeue, forget it twice).
+            async with self._round:
+                await self._forget(pool, node_id)
         except Exception:  # noqa: BLE001 - retried next round
             log.exception("could not stop node", node=node_id)
         finally:

@@ -73,6 +73,9 @@ class FakeScheduler(sc_grpc.SchedulerControlServiceServicer):
         self.removed: list[tuple[str, str, tuple[str, ...], int]] = []
         self.available = True
         self.session_calls = 0
+        # Seconds ListNodeSessions takes for a pool: keeps a reconcile round open (it asks
+        # the pools one after another) while other things happen.
+        self.session_delay: dict[str, float] = {}
 
     def connect(
         self, account: str, pool: str, node: str, running_tasks: int = 0, slots: int = 1,
@@ -95,6 +98,7 @@ class FakeScheduler(sc_grpc.SchedulerControlServiceServicer):
     async def ListNodeSessions(self, request: Any, context: Any) -> Any:
         await self._check(context)
         self.session_calls += 1
+        await asyncio.sleep(self.session_delay.get(request.pool_id, 0.0))
         live = self.sessions.get((rpc.account(), request.pool_id), {})
         return sc_pb2.ListNodeSessionsResponse(sessions=list(live.values()))
 
@@ -103,6 +107,10 @@ class FakeScheduler(sc_grpc.SchedulerControlServiceServicer):
         self.removed.append(
             (rpc.account(), request.pool_id, tuple(request.node_ids), request.option)
         )
+        live = self.sessions.get((rpc.account(), request.pool_id), {})
+        for node_id in request.node_ids:  # as the job-scheduler's sessions remember it
+            if node_id in live:
+                live[node_id].removing = True
         return empty_pb2.Empty()
 
 

@@ -355,6 +355,31 @@ async def test_remove_nodes_removes_exactly_those_and_lowers_the_target(
     assert [short(n.name) for n in await client.nodes("p1")] == [b]  # no replacement
 
 
+async def test_a_round_under_way_while_a_node_is_stopped_does_not_take_it_for_a_crash(
+    client: Client, config: ClusterConfig, fake_scheduler: SchedulingScheduler,
+) -> None:
+    # Rounds read every pool's rows first, then ask the scheduler pool by pool: a slow answer
+    # for "p0" (a disabled node makes every round ask) keeps each round open while the nodes
+    # of "p1" are stopped. Such a round must not see their agents as ended by a crash
+    # (that sent a second RemoveNodes with REQUEUE and forgot a node twice).
+    (slow,) = await connected_pool(client, config, fake_scheduler, "p0", 1)
+    await client.DisableNodeScheduling(disable("p0", slow))
+    fake_scheduler.session_delay["p0"] = 0.3
+    a, b, c = await connected_pool(client, config, fake_scheduler, "p1", 3)
+    await client.RemoveNodes(pool_pb2.RemoveNodesRequest(
+        parent="pools/p1", node_ids=[a, c], node_deallocation_option=TERMINATE))
+
+    async def settled() -> bool:
+        return [short(n.name) for n in await client.nodes("p1")] == [b]
+
+    await eventually(settled, "the two nodes to go")
+    for _ in range(3):  # rounds that would still see stale rows
+        fake_scheduler.session_calls = 0
+        await eventually(lambda: fake_scheduler.session_calls >= 2, "another round")
+    calls = [(sorted(nodes), opt) for _, p, nodes, opt in fake_scheduler.removed if p == "p1"]
+    assert calls == [(sorted([a, c]), TERMINATE)]
+
+
 async def test_remove_nodes_with_an_unknown_id_changes_nothing(
     client: Client, config: ClusterConfig, fake_scheduler: SchedulingScheduler,
     service: PoolManagerService,
