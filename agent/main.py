@@ -235,6 +235,10 @@ class Agent:
             await asyncio.wait(self._attempts, timeout=STOP_TIMEOUT)
         cleaner.cancel()
         await asyncio.wait({cleaner}, timeout=STOP_TIMEOUT)
+        if self._background:
+            # Outbox deletions of results acked just before a leaving agent exits: left
+            # undone, a later agent on this root would send those results again.
+            await asyncio.wait(self._background, timeout=STOP_TIMEOUT)
         await self.transfers.close()
         log.info("agent stopped", exit_code=code)
         return code
