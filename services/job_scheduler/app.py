@@ -41,6 +41,7 @@ from services.job_scheduler.model import (
     TaskRecord,
     TaskSpec,
     TaskState,
+    cancelled,
     job_should_complete,
     judge,
 )
@@ -65,6 +66,20 @@ JOB_TERMINATED = Failure(
 NODE_REMOVED = Failure(
     Category.SERVER_ERROR, "NODE_REMOVED", "the task's node was removed with option TERMINATE"
 )
+NODE_REMOVED_REQUEUE = Failure(
+    Category.SERVER_ERROR, "NODE_REMOVED", "the task's node was removed; the task was requeued"
+)
+NODE_DISABLED_REQUEUE = Failure(
+    Category.SERVER_ERROR, "NODE_SCHEDULING_DISABLED",
+    "the task's node had its scheduling disabled; the task was requeued",
+)
+NODE_UNAVAILABLE = Failure(
+    Category.SERVER_ERROR, "NODE_UNAVAILABLE",
+    "the node could not take the task when it was to be sent; the task was requeued",
+)
+JOB_DISABLED_RETURN = Failure(
+    Category.USER_ERROR, "REQUEUED", "its job was disabled; the task was requeued"
+)
 NODE_LOST = Failure(Category.SERVER_ERROR, "NODE_LOST", "the node was lost while the task ran")
 TASK_TERMINATED = Failure(Category.USER_ERROR, "TASK_TERMINATED", "the task was terminated")
 JOB_DISABLED = Failure(
@@ -74,7 +89,7 @@ MAX_NODE_ERRORS = 20
 UNREPORTED = frozenset({NODE_LOST.code, "NODE_REMOVED"})
 """Attempt ends the agent never reported: no logs were uploaded for them."""
 
-def _intend(a: Attempt, intent: CancelIntent, failure: Failure | None) -> None:
+def _intend(a: Attempt, intent: CancelIntent, failure: Failure) -> None:
     """Set what a cancelled attempt becomes; a terminate is never downgraded to a requeue."""
     if a.cancel != CancelIntent.TERMINATE:
         a.cancel, a.cancel_failure = intent, failure
@@ -477,7 +492,7 @@ class Scheduler:
         parked.extend(self._queue(job).drop_job(job.pk))
         running = [a for a in self.attempts.values() if a.job_pk == job.pk]
         if option == DisableOption.REQUEUE:
-            self._cancel(running, CancelIntent.RETURN, None)
+            self._cancel(running, CancelIntent.RETURN, JOB_DISABLED_RETURN)
         elif option == DisableOption.TERMINATE:
             self._cancel(running, CancelIntent.TERMINATE, JOB_DISABLED)
         self._set_job_state(job, JobState.DISABLING if running else JobState.DISABLED, self.now())
@@ -1070,7 +1085,7 @@ class Scheduler:
             if (node is None or node.stream_id != stream_id or not node.connected or node.removing
                     or node.scheduling_disabled):
                 if a.cancel == CancelIntent.NONE:
-                    a.cancel = CancelIntent.REQUEUE
+                    a.cancel, a.cancel_failure = CancelIntent.REQUEUE, NODE_UNAVAILABLE
                 self._resolve(a, None, now)
                 unsent = True
             elif a.cancel != CancelIntent.NONE:
@@ -1139,12 +1154,10 @@ class Scheduler:
         job = self.jobs.get(a.job_pk)
         if job is None:
             return
-        lost = {
-            CancelIntent.REQUEUE: Failure(Category.SERVER_ERROR, "NODE_REMOVED",
-                                          "the task's node was removed; it was requeued"),
-            CancelIntent.RETURN: Failure(Category.USER_ERROR, "REQUEUED",
-                                         "its job was disabled; it was requeued"),
-        }.get(a.cancel, NODE_LOST)
+        # Why we cancelled it, if we did: the attempt's record says that rather than the
+        # agent's bare "cancelled" (or, with no report, rather than "lost").
+        why = a.cancel_failure if a.cancel != CancelIntent.NONE else None
+        lost = why or NODE_LOST
         if a.attempt_id in self._deleted_attempts:
             # Its task was deleted while it ran: only the slot and the count are left to free.
             self._deleted_attempts.discard(a.attempt_id)
@@ -1154,7 +1167,8 @@ class Scheduler:
         if rep is None:
             self.store.end_attempt(a.attempt_id, None, now, None, lost)
         else:
-            self.store.end_attempt(a.attempt_id, rep.start_time, rep.end_time, rep.exit_code, rep.failure)
+            recorded = why if why is not None and cancelled(rep) else rep.failure
+            self.store.end_attempt(a.attempt_id, rep.start_time, rep.end_time, rep.exit_code, recorded)
         out = judge(rep, a, self.timing.max_requeue_count)
         if out.state == TaskState.ACTIVE and job.state not in OPEN_JOB_STATES:
             out = Outcome(TaskState.COMPLETED, Result.FAILURE, failure=JOB_TERMINATED)
@@ -1182,7 +1196,7 @@ class Scheduler:
         elif a.exits is not None or job.uses_deps or job.exit_job_actions:
             self._completed(job, a.task_pk, a.task_id, a.exits, out.result == Result.SUCCESS,
                             exit_code, failure.code if failure else None,
-                            job_action=a.cancel == CancelIntent.NONE)
+                            job_action=not out.by_cancel)
         log.debug("attempt resolved", job=job.id, attempt=a.attempt_id, node=a.node_name,
                  state=out.state.name, result=out.result.name if out.result else None,
                  exit_code=exit_code, retried=out.retried, requeued=out.requeued)
@@ -1212,7 +1226,7 @@ class Scheduler:
             elif action == JobAction.DISABLE and job.state == JobState.ACTIVE:
                 self._disable(job, DisableOption.REQUEUE)
 
-    def _cancel(self, attempts: list[Attempt], intent: CancelIntent, failure: Failure | None) -> None:
+    def _cancel(self, attempts: list[Attempt], intent: CancelIntent, failure: Failure) -> None:
         by_node: dict[NodeKey, list[str]] = {}
         for a in attempts:
             _intend(a, intent, failure)
@@ -1398,7 +1412,7 @@ class Scheduler:
                 "the task's node had its scheduling disabled with option TERMINATE"))
         elif option != pool_pb2.TASK_COMPLETION:
             # Because of its node, like a removal: counted as a requeue.
-            self._cancel(attempts, CancelIntent.REQUEUE, None)
+            self._cancel(attempts, CancelIntent.REQUEUE, NODE_DISABLED_REQUEUE)
         log.info("node scheduling disabled", node=s.name, account=account, attempts=len(attempts),
                  option=pool_pb2.NodeDeallocationOption.Name(option))
 
@@ -1476,14 +1490,15 @@ class Scheduler:
                 out.send(agent_pb2.SchedulerMessage(drain=agent_pb2.Drain(leave=False)))
             if option == pool_pb2.TASK_COMPLETION:
                 pass  # they finish; if the node is lost meanwhile, liveness requeues them
-            elif out is not None:
-                intent = CancelIntent.TERMINATE if option == pool_pb2.TERMINATE else CancelIntent.REQUEUE
-                self._cancel(attempts, intent, NODE_REMOVED if intent == CancelIntent.TERMINATE else None)
             else:
-                for a in attempts:
-                    _intend(a, CancelIntent.TERMINATE if option == pool_pb2.TERMINATE
-                            else CancelIntent.REQUEUE, NODE_REMOVED)
-                    self._resolve(a, None, now)
+                intent, why = ((CancelIntent.TERMINATE, NODE_REMOVED) if option == pool_pb2.TERMINATE
+                               else (CancelIntent.REQUEUE, NODE_REMOVED_REQUEUE))
+                if out is not None:
+                    self._cancel(attempts, intent, why)
+                else:
+                    for a in attempts:
+                        _intend(a, intent, why)
+                        self._resolve(a, None, now)
             log.info("node removing", node=f"pools/{pool_id}/nodes/{node_id}", account=account,
                      option=pool_pb2.NodeDeallocationOption.Name(option), attempts=len(attempts))
         await self._commit()

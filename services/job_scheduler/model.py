@@ -7,7 +7,7 @@ observed state the agent reports (started, exited).
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -225,12 +225,17 @@ class Outcome:
     retried: bool = False
     requeued: bool = False
     failure: Failure | None = None
+    by_cancel: bool = False
+    """Decided by a cancel (ours), not by how the task itself ended."""
 
 
 REQUEUE_LIMIT_FAILURE_CODE = "NODE_REQUEUE_LIMIT"
 STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
 NOT_RUN_CODES = frozenset({"NODE_DRAINING", STORAGE_UNAVAILABLE})
 """Failures an agent reports for work it refused without running it: requeued, not failed."""
+CANCELLED_CODE = "TASK_CANCELLED"
+"""What an agent reports for an attempt it stopped because the scheduler asked
+(agent/executor.py). Any other report means the attempt ended on its own first."""
 
 
 def _requeue(attempt: Attempt, max_requeues: int) -> Outcome:
@@ -254,13 +259,32 @@ def judge(report: Report | None, attempt: Attempt, max_requeues: int) -> Outcome
     rules: exit 0 succeeds; a non-zero exit is retried while retries remain; a failure that
     is not an exit code (file staging, wall clock, cannot start) completes the task as failed
     with no retry; losing the node requeues without counting against the retries.
+
+    A cancelled attempt (terminated, requeued, returned) becomes what the cancel says — unless
+    it completed on its own before the cancel reached it: a finished task stays finished (as
+    Azure's terminate of a completed task does nothing); only a retry gives way to the cancel.
     """
+    if attempt.cancel != CancelIntent.NONE and report is not None and not cancelled(report):
+        natural = _judge_report(report, attempt, max_requeues)
+        if natural.state == TaskState.COMPLETED:
+            return natural
     if attempt.cancel == CancelIntent.TERMINATE:
-        return Outcome(TaskState.COMPLETED, Result.FAILURE, failure=attempt.cancel_failure)
+        return Outcome(TaskState.COMPLETED, Result.FAILURE, failure=attempt.cancel_failure,
+                       by_cancel=True)
     if attempt.cancel == CancelIntent.RETURN:
-        return Outcome(TaskState.ACTIVE, None)
-    if report is None or attempt.cancel == CancelIntent.REQUEUE:
+        return Outcome(TaskState.ACTIVE, None, by_cancel=True)
+    if attempt.cancel == CancelIntent.REQUEUE:
+        return replace(_requeue(attempt, max_requeues), by_cancel=True)
+    if report is None:
         return _requeue(attempt, max_requeues)
+    return _judge_report(report, attempt, max_requeues)
+
+
+def cancelled(report: Report) -> bool:
+    return report.failure is not None and report.failure.code == CANCELLED_CODE
+
+
+def _judge_report(report: Report, attempt: Attempt, max_requeues: int) -> Outcome:
     if report.failure is not None and report.failure.code in NOT_RUN_CODES:
         return _requeue(attempt, max_requeues)
     if report.failure is not None:

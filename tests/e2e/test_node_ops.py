@@ -107,6 +107,9 @@ def test_disable_requeue_sends_the_running_task_to_another_node(c: Client, tmp_p
     assert info.result == SUCCESS and node_of(t) == other
     assert (info.requeue_count, info.retry_count) == (1, 0)
     assert [short(p.node) for p in info.previous_attempts] == [first]
+    why = info.previous_attempts[0].failure_info
+    assert (why.code, why.message) == (
+        "NODE_SCHEDULING_DISABLED", "the task's node had its scheduling disabled; the task was requeued")
     got = c.get_node("requeue", first)
     assert (got.scheduling_state, got.state, got.running_tasks) == (N.DISABLED, N.IDLE, 0)
 

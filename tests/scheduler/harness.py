@@ -17,7 +17,7 @@ from services.job_scheduler.model import TaskSpec
 from services.job_scheduler.sessions import Session
 from services.job_scheduler.store import Store
 from shoal.agent.v1 import agent_pb2
-from shoal.v1 import job_pb2, pool_pb2
+from shoal.v1 import job_pb2, pool_pb2, task_pb2
 
 ACCOUNT = "acct"
 TIMING = SchedulerTiming(heartbeat_interval=1.0, unreachable_after=3.0, lost_after=10.0,
@@ -94,6 +94,10 @@ class Node:
         self.running.discard(attempt_id)
         await self.app.on_agent_message(self.session, self.stream_id,
                                         agent_pb2.AgentMessage(results=[r]))
+
+    async def cancelled(self, attempt_id: str, exit_code: int | None = 137) -> None:
+        """Report an attempt stopped because the scheduler cancelled it, as the agent does."""
+        await self.finish(attempt_id, exit_code, (task_pb2.FailureInfo.USER_ERROR, "TASK_CANCELLED"))
 
     async def start(self, attempt_id: str) -> None:
         assert self.session is not None

@@ -11,8 +11,8 @@ from typing import Any
 import pytest
 
 from services.job_scheduler.app import Scheduler
-from services.job_scheduler.model import JobState, TaskState
-from shoal.v1 import job_pb2
+from services.job_scheduler.model import JobState, Result, TaskState
+from shoal.v1 import job_pb2, pool_pb2
 from shoal.v1 import task_pb2 as T
 from tests.scheduler.harness import ACCOUNT, Apps, Clock, Gate, Node, make_job, settle
 from tests.scheduler.test_behaviours import add, assigned, deps_job, state, task
@@ -180,7 +180,7 @@ async def test_disabling_a_job_with_requeue_is_not_counted_as_losing_the_node(ap
     for _ in range(6):       # the harness's max_requeue_count is 5 (production: 10)
         got = await assigned(app, n)
         await app.disable_job(ACCOUNT, "j", 0)                 # DISABLE_REQUEUE
-        await n.finish(got["t"], 137)                            # killed by the cancel
+        await n.cancelled(got["t"])                            # killed by the cancel
         await app.enable_job(ACCOUNT, "j")
     t = await app.get_task(ACCOUNT, "j", "t")
     assert t.failure is None, t.failure   # NODE_REQUEUE_LIMIT "... requeued 5 times after losing its node"
@@ -262,6 +262,56 @@ async def test_disable_with_terminate_does_not_trigger_the_jobs_exit_options(app
     await add(app, task("a"), task("b"))
     got = await assigned(app, n)
     await app.disable_job(ACCOUNT, "j", job_pb2.DISABLE_TERMINATE)
-    await n.finish(got["a"], 137)                     # killed by the disable
+    await n.cancelled(got["a"])                     # killed by the disable
     job = app.get_job(ACCOUNT, "j")
     assert job.state == JobState.DISABLED, (job.state, job.terminate_reason)  # COMPLETED, TaskFailed
+
+
+async def test_a_task_that_finished_before_its_cancel_arrived_keeps_its_result(apps: Apps) -> None:
+    # The cancel and the task's own end cross on the stream: the agent reports the end (not
+    # TASK_CANCELLED). A success stays a success and is not run again.
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 3)
+    await n.connect()
+    await add(app, task("t", retries=3), task("u", retries=3), task("v", retries=3))
+    got = await assigned(app, n)
+    await app.terminate_task(ACCOUNT, "j", "t")
+    await n.finish(got["t"], 0)
+    await app.set_node_scheduling(ACCOUNT, "p", "a", False, pool_pb2.REQUEUE)
+    await n.finish(got["u"], 0)
+    await n.finish(got["v"], 3)  # failed on its own: its retry gives way to the requeue
+    t = await app.get_task(ACCOUNT, "j", "t")
+    u = await app.get_task(ACCOUNT, "j", "u")
+    v = await app.get_task(ACCOUNT, "j", "v")
+    assert (t.state, t.result, t.failure) == (TaskState.COMPLETED, Result.SUCCESS, None)
+    assert (u.state, u.result, u.requeue_count) == (TaskState.COMPLETED, Result.SUCCESS, 0)
+    assert (v.state, v.retry_count, v.requeue_count) == (TaskState.ACTIVE, 0, 1)
+
+
+async def test_a_requeued_attempt_says_why(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 1)
+    await n.connect()
+    await add(app, task("t"))
+    for cancel in (lambda: app.set_node_scheduling(ACCOUNT, "p", "a", False, pool_pb2.REQUEUE),
+                   lambda: app.disable_job(ACCOUNT, "j", job_pb2.DISABLE_REQUEUE)):
+        got = await assigned(app, n)
+        await cancel()
+        await n.cancelled(got["t"])
+        await app.set_node_scheduling(ACCOUNT, "p", "a", True, pool_pb2.REQUEUE)
+        if app.get_job(ACCOUNT, "j").state == JobState.DISABLED:
+            await app.enable_job(ACCOUNT, "j")
+    got = await assigned(app, n)
+    await app.remove_nodes(ACCOUNT, "p", ["a"], pool_pb2.REQUEUE)
+    await n.cancelled(got["t"])
+    t = await app.get_task(ACCOUNT, "j", "t")
+    assert t.state == TaskState.ACTIVE
+    reasons = [(r.failure.code, r.failure.message) for r in t.attempts if r.failure]
+    assert reasons == [
+        ("NODE_SCHEDULING_DISABLED",
+         "the task's node had its scheduling disabled; the task was requeued"),
+        ("REQUEUED", "its job was disabled; the task was requeued"),
+        ("NODE_REMOVED", "the task's node was removed; the task was requeued"),
+    ], reasons

@@ -263,10 +263,10 @@ async def test_disable_requeue_terminate_wait_and_enable(apps: Apps) -> None:
     for job, opt in (("rq", job_pb2.DISABLE_REQUEUE), ("tm", job_pb2.DISABLE_TERMINATE),
                      ("wt", job_pb2.DISABLE_WAIT)):
         await app.disable_job(ACCOUNT, job, opt)
-    cancelled = {aid for m in n.drain() for aid in m.cancel_attempts}
-    assert cancelled == {got["rq1"], got["tm1"]}
-    for aid in cancelled:
-        await n.finish(aid, 137)
+    stopped = {aid for m in n.drain() for aid in m.cancel_attempts}
+    assert stopped == {got["rq1"], got["tm1"]}
+    for aid in stopped:
+        await n.cancelled(aid)
     assert app.get_job(ACCOUNT, "rq").state == JobState.DISABLED
     assert (await app.get_task(ACCOUNT, "rq", "rq1")).state == TaskState.ACTIVE  # requeued
     assert (await app.get_task(ACCOUNT, "tm", "tm1")).failure.code == "JOB_DISABLED"  # type: ignore[union-attr]
@@ -376,7 +376,7 @@ async def test_terminate_a_running_task_and_reactivate_it(apps: Apps) -> None:
     got = await assigned(app, n)
     await app.terminate_task(ACCOUNT, "j", "t")
     assert got["t"] in {aid for m in n.drain() for aid in m.cancel_attempts}
-    await n.finish(got["t"], 137)
+    await n.cancelled(got["t"])
     t = await app.get_task(ACCOUNT, "j", "t")
     assert (t.state, t.failure.code, t.retry_count) == (TaskState.COMPLETED, "TASK_TERMINATED", 0)  # type: ignore[union-attr]
     await app.reactivate_task(ACCOUNT, "j", "t")

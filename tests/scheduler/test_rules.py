@@ -73,15 +73,45 @@ def test_requeue_limit_completes_as_failed() -> None:
     assert out.failure.code == "NODE_REQUEUE_LIMIT"
 
 
-def test_cancel_for_requeue_requeues_even_with_an_exit_code() -> None:
-    out = judge(report(137), attempt(cancel=CancelIntent.REQUEUE), max_requeues=10)
-    assert out.state == TaskState.ACTIVE and out.requeued
+CANCELLED = Failure(Category.USER_ERROR, "TASK_CANCELLED", "the scheduler cancelled the attempt")
+WHY = Failure(Category.USER_ERROR, "TASK_TERMINATED", "the task was terminated")
+
+
+def test_cancel_for_requeue_requeues_what_the_agent_stopped() -> None:
+    out = judge(report(137, CANCELLED), attempt(cancel=CancelIntent.REQUEUE, cancel_failure=WHY),
+                max_requeues=10)
+    assert out.state == TaskState.ACTIVE and out.requeued and out.by_cancel
 
 
 def test_cancel_for_terminate_completes_with_the_recorded_failure() -> None:
-    f = Failure(Category.USER_ERROR, "JOB_TERMINATED", "terminated")
-    out = judge(report(0), attempt(cancel=CancelIntent.TERMINATE, cancel_failure=f), max_requeues=10)
-    assert (out.state, out.result, out.failure) == (TaskState.COMPLETED, Result.FAILURE, f)
+    for rep in (report(137, CANCELLED), None):  # stopped by the agent, or its node is gone
+        out = judge(rep, attempt(cancel=CancelIntent.TERMINATE, cancel_failure=WHY),
+                    max_requeues=10)
+        assert (out.state, out.result, out.failure) == (TaskState.COMPLETED, Result.FAILURE, WHY)
+        assert out.by_cancel
+
+
+def test_a_task_that_finished_before_the_cancel_reached_it_stays_finished() -> None:
+    # The agent reported an end of the task's own (not TASK_CANCELLED): a cancel never turns
+    # a success into a failure or reruns work that completed.
+    for intent in (CancelIntent.TERMINATE, CancelIntent.REQUEUE, CancelIntent.RETURN):
+        done = judge(report(0), attempt(cancel=intent, cancel_failure=WHY), max_requeues=10)
+        assert (done.state, done.result, done.by_cancel) == (
+            TaskState.COMPLETED, Result.SUCCESS, False)
+        failed = judge(report(3), attempt(cancel=intent, cancel_failure=WHY), max_requeues=10)
+        assert (failed.state, failed.result, failed.by_cancel) == (
+            TaskState.COMPLETED, Result.FAILURE, False)
+
+
+def test_a_retry_gives_way_to_the_cancel() -> None:
+    # It failed on its own with retries left: the cancel decides, not the retry.
+    a = dict(max_retries=3, cancel_failure=WHY)
+    out = judge(report(3), attempt(cancel=CancelIntent.TERMINATE, **a), max_requeues=10)
+    assert (out.state, out.failure, out.retried) == (TaskState.COMPLETED, WHY, False)
+    out = judge(report(3), attempt(cancel=CancelIntent.REQUEUE, **a), max_requeues=10)
+    assert (out.state, out.requeued, out.retried) == (TaskState.ACTIVE, True, False)
+    out = judge(report(3), attempt(cancel=CancelIntent.RETURN, **a), max_requeues=10)
+    assert (out.state, out.requeued, out.retried) == (TaskState.ACTIVE, False, False)
 
 
 def job(on_all: OnAllTasksComplete, counts: TaskCounts) -> Job:
