@@ -151,6 +151,10 @@ class Executor:
         self._base_env = base_environment(os.environ if environ is None else environ)
         self._clock = clock
         self._attempts: dict[str, _Attempt] = {}
+        # Attempts handed to a task whose run() has not begun yet, and those of them already
+        # cancelled: an assignment and its cancel can arrive in one message.
+        self._expected: set[str] = set()
+        self._cancelled_early: set[str] = set()
         self._stopping = False
 
     def set_identity(self, pool_id: str, node_id: str) -> None:
@@ -214,6 +218,10 @@ class Executor:
         aid = a.attempt_id
         if aid in self._attempts:
             raise ValueError(f"attempt {aid!r} is already running")
+        self._expected.discard(aid)
+        if aid in self._cancelled_early:
+            self._cancelled_early.discard(aid)
+            return None if self._stopping else _cancelled(aid, end=self._clock())
         state = _Attempt()
         self._attempts[aid] = state
         if self.jobs is not None and a.job_uid:
@@ -397,12 +405,20 @@ class Executor:
         assert isinstance(out, agent_pb2.TaskResult)
         return out
 
+    def expect(self, attempt_id: str) -> None:
+        """An attempt's run() is about to be started (in a task of its own): from now on a
+        cancel finds it, and its run() returns at once as cancelled."""
+        self._expected.add(attempt_id)
+
     def cancel(self, attempt_id: str) -> bool:
         """Kill an attempt's process group (or stop its staging); its run() still returns a
-        result. False when the attempt is not running here."""
+        result. False when the attempt is not running (or expected) here."""
         state = self._attempts.get(attempt_id)
         if state is None:
-            return False
+            if attempt_id not in self._expected:
+                return False
+            self._cancelled_early.add(attempt_id)
+            return True
         state.cancelled = True
         if state.proc is not None:
             kill_group(state.proc)

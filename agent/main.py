@@ -494,6 +494,8 @@ class Agent:
         if admission is Admission.DUPLICATE:
             log.info("duplicate assignment ignored", attempt=a.attempt_id)
             return
+        if admission is Admission.RUN:
+            self.executor.expect(a.attempt_id)
         t = asyncio.create_task(self._run_attempt(a, admission))
         self._attempts.add(t)
         t.add_done_callback(self._attempts.discard)

@@ -156,6 +156,24 @@ async def test_cancel_kills_the_attempt_and_reports_it(
     await wait_for(lambda: not is_alive(pid), "a1's process to die")
 
 
+async def test_a_cancel_in_the_same_message_as_its_assignment_stops_it_before_it_runs(
+    control_plane: Any, start_agent: Any, tmp_path: Path, assignment: Any, wait_for: Any,
+) -> None:
+    # The scheduler merges what it queued within a few milliseconds into one message: an
+    # assignment and a terminate of it can arrive together.
+    cp = control_plane
+    node = tmp_path / "node"
+    await start_agent(cp, node)
+    s = await cp.stream(1)
+    s.send(assignments=[assignment("a1", BLOCKER), assignment("a2", "true")],
+           cancel_attempts=["a1"])
+    r = await wait_for(lambda: s.results().get("a1"), "a1's result")
+    assert r.failure_info.code == "TASK_CANCELLED" and not r.HasField("exit_code")
+    assert not (attempt_dir(node, "a1") / "wd" / "pid.txt").exists()  # it never ran
+    other = await wait_for(lambda: s.results().get("a2"), "a2's result")
+    assert other.exit_code == 0 and not other.HasField("failure_info")
+
+
 async def test_wall_clock_limit_reported_through_the_stream(
     control_plane: Any, start_agent: Any, tmp_path: Path, assignment: Any, wait_for: Any,
 ) -> None:
