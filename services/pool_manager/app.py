@@ -355,6 +355,13 @@ class PoolManager:
         sessions = None
         if needs_sessions(pool, nodes):
             sessions = await self._scheduler.sessions(pool.account, pool.id)
+        # The round read every pool at its start; a resize or delete may have landed while
+        # it waited on the scheduler (for this pool or the ones before it). Rows of nodes
+        # change only under the round's lock.
+        fresh = await self._store.get_pool(pool.account, pool.id)
+        if fresh is None:
+            return
+        pool = fresh
         pkey = (pool.account, pool.id.lower())
         busy = {k[2] for k in self._stopping if k[:2] == (pool.account, pool.id)}
         may_start = now >= self._not_before.get(pkey, 0.0)
@@ -387,6 +394,9 @@ class PoolManager:
         self, pool: Pool, nodes: list[Node], exits: dict[NodeKey, int | None], now: float
     ) -> list[Node]:
         """Rows of agents that ended without us stopping them, updated and saved."""
+        # Exits since the round began (it may have waited on the scheduler): without them an
+        # agent that ended meanwhile would look not running with no exit code.
+        exits.update((e.key, e.returncode) for e in self._provider.poll())
         changed: dict[str, Node] = {}
         for n in nodes:
             key = _key(pool, n.node_id)
@@ -450,7 +460,8 @@ class PoolManager:
             self.wake()
 
     async def _forget(self, pool: Pool, node_id: str) -> None:
-        await self._store.delete_node(pool.account, pool.id, node_id)
+        # Files first: once the node is gone from the API, so is its directory.
         await self._provider.remove(NodeSpec(pool.account, pool.id, node_id, pool.join_token))
+        await self._store.delete_node(pool.account, pool.id, node_id)
         log.info("node removed", node=node_id)
         self.wake()  # a deleting pool may now be empty

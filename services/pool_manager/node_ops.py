@@ -195,11 +195,10 @@ class NodeOps:
             now = self._clock()
             chosen = [rows[i.lower()] for i in wanted]
             leaving = [leave(n, option, now) for n in chosen if n.state is not NodeRowState.LEAVING]
-            target = max(0, pool.target_nodes - len(leaving))
-            await self._store.remove_nodes(pool, leaving, target)
-            log.info("nodes removed by request", nodes=[n.node_id for n in leaving],
-                     option=option.value, target_nodes=target)
+            await self._store.remove_nodes(pool, leaving, len(leaving))
         self._wake()
         pool = await self._pool(account, pool.id)
+        log.info("nodes removed by request", nodes=[n.node_id for n in leaving],
+                 option=option.value, target_nodes=pool.target_nodes)
         counts = await self._store.node_counts(account, [pool.id])
         return pool_view(pool, counts.get(pool.id.lower(), NodeCounts()))

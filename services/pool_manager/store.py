@@ -369,8 +369,9 @@ class Store:
              n.pool_id.lower(), n.node_id.lower()),
         ))
 
-    async def remove_nodes(self, pool: Pool, leaving: Iterable[Node], target: int) -> None:
-        """Mark nodes leaving and set the pool's target, in one transaction."""
+    async def remove_nodes(self, pool: Pool, leaving: Iterable[Node], count: int) -> None:
+        """Mark nodes leaving and lower the pool's target by `count`, in one transaction.
+        Lowered in SQL, not set: a resize that lands meanwhile is not overwritten."""
         await self.db.executemany(
             "UPDATE nodes SET state = ?, state_transition_time = ?, leave_option = ?,"
             " leave_notified = 0 WHERE account = ? AND pool_lower = ? AND node_lower = ?",
@@ -378,7 +379,8 @@ class Store:
               n.pool_id.lower(), n.node_id.lower()) for n in leaving],
         )
         await self.db.execute(
-            "UPDATE pools SET target_nodes = ? WHERE account = ? AND id_lower = ?",
-            (target, pool.account, pool.id.lower()),
+            "UPDATE pools SET target_nodes = MAX(0, target_nodes - ?)"
+            " WHERE account = ? AND id_lower = ?",
+            (count, pool.account, pool.id.lower()),
         )
         await self.db.commit()

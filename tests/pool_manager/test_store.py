@@ -91,6 +91,23 @@ async def test_resize_and_delete_follow_the_pool_state(store: Store) -> None:
     assert await store.get_pool("acct", "Render") is None
 
 
+async def test_removing_nodes_lowers_the_target_as_it_is_now(store: Store) -> None:
+    # RemoveNodes read the pool (target 2) before a resize to 7 committed: the removal of
+    # one node must give 6, not overwrite the resize with 1.
+    stale = pool()
+    await store.insert_pool(stale)
+    await store.insert_node(node("node-1"))
+    assert await store.resize_pool("acct", "render", 7, DeallocationOption.REQUEUE)
+    gone = replace(node("node-1"), state=NodeRowState.LEAVING,
+                   leave_option=DeallocationOption.TERMINATE)
+    await store.remove_nodes(stale, [gone], 1)
+    assert must(await store.get_pool("acct", "Render")).target_nodes == 6
+    [row] = await store.list_nodes("acct", "Render")
+    assert (row.state, row.leave_option) == (NodeRowState.LEAVING, DeallocationOption.TERMINATE)
+    await store.remove_nodes(stale, [], 9)
+    assert must(await store.get_pool("acct", "Render")).target_nodes == 0  # never below 0
+
+
 async def test_node_rows(store: Store) -> None:
     await store.insert_pool(pool())
     await store.insert_pool(pool("other"))
