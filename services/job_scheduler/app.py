@@ -137,6 +137,8 @@ class Scheduler:
         self.attempts: dict[str, Attempt] = {}
         self.sessions: dict[NodeKey, Session] = {}
         self._outbound: dict[NodeKey, Outbound] = {}
+        self._ended_away: dict[NodeKey, list[Job]] = {}
+        """Jobs that ended while a node that ran them was away: told when it is back."""
         self._counters: dict[int, tuple[int, int, int]] = {}
         """task_pk -> (retry_count, requeue_count, attempts so far) of ACTIVE tasks that ran."""
         self._dirty: set[int] = set()
@@ -311,6 +313,12 @@ class Scheduler:
             raise not_found("job", f"jobs/{job_id}")
         return self.jobs[pk]
 
+    def _same_job(self, job: Job, job_id: str) -> None:
+        """After an await: the job may have been deleted (and created again under its id, so
+        that a read by id finds the new one's task)."""
+        if self.jobs.get(job.pk) is not job:
+            raise not_found("job", f"jobs/{job_id}")
+
     def _persist_jobs(self) -> None:
         """Queue the rows of jobs whose counts or state changed, ending those now complete."""
         now = self.now()
@@ -342,6 +350,10 @@ class Scheduler:
         """Tell the nodes that ran the job: they run its release task (Azure Batch runs it on
         every node that ran the job's preparation or tasks) and drop its preparation state."""
         keys = [k for k in job.nodes if k in self._outbound]
+        for k in job.nodes:
+            if k not in self._outbound:
+                # Away (reconnecting, or not back since our restart): told when it says hello.
+                self._ended_away.setdefault(k, []).append(job)
         job.nodes = set()
         if keys:
             self._spawn(self._send_job_ended(job, keys))
@@ -737,8 +749,10 @@ class Scheduler:
         """Azure Batch's terminate: a running task is killed, an active one never runs; both
         complete as failed (TASK_TERMINATED). A completed task is left as it is."""
         job = self._job(account, job_id)
+        await self._commit()  # so the row below is not behind what memory knows
         t = await self.get_task(account, job_id, task_id)
-        if t.state == TaskState.COMPLETED:
+        self._same_job(job, job_id)
+        if t.state == TaskState.COMPLETED and not self._is_live(job, t.pk):
             return t
         a = self._attempt_of(t.pk)
         if a is not None:
@@ -768,6 +782,7 @@ class Scheduler:
         job = self._job(account, job_id)
         await self._commit()  # so the row below is not behind what memory knows
         t = await self.get_task(account, job_id, task_id)
+        self._same_job(job, job_id)
         # No await from here to the commit: the task is ACTIVE again in one step.
         if (t.state != TaskState.COMPLETED or t.result != Result.FAILURE
                 or self._is_live(job, t.pk)):
@@ -892,6 +907,7 @@ class Scheduler:
         async with self._add_locks.setdefault(job.pk, asyncio.Lock()):
             await self._commit()  # so the row below is not behind what memory knows
             t = await self.get_task(account, job_id, task_id)
+            self._same_job(job, job_id)
             # No await from here to the commit; memory decides what the task is now.
             if self.deps.has_dependents(t.pk):
                 raise failed_precondition(
@@ -1245,6 +1261,9 @@ class Scheduler:
         old_out = self._outbound.pop(key, None)
         if old_out is not None:
             old_out.close()
+            # The old stream may end after this one began: its reads end now, not at their
+            # timeout (disconnect() skips a stream that is not the session's any more).
+            self._fail_reads(key, "the node reconnected")
         s = self.sessions.get(key)
         if s is None:
             s = self.sessions[key] = Session(key, pool_id, node_id, slots, now)
@@ -1276,6 +1295,8 @@ class Scheduler:
             cancel_attempts=unwanted, upload_logs=self.storage is not None))
         if s.removing:
             welcome.drain.leave = False
+        for job in self._ended_away.pop(key, []):
+            self._spawn(self._send_job_ended(job, [key]))
         await self._commit()
         self._kick.set()
         log.info("node connected", node=s.name, account=key[0], slots=slots,
@@ -1381,11 +1402,14 @@ class Scheduler:
             return
         s.connected = False
         self._outbound.pop(s.key, None)
-        for rid, read in list(self._reads.items()):
-            if read.key == s.key:
-                read.chunks.put_nowait(agent_pb2.FileChunk(
-                    request_id=rid, eof=True, offset=NODE_GONE, error="the node disconnected"))
+        self._fail_reads(s.key, "the node disconnected")
         log.info("node disconnected", node=s.name, account=s.key[0])
+
+    def _fail_reads(self, key: NodeKey, why: str) -> None:
+        for rid, read in list(self._reads.items()):
+            if read.key == key:
+                read.chunks.put_nowait(agent_pb2.FileChunk(
+                    request_id=rid, eof=True, offset=NODE_GONE, error=why))
 
     async def set_node_scheduling(
         self, account: str, pool_id: str, node_id: str, enabled: bool, option: int
@@ -1459,6 +1483,7 @@ class Scheduler:
             s.connected = False
             if s.removing:
                 del self.sessions[s.key]  # the pool-manager is taking it away: forget it
+                self._ended_away.pop(s.key, None)
         if now - self._started_at >= t.reconnect_grace:
             # Attempts recorded before a restart on nodes that never came back.
             for a in [a for a in self.attempts.values() if a.node_key not in self.sessions]:

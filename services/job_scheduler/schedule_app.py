@@ -174,6 +174,10 @@ class JobSchedules:
             await self._finish_delete(s)
 
     def _check_open(self, s: JobSchedule) -> None:
+        """Under the schedule's lock: it may have been deleted while the caller waited for
+        it (and created again: its row is another schedule's now)."""
+        if s.deleting or self.schedules.get(s.key) is not s:
+            raise not_found("job_schedule", f"jobSchedules/{s.id}")
         if s.state == ScheduleState.COMPLETED:
             raise failed_precondition("JOB_SCHEDULE_COMPLETED",
                                       f"job schedule {s.id!r} is completed")

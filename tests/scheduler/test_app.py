@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -143,6 +144,28 @@ async def test_reconnect_without_an_attempt_requeues_it(apps: Apps, clock: Clock
     await n.connect()
     t = await app.get_task(ACCOUNT, "j", "t0")
     assert (t.state, t.requeue_count) == (TaskState.ACTIVE, 1)
+
+
+async def test_a_file_read_ends_when_its_node_reconnects_on_a_new_stream(
+    apps: Apps, clock: Clock
+) -> None:
+    # The old stream may end only after the new one began (a half-open connection): the
+    # read it carried can never be answered and must not wait for its timeout.
+    app, n = await one_node(apps, 1, 1)
+    await settle(app)
+    (a,) = n.assignments()
+    await n.start(a.attempt_id)
+    reader = app.read_task_file(ACCOUNT, "j", "t0", "stdout.txt", 0)
+    read = asyncio.ensure_future(reader.__anext__())
+    for _ in range(500):  # the request reaches the node's stream (bounded: 5 s)
+        if any(m.file_reads for m in n.drain()):
+            break
+        await asyncio.sleep(0.01)
+    else:
+        raise AssertionError("the file read was not sent to the node")
+    await n.connect()
+    e = await expect_error(read, "NODE_NOT_CONNECTED")
+    assert "went away" in e.message
 
 
 async def test_unknown_attempts_in_hello_are_cancelled(apps: Apps, clock: Clock) -> None:

@@ -315,3 +315,28 @@ async def test_a_requeued_attempt_says_why(apps: Apps) -> None:
         ("REQUEUED", "its job was disabled; the task was requeued"),
         ("NODE_REMOVED", "the task's node was removed; the task was requeued"),
     ], reasons
+
+
+async def test_terminate_while_a_reactivate_commits_ends_the_task(apps: Apps) -> None:
+    # The reactivated task is ACTIVE in memory while its row still says COMPLETED: a
+    # terminate in that window must terminate it, not read the row and do nothing.
+    app = await apps.open()
+    await make_job(app)
+    n = Node(app, "a", 1)
+    await n.connect()
+    await add(app, task("t"))
+    got = await assigned(app, n)
+    await n.finish(got["t"], 1)
+    assert (await app.get_task(ACCOUNT, "j", "t")).result == Result.FAILURE
+    g = hold(app, "commit", skip=1)  # its second: the task is ACTIVE in memory by then
+    reactivating = asyncio.create_task(app.reactivate_task(ACCOUNT, "j", "t"))
+    await g.entered.wait()
+    terminating = asyncio.create_task(app.terminate_task(ACCOUNT, "j", "t"))
+    t = await terminating
+    g.release.set()
+    await reactivating
+    t = await app.get_task(ACCOUNT, "j", "t")
+    assert (t.state, t.failure.code if t.failure else None) == (
+        TaskState.COMPLETED, "TASK_TERMINATED")
+    await settle(app)
+    assert not n.assignments(), "the terminated task was sent to run"

@@ -3,6 +3,7 @@ files, an injected clock, the loop's pass (`tick`) called by the test. No networ
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -206,3 +207,19 @@ async def test_ids_are_unique_per_account_ignoring_case(world: World) -> None:
                        "JOB_SCHEDULE_ALREADY_EXISTS")
     await world.schedules.create("other-account", request("nightly"))
     assert [s.id for s in world.schedules.list(ACCOUNT, None, 10)] == ["Nightly"]
+
+
+async def test_a_call_that_waited_for_a_schedule_deleted_meanwhile_finds_it_gone(
+    world: World,
+) -> None:
+    sched = world.schedules
+    s = await sched.create(ACCOUNT, request())
+    async with sched._lock(s):  # as a run in progress holds it
+        deleting = asyncio.create_task(sched.delete(ACCOUNT, "s"))
+        await asyncio.sleep(0)
+        disabling = asyncio.create_task(sched.disable(ACCOUNT, "s"))
+        await asyncio.sleep(0)
+    await deleting
+    await expect_error(disabling, "JOB_SCHEDULE_NOT_FOUND")
+    await sched.create(ACCOUNT, request())  # the id is free, and the new one is untouched
+    assert sched.get(ACCOUNT, "s").state == ScheduleState.ACTIVE

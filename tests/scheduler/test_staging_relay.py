@@ -201,3 +201,28 @@ async def test_the_log_of_an_attempt_lost_with_its_node_is_reported_not_stored(w
     with pytest.raises(ShoalError) as e:
         await read_log(w, "j", "t0")
     assert e.value.reason == "LOG_NOT_STORED"
+
+
+async def test_a_node_away_when_its_job_ends_is_told_when_it_is_back(tmp_path: Path) -> None:
+    # Its stream broke (it is reconnecting) as the job ended: its release task still runs.
+    apps = Apps(tmp_path / "s.db", Clock())
+    try:
+        app = await apps.open()
+        await make_job(app, "j", job_release_task=task_pb2.JobReleaseTask(command_line="cleanup"))
+        node = Node(app, "a", 1)
+        await node.connect()
+        await app.create_tasks(ACCOUNT, "j", specs(1))
+        await settle(app)
+        (a,) = node.assignments()
+        await node.finish(a.attempt_id)
+        await node.disconnect()
+        await app.terminate_job(ACCOUNT, "j", "")
+        await node.connect()
+        (ended,) = await jobs_ended(node, 1)
+        assert (ended.job_id, ended.release.command_line) == ("j", "cleanup")
+        await node.disconnect()
+        await node.connect()
+        await asyncio.sleep(0.1)  # a bounded look for a message that must not come
+        assert [e for m in node.drain() for e in m.jobs_ended] == [], "told twice"
+    finally:
+        await apps.close()
