@@ -25,6 +25,7 @@ from services.common.timeutil import Clock, to_duration
 from services.job_scheduler import convert, staging
 from services.job_scheduler.dependencies import DependencyTracker, find_cycle
 from services.job_scheduler.model import (
+    CANCELLED_CODE,
     OPEN_JOB_STATES,
     STORAGE_UNAVAILABLE,
     Attempt,
@@ -85,9 +86,16 @@ TASK_TERMINATED = Failure(Category.USER_ERROR, "TASK_TERMINATED", "the task was 
 JOB_DISABLED = Failure(
     Category.USER_ERROR, "JOB_DISABLED", "the job was disabled with option TERMINATE"
 )
+NODE_DISABLED_TERMINATE = Failure(
+    Category.SERVER_ERROR, "NODE_SCHEDULING_DISABLED",
+    "the task's node had its scheduling disabled with option TERMINATE",
+)
 MAX_NODE_ERRORS = 20
-UNREPORTED = frozenset({NODE_LOST.code, "NODE_REMOVED"})
-"""Attempt ends the agent never reported: no logs were uploaded for them."""
+NOT_UPLOADED = frozenset({CANCELLED_CODE} | {f.code for f in (
+    NODE_LOST, NODE_REMOVED, NODE_DISABLED_TERMINATE, NODE_UNAVAILABLE, JOB_DISABLED_RETURN,
+    JOB_DISABLED, JOB_TERMINATED, TASK_TERMINATED)})
+"""Codes an attempt's record carries when it did not end by itself — lost with its node, or
+stopped by us (the agent uploads no logs for an attempt it was told to stop)."""
 
 def _intend(a: Attempt, intent: CancelIntent, failure: Failure) -> None:
     """Set what a cancelled attempt becomes; a terminate is never downgraded to a requeue."""
@@ -350,8 +358,13 @@ class Scheduler:
         """Tell the nodes that ran the job: they run its release task (Azure Batch runs it on
         every node that ran the job's preparation or tasks) and drop its preparation state."""
         keys = [k for k in job.nodes if k in self._outbound]
+        since_start = self.now() - self._started_at
         for k in job.nodes:
-            if k not in self._outbound:
+            if k in self._outbound:
+                continue
+            s = self.sessions.get(k)
+            if (s is not None and not s.removing) or (
+                    s is None and since_start < self.timing.reconnect_grace):
                 # Away (reconnecting, or not back since our restart): told when it says hello.
                 self._ended_away.setdefault(k, []).append(job)
         job.nodes = set()
@@ -1019,13 +1032,12 @@ class Scheduler:
             if e.reason != "LOG_NOT_FOUND":
                 raise
             last = next((a for a in t.attempts if a.attempt_id == t.attempt_id), None)
-            if last is None or last.failure is None or last.failure.code not in UNREPORTED:
+            if last is None or last.failure is None or last.failure.code not in NOT_UPLOADED:
                 return  # the agent reported the end and uploads non-empty logs: it printed nothing
             raise ShoalError(
                 Code.NOT_FOUND, "LOG_NOT_STORED",
-                f"{path} of task {t.spec.id!r} was not stored: its node was "
-                f"{'lost' if last.failure.code == NODE_LOST.code else 'removed'} before the "
-                "attempt ended",
+                f"{path} of task {t.spec.id!r} was not stored: its last attempt did not end by "
+                f"itself ({last.failure.code}: {last.failure.message})",
             ) from None
 
     # -- dispatch ---------------------------------------------------------------------------
@@ -1431,9 +1443,7 @@ class Scheduler:
             return
         attempts = [a for a in self.attempts.values() if a.node_key == key]
         if option == pool_pb2.TERMINATE:
-            self._cancel(attempts, CancelIntent.TERMINATE, Failure(
-                Category.SERVER_ERROR, "NODE_SCHEDULING_DISABLED",
-                "the task's node had its scheduling disabled with option TERMINATE"))
+            self._cancel(attempts, CancelIntent.TERMINATE, NODE_DISABLED_TERMINATE)
         elif option != pool_pb2.TASK_COMPLETION:
             # Because of its node, like a removal: counted as a requeue.
             self._cancel(attempts, CancelIntent.REQUEUE, NODE_DISABLED_REQUEUE)
@@ -1489,6 +1499,8 @@ class Scheduler:
             for a in [a for a in self.attempts.values() if a.node_key not in self.sessions]:
                 self._resolve(a, None, now)
                 changed = True
+            for k in [k for k in self._ended_away if k not in self.sessions]:
+                del self._ended_away[k]  # not back: nothing left there to release
         if changed:
             await self._commit()
 
@@ -1510,6 +1522,8 @@ class Scheduler:
             attempts = [a for a in self.attempts.values() if a.node_key == key]
             if s is not None:
                 s.removing = True
+            if key not in self._outbound:
+                self._ended_away.pop(key, None)  # leaving while away: it will not be back
             out = self._outbound.get(key)
             if out is not None:
                 out.send(agent_pb2.SchedulerMessage(drain=agent_pb2.Drain(leave=False)))

@@ -261,10 +261,11 @@ def judge(report: Report | None, attempt: Attempt, max_requeues: int) -> Outcome
     with no retry; losing the node requeues without counting against the retries.
 
     A cancelled attempt (terminated, requeued, returned) becomes what the cancel says — unless
-    it completed on its own before the cancel reached it: a finished task stays finished (as
-    Azure's terminate of a completed task does nothing); only a retry gives way to the cancel.
+    the task ended on its own before the cancel reached it: a finished task stays finished;
+    only a retry gives way to the cancel. (Work the agent refused without running it is not
+    an end of the task's own.)
     """
-    if attempt.cancel != CancelIntent.NONE and report is not None and not cancelled(report):
+    if attempt.cancel != CancelIntent.NONE and report is not None and ran_to_its_end(report):
         natural = _judge_report(report, attempt, max_requeues)
         if natural.state == TaskState.COMPLETED:
             return natural
@@ -282,6 +283,11 @@ def judge(report: Report | None, attempt: Attempt, max_requeues: int) -> Outcome
 
 def cancelled(report: Report) -> bool:
     return report.failure is not None and report.failure.code == CANCELLED_CODE
+
+
+def ran_to_its_end(report: Report) -> bool:
+    """The attempt ended by itself: not stopped by our cancel, not refused unrun."""
+    return report.failure is None or report.failure.code not in NOT_RUN_CODES | {CANCELLED_CODE}
 
 
 def _judge_report(report: Report, attempt: Attempt, max_requeues: int) -> Outcome:

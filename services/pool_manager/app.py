@@ -99,6 +99,9 @@ class PoolManager:
         self._round = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
         self._stopping: dict[NodeKey, asyncio.Task[None]] = {}
+        self._exits: dict[NodeKey, int | None] = {}
+        """Exit codes polled from the provider and not yet taken by a round (an agent may end
+        while a round is past its pool)."""
         # Per pool (account, lower id): agents that died before registering, and when the
         # next replacement may start.
         self._failures: dict[tuple[str, str], int] = {}
@@ -336,7 +339,6 @@ class PoolManager:
     async def reconcile_once(self) -> None:
         async with self._round:
             now = self._clock()
-            exits = {e.key: e.returncode for e in self._provider.poll()}
             by_pool: dict[tuple[str, str], list[Node]] = {}
             for n in await self._store.all_nodes():
                 by_pool.setdefault((n.account, n.pool_id.lower()), []).append(n)
@@ -344,14 +346,14 @@ class PoolManager:
                 nodes = by_pool.get((pool.account, pool.id.lower()), [])
                 with structlog.contextvars.bound_contextvars(account=pool.account, pool=pool.id):
                     try:
-                        await self._reconcile_pool(pool, nodes, exits, now)
+                        await self._reconcile_pool(pool, nodes, now)
                     except Exception:  # noqa: BLE001 - one pool's trouble must not stall others
                         log.exception("reconcile failed")
 
     async def _reconcile_pool(
-        self, pool: Pool, nodes: list[Node], exits: dict[NodeKey, int | None], now: float
+        self, pool: Pool, nodes: list[Node], now: float
     ) -> None:
-        nodes = await self._note_exits(pool, nodes, exits, now)
+        nodes = await self._note_exits(pool, nodes, now)
         sessions = None
         if needs_sessions(pool, nodes):
             sessions = await self._scheduler.sessions(pool.account, pool.id)
@@ -391,19 +393,22 @@ class PoolManager:
             log.info("pool deleted")
 
     async def _note_exits(
-        self, pool: Pool, nodes: list[Node], exits: dict[NodeKey, int | None], now: float
+        self, pool: Pool, nodes: list[Node], now: float
     ) -> list[Node]:
         """Rows of agents that ended without us stopping them, updated and saved."""
         # Exits since the round began (it may have waited on the scheduler): without them an
         # agent that ended meanwhile would look not running with no exit code.
-        exits.update((e.key, e.returncode) for e in self._provider.poll())
+        self._exits.update((e.key, e.returncode) for e in self._provider.poll())
         changed: dict[str, Node] = {}
         for n in nodes:
             key = _key(pool, n.node_id)
             gone_already = n.pid is None and n.state is NodeRowState.LEAVING
-            if gone_already or key in self._stopping or self._provider.running(key):
+            if self._provider.running(key):
+                self._exits.pop(key, None)  # an earlier process's (the node was rebooted)
                 continue
-            code = exits.get(key)
+            if gone_already or key in self._stopping:
+                continue
+            code = self._exits.pop(key, None)
             message = f"the agent process exited with code {code}" if code is not None else (
                 "the agent process is not running")
             changed[n.node_id] = process_ended(n, "AGENT_EXITED", message, code, now)
@@ -448,11 +453,12 @@ class PoolManager:
         key = _key(pool, node_id)
         try:
             await self._provider.stop(key)
-            # Under the round's lock, and out of `stopping` with no await in between: a round
-            # that read the row while the agent was being stopped would otherwise find the
-            # agent gone and not ours, and take it for a crash (requeue, forget it twice).
+            await self._remove_files(pool, node_id)  # outside the lock: it may take a while
+            # The row under the round's lock, and out of `stopping` with no await in between:
+            # a round that read the row while the agent was being stopped would otherwise find
+            # the agent gone and not ours, and take it for a crash (requeue, forget it twice).
             async with self._round:
-                await self._forget(pool, node_id)
+                await self._delete_row(pool, node_id)
         except Exception:  # noqa: BLE001 - retried next round
             log.exception("could not stop node", node=node_id)
         finally:
@@ -461,7 +467,14 @@ class PoolManager:
 
     async def _forget(self, pool: Pool, node_id: str) -> None:
         # Files first: once the node is gone from the API, so is its directory.
+        await self._remove_files(pool, node_id)
+        await self._delete_row(pool, node_id)
+
+    async def _remove_files(self, pool: Pool, node_id: str) -> None:
         await self._provider.remove(NodeSpec(pool.account, pool.id, node_id, pool.join_token))
+
+    async def _delete_row(self, pool: Pool, node_id: str) -> None:
+        self._exits.pop(_key(pool, node_id), None)
         await self._store.delete_node(pool.account, pool.id, node_id)
         log.info("node removed", node=node_id)
         self.wake()  # a deleting pool may now be empty

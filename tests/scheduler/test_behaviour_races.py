@@ -340,3 +340,22 @@ async def test_terminate_while_a_reactivate_commits_ends_the_task(apps: Apps) ->
         TaskState.COMPLETED, "TASK_TERMINATED")
     await settle(app)
     assert not n.assignments(), "the terminated task was sent to run"
+
+
+async def test_a_failure_of_its_own_that_crossed_a_requeue_takes_its_job_action(apps: Apps) -> None:
+    # The node was being disabled (requeue) as the task failed by itself with no retries
+    # left: the failure is the task's own, so its exit options apply.
+    app = await apps.open()
+    await make_job(app, on_task_failure=job_pb2.PERFORM_EXIT_OPTIONS_JOB_ACTION)
+    n = Node(app, "a", 1)
+    await n.connect()
+    on_failure = T.ExitConditions(default=T.ExitOptions(job_action=T.ExitOptions.TERMINATE))
+    await add(app, task("a", exits=on_failure), task("b"))
+    got = await assigned(app, n)
+    await app.set_node_scheduling(ACCOUNT, "p", "a", False, pool_pb2.REQUEUE)
+    await n.finish(got["a"], 3)
+    t = await app.get_task(ACCOUNT, "j", "a")
+    assert (t.state, t.result, t.exit_code) == (TaskState.COMPLETED, Result.FAILURE, 3)
+    job = app.get_job(ACCOUNT, "j")
+    assert job.state in (JobState.TERMINATING, JobState.COMPLETED), job.state
+    assert job.terminate_reason == "TaskFailed"

@@ -12,7 +12,7 @@ import pytest
 
 from services.job_scheduler import convert
 from services.job_scheduler.app import Scheduler
-from services.job_scheduler.model import JobState, TaskSpec, TaskState
+from services.job_scheduler.model import JobState, Result, TaskSpec, TaskState
 from shoal.v1 import job_pb2, task_pb2
 from tests.scheduler.harness import ACCOUNT, Apps, Clock, Node, expect_error, make_job, settle
 
@@ -380,8 +380,12 @@ async def test_terminate_a_running_task_and_reactivate_it(apps: Apps) -> None:
     t = await app.get_task(ACCOUNT, "j", "t")
     assert (t.state, t.failure.code, t.retry_count) == (TaskState.COMPLETED, "TASK_TERMINATED", 0)  # type: ignore[union-attr]
     await app.reactivate_task(ACCOUNT, "j", "t")
-    assert list(await assigned(app, n)) == ["t"]
+    got = await assigned(app, n)
+    assert list(got) == ["t"]
     await expect_error(app.reactivate_task(ACCOUNT, "j", "t"), "TASK_NOT_FAILED")
+    await n.finish(got["t"], 0)
+    again = await app.terminate_task(ACCOUNT, "j", "t")  # completed: returned as it is
+    assert (again.state, again.result, again.failure) == (TaskState.COMPLETED, Result.SUCCESS, None)
 
 
 async def test_why_explains_each_kind_of_wait(apps: Apps) -> None:

@@ -103,6 +103,25 @@ def test_a_task_that_finished_before_the_cancel_reached_it_stays_finished() -> N
             TaskState.COMPLETED, Result.FAILURE, False)
 
 
+def test_work_refused_unrun_is_not_an_end_of_its_own() -> None:
+    # NODE_DRAINING at the requeue limit would complete the task (NODE_REQUEUE_LIMIT): under
+    # a cancel it is the cancel that decides, and a disabled job's task goes back unharmed.
+    drained = report(None, Failure(Category.SERVER_ERROR, "NODE_DRAINING", "draining"))
+    at_limit = dict(requeue_count=10, cancel_failure=WHY)
+    out = judge(drained, attempt(cancel=CancelIntent.TERMINATE, **at_limit), max_requeues=10)
+    assert (out.state, out.failure, out.by_cancel) == (TaskState.COMPLETED, WHY, True)
+    out = judge(drained, attempt(cancel=CancelIntent.RETURN, **at_limit), max_requeues=10)
+    assert (out.state, out.by_cancel) == (TaskState.ACTIVE, True)
+
+
+def test_a_failure_of_its_own_stands_under_a_cancel() -> None:
+    upload = Failure(Category.USER_ERROR, "OUTPUT_FILE_UPLOAD_FAILED", "denied")
+    for intent in (CancelIntent.TERMINATE, CancelIntent.REQUEUE, CancelIntent.RETURN):
+        out = judge(report(0, upload), attempt(cancel=intent, cancel_failure=WHY, max_retries=3),
+                    max_requeues=10)
+        assert (out.state, out.failure, out.by_cancel) == (TaskState.COMPLETED, upload, False)
+
+
 def test_a_retry_gives_way_to_the_cancel() -> None:
     # It failed on its own with retries left: the cancel decides, not the retry.
     a = dict(max_retries=3, cancel_failure=WHY)

@@ -13,7 +13,7 @@ import pytest
 from services.common.errors import ShoalError
 from services.job_scheduler.app import Scheduler
 from shoal.agent.v1 import agent_pb2
-from shoal.v1 import job_pb2, storage_pb2, task_pb2
+from shoal.v1 import job_pb2, pool_pb2, storage_pb2, task_pb2
 from tests.scheduler.harness import (
     ACCOUNT,
     TIMING,
@@ -224,5 +224,48 @@ async def test_a_node_away_when_its_job_ends_is_told_when_it_is_back(tmp_path: P
         await node.connect()
         await asyncio.sleep(0.1)  # a bounded look for a message that must not come
         assert [e for m in node.drain() for e in m.jobs_ended] == [], "told twice"
+    finally:
+        await apps.close()
+
+
+async def test_the_log_of_an_attempt_we_stopped_is_reported_not_stored(w: World) -> None:
+    # The agent uploads no logs for an attempt it was told to stop: reading them after the
+    # node is gone says so rather than returning an empty file.
+    app = w.app
+    await make_job(app, "j")
+    await app.create_tasks(ACCOUNT, "j", specs(1))
+    node = Node(app, "a", 1)
+    await node.connect()
+    await settle(app)
+    (a,) = node.assignments()
+    await node.start(a.attempt_id)
+    await app.terminate_task(ACCOUNT, "j", "t0")
+    await node.cancelled(a.attempt_id)
+    await node.disconnect()
+    with pytest.raises(ShoalError) as e:
+        await read_log(w, "j", "t0")
+    assert e.value.reason == "LOG_NOT_STORED"
+    assert "TASK_TERMINATED" in e.value.message
+
+
+async def test_a_job_ending_keeps_nothing_for_nodes_that_will_not_be_back(tmp_path: Path) -> None:
+    apps = Apps(tmp_path / "s.db", Clock())
+    try:
+        app = await apps.open()
+        await make_job(app, "j", job_release_task=task_pb2.JobReleaseTask(command_line="cleanup"))
+        a, b = Node(app, "a", 1), Node(app, "b", 1)
+        await a.connect()
+        await b.connect()
+        await app.create_tasks(ACCOUNT, "j", specs(2))
+        await settle(app)
+        for n in (a, b):
+            for x in n.assignments():
+                await n.finish(x.attempt_id)
+            await n.disconnect()
+        await app.remove_nodes(ACCOUNT, "p", ["a"], pool_pb2.REQUEUE)  # a leaves while away
+        await app.terminate_job(ACCOUNT, "j", "")
+        assert list(app._ended_away) == [b.session.key]  # type: ignore[union-attr]
+        await app.remove_nodes(ACCOUNT, "p", ["b"], pool_pb2.REQUEUE)
+        assert app._ended_away == {}
     finally:
         await apps.close()
