@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -110,6 +111,18 @@ async def jobs_ended(node: Node, n: int, within: float = 5.0) -> list[agent_pb2.
     return got
 
 
+async def ran_a_task(app: Scheduler, **job: Any) -> Node:
+    """Job "j" (with the given fields) whose one task ran and succeeded on node "a"."""
+    await make_job(app, "j", **job)
+    node = Node(app, "a", 1)
+    await node.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(1))
+    await settle(app)
+    (a,) = node.assignments()
+    await node.finish(a.attempt_id)
+    return node
+
+
 async def read_log(w: World, job: str, task: str) -> bytes:
     return b"".join([d async for _, d in w.app.read_task_file(ACCOUNT, job, task, "stdout.txt", 0)])
 
@@ -144,14 +157,9 @@ async def test_release_task_is_sent_again_after_a_scheduler_restart(tmp_path: Pa
     apps = Apps(tmp_path / "s.db", Clock())
     try:
         app = await apps.open()
-        await make_job(app, "j", job_release_task=task_pb2.JobReleaseTask(command_line="cleanup"),
-                       on_all_tasks_complete=job_pb2.TERMINATE_JOB)
-        node = Node(app, "a", 1)
-        await node.connect()
-        await app.create_tasks(ACCOUNT, "j", specs(1))
-        await settle(app)
-        (a,) = node.assignments()
-        await node.finish(a.attempt_id)
+        node = await ran_a_task(
+            app, job_release_task=task_pb2.JobReleaseTask(command_line="cleanup"),
+            on_all_tasks_complete=job_pb2.TERMINATE_JOB)
         await app._commit()
         await jobs_ended(node, 1)  # the job completed: its release runs once, as it should
         app = await apps.restart(app)
@@ -172,13 +180,7 @@ async def test_release_download_failure_is_reported_with_a_download_code(tmp_pat
         app = await apps.open()  # no storage configured
         rel = task_pb2.JobReleaseTask(command_line="cleanup", resource_files=[
             task_pb2.ResourceFile(container="tools", object_key="c.sh", file_path="c.sh")])
-        await make_job(app, "j", job_release_task=rel)
-        node = Node(app, "a", 1)
-        await node.connect()
-        await app.create_tasks(ACCOUNT, "j", specs(1))
-        await settle(app)
-        (a,) = node.assignments()
-        await node.finish(a.attempt_id)
+        node = await ran_a_task(app, job_release_task=rel)
         await app.terminate_job(ACCOUNT, "j", "")
         (ended,) = await jobs_ended(node, 1)
         assert ended.failure.code == "RESOURCE_FILE_DOWNLOAD_FAILED", ended.failure.code
@@ -208,13 +210,8 @@ async def test_a_node_away_when_its_job_ends_is_told_when_it_is_back(tmp_path: P
     apps = Apps(tmp_path / "s.db", Clock())
     try:
         app = await apps.open()
-        await make_job(app, "j", job_release_task=task_pb2.JobReleaseTask(command_line="cleanup"))
-        node = Node(app, "a", 1)
-        await node.connect()
-        await app.create_tasks(ACCOUNT, "j", specs(1))
-        await settle(app)
-        (a,) = node.assignments()
-        await node.finish(a.attempt_id)
+        node = await ran_a_task(
+            app, job_release_task=task_pb2.JobReleaseTask(command_line="cleanup"))
         await node.disconnect()
         await app.terminate_job(ACCOUNT, "j", "")
         await node.connect()
