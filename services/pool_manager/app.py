@@ -100,6 +100,8 @@ class PoolManager:
         self._task: asyncio.Task[None] | None = None
         self._stopping: dict[NodeKey, asyncio.Task[None]] = {}
         self._exits: dict[NodeKey, int | None] = {}
+        self._pool_edits = 0
+        """Resizes and deletes so far: a round re-reads a pool only if one landed during it."""
         """Exit codes polled from the provider and not yet taken by a round (an agent may end
         while a round is past its pool)."""
         # Per pool (account, lower id): agents that died before registering, and when the
@@ -172,6 +174,7 @@ class PoolManager:
             account, pool.id, target, option
         ):
             raise failed_precondition("POOL_BEING_DELETED", f"pool {pool.id!r} is being deleted")
+        self._pool_edits += 1
         log.info("pool resized", target_nodes=target, option=option.value)
         self.wake()
         return await self.get_pool(account, pool.id)
@@ -179,6 +182,7 @@ class PoolManager:
     async def delete_pool(self, account: str, pool_id: str) -> None:
         pool = await self._pool(account, pool_id)
         await self._store.mark_pool_deleting(account, pool.id, self._clock())
+        self._pool_edits += 1
         log.info("pool deleting")
         self.wake()
 
@@ -339,6 +343,7 @@ class PoolManager:
     async def reconcile_once(self) -> None:
         async with self._round:
             now = self._clock()
+            edits = self._pool_edits
             by_pool: dict[tuple[str, str], list[Node]] = {}
             for n in await self._store.all_nodes():
                 by_pool.setdefault((n.account, n.pool_id.lower()), []).append(n)
@@ -346,24 +351,25 @@ class PoolManager:
                 nodes = by_pool.get((pool.account, pool.id.lower()), [])
                 with structlog.contextvars.bound_contextvars(account=pool.account, pool=pool.id):
                     try:
-                        await self._reconcile_pool(pool, nodes, now)
+                        await self._reconcile_pool(pool, nodes, now, edits)
                     except Exception:  # noqa: BLE001 - one pool's trouble must not stall others
                         log.exception("reconcile failed")
 
     async def _reconcile_pool(
-        self, pool: Pool, nodes: list[Node], now: float
+        self, pool: Pool, nodes: list[Node], now: float, edits: int
     ) -> None:
+        """`edits`: the count of pool resizes and deletes when the round read `pool`."""
         nodes = await self._note_exits(pool, nodes, now)
         sessions = None
         if needs_sessions(pool, nodes):
             sessions = await self._scheduler.sessions(pool.account, pool.id)
-        # The round read every pool at its start; a resize or delete may have landed while
-        # it waited on the scheduler (for this pool or the ones before it). Rows of nodes
-        # change only under the round's lock.
-        fresh = await self._store.get_pool(pool.account, pool.id)
-        if fresh is None:
-            return
-        pool = fresh
+        if self._pool_edits != edits:
+            # A resize or delete landed while the round waited on the scheduler: plan with
+            # the pool as it is now. (Rows of nodes change only under the round's lock.)
+            fresh = await self._store.get_pool(pool.account, pool.id)
+            if fresh is None:
+                return
+            pool = fresh
         pkey = (pool.account, pool.id.lower())
         busy = {k[2] for k in self._stopping if k[:2] == (pool.account, pool.id)}
         may_start = now >= self._not_before.get(pkey, 0.0)

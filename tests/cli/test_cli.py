@@ -9,6 +9,7 @@ import os
 import shlex
 import subprocess
 import sys
+import time
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -322,6 +323,11 @@ def test_delete_confirms(shared_suite: LocalSuite, uid: str) -> None:
     assert result.exit_code == 1 and "[JOB_NOT_FOUND]" in result.stderr
     result = ok(shoal(shared_suite, "pool", "delete", uid))
     assert f"deleted pool {uid}" in result.stderr
-    result = shoal(shared_suite, "pool", "show", uid)
+    # A pool is DELETING until the pool-manager has let its nodes go (as in Azure Batch).
+    deadline = time.monotonic() + 30
+    while (result := shoal(shared_suite, "pool", "show", uid, "-o", "json")).exit_code == 0:
+        assert json.loads(result.stdout)["state"] == "DELETING"
+        assert time.monotonic() < deadline, "the pool was not deleted"
+        time.sleep(0.05)
     assert result.exit_code == 1
     assert result.stderr == f"error: pool 'pools/{uid}' not found [POOL_NOT_FOUND]\n"
