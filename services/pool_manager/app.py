@@ -100,10 +100,10 @@ class PoolManager:
         self._task: asyncio.Task[None] | None = None
         self._stopping: dict[NodeKey, asyncio.Task[None]] = {}
         self._exits: dict[NodeKey, int | None] = {}
-        self._pool_edits = 0
-        """Resizes and deletes so far: a round re-reads a pool only if one landed during it."""
         """Exit codes polled from the provider and not yet taken by a round (an agent may end
         while a round is past its pool)."""
+        self._pool_edits = 0
+        """Resizes and deletes so far: a round re-reads a pool only if one landed during it."""
         # Per pool (account, lower id): agents that died before registering, and when the
         # next replacement may start.
         self._failures: dict[tuple[str, str], int] = {}

@@ -195,7 +195,7 @@ class NodeOps:
             now = self._clock()
             chosen = [rows[i.lower()] for i in wanted]
             leaving = [leave(n, option, now) for n in chosen if n.state is not NodeRowState.LEAVING]
-            await self._store.remove_nodes(pool, leaving, len(leaving))
+            await self._store.remove_nodes(pool, leaving)
         self._wake()
         pool = await self._pool(account, pool.id)
         log.info("nodes removed by request", nodes=[n.node_id for n in leaving],

@@ -369,8 +369,8 @@ class Store:
              n.pool_id.lower(), n.node_id.lower()),
         ))
 
-    async def remove_nodes(self, pool: Pool, leaving: Iterable[Node], count: int) -> None:
-        """Mark nodes leaving and lower the pool's target by `count`, in one transaction.
+    async def remove_nodes(self, pool: Pool, leaving: list[Node]) -> None:
+        """Mark nodes leaving and lower the pool's target by as many, in one transaction.
         Lowered in SQL, not set: a resize that lands meanwhile is not overwritten."""
         await self.db.executemany(
             "UPDATE nodes SET state = ?, state_transition_time = ?, leave_option = ?,"
@@ -381,6 +381,6 @@ class Store:
         await self.db.execute(
             "UPDATE pools SET target_nodes = MAX(0, target_nodes - ?)"
             " WHERE account = ? AND id_lower = ?",
-            (count, pool.account, pool.id.lower()),
+            (len(leaving), pool.account, pool.id.lower()),
         )
         await self.db.commit()

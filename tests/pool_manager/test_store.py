@@ -100,11 +100,12 @@ async def test_removing_nodes_lowers_the_target_as_it_is_now(store: Store) -> No
     assert await store.resize_pool("acct", "render", 7, DeallocationOption.REQUEUE)
     gone = replace(node("node-1"), state=NodeRowState.LEAVING,
                    leave_option=DeallocationOption.TERMINATE)
-    await store.remove_nodes(stale, [gone], 1)
+    await store.remove_nodes(stale, [gone])
     assert must(await store.get_pool("acct", "Render")).target_nodes == 6
     [row] = await store.list_nodes("acct", "Render")
     assert (row.state, row.leave_option) == (NodeRowState.LEAVING, DeallocationOption.TERMINATE)
-    await store.remove_nodes(stale, [], 9)
+    await store.resize_pool("acct", "render", 0, DeallocationOption.REQUEUE)
+    await store.remove_nodes(stale, [gone])
     assert must(await store.get_pool("acct", "Render")).target_nodes == 0  # never below 0
 
 
