@@ -5,6 +5,7 @@ Validation lives here because it is about the wire: which field of the request i
 
 from __future__ import annotations
 
+import functools
 import json
 
 from services.common.cmdline import split_command
@@ -20,6 +21,16 @@ from services.common.errors import invalid
 from services.common.file_specs import check_output_files, check_package_refs, check_resource_files
 from services.common.ids import ID_RE, check_display_name, check_id, check_metadata, parse_name
 from services.common.timeutil import to_duration, to_timestamp
+from services.job_scheduler.core.nodes import AgentReport, Hello
+from services.job_scheduler.core.plan import (
+    AckResults,
+    Assign,
+    CancelAttempts,
+    Drain,
+    Message,
+    TaskDeleted,
+    TaskInfo,
+)
 from services.job_scheduler.dependencies import MAX_IDS as MAX_DEP_IDS
 from services.job_scheduler.dependencies import MAX_RANGE as MAX_DEP_RANGE
 from services.job_scheduler.dependencies import MAX_RANGES as MAX_DEP_RANGES
@@ -113,7 +124,7 @@ def task_extras(spec: TaskSpec, task: task_pb2.Task, prefix: str) -> TaskSpec:
                               f"needs 0 <= start <= end and at most {MAX_DEP_RANGE} ids, "
                               f"got {r.start}-{r.end}")
         deps = tuple(expand(d.task_ids, [(r.start, r.end) for r in d.task_id_ranges]))
-        if spec.id.lower() in deps:
+        if spec.id.lower() in {d.lower() for d in deps}:
             raise invalid(field, f"task {spec.id!r} cannot depend on itself")
         deps_spec = d.SerializeToString()
     exits = None
@@ -327,26 +338,77 @@ def task(t: TaskRecord) -> task_pb2.Task:
     return out
 
 
-def assignment(a: Attempt, info: dict[str, object], job: Job) -> agent_pb2.Assignment:
+def assignment(a: Attempt, info: TaskInfo, job: Job) -> agent_pb2.Assignment:
     out = agent_pb2.Assignment(
         attempt_id=a.attempt_id,
         job_uid=job.pk,
-        job_id=str(info["job_id"]),
-        task_id=str(info["id"]),
-        command_line=str(info["command_line"]),
+        job_id=info.job_id,
+        task_id=info.id,
+        command_line=info.command_line,
         required_slots=a.slots,
         attempt_number=a.number,
     )
-    env = info["environment"]
-    if env and env != "{}":
-        out.environment.update(json.loads(str(env)))
-    if info["files"]:
-        out.files.ParseFromString(info["files"])  # type: ignore[arg-type]
-    if info["retention"] is not None:
-        out.retention_time.CopyFrom(to_duration(float(info["retention"])))  # type: ignore[arg-type]
+    if info.environment and info.environment != "{}":
+        out.environment.update(json.loads(info.environment))
+    if info.files:
+        out.files.ParseFromString(info.files)
+    if info.retention is not None:
+        out.retention_time.FromNanoseconds(int(info.retention * 1e9))
     if job.prep:
-        out.job_preparation_task.ParseFromString(job.prep)
-    wall = info["max_wall_clock"]
-    if wall is not None:
-        out.max_wall_clock_time.CopyFrom(to_duration(float(wall)))  # type: ignore[arg-type]
+        out.job_preparation_task.CopyFrom(_prep(job.prep))
+    if info.max_wall_clock is not None:
+        out.max_wall_clock_time.FromNanoseconds(int(info.max_wall_clock * 1e9))
     return out
+
+
+# -- the agent stream -----------------------------------------------------------------------
+
+
+def hello(h: agent_pb2.Hello, pool_id: str, node_id: str, slots: int) -> Hello:
+    return Hello(
+        pool_id, node_id, slots, h.hostname,
+        failure(h.setup_failure) if h.HasField("setup_failure") else None,
+        h.start_task_info.SerializeToString() if h.HasField("start_task_info") else None,
+        tuple(h.running_attempts), tuple(h.finished_attempts),
+    )
+
+
+def agent_report(m: agent_pb2.AgentMessage, now: float) -> AgentReport:
+    return AgentReport(
+        started=[(st.attempt_id, st.start_time.ToNanoseconds() / 1e9) for st in m.started],
+        results=[report(r, now) for r in m.results],
+        start_task_info=m.start_task_info.SerializeToString()
+        if m.HasField("start_task_info") else None,
+        node_errors=[e.SerializeToString() for e in m.node_errors],
+    )
+
+
+def message(m: Message) -> agent_pb2.SchedulerMessage:
+    """A core's message to a node, as sent (JobEnded is built by the engine: it needs grants)."""
+    match m:
+        case Assign(attempt, info, job):
+            return agent_pb2.SchedulerMessage(assignments=[assignment(attempt, info, job)])
+        case CancelAttempts(ids):
+            return agent_pb2.SchedulerMessage(cancel_attempts=ids)
+        case AckResults(ids):
+            return agent_pb2.SchedulerMessage(ack_attempts=ids)
+        case TaskDeleted(job_id, task_id):
+            return agent_pb2.SchedulerMessage(
+                deleted_tasks=[agent_pb2.TaskRef(job_id=job_id, task_id=task_id)])
+        case Drain():
+            return agent_pb2.SchedulerMessage(drain=agent_pb2.Drain(leave=False))
+    raise TypeError(f"no wire form for {m!r}")
+
+
+@functools.lru_cache(maxsize=256)
+def _prep(prep: bytes) -> task_pb2.JobPreparationTask:
+    """A job's preparation task, parsed once per job rather than once per assignment (the
+    copy into each assignment is the message's own)."""
+    return task_pb2.JobPreparationTask.FromString(prep)
+
+
+@functools.lru_cache(maxsize=1024)
+def rules_of(exits: bytes) -> ExitRules:
+    """Stored exit conditions as rules: parsed once per distinct value, since a job's tasks
+    mostly share theirs."""
+    return exit_rules(task_pb2.ExitConditions.FromString(exits), "exit_conditions")

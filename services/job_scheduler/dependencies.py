@@ -17,14 +17,15 @@ MAX_RANGE = 100_000
 
 
 def expand(ids: Iterable[str], ranges: Iterable[tuple[int, int]]) -> list[str]:
-    """The lower-case ids a dependency spec names, each once, in order."""
-    out: dict[str, None] = {}
+    """The ids a dependency spec names, each once (ids are unique case-insensitively), in
+    order and as the user spelled them: errors quote them that way."""
+    out: dict[str, str] = {}
     for i in ids:
-        out[i.lower()] = None
+        out.setdefault(i.lower(), i)
     for start, end in ranges:
         for n in range(start, end + 1):
-            out[str(n)] = None
-    return list(out)
+            out.setdefault(str(n), str(n))
+    return list(out.values())
 
 
 def find_cycle(edges: dict[str, list[str]]) -> list[str] | None:
@@ -82,6 +83,12 @@ class DependencyTracker:
     waiting: dict[int, _Waiting] = field(default_factory=dict)
     dependents: dict[int, list[int]] = field(default_factory=dict)
     """task -> tasks waiting for it to complete."""
+    unfinished: dict[int, set[int]] = field(default_factory=dict)
+    """job -> its tasks not yet completed, for jobs that use dependencies: whether a task
+    named as a dependency is still to come."""
+    outcomes: dict[int, tuple[bool, str]] = field(default_factory=dict)
+    """task -> (satisfies its dependents, why not), for completed tasks of such jobs seen by
+    this process (older ones are judged from their rows)."""
 
     def add(
         self, task_pk: int, job_pk: int, pending: Iterable[int],
@@ -146,12 +153,15 @@ class DependencyTracker:
     def has_dependents(self, task_pk: int) -> bool:
         return bool(self.dependents.get(task_pk)) or bool(self.blocked_by(task_pk))
 
-    def forget(self, task_pk: int) -> None:
-        """The task left ACTIVE without running (terminated, deleted, its job ended)."""
-        if self.waiting.pop(task_pk, None) is not None:
-            for deps in self.dependents.values():
-                if task_pk in deps:
-                    deps.remove(task_pk)
+    def forget(self, task_pk: int) -> bool:
+        """The task left ACTIVE without running (terminated, deleted, its job ended); False
+        when it was not waiting."""
+        if self.waiting.pop(task_pk, None) is None:
+            return False
+        for deps in self.dependents.values():
+            if task_pk in deps:
+                deps.remove(task_pk)
+        return True
 
     def forget_job(self, job_pk: int) -> list[int]:
         gone = {pk for pk, w in self.waiting.items() if w.job_pk == job_pk}

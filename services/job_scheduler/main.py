@@ -18,7 +18,7 @@ from services.common.rpc import (
 )
 from services.common.stager_client import StagingClient
 from services.common.timeutil import wall_clock
-from services.job_scheduler.app import Scheduler
+from services.job_scheduler.engine import Engine
 from services.job_scheduler.schedule_app import JobSchedules
 from services.job_scheduler.schedule_servicer import JobScheduleServicer
 from services.job_scheduler.schedule_store import ScheduleStore
@@ -62,7 +62,7 @@ async def serve(config: ClusterConfig) -> None:
     store = await Store.open(config.db_path("job-scheduler"))
     channel = internal_channel(config.pool_manager_address)
     stager = internal_channel(config.storage_stager_address)
-    app = Scheduler(store, config.timing, pool_lookup(config, channel), wall_clock,
+    app = Engine(store, config.timing, pool_lookup(config, channel), wall_clock,
                     StagingClient(stager, config.service_token))
     await app.load()
     schedule_store = await ScheduleStore.open(config.db_path("job-scheduler-schedules"))

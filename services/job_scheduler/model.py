@@ -84,23 +84,31 @@ class TaskCounts:
     succeeded: int = 0
     failed: int = 0
 
-    def leave(self, state: TaskState) -> None:
-        if state == TaskState.ACTIVE:
-            self.active -= 1
-        elif state in (TaskState.PREPARING, TaskState.RUNNING):
-            self.running -= 1
+    def move(
+        self, src: TaskState | None, dst: TaskState | None, *, n: int = 1,
+        result: Result | None = None, src_result: Result | None = None,
+    ) -> None:
+        """The one way counts change: `n` tasks leave bucket `src` (None: they are new) for
+        bucket `dst` (None: they are deleted). A completed bucket is split by result."""
+        if src is not None:
+            self._add(src, src_result, -n)
+        if dst is not None:
+            self._add(dst, result, n)
 
-    def enter(self, state: TaskState, result: Result | None = None) -> None:
+    def _add(self, state: TaskState, result: Result | None, n: int) -> None:
         if state == TaskState.ACTIVE:
-            self.active += 1
+            self.active += n
         elif state in (TaskState.PREPARING, TaskState.RUNNING):
-            self.running += 1
+            self.running += n
         else:
-            self.completed += 1
+            self.completed += n
             if result == Result.SUCCESS:
-                self.succeeded += 1
+                self.succeeded += n
             else:
-                self.failed += 1
+                self.failed += n
+
+    def row(self) -> tuple[int, int, int, int, int]:
+        return (self.active, self.running, self.completed, self.succeeded, self.failed)
 
     @property
     def unfinished(self) -> int:
@@ -166,7 +174,7 @@ class TaskSpec(NamedTuple):
     """Serialized shoal.agent.v1.TaskFiles (resource files, output files, packages), if any:
     opaque to scheduling, passed to the agent and the stager as is."""
     deps: tuple[str, ...] = ()
-    """Lower-case ids of the tasks it depends on (ranges expanded)."""
+    """Ids of the tasks it depends on, as the user spelled them (ranges expanded)."""
     exits: bytes | None = None
     """Serialized shoal.v1.ExitConditions, if any."""
     slots: int = 1
@@ -176,6 +184,28 @@ class TaskSpec(NamedTuple):
     """Serialized shoal.v1.TaskDependencies as given, for reading back."""
     extra: bool = False
     """Set when any of deps, exits, slots, priority, retention is: one test on the hot path."""
+
+    @property
+    def dep_keys(self) -> tuple[str, ...]:
+        """The ids it depends on, lower-cased: how tasks are matched."""
+        return tuple(d.lower() for d in self.deps)
+
+
+@dataclass(slots=True)
+class Pending:
+    """What the core keeps of an ACTIVE task beyond its key. A plain task that never ran has
+    none (every field at its default), so a million-task job costs a key each, not a record."""
+
+    priority: int = 0
+    slots: int = 1
+    retry_count: int = 0
+    requeue_count: int = 0
+    attempts: int = 0
+    """Attempts made so far."""
+
+    @property
+    def plain(self) -> bool:
+        return not (self.priority or self.slots != 1 or self.attempts)
 
 
 @dataclass
@@ -203,6 +233,8 @@ class Attempt:
     start_time: float | None = None
     cancel: CancelIntent = CancelIntent.NONE
     cancel_failure: Failure | None = None
+    task_deleted: bool = False
+    """Its task was deleted while it ran: its end only frees its slot and its count."""
 
 
 @dataclass(frozen=True)
@@ -311,6 +343,52 @@ def job_should_complete(job: Job) -> bool:
         and job.counts.unfinished == 0
         and job.counts.completed > 0
     )
+
+
+class ActiveRow(NamedTuple):
+    """An ACTIVE task as stored: what the core needs of it at start."""
+
+    job_pk: int
+    task_pk: int
+    retry_count: int
+    requeue_count: int
+    attempt_number: int
+    slots: int
+    priority: int
+    deps: tuple[str, ...]
+    unblocked: bool
+
+
+class LiveRow(NamedTuple):
+    """The current attempt of a PREPARING or RUNNING task, as stored."""
+
+    task_pk: int
+    job_pk: int
+    attempt_id: str
+    attempt_number: int
+    node: str
+    start_time: float | None
+    retry_count: int
+    requeue_count: int
+    max_retries: int | None
+    assign_time: float
+    id: str
+    files: bytes | None
+    exits: bytes | None
+    slots: int
+    priority: int
+
+
+class DepRow(NamedTuple):
+    """A task named as a dependency, as stored."""
+
+    task_pk: int
+    id: str
+    state: TaskState
+    result: Result | None
+    exit_code: int | None
+    failure_code: str | None
+    exits: bytes | None
 
 
 @dataclass(frozen=True)

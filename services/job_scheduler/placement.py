@@ -15,7 +15,7 @@ import itertools
 from collections import deque
 from dataclasses import dataclass, field
 
-from services.job_scheduler.sessions import Session
+from services.job_scheduler.sessions import NodeSession
 
 _seq = itertools.count()
 
@@ -140,9 +140,9 @@ class PoolQueue:
 
 
 def plan(
-    queue: PoolQueue, sessions: list[Session], limit: int,
+    queue: PoolQueue, sessions: list[NodeSession], limit: int,
     room: dict[int, int] | None = None, only: set[int] | None = None,
-) -> list[tuple[int, int, Session, int]]:
+) -> list[tuple[int, int, NodeSession, int]]:
     """Take up to `limit` ready tasks off `queue` and pick a node for each.
 
     `room` caps how many more tasks a job may start (max_parallel_tasks), job_pk -> count;
@@ -156,7 +156,7 @@ def plan(
         nodes.sort(key=lambda s: s.node_id)
     heap = [(-s.free_slots, i, s) for i, s in enumerate(nodes)]
     heapq.heapify(heap)
-    out: list[tuple[int, int, Session, int]] = []
+    out: list[tuple[int, int, NodeSession, int]] = []
     for jq in queue.ordered():
         cap = room.get(jq.job_pk) if room else None
         if cap is not None and cap <= 0:
@@ -173,7 +173,7 @@ def plan(
 
 
 def _spread_simple(
-    jq: JobQueue, heap: list[tuple[int, int, Session]], out: list[tuple[int, int, Session, int]],
+    jq: JobQueue, heap: list[tuple[int, int, NodeSession]], out: list[tuple[int, int, NodeSession, int]],
     limit: int, cap: int | None, only: set[int] | None,
 ) -> None:
     """One slot per task, spread: the hot path of a plain job, one heap step per task."""
@@ -190,8 +190,8 @@ def _spread_simple(
 
 
 def _place_general(
-    queue: PoolQueue, jq: JobQueue, nodes: list[Session], heap: list[tuple[int, int, Session]],
-    out: list[tuple[int, int, Session, int]], limit: int, cap: int | None,
+    queue: PoolQueue, jq: JobQueue, nodes: list[NodeSession], heap: list[tuple[int, int, NodeSession]],
+    out: list[tuple[int, int, NodeSession, int]], limit: int, cap: int | None,
     only: set[int] | None,
 ) -> None:
     taken: set[int] = set()
@@ -217,7 +217,7 @@ def _place_general(
     heapq.heapify(heap)
 
 
-def _pick(nodes: list[Session], need: int, pack: bool) -> Session | None:
+def _pick(nodes: list[NodeSession], need: int, pack: bool) -> NodeSession | None:
     if pack:
         # The first node (by id) with room: fill it before the next.
         return next((s for s in nodes if s.free_slots >= need), None)

@@ -22,7 +22,7 @@ from services.common.config import SchedulerTiming
 from services.common.errors import Code, ShoalError, failed_precondition, not_found
 from services.common.timeutil import Clock
 from services.job_scheduler import schedule_convert
-from services.job_scheduler.app import Scheduler
+from services.job_scheduler.engine import Engine
 from services.job_scheduler.model import Job, JobState
 from services.job_scheduler.schedule_store import ScheduleStore
 from services.job_scheduler.schedules import (
@@ -52,7 +52,7 @@ GONE = {"JOB_NOT_FOUND", "JOB_NOT_ACTIVE", "JOB_COMPLETED", "TASK_ALREADY_EXISTS
 
 class JobSchedules:
     def __init__(
-        self, store: ScheduleStore, jobs: Scheduler, timing: SchedulerTiming, clock: Clock,
+        self, store: ScheduleStore, jobs: Engine, timing: SchedulerTiming, clock: Clock,
         tick: float = TICK,
     ) -> None:
         self.store = store

@@ -137,13 +137,15 @@ def _check_dependencies(job: job_pb2.Job, specs: list[TaskSpec]) -> None:
         field = f"{SPEC}tasks[{i}].task.depends_on"
         if not job.uses_task_dependencies:
             raise invalid(field, "needs job.uses_task_dependencies", "TASK_DEPENDENCIES_NOT_ENABLED")
-        unknown = next((d for d in s.deps if d not in ids), None)
+        unknown = next((d for d in s.deps if d.lower() not in ids), None)
         if unknown is not None:
             raise invalid(field, f"task {unknown!r} is not a task of the template",
                           "TASK_DEPENDENCY_NOT_FOUND")
-    cycle = find_cycle({s.id.lower(): list(s.deps) for s in specs})
+    cycle = find_cycle({s.id.lower(): list(s.dep_keys) for s in specs})
     if cycle is not None:
-        raise invalid(f"{SPEC}tasks", f"dependency cycle: {' -> '.join(cycle)}",
+        spelled = {s.id.lower(): s.id for s in specs}
+        raise invalid(f"{SPEC}tasks",
+                      f"dependency cycle: {' -> '.join(spelled[c] for c in cycle)}",
                       "TASK_DEPENDENCY_CYCLE")
 
 

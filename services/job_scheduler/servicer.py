@@ -20,7 +20,7 @@ from services.common.ids import check_id, parse_name
 from services.common.rpc import account
 from services.common.timeutil import to_timestamp
 from services.job_scheduler import convert
-from services.job_scheduler.app import Scheduler
+from services.job_scheduler.engine import Engine
 from services.job_scheduler.model import JobState, TaskState
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
 from shoal.internal.v1 import scheduler_control_pb2 as ctl_pb2
@@ -42,7 +42,7 @@ def _job_id(name: str, field: str = "name") -> str:
 
 
 class JobServicer(job_pb2_grpc.JobServiceServicer):
-    def __init__(self, app: Scheduler) -> None:
+    def __init__(self, app: Engine) -> None:
         self.app = app
 
     async def CreateJob(self, request: job_pb2.CreateJobRequest, context: object) -> job_pb2.Job:
@@ -80,14 +80,13 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
 
 
 class TaskServicer(task_pb2_grpc.TaskServiceServicer):
-    def __init__(self, app: Scheduler) -> None:
+    def __init__(self, app: Engine) -> None:
         self.app = app
 
     async def CreateTask(self, request: task_pb2.CreateTaskRequest, context: object) -> task_pb2.Task:
         job_id = _job_id(request.parent, "parent")
         spec = convert.task_spec(request.task_id, request.task)
-        await self.app.create_tasks(account(), job_id, [spec])
-        return convert.task(await self.app.get_task(account(), job_id, spec.id))
+        return convert.task(await self.app.create_task(account(), job_id, spec))
 
     async def BatchCreateTasks(
         self, request: task_pb2.BatchCreateTasksRequest, context: object
@@ -126,9 +125,9 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
         self, request: task_pb2.ExplainTaskRequest, context: object
     ) -> task_pb2.TaskExplanation:
         job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
-        t, summary, reasons, details = await self.app.explain_task(account(), job_id, task_id)
-        return task_pb2.TaskExplanation(state=t.state.name, summary=summary, reasons=reasons,
-                                        details=details)
+        e = await self.app.explain_task(account(), job_id, task_id)
+        return task_pb2.TaskExplanation(state=e.task.state.name, summary=e.summary,
+                                        reasons=e.reasons, details=e.details)
 
     async def ListTasks(
         self, request: task_pb2.ListTasksRequest, context: object
@@ -158,7 +157,7 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
 class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
     """One bidirectional stream per node. Authenticated by the node credential in Hello."""
 
-    def __init__(self, app: Scheduler, config: ClusterConfig) -> None:
+    def __init__(self, app: Engine, config: ClusterConfig) -> None:
         self.app = app
         self.config = config
 
@@ -219,7 +218,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
 
 
 class ControlServicer(ctl_grpc.SchedulerControlServiceServicer):
-    def __init__(self, app: Scheduler) -> None:
+    def __init__(self, app: Engine) -> None:
         self.app = app
 
     async def ListNodeSessions(

@@ -24,7 +24,7 @@ class Liveness(IntEnum):
 
 
 @dataclass
-class Session:
+class NodeSession:
     key: NodeKey
     pool_id: str
     node_id: str
@@ -73,8 +73,8 @@ class Session:
 
 
 def check_liveness(
-    sessions: list[Session], now: float, unreachable_after: float, lost_after: float
-) -> tuple[list[Session], list[Session]]:
+    sessions: list[NodeSession], now: float, unreachable_after: float, lost_after: float
+) -> tuple[list[NodeSession], list[NodeSession]]:
     """Sessions that just became (unreachable, lost). Mutates their liveness."""
     unreachable, lost = [], []
     for s in sessions:

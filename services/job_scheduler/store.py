@@ -21,12 +21,31 @@ import aiosqlite
 import structlog
 
 from services.common.db import open_db
+from services.job_scheduler.core.plan import (
+    AssignTask,
+    DeleteJob,
+    DeleteTask,
+    EndAttempt,
+    FailTasks,
+    InsertJob,
+    Reactivate,
+    Row,
+    SetBlocked,
+    StartAttempt,
+    TaskInfo,
+    TaskOutcome,
+    Unblock,
+    UpdateJob,
+)
 from services.job_scheduler.model import (
+    ActiveRow,
     AttemptRecord,
     Category,
+    DepRow,
     Failure,
     Job,
     JobState,
+    LiveRow,
     OnAllTasksComplete,
     Result,
     TaskCounts,
@@ -193,7 +212,7 @@ _TASK_COLUMNS = (
     "t.max_wall_clock, t.max_retries, t.state, t.create_time, t.state_time, t.retry_count, "
     "t.requeue_count, t.attempt_id, t.node, t.start_time, t.end_time, t.exit_code, t.result, "
     "t.failure_category, t.failure_code, t.failure_message, t.files, t.deps_spec, t.exits, "
-    "t.slots, t.priority, t.retention"
+    "t.slots, t.priority, t.retention, t.attempt_number"
 )
 
 
@@ -317,8 +336,7 @@ class Store:
     # -- jobs -------------------------------------------------------------------------------
 
     async def load_jobs(self) -> list[Job]:
-        async with self._r.execute("SELECT * FROM jobs ORDER BY job_pk") as cur:
-            rows = await cur.fetchall()
+        rows = await self._all("SELECT * FROM jobs ORDER BY job_pk")
         return [
             Job(
                 pk=r["job_pk"], account=r["account"], id=r["id"], pool_id=r["pool_id"],
@@ -338,62 +356,12 @@ class Store:
     async def count_tasks(self) -> dict[int, TaskCounts]:
         """Task counts per job from the rows themselves: at start, so counts can never drift."""
         counts: dict[int, TaskCounts] = {}
-        async with self._r.execute(
+        for job_pk, state, result, n in await self._all(
             "SELECT job_pk, state, result, count(*) FROM tasks GROUP BY job_pk, state, result"
-        ) as cur:
-            for job_pk, state, result, n in await cur.fetchall():
-                c = counts.setdefault(job_pk, TaskCounts())
-                if state == TaskState.ACTIVE:
-                    c.active += n
-                elif state in (TaskState.PREPARING, TaskState.RUNNING):
-                    c.running += n
-                else:
-                    c.completed += n
-                    if result == Result.SUCCESS:
-                        c.succeeded += n
-                    else:
-                        c.failed += n
+        ):
+            counts.setdefault(job_pk, TaskCounts()).move(
+                None, TaskState(state), n=n, result=Result(result) if result else None)
         return counts
-
-    def set_blocked(self, task_pk: int, reason: str | None) -> None:
-        self.queue(SET_BLOCKED, (reason, task_pk))
-
-    def unblock(self, task_pk: int) -> None:
-        self.queue(UNBLOCK_TASK, (task_pk,))
-
-    def reactivate(self, task_pk: int, now: float) -> None:
-        self.queue(REACTIVATE_TASK, (int(TaskState.ACTIVE), now, task_pk))
-
-    def delete_task(self, task_pk: int) -> None:
-        self.queue(DELETE_TASK_ATTEMPTS, (task_pk,))
-        self.queue(DELETE_TASK, (task_pk,))
-
-    def fail_tasks(self, task_pks: Sequence[int], failure: Failure, now: float) -> None:
-        """Complete these tasks as failed without running them (their job ended)."""
-        self.queue(FAIL_TASK, *[
-            (int(TaskState.COMPLETED), now, int(Result.FAILURE), now, *_failure_cols(failure),
-             pk, int(TaskState.ACTIVE)) for pk in task_pks
-        ])
-
-    def insert_job(self, job: Job) -> None:
-        self.queue(INSERT_JOB, (
-            job.pk, job.account, job.id, job.id.lower(), job.pool_id, job.priority,
-            int(job.on_all_tasks_complete), int(job.state), job.display_name,
-            json.dumps(job.metadata), job.create_time, job.state_time, job.prep, job.release,
-            job.schedule_id, json.dumps(job_settings(job)),
-        ))
-
-    def update_job(self, job: Job) -> None:
-        c = job.counts
-        self.queue(UPDATE_JOB, (
-            int(job.state), job.terminate_reason, job.state_time, job.end_time, c.active,
-            c.running, c.completed, c.succeeded, c.failed, job.pk,
-        ))
-
-    def delete_job(self, job_pk: int) -> None:
-        self.queue(DELETE_ATTEMPTS, (job_pk,))
-        self.queue(DELETE_TASKS, (job_pk,))
-        self.queue(DELETE_JOB, (job_pk,))
 
     # -- tasks: writes ----------------------------------------------------------------------
 
@@ -412,7 +380,7 @@ class Store:
             for pk, s in tasks
         ]
         extras = [
-            (json.dumps(s.deps) if s.deps else None, s.deps_spec, s.exits, s.slots, s.priority,
+            (json.dumps(s.dep_keys) if s.deps else None, s.deps_spec, s.exits, s.slots, s.priority,
              s.retention, pk)
             for pk, s in tasks if s.extra
         ]
@@ -446,83 +414,109 @@ class Store:
         w.execute("COMMIT")
         return []
 
-    def assign(self, task_pk: int, attempt_id: str, number: int, node: str, now: float) -> None:
-        self.queue(ASSIGN_TASK, (int(TaskState.PREPARING), now, attempt_id, number, node, task_pk))
-        self.queue(INSERT_ATTEMPT, (attempt_id, task_pk, number, node, now))
-
-    def started(self, task_pk: int, attempt_id: str, start_time: float, now: float) -> None:
-        self.queue(START_TASK, (int(TaskState.RUNNING), now, start_time, task_pk, attempt_id))
-        self.queue(START_ATTEMPT, (start_time, attempt_id))
-
-    def end_attempt(
-        self, attempt_id: str, start_time: float | None, end_time: float,
-        exit_code: int | None, failure: Failure | None,
-    ) -> None:
-        self.queue(END_ATTEMPT, (start_time, end_time, exit_code, *_failure_cols(failure), attempt_id))
-
-    def set_task_outcome(
-        self, task_pk: int, state: TaskState, now: float, *, result: Result | None,
-        retry_count: int, requeue_count: int, start_time: float | None,
-        end_time: float | None, exit_code: int | None, failure: Failure | None,
-    ) -> None:
-        self.queue(TASK_OUTCOME, (
-            int(state), now, int(result) if result else None, retry_count, requeue_count,
-            start_time, end_time, exit_code, *_failure_cols(failure), task_pk,
-        ))
+    def write(self, rows: Iterable[Row]) -> None:
+        """Queue a plan's rows for the next transaction."""
+        q = self.queue
+        for r in rows:
+            match r:
+                case AssignTask(task_pk, attempt_id, number, node, now):
+                    q(ASSIGN_TASK, (int(TaskState.PREPARING), now, attempt_id, number, node, task_pk))
+                    q(INSERT_ATTEMPT, (attempt_id, task_pk, number, node, now))
+                case StartAttempt(task_pk, attempt_id, start_time, now):
+                    q(START_TASK, (int(TaskState.RUNNING), now, start_time, task_pk, attempt_id))
+                    q(START_ATTEMPT, (start_time, attempt_id))
+                case EndAttempt(attempt_id, start_time, end_time, exit_code, failure):
+                    q(END_ATTEMPT, (start_time, end_time, exit_code, *_failure_cols(failure),
+                                    attempt_id))
+                case TaskOutcome():
+                    q(TASK_OUTCOME, (
+                        int(r.state), r.time, int(r.result) if r.result else None, r.retry_count,
+                        r.requeue_count, r.start_time, r.end_time, r.exit_code,
+                        *_failure_cols(r.failure), r.task_pk))
+                case UpdateJob(job_pk, state, reason, state_time, end_time, counts):
+                    q(UPDATE_JOB, (int(state), reason, state_time, end_time, *counts, job_pk))
+                case FailTasks(task_pks, failure, now):
+                    cols = _failure_cols(failure)
+                    q(FAIL_TASK, *[(int(TaskState.COMPLETED), now, int(Result.FAILURE), now, *cols,
+                                    pk, int(TaskState.ACTIVE)) for pk in task_pks])
+                case SetBlocked(task_pk, reason):
+                    q(SET_BLOCKED, (reason, task_pk))
+                case Unblock(task_pk):
+                    q(UNBLOCK_TASK, (task_pk,))
+                case Reactivate(task_pk, now):
+                    q(REACTIVATE_TASK, (int(TaskState.ACTIVE), now, task_pk))
+                case DeleteTask(task_pk):
+                    q(DELETE_TASK_ATTEMPTS, (task_pk,))
+                    q(DELETE_TASK, (task_pk,))
+                case InsertJob(job):
+                    q(INSERT_JOB, (
+                        job.pk, job.account, job.id, job.id.lower(), job.pool_id, job.priority,
+                        int(job.on_all_tasks_complete), int(job.state), job.display_name,
+                        json.dumps(job.metadata), job.create_time, job.state_time, job.prep,
+                        job.release, job.schedule_id, json.dumps(job_settings(job)),
+                    ))
+                case DeleteJob(job_pk):
+                    q(DELETE_ATTEMPTS, (job_pk,))
+                    q(DELETE_TASKS, (job_pk,))
+                    q(DELETE_JOB, (job_pk,))
+                case _:
+                    raise TypeError(f"not a row: {r!r}")
 
     # -- tasks: reads -----------------------------------------------------------------------
 
-    async def active_tasks(self) -> list[aiosqlite.Row]:
-        """Every ACTIVE task, oldest first: the ready queues at start (job_pk, task_pk,
-        retry_count, requeue_count, attempt_number, slots, priority, deps, blocked, unblocked)."""
-        async with self._r.execute(
-            "SELECT job_pk, task_pk, retry_count, requeue_count, attempt_number, slots, priority, "
-            "deps, blocked, unblocked FROM tasks WHERE state=? ORDER BY task_pk",
-            (int(TaskState.ACTIVE),),
-        ) as cur:
-            return list(await cur.fetchall())
+    async def _all(self, sql: str, args: Sequence[Any] = ()) -> list[aiosqlite.Row]:
+        """A query run to its end in one hop to the reader's thread. A cursor left open
+        across an await would hold its read transaction, and a concurrent read on the same
+        connection would see that older snapshot: a task just added would not be found."""
+        return list(await self._r.execute_fetchall(sql, args))
 
-    async def dep_rows(self, job_pk: int, ids_lower: Sequence[str]) -> dict[str, aiosqlite.Row]:
-        """id_lower -> (task_pk, state, result, exit_code, failure_code, exits, id) of these
-        tasks of a job."""
-        out: dict[str, aiosqlite.Row] = {}
+    async def active_tasks(self) -> list[ActiveRow]:
+        """Every ACTIVE task, oldest first: the ready queues at start."""
+        rows = await self._all(
+            "SELECT job_pk, task_pk, retry_count, requeue_count, attempt_number, slots, priority, "
+            "deps, unblocked FROM tasks WHERE state=? ORDER BY task_pk", (int(TaskState.ACTIVE),))
+        return [ActiveRow(r[0], r[1], r[2], r[3], r[4], r[5], r[6],
+                          tuple(json.loads(r[7])) if r[7] else (), bool(r[8])) for r in rows]
+
+    async def dep_rows(self, job_pk: int, ids_lower: Sequence[str]) -> dict[str, DepRow]:
+        """These tasks of a job, by lower-case id."""
+        out: dict[str, DepRow] = {}
         for i in range(0, len(ids_lower), 900):
             chunk = list(ids_lower[i : i + 900])
-            async with self._r.execute(
-                "SELECT id_lower, task_pk, state, result, exit_code, failure_code, exits, id "
+            for r in await self._all(
+                "SELECT id_lower, task_pk, id, state, result, exit_code, failure_code, exits "
                 f"FROM tasks WHERE job_pk=? AND id_lower IN ({','.join('?' * len(chunk))})",
                 (job_pk, *chunk),
-            ) as cur:
-                for r in await cur.fetchall():
-                    out[r["id_lower"]] = r
+            ):
+                out[r[0]] = DepRow(r[1], r[2], TaskState(r[3]), Result(r[4]) if r[4] else None,
+                                   r[5], r[6], r[7])
         return out
 
-    async def live_attempts(self) -> list[dict[str, Any]]:
+    async def live_attempts(self) -> list[LiveRow]:
         """Attempts of PREPARING/RUNNING tasks: the running set at start."""
-        async with self._r.execute(
+        rows = await self._all(
             "SELECT t.task_pk, t.job_pk, t.attempt_id, t.attempt_number, t.node, t.start_time, "
             "t.retry_count, t.requeue_count, t.max_retries, a.assign_time, t.id, t.files, "
             "t.exits, t.slots, t.priority "
             "FROM tasks t JOIN attempts a ON a.attempt_id = t.attempt_id "
             "WHERE t.state IN (?, ?)",
             (int(TaskState.PREPARING), int(TaskState.RUNNING)),
-        ) as cur:
-            return [dict(r) for r in await cur.fetchall()]
+        )
+        return [LiveRow(*r) for r in rows]
 
-    async def dispatch_info(self, task_pks: Sequence[int]) -> dict[int, dict[str, Any]]:
+    async def dispatch_info(self, task_pks: Sequence[int]) -> dict[int, TaskInfo]:
         """What an Assignment needs, for a batch of tasks about to be assigned."""
-        out: dict[int, dict[str, Any]] = {}
+        out: dict[int, TaskInfo] = {}
         for i in range(0, len(task_pks), 900):
             chunk = task_pks[i : i + 900]
             sql = (
-                "SELECT t.task_pk, j.id AS job_id, t.id, t.command_line, t.environment, "
+                "SELECT t.task_pk, j.id, t.id, t.command_line, t.environment, "
                 "t.max_wall_clock, t.max_retries, t.files, t.exits, t.priority, t.retention "
                 "FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
                 f"WHERE t.task_pk IN ({','.join('?' * len(chunk))})"
             )
-            async with self._r.execute(sql, chunk) as cur:
-                for r in await cur.fetchall():
-                    out[r["task_pk"]] = dict(r)
+            for r in await self._all(sql, chunk):
+                out[r[0]] = TaskInfo(*r[1:])
         return out
 
     async def job_nodes(self, job_pks: Sequence[int]) -> list[tuple[int, str]]:
@@ -530,41 +524,34 @@ class Store:
         out: list[tuple[int, str]] = []
         for i in range(0, len(job_pks), 900):
             chunk = job_pks[i : i + 900]
-            async with self._r.execute(
+            out += [(r[0], r[1]) for r in await self._all(
                 "SELECT DISTINCT t.job_pk, a.node FROM attempts a JOIN tasks t "
                 f"ON t.task_pk = a.task_pk WHERE t.job_pk IN ({','.join('?' * len(chunk))})",
                 chunk,
-            ) as cur:
-                out += [(r[0], r[1]) for r in await cur.fetchall()]
+            )]
         return out
 
-    async def task_pk(self, job_pk: int, task_id: str) -> int | None:
-        async with self._r.execute(
-            "SELECT task_pk FROM tasks WHERE job_pk=? AND id_lower=?", (job_pk, task_id.lower())
-        ) as cur:
-            row = await cur.fetchone()
-        return row[0] if row else None
-
     async def get_task(self, job_pk: int, task_id: str) -> TaskRecord | None:
-        async with self._r.execute(
+        found = await self._all(
             f"SELECT {_TASK_COLUMNS} FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
             "WHERE t.job_pk=? AND t.id_lower=?",
             (job_pk, task_id.lower()),
-        ) as cur:
-            row = await cur.fetchone()
-        if row is None:
+        )
+        if not found:
             return None
-        async with self._r.execute(
-            "SELECT * FROM attempts WHERE task_pk=? ORDER BY number", (row["task_pk"],)
-        ) as cur:
-            attempts = tuple(
-                AttemptRecord(
-                    a["attempt_id"], a["number"], a["node"], a["start_time"], a["end_time"],
-                    a["exit_code"],
-                    _failure(a["failure_category"], a["failure_code"], a["failure_message"]),
-                )
-                for a in await cur.fetchall()
+        row = found[0]
+        attempts = tuple(
+            AttemptRecord(
+                a["attempt_id"], a["number"], a["node"], a["start_time"], a["end_time"],
+                a["exit_code"],
+                _failure(a["failure_category"], a["failure_code"], a["failure_message"]),
             )
+            # The task's row and its attempts are two reads: an attempt assigned between
+            # them is newer than the row, not a previous one.
+            for a in await self._all(
+                "SELECT * FROM attempts WHERE task_pk=? AND number <= ? ORDER BY number",
+                (row["task_pk"], row["attempt_number"]))
+        )
         return _task_record(row, attempts)
 
     async def list_tasks(
@@ -582,8 +569,7 @@ class Store:
             f"SELECT {_TASK_COLUMNS} FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
             f"WHERE {' AND '.join(where)} ORDER BY t.id_lower LIMIT ?"
         )
-        async with self._r.execute(sql, (*args, limit)) as cur:
-            return [_task_record(r, ()) for r in await cur.fetchall()]
+        return [_task_record(r, ()) for r in await self._all(sql, (*args, limit))]
 
 
 JOB_SETTINGS = ("uses_deps", "max_parallel", "max_wall_clock", "default_retries",

@@ -75,12 +75,26 @@ def test_bad_dependencies_are_refused_with_the_field(suite: LocalSuite) -> None:
     c = suite.client()
     c.create_pool("p", target_nodes=0)
     c.create_job("j", pool_id="p", uses_task_dependencies=True)
-    for kwargs, reason in (({"depends_on": ["ghost"]}, "UNKNOWN_DEPENDENCY"),
-                           ({"depends_on": ["t"]}, "INVALID_ARGUMENT")):
+    c.create_job("plain", pool_id="p")
+    # A single CreateTask names its own fields (`task.…`), not a batch's (`requests[0].task.…`),
+    # and quotes ids as they were typed.
+    for job, kwargs, reason, field in (
+            ("j", {"depends_on": ["Ghost"]}, "UNKNOWN_DEPENDENCY", "task.depends_on"),
+            ("j", {"depends_on": ["t"]}, "INVALID_ARGUMENT", "task.depends_on"),
+            ("plain", {"depends_on": ["Other"]}, "INVALID_ARGUMENT", "task.depends_on")):
         try:
-            c.add_task("j", "t", "/bin/true", **kwargs)
+            c.add_task(job, "t", "/bin/true", **kwargs)
         except ShoalError as e:
-            assert e.reason == reason and e.field and "depends_on" in e.field, e
+            assert (e.reason, e.field) == (reason, field), e
+            assert "Ghost" in str(e) or reason != "UNKNOWN_DEPENDENCY", e
         else:
             raise AssertionError(f"{kwargs} was accepted")
-    assert list(c.list_tasks("j")) == []
+    try:
+        c.add_tasks("j", [{"id": "A", "command_line": "true", "depends_on": ["B"]},
+                          {"id": "B", "command_line": "true", "depends_on": ["A"]}])
+    except ShoalError as e:
+        assert e.reason == "DEPENDENCY_CYCLE" and e.field == "requests[0].task.depends_on", e
+        assert "A -> B -> A" in str(e), e
+    else:
+        raise AssertionError("a cycle was accepted")
+    assert list(c.list_tasks("j")) == [] and list(c.list_tasks("plain")) == []

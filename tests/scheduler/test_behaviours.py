@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from services.job_scheduler import convert
-from services.job_scheduler.app import Scheduler
+from services.job_scheduler.engine import Engine
 from services.job_scheduler.model import JobState, Result, TaskSpec, TaskState
 from shoal.v1 import job_pb2, task_pb2
 from tests.scheduler.harness import ACCOUNT, Apps, Clock, Node, expect_error, make_job, settle
@@ -45,22 +45,22 @@ def satisfy_on(code: int) -> T.ExitConditions:
         code=code, exit_options=T.ExitOptions(dependency_action=T.ExitOptions.SATISFY))])
 
 
-async def add(app: Scheduler, *specs: TaskSpec, job: str = "j") -> None:
+async def add(app: Engine, *specs: TaskSpec, job: str = "j") -> None:
     await app.create_tasks(ACCOUNT, job, list(specs))
 
 
-async def state(app: Scheduler, tid: str, job: str = "j") -> tuple[TaskState, str]:
+async def state(app: Engine, tid: str, job: str = "j") -> tuple[TaskState, str]:
     t = await app.get_task(ACCOUNT, job, tid)
     return t.state, t.state_reason
 
 
-async def assigned(app: Scheduler, node: Node) -> dict[str, str]:
+async def assigned(app: Engine, node: Node) -> dict[str, str]:
     """task id -> attempt id of what the node was given since last asked."""
     await settle(app)
     return {a.task_id: a.attempt_id for a in node.assignments()}
 
 
-async def deps_job(apps: Apps, slots: int = 4, **kw: object) -> tuple[Scheduler, Node]:
+async def deps_job(apps: Apps, slots: int = 4, **kw: object) -> tuple[Engine, Node]:
     app = await apps.open()
     await make_job(app, uses_task_dependencies=True, **kw)
     n = Node(app, "a", slots)
@@ -272,7 +272,7 @@ async def test_disable_requeue_terminate_wait_and_enable(apps: Apps) -> None:
     assert (await app.get_task(ACCOUNT, "tm", "tm1")).failure.code == "JOB_DISABLED"  # type: ignore[union-attr]
     assert app.get_job(ACCOUNT, "wt").state == JobState.DISABLING
     await n.finish(got["wt1"], 0)
-    await app._commit()
+    await app.commit()
     assert app.get_job(ACCOUNT, "wt").state == JobState.DISABLED
     await add(app, task("late"), job="rq")  # a disabled job takes tasks; they wait
     assert await assigned(app, n) == {}
@@ -294,7 +294,7 @@ async def test_job_constraints_default_retries_and_wall_clock(apps: Apps) -> Non
     again = await assigned(app, n)
     assert list(again) == ["inherits"]  # retried: the job's default of 2
     assert (await app.get_task(ACCOUNT, "j", "own")).state == TaskState.COMPLETED
-    app.now.advance(61)  # type: ignore[attr-defined]
+    app.clock.advance(61)  # type: ignore[attr-defined]
     await app.check_liveness()
     job = app.get_job(ACCOUNT, "j")
     assert job.terminate_reason == "MaxWallClockTimeExpiry"
@@ -328,7 +328,7 @@ async def test_required_slots_take_that_many_slots_of_one_node(apps: Apps) -> No
               task("huge", slots=5))
     got = {**await assigned(app, a), **await assigned(app, b)}
     assert sorted(got) == ["big", "big2", "s1", "s2"]
-    assert sum(x.used_slots for x in app.sessions.values()) == 8
+    assert sum(x.used_slots for x in app.core.sessions.values()) == 8
     _, _, reasons, _ = await app.explain_task(ACCOUNT, "j", "huge")
     assert reasons == ["NO_NODE_FITS"]
 

@@ -18,7 +18,7 @@ from services.job_scheduler.model import (
     judge,
 )
 from services.job_scheduler.placement import PoolQueue, plan
-from services.job_scheduler.sessions import Liveness, Session, check_liveness
+from services.job_scheduler.sessions import Liveness, NodeSession, check_liveness
 
 
 def attempt(**kw: object) -> Attempt:
@@ -35,8 +35,8 @@ def report(exit_code: int | None = 0, failure: Failure | None = None) -> Report:
     return Report("a1", exit_code, 1.0, 2.0, failure)
 
 
-def session(node: str, slots: int, used: int = 0, **kw: object) -> Session:
-    s = Session(("acct", "p", node), "p", node, slots, last_seen=0.0, **kw)  # type: ignore[arg-type]
+def session(node: str, slots: int, used: int = 0, **kw: object) -> NodeSession:
+    s = NodeSession(("acct", "p", node), "p", node, slots, last_seen=0.0, **kw)  # type: ignore[arg-type]
     s.used_slots = used
     return s
 

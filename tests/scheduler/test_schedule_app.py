@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from services.job_scheduler.app import Scheduler
+from services.job_scheduler.engine import Engine
 from services.job_scheduler.model import JobState
 from services.job_scheduler.schedule_app import RETRY_AFTER, JobSchedules
 from services.job_scheduler.schedule_store import ScheduleStore
@@ -25,7 +25,7 @@ INTERVAL = 600
 @dataclass
 class World:
     apps: Apps
-    app: Scheduler
+    app: Engine
     schedules: JobSchedules
     path: Path
     clock: Clock

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 
 from services.common.errors import ShoalError
-from services.job_scheduler.app import Scheduler
+from services.job_scheduler.engine import Engine
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import job_pb2, pool_pb2, storage_pb2, task_pb2
 from tests.scheduler.harness import (
@@ -55,7 +55,7 @@ async def test_uploads_after_a_scheduler_restart(tmp_path: Path) -> None:
         await w.app.stop()
         await w.store.close()
         w.store = await GatedStore.open(tmp_path / "sched.db")
-        w.app = Scheduler(w.store, TIMING, known_pools, w.clock, w.staging)
+        w.app = Engine(w.store, TIMING, known_pools, w.clock, w.staging)
         await w.app.load()
         node = Node(w.app, "a", 1, running={a.attempt_id})
         await node.connect()
@@ -86,7 +86,7 @@ async def test_downloads_after_a_scheduler_restart(tmp_path: Path) -> None:
         await w.app.stop()
         await w.store.close()
         w.store = await GatedStore.open(tmp_path / "sched.db")
-        w.app = Scheduler(w.store, TIMING, known_pools, w.clock, w.staging)
+        w.app = Engine(w.store, TIMING, known_pools, w.clock, w.staging)
         await w.app.load()
         node = Node(w.app, "a", 1, running={a.attempt_id})
         await node.connect()
@@ -111,7 +111,7 @@ async def jobs_ended(node: Node, n: int, within: float = 5.0) -> list[agent_pb2.
     return got
 
 
-async def ran_a_task(app: Scheduler, **job: Any) -> Node:
+async def ran_a_task(app: Engine, **job: Any) -> Node:
     """Job "j" (with the given fields) whose one task ran and succeeded on node "a"."""
     await make_job(app, "j", **job)
     node = Node(app, "a", 1)
@@ -160,7 +160,7 @@ async def test_release_task_is_sent_again_after_a_scheduler_restart(tmp_path: Pa
         node = await ran_a_task(
             app, job_release_task=task_pb2.JobReleaseTask(command_line="cleanup"),
             on_all_tasks_complete=job_pb2.TERMINATE_JOB)
-        await app._commit()
+        await app.commit()
         await jobs_ended(node, 1)  # the job completed: its release runs once, as it should
         app = await apps.restart(app)
         node = Node(app, "a", 1)
@@ -219,7 +219,7 @@ async def test_a_node_away_when_its_job_ends_is_told_when_it_is_back(tmp_path: P
         assert (ended.job_id, ended.release.command_line) == ("j", "cleanup")
         await node.disconnect()
         await node.connect()
-        await asyncio.sleep(0.1)  # a bounded look for a message that must not come
+        await app.quiesce()  # what it would send in the background has been sent
         assert [e for m in node.drain() for e in m.jobs_ended] == [], "told twice"
     finally:
         await apps.close()
@@ -261,8 +261,8 @@ async def test_a_job_ending_keeps_nothing_for_nodes_that_will_not_be_back(tmp_pa
             await n.disconnect()
         await app.remove_nodes(ACCOUNT, "p", ["a"], pool_pb2.REQUEUE)  # a leaves while away
         await app.terminate_job(ACCOUNT, "j", "")
-        assert list(app._ended_away) == [b.session.key]  # type: ignore[union-attr]
+        assert list(app.core.ended_away) == [b.session.key]  # type: ignore[union-attr]
         await app.remove_nodes(ACCOUNT, "p", ["b"], pool_pb2.REQUEUE)
-        assert app._ended_away == {}
+        assert app.core.ended_away == {}
     finally:
         await apps.close()

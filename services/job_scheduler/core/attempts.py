@@ -1,0 +1,121 @@
+"""Attempts: which ready task goes to which node slot (dispatch), and what an attempt's end
+does to its task, its dependents and its job."""
+
+from __future__ import annotations
+
+import structlog
+
+from services.job_scheduler.core.failures import NOT_DELIVERED
+from services.job_scheduler.core.plan import (
+    Assign,
+    AssignTask,
+    Plan,
+    TaskChanged,
+    TaskInfo,
+)
+from services.job_scheduler.core.state import CoreState
+from services.job_scheduler.model import (
+    Attempt,
+    CancelIntent,
+    Job,
+    Pending,
+    TaskState,
+)
+from services.job_scheduler.placement import PoolQueue, plan
+from services.job_scheduler.sessions import NodeSession
+
+log = structlog.get_logger()
+
+DISPATCH_BATCH = 5000
+
+
+class AttemptEvents(CoreState):
+    # -- dispatch ---------------------------------------------------------------------------
+
+    def _pool_sessions(self) -> dict[tuple[str, str], list[NodeSession]]:
+        by_pool: dict[tuple[str, str], list[NodeSession]] = {}
+        for s in self.sessions.values():
+            if s.schedulable and s.free_slots > 0:
+                by_pool.setdefault((s.key[0], s.key[1]), []).append(s)
+        return by_pool
+
+    def _room(self, queue: PoolQueue) -> dict[int, int] | None:
+        """How many more tasks each capped job of a pool may start (max_parallel_tasks)."""
+        room = {pk: max(0, j.max_parallel - j.counts.running) for pk in queue.jobs
+                if (j := self.jobs[pk]).max_parallel}
+        return room or None
+
+    def candidates(self) -> list[int]:
+        """The tasks the next dispatch round would place, in order, so their rows can be read
+        first. Changes nothing."""
+        out: list[int] = []
+        for pool_key, sessions in self._pool_sessions().items():
+            queue = self.queues.get(pool_key)
+            if queue and queue.jobs:
+                free = sum(s.free_slots for s in sessions)
+                out.extend(queue.peek(min(free, DISPATCH_BATCH - len(out)), self._room(queue),
+                                      max(s.free_slots for s in sessions)))
+        return out
+
+    def dispatch(self, info: dict[int, TaskInfo], now: float) -> Plan:
+        """Place ready tasks whose rows were read (`info`) on free slots."""
+        self._begin()
+        placed = 0
+        for pool_key, sessions in self._pool_sessions().items():
+            queue = self.queues.get(pool_key)
+            if not queue or not queue.jobs:
+                continue
+            picks = plan(queue, sessions, DISPATCH_BATCH - placed, self._room(queue), set(info))
+            late = [p for p in picks if p[1] not in info]  # added during the read
+            for job_pk, task_pk, s, slots in reversed(late):  # back in front, in their order
+                s.used_slots -= slots
+                p = self.pending.get(task_pk)
+                queue.push(job_pk, self.jobs[job_pk].priority, task_pk, front=True,
+                           task_priority=p.priority if p else 0)
+            if late:
+                self._kick()
+            for job_pk, task_pk, s, slots in picks:
+                if task_pk in info:
+                    self._assign(self.jobs[job_pk], task_pk, s, info[task_pk], now, slots)
+                    placed += 1
+        if placed >= DISPATCH_BATCH:
+            self._kick()
+        return self._finish(now)
+
+    def _assign(
+        self, job: Job, task_pk: int, s: NodeSession, info: TaskInfo, now: float, slots: int
+    ) -> None:
+        p = self.pending.pop(task_pk, None) or Pending()
+        a = Attempt(
+            attempt_id=self.new_id(), task_pk=task_pk, job_pk=job.pk, number=p.attempts + 1,
+            node_key=s.key, node_name=s.name, slots=slots, assign_time=now,
+            retry_count=p.retry_count, requeue_count=p.requeue_count,
+            max_retries=job.default_retries if info.max_retries is None else info.max_retries,
+            task_id=info.id, files=info.files, exits=info.exits, priority=info.priority,
+        )
+        self.attempts[a.attempt_id] = a
+        s.attempts.add(a.attempt_id)  # its slot was taken by plan()
+        self._row(AssignTask(task_pk, a.attempt_id, a.number, s.name, now))
+        job.counts.move(TaskState.ACTIVE, TaskState.PREPARING)
+        self._touch(job)
+        if job.prep or job.release:
+            job.nodes.add(s.key)
+        self._plan.send(s.key, s.stream_id, Assign(a, info, job))
+        self._plan.events.append(TaskChanged(job.account, job.id, task_pk, TaskState.PREPARING))
+
+    def undelivered(self, attempt_ids: list[str], now: float) -> Plan:
+        """Assignments that could not be sent (the node's stream ended or was replaced while
+        they were committed): back to the queue, charged as neither a retry nor a requeue,
+        since they never reached a node. One cancelled before it was sent ends as its cancel
+        says (a terminated task completes; a returned or requeued one waits again)."""
+        self._begin()
+        for aid in attempt_ids:
+            a = self.attempts.get(aid)
+            if a is None:
+                continue  # resolved meanwhile
+            if a.cancel == CancelIntent.NONE:
+                a.cancel, a.cancel_failure = CancelIntent.RETURN, NOT_DELIVERED
+            elif a.cancel == CancelIntent.REQUEUE:
+                a.cancel = CancelIntent.RETURN  # stopped before it ever ran: not a requeue
+            self._resolve(a, None, now)
+        return self._finish(now)

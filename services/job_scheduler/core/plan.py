@@ -1,0 +1,213 @@
+"""What the core decides for one event: rows to write, messages for nodes, the reply, and
+domain events. The engine applies a plan in order: rows are queued and group-committed, and
+only then are messages sent and the reply returned, so nothing a node or a client was told
+can be lost by a crash. Everything here is data; nothing in it does I/O.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import NamedTuple
+
+from services.job_scheduler.model import (
+    Attempt,
+    Failure,
+    Job,
+    JobState,
+    Result,
+    TaskState,
+)
+
+NodeKey = tuple[str, str, str]
+"""(account, pool id lower-case, node id)."""
+
+
+# -- rows ---------------------------------------------------------------------------------
+
+
+class InsertJob(NamedTuple):
+    job: Job
+
+
+class UpdateJob(NamedTuple):
+    """A job's state and counts as they were when decided."""
+
+    job_pk: int
+    state: JobState
+    terminate_reason: str
+    state_time: float
+    end_time: float | None
+    counts: tuple[int, int, int, int, int]
+
+
+class DeleteJob(NamedTuple):
+    job_pk: int
+
+
+class AssignTask(NamedTuple):
+    task_pk: int
+    attempt_id: str
+    number: int
+    node: str
+    time: float
+
+
+class StartAttempt(NamedTuple):
+    task_pk: int
+    attempt_id: str
+    start_time: float
+    time: float
+
+
+class EndAttempt(NamedTuple):
+    attempt_id: str
+    start_time: float | None
+    end_time: float
+    exit_code: int | None
+    failure: Failure | None
+
+
+class TaskOutcome(NamedTuple):
+    task_pk: int
+    state: TaskState
+    time: float
+    result: Result | None
+    retry_count: int
+    requeue_count: int
+    start_time: float | None
+    end_time: float | None
+    exit_code: int | None
+    failure: Failure | None
+
+
+class FailTasks(NamedTuple):
+    """ACTIVE tasks completed as failed without running."""
+
+    task_pks: list[int]
+    failure: Failure
+    time: float
+
+
+class Reactivate(NamedTuple):
+    task_pk: int
+    time: float
+
+
+class SetBlocked(NamedTuple):
+    task_pk: int
+    reason: str | None
+
+
+class Unblock(NamedTuple):
+    task_pk: int
+
+
+class DeleteTask(NamedTuple):
+    task_pk: int
+
+
+Row = (InsertJob | UpdateJob | DeleteJob | AssignTask | StartAttempt | EndAttempt | TaskOutcome
+       | FailTasks | Reactivate | SetBlocked | Unblock | DeleteTask)
+
+
+# -- messages to nodes --------------------------------------------------------------------
+
+
+class TaskInfo(NamedTuple):
+    """What an assignment needs of a task's row, read just before it is assigned."""
+
+    job_id: str
+    id: str
+    command_line: str
+    environment: str
+    """JSON, as stored."""
+    max_wall_clock: float | None
+    max_retries: int | None
+    files: bytes | None
+    exits: bytes | None
+    priority: int
+    retention: float | None
+
+
+class Assign(NamedTuple):
+    attempt: Attempt
+    task: TaskInfo
+    job: Job
+
+
+class CancelAttempts(NamedTuple):
+    attempt_ids: list[str]
+
+
+class AckResults(NamedTuple):
+    attempt_ids: list[str]
+
+
+class JobEnded(NamedTuple):
+    """The job is over: the node runs its release task and forgets its preparation."""
+
+    job: Job
+
+
+class TaskDeleted(NamedTuple):
+    job_id: str
+    task_id: str
+
+
+class Drain(NamedTuple):
+    """Take no new work; finish or stop what runs as told by cancels."""
+
+
+Message = Assign | CancelAttempts | AckResults | JobEnded | TaskDeleted | Drain
+
+
+class Send(NamedTuple):
+    node: NodeKey
+    stream_id: int
+    """The stream the message was meant for: a node that reconnected since gets none of it
+    (its hello settled what it runs)."""
+    message: Message
+
+
+# -- domain events ------------------------------------------------------------------------
+
+
+class TaskChanged(NamedTuple):
+    account: str
+    job_id: str
+    task_pk: int
+    state: TaskState
+    result: Result | None = None
+
+
+class JobChanged(NamedTuple):
+    account: str
+    job_id: str
+    state: JobState
+
+
+class NodeChanged(NamedTuple):
+    node: NodeKey
+    state: str
+    """CONNECTED, UNREACHABLE, LOST, DISCONNECTED, REMOVING, SCHEDULING_DISABLED, ENABLED."""
+
+
+Event = TaskChanged | JobChanged | NodeChanged
+
+
+@dataclass
+class Plan:
+    rows: list[Row] = field(default_factory=list)
+    sends: list[Send] = field(default_factory=list)
+    events: list[Event] = field(default_factory=list)
+    close_streams: list[NodeKey] = field(default_factory=list)
+    """Streams to end: their nodes must say hello again before they are trusted."""
+    dispatch: bool = False
+    """Something became ready or a slot became free: run a dispatch round."""
+    reply: object = None
+
+    def send(self, node: NodeKey, stream_id: int, message: Message) -> None:
+        self.sends.append(Send(node, stream_id, message))
+
+    def __bool__(self) -> bool:
+        return bool(self.rows or self.sends or self.events or self.close_streams or self.dispatch)

@@ -1,0 +1,660 @@
+"""The job-scheduler's engine: everything around the pure core that awaits.
+
+The engine reads what an event needs (rows, the pool from the pool-manager), hands the event
+to the core, and applies the plan the core returns, in order: the plan's rows are queued and
+group-committed, and only then are its messages sent and its reply returned — so nothing a
+client or an agent was told can be lost by a crash. The core is synchronous: a decision and
+the queueing of its rows happen with no await between them, by construction.
+
+The engine owns the node streams (one Outbound each), the dispatch and liveness loops, the
+relays to the storage-stager (staging grants, stored logs) and file reads from nodes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+from collections.abc import AsyncIterator, Callable, Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import structlog
+
+from services.common.config import SchedulerTiming
+from services.common.errors import Code, ShoalError, failed_precondition, invalid, not_found
+from services.common.stager_client import StagingClient, StagingUnavailable
+from services.common.timeutil import Clock, to_duration
+from services.job_scheduler import convert, staging
+from services.job_scheduler.core import Core, Explanation, Plan, Snapshot, Welcome
+from services.job_scheduler.core.failures import NOT_UPLOADED
+from services.job_scheduler.core.plan import Assign, Event, JobEnded, NodeKey
+from services.job_scheduler.model import (
+    STORAGE_UNAVAILABLE,
+    Job,
+    JobState,
+    TaskRecord,
+    TaskSpec,
+    TaskState,
+)
+from services.job_scheduler.sessions import NodeSession
+from services.job_scheduler.store import Store
+from shoal.agent.v1 import agent_pb2
+from shoal.internal.v1 import staging_pb2
+from shoal.v1 import job_pb2, pool_pb2
+
+log = structlog.get_logger()
+
+FILE_READ_TIMEOUT = 30.0
+NODE_GONE = -1
+"""FileChunk.offset that marks a read ended by the node going away, not by the file."""
+
+
+class PoolLookup(Protocol):
+    async def __call__(self, account: str, pool_id: str) -> pool_pb2.Pool:
+        """The pool; raises ShoalError(NOT_FOUND) when the account has none of that id."""
+
+
+class Outbound:
+    """Messages waiting to go down one agent stream. The servicer merges what has piled up
+    into one SchedulerMessage, so a burst of assignments or acks costs one write."""
+
+    def __init__(self, stream_id: int) -> None:
+        self.stream_id = stream_id
+        self.queue: asyncio.Queue[agent_pb2.SchedulerMessage | None] = asyncio.Queue()
+
+    def send(self, msg: agent_pb2.SchedulerMessage) -> None:
+        self.queue.put_nowait(msg)
+
+    def close(self) -> None:
+        self.queue.put_nowait(None)
+
+
+@dataclass
+class _Read:
+    key: NodeKey
+    chunks: asyncio.Queue[agent_pb2.FileChunk] = field(default_factory=asyncio.Queue)
+
+
+class Engine:
+    def __init__(
+        self,
+        store: Store,
+        timing: SchedulerTiming,
+        get_pool: PoolLookup,
+        clock: Clock,
+        storage: StagingClient | None = None,
+        on_events: Callable[[list[Event]], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.storage = storage
+        """The stager, for staging grants and stored logs; None where storage is not set up."""
+        self.timing = timing
+        self._get_pool = get_pool
+        self.clock = clock
+        self.core = Core(timing, started_at=clock(), rules_of=convert.rules_of)
+        self._on_events = on_events
+        """Where domain events go once their plan is committed."""
+        self._outbound: dict[NodeKey, Outbound] = {}
+        self._kick = asyncio.Event()
+        self._reads: dict[int, _Read] = {}
+        self._read_ids = itertools.count(1)
+        self._add_locks: dict[int, asyncio.Lock] = {}
+        self._loops: list[asyncio.Task[None]] = []
+        self._background: set[asyncio.Task[None]] = set()
+
+    # -- start / stop -----------------------------------------------------------------------
+
+    async def load(self) -> None:
+        counts = await self.store.count_tasks()
+        jobs = await self.store.load_jobs()
+        for job in jobs:
+            job.counts = counts.get(job.pk, job.counts)
+        active = await self.store.active_tasks()
+        by_pk = {j.pk: j for j in jobs}
+        wanted: dict[int, set[str]] = {}
+        for r in active:
+            if r.deps and r.job_pk in by_pk:
+                wanted.setdefault(r.job_pk, set()).update(r.deps)
+        dep_rows = {pk: await self.store.dep_rows(pk, sorted(ids)) for pk, ids in wanted.items()}
+        with_commands = [j.pk for j in jobs
+                         if (j.prep or j.release) and j.state != JobState.COMPLETED]
+        snap = Snapshot(jobs, active, await self.store.live_attempts(), dep_rows,
+                        await self.store.job_nodes(with_commands))
+        await self._apply(self.core.load(snap, self.clock()))
+        c = self.core
+        log.info("scheduler state loaded", jobs=len(c.jobs), live_attempts=len(c.attempts),
+                 ready=sum(len(q) for q in c.queues.values()))
+
+    def start(self) -> None:
+        self._loops = [
+            asyncio.create_task(self._dispatch_loop(), name="dispatch"),
+            asyncio.create_task(self._liveness_loop(), name="liveness"),
+        ]
+        self._kick.set()
+
+    async def stop(self) -> None:
+        for t in (*self._loops, *self._background):
+            t.cancel()
+        await asyncio.gather(*self._loops, *self._background, return_exceptions=True)
+        for out in self._outbound.values():
+            out.close()
+        await self.store.commit()
+
+    # -- applying plans ---------------------------------------------------------------------
+
+    async def _apply(self, plan: Plan) -> Any:
+        """Queue the plan's rows, commit, then send its messages and return its reply (or
+        raise the error it carries, once its rows are durable)."""
+        if plan.rows:
+            self.store.write(plan.rows)
+        for key in plan.close_streams:
+            out = self._outbound.pop(key, None)
+            if out is not None:
+                out.close()
+        if plan.dispatch:
+            self._kick.set()
+        if plan.rows or plan.sends:
+            # Sends wait for every row queued before them too, so a node never hears of a
+            # cancel before the assignment it cancels.
+            await self.store.commit()
+        unsent: list[str] = []
+        for send in plan.sends:
+            out = self._outbound.get(send.node)
+            msg = send.message
+            if isinstance(msg, Assign):
+                a = msg.attempt
+                if (out is None or out.stream_id != send.stream_id
+                        or self.core.attempts.get(a.attempt_id) is not a or a.cancel):
+                    unsent.append(a.attempt_id)  # its node went away, or it was cancelled
+                    continue
+            if out is None or out.stream_id != send.stream_id:
+                continue  # the node reconnected: its hello settled what it should know
+            if isinstance(msg, JobEnded):
+                self._spawn(self._send_job_ended(msg.job, [send.node]))
+            else:
+                out.send(convert.message(msg))
+        if plan.events and self._on_events is not None:
+            self._on_events(plan.events)
+        if unsent:
+            await self._apply(self.core.undelivered(unsent, self.clock()))
+        if isinstance(plan.reply, ShoalError):
+            raise plan.reply
+        return plan.reply
+
+    async def commit(self) -> None:
+        await self.store.commit()
+
+    async def quiesce(self) -> None:
+        """Wait for the work started in the background (staging grants, JobEnded messages
+        with their release grants) to be done: what it would send has been sent."""
+        while self._background:
+            await asyncio.gather(*self._background, return_exceptions=True)
+
+    def _spawn(self, coro: Coroutine[object, object, None]) -> None:
+        """Run work that must not hold up its caller; stopped with the scheduler."""
+        t = asyncio.create_task(coro)
+        self._background.add(t)
+        t.add_done_callback(self._background.discard)
+
+    def _lock(self, job: Job) -> asyncio.Lock:
+        """One add or delete per job at a time, so a batch's rows and the job's counts move
+        together and a delete never overtakes an add in flight."""
+        return self._add_locks.setdefault(job.pk, asyncio.Lock())
+
+    # -- jobs -------------------------------------------------------------------------------
+
+    async def create_job(self, account: str, req: job_pb2.CreateJobRequest,
+                         schedule_id: str = "") -> Job:
+        job_id, pool_id, priority, on_all = convert.job_fields(req)
+        prep, release = convert.job_commands(req.job)
+        settings = convert.job_settings(req.job)
+        self.core.check_new_job(account, job_id)
+        try:
+            pool = await self._get_pool(account, pool_id)
+        except ShoalError as e:
+            if e.code == Code.NOT_FOUND:
+                raise ShoalError(Code.NOT_FOUND, "POOL_NOT_FOUND",
+                                 f"job.pool: pool {pool_id!r} not found", "job.pool") from None
+            raise
+        now = self.clock()
+        j = req.job
+        pk = self.store.next_job_pk
+        self.store.next_job_pk += 1
+        job = Job(
+            pk=pk, account=account, id=job_id,
+            pool_id=pool.name.split("/")[1], priority=priority, on_all_tasks_complete=on_all,
+            state=JobState.ACTIVE, create_time=now, state_time=now,
+            display_name=j.display_name, metadata=dict(j.metadata), prep=prep, release=release,
+            schedule_id=schedule_id, pack=pool.node_fill_type == pool_pb2.PACK,
+            pool_slots=pool.task_slots_per_node, **settings,  # type: ignore[arg-type]
+        )
+        # The core checks the id again: another call may have taken it during the await.
+        created: Job = await self._apply(self.core.create_job(job, now))
+        structlog.contextvars.bind_contextvars(job=job_id)
+        log.info("job created", pool=job.pool_id, priority=priority)
+        return created
+
+    def get_job(self, account: str, job_id: str) -> Job:
+        return self.core.job(account, job_id)
+
+    def list_jobs(self, account: str, states: set[str] | None, after: str | None,
+                  limit: int) -> list[Job]:
+        return self.core.list_jobs(account, states, after, limit)
+
+    async def terminate_job(self, account: str, job_id: str, reason: str) -> Job:
+        job: Job = await self._apply(self.core.terminate_job(account, job_id, reason, self.clock()))
+        return job
+
+    async def disable_job(self, account: str, job_id: str, option: int) -> Job:
+        job: Job = await self._apply(self.core.disable_job(account, job_id, option, self.clock()))
+        return job
+
+    async def enable_job(self, account: str, job_id: str) -> Job:
+        job: Job = await self._apply(self.core.enable_job(account, job_id, self.clock()))
+        return job
+
+    async def delete_job(self, account: str, job_id: str) -> None:
+        job = self.core.job(account, job_id)
+        async with self._lock(job):
+            if self.core.jobs.get(job.pk) is not job:
+                return  # deleted meanwhile
+            await self._apply(self.core.delete_job(job, self.clock()))
+            self._add_locks.pop(job.pk, None)
+        if self.storage is not None:
+            # Logs are kept per incarnation (job pk), so a job created again under this id
+            # keeps its own.
+            try:
+                await self.storage.delete_job_logs(account, job.id, job.pk)
+            except StagingUnavailable as e:
+                log.warning("job logs not deleted", job=job.id, error=str(e))
+        log.info("job deleted", job=job.id, account=account)
+
+    # -- tasks ------------------------------------------------------------------------------
+
+    async def create_tasks(
+        self, account: str, job_id: str, specs: list[TaskSpec], *, single: bool = False
+    ) -> int:
+        """Add tasks; `single` is CreateTask (errors name `task…`, not `requests[i].task…`)."""
+        self.core.check_batch(specs, single)
+        job = self.core.job(account, job_id)
+        # A task of its own: once the ids are checked the add runs to its commit even if the
+        # caller goes away, so the per-job lock is never released over a half-added batch.
+        pks = await asyncio.shield(asyncio.create_task(self._add_tasks(job, specs, single)))
+        return len(pks)
+
+    async def create_task(self, account: str, job_id: str, spec: TaskSpec) -> TaskRecord:
+        """CreateTask: the task as created, from what was added (a read back could see an
+        older snapshot or a later state)."""
+        now = self.clock()
+        self.core.check_batch([spec], True)
+        job = self.core.job(account, job_id)
+        (pk,) = await asyncio.shield(asyncio.create_task(self._add_tasks(job, [spec], True)))
+        return self.core.with_reason(job, TaskRecord(
+            job_id=job.id, spec=spec, state=TaskState.ACTIVE, create_time=now, state_time=now,
+            retry_count=0, requeue_count=0, attempt_id=None, node=None, start_time=None,
+            end_time=None, exit_code=None, result=None, failure=None, pk=pk))
+
+    async def _add_tasks(self, job: Job, specs: list[TaskSpec], single: bool) -> list[int]:
+        async with self._lock(job):
+            core = self.core
+            core.check_open(job)
+            known = {}
+            if any(sp.extra for sp in specs):
+                wanted = core.dependencies_to_read(job, specs, single)
+                rows = await self.store.dep_rows(job.pk, wanted) if wanted else {}
+                known = core.check_dependencies(job, specs, rows, single)
+            first = self.store.next_task_pk
+            self.store.next_task_pk += len(specs)
+            pks = list(range(first, first + len(specs)))
+            # The job's own row first: tasks must never be on disk without their job.
+            await self.store.commit()
+            taken = await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.clock())
+            if taken:
+                raise ShoalError(
+                    Code.ALREADY_EXISTS, "TASK_ALREADY_EXISTS",
+                    f"task {taken[0]!r} already exists in job {job.id!r}"
+                    + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""),
+                )
+            await self._apply(core.tasks_added(job, specs, pks, known, self.clock()))
+            return pks
+
+    async def _read_task(self, job: Job, task_id: str) -> TaskRecord:
+        t = await self.store.get_task(job.pk, task_id)
+        if t is None or self.core.jobs.get(job.pk) is not job:
+            # (After the read the job may have been deleted, and made again under its id.)
+            raise not_found("task", f"jobs/{job.id}/tasks/{task_id}")
+        return t
+
+    async def get_task(self, account: str, job_id: str, task_id: str) -> TaskRecord:
+        job = self.core.job(account, job_id)
+        return self.core.with_reason(job, await self._read_task(job, task_id))
+
+    async def list_tasks(
+        self, account: str, job_id: str, states: set[str] | None, after: str | None, limit: int
+    ) -> list[TaskRecord]:
+        job = self.core.job(account, job_id)
+        st = {TaskState[s] for s in states} if states is not None else None
+        return [self.core.with_reason(job, t)
+                for t in await self.store.list_tasks(job.pk, st, after, limit)]
+
+    async def _task_event(
+        self, account: str, job_id: str, task_id: str,
+        decide: Callable[[Job, TaskRecord, float], Plan],
+    ) -> TaskRecord:
+        """A task operation: the row is read once everything queued is committed (so it is
+        not behind what memory knows), the core decides on it, and the task is read again."""
+        job = self.core.job(account, job_id)
+        await self.store.commit()
+        t = await self._read_task(job, task_id)
+        await self._apply(decide(job, t, self.clock()))
+        return await self.get_task(account, job_id, task_id)
+
+    async def terminate_task(self, account: str, job_id: str, task_id: str) -> TaskRecord:
+        return await self._task_event(account, job_id, task_id, self.core.terminate_task)
+
+    async def reactivate_task(self, account: str, job_id: str, task_id: str) -> TaskRecord:
+        return await self._task_event(account, job_id, task_id, self.core.reactivate_task)
+
+    async def unblock_task(self, account: str, job_id: str, task_id: str) -> TaskRecord:
+        return await self._task_event(account, job_id, task_id, self.core.unblock_task)
+
+    async def delete_task(self, account: str, job_id: str, task_id: str) -> None:
+        job = self.core.job(account, job_id)
+        async with self._lock(job):
+            await self.store.commit()
+            t = await self._read_task(job, task_id)
+            await self._apply(self.core.delete_task(job, t, self.clock()))
+
+    async def explain_task(self, account: str, job_id: str, task_id: str) -> Explanation:
+        """Why a task is where it is. Beyond Azure Batch."""
+        job = self.core.job(account, job_id)
+        t = await self.get_task(account, job_id, task_id)
+        pool_exists = True
+        if t.state == TaskState.ACTIVE:
+            try:
+                pool = await self._get_pool(account, job.pool_id)
+                pool_exists = pool.state != pool_pb2.Pool.DELETING
+            except ShoalError as e:
+                # Only a pool-manager that answers "no such pool" says so; one that does not
+                # answer says nothing about the pool.
+                pool_exists = e.code != Code.NOT_FOUND
+        return self.core.explain(job, t, pool_exists)
+
+    # -- task files -------------------------------------------------------------------------
+
+    async def read_task_file(
+        self, account: str, job_id: str, task_id: str, path: str, offset: int
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        if path not in ("stdout.txt", "stderr.txt"):
+            raise invalid("path", f"{path!r} is not readable: use stdout.txt or stderr.txt")
+        if offset < 0:
+            raise invalid("offset", f"must not be negative, got {offset}")
+        t = await self.get_task(account, job_id, task_id)
+        if not t.attempt_id or not t.node:
+            raise failed_precondition("TASK_NOT_STARTED", f"task {task_id!r} has not run yet")
+        _, pool_id, _, node_id = t.node.split("/")
+        key = (account, pool_id.lower(), node_id)
+        ended = t.attempt_id not in self.core.attempts
+        if key in self._outbound:
+            sent = False
+            try:
+                async for item in self._read_from_node(key, t, path, offset):
+                    sent = True
+                    yield item
+                return
+            except ShoalError as e:
+                # A node that no longer has an ended attempt's files (cleaned up, or a new
+                # disk): the copy in storage is as good.
+                if e.reason != "TASK_FILE_NOT_FOUND" or not ended or sent or self.storage is None:
+                    raise
+        if self.storage is None or not ended:
+            raise ShoalError(
+                Code.UNAVAILABLE, "NODE_NOT_CONNECTED",
+                f"{t.node}, which runs the task, is not connected: its files cannot be read now",
+            )
+        async for item in self._read_stored_log(account, t, path, offset):
+            yield item
+
+    async def _read_from_node(
+        self, key: NodeKey, t: TaskRecord, path: str, offset: int
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        rid = next(self._read_ids)
+        read = self._reads[rid] = _Read(key)
+        self._outbound[key].send(agent_pb2.SchedulerMessage(file_reads=[agent_pb2.FileRead(
+            request_id=rid, attempt_id=t.attempt_id or "", job_id=t.job_id, task_id=t.spec.id,
+            path=path, offset=offset)]))
+        try:
+            while True:
+                try:
+                    chunk = await asyncio.wait_for(read.chunks.get(), FILE_READ_TIMEOUT)
+                except TimeoutError:
+                    raise ShoalError(Code.UNAVAILABLE, "NODE_TIMEOUT",
+                                     f"{t.node} did not answer the file read") from None
+                if chunk.error and chunk.offset == NODE_GONE:
+                    raise ShoalError(Code.UNAVAILABLE, "NODE_NOT_CONNECTED",
+                                     f"{t.node} went away during the read; try again")
+                if chunk.error:
+                    raise ShoalError(Code.NOT_FOUND, "TASK_FILE_NOT_FOUND",
+                                     f"{path} of task {t.spec.id!r}: {chunk.error}")
+                if chunk.data:
+                    yield chunk.offset, chunk.data
+                if chunk.eof:
+                    return
+        finally:
+            self._reads.pop(rid, None)
+
+    async def _read_stored_log(
+        self, account: str, t: TaskRecord, path: str, offset: int
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """The copy the agent uploaded when the attempt ended."""
+        assert self.storage is not None
+        job = self.core.job(account, t.job_id)
+        req = staging_pb2.ReadTaskLogRequest(
+            job_id=t.job_id, job_uid=str(job.pk), task_id=t.spec.id,
+            attempt_id=t.attempt_id or "", file=path, offset=offset)
+        try:
+            async for chunk in self.storage.read_log(account, req):
+                yield chunk.offset, chunk.data
+        except ShoalError as e:
+            if e.reason != "LOG_NOT_FOUND":
+                raise
+            last = next((a for a in t.attempts if a.attempt_id == t.attempt_id), None)
+            if last is None or last.failure is None or last.failure.code not in NOT_UPLOADED:
+                return  # the agent reported the end and uploads non-empty logs: it printed nothing
+            raise ShoalError(
+                Code.NOT_FOUND, "LOG_NOT_STORED",
+                f"{path} of task {t.spec.id!r} was not stored: its last attempt did not end by "
+                f"itself ({last.failure.code}: {last.failure.message})",
+            ) from None
+
+    def _fail_reads(self, key: NodeKey, why: str) -> None:
+        for rid, read in list(self._reads.items()):
+            if read.key == key:
+                read.chunks.put_nowait(agent_pb2.FileChunk(
+                    request_id=rid, eof=True, offset=NODE_GONE, error=why))
+
+    # -- dispatch ---------------------------------------------------------------------------
+
+    async def _dispatch_loop(self) -> None:
+        while True:
+            await self._kick.wait()
+            self._kick.clear()
+            try:
+                await self.dispatch_once()
+            except Exception:
+                log.exception("dispatch failed")
+                await asyncio.sleep(0.5)
+                self._kick.set()
+
+    async def dispatch_once(self) -> None:
+        """One round: read the rows of the tasks that can be placed now, then let the core
+        place them (it checks again what moved during the read)."""
+        candidates = self.core.candidates()
+        if not candidates:
+            return
+        # Rows of tasks added moments ago must be committed before they can be read.
+        await self.store.commit()
+        info = await self.store.dispatch_info(candidates)
+        await self._apply(self.core.dispatch(info, self.clock()))
+
+    # -- agent streams ----------------------------------------------------------------------
+
+    async def connect(
+        self, key: NodeKey, pool_id: str, node_id: str, slots: int, hello: agent_pb2.Hello
+    ) -> tuple[NodeSession, int, Outbound, agent_pb2.SchedulerMessage]:
+        plan = self.core.hello(key, convert.hello(hello, pool_id, node_id, slots), self.clock())
+        w = plan.reply
+        assert isinstance(w, Welcome)
+        old = self._outbound.pop(key, None)
+        if old is not None:
+            old.close()
+            # The old stream may end after this one began: its reads end now, not at their
+            # timeout (disconnect() skips a stream that is not the session's any more).
+            self._fail_reads(key, "the node reconnected")
+        out = self._outbound[key] = Outbound(w.stream_id)
+        s = w.session
+        if s.setup_failure is not None:
+            log.warning("node setup failed: it takes no tasks", node=s.name,
+                        code=s.setup_failure.code, message=s.setup_failure.message)
+        welcome = agent_pb2.SchedulerMessage(welcome=agent_pb2.Welcome(
+            heartbeat_interval=to_duration(self.timing.heartbeat_interval),
+            cancel_attempts=w.cancel_attempts, upload_logs=self.storage is not None))
+        if w.drain:
+            welcome.drain.leave = False
+        await self._apply(plan)
+        log.info("node connected", node=s.name, account=key[0], slots=slots,
+                 running=len(s.attempts), cancelled=len(w.cancel_attempts))
+        return s, w.stream_id, out, welcome
+
+    async def on_agent_message(self, s: NodeSession, stream_id: int,
+                               msg: agent_pb2.AgentMessage) -> None:
+        if s.stream_id != stream_id:
+            return
+        for chunk in msg.file_chunks:
+            read = self._reads.get(chunk.request_id)
+            if read is not None and read.key == s.key:
+                read.chunks.put_nowait(chunk)
+        if msg.staging_requests:
+            # Off the message path: the stager's answer must not hold up results and acks.
+            self._spawn(self._grant(s.key, list(msg.staging_requests)))
+        now = self.clock()
+        await self._apply(self.core.agent_message(s.key, stream_id,
+                                                  convert.agent_report(msg, now), now))
+
+    async def disconnect(self, s: NodeSession, stream_id: int) -> None:
+        if s.stream_id != stream_id:
+            return
+        out = self._outbound.get(s.key)
+        if out is not None and out.stream_id == stream_id:
+            del self._outbound[s.key]
+        self._fail_reads(s.key, "the node disconnected")
+        await self._apply(self.core.disconnect(s.key, stream_id, self.clock()))
+        log.info("node disconnected", node=s.name, account=s.key[0])
+
+    async def _send_job_ended(self, job: Job, keys: list[NodeKey]) -> None:
+        account, release = job.account, job.release
+        msg = agent_pb2.JobEnded(job_id=job.id, job_uid=job.pk)
+        if release:
+            msg.release.ParseFromString(release)
+        if msg.release.resource_files:
+            try:
+                if self.storage is None:
+                    raise StagingUnavailable("storage is not configured")
+                (g,) = await self.storage.grant_downloads(
+                    account, [staging_pb2.DownloadSpec(resource_files=msg.release.resource_files)])
+                if g.HasField("failure"):
+                    msg.failure.CopyFrom(g.failure)
+                msg.downloads.extend(g.downloads)
+            except StagingUnavailable as e:
+                msg.failure.CopyFrom(staging.failure(staging.DOWNLOAD_FAILED, str(e)))
+        for key in keys:
+            out = self._outbound.get(key)
+            if out is not None:
+                out.send(agent_pb2.SchedulerMessage(jobs_ended=[msg]))
+
+    async def _grant(self, key: NodeKey, reqs: list[agent_pb2.StagingRequest]) -> None:
+        """Answer an agent's staging requests with the stager's URLs, for attempts that are
+        still assigned to that node — a grant is scoped to exactly one live attempt."""
+        live = self.core.staging_attempts(key, [r.attempt_id for r in reqs])
+        grants: list[agent_pb2.StagingGrant] = []
+        downloads: list[tuple[agent_pb2.StagingRequest, staging_pb2.DownloadSpec]] = []
+        uploads: list[tuple[agent_pb2.StagingRequest, staging_pb2.UploadSpec]] = []
+        for r in reqs:
+            got = live.get(r.attempt_id)
+            if got is None:
+                grants.append(staging.failed_grant(
+                    r, "the attempt is no longer assigned to this node", "ATTEMPT_NOT_ASSIGNED"))
+                continue
+            a, job = got
+            if self.storage is None:
+                grants.append(staging.failed_grant(r, "storage is not configured"))
+            elif r.kind == agent_pb2.DOWNLOADS and r.job_task == agent_pb2.JOB_PREPARATION:
+                if not job.prep:
+                    grants.append(staging.failed_grant(r, "the job has no preparation task"))
+                else:
+                    downloads.append((r, staging.prep_download_spec(job.prep)))
+            elif r.kind == agent_pb2.DOWNLOADS:
+                downloads.append((r, staging.download_spec(a.files)))
+            elif r.kind == agent_pb2.UPLOADS:
+                uploads.append((r, staging.upload_spec(job.id, job.pk, a.task_id, a.files, r)))
+            else:
+                grants.append(staging.failed_grant(
+                    r, f"unknown staging kind {r.kind}", "INVALID_STAGING_REQUEST"))
+        account = key[0]
+        if downloads and self.storage is not None:
+            try:
+                got_d = await self.storage.grant_downloads(account, [d for _, d in downloads])
+                grants += [staging.download_grant(r, g)
+                           for (r, _), g in zip(downloads, got_d, strict=True)]
+            except StagingUnavailable as e:
+                # Nothing ran yet: put the task back rather than charge the user for our outage.
+                grants += [staging.failed_grant(r, str(e), STORAGE_UNAVAILABLE) for r, _ in downloads]
+        if uploads and self.storage is not None:
+            try:
+                ups = await self.storage.grant_uploads(account, [u for _, u in uploads])
+                grants += [staging.upload_grant(r, g) for (r, _), g in zip(uploads, ups, strict=True)]
+            except StagingUnavailable as e:
+                grants += [staging.failed_grant(r, str(e)) for r, _ in uploads]
+        # The awaits above let the world move: URLs go only to attempts still on this node.
+        still = self.core.staging_attempts(key, [g.attempt_id for g in grants])
+        grants = [g for g in grants if g.HasField("failure") or g.attempt_id in still]
+        out = self._outbound.get(key)
+        if out is not None and grants:
+            out.send(agent_pb2.SchedulerMessage(staging_grants=grants))
+
+    # -- node control (for the pool-manager) ------------------------------------------------
+
+    def node_sessions(self, account: str, pool_id: str) -> list[NodeSession]:
+        return self.core.node_sessions(account, pool_id)
+
+    async def set_node_scheduling(
+        self, account: str, pool_id: str, node_id: str, enabled: bool, option: int
+    ) -> None:
+        key = (account, pool_id.lower(), node_id)
+        await self._apply(self.core.set_node_scheduling(key, enabled, option, self.clock()))
+        log.info("node scheduling " + ("enabled" if enabled else "disabled"),
+                 node=f"pools/{pool_id}/nodes/{node_id}", account=account,
+                 option=pool_pb2.NodeDeallocationOption.Name(option))
+
+    async def remove_nodes(self, account: str, pool_id: str, node_ids: list[str], option: int) -> None:
+        keys = [(account, pool_id.lower(), n) for n in node_ids]
+        await self._apply(self.core.remove_nodes(keys, option, self.clock()))
+        log.info("nodes removing", pool=pool_id, nodes=node_ids, account=account,
+                 option=pool_pb2.NodeDeallocationOption.Name(option))
+
+    # -- liveness ---------------------------------------------------------------------------
+
+    async def _liveness_loop(self) -> None:
+        period = max(0.05, min(1.0, self.timing.heartbeat_interval / 2))
+        while True:
+            await asyncio.sleep(period)
+            try:
+                await self.check_liveness()
+            except Exception:
+                log.exception("liveness check failed")
+
+    async def check_liveness(self) -> None:
+        plan = self.core.tick(self.clock())
+        for key in plan.close_streams:
+            self._fail_reads(key, "the node was lost")
+        await self._apply(plan)
