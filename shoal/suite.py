@@ -26,8 +26,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.config import ClusterConfig, SchedulerTiming, StorageConfig
 from shoal.client import Client, ClientConfig, read_client_file, write_client_file
+from shoal.cluster_config import ClusterConfig, SchedulerTiming, StorageConfig
 from shoal.errors import ClientConfigError
 
 # Start order: each service's peers are up before it (the gateway last, so a client that can

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from services.common.config import ClusterConfig
+from shoal.cluster_config import ClusterConfig
 
 
 @dataclass(frozen=True)

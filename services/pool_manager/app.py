@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 import structlog
 
 from services.common import credentials, filters, ids, paging
-from services.common.config import ClusterConfig
 from services.common.errors import (
     Code,
     ShoalError,
@@ -56,6 +55,7 @@ from services.pool_manager.providers.base import NodeKey, NodeSpec, ProcessRef, 
 from services.pool_manager.scheduler_peer import SchedulerPeer
 from services.pool_manager.store import Store
 from shoal.agent.v1 import agent_pb2
+from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import staging_pb2
 from shoal.v1 import application_pb2, task_pb2
 

@@ -17,7 +17,6 @@ import pytest
 from google.protobuf import empty_pb2
 
 from services.common import rpc
-from services.common.config import ClusterConfig
 from services.common.errors import ShoalError
 from services.pool_manager.main import PoolManagerService
 from services.pool_manager.model import (
@@ -38,6 +37,7 @@ from services.pool_manager.node_rules import (
     set_scheduling,
 )
 from services.pool_manager.store import SCHEMA, Store
+from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
 from shoal.internal.v1 import scheduler_control_pb2_grpc as sc_grpc
 from shoal.v1 import pool_pb2

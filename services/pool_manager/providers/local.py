@@ -21,9 +21,9 @@ from typing import IO
 
 import structlog
 
-from services.common.config import ClusterConfig
 from services.common.ids import ID_RE
 from services.pool_manager.providers.base import Exit, NodeKey, NodeSpec, ProcessRef
+from shoal.cluster_config import ClusterConfig
 
 log = structlog.get_logger()
 

@@ -1,0 +1,135 @@
+"""The cluster's configuration: one JSON file that every service process reads.
+
+`shoal up` writes it into the state directory; on real deployments an operator writes it
+(see deploy/). Frozen dataclasses, so a value can't change under a running service.
+
+It lives in the client package because `shoal up` (shoal/suite.py) writes it and the client
+must not import the services; the services read it from here, as they take the generated
+stubs from here. Standard library only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import secrets
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class SchedulerTiming:
+    heartbeat_interval: float = 2.0
+    """Seconds between agent heartbeats; the scheduler tells each agent in Welcome."""
+    unreachable_after: float = 6.0
+    """Seconds of silence after which a node is shown UNREACHABLE."""
+    lost_after: float = 20.0
+    """Seconds of silence after which a node is LOST and its running attempts are requeued."""
+    reconnect_grace: float = 20.0
+    """After a scheduler start, seconds a node gets to reconnect before it can be declared lost."""
+    max_requeue_count: int = 10
+    """A task requeued this often completes as failed (NODE_REQUEUE_LIMIT) instead."""
+    min_recurrence_interval: float = 60.0
+    """Shortest recurrence interval a job schedule may have, in seconds (Azure Batch's is 1
+    minute); tests set it lower."""
+
+
+STORAGE_BACKENDS = ("local", "s3")
+
+
+@dataclass(frozen=True)
+class StorageConfig:
+    """Where the storage-stager keeps objects. Secrets are left out of repr() so that a
+    logged config never shows them."""
+
+    backend: str = "local"
+    """Either "local" (a directory on the stager's host) or "s3" (AWS S3 or S3-compatible)."""
+    local_root: str = ""
+    """local: the directory of the blobs; empty means `{state_dir}/storage`."""
+    http_address: str = "127.0.0.1:50055"
+    """local: host:port the stager's HTTP server listens on for signed URLs. Port 0 is refused
+    when the file is loaded (agents must know the port); LocalSuite picks a free one."""
+    public_url: str = ""
+    """local: base URL agents use to reach that server; empty means `http://{http_address}`."""
+    endpoint_url: str = ""
+    """s3: the endpoint, e.g. http://minio:9000; empty means AWS S3."""
+    region: str = ""
+    """s3: the region; empty leaves it to the standard AWS configuration (else us-east-1)."""
+    access_key_id: str = field(default="", repr=False)
+    """s3: empty means the standard AWS credential chain (environment, profile, instance role)."""
+    secret_access_key: str = field(default="", repr=False)
+    bucket: str = ""
+    """s3: the bucket; created at start if missing and allowed."""
+    prefix: str = ""
+    """s3: a key prefix inside the bucket, to share one bucket with other users."""
+    url_ttl_seconds: int = 900
+    """How long a staging URL (presigned or signed) stays valid."""
+
+    def check(self) -> StorageConfig:
+        """Return self if the settings are usable; ValueError naming the setting if not."""
+        if self.backend not in STORAGE_BACKENDS:
+            raise ValueError(f"storage.backend must be one of {STORAGE_BACKENDS}, got {self.backend!r}")
+        if self.url_ttl_seconds <= 0:
+            raise ValueError("storage.url_ttl_seconds must be positive")
+        if self.backend == "s3" and not self.bucket:
+            raise ValueError("storage.bucket is required for the s3 backend")
+        if self.backend == "local":
+            host, _, port = self.http_address.rpartition(":")
+            if not host or not port.isdigit() or not 0 < int(port) < 65536:
+                raise ValueError(
+                    f"storage.http_address must be host:port with a port from 1 to 65535, "
+                    f"got {self.http_address!r}"
+                )
+        return self
+
+    def root(self, state_dir: str) -> Path:
+        return Path(self.local_root or Path(state_dir) / "storage")
+
+    @property
+    def base_url(self) -> str:
+        return (self.public_url or f"http://{self.http_address}").rstrip("/")
+
+
+@dataclass(frozen=True)
+class ClusterConfig:
+    state_dir: str
+    """SQLite files, logs and the local nodes' roots live under here."""
+    secret: str = field(repr=False)
+    """Hex secret shared by the services: derives the service token and signs node credentials."""
+    gateway_address: str = "127.0.0.1:50051"
+    pool_manager_address: str = "127.0.0.1:50052"
+    job_scheduler_address: str = "127.0.0.1:50053"
+    storage_stager_address: str = "127.0.0.1:50054"
+    timing: SchedulerTiming = field(default_factory=SchedulerTiming)
+    storage: StorageConfig = field(default_factory=StorageConfig)
+    log_level: str = "info"
+
+    @property
+    def service_token(self) -> str:
+        """Token the services present to each other; clients never see it."""
+        return hmac.new(bytes.fromhex(self.secret), b"service-token", hashlib.sha256).hexdigest()
+
+    def sign(self, text: str) -> str:
+        return hmac.new(bytes.fromhex(self.secret), text.encode(), hashlib.sha256).hexdigest()
+
+    def verify(self, text: str, signature: str) -> bool:
+        return hmac.compare_digest(self.sign(text), signature)
+
+    def db_path(self, service: str) -> Path:
+        return Path(self.state_dir) / f"{service}.db"
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2))
+        path.chmod(0o600)
+
+    @classmethod
+    def load(cls, path: Path) -> ClusterConfig:
+        raw = json.loads(Path(path).read_text())
+        timing = SchedulerTiming(**raw.pop("timing", {}))
+        storage = StorageConfig(**raw.pop("storage", {})).check()
+        return cls(timing=timing, storage=storage, **raw)
+
+    @classmethod
+    def new(cls, state_dir: Path, **overrides: object) -> ClusterConfig:
+        return cls(state_dir=str(state_dir), secret=secrets.token_hex(32), **overrides)  # type: ignore[arg-type]
