@@ -29,7 +29,7 @@ from services.pool_manager.model import (
     Pool,
     PoolState,
     PoolView,
-    Session,
+    ReportedSession,
     leave,
     node_view,
     pool_view,
@@ -128,7 +128,7 @@ class NodeOps:
         return ok
 
     async def sync_scheduling(
-        self, pool: Pool, nodes: list[Node], sessions: dict[str, Session] | None
+        self, pool: Pool, nodes: list[Node], sessions: dict[str, ReportedSession] | None
     ) -> None:
         """The reconcile step: tell the scheduler the settings it lacks. Called by the loop,
         under its lock, with the rows and sessions of its round."""

@@ -25,7 +25,7 @@ from services.pool_manager.model import (
     NodeFillType,
     NodeRowState,
     NodeState,
-    Session,
+    ReportedSession,
     SessionState,
     node_state,
 )
@@ -481,8 +481,8 @@ def row(node_id: str = "n1") -> Node:
 
 def live(
     node_id: str = "n1", disabled: bool = False, state: SessionState = SessionState.CONNECTED
-) -> Session:
-    return Session(node_id, state, last_heartbeat_time=T0 + 1, scheduling_disabled=disabled)
+) -> ReportedSession:
+    return ReportedSession(node_id, state, last_heartbeat_time=T0 + 1, scheduling_disabled=disabled)
 
 
 def test_owed_settings_are_the_unacknowledged_and_the_forgotten() -> None:
@@ -529,7 +529,7 @@ def test_a_rebooted_node_is_starting_until_its_new_agent_connects() -> None:
     registered = replace(rebooted, state=NodeRowState.ACTIVE)
     assert node_state(registered, old, True) is NodeState.STARTING
     assert node_state(registered, live(), True) is NodeState.IDLE
-    later = Session("n1", SessionState.UNREACHABLE, last_heartbeat_time=T0 + 20)
+    later = ReportedSession("n1", SessionState.UNREACHABLE, last_heartbeat_time=T0 + 20)
     assert node_state(registered, later, True) is NodeState.UNREACHABLE
     assert node_state(row(), old, True) is NodeState.UNREACHABLE  # never rebooted
 
