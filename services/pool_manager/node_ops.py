@@ -35,7 +35,7 @@ from services.pool_manager.model import (
     pool_view,
 )
 from services.pool_manager.node_rules import check_node_ids, reboot, scheduling_owed, set_scheduling
-from services.pool_manager.providers.base import NodeKey, Provider
+from services.pool_manager.providers.base import AgentKey, Provider
 from services.pool_manager.scheduler_peer import SchedulerPeer
 from services.pool_manager.store import Store
 
@@ -56,7 +56,7 @@ class NodeOps:
         provider: Provider,
         clock: Clock,
         round_lock: asyncio.Lock,
-        stopping: dict[NodeKey, asyncio.Task[None]],
+        stopping: dict[AgentKey, asyncio.Task[None]],
         spawn: Spawn,
         wake: Callable[[], None],
     ) -> None:
