@@ -1,7 +1,7 @@
 """The agent process: command line, wiring, registration and the stream to the scheduler.
 
-This module only does I/O. It feeds agent.session.Session what it sees (a stream opened or
-lost, assignments, process starts and ends, acks, drains) and writes what the session returns.
+This module only does I/O. It feeds agent.session.ProtocolState what it sees (a stream opened or
+lost, assignments, process starts and ends, acks, drains) and writes what it returns.
 
     SHOAL_JOIN_TOKEN=TOKEN python -m agent --pool-manager HOST:PORT --node-id ID --node-root DIR
 """
@@ -42,7 +42,7 @@ from agent.outbox import Outbox, OutboxWriter
 from agent.session import (
     Admission,
     Identity,
-    Session,
+    ProtocolState,
     StagingKey,
     backoff,
     draining_result,
@@ -170,7 +170,7 @@ class Agent:
         """Set when the start task failed and the pool waits for its success."""
         self._start_task: asyncio.Task[task_pb2.NodeTaskInfo] | None = None
         """The start task running alongside the node's tasks (wait_for_success false)."""
-        self.session: Session | None = None
+        self.protocol: ProtocolState | None = None
         self._outbox: Outbox | None = None
         self._writer: OutboxWriter | None = None
         self._wake = asyncio.Event()  # something may be queued to send
@@ -218,8 +218,8 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await life
             code = 0
-        if self.session is not None:  # bound in the (now ended) life task's context only
-            structlog.contextvars.bind_contextvars(node=self.session.identity.node)
+        if self.protocol is not None:  # bound in the (now ended) life task's context only
+            structlog.contextvars.bind_contextvars(node=self.protocol.identity.node)
         # Whatever ends the agent (a signal, a node that no longer exists) ends its attempts,
         # with no results: they run in sessions of their own and would outlive it otherwise.
         if self.executor.running:
@@ -284,10 +284,10 @@ class Agent:
         structlog.contextvars.bind_contextvars(node=reg.node)
         self.executor.set_identity(reg.pool_id, reg.node_id)
         ident = Identity(reg.node, reg.credential, reg.task_slots, __version__, self.hostname)
-        if self.session is None:
-            self.session = Session(ident, now=time.monotonic, outbox=self._restored)
+        if self.protocol is None:
+            self.protocol = ProtocolState(ident, now=time.monotonic, outbox=self._restored)
         else:
-            self.session.identity = ident
+            self.protocol.identity = ident
         log.info("registered", scheduler=reg.scheduler_address, task_slots=reg.task_slots)
 
     async def _setup(self, reg: Registration) -> None:
@@ -312,7 +312,7 @@ class Agent:
         if failure is not None:
             log.error("node setup failed: the node takes no tasks", code=failure.code,
                       error=failure.message)
-        self._session.setup_failure = failure
+        self._protocol.setup_failure = failure
 
     async def _begin_start_task(self, run: agent_pb2.StartTaskRun) -> None:
         """With wait_for_success (the default) run it now, before the stream opens; a failure
@@ -327,26 +327,26 @@ class Agent:
             run_start_task(self.runner, self.layout, run, self._start_task_info))
 
     def _start_task_info(self, info: task_pb2.NodeTaskInfo) -> None:
-        self._session.start_task(info)
+        self._protocol.start_task(info)
         self._wake.set()
 
     def _node_error(self, error: pool_pb2.NodeError) -> None:
-        self._session.node_error(error)
+        self._protocol.node_error(error)
         self._wake.set()
 
     def _stage(self, request: agent_pb2.StagingRequest) -> None:
-        self._session.stage(request)
+        self._protocol.stage(request)
         self._wake.set()
 
     def _unstage(self, key: StagingKey) -> None:
-        self._session.unstage(key)
+        self._protocol.unstage(key)
 
     # --- the stream --------------------------------------------------------------------
 
     async def _serve(self, reg: Registration) -> Next:
         """Keep a stream open to the scheduler, reconnecting, until the agent may exit or the
         node must register again."""
-        s = self._session
+        s = self._protocol
         async with grpc.aio.insecure_channel(reg.scheduler_address, options=AGENT_CHANNEL_OPTIONS) as ch:
             stub = agent_pb2_grpc.AgentServiceStub(ch)
             while True:
@@ -374,7 +374,7 @@ class Agent:
 
     async def _stream(self, stub: agent_pb2_grpc.AgentServiceStub) -> None:
         """One stream, from hello to its end. Returns only when a leaving agent may exit."""
-        s = self._session
+        s = self._protocol
         call = stub.Connect()
         try:
             await call.write(s.connect())
@@ -422,18 +422,18 @@ class Agent:
             await self._flush(call)
 
     async def _flush(self, call: Any) -> None:
-        for m in self._session.take():
+        for m in self._protocol.take():
             await call.write(m)
         self._chunk_room.set()
 
     async def _heartbeats(self, interval: float) -> None:
         while True:
-            self._session.heartbeat(os.getloadavg()[0], _disk_free(self.layout.root))
+            self._protocol.heartbeat(os.getloadavg()[0], _disk_free(self.layout.root))
             self._wake.set()
             await asyncio.sleep(jittered(interval))
 
     async def _until_exit(self) -> None:
-        s = self._session
+        s = self._protocol
         while not s.should_exit():
             self._changed.clear()
             with contextlib.suppress(TimeoutError):
@@ -444,7 +444,7 @@ class Agent:
     # --- what the scheduler says ------------------------------------------------------
 
     async def _handle(self, msg: agent_pb2.SchedulerMessage) -> None:
-        s = self._session
+        s = self._protocol
         if msg.HasField("welcome"):
             self.executor.upload_logs = msg.welcome.upload_logs and self.staging is not None
             for a in msg.welcome.cancel_attempts:
@@ -486,8 +486,8 @@ class Agent:
         if ID_RE.fullmatch(a.attempt_id) is None:
             log.error("assignment with an invalid attempt id ignored", attempt=a.attempt_id[:80])
             return
-        free = self._session.free_slots
-        admission = self._session.admit(a)
+        free = self._protocol.free_slots
+        admission = self._protocol.admit(a)
         if admission is Admission.RUN and max(1, a.required_slots) > free:
             log.warning("assignment exceeds the free slots; running it anyway",
                         attempt=a.attempt_id, free_slots=free, required_slots=a.required_slots)
@@ -509,8 +509,8 @@ class Agent:
         if admission is Admission.DRAINING:
             result: agent_pb2.TaskResult | None = draining_result(a.attempt_id, time.time())
         elif admission is Admission.SETUP_FAILED:
-            assert self._session.setup_failure is not None
-            result = setup_failed_result(a.attempt_id, time.time(), self._session.setup_failure)
+            assert self._protocol.setup_failure is not None
+            result = setup_failed_result(a.attempt_id, time.time(), self._protocol.setup_failure)
         else:
             self.cleanup.began(a)
             try:
@@ -529,7 +529,7 @@ class Agent:
         except OSError as e:
             # Better sent without a durable copy than not at all.
             log.error("could not write the result to the outbox", error=str(e))
-        self._session.finished(result)
+        self._protocol.finished(result)
         self._wake.set()
         self._changed.set()
         log.info(
@@ -540,11 +540,11 @@ class Agent:
 
     def _started(self, attempt_id: str, start_time: float) -> None:
         log.debug("attempt started")
-        self._session.started(attempt_id, start_time)
+        self._protocol.started(attempt_id, start_time)
         self._wake.set()
 
     async def _read_file(self, r: agent_pb2.FileRead) -> None:
-        s = self._session
+        s = self._protocol
         with contextlib.closing(answer_read(self.layout, r)) as chunks:
             for c in chunks:
                 s.chunk(c)
@@ -554,9 +554,9 @@ class Agent:
                     await self._chunk_room.wait()
 
     @property
-    def _session(self) -> Session:
-        assert self.session is not None, "used before registration"
-        return self.session
+    def _protocol(self) -> ProtocolState:
+        assert self.protocol is not None, "used before registration"
+        return self.protocol
 
     def _writer_(self) -> OutboxWriter:
         assert self._writer is not None, "used before run()"

@@ -1,6 +1,6 @@
 """What the agent says to the scheduler, decided without I/O.
 
-The I/O shell (agent.main) feeds a Session events — a connection opened or lost, an
+The I/O shell (agent.main) feeds a ProtocolState events — a connection opened or lost, an
 assignment, a process started or ended, acknowledgements, file chunks, a drain — and writes
 the AgentMessages `take()` returns. Everything that needs thought lives here so tests can drive
 it with no network and no clock: the hello after every (re)connect, resending every
@@ -106,7 +106,7 @@ def staging_key(m: agent_pb2.StagingRequest | agent_pb2.StagingGrant) -> Staging
     return (m.attempt_id, int(m.kind), int(m.job_task))
 
 
-class Session:
+class ProtocolState:
     """The agent's side of the protocol, for the life of the agent process (across streams)."""
 
     def __init__(

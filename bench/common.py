@@ -14,8 +14,8 @@ from pathlib import Path
 
 import grpc
 
-from services.common.config import SchedulerTiming
 from shoal.client import CHANNEL_OPTIONS, Client, TaskSpec
+from shoal.cluster_config import SchedulerTiming
 from shoal.suite import SERVICES, LocalSuite, tagged_processes
 from shoal.v1 import job_pb2, pool_pb2, task_pb2_grpc
 

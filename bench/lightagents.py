@@ -30,10 +30,10 @@ from typing import Any
 
 import grpc
 
-from services.common.config import ClusterConfig
 from services.common.credentials import NodeIdentity, mint
 from services.common.timeutil import from_duration, to_timestamp
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
+from shoal.cluster_config import ClusterConfig
 
 VERSION = "bench-light"
 WELCOME_TIMEOUT = 60.0

@@ -1,24 +1,36 @@
 """The gateway's account store: accounts and their keys, in the gateway's SQLite file.
 
-Admin paths (`shoal up`, operators) use these synchronous functions; the gateway process does
-its own async look-ups against the same table with `SCHEMA` and `hash_key`. Only a SHA-256 of
-each key is stored: keys are 256-bit random tokens, so a slow password hash buys nothing and
-would cost every request.
+Admin paths (operators, tests) use these synchronous functions; the gateway process does its
+own async look-ups against the same table with `SCHEMA` and `hash_key`. Only a SHA-256 of each
+key is stored: keys are 256-bit random tokens, so a slow password hash buys nothing and would
+cost every request.
+
+`shoal up` runs this module as a command, as it runs the services, so that the client package
+imports none of them:
+
+    echo "$OLD_KEY" | python -m gateway.accounts ensure-key --config cluster.json --account default
+
+prints a key of the account: the one read from stdin if it still is one, else a new one (the
+account is created, or its key replaced). Keys go through stdin and stdout, never argv, which
+other users can read.
 """
 
 from __future__ import annotations
 
+import argparse
 import hashlib
 import secrets
 import sqlite3
+import sys
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common.errors import already_exists, not_found
+from services.common.errors import ShoalError, already_exists, not_found
 from services.common.ids import check_id
+from shoal.cluster_config import ClusterConfig
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -76,10 +88,7 @@ def create_account(db_path: Path | str, name: str) -> str:
     with _open(db_path) as conn, conn:
         if _find_name(conn, name) is not None:
             raise already_exists("account", name)
-        conn.execute(
-            "INSERT INTO accounts (name, key_hash, create_time) VALUES (?, ?, ?)",
-            (name, hash_key(key), time.time()),
-        )
+        _insert(conn, name, key)
     return key
 
 
@@ -91,8 +100,37 @@ def rotate_key(db_path: Path | str, name: str) -> str:
         stored = _find_name(conn, name)
         if stored is None:
             raise not_found("account", name)
-        conn.execute("UPDATE accounts SET key_hash = ? WHERE name = ?", (hash_key(key), stored))
+        _set_key(conn, stored, key)
     return key
+
+
+def ensure_key(db_path: Path | str, name: str, key: str = "") -> str:
+    """A key of account `name`: `key` if it is one of its keys, else a new one, creating the
+    account or replacing its key (what `shoal up` keeps in client.json)."""
+    check_id(name, "account")
+    with _open(db_path) as conn, conn:
+        stored = _find_name(conn, name)
+        if stored is not None and key:
+            found = _lookup(conn, key)
+            if found is not None and found.name == stored:
+                return key
+        new = new_key()
+        if stored is None:
+            _insert(conn, name, new)
+        else:
+            _set_key(conn, stored, new)
+    return new
+
+
+def _insert(conn: sqlite3.Connection, name: str, key: str) -> None:
+    conn.execute(
+        "INSERT INTO accounts (name, key_hash, create_time) VALUES (?, ?, ?)",
+        (name, hash_key(key), time.time()),
+    )
+
+
+def _set_key(conn: sqlite3.Connection, stored_name: str, key: str) -> None:
+    conn.execute("UPDATE accounts SET key_hash = ? WHERE name = ?", (hash_key(key), stored_name))
 
 
 def lookup(db: Path | str | sqlite3.Connection, key: str) -> Account | None:
@@ -121,3 +159,26 @@ def list_accounts(db_path: Path | str) -> list[Account]:
     with _open(db_path) as conn:
         rows = conn.execute("SELECT name, create_time FROM accounts ORDER BY name").fetchall()
     return [Account(name, created) for name, created in rows]
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m gateway.accounts")
+    commands = parser.add_subparsers(dest="command", required=True)
+    ensure = commands.add_parser(
+        "ensure-key", help="print a key of the account: the one on stdin if valid, else a new one"
+    )
+    ensure.add_argument("--config", required=True, type=Path, help="the cluster file")
+    ensure.add_argument("--account", required=True)
+    args = parser.parse_args(argv)
+    try:
+        config = ClusterConfig.load(args.config)
+        key = ensure_key(config.db_path("gateway"), args.account, sys.stdin.read().strip())
+    except (OSError, ValueError, TypeError, ShoalError, sqlite3.Error) as e:
+        print(f"{parser.prog}: {e}", file=sys.stderr)
+        return 1
+    print(key)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

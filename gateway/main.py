@@ -6,9 +6,9 @@ import structlog
 
 from gateway.auth import Authenticator
 from gateway.forwarding import ROUTES, Forwarder
-from services.common.config import ClusterConfig
 from services.common.process import run_service
 from services.common.rpc import ServiceHost, internal_channel, wait_for_signal
+from shoal.cluster_config import ClusterConfig
 
 # Imported for their descriptors: forwarding and reflection look methods up by name.
 from shoal.v1 import application_pb2, job_pb2, job_schedule_pb2, pool_pb2, storage_pb2, task_pb2  # noqa: F401

@@ -9,8 +9,9 @@
 
 Callers pass ids; the client builds resource names. Every failure is a `ShoalError`. Methods
 return the protobuf messages of `shoal.v1` (typed by the generated .pyi stubs). Storage and
-application-package methods (`upload_object`, `download_object`, ...) live in shoal/storage.py;
-the typed resource file / output file / package helpers in shoal/specs.py.
+application-package methods (`upload_object`, `download_object`, ...) live in shoal/storage.py,
+job schedule methods in shoal/job_schedules.py; `TaskSpec` in shoal/task_specs.py (both add
+tasks); the typed resource file / output file / package helpers in shoal/specs.py.
 """
 
 from __future__ import annotations
@@ -19,39 +20,27 @@ import json
 import os
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
-from google.protobuf import duration_pb2
 
+from shoal.enums import enum_name
 from shoal.errors import ClientConfigError, ShoalError, StatusCode, WaitTimeoutError
 from shoal.job_schedules import JobScheduleMethods
 from shoal.specs import (
     NodeCommand,
-    OutputFile,
     OutputFileLike,
     PackageLike,
-    PackageReference,
-    ResourceFile,
     ResourceFileLike,
     SpecError,
-    json_items,
-    output_file_proto,
     package_proto,
-    resource_file_proto,
     spec_protos,
 )
 from shoal.storage import StorageMethods
-from shoal.task_options import (
-    DependencyLike,
-    ExitConditions,
-    dependencies_proto,
-    exit_conditions_proto,
-    json_dependencies,
-    json_duration,
-)
+from shoal.task_options import DependencyLike, ExitConditions, duration_proto
+from shoal.task_specs import TaskSpec, create_task_request
 from shoal.v1 import (
     application_pb2_grpc,
     job_pb2,
@@ -144,101 +133,6 @@ def resolve_config(
     return ClientConfig(endpoint, key, account)
 
 
-@dataclass(frozen=True)
-class TaskSpec:
-    """One task to add with `Client.add_tasks`."""
-
-    id: str
-    """Task id: 1-64 of [A-Za-z0-9_-], unique in the job ignoring case."""
-    command_line: str
-    """Program and arguments, split like a shell splits words but run without a shell."""
-    environment: Mapping[str, str] = field(default_factory=dict)
-    """Extra environment variables of the process."""
-    max_wall_clock_time: float | None = None
-    """Seconds after which the task is killed and fails; None for no limit."""
-    max_task_retry_count: int | None = None
-    """How often a non-zero exit is retried; None: the job's default."""
-    display_name: str = ""
-    """Free text shown to people."""
-    resource_files: Sequence[ResourceFileLike] = ()
-    """Files downloaded into the working directory before the task starts."""
-    output_files: Sequence[OutputFileLike] = ()
-    """Files uploaded when the task's process ends."""
-    application_package_references: Sequence[PackageLike] = ()
-    """Application packages installed on the node before the task starts."""
-    depends_on: Sequence[DependencyLike] = ()
-    """Tasks it waits for: ids, and (start, end) ranges of integer ids, both included. The
-    job must be created with uses_task_dependencies."""
-    exit_conditions: ExitConditions | task_pb2.ExitConditions | None = None
-    """What its end does to its job and its dependents."""
-    required_slots: int = 1
-    """Slots it takes on a node, 1 to the pool's task_slots_per_node."""
-    priority: int = 0
-    """Order among the job's ready tasks, -1000 to 1000: higher first."""
-    retention_time: float | None = None
-    """Seconds its directory stays on the node after it ends; None: 7 days."""
-
-    @classmethod
-    def from_dict(cls, raw: Mapping[str, Any]) -> TaskSpec:
-        """Build from a JSON-like mapping; ValueError says what is wrong with it.
-
-        `resource_files`, `output_files` and `application_package_references` are lists of
-        the one-line forms of shoal.specs (strings) or of objects with the protos' fields.
-        `depends_on` lists ids and [start, end] ranges; `exit_conditions` is a list of the
-        one-line forms of shoal.task_options ("3=terminate,satisfy") or an object of the
-        proto's fields; durations are seconds or strings such as "2h".
-        """
-        if not isinstance(raw, Mapping):
-            raise ValueError(f"expected a JSON object, got {type(raw).__name__}")
-        allowed = {f for f in cls.__dataclass_fields__}
-        unknown = sorted(set(raw) - allowed)
-        if unknown:
-            raise ValueError(f"unknown key {unknown[0]!r}; allowed: {', '.join(sorted(allowed))}")
-        # Types only: the server checks values and names the field it refuses.
-        for required in ("id", "command_line"):
-            if required not in raw:
-                raise ValueError(f"missing {required!r}")
-            if not isinstance(raw[required], str):
-                raise ValueError(f"{required!r} must be a string")
-        env = raw.get("environment") or {}
-        if not isinstance(env, Mapping) or not all(
-            isinstance(k, str) and isinstance(v, str) for k, v in env.items()
-        ):
-            raise ValueError("'environment' must be an object of string values")
-        retries = raw.get("max_task_retry_count")
-        if retries is not None and (isinstance(retries, bool) or not isinstance(retries, int)):
-            raise ValueError("'max_task_retry_count' must be an integer")
-        display = raw.get("display_name", "")
-        if not isinstance(display, str):
-            raise ValueError("'display_name' must be a string")
-        for number in ("required_slots", "priority"):
-            value = raw.get(number, 0)
-            if isinstance(value, bool) or not isinstance(value, int):
-                raise ValueError(f"{number!r} must be an integer")
-        exits = raw.get("exit_conditions")
-        if exits is not None:
-            try:
-                exits = ExitConditions.from_dict(exits)
-            except ValueError as e:
-                raise ValueError(f"'exit_conditions': {e}") from None
-        return cls(
-            raw["id"],
-            raw["command_line"],
-            dict(env),
-            json_duration(raw, "max_wall_clock_time"),
-            retries,
-            display,
-            json_items(raw, "resource_files", ResourceFile.from_dict),
-            json_items(raw, "output_files", OutputFile.from_dict),
-            json_items(raw, "application_package_references", PackageReference.from_dict),
-            depends_on=json_dependencies(raw),
-            exit_conditions=exits,
-            required_slots=raw.get("required_slots", 1),
-            priority=raw.get("priority", 0),
-            retention_time=json_duration(raw, "retention_time"),
-        )
-
-
 def pool_name(pool_id: str) -> str:
     return f"pools/{pool_id}"
 
@@ -260,74 +154,19 @@ def last_segment(name: str) -> str:
     return name.rsplit("/", 1)[-1]
 
 
-def _enum_name(
-    enum: Any, value: str | int, what: str, aliases: Mapping[str, str] | None = None
-) -> str:
-    """The canonical name of an enum value given by name (any case, with aliases) or number."""
-    try:
-        if isinstance(value, int):
-            return str(enum.Name(value))
-        text = value.strip().upper().replace("-", "_")
-        text = (aliases or {}).get(text, text)
-        enum.Value(text)
-        return text
-    except ValueError:
-        names = [n.lower() for n in enum.keys() if not n.endswith("UNSPECIFIED")]
-        raise ShoalError(
-            StatusCode.INVALID_ARGUMENT,
-            f"{what}: unknown value {value!r}; one of {', '.join(names)}",
-            reason="INVALID_ARGUMENT",
-            field=what,
-        ) from None
-
-
 def state_filter(states: str | int | Sequence[str | int] | None, enum: Any) -> str:
     """`state = A OR state = B` for the List calls' filter; empty for all states."""
     if states is None:
         return ""
     items = [states] if isinstance(states, str | int) else list(states)
-    names = [_enum_name(enum, s, "state") for s in items]
+    names = [enum_name(enum, s, "state") for s in items]
     return " OR ".join(f"state = {n}" for n in names)
 
 
 def _deallocation(value: str | int, field: str) -> str:
     """A NodeDeallocationOption by name ("requeue", "terminate", "taskcompletion") or number."""
-    return _enum_name(pool_pb2.NodeDeallocationOption, value, field,
+    return enum_name(pool_pb2.NodeDeallocationOption, value, field,
                       {"TASKCOMPLETION": "TASK_COMPLETION"})
-
-
-def _duration(seconds: float | None) -> duration_pb2.Duration | None:
-    if seconds is None:
-        return None
-    d = duration_pb2.Duration()
-    d.FromNanoseconds(int(round(seconds * 1e9)))
-    return d
-
-
-def _create_task_request(spec: TaskSpec) -> task_pb2.CreateTaskRequest:
-    """The request for one task; SpecError names a bad item of it."""
-    task = task_pb2.Task(
-        command_line=spec.command_line,
-        environment=dict(spec.environment),
-        display_name=spec.display_name,
-        constraints=task_pb2.TaskConstraints(
-            max_wall_clock_time=_duration(spec.max_wall_clock_time),
-            max_task_retry_count=spec.max_task_retry_count,
-            retention_time=_duration(spec.retention_time),
-        ),
-        resource_files=spec_protos(spec.resource_files, resource_file_proto, "resource_files"),
-        output_files=spec_protos(spec.output_files, output_file_proto, "output_files"),
-        application_package_references=spec_protos(
-            spec.application_package_references, package_proto, "application_package_references"
-        ),
-        required_slots=spec.required_slots,
-        priority=spec.priority,
-    )
-    if spec.depends_on:
-        task.depends_on.CopyFrom(dependencies_proto(spec.depends_on))
-    if spec.exit_conditions is not None:
-        task.exit_conditions.CopyFrom(exit_conditions_proto(spec.exit_conditions))
-    return task_pb2.CreateTaskRequest(task_id=spec.id, task=task)
 
 
 def _invalid(field: str, message: str) -> ShoalError:
@@ -420,7 +259,7 @@ class Client(StorageMethods, JobScheduleMethods):
             metadata=dict(metadata or {}),
         )
         if node_fill_type is not None:
-            pool.node_fill_type = _enum_name(  # type: ignore[assignment]
+            pool.node_fill_type = enum_name(  # type: ignore[assignment]
                 pool_pb2.NodeFillType, node_fill_type, "pool.node_fill_type")
         try:
             if start_task is not None:
@@ -448,7 +287,7 @@ class Client(StorageMethods, JobScheduleMethods):
     def resize_pool(
         self, pool_id: str, target_nodes: int, *, node_deallocation_option: str | int = "requeue"
     ) -> pool_pb2.Pool:
-        option = _enum_name(
+        option = enum_name(
             pool_pb2.NodeDeallocationOption,
             node_deallocation_option,
             "node_deallocation_option",
@@ -543,7 +382,7 @@ class Client(StorageMethods, JobScheduleMethods):
         that set none; `on_task_failure`: "no_action" (the default) or
         "perform_exit_options_job_action" (a failed task's exit conditions act on the job).
         """
-        completion = _enum_name(
+        completion = enum_name(
             job_pb2.OnAllTasksComplete,
             on_all_tasks_complete,
             "on_all_tasks_complete",
@@ -558,12 +397,12 @@ class Client(StorageMethods, JobScheduleMethods):
             uses_task_dependencies=uses_task_dependencies,
             max_parallel_tasks=max_parallel_tasks,
             constraints=job_pb2.JobConstraints(
-                max_wall_clock_time=_duration(max_wall_clock_time),
+                max_wall_clock_time=duration_proto(max_wall_clock_time),
                 max_task_retry_count=max_task_retry_count,
             ),
         )
         if on_task_failure is not None:
-            job.on_task_failure = _enum_name(  # type: ignore[assignment]
+            job.on_task_failure = enum_name(  # type: ignore[assignment]
                 job_pb2.OnTaskFailure,
                 on_task_failure,
                 "job.on_task_failure",
@@ -597,7 +436,7 @@ class Client(StorageMethods, JobScheduleMethods):
         """No task of the job starts until enable_job. Its running tasks are requeued
         ("requeue", the default), terminated ("terminate") or let finish ("wait"; the job is
         DISABLING until they have)."""
-        disable = _enum_name(
+        disable = enum_name(
             job_pb2.DisableJobOption,
             option,
             "disable_tasks",
@@ -683,7 +522,7 @@ class Client(StorageMethods, JobScheduleMethods):
             retention_time=retention_time,
         )
         try:
-            request = _create_task_request(spec)
+            request = create_task_request(spec)
         except SpecError as e:
             raise _invalid(f"task.{e.field}", e.why) from None
         request.parent = job_name(job_id)
@@ -723,7 +562,7 @@ class Client(StorageMethods, JobScheduleMethods):
         for index, item in enumerate(tasks):
             try:
                 spec = item if isinstance(item, TaskSpec) else TaskSpec.from_dict(item)
-                batch.append(_create_task_request(spec))
+                batch.append(create_task_request(spec))
             except ValueError as e:
                 raise ShoalError(
                     StatusCode.INVALID_ARGUMENT,

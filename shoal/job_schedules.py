@@ -17,13 +17,14 @@ from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from google.protobuf import duration_pb2, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
+from shoal.enums import enum_name
 from shoal.errors import ShoalError, StatusCode
+from shoal.specs import SpecError
+from shoal.task_options import duration_proto
+from shoal.task_specs import TaskSpec, create_task_request
 from shoal.v1 import job_pb2, job_schedule_pb2, job_schedule_pb2_grpc, task_pb2
-
-if TYPE_CHECKING:
-    from shoal.client import TaskSpec
 
 T = TypeVar("T")
 Moment = datetime | float
@@ -46,17 +47,13 @@ def _timestamp(value: Moment | None) -> timestamp_pb2.Timestamp | None:
 def _template_tasks(
     tasks: Iterable[TaskSpec | Mapping[str, Any] | task_pb2.CreateTaskRequest],
 ) -> list[task_pb2.CreateTaskRequest]:
-    # shoal.client imports this module: its task helpers are looked up when called.
-    from shoal.client import TaskSpec, _create_task_request
-    from shoal.specs import SpecError
-
     out = []
     for i, item in enumerate(tasks):
         try:
             if isinstance(item, task_pb2.CreateTaskRequest):
                 out.append(item)
             else:
-                out.append(_create_task_request(
+                out.append(create_task_request(
                     item if isinstance(item, TaskSpec) else TaskSpec.from_dict(item)))
         except (SpecError, ValueError) as e:
             field = f"tasks[{i}]"
@@ -101,13 +98,11 @@ class JobScheduleMethods:
         now) and never after `do_not_run_after`. Each job gets `tasks` (TaskSpec, mappings
         like add_tasks takes, or CreateTaskRequest). `job` gives the whole job template
         instead of pool_id, priority and on_all_tasks_complete."""
-        from shoal.client import _enum_name
-
         if job is None:
             job = job_pb2.Job(
                 pool=f"pools/{pool_id}" if pool_id else "",
                 priority=priority,
-                on_all_tasks_complete=_enum_name(
+                on_all_tasks_complete=enum_name(
                     job_pb2.OnAllTasksComplete, on_all_tasks_complete, "on_all_tasks_complete",
                     {"TERMINATE": "TERMINATE_JOB"}),
             )
@@ -116,9 +111,8 @@ class JobScheduleMethods:
             do_not_run_after=_timestamp(do_not_run_after),
             cron=cron,
         )
-        if every is not None:
-            interval = duration_pb2.Duration()
-            interval.FromNanoseconds(int(round(every * 1e9)))
+        interval = duration_proto(every)
+        if interval is not None:
             schedule.recurrence_interval.CopyFrom(interval)
         request = job_schedule_pb2.CreateJobScheduleRequest(
             job_schedule_id=schedule_id,

@@ -26,8 +26,8 @@ from pathlib import Path
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.config import ClusterConfig, SchedulerTiming, StorageConfig
 from shoal.client import Client, ClientConfig, read_client_file, write_client_file
+from shoal.cluster_config import ClusterConfig, SchedulerTiming, StorageConfig
 from shoal.errors import ClientConfigError
 
 # Start order: each service's peers are up before it (the gateway last, so a client that can
@@ -42,6 +42,8 @@ MODULES = {
     "pool-manager": "services.pool_manager",
     "gateway": "gateway",
 }
+# Creates the default account and gives its key (see gateway/accounts.py).
+ACCOUNTS_MODULE = "gateway.accounts"
 DEFAULT_ACCOUNT = "default"
 HOST = "127.0.0.1"
 LOG_TAIL_LINES = 20
@@ -264,34 +266,38 @@ class LocalSuite:
         self._client_config = self._ensure_account(config)
 
     def _ensure_account(self, config: ClusterConfig) -> ClientConfig:
-        # Imported here: gateway/ is a sibling package that the client alone need not carry.
-        try:
-            from gateway import accounts
-        except ImportError as e:
-            raise SuiteError(
-                f"cannot import Shoal's gateway package ({e}); install Shoal with its "
-                "services (`pip install -e .` in the repository, or `python3 dev.py demo`)"
-            ) from None
-
-        db = config.db_path("gateway")
         try:
             saved = read_client_file(self.state_dir)
         except ClientConfigError:
             saved = None
-        key = None
-        if saved is not None:
-            found = accounts.lookup(db, saved.key)
-            if found is not None and found.name == DEFAULT_ACCOUNT:
-                key = saved.key
-        if key is None:
-            existing = {a.name for a in accounts.list_accounts(db)}
-            if DEFAULT_ACCOUNT in existing:
-                key = accounts.rotate_key(db, DEFAULT_ACCOUNT)
-            else:
-                key = accounts.create_account(db, DEFAULT_ACCOUNT)
+        key = self._account_key(saved.key if saved is not None else "")
         cc = ClientConfig(config.gateway_address, key, DEFAULT_ACCOUNT)
         write_client_file(self.state_dir, cc)
         return cc
+
+    def _account_key(self, current: str) -> str:
+        # The gateway owns the account table: run its admin command, as the services are run,
+        # rather than import server code into the client package. The key goes through
+        # stdin and stdout, never argv.
+        argv = [
+            sys.executable, "-m", ACCOUNTS_MODULE, "ensure-key",
+            "--config", str(self.config_path), "--account", DEFAULT_ACCOUNT,
+        ]
+        try:
+            done = subprocess.run(
+                argv, input=current, capture_output=True, text=True, timeout=60, check=False
+            )
+        except subprocess.TimeoutExpired:
+            raise SuiteError(f"{ACCOUNTS_MODULE} ensure-key did not finish within 60s") from None
+        if done.returncode != 0:
+            error = done.stderr.strip()
+            if f"No module named {ACCOUNTS_MODULE.split('.')[0]!r}" in error:
+                raise SuiteError(
+                    "cannot find Shoal's gateway package; install Shoal with its services "
+                    "(`pip install -e .` in the repository, or `python3 dev.py demo`)"
+                )
+            raise SuiteError(f"cannot set up the {DEFAULT_ACCOUNT!r} account: {error}", "gateway")
+        return done.stdout.strip()
 
     # Processes
 

@@ -25,6 +25,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from google.protobuf import duration_pb2
+
 from shoal.specs import SpecError, _fields
 from shoal.v1 import task_pb2
 
@@ -90,6 +92,15 @@ def json_duration(raw: Mapping[str, Any], key: str) -> float | None:
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise ValueError(f"{key!r} must be a number of seconds or a duration such as \"2h\"")
     return float(value)
+
+
+def duration_proto(seconds: float | None) -> duration_pb2.Duration | None:
+    """A protobuf Duration of `seconds`; None stays None (the field is left unset)."""
+    if seconds is None:
+        return None
+    d = duration_pb2.Duration()
+    d.FromNanoseconds(int(round(seconds * 1e9)))
+    return d
 
 
 def _int32(text: str, what: str) -> int:

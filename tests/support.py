@@ -9,7 +9,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import TypeVar
 
-from services.common.config import SchedulerTiming, StorageConfig
+from shoal.cluster_config import SchedulerTiming, StorageConfig
 from shoal.suite import LocalSuite
 
 FAST = SchedulerTiming(

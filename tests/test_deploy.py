@@ -8,7 +8,7 @@ import json
 import re
 from pathlib import Path
 
-from services.common.config import ClusterConfig
+from shoal.cluster_config import ClusterConfig
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 

@@ -7,9 +7,11 @@ the cluster secret, so an agent can neither claim another node nor more slots.
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 from dataclasses import dataclass
 
-from services.common.config import ClusterConfig
+from shoal.cluster_config import ClusterConfig
 
 
 @dataclass(frozen=True)
@@ -24,8 +26,12 @@ def _text(account: str, pool: str, node: str, slots: int) -> str:
     return f"node-credential/{account}/{pool}/{node}/{slots}"
 
 
+def _sign(config: ClusterConfig, text: str) -> str:
+    return hmac.new(bytes.fromhex(config.secret), text.encode(), hashlib.sha256).hexdigest()
+
+
 def mint(config: ClusterConfig, ident: NodeIdentity) -> str:
-    sig = config.sign(_text(ident.account, ident.pool, ident.node, ident.slots))
+    sig = _sign(config, _text(ident.account, ident.pool, ident.node, ident.slots))
     return f"{ident.account}:{ident.slots}:{sig}"
 
 
@@ -36,6 +42,6 @@ def verify(config: ClusterConfig, pool: str, node: str, credential: str) -> Node
         slots = int(slots_text)
     except ValueError:
         return None
-    if not config.verify(_text(account, pool, node, slots), sig):
+    if not hmac.compare_digest(_sign(config, _text(account, pool, node, slots)), sig):
         return None
     return NodeIdentity(account, pool, node, slots)

@@ -9,7 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from services.common import logging as shoal_logging
-from services.common.config import ClusterConfig
+from shoal.cluster_config import ClusterConfig
 
 
 def run_service(

@@ -42,8 +42,8 @@ from services.job_scheduler.model import (
     Job,
     OnAllTasksComplete,
     Report,
+    TaskDefinition,
     TaskRecord,
-    TaskSpec,
 )
 from services.job_scheduler.outcomes import DependencyAction, ExitOptions, ExitRules, JobAction
 from shoal.agent.v1 import agent_pb2
@@ -64,7 +64,7 @@ def _splits(cmd: str) -> bool:
         return False
 
 
-def task_spec(task_id: str, task: task_pb2.Task, prefix: str = "") -> TaskSpec:
+def task_spec(task_id: str, task: task_pb2.Task, prefix: str = "") -> TaskDefinition:
     """Validate a task as sent by a client. `prefix` names it inside a batch (`requests[3].`).
 
     This runs once per task of a 100,000-task batch: the common case is kept to a few cheap
@@ -79,7 +79,7 @@ def task_spec(task_id: str, task: task_pb2.Task, prefix: str = "") -> TaskSpec:
         cmd = fields[0][1]
         if len(cmd) > MAX_COMMAND_LINE or "\x00" in cmd or not _splits(cmd):
             check_command_line(cmd, f"{prefix}task.command_line")
-        return TaskSpec(task_id, cmd, {}, None, None)
+        return TaskDefinition(task_id, cmd, {}, None, None)
     display = task.display_name
     if display:
         check_display_name(display, f"{prefix}task.display_name")
@@ -101,11 +101,11 @@ def task_spec(task_id: str, task: task_pb2.Task, prefix: str = "") -> TaskSpec:
     if not (task.HasField("depends_on") or task.HasField("exit_conditions") or task.required_slots
             or task.priority or (task.HasField("constraints")
                                  and task.constraints.HasField("retention_time"))):
-        return TaskSpec(task_id, cmd, env, wall, retries, display, files)
-    return task_extras(TaskSpec(task_id, cmd, env, wall, retries, display, files), task, prefix)
+        return TaskDefinition(task_id, cmd, env, wall, retries, display, files)
+    return task_extras(TaskDefinition(task_id, cmd, env, wall, retries, display, files), task, prefix)
 
 
-def task_extras(spec: TaskSpec, task: task_pb2.Task, prefix: str) -> TaskSpec:
+def task_extras(spec: TaskDefinition, task: task_pb2.Task, prefix: str) -> TaskDefinition:
     """Dependencies, exit conditions, slots, priority, retention: the rarer parts of a task."""
     deps: tuple[str, ...] = ()
     deps_spec = None

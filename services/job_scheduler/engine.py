@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 import structlog
 
-from services.common.config import SchedulerTiming
 from services.common.errors import Code, ShoalError, failed_precondition, invalid, not_found
 from services.common.stager_client import StagingClient, StagingUnavailable
 from services.common.timeutil import Clock, to_duration
@@ -32,13 +31,14 @@ from services.job_scheduler.model import (
     STORAGE_UNAVAILABLE,
     Job,
     JobState,
+    TaskDefinition,
     TaskRecord,
-    TaskSpec,
     TaskState,
 )
 from services.job_scheduler.sessions import NodeSession
 from services.job_scheduler.store import Store
 from shoal.agent.v1 import agent_pb2
+from shoal.cluster_config import SchedulerTiming
 from shoal.internal.v1 import staging_pb2
 from shoal.v1 import job_pb2, pool_pb2
 
@@ -272,7 +272,7 @@ class Engine:
     # -- tasks ------------------------------------------------------------------------------
 
     async def create_tasks(
-        self, account: str, job_id: str, specs: list[TaskSpec], *, single: bool = False
+        self, account: str, job_id: str, specs: list[TaskDefinition], *, single: bool = False
     ) -> int:
         """Add tasks; `single` is CreateTask (errors name `task…`, not `requests[i].task…`)."""
         self.core.check_batch(specs, single)
@@ -282,7 +282,7 @@ class Engine:
         pks = await asyncio.shield(asyncio.create_task(self._add_tasks(job, specs, single)))
         return len(pks)
 
-    async def create_task(self, account: str, job_id: str, spec: TaskSpec) -> TaskRecord:
+    async def create_task(self, account: str, job_id: str, spec: TaskDefinition) -> TaskRecord:
         """CreateTask: the task as created, from what was added (a read back could see an
         older snapshot or a later state)."""
         now = self.clock()
@@ -294,7 +294,7 @@ class Engine:
             retry_count=0, requeue_count=0, attempt_id=None, node=None, start_time=None,
             end_time=None, exit_code=None, result=None, failure=None, pk=pk))
 
-    async def _add_tasks(self, job: Job, specs: list[TaskSpec], single: bool) -> list[int]:
+    async def _add_tasks(self, job: Job, specs: list[TaskDefinition], single: bool) -> list[int]:
         async with self._lock(job):
             core = self.core
             core.check_open(job)

@@ -5,7 +5,6 @@ from __future__ import annotations
 import grpc
 import structlog
 
-from services.common.config import ClusterConfig
 from services.common.errors import Code, ShoalError
 from services.common.process import run_service
 from services.common.rpc import (
@@ -30,6 +29,7 @@ from services.job_scheduler.servicer import (
 )
 from services.job_scheduler.store import Store
 from shoal.agent.v1 import agent_pb2_grpc
+from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import scheduler_control_pb2_grpc as ctl_grpc
 from shoal.v1 import job_pb2_grpc, job_schedule_pb2_grpc, pool_pb2, pool_pb2_grpc, task_pb2_grpc
 

@@ -159,7 +159,7 @@ class Job:
         return (self.account, self.pool_id.lower())
 
 
-class TaskSpec(NamedTuple):
+class TaskDefinition(NamedTuple):
     """What the user asked to run; immutable once added. A NamedTuple rather than a frozen
     dataclass: a 100,000-task batch builds 100,000 of them, and this is several times cheaper."""
 
@@ -409,7 +409,7 @@ class TaskRecord:
     """A task as stored, for reading."""
 
     job_id: str
-    spec: TaskSpec
+    spec: TaskDefinition
     state: TaskState
     create_time: float
     state_time: float

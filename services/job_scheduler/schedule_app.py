@@ -18,7 +18,6 @@ import contextlib
 
 import structlog
 
-from services.common.config import SchedulerTiming
 from services.common.errors import Code, ShoalError, failed_precondition, not_found
 from services.common.timeutil import Clock
 from services.job_scheduler import schedule_convert
@@ -35,6 +34,7 @@ from services.job_scheduler.schedules import (
     job_id,
     set_state,
 )
+from shoal.cluster_config import SchedulerTiming
 from shoal.v1 import job_schedule_pb2
 
 log = structlog.get_logger()

@@ -15,7 +15,7 @@ from services.common.ids import check_display_name, check_id
 from services.common.timeutil import from_duration, from_timestamp, to_duration, to_timestamp
 from services.job_scheduler import convert
 from services.job_scheduler.dependencies import find_cycle
-from services.job_scheduler.model import TaskSpec
+from services.job_scheduler.model import TaskDefinition
 from services.job_scheduler.schedules import CronError, JobSchedule, Rule, ScheduleState, check_cron
 from shoal.v1 import job_pb2, job_schedule_pb2
 
@@ -113,7 +113,7 @@ def job_specification(schedule_id_: str, spec: job_schedule_pb2.JobSpecification
     return out.SerializeToString()
 
 
-def template_tasks(spec: job_schedule_pb2.JobSpecification) -> list[TaskSpec]:
+def template_tasks(spec: job_schedule_pb2.JobSpecification) -> list[TaskDefinition]:
     """The template's tasks as CreateTask checks them; a duplicate id is refused."""
     specs = []
     seen: dict[str, int] = {}
@@ -128,7 +128,7 @@ def template_tasks(spec: job_schedule_pb2.JobSpecification) -> list[TaskSpec]:
     return specs
 
 
-def _check_dependencies(job: job_pb2.Job, specs: list[TaskSpec]) -> None:
+def _check_dependencies(job: job_pb2.Job, specs: list[TaskDefinition]) -> None:
     """Every job of the schedule starts empty: its tasks can only depend on each other."""
     ids = {s.id.lower() for s in specs}
     for i, s in enumerate(specs):
@@ -149,7 +149,7 @@ def _check_dependencies(job: job_pb2.Job, specs: list[TaskSpec]) -> None:
                       "TASK_DEPENDENCY_CYCLE")
 
 
-def job_request(s: JobSchedule, job_id: str) -> tuple[job_pb2.CreateJobRequest, list[TaskSpec]]:
+def job_request(s: JobSchedule, job_id: str) -> tuple[job_pb2.CreateJobRequest, list[TaskDefinition]]:
     """What a run of the schedule creates: the job and its tasks."""
     spec = job_schedule_pb2.JobSpecification.FromString(s.spec)
     return job_pb2.CreateJobRequest(job_id=job_id, job=spec.job), template_tasks(spec)

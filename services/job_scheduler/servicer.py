@@ -13,7 +13,6 @@ import structlog
 from google.protobuf import empty_pb2
 
 from services.common import credentials, paging
-from services.common.config import ClusterConfig
 from services.common.errors import Code, ShoalError, invalid
 from services.common.filters import parse_state_filter
 from services.common.ids import check_id, parse_name
@@ -23,6 +22,7 @@ from services.job_scheduler import convert
 from services.job_scheduler.engine import Engine
 from services.job_scheduler.model import JobState, TaskState
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
+from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import scheduler_control_pb2 as ctl_pb2
 from shoal.internal.v1 import scheduler_control_pb2_grpc as ctl_grpc
 from shoal.v1 import job_pb2, job_pb2_grpc, pool_pb2, task_pb2, task_pb2_grpc

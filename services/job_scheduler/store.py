@@ -49,8 +49,8 @@ from services.job_scheduler.model import (
     OnAllTasksComplete,
     Result,
     TaskCounts,
+    TaskDefinition,
     TaskRecord,
-    TaskSpec,
     TaskState,
 )
 
@@ -366,7 +366,7 @@ class Store:
     # -- tasks: writes ----------------------------------------------------------------------
 
     async def insert_tasks(
-        self, job_pk: int, tasks: Iterable[tuple[int, TaskSpec]], now: float
+        self, job_pk: int, tasks: Iterable[tuple[int, TaskDefinition]], now: float
     ) -> list[str]:
         """Insert a batch of tasks in a transaction of its own, committed when this returns.
         Returns [] on success; on a duplicate id nothing is inserted and the ids the job
@@ -584,7 +584,7 @@ def job_settings(job: Job) -> dict[str, Any]:
 def _task_record(r: aiosqlite.Row, attempts: tuple[AttemptRecord, ...]) -> TaskRecord:
     return TaskRecord(
         job_id=r["job_id"],
-        spec=TaskSpec(
+        spec=TaskDefinition(
             id=r["id"], command_line=r["command_line"], environment=json.loads(r["environment"]),
             max_wall_clock_time=r["max_wall_clock"], max_task_retry_count=r["max_retries"],
             display_name=r["display_name"], files=r["files"], exits=r["exits"],

@@ -16,7 +16,6 @@ from dataclasses import dataclass, replace
 import structlog
 
 from services.common import credentials, filters, ids, paging
-from services.common.config import ClusterConfig
 from services.common.errors import (
     Code,
     ShoalError,
@@ -52,10 +51,11 @@ from services.pool_manager.model import (
     start_delay,
 )
 from services.pool_manager.node_ops import NodeOps
-from services.pool_manager.providers.base import NodeKey, NodeSpec, ProcessRef, Provider
+from services.pool_manager.providers.base import AgentKey, NodeSpec, ProcessRef, Provider
 from services.pool_manager.scheduler_peer import SchedulerPeer
 from services.pool_manager.store import Store
 from shoal.agent.v1 import agent_pb2
+from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import staging_pb2
 from shoal.v1 import application_pb2, task_pb2
 
@@ -73,7 +73,7 @@ class Registration:
     start_task: agent_pb2.StartTaskRun | None = None
 
 
-def _key(pool: Pool, node_id: str) -> NodeKey:
+def _key(pool: Pool, node_id: str) -> AgentKey:
     return (pool.account, pool.id, node_id)
 
 
@@ -98,8 +98,8 @@ class PoolManager:
         self._wake = asyncio.Event()
         self._round = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
-        self._stopping: dict[NodeKey, asyncio.Task[None]] = {}
-        self._exits: dict[NodeKey, int | None] = {}
+        self._stopping: dict[AgentKey, asyncio.Task[None]] = {}
+        self._exits: dict[AgentKey, int | None] = {}
         """Exit codes polled from the provider and not yet taken by a round (an agent may end
         while a round is past its pool)."""
         self._pool_edits = 0

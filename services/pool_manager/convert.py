@@ -18,7 +18,7 @@ from services.pool_manager.model import (
     NodeFillType,
     NodeView,
     PoolView,
-    Session,
+    ReportedSession,
     SessionState,
     validate_new_pool,
 )
@@ -132,8 +132,8 @@ _SESSION_STATES = {
 }
 
 
-def session_from_proto(s: sc_pb2.NodeSession) -> Session:
-    return Session(
+def session_from_proto(s: sc_pb2.NodeSession) -> ReportedSession:
+    return ReportedSession(
         node_id=s.node_id,
         # A state this version does not know is not evidence the node works.
         state=_SESSION_STATES.get(s.state, SessionState.UNREACHABLE),

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 import grpc
 import structlog
 
-from services.common.config import ClusterConfig
 from services.common.process import run_service
 from services.common.rpc import ServiceHost, ServiceInterceptor, internal_channel, wait_for_signal
 from services.common.stager_client import StagingClient
@@ -17,6 +16,7 @@ from services.pool_manager.scheduler_peer import SchedulerPeer
 from services.pool_manager.servicer import NodeRegistryServicer, PoolServicer
 from services.pool_manager.store import Store
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
+from shoal.cluster_config import ClusterConfig
 from shoal.v1 import pool_pb2, pool_pb2_grpc
 
 SERVICE = "pool-manager"

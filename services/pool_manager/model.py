@@ -142,8 +142,9 @@ class Node:
 
 
 @dataclass(frozen=True)
-class Session:
-    """The scheduler's live view of a node (shoal.internal.v1.NodeSession)."""
+class ReportedSession:
+    """A node's session as the scheduler reports it (shoal.internal.v1.NodeSession): a copy of
+    the scheduler's live view, fetched when the pool-manager needs it (reconcile, node views)."""
 
     node_id: str
     state: SessionState
@@ -277,7 +278,7 @@ def pool_view(pool: Pool, counts: NodeCounts) -> PoolView:
     return PoolView(pool, counts.total, allocation_state(pool, counts))
 
 
-def node_state(node: Node, session: Session | None, scheduler_known: bool) -> NodeState:
+def node_state(node: Node, session: ReportedSession | None, scheduler_known: bool) -> NodeState:
     """Observed state from the row and the scheduler's session.
 
     `scheduler_known` is False when the scheduler could not be asked: a node that had
@@ -303,7 +304,7 @@ def node_state(node: Node, session: Session | None, scheduler_known: bool) -> No
     return NodeState.LOST
 
 
-def rebooted_since(node: Node, session: Session) -> bool:
+def rebooted_since(node: Node, session: ReportedSession) -> bool:
     """Whether the node's agent was rebooted after the session was last heard of: the new
     agent registered (and may be running the start task) but has not connected yet.
 
@@ -314,7 +315,7 @@ def rebooted_since(node: Node, session: Session) -> bool:
     return node.restart_time is not None and (heard is None or heard < node.restart_time)
 
 
-def node_view(pool: Pool, node: Node, sessions: dict[str, Session] | None) -> NodeView:
+def node_view(pool: Pool, node: Node, sessions: dict[str, ReportedSession] | None) -> NodeView:
     session = sessions.get(node.node_id) if sessions is not None else None
     return NodeView(
         pool_id=pool.id,
@@ -373,7 +374,7 @@ def start_delay(quick_failures: int) -> float:
 # --- decisions ----------------------------------------------------------------------------
 
 
-def removal_order(node: Node, session: Session | None) -> tuple[int, int, float, str]:
+def removal_order(node: Node, session: ReportedSession | None) -> tuple[int, int, float, str]:
     """Sort key: the node to remove first sorts first.
 
     Nodes not connected yet go first (nothing to lose), then broken ones (unreachable, lost),
@@ -391,14 +392,14 @@ def removal_order(node: Node, session: Session | None) -> tuple[int, int, float,
 
 
 def choose_nodes_to_remove(
-    nodes: list[Node], sessions: dict[str, Session], count: int
+    nodes: list[Node], sessions: dict[str, ReportedSession], count: int
 ) -> list[Node]:
     candidates = [n for n in nodes if n.state is not NodeRowState.LEAVING]
     candidates.sort(key=lambda n: removal_order(n, sessions.get(n.node_id)))
     return candidates[: max(count, 0)]
 
 
-def may_stop(node: Node, session: Session | None) -> bool:
+def may_stop(node: Node, session: ReportedSession | None) -> bool:
     """Whether a leaving node's process can be stopped without cutting off a running task."""
     return session is None or session.state is SessionState.LOST or session.running_tasks == 0
 
@@ -432,7 +433,7 @@ def needs_sessions(pool: Pool, nodes: list[Node]) -> bool:
 def plan_pool(
     pool: Pool,
     nodes: list[Node],
-    sessions: dict[str, Session] | None,
+    sessions: dict[str, ReportedSession] | None,
     may_start: bool,
     busy: Collection[str] = (),
 ) -> Plan:
@@ -471,7 +472,7 @@ def plan_pool(
 
 
 def removals(
-    nodes: list[Node], sessions: dict[str, Session] | None = None
+    nodes: list[Node], sessions: dict[str, ReportedSession] | None = None
 ) -> dict[DeallocationOption, list[str]]:
     """The RemoveNodes calls still owed to the scheduler, one per option: never sent, or sent
     to a scheduler that has since forgotten them (it restarted: its session is not removing)."""

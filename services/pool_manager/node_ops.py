@@ -29,13 +29,13 @@ from services.pool_manager.model import (
     Pool,
     PoolState,
     PoolView,
-    Session,
+    ReportedSession,
     leave,
     node_view,
     pool_view,
 )
 from services.pool_manager.node_rules import check_node_ids, reboot, scheduling_owed, set_scheduling
-from services.pool_manager.providers.base import NodeKey, Provider
+from services.pool_manager.providers.base import AgentKey, Provider
 from services.pool_manager.scheduler_peer import SchedulerPeer
 from services.pool_manager.store import Store
 
@@ -56,7 +56,7 @@ class NodeOps:
         provider: Provider,
         clock: Clock,
         round_lock: asyncio.Lock,
-        stopping: dict[NodeKey, asyncio.Task[None]],
+        stopping: dict[AgentKey, asyncio.Task[None]],
         spawn: Spawn,
         wake: Callable[[], None],
     ) -> None:
@@ -128,7 +128,7 @@ class NodeOps:
         return ok
 
     async def sync_scheduling(
-        self, pool: Pool, nodes: list[Node], sessions: dict[str, Session] | None
+        self, pool: Pool, nodes: list[Node], sessions: dict[str, ReportedSession] | None
     ) -> None:
         """The reconcile step: tell the scheduler the settings it lacks. Called by the loop,
         under its lock, with the rows and sessions of its round."""

@@ -8,7 +8,7 @@ from dataclasses import dataclass, replace
 
 from services.common import ids
 from services.common.errors import invalid
-from services.pool_manager.model import DeallocationOption, Node, NodeRowState, Session
+from services.pool_manager.model import DeallocationOption, Node, NodeRowState, ReportedSession
 
 MAX_REMOVE_NODES = 100
 
@@ -52,7 +52,7 @@ class SchedulingCall:
     """The scheduler acknowledged this setting before and has since forgotten it."""
 
 
-def scheduling_owed(nodes: list[Node], sessions: dict[str, Session] | None) -> list[SchedulingCall]:
+def scheduling_owed(nodes: list[Node], sessions: dict[str, ReportedSession] | None) -> list[SchedulingCall]:
     """The SetNodeScheduling calls still owed to the scheduler: settings it never
     acknowledged, and acknowledged ones its session of the node no longer shows (it
     restarted). A node without a session has nothing to tell yet: the scheduler knows a node

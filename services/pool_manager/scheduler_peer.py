@@ -11,7 +11,7 @@ import structlog
 
 from services.common.rpc import internal_metadata
 from services.pool_manager import convert
-from services.pool_manager.model import DeallocationOption, Session
+from services.pool_manager.model import DeallocationOption, ReportedSession
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
 from shoal.internal.v1 import scheduler_control_pb2_grpc as sc_grpc
 
@@ -38,7 +38,7 @@ class SchedulerPeer:
             log.info("scheduler reachable again")
         self._down = False
 
-    async def sessions(self, account: str, pool_id: str) -> dict[str, Session] | None:
+    async def sessions(self, account: str, pool_id: str) -> dict[str, ReportedSession] | None:
         """The pool's node sessions by node id; None when the scheduler cannot be asked."""
         try:
             resp = await self._stub.ListNodeSessions(

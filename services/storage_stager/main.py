@@ -11,7 +11,6 @@ from pathlib import Path
 
 import structlog
 
-from services.common.config import ClusterConfig
 from services.common.process import run_service
 from services.common.rpc import ServiceHost, ServiceInterceptor, wait_for_signal
 from services.common.timeutil import Clock, wall_clock
@@ -29,6 +28,7 @@ from services.storage_stager.servicer import (
 )
 from services.storage_stager.staging import StagingApp
 from services.storage_stager.store import Store
+from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import staging_pb2, staging_pb2_grpc
 from shoal.v1 import application_pb2, application_pb2_grpc, storage_pb2, storage_pb2_grpc
 

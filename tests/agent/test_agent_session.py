@@ -11,7 +11,7 @@ from agent.session import (
     MAX_ITEMS_PER_MESSAGE,
     Admission,
     Identity,
-    Session,
+    ProtocolState,
     backoff,
     draining_result,
     jittered,
@@ -41,11 +41,11 @@ def result(attempt_id: str, exit_code: int = 0) -> agent_pb2.TaskResult:
     return agent_pb2.TaskResult(attempt_id=attempt_id, exit_code=exit_code)
 
 
-def new_session(*, outbox: list[agent_pb2.TaskResult] | None = None, clock: Clock | None = None) -> Session:
-    return Session(IDENT, now=clock or Clock(), outbox=outbox or [])
+def new_session(*, outbox: list[agent_pb2.TaskResult] | None = None, clock: Clock | None = None) -> ProtocolState:
+    return ProtocolState(IDENT, now=clock or Clock(), outbox=outbox or [])
 
 
-def run(s: Session, attempt_id: str, slots: int = 1) -> None:
+def run(s: ProtocolState, attempt_id: str, slots: int = 1) -> None:
     assert s.admit(make_assignment(attempt_id, "true", required_slots=slots)) is Admission.RUN
 
 

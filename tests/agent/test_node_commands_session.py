@@ -4,15 +4,15 @@ clock): the start task's progress (latest only, in every hello) and node errors 
 from __future__ import annotations
 
 from agent.node_commands import Outcome, running_info, start_task_failure
-from agent.session import Identity, Session
+from agent.session import Identity, ProtocolState
 from shoal.v1 import pool_pb2, task_pb2
 
 IDENT = Identity("pools/p1/nodes/n1", "cred", 2, "1.0", "host")
 INFO = task_pb2.NodeTaskInfo
 
 
-def new_session() -> Session:
-    return Session(IDENT, now=lambda: 1000.0)
+def new_session() -> ProtocolState:
+    return ProtocolState(IDENT, now=lambda: 1000.0)
 
 
 def completed(exit_code: int, retries: int = 0) -> task_pb2.NodeTaskInfo:

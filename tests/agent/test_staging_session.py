@@ -8,7 +8,7 @@ import asyncio
 
 import pytest
 
-from agent.session import Admission, Identity, Session
+from agent.session import Admission, Identity, ProtocolState
 from agent.staging import OUTPUT_FILE_UPLOAD_FAILED, RESOURCE_FILE_DOWNLOAD_FAILED, StagingFailure
 from agent.staging.grants import GrantBroker
 from shoal.agent.v1 import agent_pb2
@@ -19,8 +19,8 @@ IDENT = Identity("pools/p1/nodes/n1", "cred", 4, "1.2.3", "host-a")
 DOWN, UP = agent_pb2.DOWNLOADS, agent_pb2.UPLOADS
 
 
-def session() -> Session:
-    return Session(IDENT, now=lambda: 1000.0)
+def session() -> ProtocolState:
+    return ProtocolState(IDENT, now=lambda: 1000.0)
 
 
 def assignment(aid: str) -> agent_pb2.Assignment:

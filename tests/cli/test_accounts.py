@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import sqlite3
 from pathlib import Path
 
@@ -9,6 +10,7 @@ import pytest
 
 from gateway import accounts
 from services.common.errors import Code, ShoalError
+from shoal.cluster_config import ClusterConfig
 
 
 def test_create_then_lookup_finds_the_account(tmp_path: Path) -> None:
@@ -83,3 +85,38 @@ def test_a_missing_database_has_no_accounts(tmp_path: Path) -> None:
     assert accounts.list_accounts(db) == []
     assert accounts.lookup(db, "shoal_x") is None
     assert not db.exists()
+
+
+def test_ensure_key_creates_keeps_and_replaces(tmp_path: Path) -> None:
+    db = tmp_path / "gateway.db"
+    first = accounts.ensure_key(db, "default")
+    assert accounts.lookup(db, first).name == "default"
+    # A key that still works is kept; one of another account or an unknown one is replaced.
+    assert accounts.ensure_key(db, "default", first) == first
+    other = accounts.create_account(db, "other")
+    for stale in (other, "shoal_forgotten"):
+        new = accounts.ensure_key(db, "default", stale)
+        assert new not in (first, stale)
+        assert accounts.lookup(db, new).name == "default"
+        assert accounts.lookup(db, first) is None
+        first = new
+    assert accounts.lookup(db, other).name == "other"
+    assert [a.name for a in accounts.list_accounts(db)] == ["default", "other"]
+
+
+def test_the_ensure_key_command_takes_the_key_on_stdin_and_prints_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    config = ClusterConfig.new(tmp_path)
+    config.save(tmp_path / "cluster.json")
+    argv = ["ensure-key", "--config", str(tmp_path / "cluster.json"), "--account", "default"]
+    monkeypatch.setattr("sys.stdin", io.StringIO(""))
+    assert accounts.main(argv) == 0
+    key = capsys.readouterr().out.strip()
+    assert accounts.lookup(config.db_path("gateway"), key).name == "default"
+    monkeypatch.setattr("sys.stdin", io.StringIO(key + "\n"))
+    assert accounts.main(argv) == 0
+    assert capsys.readouterr().out.strip() == key
+
+    assert accounts.main([*argv[:-1], "bad name"]) == 1
+    assert "account" in capsys.readouterr().err

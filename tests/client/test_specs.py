@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from shoal import OutputFile, PackageReference, ResourceFile, ShoalError, StatusCode, TaskSpec
-from shoal.client import _create_task_request
+from shoal.task_specs import create_task_request
 from shoal.v1 import task_pb2
 
 Condition = task_pb2.OutputFile.UploadCondition
@@ -125,7 +125,7 @@ def test_json_lines_take_strings_or_objects_and_name_the_bad_item() -> None:
             "application_package_references": ["tool:1", {"application_id": "lib"}],
         }
     )
-    task = _create_task_request(spec).task
+    task = create_task_request(spec).task
     assert [r.file_path for r in task.resource_files] == ["a", "b"]
     assert task.resource_files[1].file_mode == "0600"
     assert task.output_files[0].upload_condition == Condition.TASK_COMPLETION

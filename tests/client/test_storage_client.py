@@ -14,8 +14,8 @@ from pathlib import Path
 import grpc
 import pytest
 
-from services.common.config import StorageConfig
 from shoal import Client, ShoalError, StatusCode
+from shoal.cluster_config import StorageConfig
 from shoal.suite import LocalSuite
 from shoal.v1 import storage_pb2, storage_pb2_grpc
 from tests.support import print_logs, start_suite

@@ -8,7 +8,6 @@ from typing import Any
 import pytest
 
 from shoal import Client, ShoalError, StatusCode, TaskSpec
-from shoal.client import _create_task_request
 from shoal.suite import free_port
 from shoal.task_options import (
     ExitConditions,
@@ -17,6 +16,7 @@ from shoal.task_options import (
     parse_duration,
     parse_id_range,
 )
+from shoal.task_specs import create_task_request
 from shoal.v1 import task_pb2
 
 JobAction = task_pb2.ExitOptions.JobAction
@@ -171,7 +171,7 @@ def test_a_task_with_every_new_option_becomes_one_request() -> None:
         exit_conditions=ExitConditions.parse(["2=terminate"]),
         required_slots=2, priority=-5, retention_time=3600, max_task_retry_count=0,
     )
-    t = _create_task_request(spec).task
+    t = create_task_request(spec).task
     assert list(t.depends_on.task_ids) == ["prepare"]
     assert [(r.start, r.end) for r in t.depends_on.task_id_ranges] == [(1, 3)]
     assert t.exit_conditions.exit_codes[0].exit_options.job_action == JobAction.TERMINATE
@@ -183,7 +183,7 @@ def test_a_task_with_every_new_option_becomes_one_request() -> None:
 
 
 def test_unset_options_are_not_sent() -> None:
-    t = _create_task_request(TaskSpec("t", "true")).task
+    t = create_task_request(TaskSpec("t", "true")).task
     assert not t.HasField("depends_on") and not t.HasField("exit_conditions")
     assert not t.constraints.HasField("retention_time")
     # No retry count: the job's default applies.
@@ -198,7 +198,7 @@ def test_json_lines_take_the_same_keys() -> None:
         "required_slots": 4, "priority": 7, "retention_time": "1h30m",
         "max_wall_clock_time": "2m",
     })
-    t = _create_task_request(spec).task
+    t = create_task_request(spec).task
     assert list(t.depends_on.task_ids) == ["a"]
     assert [(r.start, r.end) for r in t.depends_on.task_id_ranges] == [(1, 10), (20, 30)]
     assert t.exit_conditions.default.dependency_action == DepAction.BLOCK
@@ -209,7 +209,7 @@ def test_json_lines_take_the_same_keys() -> None:
         "id": "r", "command_line": "run", "retention_time": 60,
         "depends_on": {"task_ids": ["a"], "task_id_ranges": [{"start": 1, "end": 10}]},
     })
-    deps = _create_task_request(proto_form).task.depends_on
+    deps = create_task_request(proto_form).task.depends_on
     assert list(deps.task_ids) == ["a"] and deps.task_id_ranges[0].end == 10
 
 

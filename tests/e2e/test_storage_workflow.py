@@ -16,8 +16,8 @@ from pathlib import Path
 
 import pytest
 
-from services.common.config import StorageConfig
 from shoal import OutputFile, PackageReference, ResourceFile
+from shoal.cluster_config import StorageConfig
 from shoal.errors import ShoalError
 from shoal.suite import LocalSuite
 from shoal.v1 import job_pb2, pool_pb2, task_pb2

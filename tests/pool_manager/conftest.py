@@ -18,10 +18,10 @@ import pytest
 from google.protobuf import empty_pb2
 
 from services.common import rpc
-from services.common.config import ClusterConfig
 from services.common.timeutil import to_timestamp
 from services.pool_manager.main import PoolManagerService
 from shoal.agent.v1 import agent_pb2_grpc
+from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
 from shoal.internal.v1 import scheduler_control_pb2_grpc as sc_grpc
 from shoal.v1 import pool_pb2, pool_pb2_grpc

@@ -11,8 +11,8 @@ import grpc
 import pytest
 
 from services.common import rpc
-from services.common.config import ClusterConfig
 from shoal.agent.v1 import agent_pb2
+from shoal.cluster_config import ClusterConfig
 from shoal.v1 import pool_pb2
 
 from .conftest import Client, eventually

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
-from services.common.config import ClusterConfig
 from services.pool_manager.providers.base import NodeSpec, ProcessRef
 from services.pool_manager.providers.local import LocalProvider
+from shoal.cluster_config import ClusterConfig
 
 from .conftest import eventually, pid_alive
 

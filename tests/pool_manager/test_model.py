@@ -17,7 +17,7 @@ from services.pool_manager.model import (
     NodeState,
     Pool,
     PoolState,
-    Session,
+    ReportedSession,
     SessionState,
     allocation_state,
     choose_nodes_to_remove,
@@ -45,8 +45,8 @@ def make_node(node_id: str = "node-00000001", age: float = 0.0, **kw: object) ->
     return replace(base, **kw)  # type: ignore[arg-type]
 
 
-def connected(node_id: str, running: int = 0) -> Session:
-    return Session(node_id, SessionState.CONNECTED, total_slots=4, running_slots=running,
+def connected(node_id: str, running: int = 0) -> ReportedSession:
+    return ReportedSession(node_id, SessionState.CONNECTED, total_slots=4, running_slots=running,
                    running_tasks=running, completed_tasks=3, last_heartbeat_time=T0 + 5,
                    hostname="live-host")
 
@@ -61,14 +61,14 @@ def connected(node_id: str, running: int = 0) -> Session:
         (NodeRowState.ACTIVE, None, NodeState.STARTING),
         (NodeRowState.ACTIVE, connected("n"), NodeState.IDLE),
         (NodeRowState.ACTIVE, connected("n", running=2), NodeState.RUNNING),
-        (NodeRowState.ACTIVE, Session("n", SessionState.UNREACHABLE), NodeState.UNREACHABLE),
-        (NodeRowState.ACTIVE, Session("n", SessionState.LOST), NodeState.LOST),
+        (NodeRowState.ACTIVE, ReportedSession("n", SessionState.UNREACHABLE), NodeState.UNREACHABLE),
+        (NodeRowState.ACTIVE, ReportedSession("n", SessionState.LOST), NodeState.LOST),
         (NodeRowState.LEAVING, connected("n", running=2), NodeState.LEAVING),
         (NodeRowState.LEAVING, None, NodeState.LEAVING),
     ],
 )
 def test_node_state_from_row_and_session(
-    row: NodeRowState, session: Session | None, expected: NodeState
+    row: NodeRowState, session: ReportedSession | None, expected: NodeState
 ) -> None:
     assert node_state(make_node(state=row), session, scheduler_known=True) is expected
 
@@ -116,7 +116,7 @@ def test_shrink_removes_unconnected_then_broken_then_idle_then_least_busy() -> N
         "node-busy3": connected("node-busy3", 3),
         "node-busy1": connected("node-busy1", 1),
         "node-idle": connected("node-idle"),
-        "node-lost": Session("node-lost", SessionState.LOST),
+        "node-lost": ReportedSession("node-lost", SessionState.LOST),
     }
     nodes = [busy3, busy1, idle, lost, fresh, leaving]
     chosen = choose_nodes_to_remove(nodes, sessions, 5)

@@ -17,7 +17,6 @@ import pytest
 from google.protobuf import empty_pb2
 
 from services.common import rpc
-from services.common.config import ClusterConfig
 from services.common.errors import ShoalError
 from services.pool_manager.main import PoolManagerService
 from services.pool_manager.model import (
@@ -26,7 +25,7 @@ from services.pool_manager.model import (
     NodeFillType,
     NodeRowState,
     NodeState,
-    Session,
+    ReportedSession,
     SessionState,
     node_state,
 )
@@ -38,6 +37,7 @@ from services.pool_manager.node_rules import (
     set_scheduling,
 )
 from services.pool_manager.store import SCHEMA, Store
+from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
 from shoal.internal.v1 import scheduler_control_pb2_grpc as sc_grpc
 from shoal.v1 import pool_pb2
@@ -481,8 +481,8 @@ def row(node_id: str = "n1") -> Node:
 
 def live(
     node_id: str = "n1", disabled: bool = False, state: SessionState = SessionState.CONNECTED
-) -> Session:
-    return Session(node_id, state, last_heartbeat_time=T0 + 1, scheduling_disabled=disabled)
+) -> ReportedSession:
+    return ReportedSession(node_id, state, last_heartbeat_time=T0 + 1, scheduling_disabled=disabled)
 
 
 def test_owed_settings_are_the_unacknowledged_and_the_forgotten() -> None:
@@ -529,7 +529,7 @@ def test_a_rebooted_node_is_starting_until_its_new_agent_connects() -> None:
     registered = replace(rebooted, state=NodeRowState.ACTIVE)
     assert node_state(registered, old, True) is NodeState.STARTING
     assert node_state(registered, live(), True) is NodeState.IDLE
-    later = Session("n1", SessionState.UNREACHABLE, last_heartbeat_time=T0 + 20)
+    later = ReportedSession("n1", SessionState.UNREACHABLE, last_heartbeat_time=T0 + 20)
     assert node_state(registered, later, True) is NodeState.UNREACHABLE
     assert node_state(row(), old, True) is NodeState.UNREACHABLE  # never rebooted
 

@@ -13,9 +13,9 @@ import pytest
 from structlog.testing import capture_logs
 
 from services.common import credentials, rpc
-from services.common.config import ClusterConfig
 from services.pool_manager.store import Store
 from shoal.agent.v1 import agent_pb2
+from shoal.cluster_config import ClusterConfig
 from shoal.v1 import pool_pb2
 
 from .conftest import (

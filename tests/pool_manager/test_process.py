@@ -11,7 +11,7 @@ from pathlib import Path
 
 import grpc
 
-from services.common.config import ClusterConfig
+from shoal.cluster_config import ClusterConfig
 from shoal.v1 import pool_pb2
 
 from .conftest import Client, eventually

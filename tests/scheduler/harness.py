@@ -10,13 +10,13 @@ from pathlib import Path
 
 from google.protobuf.timestamp_pb2 import Timestamp
 
-from services.common.config import SchedulerTiming
 from services.common.errors import ShoalError, not_found
 from services.job_scheduler.engine import Engine, Outbound
-from services.job_scheduler.model import TaskSpec
+from services.job_scheduler.model import TaskDefinition
 from services.job_scheduler.sessions import NodeSession
 from services.job_scheduler.store import Store
 from shoal.agent.v1 import agent_pb2
+from shoal.cluster_config import SchedulerTiming
 from shoal.v1 import job_pb2, pool_pb2, task_pb2
 
 ACCOUNT = "acct"
@@ -198,8 +198,8 @@ async def make_job(app: Engine, job_id: str = "j", pool: str = "p", **kw: object
     await app.create_job(ACCOUNT, req)
 
 
-def specs(n: int, prefix: str = "t", retries: int = 0) -> list[TaskSpec]:
-    return [TaskSpec(f"{prefix}{i}", f"echo {i}", {}, None, retries) for i in range(n)]
+def specs(n: int, prefix: str = "t", retries: int = 0) -> list[TaskDefinition]:
+    return [TaskDefinition(f"{prefix}{i}", f"echo {i}", {}, None, retries) for i in range(n)]
 
 
 async def expect_error(coro: object, reason: str) -> ShoalError:

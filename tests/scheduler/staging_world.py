@@ -8,11 +8,11 @@ import aiohttp
 import grpc
 
 from services.common import rpc
-from services.common.config import ClusterConfig, StorageConfig
 from services.common.stager_client import StagingClient
 from services.job_scheduler.engine import Engine
 from services.storage_stager.main import StagerService
 from shoal.agent.v1 import agent_pb2
+from shoal.cluster_config import ClusterConfig, StorageConfig
 from shoal.v1 import storage_pb2_grpc
 from tests.scheduler.harness import ACCOUNT, TIMING, Clock, GatedStore, Node, known_pools
 from tests.storage_support import free_port

@@ -12,7 +12,7 @@ import pytest
 
 from services.job_scheduler import convert
 from services.job_scheduler.engine import Engine
-from services.job_scheduler.model import JobState, Result, TaskSpec, TaskState
+from services.job_scheduler.model import JobState, Result, TaskDefinition, TaskState
 from shoal.v1 import job_pb2, task_pb2
 from tests.scheduler.harness import ACCOUNT, Apps, Clock, Node, expect_error, make_job, settle
 
@@ -28,7 +28,7 @@ async def apps(tmp_path: Path) -> AsyncIterator[Apps]:
 
 def task(tid: str, *, deps: list[str] = (), ranges: list[tuple[int, int]] = (),  # type: ignore[assignment]
          exits: T.ExitConditions | None = None, slots: int = 0, priority: int = 0,
-         retries: int | None = None) -> TaskSpec:
+         retries: int | None = None) -> TaskDefinition:
     t = T.Task(command_line=f"echo {tid}", required_slots=slots, priority=priority)
     if deps or ranges:
         t.depends_on.task_ids.extend(deps)
@@ -45,7 +45,7 @@ def satisfy_on(code: int) -> T.ExitConditions:
         code=code, exit_options=T.ExitOptions(dependency_action=T.ExitOptions.SATISFY))])
 
 
-async def add(app: Engine, *specs: TaskSpec, job: str = "j") -> None:
+async def add(app: Engine, *specs: TaskDefinition, job: str = "j") -> None:
     await app.create_tasks(ACCOUNT, job, list(specs))
 
 

@@ -9,7 +9,6 @@ import itertools
 
 import pytest
 
-from services.common.config import SchedulerTiming
 from services.common.errors import ShoalError
 from services.job_scheduler import convert
 from services.job_scheduler.core import AgentReport, Core, Hello, Plan, Welcome
@@ -39,10 +38,11 @@ from services.job_scheduler.model import (
     OnAllTasksComplete,
     Report,
     Result,
+    TaskDefinition,
     TaskRecord,
-    TaskSpec,
     TaskState,
 )
+from shoal.cluster_config import SchedulerTiming
 from shoal.v1 import task_pb2
 
 TIMING = SchedulerTiming(heartbeat_interval=1.0, unreachable_after=3.0, lost_after=10.0,
@@ -62,7 +62,7 @@ class World:
         self.now = T0
         self.job_pks = itertools.count(1)
         self.task_pks = itertools.count(1)
-        self.specs: dict[int, tuple[Job, TaskSpec]] = {}
+        self.specs: dict[int, tuple[Job, TaskDefinition]] = {}
         self.pks: dict[str, int] = {}
 
     def job(self, job_id: str = "j", **kw: object) -> Job:
@@ -74,7 +74,7 @@ class World:
         assert plan.rows == [InsertJob(job), *plan.rows[1:]]
         return job
 
-    def add(self, job: Job, *specs: TaskSpec) -> Plan:
+    def add(self, job: Job, *specs: TaskDefinition) -> Plan:
         pks = [next(self.task_pks) for _ in specs]
         for pk, sp in zip(pks, specs, strict=True):
             self.specs[pk] = (job, sp)
@@ -115,8 +115,8 @@ class World:
                           result, None, pk=pk)
 
 
-def spec(task_id: str, **kw: object) -> TaskSpec:
-    s = TaskSpec(task_id, f"echo {task_id}", {}, None, kw.pop("retries", None))  # type: ignore[arg-type]
+def spec(task_id: str, **kw: object) -> TaskDefinition:
+    s = TaskDefinition(task_id, f"echo {task_id}", {}, None, kw.pop("retries", None))  # type: ignore[arg-type]
     if kw:
         s = s._replace(extra=True, **kw)
     return s

@@ -18,8 +18,8 @@ import grpc
 import pytest
 
 from services.common import rpc
-from services.common.config import ClusterConfig, StorageConfig
 from services.storage_stager.main import StagerService
+from shoal.cluster_config import ClusterConfig, StorageConfig
 from shoal.internal.v1 import staging_pb2, staging_pb2_grpc
 from shoal.v1 import application_pb2 as app_pb2
 from shoal.v1 import application_pb2_grpc as app_grpc

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from services.common.config import ClusterConfig, StorageConfig
+from shoal.cluster_config import ClusterConfig, StorageConfig
 
 
 def test_defaults_and_round_trip(tmp_path: Path) -> None:

@@ -11,8 +11,8 @@ import aiohttp
 import pytest
 from structlog.testing import capture_logs
 
-from services.common.config import ClusterConfig
 from shoal.agent.v1 import agent_pb2
+from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import staging_pb2
 from shoal.v1 import task_pb2
 

@@ -20,7 +20,7 @@ import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from services.common.config import ClusterConfig
+from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import staging_pb2
 from shoal.v1 import task_pb2
 from tests.storage_support import free_port

@@ -8,8 +8,8 @@ import hashlib
 import aiohttp
 import grpc
 
-from services.common.config import ClusterConfig
 from shoal.agent.v1 import agent_pb2
+from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import staging_pb2
 from shoal.v1 import application_pb2 as app_pb2
 from shoal.v1 import storage_pb2, task_pb2

@@ -9,8 +9,8 @@ import os
 import grpc
 
 from services.common import rpc
-from services.common.config import ClusterConfig
 from services.storage_stager.main import StagerService
+from shoal.cluster_config import ClusterConfig
 from shoal.v1 import storage_pb2
 from tests.storage_support import MotoServer
 

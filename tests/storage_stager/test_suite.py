@@ -10,7 +10,7 @@ import aiohttp
 import grpc
 import pytest
 
-from services.common.config import StorageConfig
+from shoal.cluster_config import StorageConfig
 from shoal.internal.v1 import staging_pb2
 from shoal.suite import LocalSuite
 from shoal.v1 import storage_pb2, storage_pb2_grpc, task_pb2

@@ -11,8 +11,8 @@ import aiohttp
 import grpc
 import pytest
 
-from services.common.config import ClusterConfig
 from services.storage_stager.main import SERVICE, StagerService
+from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import staging_pb2
 from shoal.v1 import application_pb2 as app_pb2
 from shoal.v1 import storage_pb2

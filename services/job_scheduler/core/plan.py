@@ -17,10 +17,7 @@ from services.job_scheduler.model import (
     Result,
     TaskState,
 )
-
-NodeKey = tuple[str, str, str]
-"""(account, pool id lower-case, node id)."""
-
+from services.job_scheduler.sessions import NodeKey
 
 # -- rows ---------------------------------------------------------------------------------
 

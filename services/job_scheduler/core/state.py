@@ -13,7 +13,6 @@ import itertools
 import secrets
 from collections.abc import Callable, Iterable
 
-from services.common.config import SchedulerTiming
 from services.common.errors import not_found
 from services.job_scheduler.core.failures import (
     JOB_DISABLED,
@@ -58,6 +57,7 @@ from services.job_scheduler.model import (
 from services.job_scheduler.outcomes import DependencyAction, ExitRules, JobAction, respond
 from services.job_scheduler.placement import PoolQueue
 from services.job_scheduler.sessions import NodeSession
+from shoal.cluster_config import SchedulerTiming
 
 
 class CoreState:

@@ -24,8 +24,8 @@ from services.job_scheduler.model import (
     JobState,
     Pending,
     Result,
+    TaskDefinition,
     TaskRecord,
-    TaskSpec,
     TaskState,
 )
 from services.job_scheduler.outcomes import names_job_action
@@ -46,7 +46,7 @@ def at(i: int, single: bool) -> str:
 class TaskEvents(CoreState):
     # -- add --------------------------------------------------------------------------------
 
-    def check_batch(self, specs: list[TaskSpec], single: bool) -> None:
+    def check_batch(self, specs: list[TaskDefinition], single: bool) -> None:
         if not specs:
             raise invalid("requests", "at least one task is required")
         if len(specs) > MAX_BATCH_TASKS:
@@ -71,7 +71,7 @@ class TaskEvents(CoreState):
             raise failed_precondition(
                 "JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}: it takes no new tasks")
 
-    def dependencies_to_read(self, job: Job, specs: list[TaskSpec], single: bool) -> list[str]:
+    def dependencies_to_read(self, job: Job, specs: list[TaskDefinition], single: bool) -> list[str]:
         """Refuse what the job cannot take whatever exists (dependencies in a job that does
         not use them, job actions the job would ignore, more slots than its nodes have);
         returns the ids of existing tasks the batch depends on, to be read."""
@@ -95,7 +95,7 @@ class TaskEvents(CoreState):
         return sorted(wanted)
 
     def check_dependencies(
-        self, job: Job, specs: list[TaskSpec], rows: dict[str, DepRow], single: bool
+        self, job: Job, specs: list[TaskDefinition], rows: dict[str, DepRow], single: bool
     ) -> Known:
         """Refuse unknown ids and cycles; returns what the batch's existing dependencies are."""
         batch = {sp.id.lower(): i for i, sp in enumerate(specs)}
@@ -124,7 +124,7 @@ class TaskEvents(CoreState):
         return out
 
     def tasks_added(
-        self, job: Job, specs: list[TaskSpec], pks: list[int], known: Known, now: float
+        self, job: Job, specs: list[TaskDefinition], pks: list[int], known: Known, now: float
     ) -> Plan:
         """The batch's rows are written (in their own transaction): count and queue them."""
         self._begin()
@@ -146,7 +146,7 @@ class TaskEvents(CoreState):
         self._plan.reply = len(specs)
         return self._finish(now)
 
-    def _enqueue_new(self, job: Job, specs: list[TaskSpec], pks: list[int], known: Known) -> None:
+    def _enqueue_new(self, job: Job, specs: list[TaskDefinition], pks: list[int], known: Known) -> None:
         """New tasks with priorities, slots or dependencies. An existing dependency is looked
         at again here: it may have completed since it was read; memory is the truth."""
         batch = {sp.id.lower(): pk for sp, pk in zip(specs, pks, strict=True)}

@@ -11,8 +11,11 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Protocol
 
-NodeKey = tuple[str, str, str]
-"""(account, pool id, node id)."""
+AgentKey = tuple[str, str, str]
+"""(account, pool id, node id): how the pool-manager and its provider name a node's agent
+process. The pool id is as stored (the case it was created with), which is always the same
+for one pool here, and the local provider's node root and log paths are made of it, so it is
+not folded to lower case as the scheduler's session key is."""
 
 
 @dataclass(frozen=True)
@@ -23,7 +26,7 @@ class NodeSpec:
     join_token: str
 
     @property
-    def key(self) -> NodeKey:
+    def key(self) -> AgentKey:
         return (self.account, self.pool, self.node)
 
 
@@ -39,7 +42,7 @@ class ProcessRef:
 
 @dataclass(frozen=True)
 class Exit:
-    key: NodeKey
+    key: AgentKey
     returncode: int | None
     """None when unknown (the process was not our child)."""
 
@@ -54,13 +57,13 @@ class Provider(Protocol):
     def adopt(self, spec: NodeSpec, ref: ProcessRef) -> bool:
         """Take over an agent started by an earlier pool-manager; False if it is gone."""
 
-    def running(self, key: NodeKey) -> bool:
+    def running(self, key: AgentKey) -> bool:
         """Whether the node's agent is started or adopted and not known to have ended."""
 
     def poll(self) -> list[Exit]:
         """Agents that ended on their own since the last call (not those we stopped)."""
 
-    async def stop(self, key: NodeKey) -> None:
+    async def stop(self, key: AgentKey) -> None:
         """Stop the node's agent and wait until it is gone."""
 
     async def remove(self, spec: NodeSpec) -> None:

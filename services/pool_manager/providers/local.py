@@ -21,9 +21,9 @@ from typing import IO
 
 import structlog
 
-from services.common.config import ClusterConfig
 from services.common.ids import ID_RE
-from services.pool_manager.providers.base import Exit, NodeKey, NodeSpec, ProcessRef
+from services.pool_manager.providers.base import AgentKey, Exit, NodeSpec, ProcessRef
+from shoal.cluster_config import ClusterConfig
 
 log = structlog.get_logger()
 
@@ -81,20 +81,20 @@ class LocalProvider:
         self._command = list(agent_command)
         self._stop_timeout = stop_timeout
         self._poll_interval = poll_interval
-        self._children: dict[NodeKey, asyncio.subprocess.Process] = {}
-        self._waiters: dict[NodeKey, asyncio.Task[None]] = {}
-        self._adopted: dict[NodeKey, ProcessRef] = {}
-        self._stopping: set[NodeKey] = set()
+        self._children: dict[AgentKey, asyncio.subprocess.Process] = {}
+        self._waiters: dict[AgentKey, asyncio.Task[None]] = {}
+        self._adopted: dict[AgentKey, ProcessRef] = {}
+        self._stopping: set[AgentKey] = set()
         self._exits: list[Exit] = []
         self._detached: list[asyncio.subprocess.Process] = []
         self._listener: Callable[[], None] = lambda: None
 
-    def node_root(self, key: NodeKey) -> Path:
+    def node_root(self, key: AgentKey) -> Path:
         if not all(ID_RE.fullmatch(part) for part in key):
             raise ValueError(f"not a safe node key: {key!r}")
         return self._state_dir.joinpath("nodes", *key)
 
-    def log_path(self, key: NodeKey) -> Path:
+    def log_path(self, key: AgentKey) -> Path:
         return self._state_dir / "logs" / f"agent-{'-'.join(key)}.log"
 
     def watch(self, listener: Callable[[], None]) -> None:
@@ -130,7 +130,7 @@ class LocalProvider:
         log.info("agent started", node=spec.node, pid=proc.pid)
         return ProcessRef(proc.pid, stat[1] if stat else None)
 
-    async def _wait(self, key: NodeKey, proc: asyncio.subprocess.Process) -> None:
+    async def _wait(self, key: AgentKey, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
         if self._children.get(key) is proc:
             del self._children[key]
@@ -148,7 +148,7 @@ class LocalProvider:
         log.info("agent adopted", node=spec.node, pid=ref.pid)
         return True
 
-    def running(self, key: NodeKey) -> bool:
+    def running(self, key: AgentKey) -> bool:
         return key in self._children or key in self._adopted
 
     def poll(self) -> list[Exit]:
@@ -159,7 +159,7 @@ class LocalProvider:
         exits, self._exits = self._exits, []
         return exits
 
-    async def stop(self, key: NodeKey) -> None:
+    async def stop(self, key: AgentKey) -> None:
         proc, ref = self._children.get(key), self._adopted.get(key)
         if proc is None and ref is None:
             return

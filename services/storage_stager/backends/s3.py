@@ -26,7 +26,6 @@ from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
 from botocore.exceptions import ClientError
 
-from services.common.config import StorageConfig
 from services.storage_stager.backends.base import (
     CHUNK,
     Backend,
@@ -36,6 +35,7 @@ from services.storage_stager.backends.base import (
     ObjectInfo,
     OffsetBeyondEnd,
 )
+from shoal.cluster_config import StorageConfig
 
 PART = 8 * 1024 * 1024
 LIST_PAGE = 1000

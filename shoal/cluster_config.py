@@ -2,6 +2,10 @@
 
 `shoal up` writes it into the state directory; on real deployments an operator writes it
 (see deploy/). Frozen dataclasses, so a value can't change under a running service.
+
+It lives in the client package because `shoal up` (shoal/suite.py) writes it and the client
+must not import the services; the services read it from here, as they take the generated
+stubs from here. Standard library only.
 """
 
 from __future__ import annotations
@@ -105,12 +109,6 @@ class ClusterConfig:
     def service_token(self) -> str:
         """Token the services present to each other; clients never see it."""
         return hmac.new(bytes.fromhex(self.secret), b"service-token", hashlib.sha256).hexdigest()
-
-    def sign(self, text: str) -> str:
-        return hmac.new(bytes.fromhex(self.secret), text.encode(), hashlib.sha256).hexdigest()
-
-    def verify(self, text: str, signature: str) -> bool:
-        return hmac.compare_digest(self.sign(text), signature)
 
     def db_path(self, service: str) -> Path:
         return Path(self.state_dir) / f"{service}.db"
