@@ -1,11 +1,14 @@
-"""Helpers for tests against the real suite: deadline waits, process lookups, short timings."""
+"""The tests' one support module: deadline waits (sync and async), a clock a test moves by
+hand, process lookups, and the real suite with short timings."""
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import os
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
@@ -29,6 +32,37 @@ def wait_for(check: Callable[[], T], what: str, timeout: float = 60.0, every: fl
         if time.monotonic() > deadline:
             raise AssertionError(f"timed out after {timeout}s waiting for {what}")
         time.sleep(every)
+
+
+async def eventually(
+    check: Callable[[], T | Awaitable[T]], what: str, within: float = 30.0, every: float = 0.02
+) -> T:
+    """Call (and await, if it is a coroutine) `check` until it returns something truthy;
+    return that, or fail naming `what` at the deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + within
+    while True:
+        value = check()
+        if inspect.isawaitable(value):
+            value = await value
+        if value:
+            return value  # type: ignore[return-value]
+        if loop.time() > deadline:
+            raise AssertionError(f"timed out after {within}s waiting for {what}; last {value!r}")
+        await asyncio.sleep(every)
+
+
+class ManualClock:
+    """Time that moves only when the test says (heartbeats, expiry) — no sleeping."""
+
+    def __init__(self, t: float = 1_000_000.0) -> None:
+        self.t = t
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
 
 
 def processes_mentioning(text: str) -> dict[int, str]:

@@ -17,23 +17,11 @@ from google.protobuf.duration_pb2 import Duration
 from agent.executor import kill_leftovers
 from agent.layout import NodeLayout
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
+from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
 
 T = TypeVar("T")
-
-
-async def eventually(pred: Callable[[], T], what: str, within: float = 20.0) -> T:
-    """Wait until pred() is truthy and return its value; fail after `within` seconds."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        value = pred()
-        if value:
-            return value
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 @pytest.fixture

@@ -18,16 +18,9 @@ from agent.session import (
 )
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
+from tests.support import ManualClock
 
 IDENT = Identity("pools/p1/nodes/n1", "cred", 4, "1.2.3", "host-a")
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1000.0
-
-    def __call__(self) -> float:
-        return self.t
 
 
 def make_assignment(attempt_id: str, command_line: str, required_slots: int = 1) -> agent_pb2.Assignment:
@@ -41,8 +34,8 @@ def result(attempt_id: str, exit_code: int = 0) -> agent_pb2.TaskResult:
     return agent_pb2.TaskResult(attempt_id=attempt_id, exit_code=exit_code)
 
 
-def new_session(*, outbox: list[agent_pb2.TaskResult] | None = None, clock: Clock | None = None) -> ProtocolState:
-    return ProtocolState(IDENT, now=clock or Clock(), outbox=outbox or [])
+def new_session(*, outbox: list[agent_pb2.TaskResult] | None = None, clock: ManualClock | None = None) -> ProtocolState:
+    return ProtocolState(IDENT, now=clock or ManualClock(1000.0), outbox=outbox or [])
 
 
 def run(s: ProtocolState, attempt_id: str, slots: int = 1) -> None:
@@ -244,7 +237,7 @@ def test_leaving_exits_once_idle_and_acknowledged() -> None:
 
 
 def test_leaving_gives_up_on_acks_after_the_patience() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     s = new_session(outbox=[result("old")], clock=clock)
     s.connect()
     assert s.seconds_until_exit_check() is None
@@ -258,7 +251,7 @@ def test_leaving_gives_up_on_acks_after_the_patience() -> None:
 
 
 def test_an_ack_restarts_the_patience() -> None:
-    clock = Clock()
+    clock = ManualClock(1000.0)
     s = new_session(outbox=[result("old1"), result("old2")], clock=clock)
     s.drain(leave=True)
     clock.t += DRAIN_ACK_PATIENCE - 1

@@ -16,9 +16,9 @@ from agent.staging import RESOURCE_FILE_DOWNLOAD_FAILED, StagingFailure
 from agent.staging.cache import ContentCache
 from agent.staging.resources import place_downloads
 from agent.staging.transfer import Expect, TransferError, Transfers
-from tests.agent.conftest import eventually
 from tests.agent.staging_support import Bucket
 from tests.storage_support import MotoServer
+from tests.support import eventually
 
 
 @pytest.fixture(scope="module")

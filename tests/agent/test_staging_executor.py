@@ -17,7 +17,6 @@ from agent.layout import NodeLayout
 from agent.staging.attempt import Staging
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import application_pb2, task_pb2
-from tests.agent.conftest import eventually
 from tests.agent.staging_support import (
     Bucket,
     SchedulerStandIn,
@@ -26,6 +25,7 @@ from tests.agent.staging_support import (
     tar_gz,
 )
 from tests.storage_support import MotoServer
+from tests.support import eventually
 
 OF = task_pb2.OutputFile
 DOWN, UP = agent_pb2.DOWNLOADS, agent_pb2.UPLOADS

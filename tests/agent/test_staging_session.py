@@ -13,7 +13,7 @@ from agent.staging import OUTPUT_FILE_UPLOAD_FAILED, RESOURCE_FILE_DOWNLOAD_FAIL
 from agent.staging.grants import GrantBroker
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
-from tests.agent.conftest import eventually
+from tests.support import eventually
 
 IDENT = Identity("pools/p1/nodes/n1", "cred", 4, "1.2.3", "host-a")
 DOWN, UP = agent_pb2.DOWNLOADS, agent_pb2.UPLOADS

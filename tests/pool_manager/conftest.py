@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import inspect
 import json
 import os
 import sys
@@ -29,24 +28,6 @@ from shoal.v1 import pool_pb2, pool_pb2_grpc
 STAND_IN_AGENT = (sys.executable, str(Path(__file__).with_name("stand_in_agent.py")))
 
 T = TypeVar("T")
-
-
-async def eventually(
-    check: Callable[[], Any], what: str, within: float = 30.0, interval: float = 0.05
-) -> Any:
-    """Call (and await) `check` until it returns something truthy; fail naming `what` at the
-    deadline."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + within
-    while True:
-        result = check()
-        if inspect.isawaitable(result):
-            result = await result
-        if result:
-            return result
-        if loop.time() > deadline:
-            raise AssertionError(f"timed out waiting for {what}; last result {result!r}")
-        await asyncio.sleep(interval)
 
 
 def pid_alive(pid: int) -> bool:

@@ -14,8 +14,9 @@ from services.common import rpc
 from shoal.agent.v1 import agent_pb2
 from shoal.cluster_config import ClusterConfig
 from shoal.v1 import pool_pb2
+from tests.support import eventually
 
-from .conftest import Client, eventually
+from .conftest import Client
 
 
 async def test_create_get_list_resize_delete(client: Client) -> None:

@@ -15,8 +15,9 @@ import pytest
 from services.pool_manager.providers.base import NodeSpec, ProcessRef
 from services.pool_manager.providers.local import LocalProvider
 from shoal.cluster_config import ClusterConfig
+from tests.support import eventually
 
-from .conftest import eventually, pid_alive
+from .conftest import pid_alive
 
 # Records its arguments, join token and pid in its node root, then sleeps; SIGTERM ends it (default action).
 SLEEPER = """

@@ -41,11 +41,11 @@ from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
 from shoal.internal.v1 import scheduler_control_pb2_grpc as sc_grpc
 from shoal.v1 import pool_pb2
+from tests.support import eventually
 
 from .conftest import (
     Client,
     FakeScheduler,
-    eventually,
     make_service,
     pid_alive,
     registrations,

@@ -17,11 +17,11 @@ from services.pool_manager.store import Store
 from shoal.agent.v1 import agent_pb2
 from shoal.cluster_config import ClusterConfig
 from shoal.v1 import pool_pb2
+from tests.support import eventually
 
 from .conftest import (
     Client,
     FakeScheduler,
-    eventually,
     make_service,
     node_root,
     pid_alive,

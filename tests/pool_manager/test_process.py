@@ -13,8 +13,9 @@ import grpc
 
 from shoal.cluster_config import ClusterConfig
 from shoal.v1 import pool_pb2
+from tests.support import eventually
 
-from .conftest import Client, eventually
+from .conftest import Client
 
 
 async def _start(config_file: Path, log: Path) -> tuple[asyncio.subprocess.Process, int]:

@@ -18,21 +18,14 @@ from services.job_scheduler.store import Store
 from shoal.agent.v1 import agent_pb2
 from shoal.cluster_config import SchedulerTiming
 from shoal.v1 import job_pb2, pool_pb2, task_pb2
+from tests.support import ManualClock
 
 ACCOUNT = "acct"
 TIMING = SchedulerTiming(heartbeat_interval=1.0, unreachable_after=3.0, lost_after=10.0,
                          reconnect_grace=10.0, max_requeue_count=5)
 
 
-class Clock:
-    def __init__(self) -> None:
-        self.t = 1_000_000.0
-
-    def __call__(self) -> float:
-        return self.t
-
-    def advance(self, seconds: float) -> None:
-        self.t += seconds
+Clock = ManualClock
 
 
 async def known_pools(account: str, pool_id: str) -> pool_pb2.Pool:

@@ -4,11 +4,10 @@ that call it over real gRPC with the service token and an account, as the gatewa
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import secrets
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -27,14 +26,6 @@ from shoal.v1 import storage_pb2, storage_pb2_grpc, task_pb2
 from tests.storage_support import MotoServer, free_port
 
 MIB = 1024 * 1024
-
-
-async def eventually(check: Callable[[], Awaitable[bool]], what: str, within: float = 20.0) -> None:
-    deadline = time.monotonic() + within
-    while not await check():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        await asyncio.sleep(0.02)
 
 
 class Clock:

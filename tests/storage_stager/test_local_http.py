@@ -15,8 +15,9 @@ from shoal.agent.v1 import agent_pb2
 from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import staging_pb2
 from shoal.v1 import task_pb2
+from tests.support import eventually
 
-from .conftest import Clock, Stager, eventually, http_get, http_put
+from .conftest import Clock, Stager, http_get, http_put
 
 
 @pytest.fixture

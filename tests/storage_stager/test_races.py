@@ -21,8 +21,9 @@ from shoal.internal.v1 import staging_pb2
 from shoal.v1 import application_pb2 as app_pb2
 from shoal.v1 import storage_pb2, task_pb2
 from tests.storage_support import MotoServer
+from tests.support import eventually
 
-from .conftest import MIB, Stager, eventually, http_get, http_put
+from .conftest import MIB, Stager, http_get, http_put
 from .test_applications import make_zip
 from .test_staging import grant_downloads, grant_uploads
 
@@ -58,13 +59,6 @@ def put_started(service: StagerService, moto: MotoServer | None) -> Callable[[],
     return lambda: moto.requests("POST", f"/{bucket}/") > 0
 
 
-async def until(check: Callable[[], bool], what: str) -> None:
-    async def now() -> bool:
-        return check()
-
-    await eventually(now, what)
-
-
 async def backend_keys(service: StagerService, prefix: str) -> list[str]:
     """Every key the backend holds under `prefix`, whatever the stager's records say."""
     return [o.key for o in await service.backend.list(prefix, "", 100)]
@@ -82,7 +76,7 @@ async def test_upload_in_flight_when_its_container_is_deleted(
                 for i in range(9)))
     up = asyncio.ensure_future(client.storage.UploadObject(aiter(feed), metadata=client.md,
                                                            timeout=60))
-    await until(put_started(service, moto), "the upload to reach the backend")
+    await eventually(put_started(service, moto), "the upload to reach the backend")
 
     await client("DeleteContainer", storage_pb2.DeleteContainerRequest(name="containers/data"))
     await client.create_container("data")
@@ -137,7 +131,7 @@ async def test_version_upload_in_flight_when_its_application_is_deleted(
     up = asyncio.ensure_future(client.apps.UploadApplicationVersion(
         aiter(feed), metadata=client.md, timeout=60))
     spool = Path(service.config.state_dir) / "stager-tmp"
-    await until(lambda: any(spool.glob("upload-*")), "the version upload to be received")
+    await eventually(lambda: any(spool.glob("upload-*")), "the version upload to be received")
 
     await client("DeleteApplication", app_pb2.DeleteApplicationRequest(name="applications/tool"))
     await client.create_app("tool")
