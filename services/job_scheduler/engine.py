@@ -26,7 +26,7 @@ from services.common.timeutil import Clock, to_duration
 from services.job_scheduler import convert, staging
 from services.job_scheduler.core import Core, Explanation, Plan, Snapshot, Welcome
 from services.job_scheduler.core.failures import NOT_UPLOADED
-from services.job_scheduler.core.plan import Assign, Event, JobEnded, NodeKey
+from services.job_scheduler.core.plan import Assign, Event, JobEnded, NodeKey, TaskInfo
 from services.job_scheduler.model import (
     STORAGE_UNAVAILABLE,
     Job,
@@ -45,6 +45,7 @@ from shoal.v1 import job_pb2, pool_pb2
 log = structlog.get_logger()
 
 FILE_READ_TIMEOUT = 30.0
+READ_AHEAD_MAX = 50_000
 NODE_GONE = -1
 """FileChunk.offset that marks a read ended by the node going away, not by the file."""
 
@@ -99,6 +100,9 @@ class Engine:
         self._reads: dict[int, _Read] = {}
         self._read_ids = itertools.count(1)
         self._add_locks: dict[int, asyncio.Lock] = {}
+        self._ahead: dict[int, TaskInfo] = {}
+        """Rows of queued tasks read ahead of the slots that will take them (task data does
+        not change once added, so a read-ahead row is never stale)."""
         self._loops: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
 
@@ -299,7 +303,8 @@ class Engine:
             core = self.core
             core.check_open(job)
             known = {}
-            if any(sp.extra for sp in specs):
+            plain = not any(sp.extra for sp in specs)
+            if not plain:
                 wanted = core.dependencies_to_read(job, specs, single)
                 rows = await self.store.dep_rows(job.pk, wanted) if wanted else {}
                 known = core.check_dependencies(job, specs, rows, single)
@@ -315,7 +320,7 @@ class Engine:
                     f"task {taken[0]!r} already exists in job {job.id!r}"
                     + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""),
                 )
-            await self._apply(core.tasks_added(job, specs, pks, known, self.clock()))
+            await self._apply(core.tasks_added(job, specs, pks, known, self.clock(), plain=plain))
             return pks
 
     async def _read_task(self, job: Job, task_id: str) -> TaskRecord:
@@ -487,15 +492,28 @@ class Engine:
                 self._kick.set()
 
     async def dispatch_once(self) -> None:
-        """One round: read the rows of the tasks that can be placed now, then let the core
-        place them (it checks again what moved during the read)."""
-        candidates = self.core.candidates()
-        if not candidates:
-            return
-        # Rows of tasks added moments ago must be committed before they can be read.
-        await self.store.commit()
-        info = await self.store.dispatch_info(candidates)
-        await self._apply(self.core.dispatch(info, self.clock()))
+        """One round: read the rows of the tasks that can be placed now and of those next in
+        line (the read-ahead), then let the core place them (it checks again what moved
+        during the read)."""
+        core = self.core
+        candidates = core.candidates()
+        need = [pk for pk in dict.fromkeys([*candidates, *core.lookahead()])
+                if pk not in self._ahead]
+        if need:
+            # Rows of tasks added moments ago must be committed before they can be read.
+            await self.store.commit()
+            if len(self._ahead) > READ_AHEAD_MAX:
+                self._ahead.clear()  # entries of tasks that left the queues another way
+            self._ahead.update(await self.store.dispatch_info(need))
+        if candidates:
+            await self._apply(self._placed(core.dispatch(self._ahead, self.clock())))
+
+    def _placed(self, plan: Plan) -> Plan:
+        """Forget the read-ahead rows of the tasks the plan assigns."""
+        for send in plan.sends:
+            if isinstance(send.message, Assign):
+                self._ahead.pop(send.message.attempt.task_pk, None)
+        return plan
 
     # -- agent streams ----------------------------------------------------------------------
 
@@ -538,8 +556,13 @@ class Engine:
             # Off the message path: the stager's answer must not hold up results and acks.
             self._spawn(self._grant(s.key, list(msg.staging_requests)))
         now = self.clock()
-        await self._apply(self.core.agent_message(s.key, stream_id,
-                                                  convert.agent_report(msg, now), now))
+        plan = self.core.agent_message(s.key, stream_id, convert.agent_report(msg, now), now)
+        if plan.dispatch and self._ahead:
+            # Slots freed by these results take the next tasks whose rows were read ahead,
+            # in the same commit and the same message as the acks: a 1-slot node does not
+            # wait a dispatch round between tasks.
+            plan = plan.then(self._placed(self.core.dispatch(self._ahead, now)))
+        await self._apply(plan)
 
     async def disconnect(self, s: NodeSession, stream_id: int) -> None:
         if s.stream_id != stream_id:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
+from collections.abc import Container
 from dataclasses import dataclass, field
 
 from services.job_scheduler.sessions import NodeSession
@@ -141,7 +142,7 @@ class PoolQueue:
 
 def plan(
     queue: PoolQueue, sessions: list[NodeSession], limit: int,
-    room: dict[int, int] | None = None, only: set[int] | None = None,
+    room: dict[int, int] | None = None, only: Container[int] | None = None,
 ) -> list[tuple[int, int, NodeSession, int]]:
     """Take up to `limit` ready tasks off `queue` and pick a node for each.
 
@@ -174,7 +175,7 @@ def plan(
 
 def _spread_simple(
     jq: JobQueue, heap: list[tuple[int, int, NodeSession]], out: list[tuple[int, int, NodeSession, int]],
-    limit: int, cap: int | None, only: set[int] | None,
+    limit: int, cap: int | None, only: Container[int] | None,
 ) -> None:
     """One slot per task, spread: the hot path of a plain job, one heap step per task."""
     taken = 0
@@ -192,7 +193,7 @@ def _spread_simple(
 def _place_general(
     queue: PoolQueue, jq: JobQueue, nodes: list[NodeSession], heap: list[tuple[int, int, NodeSession]],
     out: list[tuple[int, int, NodeSession, int]], limit: int, cap: int | None,
-    only: set[int] | None,
+    only: Container[int] | None,
 ) -> None:
     taken: set[int] = set()
     most_free = max((s.free_slots for s in nodes), default=0)

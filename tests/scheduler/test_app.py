@@ -11,6 +11,7 @@ import pytest
 
 from services.job_scheduler import convert
 from services.job_scheduler.model import JobState, Result, TaskState
+from shoal.agent.v1 import agent_pb2
 from shoal.v1 import pool_pb2
 from tests.scheduler.harness import (
     ACCOUNT,
@@ -322,3 +323,21 @@ async def test_a_removed_node_whose_stream_then_ends_requeues_without_waiting_to
     await b.connect()
     await settle(app)
     assert [x.task_id for x in b.assignments()] == ["t0"]
+
+
+async def test_a_one_slot_node_gets_its_next_task_with_the_ack_of_its_last(apps: Apps) -> None:
+    # The next task's row was read ahead: the slot the result frees is filled in the same
+    # commit, and the assignment goes down with the ack — no dispatch round in between.
+    app, n = await one_node(apps, 1, 3)
+    await settle(app)
+    (a,) = n.assignments()
+    await n.finish(a.attempt_id)  # no dispatch round runs in the harness unless asked
+    msg = agent_pb2.SchedulerMessage()
+    for m in n.drain():  # queued together: the stream merges them into one write
+        msg.MergeFrom(m)
+    assert list(msg.ack_attempts) == [a.attempt_id]
+    assert [x.task_id for x in msg.assignments] == ["t1"]
+    await app.dispatch_once()  # the round the result kicked: it only reads ahead (t2)
+    assert n.drain() == []
+    await n.finish(msg.assignments[0].attempt_id)
+    assert [x.task_id for m in n.drain() for x in m.assignments] == ["t2"]

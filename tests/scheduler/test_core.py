@@ -84,7 +84,8 @@ class World:
         if any(sp.extra for sp in specs):
             self.core.dependencies_to_read(job, list(specs), False)
             known = self.core.check_dependencies(job, list(specs), {}, False)
-        return self.core.tasks_added(job, list(specs), pks, known, self.now)
+        return self.core.tasks_added(job, list(specs), pks, known, self.now,
+                                     plain=not any(sp.extra for sp in specs))
 
     def node(self, node_id: str = "n1", slots: int = 1, running: tuple[str, ...] = ()) -> Welcome:
         plan = self.core.hello((ACCOUNT, "p", node_id), Hello("p", node_id, slots, running=running),

@@ -3,6 +3,8 @@ does to its task, its dependents and its job."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import structlog
 
 from services.job_scheduler.core.failures import NOT_DELIVERED
@@ -27,6 +29,8 @@ from services.job_scheduler.sessions import NodeSession
 log = structlog.get_logger()
 
 DISPATCH_BATCH = 5000
+LOOKAHEAD_MAX = 1024
+"""Most tasks of one pool whose rows are read ahead: the cost of looking is per round."""
 
 
 class AttemptEvents(CoreState):
@@ -57,7 +61,24 @@ class AttemptEvents(CoreState):
                                       max(s.free_slots for s in sessions)))
         return out
 
-    def dispatch(self, info: dict[int, TaskInfo], now: float) -> Plan:
+    def lookahead(self) -> list[int]:
+        """The tasks next in line in each pool, about two rounds of its slots deep (at most
+        LOOKAHEAD_MAX), whether
+        or not a slot is free now: the engine reads their rows ahead, so a slot that frees
+        up can be given its next task at once, in the plan that freed it. Changes nothing."""
+        slots: dict[tuple[str, str], int] = {}
+        for s in self.sessions.values():
+            if s.schedulable:
+                key = (s.key[0], s.key[1])
+                slots[key] = slots.get(key, 0) + s.total_slots
+        out: list[int] = []
+        for pool_key, total in slots.items():
+            queue = self.queues.get(pool_key)
+            if queue and queue.jobs:
+                out.extend(queue.peek(min(2 * total, LOOKAHEAD_MAX)))
+        return out
+
+    def dispatch(self, info: Mapping[int, TaskInfo], now: float) -> Plan:
         """Place ready tasks whose rows were read (`info`) on free slots."""
         self._begin()
         placed = 0
@@ -65,7 +86,7 @@ class AttemptEvents(CoreState):
             queue = self.queues.get(pool_key)
             if not queue or not queue.jobs:
                 continue
-            picks = plan(queue, sessions, DISPATCH_BATCH - placed, self._room(queue), set(info))
+            picks = plan(queue, sessions, DISPATCH_BATCH - placed, self._room(queue), info)
             late = [p for p in picks if p[1] not in info]  # added during the read
             for job_pk, task_pk, s, slots in reversed(late):  # back in front, in their order
                 s.used_slots -= slots

@@ -206,5 +206,15 @@ class Plan:
     def send(self, node: NodeKey, stream_id: int, message: Message) -> None:
         self.sends.append(Send(node, stream_id, message))
 
+    def then(self, later: Plan) -> Plan:
+        """This plan followed by one decided right after it, applied as one: one commit,
+        and its messages after this one's."""
+        self.rows += later.rows
+        self.sends += later.sends
+        self.events += later.events
+        self.close_streams += later.close_streams
+        self.dispatch = self.dispatch or later.dispatch
+        return self
+
     def __bool__(self) -> bool:
         return bool(self.rows or self.sends or self.events or self.close_streams or self.dispatch)
