@@ -25,7 +25,7 @@ from services.common.errors import (
     not_found,
 )
 from services.common.paging import PageRequest
-from services.common.stager_client import StagingClient, StagingUnavailable
+from services.common.stager_client import StagingClient
 from services.common.timeutil import Clock, wall_clock
 from services.pool_manager.model import (
     NODE_STATES,
@@ -262,11 +262,9 @@ class PoolManager:
         if self._stager is None:
             raise ShoalError(Code.FAILED_PRECONDITION, "STORAGE_NOT_CONFIGURED",
                              "the pool needs storage, which is not configured")
-        try:
-            grants = await self._stager.grant_downloads(pool.account, specs)
-        except StagingUnavailable as e:
-            # The agent retries registration; a node must not start without its setup.
-            raise ShoalError(Code.UNAVAILABLE, "STORAGE_UNAVAILABLE", str(e)) from None
+        # StagingUnavailable (UNAVAILABLE) goes to the agent, which retries registration: a
+        # node must not start without its setup.
+        grants = await self._stager.grant_downloads(pool.account, specs)
         packages: tuple[agent_pb2.PackageGrant, ...] = ()
         failure = None
         if pool.app_packages:
