@@ -1,9 +1,9 @@
 """Runs one attempt as its own process group and turns its end into a TaskResult.
 
-The command line is split like a shell splits words and run without a shell (Azure Batch's
-rule); the process gets a session of its own so that a kill reaches everything it started.
-Each process is reaped by awaiting its exit (no polling), and spawning uses no preexec_fn so
-CPython can use vfork.
+The process is run by the node's Runner (agent.runner), as the node's own commands are: the
+command line is split like a shell splits words and run without a shell (Azure Batch's rule),
+in a session of its own so that a kill reaches everything it started, reaped by awaiting its
+exit (no polling), spawned with no preexec_fn so CPython can use vfork.
 
 An assignment that carries `files` is staged (agent.staging): inputs before the process
 (the attempt is then PREPARING), outputs and non-empty stdout.txt/stderr.txt after it. `files`
@@ -30,22 +30,18 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
-from agent.layout import AttemptPaths, NodeLayout, UnsafePath
-from agent.spawn import Child, exit_code_of, kill_group, open_logs, spawn_error, wait_exit
+from agent.layout import NodeLayout, TaskPaths, UnsafePath
+from agent.runner import Launch, Runner, both, failure, timed_out
+from agent.spawn import Child, kill_group
 from agent.staging import (
     OUTPUT_FILE_UPLOAD_FAILED,
     RESOURCE_FILE_DOWNLOAD_FAILED,
     StagingFailure,
 )
 from agent.staging.attempt import Staging, any_log, needs_downloads, with_failure
-from services.common.cmdline import split_command
 from services.common.timeutil import from_duration, to_timestamp
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
-
-KILLED_EXIT_CODE = 128 + signal.SIGKILL
-BASE_ENV_VARS = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
-DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 USER_ERROR = task_pb2.FailureInfo.USER_ERROR
 SERVER_ERROR = task_pb2.FailureInfo.SERVER_ERROR
@@ -74,9 +70,7 @@ class JobPreparation(Protocol):
 
 def failed(
     attempt_id: str,
-    category: task_pb2.FailureInfo.Category,
-    code: str,
-    message: str,
+    info: task_pb2.FailureInfo,
     *,
     end: float,
     start: float | None = None,
@@ -86,30 +80,11 @@ def failed(
         attempt_id=attempt_id,
         start_time=to_timestamp(start),
         end_time=to_timestamp(end),
-        failure_info=task_pb2.FailureInfo(category=category, code=code, message=message),
+        failure_info=info,
     )
     if exit_code is not None:
         r.exit_code = exit_code
     return r
-
-
-def add_environment(env: dict[str, str], extra: Mapping[str, str]) -> None:
-    """Add a task's own variables to `env`; ValueError for a name or value a process cannot
-    have."""
-    for k, v in extra.items():
-        if not k or "=" in k or "\x00" in k or "\x00" in v:
-            raise ValueError(
-                f"environment variable {k[:80]!r}: no '=' or NUL in names, no NUL in values"
-            )
-        env[k] = v
-
-
-def base_environment(environ: Mapping[str, str]) -> dict[str, str]:
-    """The few variables of the agent's own environment a task inherits; nothing else leaks
-    (the agent's environment may hold its join token)."""
-    env = {k: environ[k] for k in BASE_ENV_VARS if k in environ}
-    env.setdefault("PATH", DEFAULT_PATH)
-    return env
 
 
 @dataclass
@@ -140,15 +115,14 @@ class Executor:
         jobs: JobPreparation | None = None,
     ) -> None:
         self.layout = layout
+        self.runner = Runner(layout, pool_id=pool_id, node_id=node_id, environ=environ,
+                             clock=clock)
+        """Runs the processes; the node's own commands share it (agent.node_commands)."""
         self.staging = staging
         self.jobs = jobs
         """Runs job preparation tasks; None: assignments that need one fail."""
         self.upload_logs = False
         """Set from the scheduler's Welcome: upload every attempt's non-empty logs."""
-        self._node_env: dict[str, str] = {}
-        self._node_packages: dict[str, str] = {}
-        self.set_identity(pool_id, node_id)
-        self._base_env = base_environment(os.environ if environ is None else environ)
         self._clock = clock
         self._attempts: dict[str, _Attempt] = {}
         # Attempts handed to a task whose run() has not begun yet, and those of them already
@@ -157,58 +131,9 @@ class Executor:
         self._cancelled_early: set[str] = set()
         self._stopping = False
 
-    def set_identity(self, pool_id: str, node_id: str) -> None:
-        """The node's pool and id (known once the agent has registered). The node's part of
-        every task's environment is built here, once, not per task."""
-        self.pool_id, self.node_id = pool_id, node_id
-        layout = self.layout
-        self._node_env = {
-            f"{prefix}{name}": value
-            for name, value in (
-                ("NODE_ROOT_DIR", str(layout.root)), ("NODE_SHARED_DIR", str(layout.shared)),
-                ("NODE_STARTUP_DIR", str(layout.startup)), ("POOL_ID", pool_id),
-                ("NODE_ID", node_id),
-            )
-            for prefix in ("SHOAL_", "AZ_BATCH_")
-        }
-        self._node_env.update(self._node_packages)
-
-    def set_node_packages(self, env: Mapping[str, str]) -> None:
-        """The environment of the pool's application packages, for every task on the node."""
-        for k in self._node_packages:
-            self._node_env.pop(k, None)
-        self._node_packages = dict(env)
-        self._node_env.update(self._node_packages)
-
     @property
     def running(self) -> list[str]:
         return list(self._attempts)
-
-    @property
-    def base_env(self) -> dict[str, str]:
-        """What every process inherits of the agent's own environment."""
-        return self._base_env
-
-    @property
-    def node_env(self) -> dict[str, str]:
-        """The node's part of every process's environment (identity, dirs, pool packages)."""
-        return self._node_env
-
-    def environment(self, a: agent_pb2.Assignment, paths: AttemptPaths) -> dict[str, str]:
-        """Base variables, then the task's own, then Shoal's (which win)."""
-        env = dict(self._base_env)
-        task_dir, wd = str(paths.dir), str(paths.wd)
-        env["HOME"] = task_dir
-        if a.environment:
-            add_environment(env, a.environment)
-        env.update(self._node_env)
-        for name, value in (("TASK_DIR", task_dir), ("TASK_WORKING_DIR", wd),
-                            ("JOB_ID", a.job_id), ("TASK_ID", a.task_id)):
-            env["SHOAL_" + name] = value
-            env["AZ_BATCH_" + name] = value
-        env["SHOAL_TASK_ATTEMPT"] = str(a.attempt_number)
-        env["SHOAL_TASK_ATTEMPT_ID"] = a.attempt_id
-        return env
 
     async def run(
         self, a: agent_pb2.Assignment, on_started: OnStarted | None = None
@@ -239,22 +164,11 @@ class Executor:
         try:
             paths = self.layout.attempt(a.job_id, a.task_id, aid)
         except UnsafePath as e:
-            return failed(aid, SERVER_ERROR, "INVALID_ASSIGNMENT", str(e), end=self._clock())
-        try:
-            argv = split_command(a.command_line)
-        except ValueError as e:
-            return failed(
-                aid, USER_ERROR, "INVALID_COMMAND_LINE",
-                f"the command line cannot be split into words: {e}", end=self._clock(),
-            )
-        if not argv:
-            return failed(
-                aid, USER_ERROR, "INVALID_COMMAND_LINE", "the command line is empty", end=self._clock()
-            )
-        try:
-            env = self.environment(a, paths)
-        except ValueError as e:
-            return failed(aid, USER_ERROR, "INVALID_ENVIRONMENT", str(e), end=self._clock())
+            return failed(aid, failure(SERVER_ERROR, "INVALID_ASSIGNMENT", str(e)),
+                          end=self._clock())
+        process = self.runner.launch(a.command_line, paths, a.environment, _variables(a, paths))
+        if not isinstance(process, Launch):
+            return failed(aid, process, end=self._clock())
         _fresh_dir(paths)
         if state.cancelled or self._stopping:
             return None if self._stopping else _cancelled(aid, end=self._clock())
@@ -263,23 +177,22 @@ class Executor:
             prepared = await self._job_prepared(a, state)
             if not isinstance(prepared, dict):
                 return prepared
-            env.update(prepared)
+            process.env.update(prepared)
         limit = from_duration(a.max_wall_clock_time) if a.HasField("max_wall_clock_time") else None
         if limit is not None and limit <= 0:
             limit = None
         deadline = None if limit is None else time.monotonic() + limit
         if a.HasField("files"):
             if self.staging is None:
-                return failed(
-                    aid, SERVER_ERROR, RESOURCE_FILE_DOWNLOAD_FAILED,
-                    "this agent cannot stage files (no staging configured)", end=self._clock(),
-                )
+                return failed(aid, failure(
+                    SERVER_ERROR, RESOURCE_FILE_DOWNLOAD_FAILED,
+                    "this agent cannot stage files (no staging configured)"), end=self._clock())
             if needs_downloads(a):
                 prepared = await self._prepare(a, state, paths, deadline, limit)
                 if not isinstance(prepared, dict):
                     return prepared
-                env.update(prepared)
-        result = await self._execute(a, state, paths, argv, env, deadline, limit, on_started)
+                process.env.update(prepared)
+        result = await self._execute(a, state, process, deadline, limit, on_started)
         if result is None or state.cancelled or self._stopping:
             return result
         if self.staging is None or not (a.files.output_files or self.upload_logs):
@@ -291,39 +204,33 @@ class Executor:
         return result
 
     async def _execute(
-        self, a: agent_pb2.Assignment, state: _Attempt, paths: AttemptPaths, argv: list[str],
-        env: dict[str, str], deadline: float | None, limit: float | None,
-        on_started: OnStarted | None,
+        self, a: agent_pb2.Assignment, state: _Attempt, process: Launch,
+        deadline: float | None, limit: float | None, on_started: OnStarted | None,
     ) -> agent_pb2.TaskResult | None:
         aid = a.attempt_id
-        out, err = open_logs(paths.stdout, paths.stderr)
-        try:
-            proc = Child.spawn(argv, cwd=str(paths.wd), env=env, stdout=out, stderr=err)
-        except OSError as e:
-            why, message = spawn_error(argv, env, paths.wd, e)
-            return failed(aid, USER_ERROR, why, message, end=self._clock())
-        finally:
-            os.close(out)
-            os.close(err)
-        start = self._clock()
-        state.proc = proc
-        if state.cancelled or self._stopping:
-            kill_group(proc)
-        if on_started is not None:
-            on_started(aid, start)
+
+        def started(proc: Child, start: float) -> None:
+            state.proc = proc
+            if state.cancelled or self._stopping:
+                kill_group(proc)
+            if on_started is not None:
+                on_started(aid, start)
+
         # What staging took counts: the limit is the attempt's, as in Azure Batch.
-        state.timed_out = await wait_exit(proc, deadline)
-        end = self._clock()
+        ended = await self.runner.run(process, deadline, started)
+        if isinstance(ended, task_pb2.FailureInfo):
+            return failed(aid, ended, end=self._clock())
+        state.timed_out = ended.timed_out
         if self._stopping:
             return None
-
-        code = exit_code_of(proc)
-        if state.timed_out:
-            return _timed_out(aid, limit, start=start, end=end, exit_code=KILLED_EXIT_CODE)
+        start, end = ended.start, ended.end
+        if ended.timed_out:
+            return _timed_out(aid, limit, start=start, end=end, exit_code=ended.exit_code)
         if state.cancelled:
-            return _cancelled(aid, start=start, end=end, exit_code=code)
+            return _cancelled(aid, start=start, end=end, exit_code=ended.exit_code)
         return agent_pb2.TaskResult(
-            attempt_id=aid, exit_code=code, start_time=to_timestamp(start), end_time=to_timestamp(end)
+            attempt_id=aid, exit_code=ended.exit_code, start_time=to_timestamp(start),
+            end_time=to_timestamp(end),
         )
 
     async def _job_prepared(
@@ -334,17 +241,18 @@ class Executor:
         attempt has no start time of its own then: its process never ran."""
         aid = a.attempt_id
         if self.jobs is None:
-            return failed(aid, SERVER_ERROR, JOB_PREPARATION_TASK_FAILED,
-                          "this agent cannot run job preparation tasks", end=self._clock())
+            return failed(aid, failure(SERVER_ERROR, JOB_PREPARATION_TASK_FAILED,
+                                       "this agent cannot run job preparation tasks"),
+                          end=self._clock())
         out = self.jobs.ready(a)
         if out is None:
             try:
                 waited = await _step(state, self.jobs.prepare(a), None)
             except Exception as e:  # noqa: BLE001 - a bug must fail the attempt, not the agent
                 log.exception("job preparation crashed")
-                return failed(aid, SERVER_ERROR, JOB_PREPARATION_TASK_FAILED,
-                              f"job {a.job_id}: the agent failed to prepare the job: {e}",
-                              end=self._clock())
+                return failed(aid, failure(
+                    SERVER_ERROR, JOB_PREPARATION_TASK_FAILED,
+                    f"job {a.job_id}: the agent failed to prepare the job: {e}"), end=self._clock())
             if self._stopping:
                 return None
             if state.cancelled or waited is _Stopped.CANCELLED:
@@ -352,11 +260,11 @@ class Executor:
             assert not isinstance(waited, _Stopped)
             out = waited
         if isinstance(out, task_pb2.FailureInfo):
-            return failed(aid, out.category, out.code, out.message, end=self._clock())
+            return failed(aid, out, end=self._clock())
         return out
 
     async def _prepare(
-        self, a: agent_pb2.Assignment, state: _Attempt, paths: AttemptPaths,
+        self, a: agent_pb2.Assignment, state: _Attempt, paths: TaskPaths,
         deadline: float | None, limit: float | None,
     ) -> dict[str, str] | agent_pb2.TaskResult | None:
         """The inputs staged: the package environment, or the attempt's result when staging
@@ -367,13 +275,14 @@ class Executor:
         try:
             out = await _step(state, self.staging.prepare(a, paths.wd), timeout)
         except StagingFailure as f:
-            r = failed(aid, f.category, f.code, f.message, end=self._clock())
+            r = failed(aid, f.info(), end=self._clock())
             log.info("staging failed", code=f.code, error=f.message)
             return r
         except Exception as e:  # noqa: BLE001 - a bug must fail the attempt, not the agent
             log.exception("staging crashed")
-            return failed(aid, SERVER_ERROR, RESOURCE_FILE_DOWNLOAD_FAILED,
-                          f"the agent failed to stage the attempt's files: {e}", end=self._clock())
+            return failed(aid, failure(
+                SERVER_ERROR, RESOURCE_FILE_DOWNLOAD_FAILED,
+                f"the agent failed to stage the attempt's files: {e}"), end=self._clock())
         if self._stopping:
             return None
         if state.cancelled or out is _Stopped.CANCELLED:
@@ -384,7 +293,7 @@ class Executor:
         return out
 
     async def _finish(
-        self, a: agent_pb2.Assignment, state: _Attempt, paths: AttemptPaths,
+        self, a: agent_pb2.Assignment, state: _Attempt, paths: TaskPaths,
         result: agent_pb2.TaskResult,
     ) -> agent_pb2.TaskResult | None:
         assert self.staging is not None
@@ -470,27 +379,32 @@ def _seconds(ts: Any) -> float | None:
     return ts.ToNanoseconds() / 1e9 if ts.ByteSize() else None
 
 
+def _variables(a: agent_pb2.Assignment, paths: TaskPaths) -> dict[str, str]:
+    """Shoal's variables of an attempt's process."""
+    out = both({"TASK_DIR": str(paths.dir), "TASK_WORKING_DIR": str(paths.wd),
+                "JOB_ID": a.job_id, "TASK_ID": a.task_id})
+    out["SHOAL_TASK_ATTEMPT"] = str(a.attempt_number)
+    out["SHOAL_TASK_ATTEMPT_ID"] = a.attempt_id
+    return out
+
+
 def _timed_out(
     aid: str, limit: float | None, *, end: float, start: float | None = None,
     exit_code: int | None = None,
 ) -> agent_pb2.TaskResult:
-    return failed(
-        aid, USER_ERROR, "MAX_WALL_CLOCK_TIME_EXCEEDED",
-        f"the task ran longer than its max_wall_clock_time of {limit or 0:g}s and was killed",
-        start=start, end=end, exit_code=exit_code,
-    )
+    return failed(aid, timed_out("the task", limit), start=start, end=end, exit_code=exit_code)
 
 
 def _cancelled(
     aid: str, *, end: float, start: float | None = None, exit_code: int | None = None
 ) -> agent_pb2.TaskResult:
     return failed(
-        aid, USER_ERROR, "TASK_CANCELLED", "the scheduler cancelled the attempt",
+        aid, failure(USER_ERROR, "TASK_CANCELLED", "the scheduler cancelled the attempt"),
         start=start, end=end, exit_code=exit_code,
     )
 
 
-def _fresh_dir(paths: AttemptPaths) -> None:
+def _fresh_dir(paths: TaskPaths) -> None:
     # Three mkdir calls in the common case (a task's first attempt on this node): this runs
     # once per task, so no exists() probes and no parents=True recursion through exceptions.
     task_dir = paths.dir.parent

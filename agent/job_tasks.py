@@ -31,7 +31,8 @@ import structlog
 
 from agent.executor import JOB_PREPARATION_TASK_FAILED
 from agent.layout import NodeLayout, UnsafePath
-from agent.node_commands import Command, CommandRunner, Outcome, limit_of, retries_of
+from agent.node_commands import Command, NodeCommands, Outcome, limit_of, retries_of
+from agent.runner import both
 from agent.staging import RESOURCE_FILE_DOWNLOAD_FAILED, SERVER_ERROR, USER_ERROR, StagingFailure
 from services.common.timeutil import to_timestamp
 from shoal.agent.v1 import agent_pb2
@@ -62,14 +63,6 @@ class _Job:
     failure: task_pb2.FailureInfo | None = None
 
 
-def _both(variables: dict[str, str]) -> dict[str, str]:
-    out = {}
-    for name, value in variables.items():
-        out["SHOAL_" + name] = value
-        out["AZ_BATCH_" + name] = value
-    return out
-
-
 def _prep_variables(job_dir: Path) -> dict[str, str]:
     d = job_dir / PREP_TASK_ID
     return {"JOB_PREP_DIR": str(d), "JOB_PREP_WORKING_DIR": str(d / "wd")}
@@ -77,11 +70,11 @@ def _prep_variables(job_dir: Path) -> dict[str, str]:
 
 class JobTasks:
     def __init__(
-        self, layout: NodeLayout, runner: CommandRunner, report: Report, *,
+        self, layout: NodeLayout, commands: NodeCommands, report: Report, *,
         clock: Callable[[], float] = time.time,
     ) -> None:
         self.layout = layout
-        self._runner = runner
+        self._commands = commands
         self._report = report
         self._clock = clock
         self._jobs: dict[str, _Job] = {}
@@ -112,7 +105,7 @@ class JobTasks:
             job = self._jobs.get(key)
             if job is None or job.uid != a.job_uid:
                 job = self._jobs[key] = _Job(
-                    a.job_uid, _both(_prep_variables(self.layout.job_dir(a.job_id))))
+                    a.job_uid, both(_prep_variables(self.layout.job_dir(a.job_id))))
             if job.done:
                 return job.failure or job.env
             run = job.run
@@ -143,10 +136,10 @@ class JobTasks:
         )
         log.info("running the job preparation task", for_attempt=a.attempt_id)
         try:
-            outcome = await self._runner.run(cmd, self._granted(a) if spec.resource_files else None)
+            outcome = await self._commands.run(cmd, self._granted(a) if spec.resource_files else None)
         except Exception as e:  # noqa: BLE001 - a bug fails the preparation, not the agent
             log.exception("job preparation task crashed in the agent")
-            outcome = self._runner.failed(task_pb2.FailureInfo(
+            outcome = self._commands.failed(task_pb2.FailureInfo(
                 category=SERVER_ERROR, code="AGENT_ERROR", message=f"the agent failed: {e}"))
         if outcome.failure is not None and outcome.failure.code == ATTEMPT_NOT_ASSIGNED:
             log.info("job preparation files not granted to a gone attempt; not counted",
@@ -169,7 +162,7 @@ class JobTasks:
 
     def _granted(self, a: agent_pb2.Assignment) -> Callable[[Path], Coroutine[Any, Any, None]]:
         async def stage(wd: Path) -> None:
-            staging = self._runner.staging
+            staging = self._commands.staging
             if staging is None:
                 raise StagingFailure(SERVER_ERROR, RESOURCE_FILE_DOWNLOAD_FAILED,
                                      "this agent cannot stage files (no staging configured)")
@@ -178,7 +171,7 @@ class JobTasks:
                 job_task=agent_pb2.JOB_PREPARATION))
             if grant.HasField("failure") and grant.failure.code:
                 raise StagingFailure.of(grant.failure)
-            await self._runner.place(grant.downloads)(wd)
+            await self._commands.place(grant.downloads)(wd)
 
         return stage
 
@@ -221,15 +214,15 @@ class JobTasks:
                       limit=limit_of(spec, DEFAULT_RELEASE_LIMIT))
         outcome: Outcome
         if ended.HasField("failure") and ended.failure.code:
-            outcome = self._runner.failed(ended.failure)
+            outcome = self._commands.failed(ended.failure)
         else:
             log.info("running the job release task")
             try:
-                outcome = await self._runner.run(
-                    cmd, self._runner.place(ended.downloads) if ended.downloads else None)
+                outcome = await self._commands.run(
+                    cmd, self._commands.place(ended.downloads) if ended.downloads else None)
             except Exception as e:  # noqa: BLE001 - a bug fails the release, not the agent
                 log.exception("job release task crashed in the agent")
-                outcome = self._runner.failed(task_pb2.FailureInfo(
+                outcome = self._commands.failed(task_pb2.FailureInfo(
                     category=SERVER_ERROR, code="AGENT_ERROR", message=f"the agent failed: {e}"))
         if outcome.ok:
             log.info("job release task succeeded")

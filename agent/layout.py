@@ -35,13 +35,20 @@ def check_id(value: str, field: str) -> str:
 
 
 @dataclass(frozen=True)
-class AttemptPaths:
+class TaskPaths:
+    """Where a process runs: an attempt's, or a node command's (the start task's, a job's
+    preparation or release task's)."""
+
     dir: Path
-    """SHOAL_TASK_DIR: the attempt's own directory (also its HOME)."""
+    """SHOAL_TASK_DIR: its own directory (also its HOME)."""
     wd: Path
     """SHOAL_TASK_WORKING_DIR: the process's cwd."""
     stdout: Path
     stderr: Path
+
+    @classmethod
+    def of(cls, d: Path) -> TaskPaths:
+        return cls(d, d / "wd", d / "stdout.txt", d / "stderr.txt")
 
 
 class NodeLayout:
@@ -68,14 +75,14 @@ class NodeLayout:
         directories (`jobpreparation/`, `jobrelease/`, Azure Batch's names)."""
         return self.tasks / check_id(job_id, "job_id")
 
-    def attempt(self, job_id: str, task_id: str, attempt_id: str) -> AttemptPaths:
+    def attempt(self, job_id: str, task_id: str, attempt_id: str) -> TaskPaths:
         d = (
             self.tasks
             / check_id(job_id, "job_id")
             / check_id(task_id, "task_id")
             / check_id(attempt_id, "attempt_id")
         )
-        return AttemptPaths(d, d / "wd", d / "stdout.txt", d / "stderr.txt")
+        return TaskPaths.of(d)
 
     def open_task_file(self, job_id: str, task_id: str, attempt_id: str, name: str) -> int:
         """Open an attempt's stdout.txt or stderr.txt read-only; return the fd.

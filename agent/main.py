@@ -32,7 +32,7 @@ from agent.executor import Executor, kill_leftovers
 from agent.job_tasks import JobTasks
 from agent.layout import NodeLayout, answer_read
 from agent.node_commands import (
-    CommandRunner,
+    NodeCommands,
     run_start_task,
     running_info,
     start_task_failure,
@@ -160,8 +160,8 @@ class Agent:
             PackageInstaller(self.layout.applications, self.transfers),
         )
         self.executor = Executor(self.layout, node_id=opts.node_id, staging=self.staging)
-        self.runner = CommandRunner(self.executor, self.staging)
-        self.jobs = JobTasks(self.layout, self.runner, self._node_error)
+        self.commands = NodeCommands(self.executor.runner, self.staging)
+        self.jobs = JobTasks(self.layout, self.commands, self._node_error)
         self.executor.jobs = self.jobs
         self.cleanup = Cleanup(self.layout)
         """Removes ended attempts' directories after their retention, deleted tasks' at once."""
@@ -282,7 +282,7 @@ class Agent:
 
     def _adopt(self, reg: Registration) -> None:
         structlog.contextvars.bind_contextvars(node=reg.node)
-        self.executor.set_identity(reg.pool_id, reg.node_id)
+        self.executor.runner.set_identity(reg.pool_id, reg.node_id)
         ident = Identity(reg.node, reg.credential, reg.task_slots, __version__, self.hostname)
         if self.protocol is None:
             self.protocol = ProtocolState(ident, now=time.monotonic, outbox=self._restored)
@@ -301,7 +301,7 @@ class Agent:
             except StagingFailure as f:
                 failure = f.info()
             else:
-                self.executor.set_node_packages(env)
+                self.executor.runner.set_node_packages(env)
                 log.info("pool application packages installed", packages=len(reg.packages))
         if failure is None and reg.start_task is not None and not self._start_task_begun:
             # Once per agent life (a restart runs it again, as a reboot does in Azure Batch),
@@ -318,13 +318,13 @@ class Agent:
         """With wait_for_success (the default) run it now, before the stream opens; a failure
         is the node's setup failure. Without, start it and connect at once."""
         if waits_for_success(run.spec):
-            info = await run_start_task(self.runner, self.layout, run, self._start_task_info)
+            info = await run_start_task(self.commands, self.layout, run, self._start_task_info)
             if info.result != task_pb2.TaskExecutionInfo.SUCCESS:
                 self._start_task_failure = start_task_failure(info)
             return
         self._start_task_info(running_info())
         self._start_task = asyncio.create_task(
-            run_start_task(self.runner, self.layout, run, self._start_task_info))
+            run_start_task(self.commands, self.layout, run, self._start_task_info))
 
     def _start_task_info(self, info: task_pb2.NodeTaskInfo) -> None:
         self._protocol.start_task(info)

@@ -7,12 +7,11 @@ its environment is the agent's base variables, its own, the node's (identity, di
 pool packages) and SHOAL_/AZ_BATCH_ variables naming its directories, which win. A non-zero
 exit runs it again, up to its retry count, in the same directory (its files stay; the logs
 start over). The wall clock limit applies to each run; a run it kills is not retried, as for
-tasks. Processes are spawned, timed and killed with the tasks' helpers (agent.spawn).
+tasks. Each run is the node's Runner's (agent.runner), the one that runs tasks' attempts.
 """
 
 from __future__ import annotations
 
-import os
 import shutil
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -21,13 +20,11 @@ from pathlib import Path
 
 import structlog
 
-from agent.executor import KILLED_EXIT_CODE, Executor, add_environment
-from agent.layout import NodeLayout
-from agent.spawn import Child, exit_code_of, open_logs, spawn_error, wait_exit
+from agent.layout import NodeLayout, TaskPaths
+from agent.runner import Launch, Runner, both, failure, timed_out
 from agent.staging import RESOURCE_FILE_DOWNLOAD_FAILED, SERVER_ERROR, USER_ERROR, StagingFailure
 from agent.staging.attempt import Staging
 from agent.staging.resources import place_downloads
-from services.common.cmdline import split_command
 from services.common.timeutil import from_duration, to_timestamp
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
@@ -64,6 +61,10 @@ class Command:
     @property
     def wd(self) -> Path:
         return self.dir / "wd"
+
+    @property
+    def paths(self) -> TaskPaths:
+        return TaskPaths.of(self.dir)
 
 
 @dataclass
@@ -118,12 +119,14 @@ def retries_of(spec: task_pb2.StartTask | task_pb2.JobPreparationTask) -> int:
     return min(MAX_RETRIES, max(0, spec.max_task_retry_count))
 
 
-class CommandRunner:
+class NodeCommands:
+    """Runs the node's commands (retries included) with the node's Runner."""
+
     def __init__(
-        self, executor: Executor, staging: Staging | None, *,
+        self, runner: Runner, staging: Staging | None, *,
         clock: Callable[[], float] = time.time,
     ) -> None:
-        self._executor = executor
+        self._runner = runner
         self.staging = staging
         self._clock = clock
 
@@ -146,28 +149,15 @@ class CommandRunner:
         self, cmd: Command, stage: Stage | None = None, on_spawn: OnSpawn | None = None
     ) -> Outcome:
         """Run a command to its end (retries included). Cancelling it kills its process."""
-        try:
-            argv = split_command(cmd.command_line)
-        except ValueError as e:
-            return self._fail(USER_ERROR, "INVALID_COMMAND_LINE",
-                              f"the command line cannot be split into words: {e}")
-        if not argv:
-            return self._fail(USER_ERROR, "INVALID_COMMAND_LINE", "the command line is empty")
-        env = dict(self._executor.base_env)
-        env["HOME"] = str(cmd.dir)
-        try:
-            add_environment(env, cmd.environment)
-        except ValueError as e:
-            return self._fail(USER_ERROR, "INVALID_ENVIRONMENT", str(e))
-        env.update(self._executor.node_env)
-        for name, value in cmd.variables.items():
-            env["SHOAL_" + name] = value
-            env["AZ_BATCH_" + name] = value
+        process = self._runner.launch(
+            cmd.command_line, cmd.paths, cmd.environment, both(cmd.variables))
+        if not isinstance(process, Launch):
+            return self.failed(process)
         try:
             _make_dirs(cmd)
         except OSError as e:
-            return self._fail(SERVER_ERROR, "AGENT_ERROR",
-                              f"cannot create {cmd.wd}: {e.strerror or e}")
+            return self.failed(failure(SERVER_ERROR, "AGENT_ERROR",
+                                       f"cannot create {cmd.wd}: {e.strerror or e}"))
         if stage is not None:
             try:
                 await stage(cmd.wd)
@@ -176,7 +166,7 @@ class CommandRunner:
                 return self.failed(f.info())
         retries = 0
         while True:
-            out = await self._run_once(cmd, argv, env, retries, on_spawn)
+            out = await self._run_once(cmd, process, retries, on_spawn)
             if out.failure is not None or out.exit_code == 0 or retries >= cmd.max_retries:
                 return out
             retries += 1
@@ -184,40 +174,18 @@ class CommandRunner:
                      exit_code=out.exit_code, retry=retries, max_retries=cmd.max_retries)
 
     async def _run_once(
-        self, cmd: Command, argv: list[str], env: dict[str, str], retries: int,
-        on_spawn: OnSpawn | None,
+        self, cmd: Command, process: Launch, retries: int, on_spawn: OnSpawn | None
     ) -> Outcome:
-        out, err = open_logs(cmd.dir / "stdout.txt", cmd.dir / "stderr.txt")
-        try:
-            proc = Child.spawn(argv, cwd=str(cmd.wd), env=env, stdout=out, stderr=err)
-        except OSError as e:
-            code, message = spawn_error(argv, env, cmd.wd, e)
-            return Outcome(failure=_info(USER_ERROR, code, message), retry_count=retries,
-                           end=self._clock())
-        finally:
-            os.close(out)
-            os.close(err)
-        start = self._clock()
-        if on_spawn is not None:
-            on_spawn(retries, start)
         deadline = None if cmd.limit is None else time.monotonic() + cmd.limit
-        timed_out = await wait_exit(proc, deadline)
-        end = self._clock()
-        if timed_out:
-            return Outcome(
-                exit_code=KILLED_EXIT_CODE, retry_count=retries, start=start, end=end,
-                failure=_info(USER_ERROR, "MAX_WALL_CLOCK_TIME_EXCEEDED",
-                              f"{cmd.what} ran longer than its max_wall_clock_time of "
-                              f"{cmd.limit or 0:g}s and was killed"),
-            )
-        return Outcome(exit_code=exit_code_of(proc), retry_count=retries, start=start, end=end)
-
-    def _fail(self, category: task_pb2.FailureInfo.Category, code: str, message: str) -> Outcome:
-        return self.failed(_info(category, code, message))
-
-
-def _info(category: task_pb2.FailureInfo.Category, code: str, message: str) -> task_pb2.FailureInfo:
-    return task_pb2.FailureInfo(category=category, code=code, message=message)
+        ended = await self._runner.run(
+            process, deadline,
+            None if on_spawn is None else lambda _proc, start: on_spawn(retries, start))
+        if isinstance(ended, task_pb2.FailureInfo):
+            return Outcome(failure=ended, retry_count=retries, end=self._clock())
+        return Outcome(
+            exit_code=ended.exit_code, retry_count=retries, start=ended.start, end=ended.end,
+            failure=timed_out(cmd.what, cmd.limit) if ended.timed_out else None,
+        )
 
 
 def _make_dirs(cmd: Command) -> None:
@@ -250,23 +218,23 @@ def start_command(layout: NodeLayout, spec: task_pb2.StartTask) -> Command:
 
 
 async def run_start_task(
-    runner: CommandRunner, layout: NodeLayout, run: agent_pb2.StartTaskRun,
+    commands: NodeCommands, layout: NodeLayout, run: agent_pb2.StartTaskRun,
     report: Callable[[NodeTaskInfo], None],
 ) -> NodeTaskInfo:
     """Run the pool's start task; `report` hears RUNNING each time its process starts and
     COMPLETED at the end, which is also returned."""
     if run.HasField("failure") and run.failure.code:
-        outcome = runner.failed(run.failure)  # its files could not be granted: it never runs
+        outcome = commands.failed(run.failure)  # its files could not be granted: it never runs
     else:
         try:
-            outcome = await runner.run(
+            outcome = await commands.run(
                 start_command(layout, run.spec),
-                runner.place(run.downloads) if run.downloads else None,
+                commands.place(run.downloads) if run.downloads else None,
                 lambda retries, start: report(running_info(retries, start)),
             )
         except Exception as e:  # noqa: BLE001 - a bug fails the start task, not the agent
             log.exception("start task crashed in the agent")
-            outcome = runner.failed(_info(SERVER_ERROR, "AGENT_ERROR", f"the agent failed: {e}"))
+            outcome = commands.failed(failure(SERVER_ERROR, "AGENT_ERROR", f"the agent failed: {e}"))
     info = outcome.info()
     if outcome.ok:
         log.info("start task succeeded", retry_count=outcome.retry_count)
@@ -283,4 +251,4 @@ def start_task_failure(info: NodeTaskInfo) -> task_pb2.FailureInfo:
         failure=info.failure_info if info.HasField("failure_info") else None,
         retry_count=info.retry_count,
     )
-    return _info(USER_ERROR, START_TASK_FAILED, f"the start task {outcome.describe()}")
+    return failure(USER_ERROR, START_TASK_FAILED, f"the start task {outcome.describe()}")

@@ -1,4 +1,5 @@
-"""Spawning a task's process and reaping it, as cheaply as Python allows.
+"""Spawning a process and reaping it, as cheaply as Python allows (agent.runner runs every
+process on the node through here).
 
 `subprocess.Popen` with no preexec_fn lets CPython use vfork; the exit is then read from a
 pidfd registered with the event loop, so there is no watcher thread, no subprocess transport
@@ -74,15 +75,6 @@ class Child:
     async def wait(self) -> int:
         """The exit code; negative -N when a signal N ended it."""
         return await asyncio.shield(self._exited)
-
-
-def spawn_error(argv: list[str], env: Mapping[str, str], cwd: Path, e: OSError) -> tuple[str, str]:
-    """The failure code and message for a program that could not be started."""
-    if isinstance(e, FileNotFoundError):
-        return "COMMAND_NOT_FOUND", f"program {argv[0]!r} not found (PATH={env.get('PATH')}, cwd {cwd})"
-    if isinstance(e, PermissionError):
-        return "COMMAND_NOT_EXECUTABLE", f"program {argv[0]!r} is not executable (permission denied)"
-    return "COMMAND_NOT_EXECUTABLE", f"program {argv[0]!r} cannot be executed: {e.strerror or e}"
 
 
 def open_logs(stdout: Path, stderr: Path) -> tuple[int, int]:

@@ -1,5 +1,6 @@
-"""gRPC plumbing shared by the services: the one place errors become statuses, caller
-identity, server start/stop with health and reflection, and internal channels.
+"""gRPC plumbing shared by the services: the one place errors become statuses (and peers'
+statuses become errors, `peer_error`), caller identity, server start/stop with health and
+reflection, and internal channels.
 
 Every service method runs inside `ServiceInterceptor`, which
 - checks the caller: the gateway and peer services present the cluster's service token and
@@ -15,7 +16,8 @@ import asyncio
 import contextvars
 import hmac
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from dataclasses import dataclass
 from typing import Any
 
 import grpc
@@ -101,6 +103,42 @@ def error_info(e: grpc.aio.AioRpcError) -> tuple[str, str | None]:
             d.Unpack(info)
             return info.reason, info.metadata.get("field")
     return "", None
+
+
+@dataclass(frozen=True)
+class Peer:
+    """A service the others call, as its failures are named."""
+
+    name: str
+    """For messages: "the pool-manager answered UNAVAILABLE"."""
+    unavailable: str
+    """The reason when it cannot serve a call: POOL_MANAGER_UNAVAILABLE."""
+
+
+POOL_MANAGER = Peer("pool-manager", "POOL_MANAGER_UNAVAILABLE")
+JOB_SCHEDULER = Peer("job-scheduler", "JOB_SCHEDULER_UNAVAILABLE")
+STORAGE_STAGER = Peer("storage-stager", "STORAGE_UNAVAILABLE")
+
+RELAYED = frozenset({Code.NOT_FOUND, Code.ALREADY_EXISTS, Code.FAILED_PRECONDITION})
+"""A peer's verdicts on what the call named, which mean the same to our own caller."""
+
+
+def peer_error(
+    e: grpc.aio.AioRpcError, peer: Peer, doing: str = "", *,
+    relay: Collection[Code] = RELAYED,
+) -> ShoalError:
+    """A peer's failed call as the error this service raises. A verdict in `relay` keeps its
+    code, the peer's reason (the code's name when it sent none) and message; anything else —
+    the peer down, too slow, refusing the service token, crashed, or a verdict this call does
+    not pass on — is UNAVAILABLE with the peer's reason, since the caller can only try again:
+    "{doing}: the {peer} answered {CODE}: {details}"."""
+    code = Code(e.code().value[0])
+    details = e.details() or ""
+    if code in relay:
+        reason, _ = error_info(e)
+        return ShoalError(code, reason or code.name, details)
+    message = f"the {peer.name} answered {code.name}" + (f": {details}" if details else "")
+    return ShoalError(Code.UNAVAILABLE, peer.unavailable, f"{doing}: {message}" if doing else message)
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):

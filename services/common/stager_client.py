@@ -14,7 +14,7 @@ import grpc
 import structlog
 
 from services.common.errors import Code, ShoalError
-from services.common.rpc import internal_metadata
+from services.common.rpc import STORAGE_STAGER, internal_metadata, peer_error
 from shoal.internal.v1 import staging_pb2, staging_pb2_grpc
 from shoal.v1 import task_pb2
 
@@ -26,8 +26,13 @@ RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
-class StagingUnavailable(Exception):
-    """The stager could not be reached; the message says how it failed."""
+class StagingUnavailable(ShoalError):
+    """A grant or a log deletion the stager did not serve — it could not be reached, or it
+    refused the call; the message says how. UNAVAILABLE with reason STORAGE_UNAVAILABLE:
+    whoever relays can only try again later."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Code.UNAVAILABLE, STORAGE_STAGER.unavailable, message)
 
 
 class StagingClient:
@@ -42,8 +47,9 @@ class StagingClient:
                 return await method(request, metadata=md, timeout=GRANT_TIMEOUT)
             except grpc.aio.AioRpcError as e:
                 if e.code() not in RETRYABLE or delay is None:
+                    # Nothing the stager says is the relaying caller's to pass on.
                     raise StagingUnavailable(
-                        f"the storage-stager answered {e.code().name}: {e.details()}") from None
+                        peer_error(e, STORAGE_STAGER, relay=()).message) from None
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
@@ -64,17 +70,15 @@ class StagingClient:
     async def read_log(
         self, account: str, req: staging_pb2.ReadTaskLogRequest
     ) -> AsyncIterator[task_pb2.TaskFileChunk]:
-        """Chunks of an uploaded log. NOT_FOUND becomes ShoalError(NOT_FOUND, LOG_NOT_FOUND)."""
+        """Chunks of an uploaded log. ShoalError(NOT_FOUND, LOG_NOT_FOUND) when the agent
+        uploaded none; failures as `peer_error` maps them (UNAVAILABLE, STORAGE_UNAVAILABLE)."""
         call = self._stub.ReadTaskLog(
             req, metadata=internal_metadata(self._token, account), timeout=GRANT_TIMEOUT * 4)
         try:
             async for chunk in call:
                 yield chunk
         except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
-                raise ShoalError(Code.NOT_FOUND, "LOG_NOT_FOUND", e.details() or "") from None
-            raise ShoalError(Code.UNAVAILABLE, "STORAGE_UNAVAILABLE",
-                             f"the task's logs cannot be read from storage now: {e.code().name}"
+            raise peer_error(e, STORAGE_STAGER, "the task's logs cannot be read from storage now"
                              ) from None
         finally:
             call.cancel()

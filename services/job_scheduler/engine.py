@@ -35,6 +35,7 @@ from services.job_scheduler.model import (
     TaskRecord,
     TaskState,
 )
+from services.job_scheduler.pool_peer import PoolInfo
 from services.job_scheduler.sessions import NodeSession
 from services.job_scheduler.store import Store
 from shoal.agent.v1 import agent_pb2
@@ -51,7 +52,7 @@ NODE_GONE = -1
 
 
 class PoolLookup(Protocol):
-    async def __call__(self, account: str, pool_id: str) -> pool_pb2.Pool:
+    async def __call__(self, account: str, pool_id: str) -> PoolInfo:
         """The pool; raises ShoalError(NOT_FOUND) when the account has none of that id."""
 
 
@@ -226,11 +227,11 @@ class Engine:
         self.store.next_job_pk += 1
         job = Job(
             pk=pk, account=account, id=job_id,
-            pool_id=pool.name.split("/")[1], priority=priority, on_all_tasks_complete=on_all,
+            pool_id=pool.id, priority=priority, on_all_tasks_complete=on_all,
             state=JobState.ACTIVE, create_time=now, state_time=now,
             display_name=j.display_name, metadata=dict(j.metadata), prep=prep, release=release,
-            schedule_id=schedule_id, pack=pool.node_fill_type == pool_pb2.PACK,
-            pool_slots=pool.task_slots_per_node, **settings,  # type: ignore[arg-type]
+            schedule_id=schedule_id, pack=pool.pack,
+            pool_slots=pool.slots_per_node, **settings,  # type: ignore[arg-type]
         )
         # The core checks the id again: another call may have taken it during the await.
         created: Job = await self._apply(self.core.create_job(job, now))
@@ -377,8 +378,7 @@ class Engine:
         pool_exists = True
         if t.state == TaskState.ACTIVE:
             try:
-                pool = await self._get_pool(account, job.pool_id)
-                pool_exists = pool.state != pool_pb2.Pool.DELETING
+                pool_exists = not (await self._get_pool(account, job.pool_id)).deleting
             except ShoalError as e:
                 # Only a pool-manager that answers "no such pool" says so; one that does not
                 # answer says nothing about the pool.

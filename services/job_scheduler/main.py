@@ -2,22 +2,19 @@
 
 from __future__ import annotations
 
-import grpc
 import structlog
 
-from services.common.errors import Code, ShoalError
 from services.common.process import run_service
 from services.common.rpc import (
     ServiceHost,
     ServiceInterceptor,
-    error_info,
     internal_channel,
-    internal_metadata,
     wait_for_signal,
 )
 from services.common.stager_client import StagingClient
 from services.common.timeutil import wall_clock
 from services.job_scheduler.engine import Engine
+from services.job_scheduler.pool_peer import PoolPeer
 from services.job_scheduler.schedule_app import JobSchedules
 from services.job_scheduler.schedule_servicer import JobScheduleServicer
 from services.job_scheduler.schedule_store import ScheduleStore
@@ -31,38 +28,16 @@ from services.job_scheduler.store import Store
 from shoal.agent.v1 import agent_pb2_grpc
 from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import scheduler_control_pb2_grpc as ctl_grpc
-from shoal.v1 import job_pb2_grpc, job_schedule_pb2_grpc, pool_pb2, pool_pb2_grpc, task_pb2_grpc
+from shoal.v1 import job_pb2_grpc, job_schedule_pb2_grpc, task_pb2_grpc
 
 log = structlog.get_logger()
-
-
-def pool_lookup(config: ClusterConfig, channel: grpc.aio.Channel):  # type: ignore[no-untyped-def]
-    stub = pool_pb2_grpc.PoolServiceStub(channel)
-
-    async def get_pool(account: str, pool_id: str) -> pool_pb2.Pool:
-        try:
-            return await stub.GetPool(
-                pool_pb2.GetPoolRequest(name=f"pools/{pool_id}"),
-                metadata=internal_metadata(config.service_token, account),
-                timeout=10,
-            )
-        except grpc.aio.AioRpcError as e:
-            reason, _ = error_info(e)
-            if e.code() == grpc.StatusCode.NOT_FOUND:
-                raise ShoalError(Code.NOT_FOUND, reason or "POOL_NOT_FOUND", e.details() or "") from None
-            raise ShoalError(
-                Code.UNAVAILABLE, "POOL_MANAGER_UNAVAILABLE",
-                f"cannot check the pool: the pool-manager answered {e.code().name}",
-            ) from None
-
-    return get_pool
 
 
 async def serve(config: ClusterConfig) -> None:
     store = await Store.open(config.db_path("job-scheduler"))
     channel = internal_channel(config.pool_manager_address)
     stager = internal_channel(config.storage_stager_address)
-    app = Engine(store, config.timing, pool_lookup(config, channel), wall_clock,
+    app = Engine(store, config.timing, PoolPeer(channel, config.service_token), wall_clock,
                     StagingClient(stager, config.service_token))
     await app.load()
     schedule_store = await ScheduleStore.open(config.db_path("job-scheduler-schedules"))

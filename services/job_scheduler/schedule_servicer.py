@@ -39,15 +39,10 @@ class JobScheduleServicer(job_schedule_pb2_grpc.JobScheduleServiceServicer):
     async def ListJobSchedules(
         self, request: pb.ListJobSchedulesRequest, context: object
     ) -> pb.ListJobSchedulesResponse:
-        size = paging.page_size(request.page_size)
-        after = paging.decode_token(request.page_token)
-        found = self.app.list(account(), after, size + 1)
-        more = len(found) > size
-        found = found[:size]
+        want = paging.PageRequest.of(request.page_size, request.page_token)
+        found, token = want.page(self.app.list(account(), want.after, want.limit), lambda s: s.id)
         return pb.ListJobSchedulesResponse(
-            job_schedules=[schedule_convert.job_schedule(s) for s in found],
-            next_page_token=paging.encode_token(found[-1].id) if more else "",
-        )
+            job_schedules=[schedule_convert.job_schedule(s) for s in found], next_page_token=token)
 
     async def DisableJobSchedule(
         self, request: pb.DisableJobScheduleRequest, context: object

@@ -52,16 +52,11 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         return convert.job(self.app.get_job(account(), _job_id(request.name)))
 
     async def ListJobs(self, request: job_pb2.ListJobsRequest, context: object) -> job_pb2.ListJobsResponse:
-        size = paging.page_size(request.page_size)
-        after = paging.decode_token(request.page_token)
+        want = paging.PageRequest.of(request.page_size, request.page_token)
         states = parse_state_filter(request.filter, JOB_STATES)
-        jobs = self.app.list_jobs(account(), states, after, size + 1)
-        more = len(jobs) > size
-        jobs = jobs[:size]
-        return job_pb2.ListJobsResponse(
-            jobs=[convert.job(j) for j in jobs],
-            next_page_token=paging.encode_token(jobs[-1].id) if more else "",
-        )
+        jobs, token = want.page(self.app.list_jobs(account(), states, want.after, want.limit),
+                                lambda j: j.id)
+        return job_pb2.ListJobsResponse(jobs=[convert.job(j) for j in jobs], next_page_token=token)
 
     async def TerminateJob(self, request: job_pb2.TerminateJobRequest, context: object) -> job_pb2.Job:
         job = await self.app.terminate_job(account(), _job_id(request.name), request.reason)
@@ -133,16 +128,13 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
         self, request: task_pb2.ListTasksRequest, context: object
     ) -> task_pb2.ListTasksResponse:
         job_id = _job_id(request.parent, "parent")
-        size = paging.page_size(request.page_size)
-        after = paging.decode_token(request.page_token)
+        want = paging.PageRequest.of(request.page_size, request.page_token)
         states = parse_state_filter(request.filter, TASK_STATES)
-        tasks = await self.app.list_tasks(account(), job_id, states, after, size + 1)
-        more = len(tasks) > size
-        tasks = tasks[:size]
-        return task_pb2.ListTasksResponse(
-            tasks=[convert.task(t) for t in tasks],
-            next_page_token=paging.encode_token(tasks[-1].spec.id) if more else "",
-        )
+        tasks, token = want.page(
+            await self.app.list_tasks(account(), job_id, states, want.after, want.limit),
+            lambda t: t.spec.id)
+        return task_pb2.ListTasksResponse(tasks=[convert.task(t) for t in tasks],
+                                          next_page_token=token)
 
     async def ReadTaskFile(
         self, request: task_pb2.ReadTaskFileRequest, context: object

@@ -15,7 +15,7 @@ from dataclasses import dataclass, replace
 
 import structlog
 
-from services.common import credentials, filters, ids, paging
+from services.common import credentials, filters, ids
 from services.common.errors import (
     Code,
     ShoalError,
@@ -23,7 +23,8 @@ from services.common.errors import (
     failed_precondition,
     not_found,
 )
-from services.common.stager_client import StagingClient, StagingUnavailable
+from services.common.paging import PageRequest
+from services.common.stager_client import StagingClient
 from services.common.timeutil import Clock, wall_clock
 from services.pool_manager.model import (
     NODE_STATES,
@@ -153,17 +154,15 @@ class PoolManager:
         return await self._view(await self._pool(account, pool_id))
 
     async def list_pools(
-        self, account: str, page_size: int, page_token: str, filter_text: str
+        self, account: str, want: PageRequest, filter_text: str
     ) -> tuple[list[PoolView], str]:
-        size = paging.page_size(page_size)
-        after = paging.decode_token(page_token)
+        """A page of the account's pools and the next page's token."""
         states = filters.parse_state_filter(filter_text, POOL_STATES)
-        pools = await self._store.list_pools(account, after, size + 1, states)
-        page = pools[:size]
-        counts = await self._store.node_counts(account, [p.id for p in page])
-        views = [pool_view(p, counts.get(p.id.lower(), NodeCounts())) for p in page]
-        more = len(pools) > size
-        return views, paging.encode_token(page[-1].id.lower()) if more else ""
+        pools, token = want.page(
+            await self._store.list_pools(account, want.after, want.limit, states),
+            lambda p: p.id.lower())
+        counts = await self._store.node_counts(account, [p.id for p in pools])
+        return [pool_view(p, counts.get(p.id.lower(), NodeCounts())) for p in pools], token
 
     async def resize_pool(
         self, account: str, pool_id: str, target: int, option: DeallocationOption
@@ -189,10 +188,10 @@ class PoolManager:
     # --- nodes ----------------------------------------------------------------------------
 
     async def list_nodes(
-        self, account: str, pool_id: str, page_size: int, page_token: str, filter_text: str
+        self, account: str, pool_id: str, want: PageRequest, filter_text: str
     ) -> tuple[list[NodeView], str]:
-        size = paging.page_size(page_size)
-        after = paging.decode_token(page_token)
+        """A page of a pool's nodes and the next page's token."""
+        after = want.after
         states = filters.parse_state_filter(filter_text, NODE_STATES)
         pool = await self._pool(account, pool_id)
         # The state filter applies to derived states, so a pool's nodes (at most ~1000) are
@@ -205,9 +204,7 @@ class PoolManager:
         views = [node_view(pool, n, sessions) for n in rows]
         if states is not None:
             views = [v for v in views if v.state.value in states]
-        page = views[:size]
-        more = len(views) > size
-        return page, paging.encode_token(page[-1].node_id.lower()) if more else ""
+        return want.page(views, lambda v: v.node_id.lower())
 
     async def get_node(self, account: str, pool_id: str, node_id: str) -> NodeView:
         pool = await self._pool(account, pool_id)
@@ -265,11 +262,9 @@ class PoolManager:
         if self._stager is None:
             raise ShoalError(Code.FAILED_PRECONDITION, "STORAGE_NOT_CONFIGURED",
                              "the pool needs storage, which is not configured")
-        try:
-            grants = await self._stager.grant_downloads(pool.account, specs)
-        except StagingUnavailable as e:
-            # The agent retries registration; a node must not start without its setup.
-            raise ShoalError(Code.UNAVAILABLE, "STORAGE_UNAVAILABLE", str(e)) from None
+        # StagingUnavailable (UNAVAILABLE) goes to the agent, which retries registration: a
+        # node must not start without its setup.
+        grants = await self._stager.grant_downloads(pool.account, specs)
         packages: tuple[agent_pb2.PackageGrant, ...] = ()
         failure = None
         if pool.app_packages:

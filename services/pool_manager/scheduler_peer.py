@@ -1,7 +1,8 @@
 """The job-scheduler's SchedulerControlService as the pool-manager uses it.
 
-Every call answers whether it got through; a scheduler that cannot be reached is logged once
-per outage, and the reconcile loop tries again next round.
+Every call answers whether it got through; a failure (mapped as every peer's is,
+`services.common.rpc.peer_error`) is logged once per outage, and the reconcile loop tries
+again next round.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import grpc
 import structlog
 
-from services.common.rpc import internal_metadata
+from services.common.errors import Code, ShoalError
+from services.common.rpc import JOB_SCHEDULER, internal_metadata, peer_error
 from services.pool_manager import convert
 from services.pool_manager.model import DeallocationOption, ReportedSession
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
@@ -27,11 +29,11 @@ class SchedulerPeer:
         self._timeout = timeout
         self._down = False
 
-    def _failed(self, what: str, e: grpc.aio.AioRpcError) -> None:
+    def _failed(self, what: str, err: ShoalError) -> None:
         # Warn once per outage, not twice a second while the scheduler is away.
         level = "debug" if self._down else "warning"
         self._down = True
-        getattr(log, level)(f"scheduler call failed: {what}", code=e.code().name, error=e.details())
+        getattr(log, level)(f"scheduler call failed: {what}", reason=err.reason, error=err.message)
 
     def _ok(self) -> None:
         if self._down:
@@ -47,9 +49,10 @@ class SchedulerPeer:
                 timeout=self._timeout,
             )
         except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
+            err = peer_error(e, JOB_SCHEDULER)
+            if err.code == Code.NOT_FOUND:
                 return {}
-            self._failed("ListNodeSessions", e)
+            self._failed("ListNodeSessions", err)
             return None
         self._ok()
         return {s.node_id: convert.session_from_proto(s) for s in resp.sessions}
@@ -67,9 +70,10 @@ class SchedulerPeer:
                 timeout=self._timeout,
             )
         except grpc.aio.AioRpcError as e:
-            if e.code() == grpc.StatusCode.NOT_FOUND:
+            err = peer_error(e, JOB_SCHEDULER)
+            if err.code == Code.NOT_FOUND:
                 return True  # the scheduler never knew them: nothing to take out
-            self._failed("RemoveNodes", e)
+            self._failed("RemoveNodes", err)
             return False
         self._ok()
         return True
@@ -89,7 +93,7 @@ class SchedulerPeer:
                 timeout=self._timeout,
             )
         except grpc.aio.AioRpcError as e:
-            self._failed("SetNodeScheduling", e)
+            self._failed("SetNodeScheduling", peer_error(e, JOB_SCHEDULER))
             return False
         self._ok()
         return True

@@ -11,6 +11,7 @@ import grpc
 from google.protobuf import empty_pb2
 
 from services.common import rpc
+from services.common.paging import PageRequest
 from services.pool_manager import convert
 from services.pool_manager.app import PoolManager
 from services.pool_manager.model import DeallocationOption
@@ -35,9 +36,8 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     async def ListPools(
         self, request: pool_pb2.ListPoolsRequest, context: Ctx
     ) -> pool_pb2.ListPoolsResponse:
-        views, token = await self._app.list_pools(
-            rpc.account(), request.page_size, request.page_token, request.filter
-        )
+        want = PageRequest.of(request.page_size, request.page_token)
+        views, token = await self._app.list_pools(rpc.account(), want, request.filter)
         return pool_pb2.ListPoolsResponse(
             pools=[convert.pool_to_proto(v) for v in views], next_page_token=token
         )
@@ -55,13 +55,9 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     async def ListNodes(
         self, request: pool_pb2.ListNodesRequest, context: Ctx
     ) -> pool_pb2.ListNodesResponse:
-        views, token = await self._app.list_nodes(
-            rpc.account(),
-            convert.pool_id(request.parent, "parent"),
-            request.page_size,
-            request.page_token,
-            request.filter,
-        )
+        pool_id = convert.pool_id(request.parent, "parent")
+        want = PageRequest.of(request.page_size, request.page_token)
+        views, token = await self._app.list_nodes(rpc.account(), pool_id, want, request.filter)
         return pool_pb2.ListNodesResponse(
             nodes=[convert.node_to_proto(v) for v in views], next_page_token=token
         )

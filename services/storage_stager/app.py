@@ -16,7 +16,7 @@ from pathlib import Path
 from services.common import archives
 from services.common.errors import Code, ShoalError, already_exists, invalid, not_found
 from services.common.ids import check_display_name, check_id
-from services.common.paging import decode_token, encode_token, page_size
+from services.common.paging import PageRequest
 from services.common.storage_names import (
     check_container_id,
     check_key_prefix,
@@ -93,13 +93,10 @@ class StorageApp:
         return c
 
     async def list_containers(
-        self, account: str, size: int, token: str
+        self, account: str, want: PageRequest
     ) -> tuple[list[Container], str]:
-        limit = page_size(size)
-        rows = await self.store.list_containers(account, decode_token(token) or "", limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return rows, encode_token(rows[-1].id) if more else ""
+        rows = await self.store.list_containers(account, want.after or "", want.limit)
+        return want.page(rows, lambda c: c.id)
 
     async def delete_container(self, account: str, container_id: str) -> None:
         c = await self.get_container(account, container_id)
@@ -158,18 +155,15 @@ class StorageApp:
         return _object(container_id, len(full) - len(key), info)
 
     async def list_objects(
-        self, account: str, container_id: str, prefix: str, size: int, token: str
+        self, account: str, container_id: str, prefix: str, want: PageRequest
     ) -> tuple[list[StoredObject], str]:
+        """A page of a container's objects (up to OBJECTS_PAGE_MAX of them)."""
         check_key_prefix(prefix, "prefix")
-        if size < 0:
-            raise invalid("page_size", f"must not be negative, got {size}")
-        limit = min(size or OBJECTS_PAGE, OBJECTS_PAGE_MAX)
-        after = decode_token(token)
         c = await self.get_container(account, container_id)
         base = keys.container_prefix(account, c.id, c.uid)
-        infos = await self.backend.list(base + prefix, base + after if after else "", limit + 1)
-        objects = [_object(container_id, len(base), i) for i in infos[:limit]]
-        return objects, encode_token(objects[-1].key) if len(infos) > limit else ""
+        after = base + want.after if want.after else ""
+        infos = await self.backend.list(base + prefix, after, want.limit)
+        return want.page([_object(container_id, len(base), i) for i in infos], lambda o: o.key)
 
     async def delete_object(self, account: str, container_id: str, key: str) -> None:
         check_object_key(key, "key")
@@ -200,13 +194,10 @@ class StorageApp:
         return app
 
     async def list_applications(
-        self, account: str, size: int, token: str
+        self, account: str, want: PageRequest
     ) -> tuple[list[Application], str]:
-        limit = page_size(size)
-        rows = await self.store.list_applications(account, decode_token(token) or "", limit + 1)
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return rows, encode_token(rows[-1].id.lower()) if more else ""
+        rows = await self.store.list_applications(account, want.after or "", want.limit)
+        return want.page(rows, lambda a: a.id.lower())
 
     async def update_application(
         self, account: str, app_id: str, display_name: str | None, default_version: str | None
@@ -285,16 +276,11 @@ class StorageApp:
         return v
 
     async def list_versions(
-        self, account: str, app_id: str, size: int, token: str
+        self, account: str, app_id: str, want: PageRequest
     ) -> tuple[list[AppVersion], str]:
         app = await self.get_application(account, app_id)
-        limit = page_size(size)
-        rows = await self.store.list_versions(
-            account, app.id, decode_token(token) or "", limit + 1
-        )
-        more = len(rows) > limit
-        rows = rows[:limit]
-        return rows, encode_token(rows[-1].version.lower()) if more else ""
+        rows = await self.store.list_versions(account, app.id, want.after or "", want.limit)
+        return want.page(rows, lambda v: v.version.lower())
 
     async def delete_version(self, account: str, app_id: str, version: str) -> None:
         app = await self.get_application(account, app_id)

@@ -14,8 +14,9 @@ from google.protobuf import empty_pb2
 
 from services.common import rpc
 from services.common.errors import ShoalError
+from services.common.paging import PageRequest
 from services.storage_stager import convert
-from services.storage_stager.app import StorageApp
+from services.storage_stager.app import OBJECTS_PAGE, OBJECTS_PAGE_MAX, StorageApp
 from services.storage_stager.staging import StagingApp
 from shoal.internal.v1 import staging_pb2, staging_pb2_grpc
 from shoal.v1 import application_pb2 as app_pb2
@@ -44,9 +45,8 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def ListContainers(
         self, request: storage_pb2.ListContainersRequest, context: Ctx
     ) -> storage_pb2.ListContainersResponse:
-        rows, token = await self._app.list_containers(
-            rpc.account(), request.page_size, request.page_token
-        )
+        want = PageRequest.of(request.page_size, request.page_token)
+        rows, token = await self._app.list_containers(rpc.account(), want)
         return storage_pb2.ListContainersResponse(
             containers=[convert.container_to_proto(c) for c in rows], next_page_token=token
         )
@@ -98,9 +98,9 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         self, request: storage_pb2.ListObjectsRequest, context: Ctx
     ) -> storage_pb2.ListObjectsResponse:
         cid = convert.container_id(request.container, "container")
-        rows, token = await self._app.list_objects(
-            rpc.account(), cid, request.prefix, request.page_size, request.page_token
-        )
+        want = PageRequest.of(request.page_size, request.page_token, default=OBJECTS_PAGE,
+                              maximum=OBJECTS_PAGE_MAX)
+        rows, token = await self._app.list_objects(rpc.account(), cid, request.prefix, want)
         return storage_pb2.ListObjectsResponse(
             objects=[convert.object_to_proto(o) for o in rows], next_page_token=token
         )
@@ -135,9 +135,8 @@ class ApplicationServicer(app_grpc.ApplicationServiceServicer):
     async def ListApplications(
         self, request: app_pb2.ListApplicationsRequest, context: Ctx
     ) -> app_pb2.ListApplicationsResponse:
-        rows, token = await self._app.list_applications(
-            rpc.account(), request.page_size, request.page_token
-        )
+        want = PageRequest.of(request.page_size, request.page_token)
+        rows, token = await self._app.list_applications(rpc.account(), want)
         return app_pb2.ListApplicationsResponse(
             applications=[convert.application_to_proto(a) for a in rows], next_page_token=token
         )
@@ -180,9 +179,8 @@ class ApplicationServicer(app_grpc.ApplicationServiceServicer):
         self, request: app_pb2.ListApplicationVersionsRequest, context: Ctx
     ) -> app_pb2.ListApplicationVersionsResponse:
         app_id = convert.application_id(request.parent, "parent")
-        rows, token = await self._app.list_versions(
-            rpc.account(), app_id, request.page_size, request.page_token
-        )
+        want = PageRequest.of(request.page_size, request.page_token)
+        rows, token = await self._app.list_versions(rpc.account(), app_id, want)
         return app_pb2.ListApplicationVersionsResponse(
             versions=[convert.version_to_proto(v) for v in rows], next_page_token=token
         )

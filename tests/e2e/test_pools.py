@@ -101,10 +101,10 @@ def test_a_job_outlives_its_deleted_pool_as_in_azure_and_why_says_so(suite: Loca
     c.create_job("orphan", pool_id="doomed")
     wait_for(lambda: states(c, "doomed") == [IDLE], "an idle node")
     c.delete_pool("doomed")
-    c.add_task("orphan", "late", "true")  # taken while the pool is being deleted
-    why = c.explain_task("orphan", "late")
-    assert list(why.reasons) == ["POOL_NOT_FOUND"], why
     wait_for(lambda: agents(suite) == 0, "the agent to stop")
+    c.add_task("orphan", "late", "true")  # taken: the job is still active
+    why = c.explain_task("orphan", "late")  # whether the pool is still DELETING or gone
+    assert list(why.reasons) == ["POOL_NOT_FOUND"], why
     wait_for(lambda: not [p for p in c.list_pools() if p.name == "pools/doomed"], "the pool to go")
     assert c.get_job("orphan").state == job_pb2.Job.ACTIVE
     why = c.explain_task("orphan", "late")

@@ -13,11 +13,12 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.common.errors import ShoalError, not_found
 from services.job_scheduler.engine import Engine, Outbound
 from services.job_scheduler.model import TaskDefinition
+from services.job_scheduler.pool_peer import PoolInfo
 from services.job_scheduler.sessions import NodeSession
 from services.job_scheduler.store import Store
 from shoal.agent.v1 import agent_pb2
 from shoal.cluster_config import SchedulerTiming
-from shoal.v1 import job_pb2, pool_pb2, task_pb2
+from shoal.v1 import job_pb2, task_pb2
 from tests.support import ManualClock
 
 ACCOUNT = "acct"
@@ -28,12 +29,11 @@ TIMING = SchedulerTiming(heartbeat_interval=1.0, unreachable_after=3.0, lost_aft
 Clock = ManualClock
 
 
-async def known_pools(account: str, pool_id: str) -> pool_pb2.Pool:
+async def known_pools(account: str, pool_id: str) -> PoolInfo:
     """Pools "p" and "q" (spread), and "k" (pack)."""
     if pool_id.lower() not in ("p", "q", "k"):
         raise not_found("pool", pool_id)
-    fill = pool_pb2.PACK if pool_id.lower() == "k" else pool_pb2.SPREAD
-    return pool_pb2.Pool(name=f"pools/{pool_id.lower()}", node_fill_type=fill)
+    return PoolInfo(pool_id.lower(), pool_id.lower() == "k", 0, False)
 
 
 @dataclass
