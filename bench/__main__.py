@@ -1,6 +1,6 @@
 """Shoal's benchmarks against the real suite.
 
-    python -m bench                       # everything (3-5 minutes on 2 cores)
+    python -m bench                       # everything (5-7 minutes on 2 cores)
     python -m bench --quick               # small counts: a smoke test of the benchmarks
     python -m bench --only latency,bulk   # some of them
 
@@ -20,7 +20,7 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import bigjob, bulk, ceiling, latency, manynodes, report, throughput
+from bench import bigjob, bulk, ceiling, concurrent, latency, manynodes, report, throughput
 from bench.figures import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -32,6 +32,7 @@ BENCHMARKS: dict[str, Runner] = {
     "ceiling": lambda quick, _: ceiling.run(quick),
     "throughput": throughput.run,
     "latency": lambda quick, _: latency.run(quick),
+    "concurrent": lambda quick, _: concurrent.run(quick),
     "bulk": lambda quick, _: bulk.run(quick),
     "bigjob": lambda quick, _: bigjob.run(quick),
     "manynodes": manynodes.run,

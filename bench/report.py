@@ -67,6 +67,8 @@ def machine_line(m: dict[str, Any]) -> str:
 def number(value: float, unit: str) -> str:
     if unit == "ms":
         return f"{value:.2f} ms" if value < 10 else f"{value:.1f} ms"
+    if unit == "s":
+        return f"{value:.1f} s"
     if unit.startswith("%"):
         return f"{value:.1f} {unit}"
     if unit == "tasks":
