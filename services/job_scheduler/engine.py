@@ -101,6 +101,8 @@ class Engine:
         self._reads: dict[int, _Read] = {}
         self._read_ids = itertools.count(1)
         self._add_locks: dict[int, asyncio.Lock] = {}
+        self._unwritten_jobs: set[int] = set()
+        """Jobs whose own row is not durable yet: an add to one commits it first."""
         self._ahead: dict[int, TaskInfo] = {}
         """Rows of queued tasks read ahead of the slots that will take them (task data does
         not change once added, so a read-ahead row is never stale)."""
@@ -150,6 +152,12 @@ class Engine:
     async def _apply(self, plan: Plan) -> Any:
         """Queue the plan's rows, commit, then send its messages and return its reply (or
         raise the error it carries, once its rows are durable)."""
+        self._queue(plan)
+        return await self._deliver(plan)
+
+    def _queue(self, plan: Plan) -> None:
+        """The part of applying a plan that must follow its decision at once: its rows join
+        the next transaction, in the order plans were decided."""
         if plan.rows:
             self.store.write(plan.rows)
         for key in plan.close_streams:
@@ -158,6 +166,9 @@ class Engine:
                 out.close()
         if plan.dispatch:
             self._kick.set()
+
+    async def _deliver(self, plan: Plan) -> Any:
+        """The rest, once the plan's rows (and all queued before them) are durable."""
         if plan.rows or plan.sends:
             # Sends wait for every row queued before them too, so a node never hears of a
             # cancel before the assignment it cancels.
@@ -234,7 +245,12 @@ class Engine:
             pool_slots=pool.slots_per_node, **settings,  # type: ignore[arg-type]
         )
         # The core checks the id again: another call may have taken it during the await.
-        created: Job = await self._apply(self.core.create_job(job, now))
+        plan = self.core.create_job(job, now)
+        self._unwritten_jobs.add(pk)
+        try:
+            created: Job = await self._apply(plan)
+        finally:
+            self._unwritten_jobs.discard(pk)
         structlog.contextvars.bind_contextvars(job=job_id)
         log.info("job created", pool=job.pool_id, priority=priority)
         return created
@@ -312,8 +328,8 @@ class Engine:
             first = self.store.next_task_pk
             self.store.next_task_pk += len(specs)
             pks = list(range(first, first + len(specs)))
-            # The job's own row first: tasks must never be on disk without their job.
-            await self.store.commit()
+            if job.pk in self._unwritten_jobs:
+                await self.store.commit()  # tasks must never be on disk without their job
             taken = await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.clock())
             if taken:
                 raise ShoalError(
@@ -321,8 +337,12 @@ class Engine:
                     f"task {taken[0]!r} already exists in job {job.id!r}"
                     + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""),
                 )
-            await self._apply(core.tasks_added(job, specs, pks, known, self.clock(), plain=plain))
-            return pks
+            plan = core.tasks_added(job, specs, pks, known, self.clock(), plain=plain)
+            # Counted and queued under the lock, so a delete after this add comes after it in
+            # memory and on disk; the commit of the job's counts need not hold up the next add.
+            self._queue(plan)
+        await self._deliver(plan)
+        return pks
 
     async def _read_task(self, job: Job, task_id: str) -> TaskRecord:
         t = await self.store.get_task(job.pk, task_id)

@@ -6,6 +6,7 @@ that add up, nothing lost, nothing run twice."""
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -72,8 +73,8 @@ async def test_concurrent_adds_of_the_same_id_refuse_one_and_keep_running(apps: 
 async def test_an_add_whose_caller_went_away_still_completes(apps: Apps) -> None:
     app = await apps.open()
     await make_job(app)
-    # Held at its last commit (the first makes sure the job's row is written before its tasks).
-    gate = app.store.hold("commit", skip=1)  # type: ignore[attr-defined]
+    # Held at its commit (its rows are inserted; the job's counts are being written).
+    gate = app.store.hold("commit")  # type: ignore[attr-defined]
     call = asyncio.create_task(app.create_tasks(ACCOUNT, "j", specs(3)))
     await gate.entered.wait()
     call.cancel()
@@ -245,3 +246,26 @@ async def test_a_task_just_added_is_found_while_others_list(apps: Apps) -> None:
     assert await listing > 0
     assert [m for ms in missing for m in ms] == []
     assert app.get_job(ACCOUNT, "j").counts.active == 400
+
+
+async def test_an_add_to_a_job_whose_row_is_not_written_yet_writes_the_job_first(
+    apps: Apps,
+) -> None:
+    # Tasks are inserted in their own transaction; a job whose CreateJob is still committing
+    # must reach the disk before them, or a crash would leave tasks without their job.
+    app = await apps.open()
+    gate = app.store.hold("commit")  # type: ignore[attr-defined]
+    creating = asyncio.create_task(make_job(app))
+    await gate.entered.wait()
+    inserting = app.store.hold("insert_tasks")  # type: ignore[attr-defined]
+    adding = asyncio.create_task(app.create_tasks(ACCOUNT, "j", specs(2)))
+    await inserting.entered.wait()
+    with sqlite3.connect(apps.path) as db:  # what a crash right now would leave
+        assert db.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
+    inserting.release.set()
+    await adding
+    gate.release.set()
+    await creating
+    app2 = await apps.restart(app)
+    assert app2.get_job(ACCOUNT, "j").counts.active == 2
+    assert len(await app2.list_tasks(ACCOUNT, "j", None, None, 10)) == 2

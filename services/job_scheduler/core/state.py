@@ -62,9 +62,8 @@ from shoal.cluster_config import SchedulerTiming
 
 class CoreState:
     def __init__(
-        self, timing: SchedulerTiming, *, started_at: float = 0.0,
-        new_id: Callable[[], str] = lambda: secrets.token_hex(8),
-        rules_of: Callable[[bytes], ExitRules] | None = None,
+        self, timing: SchedulerTiming, *, rules_of: Callable[[bytes], ExitRules],
+        started_at: float = 0.0, new_id: Callable[[], str] = lambda: secrets.token_hex(8),
     ) -> None:
         self.timing = timing
         self._decode_rules = rules_of
@@ -133,11 +132,7 @@ class CoreState:
         self._touched = set()
 
     def rules_of(self, exits: bytes | None) -> ExitRules | None:
-        if not exits:
-            return None
-        if self._decode_rules is None:
-            raise RuntimeError("this core was made without a decoder of exit conditions")
-        return self._decode_rules(exits)
+        return self._decode_rules(exits) if exits else None
 
     def dep_outcome(self, r: DepRow) -> tuple[bool, str]:
         """(satisfies its dependents, why not) of a task that completed before this process
