@@ -20,7 +20,7 @@ from services.common.command_specs import (
 from services.common.errors import invalid
 from services.common.file_specs import check_output_files, check_package_refs, check_resource_files
 from services.common.ids import ID_RE, check_display_name, check_id, check_metadata, parse_name
-from services.common.timeutil import to_duration, to_timestamp
+from services.common.timeutil import to_timestamp
 from services.job_scheduler.core.nodes import AgentReport, Hello
 from services.job_scheduler.core.plan import (
     AckResults,
@@ -285,17 +285,45 @@ def failure_info(f: Failure | None) -> task_pb2.FailureInfo | None:
 
 
 def task(t: TaskRecord) -> task_pb2.Task:
+    """A task as the API shows it. A page of ListTasks converts a thousand of these on the
+    event loop, so only the fields a task has are set (the rest read as their defaults)."""
     s = t.spec
-    info = task_pb2.TaskExecutionInfo(
-        result=t.result.name if t.result else None,
-        retry_count=t.retry_count,
-        requeue_count=t.requeue_count,
-        node=t.node or "",
-        attempt_id=t.attempt_id or "",
-        failure_info=failure_info(t.failure),
-        start_time=to_timestamp(t.start_time),
-        end_time=to_timestamp(t.end_time),
+    out = task_pb2.Task(
+        name=f"jobs/{t.job_id}/tasks/{s.id}", command_line=s.command_line, state=t.state.name,
+        required_slots=s.slots,
     )
+    out.create_time.FromNanoseconds(int(t.create_time * 1e9))
+    out.state_transition_time.FromNanoseconds(int(t.state_time * 1e9))
+    if s.display_name:
+        out.display_name = s.display_name
+    if s.environment:
+        out.environment.update(s.environment)
+    if s.max_task_retry_count is not None:
+        out.constraints.max_task_retry_count = s.max_task_retry_count
+    if s.max_wall_clock_time is not None:
+        out.constraints.max_wall_clock_time.FromNanoseconds(int(s.max_wall_clock_time * 1e9))
+    if s.retention is not None:
+        out.constraints.retention_time.FromNanoseconds(int(s.retention * 1e9))
+    if s.priority:
+        out.priority = s.priority
+    if t.state_reason:
+        out.state_reason = t.state_reason
+    info = out.execution_info
+    info.retry_count, info.requeue_count = t.retry_count, t.requeue_count
+    if t.result:
+        info.result = t.result.name  # type: ignore[assignment]
+    if t.node:
+        info.node = t.node
+    if t.attempt_id:
+        info.attempt_id = t.attempt_id
+    if t.failure is not None:
+        fi = info.failure_info
+        fi.category = t.failure.category.value  # type: ignore[assignment]  # same numbers
+        fi.code, fi.message = t.failure.code, t.failure.message
+    if t.start_time is not None:
+        info.start_time.FromNanoseconds(int(t.start_time * 1e9))
+    if t.end_time is not None:
+        info.end_time.FromNanoseconds(int(t.end_time * 1e9))
     if t.exit_code is not None:
         info.exit_code = t.exit_code
     for a in t.attempts:
@@ -307,25 +335,6 @@ def task(t: TaskRecord) -> task_pb2.Task:
         )
         if a.exit_code is not None:
             pa.exit_code = a.exit_code
-    constraints = task_pb2.TaskConstraints(
-        max_task_retry_count=s.max_task_retry_count,
-        max_wall_clock_time=to_duration(s.max_wall_clock_time),
-        retention_time=to_duration(s.retention),
-    )
-    out = task_pb2.Task(
-        name=f"jobs/{t.job_id}/tasks/{s.id}",
-        display_name=s.display_name,
-        command_line=s.command_line,
-        environment=s.environment,
-        constraints=constraints,
-        state=t.state.name,
-        execution_info=info,
-        create_time=to_timestamp(t.create_time),
-        state_transition_time=to_timestamp(t.state_time),
-    )
-    out.required_slots = s.slots
-    out.priority = s.priority
-    out.state_reason = t.state_reason
     if s.deps_spec:
         out.depends_on.ParseFromString(s.deps_spec)
     if s.exits:

@@ -47,6 +47,8 @@ log = structlog.get_logger()
 
 FILE_READ_TIMEOUT = 30.0
 READ_AHEAD_MAX = 50_000
+COALESCE_MAX = 1000
+"""Adds of at most this many plain tasks are inserted together with others waiting."""
 NODE_GONE = -1
 """FileChunk.offset that marks a read ended by the node going away, not by the file."""
 
@@ -101,6 +103,9 @@ class Engine:
         self._reads: dict[int, _Read] = {}
         self._read_ids = itertools.count(1)
         self._add_locks: dict[int, asyncio.Lock] = {}
+        self._waiting_adds: dict[
+            int, list[tuple[list[TaskDefinition], asyncio.Future[list[int]]]]] = {}
+        """Small adds of plain tasks waiting to be inserted together, by job."""
         self._unwritten_jobs: set[int] = set()
         """Jobs whose own row is not durable yet: an add to one commits it first."""
         self._ahead: dict[int, TaskInfo] = {}
@@ -316,6 +321,8 @@ class Engine:
             end_time=None, exit_code=None, result=None, failure=None, pk=pk))
 
     async def _add_tasks(self, job: Job, specs: list[TaskDefinition], single: bool) -> list[int]:
+        if len(specs) <= COALESCE_MAX and not any(sp.extra for sp in specs):
+            return await self._add_coalesced(job, specs)
         async with self._lock(job):
             core = self.core
             core.check_open(job)
@@ -332,17 +339,80 @@ class Engine:
                 await self.store.commit()  # tasks must never be on disk without their job
             taken = await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.clock())
             if taken:
-                raise ShoalError(
-                    Code.ALREADY_EXISTS, "TASK_ALREADY_EXISTS",
-                    f"task {taken[0]!r} already exists in job {job.id!r}"
-                    + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""),
-                )
+                raise _already_exists(job, taken)
             plan = core.tasks_added(job, specs, pks, known, self.clock(), plain=plain)
             # Counted and queued under the lock, so a delete after this add comes after it in
             # memory and on disk; the commit of the job's counts need not hold up the next add.
             self._queue(plan)
         await self._deliver(plan)
         return pks
+
+    async def _add_coalesced(self, job: Job, specs: list[TaskDefinition]) -> list[int]:
+        """Small adds of plain tasks to one job wait together for the job's lock, and the one
+        that takes it inserts them all in one transaction: 20 clients adding one task at a
+        time cost one insert per round, not twenty in a row."""
+        fut: asyncio.Future[list[int]] = asyncio.get_running_loop().create_future()
+        waiting = self._waiting_adds.setdefault(job.pk, [])
+        waiting.append((specs, fut))
+        if len(waiting) == 1:
+            self._spawn(self._insert_waiting(job))
+        return await fut
+
+    async def _insert_waiting(self, job: Job) -> None:
+        async with self._lock(job):
+            batch = self._waiting_adds.pop(job.pk, [])  # later adds start the next round
+            try:
+                self.core.check_open(job)
+                if job.pk in self._unwritten_jobs:
+                    await self.store.commit()  # tasks must never be on disk without their job
+                done = await self._insert_batch(job, batch)
+            except ShoalError as e:
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(e)
+                return
+            added = [(specs, pks) for specs, pks in done if isinstance(pks, list)]
+            plan = self.core.tasks_added(
+                job, [sp for specs, _ in added for sp in specs],
+                [pk for _, pks in added for pk in pks], {}, self.clock(), plain=True)
+            self._queue(plan)  # under the lock, as any add
+        try:
+            await self._deliver(plan)
+        except ShoalError as e:
+            done = [(specs, e if isinstance(got, list) else got) for specs, got in done]
+        for (_, fut), (_, got) in zip(batch, done, strict=True):
+            if fut.done():
+                continue
+            if isinstance(got, ShoalError):
+                fut.set_exception(got)
+            else:
+                fut.set_result(got)
+
+    async def _insert_batch(
+        self, job: Job, batch: list[tuple[list[TaskDefinition], asyncio.Future[list[int]]]]
+    ) -> list[tuple[list[TaskDefinition], list[int] | ShoalError]]:
+        """Insert the waiting adds in one transaction; if an id is taken (by an existing task
+        or by another add of the round), each add on its own, so only the add that names
+        it is refused."""
+        def pks_for(n: int) -> list[int]:
+            first = self.store.next_task_pk
+            self.store.next_task_pk += n
+            return list(range(first, first + n))
+
+        specs = [sp for sps, _ in batch for sp in sps]
+        pks = pks_for(len(specs))
+        if not await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.clock()):
+            out: list[tuple[list[TaskDefinition], list[int] | ShoalError]] = []
+            for sps, _ in batch:
+                out.append((sps, pks[: len(sps)]))
+                pks = pks[len(sps):]
+            return out
+        out = []
+        for sps, _ in batch:
+            mine = pks_for(len(sps))
+            taken = await self.store.insert_tasks(job.pk, zip(mine, sps, strict=True), self.clock())
+            out.append((sps, _already_exists(job, taken) if taken else mine))
+        return out
 
     async def _read_task(self, job: Job, task_id: str) -> TaskRecord:
         t = await self.store.get_task(job.pk, task_id)
@@ -701,3 +771,10 @@ class Engine:
         for key in plan.close_streams:
             self._fail_reads(key, "the node was lost")
         await self._apply(plan)
+
+
+def _already_exists(job: Job, taken: list[str]) -> ShoalError:
+    return ShoalError(
+        Code.ALREADY_EXISTS, "TASK_ALREADY_EXISTS",
+        f"task {taken[0]!r} already exists in job {job.id!r}"
+        + (f" (and {len(taken) - 1} more)" if len(taken) > 1 else ""))

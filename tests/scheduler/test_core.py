@@ -368,7 +368,7 @@ def test_deleting_a_running_task_tells_its_node_and_its_end_frees_the_slot(w: Wo
     w.add(job, spec("t1"), spec("t2"))
     w.dispatch()
     rec = w.record("t1", TaskState.RUNNING)
-    rec = TaskRecord(**{**rec.__dict__, "node": "pools/p/nodes/n1"})
+    rec = rec._replace(node="pools/p/nodes/n1")
     plan = w.core.delete_task(job, rec, w.now)
     assert [s.message for s in plan.sends] == [CancelAttempts(["a1"]), TaskDeleted("j", "t1")]
     cancelled = Failure(Category.USER_ERROR, "TASK_CANCELLED", "stopped")

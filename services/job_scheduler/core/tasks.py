@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from services.common.errors import Code, ShoalError, failed_precondition, invalid
 from services.job_scheduler.core.failures import JOB_TERMINATED, TASK_TERMINATED
 from services.job_scheduler.core.plan import (
@@ -184,7 +182,7 @@ class TaskEvents(CoreState):
         why = self.deps.reason(t.pk)
         if not why and job.state in (JobState.DISABLED, JobState.DISABLING):
             why = "the job is disabled"
-        return replace(t, state_reason=why) if why else t
+        return t._replace(state_reason=why) if why else t
 
     def is_live(self, job: Job, task_pk: int) -> bool:
         """Whether the task is ACTIVE or running in memory (its row may lag a commit)."""
