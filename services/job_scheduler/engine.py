@@ -646,12 +646,17 @@ class Engine:
             # Off the message path: the stager's answer must not hold up results and acks.
             self._spawn(self._grant(s.key, list(msg.staging_requests)))
         now = self.clock()
+        if not (msg.results or msg.started or msg.node_errors or msg.HasField("start_task_info")):
+            beat = self.core.heartbeat(s.key, stream_id, now)
+            if beat is not None:
+                await self._apply(beat)
+            return
         plan = self.core.agent_message(s.key, stream_id, convert.agent_report(msg, now), now)
         if plan.dispatch and self._ahead:
             # Slots freed by these results take the next tasks whose rows were read ahead,
             # in the same commit and the same message as the acks: a 1-slot node does not
             # wait a dispatch round between tasks.
-            plan = plan.then(self._placed(self.core.dispatch(self._ahead, now)))
+            plan = plan.then(self._placed(self.core.dispatch(self._ahead, now, s.key)))
         await self._apply(plan)
 
     async def disconnect(self, s: NodeSession, stream_id: int) -> None:

@@ -216,6 +216,13 @@ _TASK_COLUMNS = (
 )
 
 
+def _last_per_job(rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
+    """A job's row is written whole by every event that touches it: of a group's, only its
+    last need reach the database (a burst of results would otherwise update one row
+    thousands of times in one transaction)."""
+    return list({r[-1]: r for r in rows}.values())
+
+
 def _failure(category: int | None, code: str | None, message: str | None) -> Failure | None:
     if not code:
         return None
@@ -315,7 +322,8 @@ class Store:
         try:
             while self._pending:
                 groups, self._pending = self._pending, []
-                ops = [op for g in groups for op in sorted(g.items(), key=lambda kv: _ORDER[kv[0]])]
+                ops = [(sql, _last_per_job(rows) if sql == UPDATE_JOB else rows)
+                       for g in groups for sql, rows in sorted(g.items(), key=lambda kv: _ORDER[kv[0]])]
                 done, self._batch_done = self._batch_done, None
                 self._inflight = done
                 try:

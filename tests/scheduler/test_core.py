@@ -542,3 +542,15 @@ def test_a_job_end_is_told_only_to_the_nodes_that_ran_it(w: World) -> None:
     plan = w.core.terminate_job(ACCOUNT, "j", "", w.now)
     assert [(s.node, type(s.message).__name__) for s in plan.sends] == [
         (n1.session.key, "JobEnded")]
+
+
+def test_a_heartbeat_changes_nothing_but_brings_an_unreachable_node_back(w: World) -> None:
+    n = w.node()
+    w.now += 1
+    assert w.core.heartbeat(n.session.key, n.stream_id, w.now) is None
+    assert n.session.last_seen == w.now
+    w.now += 4
+    w.core.tick(w.now)  # silent for 4 s: unreachable
+    assert not n.session.schedulable
+    back = w.core.heartbeat(n.session.key, n.stream_id, w.now)
+    assert back is not None and back.dispatch and n.session.schedulable

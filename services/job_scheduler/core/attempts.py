@@ -11,6 +11,7 @@ from services.job_scheduler.core.failures import NOT_DELIVERED
 from services.job_scheduler.core.plan import (
     Assign,
     AssignTask,
+    NodeKey,
     Plan,
     TaskChanged,
     TaskInfo,
@@ -78,11 +79,21 @@ class AttemptEvents(CoreState):
                 out.extend(queue.peek(min(2 * total, LOOKAHEAD_MAX)))
         return out
 
-    def dispatch(self, info: Mapping[int, TaskInfo], now: float) -> Plan:
-        """Place ready tasks whose rows were read (`info`) on free slots."""
+    def dispatch(
+        self, info: Mapping[int, TaskInfo], now: float, node: NodeKey | None = None
+    ) -> Plan:
+        """Place ready tasks whose rows were read (`info`) on free slots — of one `node`
+        only, when given (the slots its results just freed: a round over every node of a
+        thousand-node pool per agent message would cost more than it saves)."""
         self._begin()
         placed = 0
-        for pool_key, sessions in self._pool_sessions().items():
+        if node is None:
+            pools = self._pool_sessions()
+        else:
+            s = self.sessions.get(node)
+            pools = ({(node[0], node[1]): [s]}
+                     if s is not None and s.schedulable and s.free_slots > 0 else {})
+        for pool_key, sessions in pools.items():
             queue = self.queues.get(pool_key)
             if not queue or not queue.jobs:
                 continue

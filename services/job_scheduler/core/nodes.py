@@ -102,6 +102,17 @@ class NodeEvents(CoreState):
         self._plan.reply = Welcome(s, s.stream_id, unwanted, s.removing)
         return self._finish(now)
 
+    def heartbeat(self, key: NodeKey, stream_id: int, now: float) -> Plan | None:
+        """A message that says only that the node is alive (most messages of an idle fleet):
+        None unless it changes something."""
+        s = self.sessions.get(key)
+        if s is None or s.stream_id != stream_id:
+            return None
+        s.last_seen = now
+        if s.liveness != Liveness.UNREACHABLE:
+            return None
+        return self.agent_message(key, stream_id, AgentReport([], []), now)
+
     def agent_message(self, key: NodeKey, stream_id: int, m: AgentReport, now: float) -> Plan:
         self._begin()
         s = self.sessions.get(key)
