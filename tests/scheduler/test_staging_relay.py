@@ -167,7 +167,7 @@ async def test_release_task_is_sent_again_after_a_scheduler_restart(tmp_path: Pa
         await node.connect()
         node.drain()
         await app.delete_job(ACCOUNT, "j")
-        await asyncio.sleep(0.1)  # a bounded look for a message that must not come
+        await app.quiesce()  # what it would send in the background has been sent
         again = [e for m in node.drain() for e in m.jobs_ended]
         assert again == [], "JobEnded (with the release task) sent a second time"
     finally:
