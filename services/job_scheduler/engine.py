@@ -359,6 +359,21 @@ class Engine:
         return await fut
 
     async def _insert_waiting(self, job: Job) -> None:
+        batch = self._waiting_adds.get(job.pk, [])
+        try:
+            await self._insert_round(job)
+        except BaseException as e:
+            # Nobody may wait forever for a round that failed (or was stopped).
+            for _, fut in batch:
+                if fut.done():
+                    continue
+                if isinstance(e, Exception):
+                    fut.set_exception(e)
+                else:
+                    fut.cancel()
+            raise
+
+    async def _insert_round(self, job: Job) -> None:
         async with self._lock(job):
             batch = self._waiting_adds.pop(job.pk, [])  # later adds start the next round
             try:
