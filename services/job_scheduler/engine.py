@@ -13,9 +13,7 @@ relays to the storage-stager (staging grants, stored logs) and file reads from n
 from __future__ import annotations
 
 import asyncio
-import itertools
 from collections.abc import AsyncIterator, Callable, Coroutine
-from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 import structlog
@@ -23,20 +21,21 @@ import structlog
 from services.common.errors import Code, ShoalError, failed_precondition, invalid, not_found
 from services.common.stager_client import StagingClient, StagingUnavailable
 from services.common.timeutil import Clock, to_duration
-from services.job_scheduler import convert, staging
+from services.job_scheduler import convert
 from services.job_scheduler.core import Core, Explanation, Plan, Snapshot, Welcome
 from services.job_scheduler.core.failures import NOT_UPLOADED
 from services.job_scheduler.core.plan import Assign, Event, JobEnded, NodeKey, TaskInfo
 from services.job_scheduler.model import (
-    STORAGE_UNAVAILABLE,
     Job,
     JobState,
     TaskDefinition,
     TaskRecord,
     TaskState,
 )
+from services.job_scheduler.node_reads import NodeReads
 from services.job_scheduler.pool_peer import PoolInfo
 from services.job_scheduler.sessions import NodeSession
+from services.job_scheduler.staging_relay import StagingRelay
 from services.job_scheduler.store import Store
 from shoal.agent.v1 import agent_pb2
 from shoal.cluster_config import SchedulerTiming
@@ -45,12 +44,9 @@ from shoal.v1 import job_pb2, pool_pb2
 
 log = structlog.get_logger()
 
-FILE_READ_TIMEOUT = 30.0
 READ_AHEAD_MAX = 50_000
 COALESCE_MAX = 1000
 """Adds of at most this many plain tasks are inserted together with others waiting."""
-NODE_GONE = -1
-"""FileChunk.offset that marks a read ended by the node going away, not by the file."""
 
 
 class PoolLookup(Protocol):
@@ -71,12 +67,6 @@ class Outbound:
 
     def close(self) -> None:
         self.queue.put_nowait(None)
-
-
-@dataclass
-class _Read:
-    key: NodeKey
-    chunks: asyncio.Queue[agent_pb2.FileChunk] = field(default_factory=asyncio.Queue)
 
 
 class Engine:
@@ -100,8 +90,8 @@ class Engine:
         """Where domain events go once their plan is committed."""
         self._outbound: dict[NodeKey, Outbound] = {}
         self._kick = asyncio.Event()
-        self._reads: dict[int, _Read] = {}
-        self._read_ids = itertools.count(1)
+        self._node_reads = NodeReads()
+        self._relay = StagingRelay(self.core, storage)
         self._add_locks: dict[int, asyncio.Lock] = {}
         self._waiting_adds: dict[
             int, list[tuple[list[TaskDefinition], asyncio.Future[list[int]]]]] = {}
@@ -191,7 +181,7 @@ class Engine:
             if out is None or out.stream_id != send.stream_id:
                 continue  # the node reconnected: its hello settled what it should know
             if isinstance(msg, JobEnded):
-                self._spawn(self._send_job_ended(msg.job, [send.node]))
+                self._spawn(self._relay.job_ended(msg.job, self._stream_of(send.node)))
             else:
                 out.send(convert.message(msg))
         if plan.events and self._on_events is not None:
@@ -201,6 +191,10 @@ class Engine:
         if isinstance(plan.reply, ShoalError):
             raise plan.reply
         return plan.reply
+
+    def _stream_of(self, key: NodeKey) -> Callable[[], Outbound | None]:
+        """The node's stream as it will be when asked (it may reconnect in between)."""
+        return lambda: self._outbound.get(key)
 
     async def commit(self) -> None:
         await self.store.commit()
@@ -508,7 +502,8 @@ class Engine:
         if key in self._outbound:
             sent = False
             try:
-                async for item in self._read_from_node(key, t, path, offset):
+                async for item in self._node_reads.read(self._outbound[key].send, key, t, path,
+                                                        offset):
                     sent = True
                     yield item
                 return
@@ -524,34 +519,6 @@ class Engine:
             )
         async for item in self._read_stored_log(account, t, path, offset):
             yield item
-
-    async def _read_from_node(
-        self, key: NodeKey, t: TaskRecord, path: str, offset: int
-    ) -> AsyncIterator[tuple[int, bytes]]:
-        rid = next(self._read_ids)
-        read = self._reads[rid] = _Read(key)
-        self._outbound[key].send(agent_pb2.SchedulerMessage(file_reads=[agent_pb2.FileRead(
-            request_id=rid, attempt_id=t.attempt_id or "", job_id=t.job_id, task_id=t.spec.id,
-            path=path, offset=offset)]))
-        try:
-            while True:
-                try:
-                    chunk = await asyncio.wait_for(read.chunks.get(), FILE_READ_TIMEOUT)
-                except TimeoutError:
-                    raise ShoalError(Code.UNAVAILABLE, "NODE_TIMEOUT",
-                                     f"{t.node} did not answer the file read") from None
-                if chunk.error and chunk.offset == NODE_GONE:
-                    raise ShoalError(Code.UNAVAILABLE, "NODE_NOT_CONNECTED",
-                                     f"{t.node} went away during the read; try again")
-                if chunk.error:
-                    raise ShoalError(Code.NOT_FOUND, "TASK_FILE_NOT_FOUND",
-                                     f"{path} of task {t.spec.id!r}: {chunk.error}")
-                if chunk.data:
-                    yield chunk.offset, chunk.data
-                if chunk.eof:
-                    return
-        finally:
-            self._reads.pop(rid, None)
 
     async def _read_stored_log(
         self, account: str, t: TaskRecord, path: str, offset: int
@@ -576,12 +543,6 @@ class Engine:
                 f"{path} of task {t.spec.id!r} was not stored: its last attempt did not end by "
                 f"itself ({last.failure.code}: {last.failure.message})",
             ) from None
-
-    def _fail_reads(self, key: NodeKey, why: str) -> None:
-        for rid, read in list(self._reads.items()):
-            if read.key == key:
-                read.chunks.put_nowait(agent_pb2.FileChunk(
-                    request_id=rid, eof=True, offset=NODE_GONE, error=why))
 
     # -- dispatch ---------------------------------------------------------------------------
 
@@ -633,7 +594,7 @@ class Engine:
             old.close()
             # The old stream may end after this one began: its reads end now, not at their
             # timeout (disconnect() skips a stream that is not the session's any more).
-            self._fail_reads(key, "the node reconnected")
+            self._node_reads.fail(key, "the node reconnected")
         out = self._outbound[key] = Outbound(w.stream_id)
         s = w.session
         if s.setup_failure is not None:
@@ -653,13 +614,12 @@ class Engine:
                                msg: agent_pb2.AgentMessage) -> None:
         if s.stream_id != stream_id:
             return
-        for chunk in msg.file_chunks:
-            read = self._reads.get(chunk.request_id)
-            if read is not None and read.key == s.key:
-                read.chunks.put_nowait(chunk)
+        if msg.file_chunks:
+            self._node_reads.received(s.key, msg.file_chunks)
         if msg.staging_requests:
             # Off the message path: the stager's answer must not hold up results and acks.
-            self._spawn(self._grant(s.key, list(msg.staging_requests)))
+            self._spawn(self._relay.grant(s.key, list(msg.staging_requests),
+                                          self._stream_of(s.key)))
         now = self.clock()
         if not (msg.results or msg.started or msg.node_errors or msg.HasField("start_task_info")):
             beat = self.core.heartbeat(s.key, stream_id, now)
@@ -680,80 +640,9 @@ class Engine:
         out = self._outbound.get(s.key)
         if out is not None and out.stream_id == stream_id:
             del self._outbound[s.key]
-        self._fail_reads(s.key, "the node disconnected")
+        self._node_reads.fail(s.key, "the node disconnected")
         await self._apply(self.core.disconnect(s.key, stream_id, self.clock()))
         log.info("node disconnected", node=s.name, account=s.key[0])
-
-    async def _send_job_ended(self, job: Job, keys: list[NodeKey]) -> None:
-        account, release = job.account, job.release
-        msg = agent_pb2.JobEnded(job_id=job.id, job_uid=job.pk)
-        if release:
-            msg.release.ParseFromString(release)
-        if msg.release.resource_files:
-            try:
-                if self.storage is None:
-                    raise StagingUnavailable("storage is not configured")
-                (g,) = await self.storage.grant_downloads(
-                    account, [staging_pb2.DownloadSpec(resource_files=msg.release.resource_files)])
-                if g.HasField("failure"):
-                    msg.failure.CopyFrom(g.failure)
-                msg.downloads.extend(g.downloads)
-            except StagingUnavailable as e:
-                msg.failure.CopyFrom(staging.failure(staging.DOWNLOAD_FAILED, str(e)))
-        for key in keys:
-            out = self._outbound.get(key)
-            if out is not None:
-                out.send(agent_pb2.SchedulerMessage(jobs_ended=[msg]))
-
-    async def _grant(self, key: NodeKey, reqs: list[agent_pb2.StagingRequest]) -> None:
-        """Answer an agent's staging requests with the stager's URLs, for attempts that are
-        still assigned to that node — a grant is scoped to exactly one live attempt."""
-        live = self.core.staging_attempts(key, [r.attempt_id for r in reqs])
-        grants: list[agent_pb2.StagingGrant] = []
-        downloads: list[tuple[agent_pb2.StagingRequest, staging_pb2.DownloadSpec]] = []
-        uploads: list[tuple[agent_pb2.StagingRequest, staging_pb2.UploadSpec]] = []
-        for r in reqs:
-            got = live.get(r.attempt_id)
-            if got is None:
-                grants.append(staging.failed_grant(
-                    r, "the attempt is no longer assigned to this node", "ATTEMPT_NOT_ASSIGNED"))
-                continue
-            a, job = got
-            if self.storage is None:
-                grants.append(staging.failed_grant(r, "storage is not configured"))
-            elif r.kind == agent_pb2.DOWNLOADS and r.job_task == agent_pb2.JOB_PREPARATION:
-                if not job.prep:
-                    grants.append(staging.failed_grant(r, "the job has no preparation task"))
-                else:
-                    downloads.append((r, staging.prep_download_spec(job.prep)))
-            elif r.kind == agent_pb2.DOWNLOADS:
-                downloads.append((r, staging.download_spec(a.files)))
-            elif r.kind == agent_pb2.UPLOADS:
-                uploads.append((r, staging.upload_spec(job.id, job.pk, a.task_id, a.files, r)))
-            else:
-                grants.append(staging.failed_grant(
-                    r, f"unknown staging kind {r.kind}", "INVALID_STAGING_REQUEST"))
-        account = key[0]
-        if downloads and self.storage is not None:
-            try:
-                got_d = await self.storage.grant_downloads(account, [d for _, d in downloads])
-                grants += [staging.download_grant(r, g)
-                           for (r, _), g in zip(downloads, got_d, strict=True)]
-            except StagingUnavailable as e:
-                # Nothing ran yet: put the task back rather than charge the user for our outage.
-                grants += [staging.failed_grant(r, str(e), STORAGE_UNAVAILABLE) for r, _ in downloads]
-        if uploads and self.storage is not None:
-            try:
-                ups = await self.storage.grant_uploads(account, [u for _, u in uploads])
-                grants += [staging.upload_grant(r, g) for (r, _), g in zip(uploads, ups, strict=True)]
-            except StagingUnavailable as e:
-                grants += [staging.failed_grant(r, str(e)) for r, _ in uploads]
-        # The awaits above let the world move: URLs go only to attempts still on this node.
-        still = self.core.staging_attempts(key, [g.attempt_id for g in grants])
-        grants = [g for g in grants if g.HasField("failure") or g.attempt_id in still]
-        out = self._outbound.get(key)
-        if out is not None and grants:
-            out.send(agent_pb2.SchedulerMessage(staging_grants=grants))
 
     # -- node control (for the pool-manager) ------------------------------------------------
 
@@ -789,7 +678,7 @@ class Engine:
     async def check_liveness(self) -> None:
         plan = self.core.tick(self.clock())
         for key in plan.close_streams:
-            self._fail_reads(key, "the node was lost")
+            self._node_reads.fail(key, "the node was lost")
         await self._apply(plan)
 
 
