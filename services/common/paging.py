@@ -56,10 +56,6 @@ class PageRequest:
         return items, encode_token(key(items[-1])) if len(fetched) > self.size else ""
 
 
-def page_size(value: int, field: str = "page_size") -> int:
-    return _size(value, field, DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE)
-
-
 def _size(value: int, field: str, default: int, maximum: int) -> int:
     if value < 0:
         raise invalid(field, f"must not be negative, got {value}")

@@ -1,6 +1,6 @@
-"""A small harness that drives the real Scheduler app without a network (in the spirit of
-Nomad's scheduler harness): a real SQLite store in a tmp dir, an injected clock, and node
-doubles that speak the agent protocol's messages straight to the app."""
+"""A small harness that drives the real scheduler engine (and its core) without a network,
+in the spirit of Nomad's scheduler harness: a real SQLite store in a tmp dir, an injected
+clock, and node doubles that speak the agent protocol's messages straight to the engine."""
 
 from __future__ import annotations
 
@@ -153,7 +153,7 @@ class GatedStore(Store):
 
 
 class Apps:
-    """Opens Scheduler apps on a database file and closes them all at the end of a test."""
+    """Opens scheduler engines on a database file and closes them all at the end of a test."""
 
     def __init__(self, path: Path, clock: Clock) -> None:
         self.path, self.clock = path, clock

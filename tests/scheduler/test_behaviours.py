@@ -1,4 +1,4 @@
-"""Azure Batch's job and task behaviours, rule by rule, through the real Scheduler app with
+"""Azure Batch's job and task behaviours, rule by rule, through the real scheduler engine with
 no network (tests/scheduler/harness.py): dependencies, exit conditions, job actions, job
 disable/enable and constraints, parallelism, slots, fill types, priorities, task operations,
 and `why`."""
