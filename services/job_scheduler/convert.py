@@ -388,7 +388,7 @@ def agent_report(m: agent_pb2.AgentMessage, now: float) -> AgentReport:
         results=[report(r, now) for r in m.results],
         start_task_info=m.start_task_info.SerializeToString()
         if m.HasField("start_task_info") else None,
-        node_errors=[e.SerializeToString() for e in m.node_errors],
+        node_errors=tuple(e.SerializeToString() for e in m.node_errors),
     )
 
 

@@ -3,6 +3,7 @@ pool-manager's node control (disable scheduling, remove)."""
 
 from __future__ import annotations
 
+from enum import IntEnum
 from typing import NamedTuple
 
 from services.job_scheduler.core.failures import (
@@ -29,7 +30,7 @@ from services.job_scheduler.sessions import Liveness, NodeSession, check_livenes
 MAX_NODE_ERRORS = 20
 
 
-class NodeDeallocation:
+class NodeDeallocation(IntEnum):
     # Values match shoal.v1.NodeDeallocationOption.
     REQUEUE = 1
     TERMINATE = 2
@@ -64,7 +65,7 @@ class AgentReport(NamedTuple):
     started: list[tuple[str, float]]
     results: list[Report]
     start_task_info: bytes | None = None
-    node_errors: list[bytes] = []
+    node_errors: tuple[bytes, ...] = ()
 
 
 class NodeEvents(CoreState):
@@ -126,7 +127,7 @@ class NodeEvents(CoreState):
         if m.start_task_info is not None:
             s.start_task_info = m.start_task_info
         if m.node_errors:
-            s.errors = (s.errors + m.node_errors)[-MAX_NODE_ERRORS:]
+            s.errors = [*s.errors, *m.node_errors][-MAX_NODE_ERRORS:]
         for attempt_id, start_time in m.started:
             a = self.attempts.get(attempt_id)
             if a is not None and a.node_key == key and a.start_time is None:
