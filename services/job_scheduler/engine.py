@@ -169,6 +169,9 @@ class Engine:
             # cancel before the assignment it cancels.
             await self.store.commit()
         unsent: list[str] = []
+        # A dispatch round assigns thousands of tasks: one message per node for all of them,
+        # not one each for the stream writer to merge again.
+        assignments: dict[NodeKey, tuple[Outbound, list[agent_pb2.Assignment]]] = {}
         for send in plan.sends:
             out = self._outbound.get(send.node)
             msg = send.message
@@ -178,12 +181,17 @@ class Engine:
                         or self.core.attempts.get(a.attempt_id) is not a or a.cancel):
                     unsent.append(a.attempt_id)  # its node went away, or it was cancelled
                     continue
+                assignments.setdefault(send.node, (out, []))[1].append(
+                    convert.assignment(a, msg.task, msg.job))
+                continue
             if out is None or out.stream_id != send.stream_id:
                 continue  # the node reconnected: its hello settled what it should know
             if isinstance(msg, JobEnded):
                 self._spawn(self._relay.job_ended(msg.job, self._stream_of(send.node)))
             else:
                 out.send(convert.message(msg))
+        for out, batch in assignments.values():
+            out.send(agent_pb2.SchedulerMessage(assignments=batch))
         if plan.events and self._on_events is not None:
             self._on_events(plan.events)
         if unsent:
