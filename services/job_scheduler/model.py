@@ -186,6 +186,12 @@ class TaskDefinition(NamedTuple):
     """Set when any of deps, exits, slots, priority, retention is: one test on the hot path."""
 
     @property
+    def bare(self) -> bool:
+        """Only an id and a command line: stored with every other column at its default."""
+        return not (self.environment or self.display_name or self.files or self.extra
+                    or self.max_wall_clock_time is not None or self.max_task_retry_count is not None)
+
+    @property
     def dep_keys(self) -> tuple[str, ...]:
         """The ids it depends on, lower-cased: how tasks are matched."""
         return tuple(d.lower() for d in self.deps)

@@ -159,6 +159,13 @@ INSERT_TASK = (
     "max_wall_clock, max_retries, files, state, create_time, state_time) "
     "VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?)"
 )
+INSERT_BARE_TASK = (
+    "INSERT INTO tasks (task_pk, job_pk, id, id_lower, command_line, state, create_time, "
+    "state_time) VALUES (?,?,?,?,?,?,?,?)"
+)
+"""A task that is only an id and a command line (most of a 100,000-task batch): the other
+columns keep their defaults. Binding a value costs about as much as inserting it, so 8 values
+instead of 13 make the insert about a third cheaper."""
 INSERT_TASK_EXTRAS = (
     "UPDATE tasks SET deps=?, deps_spec=?, exits=?, slots=?, priority=?, retention=? "
     "WHERE task_pk=?"
@@ -381,11 +388,15 @@ class Store:
         already has are returned. The UNIQUE index is the duplicate check: no query first."""
         active = int(TaskState.ACTIVE)
         tasks = list(tasks)
+        bare = [
+            (pk, job_pk, s.id, s.id.lower(), s.command_line, active, now, now)
+            for pk, s in tasks if s.bare
+        ]
         rows = [
             (pk, job_pk, s.id, s.id.lower(), s.display_name, s.command_line,
              json.dumps(s.environment) if s.environment else "{}", s.max_wall_clock_time,
              s.max_task_retry_count, s.files, active, now, now)
-            for pk, s in tasks
+            for pk, s in tasks if not s.bare
         ]
         extras = [
             (json.dumps(s.dep_keys) if s.deps else None, s.deps_spec, s.exits, s.slots, s.priority,
@@ -393,20 +404,25 @@ class Store:
             for pk, s in tasks if s.extra
         ]
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._wthread, self._insert_checked, job_pk, rows, extras)
+        return await loop.run_in_executor(
+            self._wthread, self._insert_checked, job_pk, bare, rows, extras)
 
     def _insert_checked(
-        self, job_pk: int, rows: list[tuple[Any, ...]], extras: list[tuple[Any, ...]]
+        self, job_pk: int, bare: list[tuple[Any, ...]], rows: list[tuple[Any, ...]],
+        extras: list[tuple[Any, ...]],
     ) -> list[str]:
         w = self._w
         w.execute("BEGIN IMMEDIATE")
         try:
-            w.executemany(INSERT_TASK, rows)
+            if bare:
+                w.executemany(INSERT_BARE_TASK, bare)
+            if rows:
+                w.executemany(INSERT_TASK, rows)
             if extras:
                 w.executemany(INSERT_TASK_EXTRAS, extras)
         except sqlite3.IntegrityError:
             w.execute("ROLLBACK")
-            ids = [r[3] for r in rows]
+            ids = [r[3] for r in bare] + [r[3] for r in rows]
             taken: list[str] = []
             for i in range(0, len(ids), 500):
                 chunk = ids[i : i + 500]
