@@ -20,7 +20,7 @@ from services.common.command_specs import (
 from services.common.errors import invalid
 from services.common.file_specs import check_output_files, check_package_refs, check_resource_files
 from services.common.ids import ID_RE, check_display_name, check_id, check_metadata, parse_name
-from services.common.timeutil import to_timestamp
+from services.common.timeutil import set_time, to_timestamp
 from services.job_scheduler.core.nodes import AgentReport, Hello
 from services.job_scheduler.core.plan import (
     AckResults,
@@ -292,8 +292,8 @@ def task(t: TaskRecord) -> task_pb2.Task:
         name=f"jobs/{t.job_id}/tasks/{s.id}", command_line=s.command_line, state=t.state.name,
         required_slots=s.slots,
     )
-    out.create_time.FromNanoseconds(int(t.create_time * 1e9))
-    out.state_transition_time.FromNanoseconds(int(t.state_time * 1e9))
+    set_time(out.create_time, t.create_time)
+    set_time(out.state_transition_time, t.state_time)
     if s.display_name:
         out.display_name = s.display_name
     if s.environment:
@@ -321,9 +321,9 @@ def task(t: TaskRecord) -> task_pb2.Task:
         fi.category = t.failure.category.value  # type: ignore[assignment]  # same numbers
         fi.code, fi.message = t.failure.code, t.failure.message
     if t.start_time is not None:
-        info.start_time.FromNanoseconds(int(t.start_time * 1e9))
+        set_time(info.start_time, t.start_time)
     if t.end_time is not None:
-        info.end_time.FromNanoseconds(int(t.end_time * 1e9))
+        set_time(info.end_time, t.end_time)
     if t.exit_code is not None:
         info.exit_code = t.exit_code
     for a in t.attempts:
