@@ -638,18 +638,34 @@ class Client(StorageMethods, JobScheduleMethods):
         return self._pages(self._tasks.ListTasks, request, "tasks")
 
     def read_task_file(
-        self, job_id: str, task_id: str, path: str = "stdout.txt", offset: int = 0
+        self, job_id: str, task_id: str, path: str = "stdout.txt", offset: int = 0,
+        *, tail: int | None = None,
     ) -> bytes:
-        """The whole of a task's stdout.txt or stderr.txt from `offset` on."""
+        """The whole of a task's stdout.txt or stderr.txt from `offset` on (or its last `tail`
+        lines)."""
+        return b"".join(self._task_file(job_id, task_id, path, offset, tail, follow=False))
+
+    def follow_task_file(
+        self, job_id: str, task_id: str, path: str = "stdout.txt", offset: int = 0,
+        *, tail: int | None = None, timeout: float | None = None,
+    ) -> Iterator[bytes]:
+        """A task's stdout.txt or stderr.txt as the task writes it, until its attempt ends (a
+        task not started yet is waited for): `shoal task logs -f`. `timeout` bounds the
+        whole call (None: no bound)."""
+        return self._task_file(job_id, task_id, path, offset, tail, follow=True, timeout=timeout)
+
+    def _task_file(
+        self, job_id: str, task_id: str, path: str, offset: int, tail: int | None,
+        *, follow: bool, timeout: float | None = None,
+    ) -> Iterator[bytes]:
         request = task_pb2.ReadTaskFileRequest(
-            name=task_name(job_id, task_id), path=path, offset=offset
+            name=task_name(job_id, task_id), path=path, offset=offset, follow=follow,
+            tail_lines=tail or 0,
         )
-        parts: list[bytes] = []
         try:
             for chunk in self._tasks.ReadTaskFile(
-                request, metadata=self._metadata, timeout=self.timeout
+                request, metadata=self._metadata, timeout=timeout if follow else self.timeout
             ):
-                parts.append(chunk.data)
+                yield chunk.data
         except grpc.RpcError as e:
             raise ShoalError.from_rpc_error(e) from None
-        return b"".join(parts)

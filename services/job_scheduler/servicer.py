@@ -148,7 +148,8 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     ) -> AsyncIterator[task_pb2.TaskFileChunk]:
         job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
         async for offset, data in self.app.read_task_file(
-            account(), job_id, task_id, request.path, request.offset
+            account(), job_id, task_id, request.path, request.offset,
+            follow=request.follow, tail_lines=request.tail_lines,
         ):
             yield task_pb2.TaskFileChunk(data=data, offset=offset)
 
