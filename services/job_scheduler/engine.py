@@ -27,6 +27,7 @@ from services.job_scheduler.core.failures import NOT_UPLOADED
 from services.job_scheduler.core.plan import Assign, Event, JobEnded, NodeKey, TaskInfo
 from services.job_scheduler.model import (
     Job,
+    JobChanges,
     JobState,
     TaskDefinition,
     TaskRecord,
@@ -253,7 +254,7 @@ class Engine:
         job = Job(
             pk=pk, account=account, id=job_id,
             pool_id=pool.id, priority=priority, on_all_tasks_complete=on_all,
-            state=JobState.ACTIVE, create_time=now, state_time=now,
+            state=JobState.ACTIVE, create_time=now, state_time=now, update_time=now,
             display_name=j.display_name, metadata=dict(j.metadata), prep=prep, release=release,
             schedule_id=schedule_id, pack=pool.pack,
             pool_slots=pool.slots_per_node, **settings,  # type: ignore[arg-type]
@@ -275,6 +276,16 @@ class Engine:
     def list_jobs(self, account: str, states: set[str] | None, after: str | None,
                   limit: int) -> list[Job]:
         return self.core.list_jobs(account, states, after, limit)
+
+    async def update_job(
+        self, account: str, job_id: str, changes: JobChanges, if_match: str
+    ) -> Job:
+        """The core checks the etag and applies the changes in one step; a plan that lets more
+        tasks start asks for a dispatch round."""
+        plan = self.core.update_job(account, job_id, changes, if_match, self.clock())
+        job: Job = await self._apply(plan)
+        log.info("job updated", job=job.id, fields=sorted(changes.fields), etag=job.etag)
+        return job
 
     async def terminate_job(self, account: str, job_id: str, reason: str) -> Job:
         job: Job = await self._apply(self.core.terminate_job(account, job_id, reason, self.clock()))
