@@ -401,11 +401,13 @@ class LocalSuite:
 
     def restart(self, service: str, timeout: float = 30) -> None:
         """Start a service again (stopping it first if it still runs) and wait until healthy."""
-        proc = self._proc(service)
-        if proc.poll() is None:
-            _terminate(proc, timeout)
-        self._old_groups.add(proc.pid)
-        del self._procs[service]
+        if service not in SERVICES:
+            raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+        proc = self._procs.pop(service, None)
+        if proc is not None:
+            if proc.poll() is None:
+                _terminate(proc, timeout)
+            self._old_groups.add(proc.pid)
         self._launch(service, timeout)
 
     def _proc(self, service: str) -> subprocess.Popen[bytes]:

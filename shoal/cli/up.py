@@ -1,4 +1,5 @@
-"""`shoal up`: run the whole suite on this machine until Ctrl-C.
+"""`shoal up`: run the whole suite on this machine until Ctrl-C, restarting a service that
+dies (with backoff: shoal.supervise) while the others keep running.
 
 $SHOAL_SERVICE_COMMANDS, a JSON object of service name -> argv, replaces how services are
 started (`--config PATH` is appended): to run one under a profiler or debugger, or a
@@ -23,6 +24,7 @@ import click
 from shoal.cli.common import CliState, err, pass_state
 from shoal.client import default_state_dir
 from shoal.suite import SERVICES, LocalSuite, SchedulerTiming, SuiteError
+from shoal.supervise import Restarts
 
 # How often a running suite is checked for dead services.
 CHECK_INTERVAL = 0.5
@@ -67,28 +69,43 @@ def service_commands() -> dict[str, list[str]] | None:
     return commands
 
 
-def report_dead(suite: LocalSuite, dead: list[str]) -> None:
-    for service in dead:
-        err.print(
-            f"[bold red]{service} died[/] (exit code {suite.exit_code(service)}); "
-            f"last lines of {suite.log_path(service)}:",
-        )
-        err.print(suite.log_tail(service) or "(empty log)", markup=False)
+def report_dead(suite: LocalSuite, service: str) -> None:
+    err.print(
+        f"[bold red]{service} died[/] (exit code {suite.exit_code(service)}); "
+        f"last lines of {suite.log_path(service)}:",
+    )
+    err.print(suite.log_tail(service) or "(empty log)", markup=False)
 
 
-def serve_until_stopped(suite: LocalSuite) -> int:
-    """Block until Ctrl-C / SIGTERM (exit code 0) or a service dies (1); the caller stops."""
+def serve_until_stopped(suite: LocalSuite, restart_timeout: float = 30) -> None:
+    """Block until Ctrl-C / SIGTERM; the caller stops the suite. A service that dies is
+    restarted (shoal.supervise.Restarts says when) while the others keep running."""
+    restarts = Restarts()
     try:
         while True:
-            dead = suite.check()
-            if dead:
-                report_dead(suite, dead)
-                err.print("stopping the other services ...")
-                return 1
+            now = time.monotonic()
+            for service in suite.check():
+                if restarts.waiting(service):
+                    continue
+                report_dead(suite, service)
+                when = restarts.died(service, now) - now
+                err.print(f"restarting {service}" + (f" in {when:.0f}s" if when >= 1 else "")
+                          + " ...")
+            for service in restarts.due(now):
+                try:
+                    suite.restart(service, timeout=restart_timeout)
+                except SuiteError as e:
+                    when = restarts.died(service, time.monotonic()) - time.monotonic()
+                    err.print(f"[bold red]{service} did not restart[/] "
+                              f"(attempt {restarts.attempts[service]}): {e.summary}; "
+                              f"next attempt in {when:.0f}s")
+                    continue
+                restarts.started(service, time.monotonic())
+                err.print(f"[bold green]{service} restarted[/] (pid {suite.pid(service)}, "
+                          f"attempt {restarts.attempts[service]})")
             time.sleep(CHECK_INTERVAL)
     except (KeyboardInterrupt, Stop):
         err.print("\nstopping Shoal ...")
-        return 0
 
 
 def usage_hint(suite: LocalSuite) -> str:
@@ -189,7 +206,7 @@ def up(
                     "Shoal on this state dir)"
                 )
             print_banner(suite)
-            code = serve_until_stopped(suite)
+            serve_until_stopped(suite, restart_timeout=start_timeout)
         except (KeyboardInterrupt, Stop):
             err.print("\nstopping Shoal ...")
         except SuiteError as e:
