@@ -122,7 +122,7 @@ def test_up_restarts_a_service_that_dies_and_keeps_the_others(up) -> None:
     assert made.exit_code == 0, made.output
     for death in (1, 2):
         os.kill(service_pids(u.state)["job-scheduler"], signal.SIGKILL)
-        wait_for(lambda: u.stderr.count("job-scheduler restarted") == death, "the restart", 60)
+        wait_for(lambda n=death: u.stderr.count("job-scheduler restarted") == n, "the restart", 60)
         now = service_pids(u.state)
         assert now["job-scheduler"] != pids["job-scheduler"]
         assert {s: p for s, p in now.items() if s != "job-scheduler"} == {
