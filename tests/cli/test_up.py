@@ -9,6 +9,7 @@ import signal
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -113,6 +114,10 @@ def test_up_runs_until_a_signal_then_stops_everything(up, sig: signal.Signals) -
     assert "Traceback" not in u.stderr
 
 
+def restarted(u: Up, times: int) -> bool:
+    return u.stderr.count("job-scheduler restarted") == times
+
+
 def test_up_restarts_a_service_that_dies_and_keeps_the_others(up) -> None:
     u = up()
     pids = u.wait_up()
@@ -122,7 +127,7 @@ def test_up_restarts_a_service_that_dies_and_keeps_the_others(up) -> None:
     assert made.exit_code == 0, made.output
     for death in (1, 2):
         os.kill(service_pids(u.state)["job-scheduler"], signal.SIGKILL)
-        wait_for(lambda n=death: u.stderr.count("job-scheduler restarted") == n, "the restart", 60)
+        wait_for(partial(restarted, u, death), "the restart", 60)
         now = service_pids(u.state)
         assert now["job-scheduler"] != pids["job-scheduler"]
         assert {s: p for s, p in now.items() if s != "job-scheduler"} == {
