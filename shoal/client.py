@@ -18,8 +18,9 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
@@ -29,6 +30,7 @@ import grpc
 from shoal.enums import enum_name
 from shoal.errors import ClientConfigError, ShoalError, StatusCode, WaitTimeoutError
 from shoal.job_schedules import JobScheduleMethods
+from shoal.listing import MAX_PAGE, Listing
 from shoal.specs import (
     NodeCommand,
     OutputFileLike,
@@ -163,6 +165,50 @@ def state_filter(states: str | int | Sequence[str | int] | None, enum: Any) -> s
     return " OR ".join(f"state = {n}" for n in names)
 
 
+TASK_RESULTS = {"SUCCEEDED": "result = SUCCESS", "FAILED": "result = FAILURE"}
+"""What people call states and the API calls results (az batch: executionInfo/result)."""
+_COMPARISON = re.compile(r"\s*(<=|>=|!=|=|<|>)?\s*(-?\d+)\s*")
+
+
+def task_filter(
+    state: str | int | Sequence[str | int] | None = None,
+    node: str | None = None,
+    exit_code: int | str | None = None,
+    filter: str = "",
+) -> str:
+    """ListTasks' filter for `Client.list_tasks`' arguments (each narrows the others)."""
+    parts = [filter.strip()] if filter.strip() else []
+    if state is not None:
+        items = [state] if isinstance(state, str | int) else list(state)
+        terms = []
+        for item in items:
+            if isinstance(item, str) and item.upper() in TASK_RESULTS:
+                terms.append(TASK_RESULTS[item.upper()])
+            else:
+                terms.append(f"state = {enum_name(task_pb2.Task.State, item, 'state')}")
+        if terms:
+            parts.append(" OR ".join(dict.fromkeys(terms)))
+    if node is not None:
+        if not node or '"' in node or "\\" in node:
+            raise _invalid("node", f"{node!r} is not a node id or name")
+        parts.append(f'node = "{node}"')
+    if exit_code is not None:
+        try:
+            op, number = comparison(exit_code)
+        except ValueError as e:
+            raise _invalid("exit_code", str(e)) from None
+        parts.append(f"exit_code {op} {number}")
+    return " AND ".join(parts)
+
+
+def comparison(value: int | str) -> tuple[str, int]:
+    """3, "3", "!=0", ">1", "<= 2" as (operator, number); ValueError for anything else."""
+    m = _COMPARISON.fullmatch(str(value))
+    if m is None:
+        raise ValueError(f"{value!r} is not a number or a comparison such as !=0 or >1")
+    return m.group(1) or "=", int(m.group(2))
+
+
 def _deallocation(value: str | int, field: str) -> str:
     """A NodeDeallocationOption by name ("requeue", "terminate", "taskcompletion") or number."""
     return enum_name(pool_pb2.NodeDeallocationOption, value, field,
@@ -225,14 +271,10 @@ class Client(StorageMethods, JobScheduleMethods):
         except grpc.RpcError as e:
             raise ShoalError.from_rpc_error(e) from None
 
-    def _pages(self, method: Callable[..., Any], request: Any, items: str) -> Iterator[Any]:
-        # Bounded by the server: an empty next_page_token ends the walk.
-        while True:
-            response = self._call(method, request)
-            yield from getattr(response, items)
-            if not response.next_page_token:
-                return
-            request.page_token = response.next_page_token
+    def _pages(
+        self, method: Callable[..., Any], request: Any, items: str, max_page: int = MAX_PAGE
+    ) -> Listing[Any]:
+        return Listing(lambda r: self._call(method, r), request, items, max_page)
 
     # Pools and nodes
 
@@ -280,8 +322,12 @@ class Client(StorageMethods, JobScheduleMethods):
     def get_pool(self, pool_id: str) -> pool_pb2.Pool:
         return self._call(self._pools.GetPool, pool_pb2.GetPoolRequest(name=pool_name(pool_id)))
 
-    def list_pools(self, *, filter: str = "", page_size: int = 0) -> Iterator[pool_pb2.Pool]:
-        request = pool_pb2.ListPoolsRequest(filter=filter, page_size=page_size)
+    def list_pools(
+        self, *, filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Listing[pool_pb2.Pool]:
+        """Pools by id: iterate for all, or `.page(n)` for n and the token that continues."""
+        request = pool_pb2.ListPoolsRequest(
+            filter=filter, page_size=page_size, page_token=page_token)
         return self._pages(self._pools.ListPools, request, "pools")
 
     def resize_pool(
@@ -302,10 +348,10 @@ class Client(StorageMethods, JobScheduleMethods):
         self._call(self._pools.DeletePool, pool_pb2.DeletePoolRequest(name=pool_name(pool_id)))
 
     def list_nodes(
-        self, pool_id: str, *, filter: str = "", page_size: int = 0
-    ) -> Iterator[pool_pb2.Node]:
+        self, pool_id: str, *, filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Listing[pool_pb2.Node]:
         request = pool_pb2.ListNodesRequest(
-            parent=pool_name(pool_id), filter=filter, page_size=page_size
+            parent=pool_name(pool_id), filter=filter, page_size=page_size, page_token=page_token
         )
         return self._pages(self._pools.ListNodes, request, "nodes")
 
@@ -421,8 +467,10 @@ class Client(StorageMethods, JobScheduleMethods):
     def get_job(self, job_id: str) -> job_pb2.Job:
         return self._call(self._jobs.GetJob, job_pb2.GetJobRequest(name=job_name(job_id)))
 
-    def list_jobs(self, *, filter: str = "", page_size: int = 0) -> Iterator[job_pb2.Job]:
-        request = job_pb2.ListJobsRequest(filter=filter, page_size=page_size)
+    def list_jobs(
+        self, *, filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Listing[job_pb2.Job]:
+        request = job_pb2.ListJobsRequest(filter=filter, page_size=page_size, page_token=page_token)
         return self._pages(self._jobs.ListJobs, request, "jobs")
 
     def terminate_job(self, job_id: str, reason: str = "") -> job_pb2.Job:
@@ -627,13 +675,25 @@ class Client(StorageMethods, JobScheduleMethods):
         job_id: str,
         *,
         state: str | int | Sequence[str | int] | None = None,
+        node: str | None = None,
+        exit_code: int | str | None = None,
+        filter: str = "",
         page_size: int = 1000,
-    ) -> Iterator[task_pb2.Task]:
-        """All tasks of a job (in pages of `page_size`), optionally only in the given states."""
+        page_token: str = "",
+    ) -> Listing[task_pb2.Task]:
+        """A job's tasks by id (iterate for all, fetched `page_size` at a time; or `.page(n)`).
+
+        `state`: one or more of active, preparing, running, completed, and — as people mean
+        them — succeeded and failed (completed with that result); `node`: the node of the
+        current or last attempt (an id, or pools/{pool}/nodes/{node}); `exit_code`: a number,
+        or a comparison such as "!=0" or ">1". Each narrows the others; `filter` is the
+        API's filter text (see ListTasksRequest) and narrows them too.
+        """
         request = task_pb2.ListTasksRequest(
             parent=job_name(job_id),
-            filter=state_filter(state, task_pb2.Task.State),
+            filter=task_filter(state, node, exit_code, filter),
             page_size=page_size,
+            page_token=page_token,
         )
         return self._pages(self._tasks.ListTasks, request, "tasks")
 
