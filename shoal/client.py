@@ -20,13 +20,14 @@ import json
 import os
 import re
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
 
+from shoal import profiles
 from shoal.enums import enum_name
 from shoal.errors import ClientConfigError, ShoalError, StatusCode, WaitTimeoutError
 from shoal.job_schedules import JobScheduleMethods
@@ -83,6 +84,8 @@ class ClientConfig:
     """The account key sent as `authorization: Bearer <key>`."""
     account: str = ""
     """The account's name, when known (informational)."""
+    source: str = ""
+    """Where these settings were found, for people."""
 
 
 def read_client_file(state_dir: Path) -> ClientConfig | None:
@@ -96,7 +99,8 @@ def read_client_file(state_dir: Path) -> ClientConfig | None:
         raise ClientConfigError(f"cannot read {path}: {e}") from None
     if not isinstance(raw, dict) or not raw.get("endpoint") or not raw.get("key"):
         raise ClientConfigError(f"{path} lacks 'endpoint' or 'key'; run `shoal up` to rewrite it")
-    return ClientConfig(str(raw["endpoint"]), str(raw["key"]), str(raw.get("account", "")))
+    return ClientConfig(str(raw["endpoint"]), str(raw["key"]), str(raw.get("account", "")),
+                        str(path))
 
 
 def write_client_file(state_dir: Path, config: ClientConfig) -> Path:
@@ -113,26 +117,80 @@ def write_client_file(state_dir: Path, config: ClientConfig) -> Path:
 
 
 def resolve_config(
-    state_dir: Path | str | None = None, *, endpoint: str | None = None, key: str | None = None
+    state_dir: Path | str | None = None,
+    *,
+    endpoint: str | None = None,
+    key: str | None = None,
+    profile: str | None = None,
 ) -> ClientConfig:
-    """Find the endpoint and key: arguments, then $SHOAL_ENDPOINT / $SHOAL_ACCOUNT_KEY, then
-    `<state_dir>/client.json` (state_dir defaulting to $SHOAL_STATE_DIR or ./.shoal)."""
-    endpoint = endpoint or os.environ.get(ENV_ENDPOINT) or None
-    key = key or os.environ.get(ENV_KEY) or None
+    """Find the endpoint and key, each from the first of:
+
+    1. the arguments;
+    2. $SHOAL_ENDPOINT and $SHOAL_ACCOUNT_KEY;
+    3. the profile named by `profile` or $SHOAL_PROFILE, in the config file (shoal.profiles);
+    4. `<state_dir>/client.json`, state_dir from the argument or $SHOAL_STATE_DIR;
+    5. ./.shoal/client.json, when there is one (a `shoal up` in this directory);
+    6. the config file's default profile.
+
+    `source` of the result says where they came from. ClientConfigError when nothing is found.
+    """
+    endpoint = endpoint or os.environ.get(ENV_ENDPOINT) or ""
+    key = key or os.environ.get(ENV_KEY) or ""
+    sources = ["--endpoint/--key or $" + ENV_ENDPOINT + "/$" + ENV_KEY] if endpoint or key else []
     account = ""
-    if endpoint is None or key is None:
-        directory = Path(state_dir) if state_dir is not None else default_state_dir()
-        saved = read_client_file(directory)
+    if not (endpoint and key):
+        for found in _config_sources(state_dir, profile):
+            if found is None:
+                continue
+            endpoint = endpoint or found.endpoint
+            key = key or found.key
+            account = found.account
+            sources.append(found.source)
+            if endpoint and key:
+                break
+    if not endpoint or not key:
+        missing = " and ".join(w for w, v in (("endpoint", endpoint), ("account key", key)) if not v)
+        raise ClientConfigError(
+            f"no Shoal to talk to: no {missing} (from --endpoint/--key, ${ENV_ENDPOINT}/"
+            f"${ENV_KEY}, a profile of {profiles.config_path()} or ./{DEFAULT_STATE_DIR}/"
+            f"{CLIENT_FILE}); start Shoal with `shoal up`, or add a profile with "
+            f"`shoal profile set`"
+        )
+    return ClientConfig(endpoint, key, account, "; ".join(sources))
+
+
+def _config_sources(
+    state_dir: Path | str | None, profile: str | None
+) -> Iterator[ClientConfig | None]:
+    """What steps 3 to 6 of resolve_config find, each read only when it is needed."""
+    named = profile or os.environ.get(profiles.ENV_PROFILE)
+    if named:
+        yield _from_profile(profiles.read_profiles().get(named))
+    directory = state_dir if state_dir is not None else os.environ.get(ENV_STATE_DIR) or None
+    if directory is not None:
+        saved = read_client_file(Path(directory))
+        if saved is None and not named:
+            raise ClientConfigError(
+                f"no Shoal to talk to: no {Path(directory) / CLIENT_FILE}; start Shoal with "
+                f"`shoal up` (or point --state-dir at the directory it uses)")
+        yield saved
+    if not named and directory is None:
+        yield read_client_file(Path(DEFAULT_STATE_DIR))
+        config = profiles.read_profiles()
+        if config.default:
+            yield _from_profile(config.get(config.default))
+
+
+def _from_profile(p: profiles.Profile) -> ClientConfig:
+    where = f"profile {p.name!r} of {profiles.config_path()}"
+    if p.state_dir:
+        saved = read_client_file(Path(p.state_dir))
         if saved is None:
             raise ClientConfigError(
-                f"no Shoal to talk to: no {directory / CLIENT_FILE} and no "
-                f"${ENV_ENDPOINT}/${ENV_KEY}; start Shoal with `shoal up` (or point "
-                f"--state-dir at the directory it uses)"
-            )
-        endpoint = endpoint or saved.endpoint
-        key = key or saved.key
-        account = saved.account
-    return ClientConfig(endpoint, key, account)
+                f"{where}: no {Path(p.state_dir) / CLIENT_FILE}; is its `shoal up` gone?")
+        return ClientConfig(p.endpoint or saved.endpoint, p.key or saved.key,
+                            p.account or saved.account, f"{where} ({saved.source})")
+    return ClientConfig(p.endpoint, p.key, p.account, where)
 
 
 def pool_name(pool_id: str) -> str:
@@ -247,10 +305,11 @@ class Client(StorageMethods, JobScheduleMethods):
         *,
         endpoint: str | None = None,
         key: str | None = None,
+        profile: str | None = None,
         timeout: float = 30,
     ) -> Client:
         """Connect as `resolve_config` finds; ClientConfigError when nothing is found."""
-        config = resolve_config(state_dir, endpoint=endpoint, key=key)
+        config = resolve_config(state_dir, endpoint=endpoint, key=key, profile=profile)
         return cls(config.endpoint, config.key, timeout=timeout)
 
     def close(self) -> None:

@@ -24,7 +24,7 @@ from rich.console import Console
 from rich.table import Table
 from rich.text import Text
 
-from shoal.client import Client, default_state_dir, resolve_config
+from shoal.client import Client, ClientConfig, default_state_dir, resolve_config
 from shoal.errors import ShoalError
 from shoal.listing import Listing
 from shoal.suite import SuiteError
@@ -41,20 +41,30 @@ class CliState:
     """The global options, and the client made from them on first use."""
 
     def __init__(
-        self, state_dir: Path | None = None, endpoint: str | None = None, key: str | None = None
+        self,
+        state_dir: Path | None = None,
+        endpoint: str | None = None,
+        key: str | None = None,
+        profile: str | None = None,
     ) -> None:
         self.state_dir = state_dir
         self.endpoint = endpoint
         self.key = key
+        self.profile = profile
         self._client: Client | None = None
 
     @property
     def effective_state_dir(self) -> Path:
         return self.state_dir if self.state_dir is not None else default_state_dir()
 
+    def config(self) -> ClientConfig:
+        """Where the client goes and as whom (see shoal.client.resolve_config)."""
+        return resolve_config(
+            self.state_dir, endpoint=self.endpoint, key=self.key, profile=self.profile)
+
     def client(self) -> Client:
         if self._client is None:
-            config = resolve_config(self.state_dir, endpoint=self.endpoint, key=self.key)
+            config = self.config()
             # Remembered before connecting, so "cannot reach" can say where it tried.
             self.endpoint = config.endpoint
             self._client = Client(config.endpoint, config.key)

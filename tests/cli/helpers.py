@@ -121,7 +121,7 @@ def run_in_terminal(
     `answers` maps a prompt's text to what is typed when it appears."""
     master, slave = pty.openpty()
     fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_") and k != "COLUMNS"}
+    base = {k: v for k, v in os.environ.items() if (not k.startswith("SHOAL_") or k == "SHOAL_CONFIG") and k != "COLUMNS"}
     proc = subprocess.Popen(
         [sys.executable, "-m", "shoal.cli.main", *args],
         stdin=slave, stdout=slave, stderr=slave, env={**base, **env}, close_fds=True,

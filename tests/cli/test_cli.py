@@ -35,7 +35,7 @@ def shoal(suite: LocalSuite, *args: str, input: str | None = None, key: str = ""
 
 def run_shoal(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     """The real command in a real process: what a user's terminal would show."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    base = {k: v for k, v in os.environ.items() if (not k.startswith("SHOAL_") or k == "SHOAL_CONFIG")}
     return subprocess.run(
         [sys.executable, "-m", "shoal.cli.main", *args],
         capture_output=True,

@@ -402,7 +402,7 @@ def test_a_terminal_gets_a_progress_bar_on_large_uploads(
 def run_in_terminal(suite: LocalSuite, *args: str) -> str:
     """The real command with stdout and stderr on a pseudo-terminal; everything it drew."""
     controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    env = {k: v for k, v in os.environ.items() if (not k.startswith("SHOAL_") or k == "SHOAL_CONFIG")}
     env.update(TERM="xterm", COLUMNS="120", LINES="40")
     proc = subprocess.Popen(
         [
