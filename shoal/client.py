@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shoal import profiles
 from shoal.enums import enum_name
@@ -55,6 +56,9 @@ from shoal.v1 import (
     task_pb2_grpc,
 )
 
+SERVICES_BEHIND_GATEWAY = ("pool-manager", "job-scheduler", "storage-stager")
+ACCOUNT_HEADER = "x-shoal-account"
+"""Initial metadata of every answer of the gateway: the caller's account."""
 ENV_ENDPOINT = "SHOAL_ENDPOINT"
 ENV_KEY = "SHOAL_ACCOUNT_KEY"
 ENV_STATE_DIR = "SHOAL_STATE_DIR"
@@ -334,6 +338,36 @@ class Client(StorageMethods, JobScheduleMethods):
         self, method: Callable[..., Any], request: Any, items: str, max_page: int = MAX_PAGE
     ) -> Listing[Any]:
         return Listing(lambda r: self._call(method, r), request, items, max_page)
+
+    # The service
+
+    def health(self) -> dict[str, str]:
+        """How the gateway and each service behind it are: "SERVING", "NOT_SERVING", or
+        "UNKNOWN" when the gateway does not know the name. ShoalError when the gateway cannot
+        be reached. Needs no valid key."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        out = {}
+        for name in ("gateway", *SERVICES_BEHIND_GATEWAY):
+            request = health_pb2.HealthCheckRequest(service="" if name == "gateway" else name)
+            try:
+                reply = stub.Check(request, timeout=self.timeout)
+                out[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            except grpc.RpcError as e:
+                if isinstance(e, grpc.Call) and e.code() == grpc.StatusCode.NOT_FOUND:
+                    out[name] = "UNKNOWN"
+                else:
+                    raise ShoalError.from_rpc_error(e) from None
+        return out
+
+    def account(self) -> str:
+        """The name of the account the key belongs to (the gateway says it with every answer)."""
+        request = pool_pb2.ListPoolsRequest(page_size=1)
+        try:
+            _, call = self._pools.ListPools.with_call(
+                request, metadata=self._metadata, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise ShoalError.from_rpc_error(e) from None
+        return dict(call.initial_metadata() or ()).get(ACCOUNT_HEADER, "")
 
     # Pools and nodes
 

@@ -13,6 +13,7 @@ from shoal.cli.jobs import job
 from shoal.cli.pools import node, pool
 from shoal.cli.profile import profile
 from shoal.cli.schedules import schedule
+from shoal.cli.status import status
 from shoal.cli.storage import storage
 from shoal.cli.tasks import task
 from shoal.cli.up import up
@@ -53,7 +54,7 @@ def cli(
     ctx.call_on_close(state.close)
 
 
-for command in (up, demo, pool, node, job, task, schedule, storage, app, profile):
+for command in (up, demo, status, pool, node, job, task, schedule, storage, app, profile):
     cli.add_command(command)
 
 
