@@ -8,8 +8,8 @@ import os
 import signal
 
 import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
 from google.protobuf import descriptor_pb2, descriptor_pool
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
     ProtoReflectionDescriptorDatabase,
