@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from shoal.cli.accounts import account
 from shoal.cli.apps import app
 from shoal.cli.common import CliState, ShoalGroup
 from shoal.cli.demo import demo
@@ -54,7 +55,8 @@ def cli(
     ctx.call_on_close(state.close)
 
 
-for command in (up, demo, status, pool, node, job, task, schedule, storage, app, profile):
+for command in (up, demo, status, pool, node, job, task, schedule, storage, app, profile,
+                account):
     cli.add_command(command)
 
 
