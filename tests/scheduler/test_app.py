@@ -328,6 +328,23 @@ async def test_a_waiting_tasks_reason_says_what_holds_the_job(apps: Apps, clock:
     assert set((await reasons()).values()) == {"the job is disabled"}
 
 
+async def test_adding_to_a_job_its_on_all_tasks_complete_ended_says_why(
+    apps: Apps, clock: Clock
+) -> None:
+    # The README's old trap: one task added, done, and the next add finds the job completed.
+    app = await apps.open()
+    await make_job(app, on_all_tasks_complete=2)
+    n = Node(app, "a", 1)
+    await n.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(1))
+    await settle(app)
+    (x,) = n.assignments()
+    await n.finish(x.attempt_id)
+    e = await expect_error(app.create_tasks(ACCOUNT, "j", specs(1, "u")), "JOB_NOT_ACTIVE")
+    assert e.message.startswith("job 'j' is completed: it takes no new tasks (it completed when "
+                                "all the tasks it had were done, as its on_all_tasks_complete")
+
+
 def where(text: str) -> Filter:
     return parse_task_filter(text)
 

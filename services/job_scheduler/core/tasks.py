@@ -66,8 +66,16 @@ class TaskEvents(CoreState):
         if self.jobs.get(job.pk) is not job:
             raise ShoalError(Code.NOT_FOUND, "JOB_NOT_FOUND", f"job 'jobs/{job.id}' not found")
         if not is_open(job):
+            why = ""
+            if job.terminate_reason == "AllTasksComplete":
+                # The trap of Azure's onAllTasksComplete: tasks added one call at a time can
+                # all be done before the next call comes.
+                why = (" (it completed when all the tasks it had were done, as its "
+                       "on_all_tasks_complete says: add all of a job's tasks in one call, or "
+                       "create it without that)")
             raise failed_precondition(
-                "JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}: it takes no new tasks")
+                "JOB_NOT_ACTIVE",
+                f"job {job.id!r} is {job.state.name.lower()}: it takes no new tasks{why}")
 
     def dependencies_to_read(self, job: Job, specs: list[TaskDefinition], single: bool) -> list[str]:
         """Refuse what the job cannot take whatever exists (dependencies in a job that does
