@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from click.shell_completion import get_completion_class
 
 from shoal.cli.accounts import account
 from shoal.cli.apps import app
@@ -58,6 +59,24 @@ def cli(
 for command in (up, demo, status, pool, node, job, task, schedule, storage, app, profile,
                 account):
     cli.add_command(command)
+
+
+@click.command("completion")
+@click.argument("shell", type=click.Choice(["bash", "zsh", "fish"]))
+def completion(shell: str) -> None:
+    """Print the shell code that completes shoal's commands and options.
+
+    \b
+    bash:  eval "$(shoal completion bash)"         (add it to ~/.bashrc)
+    zsh:   eval "$(shoal completion zsh)"          (add it to ~/.zshrc)
+    fish:  shoal completion fish > ~/.config/fish/completions/shoal.fish
+    """
+    cls = get_completion_class(shell)
+    assert cls is not None  # click knows all three
+    click.echo(cls(cli, {}, "shoal", "_SHOAL_COMPLETE").source())
+
+
+cli.add_command(completion)
 
 
 def main() -> None:

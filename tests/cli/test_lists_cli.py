@@ -5,7 +5,11 @@ suite (one per module), and in a real pseudo-terminal where a terminal matters."
 from __future__ import annotations
 
 import json
+import os
 import re
+import subprocess
+import sys
+from pathlib import Path
 
 import pytest
 from click.testing import CliRunner
@@ -223,3 +227,21 @@ def test_delete_asks_in_a_terminal(shared_suite: LocalSuite, uid: str) -> None:
     gone = run_in_terminal("job", "delete", uid, env=env, answers={"[y/N]": "y"})
     assert gone.returncode == 0 and f"deleted job {uid}" in gone.text
     assert shoal(shared_suite, "job", "show", uid).exit_code == 1
+
+
+# Shell completion, as the README documents it
+
+
+def test_shell_completion_as_documented(tmp_path: Path) -> None:
+    base = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_") and not
+            k.startswith("_SHOAL")}
+    shoal_bin = str(Path(sys.executable).parent / "shoal")
+    script = subprocess.run([shoal_bin, "completion", "bash"], capture_output=True, text=True,
+                            env=base, timeout=60)
+    assert script.returncode == 0 and "complete -o nosort -F _shoal_completion shoal" in script.stdout
+    # What bash asks when the user presses Tab after `shoal task l` and `--state f`.
+    for words, cword, expected in [("shoal task l", "2", ["list", "logs"]),
+                                   ("shoal task list j --state f", "5", ["failed"])]:
+        done = subprocess.run([shoal_bin], capture_output=True, text=True, timeout=60, env={
+            **base, "_SHOAL_COMPLETE": "bash_complete", "COMP_WORDS": words, "COMP_CWORD": cword})
+        assert [line.split(",", 1)[1] for line in done.stdout.split()] == expected
