@@ -1,7 +1,8 @@
 """Forwarding public calls to the service that owns them, as opaque bytes.
 
 The gateway never parses a request body: it authenticates the caller, adds the service token
-and the account to the metadata, and passes the serialized message on. The owning service
+and the account to the metadata, and passes the serialized message on. Every answer starts
+with the caller's account name in the `x-shoal-account` initial metadata. The owning service
 validates it. Error statuses come back with their details (ErrorInfo, BadRequest) untouched.
 """
 
@@ -18,6 +19,7 @@ from google.protobuf import descriptor_pool
 from gateway.auth import Authenticator
 from services.common.errors import Code, ShoalError
 from services.common.rpc import (
+    ACCOUNT_HEADER,
     JOB_SCHEDULER,
     POOL_MANAGER,
     STORAGE_STAGER,
@@ -85,6 +87,8 @@ class Forwarder(grpc.GenericRpcHandler):
             s = to_status(e)
             await context.abort(s.code, s.details, s.trailing_metadata)
         structlog.contextvars.bind_contextvars(account=acct)
+        # Who the key says the caller is, for clients that want to show it (`shoal status`).
+        await context.send_initial_metadata(((ACCOUNT_HEADER, acct),))
         return internal_metadata(self._token, acct)
 
     def _unary(

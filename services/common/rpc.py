@@ -15,6 +15,7 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hmac
+import inspect
 import signal
 from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
@@ -25,9 +26,9 @@ import structlog
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
+from services.common import reflection
 from services.common.errors import DOMAIN, Code, ShoalError
 
 ACCOUNT_HEADER = "x-shoal-account"
@@ -290,8 +291,14 @@ def _wrap(handler: grpc.RpcMethodHandler, rpc: str) -> grpc.RpcMethodHandler:
     async def streaming(raw: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
         _enter(context, rpc)
         try:
-            async for item in inner_stream(request_of(raw, streaming_in), context):
-                yield item
+            answer = inner_stream(request_of(raw, streaming_in), context)
+            if inspect.isawaitable(answer):
+                # A handler that writes with context.write() (grpc's health Watch) returns a
+                # coroutine, not an async iterator.
+                await answer
+            else:
+                async for item in answer:
+                    yield item
         except (grpc.aio.AbortError, asyncio.CancelledError):
             raise
         except Exception as e:  # noqa: BLE001
@@ -306,7 +313,8 @@ def _wrap(handler: grpc.RpcMethodHandler, rpc: str) -> grpc.RpcMethodHandler:
 
 
 class ServiceHost:
-    """A grpc.aio server with health checking and reflection, stopped cleanly on SIGTERM."""
+    """A grpc.aio server with health checking and reflection (v1 and v1alpha), stopped cleanly
+    on SIGTERM."""
 
     def __init__(
         self,
@@ -334,9 +342,7 @@ class ServiceHost:
 
     async def start(self) -> None:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [*self._names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
-        )
+        reflection.enable(self.server, [*self._names, health.SERVICE_NAME])
         await self.server.start()
         for name in ["", *self._names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

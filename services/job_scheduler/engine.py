@@ -19,6 +19,7 @@ from typing import Any, Protocol
 import structlog
 
 from services.common.errors import Code, ShoalError, failed_precondition, invalid, not_found
+from services.common.filters import Filter
 from services.common.stager_client import StagingClient, StagingUnavailable
 from services.common.timeutil import Clock, to_duration
 from services.job_scheduler import convert
@@ -461,12 +462,13 @@ class Engine:
         return self.core.with_reason(job, await self._read_task(job, task_id))
 
     async def list_tasks(
-        self, account: str, job_id: str, states: set[str] | None, after: str | None, limit: int
+        self, account: str, job_id: str, where: Filter | None, after: str | None, limit: int
     ) -> list[TaskRecord]:
+        """`where`: task_filter's conditions (None or empty: every task)."""
         job = self.core.job(account, job_id)
-        st = {TaskState[s] for s in states} if states is not None else None
-        return [self.core.with_reason(job, t)
-                for t in await self.store.list_tasks(job.pk, st, after, limit)]
+        rows = await self.store.list_tasks(job.pk, where or [], after, limit)
+        why = self.core.job_wait_reason(job)
+        return [self.core.with_reason(job, t, why) for t in rows]
 
     async def _task_event(
         self, account: str, job_id: str, task_id: str,

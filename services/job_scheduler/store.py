@@ -21,6 +21,7 @@ import aiosqlite
 import structlog
 
 from services.common.db import open_db
+from services.common.filters import Filter, Term
 from services.job_scheduler.core.plan import (
     AssignTask,
     DeleteJob,
@@ -54,6 +55,7 @@ from services.job_scheduler.model import (
     TaskRecord,
     TaskState,
 )
+from services.job_scheduler.task_filter import NodeRef
 
 log = structlog.get_logger()
 
@@ -613,21 +615,50 @@ class Store:
         return _task_record(row, attempts)
 
     async def list_tasks(
-        self, job_pk: int, states: set[TaskState] | None, after_id: str | None, limit: int
+        self, job_pk: int, where: Filter, after_id: str | None, limit: int
     ) -> list[TaskRecord]:
-        where: list[str] = ["t.job_pk=?"]
+        """A page of a job's tasks in id order (ignoring case) after `after_id`, those that
+        match `where` (task_filter's conditions: AND-groups of OR-ed terms)."""
+        clauses: list[str] = ["t.job_pk=?"]
         args: list[object] = [job_pk]
-        if states is not None:
-            where.append(f"t.state IN ({','.join('?' * len(states))})")
-            args.extend(int(s) for s in sorted(states))
+        for group in where:
+            sql, values = _filter_group(group)
+            clauses.append(sql)
+            args.extend(values)
         if after_id is not None:
-            where.append("t.id_lower > ?")
+            clauses.append("t.id_lower > ?")
             args.append(after_id.lower())
         sql = (
             f"SELECT {_TASK_COLUMNS} FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
-            f"WHERE {' AND '.join(where)} ORDER BY t.id_lower LIMIT ?"
+            f"WHERE {' AND '.join(clauses)} ORDER BY t.id_lower LIMIT ?"
         )
         return [_task_record(r, ()) for r in await self._all(sql, (*args, limit))]
+
+
+_FILTER_COLUMNS = {"state": "t.state", "result": "t.result", "exit_code": "t.exit_code"}
+# A node named by id is in the job's pool. lower(): names and ids are unique ignoring case.
+_NODE_BY_NAME = "lower(t.node)"
+_NODE_ID_NAME = "lower('pools/' || j.pool_id || '/nodes/' || ?)"
+
+
+def _filter_group(group: list[Term]) -> tuple[str, list[object]]:
+    """One OR-group of a task filter as SQL. A NULL column (no result, node or exit code
+    yet) makes its comparison false, `!=` included, which is what task_filter promises."""
+    if all(t.field == "state" and t.op == "=" for t in group):
+        # As IN, so the (job_pk, state, id_lower) index serves it.
+        states = sorted({int(t.value) for t in group})
+        return f"t.state IN ({','.join('?' * len(states))})", list(states)
+    parts: list[str] = []
+    values: list[object] = []
+    for t in group:
+        if t.field == "node":
+            ref: NodeRef = t.value
+            parts.append(f"{_NODE_BY_NAME} {t.op} " + ("?" if ref.is_name else _NODE_ID_NAME))
+            values.append(ref.value)
+        else:
+            parts.append(f"{_FILTER_COLUMNS[t.field]} {t.op} ?")
+            values.append(int(t.value))
+    return "(" + " OR ".join(parts) + ")", values
 
 
 JOB_SETTINGS = ("uses_deps", "max_parallel", "max_wall_clock", "default_retries",

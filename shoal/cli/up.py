@@ -21,8 +21,11 @@ from typing import Any
 
 import click
 
+from shoal import profiles
 from shoal.cli.common import CliState, err, pass_state
 from shoal.client import default_state_dir
+from shoal.errors import ShoalError
+from shoal.profiles import Profile
 from shoal.suite import SERVICES, LocalSuite, SchedulerTiming, SuiteError
 from shoal.supervise import Restarts
 
@@ -108,9 +111,24 @@ def serve_until_stopped(suite: LocalSuite, restart_timeout: float = 30) -> None:
         err.print("\nstopping Shoal ...")
 
 
-def usage_hint(suite: LocalSuite) -> str:
-    default = default_state_dir().resolve()
-    prefix = "" if suite.state_dir == default else f"export SHOAL_STATE_DIR={suite.state_dir}\n  "
+def register_profile(suite: LocalSuite, name: str) -> str:
+    """Add (or point again) profile `name` at this suite's state dir, so the CLI finds it
+    from any directory; the first profile also becomes the default. Returns how to use it."""
+    try:
+        config = profiles.read_profiles()
+        path = profiles.save_profile(Profile(name, state_dir=str(suite.state_dir)))
+    except ShoalError as e:
+        err.print(f"(not saving profile {name}: {e.message})", markup=False)
+        return f"export SHOAL_STATE_DIR={suite.state_dir}\n  "
+    if config.default in ("", name):
+        err.print(f"(profile {name} in {path} is the default: `shoal` finds this Shoal from "
+                  "any directory)", markup=False)
+        return ""
+    err.print(f"(saved profile {name} in {path}; the default is {config.default})", markup=False)
+    return f"export SHOAL_PROFILE={name}\n  "
+
+
+def usage_hint(prefix: str) -> str:
     return (
         "Try it from another terminal:\n"
         f"  {prefix}shoal pool create p1 --nodes 2 --slots 2\n"
@@ -120,7 +138,7 @@ def usage_hint(suite: LocalSuite) -> str:
     )
 
 
-def print_banner(suite: LocalSuite) -> None:
+def print_banner(suite: LocalSuite, hint: str) -> None:
     cc = suite.client_config
     lines = [
         "[bold green]Shoal is up.[/]",
@@ -128,7 +146,7 @@ def print_banner(suite: LocalSuite) -> None:
         f"  state     {suite.state_dir}",
         f"  logs      {suite.logs_dir}/{{{','.join(SERVICES)}}}.log",
         "",
-        usage_hint(suite),
+        usage_hint(hint),
         "",
         "Press Ctrl-C to stop.",
     ]
@@ -158,6 +176,9 @@ def print_banner(suite: LocalSuite) -> None:
     default="info",
     show_default=True,
 )
+@click.option("--profile-name", default="local", show_default=True, metavar="NAME",
+              help="The profile that points at this Shoal (in ~/.config/shoal/config.toml).")
+@click.option("--no-profile", is_flag=True, help="Write no profile.")
 @click.option(
     "--start-timeout", type=click.FloatRange(min=1), default=30, show_default=True, hidden=True
 )
@@ -171,6 +192,8 @@ def up(
     lost_after: float | None,
     reconnect_grace: float | None,
     log_level: str,
+    profile_name: str,
+    no_profile: bool,
     start_timeout: float,
 ) -> None:
     """Run Shoal's four services on this machine until Ctrl-C."""
@@ -205,7 +228,11 @@ def up(
                     f"(stopped {suite.leftovers_stopped} processes left running by an earlier "
                     "Shoal on this state dir)"
                 )
-            print_banner(suite)
+            default = default_state_dir().resolve()
+            hint = "" if suite.state_dir == default else f"export SHOAL_STATE_DIR={suite.state_dir}\n  "
+            if not no_profile:
+                hint = register_profile(suite, profile_name)
+            print_banner(suite, hint)
             serve_until_stopped(suite, restart_timeout=start_timeout)
         except (KeyboardInterrupt, Stop):
             err.print("\nstopping Shoal ...")

@@ -8,6 +8,7 @@ import os
 import signal
 import subprocess
 import sys
+import tomllib
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -36,7 +37,9 @@ class Up:
     def __init__(self, tmp_path: Path, **modes: str) -> None:
         self.state = (tmp_path / "state").resolve()
         self.stderr_path = tmp_path / "up.stderr"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+        env = {k: v for k, v in os.environ.items() if (not k.startswith("SHOAL_") or k == "SHOAL_CONFIG")}
+        self.config = tmp_path / "config.toml"
+        env["SHOAL_CONFIG"] = str(self.config)
         if modes:
             env["SHOAL_SERVICE_COMMANDS"] = json.dumps(standin_commands(**modes))
         argv = ["up", "--state-dir", str(self.state), "--port", "0"]
@@ -97,13 +100,21 @@ def test_up_runs_until_a_signal_then_stops_everything(up, sig: signal.Signals) -
     assert f"gateway   {endpoint}" in banner
     assert str(u.state) in banner and "shoal pool create" in banner
 
-    # Used as the banner says, from "another terminal": the client finds it by its state dir.
-    created = CliRunner().invoke(
-        cli,
-        ["--state-dir", str(u.state), "pool", "create", "p", "--nodes", "1"],
-        env={"SHOAL_ENDPOINT": None, "SHOAL_ACCOUNT_KEY": None},
+    # Used as the banner says, from "another terminal" in any directory: the client finds it
+    # through the profile `shoal up` wrote.
+    assert f"(profile local in {u.config} is the default" in banner
+    assert u.config.stat().st_mode & 0o777 == 0o600
+    assert tomllib.loads(u.config.read_text()) == {
+        "default_profile": "local", "profiles": {"local": {"state_dir": str(u.state)}}}
+    elsewhere = u.state.parent / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    created = subprocess.run(
+        [sys.executable, "-m", "shoal.cli.main", "pool", "create", "p", "--nodes", "1"],
+        cwd=elsewhere, env={**env, "SHOAL_CONFIG": str(u.config)}, capture_output=True,
+        text=True, timeout=60,
     )
-    assert created.exit_code == 0, created.output
+    assert created.returncode == 0, created.stderr
     agent = wait_for(lambda: agent_pids(u.state), "the pool's agent to start", 30)
 
     u.proc.send_signal(sig)
