@@ -21,6 +21,7 @@ from services.common.errors import invalid
 from services.common.file_specs import check_output_files, check_package_refs, check_resource_files
 from services.common.ids import ID_RE, check_display_name, check_id, check_metadata, parse_name
 from services.common.timeutil import set_time, to_timestamp
+from services.common.updates import check_if_match, check_name, mask_fields
 from services.job_scheduler.core.nodes import AgentReport, Hello
 from services.job_scheduler.core.plan import (
     AckResults,
@@ -258,31 +259,15 @@ _CHECKS = {
     "max_parallel": _max_parallel, "max_wall_clock": _job_wall_clock,
     "default_retries": _job_retries, "metadata": _job_metadata,
 }
-MAX_ETAG = 256
 
 
 def job_changes(req: job_pb2.UpdateJobRequest) -> JobChanges:
     """The changes an UpdateJobRequest asks for, checked. Only masked fields are read (AIP-134:
     the others are ignored, whatever they hold)."""
-    if req.job.name and req.job.name != req.name:
-        raise invalid("job.name", f"must be empty or {req.name!r}, got {req.job.name!r}")
-    if len(req.if_match) > MAX_ETAG:
-        raise invalid("if_match", f"at most {MAX_ETAG} characters; send an etag read before")
-    paths = list(req.update_mask.paths)
-    if not paths:
-        raise invalid("update_mask", "name the fields to update: " + _known_paths())
-    fields: set[str] = set()
-    for i, path in enumerate(paths):
-        names = UPDATE_PATHS.get(path)
-        if names is None:
-            raise invalid(f"update_mask.paths[{i}]",
-                          f"{path!r} cannot be updated; the paths are {_known_paths()}")
-        fields.update(names)
-    return JobChanges(frozenset(fields), **{f: _CHECKS[f](req.job) for f in fields})  # type: ignore[arg-type]
-
-
-def _known_paths() -> str:
-    return ", ".join(UPDATE_PATHS)
+    check_name(req.job.name, req.name, "job.name")
+    check_if_match(req.if_match)
+    fields = mask_fields(req.update_mask.paths, UPDATE_PATHS)
+    return JobChanges(fields, **{f: _CHECKS[f](req.job) for f in fields})  # type: ignore[arg-type]
 
 
 def job_commands(j: job_pb2.Job) -> tuple[bytes | None, bytes | None]:

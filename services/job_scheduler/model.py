@@ -164,16 +164,10 @@ class Job:
 
     @property
     def etag(self) -> str:
-        """The job's version as an RFC 7232 entity tag. The pk is part of it: a job deleted
-        and created again under its id starts at revision 1 again, but never has an old
+        """The job's version, as services.common.updates makes them: a job deleted and
+        created again under its id starts at revision 1 again, but never has an old
         incarnation's etag (pks are never reused)."""
         return f'"{self.pk}.{self.revision}"'
-
-    def matches(self, if_match: str) -> bool:
-        """Whether an If-Match value names this version: its etag with or without the quotes
-        (a shell strips them), or `*` (any version)."""
-        want = if_match.strip()
-        return want == "*" or want.strip('"') == self.etag.strip('"')
 
 
 UPDATABLE = ("priority", "on_all_tasks_complete", "max_parallel", "max_wall_clock",
