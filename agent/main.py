@@ -465,6 +465,11 @@ class Agent:
             self._assign(assignment)
         for a in msg.cancel_attempts:
             self._cancel(a)
+        for c in msg.attempt_constraints:
+            found = self.executor.update(c)
+            log.info("attempt limits updated", attempt=c.attempt_id, running=found,
+                     max_wall_clock=from_duration(c.max_wall_clock_time)
+                     if c.HasField("max_wall_clock_time") else None)
         if msg.ack_attempts:
             removed = s.acked(msg.ack_attempts)
             if removed:
@@ -502,7 +507,7 @@ class Agent:
             log.info("duplicate assignment ignored", attempt=a.attempt_id)
             return
         if admission is Admission.RUN:
-            self.executor.expect(a.attempt_id)
+            self.executor.expect(a)
         t = asyncio.create_task(self._run_attempt(a, admission))
         self._attempts.add(t)
         t.add_done_callback(self._attempts.discard)
