@@ -670,11 +670,12 @@ class Engine:
         need = [pk for pk in dict.fromkeys([*candidates, *core.lookahead()])
                 if pk not in self._ahead]
         if need:
+            # Updates decided from here on may miss the read; those before are in the commit.
+            self._updated.clear()
             # Rows of tasks added moments ago must be committed before they can be read.
             await self.store.commit()
             if len(self._ahead) > READ_AHEAD_MAX:
                 self._ahead.clear()  # entries of tasks that left the queues another way
-            self._updated.clear()
             rows = await self.store.dispatch_info(need)
             for pk in self._updated:
                 rows.pop(pk, None)  # read before its update was committed
