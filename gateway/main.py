@@ -19,7 +19,7 @@ GATEWAY_MAX_MESSAGE = 64 * 1024 * 1024
 
 
 async def serve(config: ClusterConfig) -> None:
-    auth = await Authenticator.open(config.db_path("gateway"))
+    auth = await Authenticator.open(config.db_path("gateway"), config.secret)
     channels = {
         "pool-manager": internal_channel(config.pool_manager_address),
         "job-scheduler": internal_channel(config.job_scheduler_address),
