@@ -6,6 +6,8 @@ import structlog
 
 from gateway.auth import Authenticator
 from gateway.forwarding import ROUTES, Forwarder
+from gateway.rest import app as rest
+from gateway.rest.backend import Backend
 from services.common.process import run_service
 from services.common.rpc import ServiceHost, internal_channel, wait_for_signal
 from shoal.cluster_config import ClusterConfig
@@ -29,10 +31,14 @@ async def serve(config: ClusterConfig) -> None:
     # 64 MiB still carries a 100,000-task BatchCreateTasks of ordinary command lines.
     host = ServiceHost(config.gateway_address, [], max_message_bytes=GATEWAY_MAX_MESSAGE)
     host.add_generic(Forwarder(channels, auth, config.service_token), sorted(ROUTES))
+    # The REST face before gRPC: once the gateway reports healthy, both answer.
+    rest_runner = await rest.start(config.rest, Backend(channels, config.service_token), auth)
     await host.start()
     log.info("gateway listening", address=config.gateway_address, port=host.port)
     await wait_for_signal()
     log.info("gateway stopping")
+    if rest_runner is not None:
+        await rest_runner.cleanup()
     await host.stop(grace=2.0)
     for ch in channels.values():
         await ch.close()
