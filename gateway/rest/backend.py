@@ -6,7 +6,7 @@ back as Azure's error (gateway.rest.errors).
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Mapping
+from collections.abc import AsyncGenerator, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -79,7 +79,7 @@ class Caller:
         except grpc.aio.AioRpcError as e:
             raise rest_error(e, fields) from None
 
-    async def stream(self, method: Any, request: Any) -> AsyncIterator[Any]:
+    async def stream(self, method: Any, request: Any) -> AsyncGenerator[Any, None]:
         call = method(request, metadata=self._metadata, timeout=self.timeout)
         try:
             async for item in call:

@@ -89,7 +89,8 @@ def _tokens(text: str) -> list[_Token]:
             break
         m = _TOKEN.match(text, pos)
         if m is None or m.end() == pos:
-            raise _bad(text, f"cannot read {text[pos:].strip()[:20]!r} at position {pos}")
+            at = len(text) - len(text[pos:].lstrip())
+            raise _bad(text, f"cannot read {text[at:][:20]!r} at position {at}")
         kind = m.lastgroup or ""
         out.append(_Token(kind, m.group(kind), m.start(kind)))
         pos = m.end()
@@ -283,10 +284,10 @@ class _Parser:
             return t.text == "true"
         if t.kind != "dt":
             raise _bad(self.text, f"{prop} takes datetime'...', found {t.text!r}")
-        value = _datetime(t.text[len("datetime'"):-1])
-        if value is None or value.tzinfo is None:
+        when = _datetime(t.text[len("datetime'"):-1])
+        if when is None or when.tzinfo is None:
             raise _bad(self.text, f"{t.text} is not a UTC date and time (2024-05-01T00:00:00Z)")
-        return value
+        return when
 
 
 def _unquote(text: str) -> str:
