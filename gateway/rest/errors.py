@@ -148,7 +148,8 @@ def from_status(
     values: list[tuple[str, str]] = []
     if field:
         values.append(("PropertyName", azure_property(field, fields or {})))
-        if code == StatusCode.INVALID_ARGUMENT and "required" in message:
+        # Shoal says of a missing value "<field>: is required".
+        if code == StatusCode.INVALID_ARGUMENT and f"{field}: is required" in message:
             azure = "MissingRequiredProperty"
     if reason:
         values.append(("ShoalReason", reason))

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import re
-from typing import Any
+from collections.abc import Awaitable
+from typing import Any, TypeVar
 
 from aiohttp import web
 
@@ -21,10 +22,11 @@ from gateway.rest.http import (
     read_body,
 )
 from gateway.rest.wire import tasks as wire
-from gateway.rest.wire.common import Body
-from shoal.v1 import task_pb2
+from gateway.rest.wire.common import Body, has_time, http_date, latest
+from shoal.v1 import job_pb2, task_pb2
 
 routes = web.RouteTableDef()
+T = TypeVar("T")
 
 TASK = "tasks"
 FILE = "files"
@@ -53,12 +55,31 @@ async def _current(request: web.Request) -> Versioned:
     return version(task, base_url(request))
 
 
+# What Azure answers for adding tasks to a job that takes none, by the job's state.
+_CLOSED = {
+    job_pb2.Job.COMPLETED: "JobCompleted",
+    job_pb2.Job.TERMINATING: "JobBeingTerminated",
+    job_pb2.Job.DELETING: "JobBeingDeleted",
+}
+
+
+async def _adding(call: Caller, job: str, add: Awaitable[T]) -> T:
+    """`add`, with Shoal's JOB_NOT_ACTIVE answered as Azure names the job's state."""
+    try:
+        return await add
+    except RestError as e:
+        if ("ShoalReason", "JOB_NOT_ACTIVE") not in e.values:
+            raise
+        state = (await call(call.backend.jobs.GetJob, job_pb2.GetJobRequest(name=job))).state
+        raise RestError(409, _CLOSED.get(state, e.code), e.message, e.values) from None
+
+
 @routes.post("/jobs/{job}/tasks")
 async def add_task(request: web.Request) -> web.Response:
     call = caller(request)
     create = wire.task_in(await read_body(request))
     create.parent = _job(request)
-    task = await call(call.backend.tasks.CreateTask, create, wire.TASK_FIELDS)
+    task = await _adding(call, create.parent, call(call.backend.tasks.CreateTask, create, wire.TASK_FIELDS))
     v = version(task, base_url(request))
     return empty(201, url=v.json["url"], version=v)
 
@@ -87,7 +108,8 @@ async def add_task_collection(request: web.Request) -> web.Response:
         except RestError as e:
             results[i] = wire.add_result(ids[i], e, "", "")
     base, job_id = base_url(request), request.match_info["job"]
-    await _add_all(caller(request), _job(request), pending, results, ids)
+    call = caller(request)
+    await _adding(call, _job(request), _add_all(call, _job(request), pending, results, ids))
     for i in pending:
         results[i] = wire.add_result(ids[i], None, base, job_id)
     return json_response({"value": [results[i] for i in sorted(results)]})
@@ -96,7 +118,8 @@ async def add_task_collection(request: web.Request) -> web.Response:
 async def _add_all(call: Caller, job: str, pending: dict[int, task_pb2.CreateTaskRequest],
                    results: dict[int, dict[str, Any]], ids: dict[int, str]) -> None:
     """Add `pending` in one call, taking out (into `results`) each task the call names as at
-    fault, until a call succeeds or fails for all of them alike (which is raised)."""
+    fault, until a call succeeds or fails for all of them alike (which is raised). Shoal's
+    "already exists" names no index: then each task is added on its own."""
     while pending:
         order = sorted(pending)
         try:
@@ -105,10 +128,25 @@ async def _add_all(call: Caller, job: str, pending: dict[int, task_pb2.CreateTas
             return
         except RestError as e:
             culprit = _culprit(e)
+            if culprit is None and ("ShoalReason", "TASK_ALREADY_EXISTS") in e.values:
+                await _add_each(call, job, pending, results, ids)
+                return
             if culprit is None or culprit >= len(order):
                 raise
             index = order[culprit]
             results[index] = wire.add_result(ids[index], _one_task(e), "", "")
+            del pending[index]
+
+
+async def _add_each(call: Caller, job: str, pending: dict[int, task_pb2.CreateTaskRequest],
+                    results: dict[int, dict[str, Any]], ids: dict[int, str]) -> None:
+    for index in sorted(pending):
+        request = pending[index]
+        request.parent = job
+        try:
+            await call(call.backend.tasks.CreateTask, request, wire.TASK_FIELDS)
+        except RestError as e:
+            results[index] = wire.add_result(ids[index], e, "", "")
             del pending[index]
 
 
@@ -215,7 +253,7 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     # The first chunk before the answer's status: a missing task or file is an error, not a
     # 200 with an empty body.
     first = await anext(chunks, None)
-    response = web.StreamResponse(status=200, headers=_file_headers(request, path))
+    response = web.StreamResponse(status=200, headers=_file_headers(request))
     response.content_type = "application/octet-stream"
     await response.prepare(request)
     sent = start
@@ -232,22 +270,32 @@ async def get_file(request: web.Request) -> web.StreamResponse:
     return response
 
 
-def _file_headers(request: web.Request, path: str) -> dict[str, str]:
-    return {
+def _file_headers(request: web.Request, task: task_pb2.Task | None = None) -> dict[str, str]:
+    out = {
         "ocp-batch-file-isdirectory": "false",
         "ocp-batch-file-url": f"{base_url(request)}{request.rel_url.raw_path}",
         "ocp-batch-file-mode": "0o100644",
     }
+    if task is not None:
+        # Shoal does not stat a task's files: they were written while its last attempt ran.
+        info = task.execution_info
+        started = info.start_time if has_time(info.start_time) else task.create_time
+        out["ocp-creation-time"] = http_date(started)
+        out["Last-Modified"] = http_date(latest(info.end_time, task.state_transition_time))
+    return out
 
 
 @routes.head("/jobs/{job}/tasks/{task}/files/{path:.+}")
-async def file_properties(request: web.Request) -> web.Response:
+async def file_properties(request: web.Request) -> web.StreamResponse:
     call = caller(request)
     path = _file(request)
+    task = await call(call.backend.tasks.GetTask, task_pb2.GetTaskRequest(name=_name(request)))
     size = await _size(call, _name(request), path)
-    response = web.Response(status=200, headers=_file_headers(request, path))
+    response = web.StreamResponse(status=200, headers=_file_headers(request, task))
     response.content_type = "application/octet-stream"
     response.content_length = size
+    await response.prepare(request)
+    await response.write_eof()
     return response
 
 
