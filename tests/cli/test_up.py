@@ -94,6 +94,8 @@ def test_up_runs_until_a_signal_then_stops_everything(up, sig: signal.Signals) -
     banner = u.stderr
     endpoint = json.loads((u.state / "client.json").read_text())["endpoint"]
     assert f"gateway   {endpoint}" in banner
+    rest = json.loads((u.state / "cluster.json").read_text())["rest"]["address"]
+    assert f"REST      http://{rest}" in banner and not rest.endswith(":0")
     assert str(u.state) in banner and "shoal pool create" in banner
 
     # Used as the banner says, from "another terminal": the client finds it by its state dir.
