@@ -4,6 +4,8 @@ error of any kind as Azure's error body."""
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import re
 import ssl
 import uuid
@@ -37,23 +39,28 @@ _API_VERSION = re.compile(r"\d{4}-\d{2}-\d{2}(\.\d+\.\d+)?")
 async def envelope(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Request ids, client-request-id, and every failure as Azure's error body."""
     request_id = str(uuid.uuid4())
-    structlog.contextvars.bind_contextvars(rpc=f"REST {request.method}", request_id=request_id)
-    try:
-        response = await handler(request)
-    except RestError as e:
-        response = _error(request, e, request_id)
-    except web.HTTPException as e:
-        response = _error(request, _http_error(request, e), request_id)
-    except Exception:  # noqa: BLE001 - the one place every REST failure is answered
-        log.exception("REST request crashed", path=request.path)
-        response = _error(request, RestError(500, "InternalError",
-                                             "internal error; see the gateway's log"), request_id)
+    # Bound for this request only: a keep-alive connection serves its requests in one task.
+    with structlog.contextvars.bound_contextvars(rpc=f"REST {request.method}", request_id=request_id):
+        response = await _answer(request, handler, request_id)
     response.headers["request-id"] = request_id
     response.headers["DataServiceVersion"] = "3.0"
     client_id = request.headers.get("client-request-id")
     if client_id and request.headers.get("return-client-request-id", "").lower() == "true":
         response.headers["client-request-id"] = client_id
     return response
+
+
+async def _answer(request: web.Request, handler: Handler, request_id: str) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except RestError as e:
+        return _error(request, e, request_id)
+    except web.HTTPException as e:
+        return _error(request, _http_error(request, e), request_id)
+    except Exception:  # noqa: BLE001 - the one place every REST failure is answered
+        log.exception("REST request crashed", path=request.path)
+        return _error(request, RestError(500, "InternalError",
+                                         "internal error; see the gateway's log"), request_id)
 
 
 def _http_error(request: web.Request, e: web.HTTPException) -> RestError:
@@ -93,7 +100,13 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     ):
         raise shared_key.mismatch(account_name)
     account = found[0]
-    structlog.contextvars.bind_contextvars(account=account)
+    md5 = headers.get("content-md5")
+    if md5:
+        # Only the headers are signed; a client that sends Content-MD5 has its body checked too.
+        body = await request.read()
+        if base64.b64encode(hashlib.md5(body).digest()).decode() != md5:
+            raise RestError(400, "Md5Mismatch", "The body does not match its Content-MD5",
+                            (("HeaderName", "Content-MD5"),))
     version = request.query.get("api-version")
     if not version:
         raise RestError(400, "MissingRequiredQueryParameter",
@@ -102,7 +115,8 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     if not _API_VERSION.fullmatch(version):
         raise invalid_query("api-version", version, "must be a Batch API version such as 2025-06-01")
     request["caller"] = Caller(request.app[BACKEND], account, _timeout(request))
-    return await handler(request)
+    with structlog.contextvars.bound_contextvars(account=account):
+        return await handler(request)
 
 
 def _timeout(request: web.Request) -> float:

@@ -4,7 +4,10 @@ If-Match, $select, odata.nextLink paging, request ids, Azure's error body, and H
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import ipaddress
+import json
 import uuid
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -17,6 +20,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from gateway.accounts import create_account
 from shoal.cluster_config import RestConfig
 from shoal.suite import LocalSuite
 from tests.rest.raw import Answer, Raw
@@ -214,3 +218,33 @@ def test_plain_http_beyond_loopback_is_refused_by_the_config() -> None:
     assert RestConfig(address="0.0.0.0:1", tls_cert_file="c", tls_key_file="k").check().endpoint == "https://0.0.0.0:1"
     assert RestConfig(address="[::1]:1").check().endpoint == "http://[::1]:1"
     assert RestConfig(address="").check().endpoint == ""
+
+
+def test_each_account_sees_only_its_own(shared_suite: LocalSuite, raw: Raw, idle_job: str) -> None:
+    key = create_account(shared_suite.config.db_path("gateway"), "team-b", shared_suite.config.secret)
+    other = Raw(raw.endpoint, "team-b", key)
+    assert other.send("GET", "/pools").json["value"] == []
+    azure_error(other.send("GET", f"/jobs/{idle_job}"), 404, "JobNotFound")
+    azure_error(other.send("GET", f"/jobs/{idle_job}/tasks/a03"), 404, "JobNotFound")
+    azure_error(other.send("DELETE", "/pools/empty"), 404, "PoolNotFound")
+    # Ids are per account: team-b's own "empty" pool is not the default account's.
+    assert other.send("POST", "/pools", body={"id": "empty", "vmSize": "x"}).status == 201
+    assert raw.send("GET", "/pools/empty").json["targetDedicatedNodes"] == 0
+    # The account is the key's, whatever name is signed: team-b's key does not sign for default.
+    azure_error(Raw(raw.endpoint, raw.account, key).send("GET", "/pools"), 403, "AuthenticationFailed")
+
+
+def test_a_name_cannot_reach_past_its_segment(raw: Raw, idle_job: str) -> None:
+    # %2F decodes inside the job's segment: it names no job, and reaches no task.
+    answer = raw.send("GET", f"/jobs/{idle_job}/tasks/b00".replace("/tasks/", "%2Ftasks%2F"))
+    assert answer.status in (400, 404) and "commandLine" not in answer.body.decode()
+
+
+def test_content_md5_is_checked_when_sent(raw: Raw) -> None:
+    body = {"id": "md5", "poolInfo": {"poolId": "empty"}}
+    data = json.dumps(body).encode()
+    good = base64.b64encode(hashlib.md5(data).digest()).decode()
+    wrong = base64.b64encode(hashlib.md5(b"other").digest()).decode()
+    azure_error(raw.send("POST", "/jobs", body=body, headers={"Content-MD5": wrong}), 400, "Md5Mismatch")
+    assert raw.send("POST", "/jobs", body=body, headers={"Content-MD5": good}).status == 201
+    assert raw.send("DELETE", "/jobs/md5").status == 202
