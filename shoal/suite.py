@@ -146,6 +146,7 @@ class LocalSuite:
         for service, argv in (commands or {}).items():
             self._commands[service] = list(argv)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._picked: set[int] = set()
         # Process groups of killed instances: whatever they left behind is swept at stop().
         self._old_groups: set[int] = set()
         self._config: ClusterConfig | None = None
@@ -231,10 +232,11 @@ class LocalSuite:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(exist_ok=True)
         self._take_lock()
+        self._picked.clear()
         ports: dict[str, int] = {}
         for service, port in self._ports.items():
             if port == 0:
-                port = free_port()
+                port = self._free_port(HOST)
             elif _port_in_use(port):
                 raise SuiteError(
                     f"cannot start {service}: port {port} on {HOST} is in use "
@@ -251,7 +253,7 @@ class LocalSuite:
         storage = self._storage
         http_host, _, http_port = storage.http_address.rpartition(":")
         if storage.backend == "local" and http_port == "0":
-            storage = replace(storage, http_address=f"{http_host}:{free_port(http_host)}")
+            storage = replace(storage, http_address=f"{http_host}:{self._free_port(http_host)}")
         rest = self._rest_config()
         if self.config_path.exists():
             try:
@@ -277,6 +279,13 @@ class LocalSuite:
         self._config = config
         self._client_config = self._ensure_account(config)
 
+    def _free_port(self, host: str) -> int:
+        # The OS may hand the same free port out twice in a row: the suite's ports must differ.
+        while (port := free_port(host)) in self._picked:
+            pass
+        self._picked.add(port)
+        return port
+
     def _rest_config(self) -> RestConfig:
         rest = self._rest
         if not rest.address:
@@ -284,7 +293,7 @@ class LocalSuite:
         host, _, port = rest.address.rpartition(":")
         bare = host.strip("[]")
         if port == "0":
-            rest = replace(rest, address=f"{host}:{free_port(bare)}")
+            rest = replace(rest, address=f"{host}:{self._free_port(bare)}")
         elif _port_in_use(int(port), bare):
             raise SuiteError(
                 f"cannot start the REST face: port {port} on {bare} is in use "

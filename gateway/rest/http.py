@@ -123,3 +123,64 @@ async def precondition(request: web.Request, read: Callable[[], Awaitable[Versio
     if conditions.has_conditions(headers):
         current = await read()
         conditions.evaluate(headers, current.etag, current.modified, read=False)
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@dataclass(frozen=True)
+class Resource:
+    """One kind of resource of the routes: how a request names it, how it is read, and how it
+    is served; the handlers that need nothing more come from here."""
+
+    name: Callable[[web.Request], str]
+    """The Shoal name of the request's resource (`jobs/j1`)."""
+    get: Callable[[Caller], Any]
+    """The Get call that reads it (given the caller: `lambda c: c.backend.jobs.GetJob`)."""
+    get_request: Callable[..., Any]
+    """That call's request type, made with `name=`."""
+    version: Callable[[Any, str], Versioned]
+    """The resource as served, with its entity tag (given it and the base URL)."""
+    metadata: str
+    """Its OData entity set, e.g. `jobs`."""
+
+    async def read(self, request: web.Request) -> Any:
+        call = caller(request)
+        return await call(self.get(call), self.get_request(name=self.name(request)))
+
+    async def current(self, request: web.Request) -> Versioned:
+        return self.version(await self.read(request), base_url(request))
+
+    async def serve(self, request: web.Request) -> web.StreamResponse:
+        """GET: the resource, conditional headers and $select honoured."""
+        return entity(request, await self.current(request), self.metadata)
+
+    async def exists(self, request: web.Request) -> web.StreamResponse:
+        """HEAD: 200 with its ETag, or the error of a Get."""
+        return empty(200, version=await self.current(request))
+
+    def create(self, parse: Callable[[Body], Any], rpc: Callable[[Caller], Any],
+               fields: Mapping[str, str]) -> Handler:
+        """POST to the collection: 201 with where the new resource is and its ETag."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            call = caller(request)
+            made = await call(rpc(call), parse(await read_body(request)), fields)
+            v = self.version(made, base_url(request))
+            return empty(201, url=v.json["url"], version=v)
+
+        return handle
+
+    def change(self, rpc: Callable[[Caller], Any], request_type: Callable[..., Any], status: int,
+               *, answers: bool = False) -> Handler:
+        """A change that only names the resource: check the conditions, call `rpc` with
+        `request_type(name=...)`, answer `status` (with the new ETag when it `answers` with
+        the resource)."""
+
+        async def handle(request: web.Request) -> web.StreamResponse:
+            call = caller(request)
+            await precondition(request, lambda: self.current(request))
+            answer = await call(rpc(call), request_type(name=self.name(request)))
+            return empty(status, version=self.version(answer, base_url(request)) if answers else None)
+
+        return handle

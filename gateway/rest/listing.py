@@ -16,6 +16,7 @@ from urllib.parse import quote, urlencode
 from aiohttp import web
 
 from gateway.rest import odata
+from gateway.rest.backend import Caller
 from gateway.rest.http import base_url, json_response
 
 T = TypeVar("T")
@@ -26,6 +27,17 @@ MAX_READS = 20
 
 Fetch = Callable[[int, str, str], Awaitable[tuple[list[T], str]]]
 """(page size, Shoal page token, Shoal filter) -> (items, next page token)."""
+
+
+def service_fetch(call: Caller, rpc: Any, make: Callable[[int, str, str], Any], field: str) -> Fetch[Any]:
+    """A Fetch of a Shoal List call: `make(page size, page token, filter)` is its request,
+    `field` the repeated field of its answer."""
+
+    async def fetch(size: int, token: str, flt: str) -> tuple[list[Any], str]:
+        page = await call(rpc, make(size, token, flt))
+        return list(getattr(page, field)), page.next_page_token
+
+    return fetch
 
 
 def shoal_filter(

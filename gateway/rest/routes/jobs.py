@@ -7,11 +7,11 @@ from aiohttp import web
 
 from gateway.rest import listing
 from gateway.rest.http import (
+    Resource,
     Versioned,
     base_url,
     caller,
     empty,
-    entity,
     json_response,
     precondition,
     read_body,
@@ -30,50 +30,23 @@ def version(job: job_pb2.Job, base: str) -> Versioned:
     return Versioned.of(wire.job_json(job, base), job.create_time, job.state_transition_time)
 
 
-def _name(request: web.Request) -> str:
-    return f"jobs/{request.match_info['job']}"
+JOBS = Resource(lambda request: f"jobs/{request.match_info['job']}",
+                lambda c: c.backend.jobs.GetJob, job_pb2.GetJobRequest, version, JOB)
 
-
-async def _current(request: web.Request) -> Versioned:
-    call = caller(request)
-    job = await call(call.backend.jobs.GetJob, job_pb2.GetJobRequest(name=_name(request)))
-    return version(job, base_url(request))
-
-
-@routes.post("/jobs")
-async def add_job(request: web.Request) -> web.Response:
-    call = caller(request)
-    create = wire.create_request(await read_body(request))
-    job = await call(call.backend.jobs.CreateJob, create, wire.JOB_FIELDS)
-    v = version(job, base_url(request))
-    return empty(201, url=v.json["url"], version=v)
+routes.post("/jobs")(JOBS.create(wire.create_request, lambda c: c.backend.jobs.CreateJob, wire.JOB_FIELDS))
+routes.get("/jobs/{job}")(JOBS.serve)
+routes.delete("/jobs/{job}")(JOBS.change(lambda c: c.backend.jobs.DeleteJob, job_pb2.DeleteJobRequest, 202))
+routes.post("/jobs/{job}/enable")(JOBS.change(lambda c: c.backend.jobs.EnableJob, job_pb2.EnableJobRequest, 202))
 
 
 @routes.get("/jobs")
 async def list_jobs(request: web.Request) -> web.Response:
     call = caller(request)
     base = base_url(request)
-
-    async def fetch(size: int, token: str, flt: str) -> tuple[list[job_pb2.Job], str]:
-        page = await call(call.backend.jobs.ListJobs,
-                          job_pb2.ListJobsRequest(page_size=size, page_token=token, filter=flt))
-        return list(page.jobs), page.next_page_token
-
+    fetch = listing.service_fetch(call, call.backend.jobs.ListJobs, lambda size, token, flt:
+                                  job_pb2.ListJobsRequest(page_size=size, page_token=token, filter=flt), "jobs")
     return await listing.list_page(request, fetch, lambda j: version(j, base).body(),
                                    schema=wire.JOB_FILTER, metadata=JOB, states=JOB_STATES)
-
-
-@routes.get("/jobs/{job}")
-async def get_job(request: web.Request) -> web.Response:
-    return entity(request, await _current(request), JOB)
-
-
-@routes.delete("/jobs/{job}")
-async def delete_job(request: web.Request) -> web.Response:
-    call = caller(request)
-    await precondition(request, lambda: _current(request))
-    await call(call.backend.jobs.DeleteJob, job_pb2.DeleteJobRequest(name=_name(request)))
-    return empty(202)
 
 
 @routes.post("/jobs/{job}/terminate")
@@ -81,7 +54,7 @@ async def terminate_job(request: web.Request) -> web.Response:
     call = caller(request)
     terminate = wire.terminate_request(request.match_info["job"],
                                        await read_body(request, required=False))
-    await precondition(request, lambda: _current(request))
+    await precondition(request, lambda: JOBS.current(request))
     await call(call.backend.jobs.TerminateJob, terminate)
     return empty(202)
 
@@ -90,23 +63,14 @@ async def terminate_job(request: web.Request) -> web.Response:
 async def disable_job(request: web.Request) -> web.Response:
     call = caller(request)
     disable = wire.disable_request(request.match_info["job"], await read_body(request))
-    await precondition(request, lambda: _current(request))
+    await precondition(request, lambda: JOBS.current(request))
     await call(call.backend.jobs.DisableJob, disable, {"disable_tasks": "disableTasks"})
-    return empty(202)
-
-
-@routes.post("/jobs/{job}/enable")
-async def enable_job(request: web.Request) -> web.Response:
-    call = caller(request)
-    await precondition(request, lambda: _current(request))
-    await call(call.backend.jobs.EnableJob, job_pb2.EnableJobRequest(name=_name(request)))
     return empty(202)
 
 
 @routes.get("/jobs/{job}/taskcounts")
 async def task_counts(request: web.Request) -> web.Response:
-    call = caller(request)
-    job = await call(call.backend.jobs.GetJob, job_pb2.GetJobRequest(name=_name(request)))
+    job = await JOBS.read(request)
     return json_response(wire.task_counts_json(job.task_counts))
 
 
@@ -116,81 +80,31 @@ def schedule_version(s: job_schedule_pb2.JobSchedule, base: str) -> Versioned:
     return Versioned.of(wire.schedule_json(s, base), s.create_time, s.state_transition_time)
 
 
-def _schedule_name(request: web.Request) -> str:
-    return f"jobSchedules/{request.match_info['schedule']}"
+SCHEDULES = Resource(lambda request: f"jobSchedules/{request.match_info['schedule']}",
+                     lambda c: c.backend.schedules.GetJobSchedule,
+                     job_schedule_pb2.GetJobScheduleRequest, schedule_version, SCHEDULE)
 
-
-async def _current_schedule(request: web.Request) -> Versioned:
-    call = caller(request)
-    s = await call(call.backend.schedules.GetJobSchedule,
-                   job_schedule_pb2.GetJobScheduleRequest(name=_schedule_name(request)))
-    return schedule_version(s, base_url(request))
-
-
-@routes.post("/jobschedules")
-async def add_schedule(request: web.Request) -> web.Response:
-    call = caller(request)
-    create = wire.create_schedule_request(await read_body(request))
-    s = await call(call.backend.schedules.CreateJobSchedule, create, wire.SCHEDULE_FIELDS)
-    v = schedule_version(s, base_url(request))
-    return empty(201, url=v.json["url"], version=v)
+routes.post("/jobschedules")(SCHEDULES.create(
+    wire.create_schedule_request, lambda c: c.backend.schedules.CreateJobSchedule, wire.SCHEDULE_FIELDS))
+routes.get("/jobschedules/{schedule}", allow_head=False)(SCHEDULES.serve)
+routes.head("/jobschedules/{schedule}")(SCHEDULES.exists)
+routes.delete("/jobschedules/{schedule}")(SCHEDULES.change(
+    lambda c: c.backend.schedules.DeleteJobSchedule, job_schedule_pb2.DeleteJobScheduleRequest, 202))
+routes.post("/jobschedules/{schedule}/disable")(SCHEDULES.change(
+    lambda c: c.backend.schedules.DisableJobSchedule, job_schedule_pb2.DisableJobScheduleRequest, 204))
+routes.post("/jobschedules/{schedule}/enable")(SCHEDULES.change(
+    lambda c: c.backend.schedules.EnableJobSchedule, job_schedule_pb2.EnableJobScheduleRequest, 204))
+routes.post("/jobschedules/{schedule}/terminate")(SCHEDULES.change(
+    lambda c: c.backend.schedules.TerminateJobSchedule, job_schedule_pb2.TerminateJobScheduleRequest, 202))
 
 
 @routes.get("/jobschedules")
 async def list_schedules(request: web.Request) -> web.Response:
     call = caller(request)
     base = base_url(request)
-
-    async def fetch(size: int, token: str, flt: str) -> tuple[list[job_schedule_pb2.JobSchedule], str]:
-        page = await call(call.backend.schedules.ListJobSchedules,
-                          job_schedule_pb2.ListJobSchedulesRequest(page_size=size, page_token=token))
-        return list(page.job_schedules), page.next_page_token
-
+    fetch = listing.service_fetch(
+        call, call.backend.schedules.ListJobSchedules,
+        lambda size, token, _: job_schedule_pb2.ListJobSchedulesRequest(page_size=size, page_token=token),
+        "job_schedules")
     return await listing.list_page(request, fetch, lambda s: schedule_version(s, base).body(),
                                    schema=wire.SCHEDULE_FILTER, metadata=SCHEDULE)
-
-
-@routes.get("/jobschedules/{schedule}", allow_head=False)
-async def get_schedule(request: web.Request) -> web.Response:
-    return entity(request, await _current_schedule(request), SCHEDULE)
-
-
-@routes.head("/jobschedules/{schedule}")
-async def schedule_exists(request: web.Request) -> web.Response:
-    return empty(200, version=await _current_schedule(request))
-
-
-@routes.delete("/jobschedules/{schedule}")
-async def delete_schedule(request: web.Request) -> web.Response:
-    call = caller(request)
-    await precondition(request, lambda: _current_schedule(request))
-    await call(call.backend.schedules.DeleteJobSchedule,
-               job_schedule_pb2.DeleteJobScheduleRequest(name=_schedule_name(request)))
-    return empty(202)
-
-
-@routes.post("/jobschedules/{schedule}/disable")
-async def disable_schedule(request: web.Request) -> web.Response:
-    call = caller(request)
-    await precondition(request, lambda: _current_schedule(request))
-    await call(call.backend.schedules.DisableJobSchedule,
-               job_schedule_pb2.DisableJobScheduleRequest(name=_schedule_name(request)))
-    return empty(204)
-
-
-@routes.post("/jobschedules/{schedule}/enable")
-async def enable_schedule(request: web.Request) -> web.Response:
-    call = caller(request)
-    await precondition(request, lambda: _current_schedule(request))
-    await call(call.backend.schedules.EnableJobSchedule,
-               job_schedule_pb2.EnableJobScheduleRequest(name=_schedule_name(request)))
-    return empty(204)
-
-
-@routes.post("/jobschedules/{schedule}/terminate")
-async def terminate_schedule(request: web.Request) -> web.Response:
-    call = caller(request)
-    await precondition(request, lambda: _current_schedule(request))
-    await call(call.backend.schedules.TerminateJobSchedule,
-               job_schedule_pb2.TerminateJobScheduleRequest(name=_schedule_name(request)))
-    return empty(202)

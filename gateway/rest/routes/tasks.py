@@ -12,13 +12,12 @@ from gateway.rest import listing
 from gateway.rest.backend import Caller
 from gateway.rest.errors import RestError, invalid_header
 from gateway.rest.http import (
+    Resource,
     Versioned,
     base_url,
     caller,
     empty,
-    entity,
     json_response,
-    precondition,
     read_body,
 )
 from gateway.rest.wire import tasks as wire
@@ -49,10 +48,15 @@ def _name(request: web.Request) -> str:
     return f"jobs/{request.match_info['job']}/tasks/{request.match_info['task']}"
 
 
-async def _current(request: web.Request) -> Versioned:
-    call = caller(request)
-    task = await call(call.backend.tasks.GetTask, task_pb2.GetTaskRequest(name=_name(request)))
-    return version(task, base_url(request))
+TASKS = Resource(_name, lambda c: c.backend.tasks.GetTask, task_pb2.GetTaskRequest, version, TASK)
+
+routes.get("/jobs/{job}/tasks/{task}")(TASKS.serve)
+routes.delete("/jobs/{job}/tasks/{task}")(TASKS.change(
+    lambda c: c.backend.tasks.DeleteTask, task_pb2.DeleteTaskRequest, 200))
+routes.post("/jobs/{job}/tasks/{task}/terminate")(TASKS.change(
+    lambda c: c.backend.tasks.TerminateTask, task_pb2.TerminateTaskRequest, 204, answers=True))
+routes.post("/jobs/{job}/tasks/{task}/reactivate")(TASKS.change(
+    lambda c: c.backend.tasks.ReactivateTask, task_pb2.ReactivateTaskRequest, 204, answers=True))
 
 
 # What Azure answers for adding tasks to a job that takes none, by the job's state.
@@ -172,44 +176,11 @@ async def list_tasks(request: web.Request) -> web.Response:
     call = caller(request)
     base = base_url(request)
     parent = _job(request)
-
-    async def fetch(size: int, token: str, flt: str) -> tuple[list[task_pb2.Task], str]:
-        page = await call(call.backend.tasks.ListTasks, task_pb2.ListTasksRequest(
-            parent=parent, page_size=size, page_token=token, filter=flt))
-        return list(page.tasks), page.next_page_token
-
+    fetch = listing.service_fetch(call, call.backend.tasks.ListTasks, lambda size, token, flt:
+                                  task_pb2.ListTasksRequest(parent=parent, page_size=size, page_token=token,
+                                                            filter=flt), "tasks")
     return await listing.list_page(request, fetch, lambda t: version(t, base).body(),
                                    schema=wire.TASK_FILTER, metadata=TASK, states=TASK_STATES)
-
-
-@routes.get("/jobs/{job}/tasks/{task}")
-async def get_task(request: web.Request) -> web.Response:
-    return entity(request, await _current(request), TASK)
-
-
-@routes.delete("/jobs/{job}/tasks/{task}")
-async def delete_task(request: web.Request) -> web.Response:
-    call = caller(request)
-    await precondition(request, lambda: _current(request))
-    await call(call.backend.tasks.DeleteTask, task_pb2.DeleteTaskRequest(name=_name(request)))
-    return empty(200)
-
-
-@routes.post("/jobs/{job}/tasks/{task}/terminate")
-async def terminate_task(request: web.Request) -> web.Response:
-    call = caller(request)
-    await precondition(request, lambda: _current(request))
-    task = await call(call.backend.tasks.TerminateTask, task_pb2.TerminateTaskRequest(name=_name(request)))
-    return empty(204, version=version(task, base_url(request)))
-
-
-@routes.post("/jobs/{job}/tasks/{task}/reactivate")
-async def reactivate_task(request: web.Request) -> web.Response:
-    call = caller(request)
-    await precondition(request, lambda: _current(request))
-    task = await call(call.backend.tasks.ReactivateTask,
-                      task_pb2.ReactivateTaskRequest(name=_name(request)))
-    return empty(204, version=version(task, base_url(request)))
 
 
 # Files: a task's stdout.txt and stderr.txt, which is what Shoal keeps of its directory.
@@ -289,7 +260,7 @@ def _file_headers(request: web.Request, task: task_pb2.Task | None = None) -> di
 async def file_properties(request: web.Request) -> web.StreamResponse:
     call = caller(request)
     path = _file(request)
-    task = await call(call.backend.tasks.GetTask, task_pb2.GetTaskRequest(name=_name(request)))
+    task = await TASKS.read(request)
     size = await _size(call, _name(request), path)
     response = web.StreamResponse(status=200, headers=_file_headers(request, task))
     response.content_type = "application/octet-stream"
@@ -304,7 +275,7 @@ async def list_files(request: web.Request) -> web.Response:
     call = caller(request)
     base = base_url(request)
     job_id, task_id = request.match_info["job"], request.match_info["task"]
-    task = await call(call.backend.tasks.GetTask, task_pb2.GetTaskRequest(name=_name(request)))
+    task = await TASKS.read(request)
     modified = wire.task_json(task, base).get("stateTransitionTime")
     found: list[dict[str, Any]] = []
     for path in wire.STD_FILES:

@@ -162,6 +162,11 @@ def format_duration(d: Duration) -> str:
     return out + ("T" + clock if clock else "")
 
 
+def duration_field(message: Any, field: str) -> str | None:
+    """A message's optional Duration field in Azure's format; None when unset."""
+    return format_duration(getattr(message, field)) if message.HasField(field) else None
+
+
 def format_time(ts: Timestamp) -> str | None:
     """RFC 3339 in UTC with a Z, as Azure writes times; None for an unset time."""
     if ts.seconds == 0 and ts.nanos == 0:

@@ -9,8 +9,8 @@ from gateway.rest.errors import invalid_property
 from gateway.rest.wire.common import (
     Body,
     compact,
+    duration_field,
     environment_in,
-    format_duration,
     format_time,
     last_segment,
     name_value_list,
@@ -173,8 +173,7 @@ def job_settings_json(job: Job) -> dict[str, Any]:
         "allowTaskPreemption": False,
         "maxParallelTasks": job.max_parallel_tasks or -1,
         "constraints": compact({
-            "maxWallClockTime": format_duration(c.max_wall_clock_time)
-            if c.HasField("max_wall_clock_time") else None,
+            "maxWallClockTime": duration_field(c, "max_wall_clock_time"),
             "maxTaskRetryCount": c.max_task_retry_count,
         }),
         "jobPreparationTask": _preparation_out(job.job_preparation_task)
@@ -196,8 +195,7 @@ def _preparation_out(task: task_pb2.JobPreparationTask) -> dict[str, Any]:
         "resourceFiles": resource_files_out(task.resource_files),
         "environmentSettings": name_value_list(task.environment),
         "constraints": compact({
-            "maxWallClockTime": format_duration(task.max_wall_clock_time)
-            if task.HasField("max_wall_clock_time") else None,
+            "maxWallClockTime": duration_field(task, "max_wall_clock_time"),
             "maxTaskRetryCount": task.max_task_retry_count,
         }),
         "waitForSuccess": True,
@@ -210,8 +208,7 @@ def _release_out(task: task_pb2.JobReleaseTask) -> dict[str, Any]:
         "commandLine": task.command_line,
         "resourceFiles": resource_files_out(task.resource_files),
         "environmentSettings": name_value_list(task.environment),
-        "maxWallClockTime": format_duration(task.max_wall_clock_time)
-        if task.HasField("max_wall_clock_time") else None,
+        "maxWallClockTime": duration_field(task, "max_wall_clock_time"),
     })
 
 
@@ -297,8 +294,7 @@ def schedule_json(s: Schedule, base: str) -> dict[str, Any]:
         "schedule": compact({
             "doNotRunUntil": format_time(when.do_not_run_until),
             "doNotRunAfter": format_time(when.do_not_run_after),
-            "recurrenceInterval": format_duration(when.recurrence_interval)
-            if when.HasField("recurrence_interval") else None,
+            "recurrenceInterval": duration_field(when, "recurrence_interval"),
         }),
         "jobSpecification": compact(job_settings_json(s.job_specification.job)),
         "executionInfo": compact({

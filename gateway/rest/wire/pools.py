@@ -9,8 +9,8 @@ from gateway.rest.errors import autoscale_not_supported, invalid_property, unsup
 from gateway.rest.wire.common import (
     Body,
     compact,
+    duration_field,
     environment_in,
-    format_duration,
     format_time,
     last_segment,
     name_value_list,
@@ -145,8 +145,7 @@ def start_task_out(task: task_pb2.StartTask) -> dict[str, Any]:
         "environmentSettings": name_value_list(task.environment),
         "maxTaskRetryCount": task.max_task_retry_count,
         "waitForSuccess": task.wait_for_success if task.HasField("wait_for_success") else True,
-        "constraints": {"maxWallClockTime": format_duration(task.max_wall_clock_time)}
-        if task.HasField("max_wall_clock_time") else None,
+        "constraints": compact({"maxWallClockTime": duration_field(task, "max_wall_clock_time")}) or None,
     })
 
 

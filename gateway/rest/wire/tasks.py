@@ -10,8 +10,8 @@ from gateway.rest.errors import RestError, invalid_property
 from gateway.rest.wire.common import (
     Body,
     compact,
+    duration_field,
     environment_in,
-    format_duration,
     format_time,
     last_segment,
     name_value_list,
@@ -234,8 +234,8 @@ def task_json(task: Task, base: str) -> dict[str, Any]:
         "outputFiles": _output_files_out(list(task.output_files)),
         "environmentSettings": name_value_list(task.environment),
         "constraints": compact({
-            "maxWallClockTime": format_duration(c.max_wall_clock_time) if c.HasField("max_wall_clock_time") else None,
-            "retentionTime": format_duration(c.retention_time) if c.HasField("retention_time") else None,
+            "maxWallClockTime": duration_field(c, "max_wall_clock_time"),
+            "retentionTime": duration_field(c, "retention_time"),
             "maxTaskRetryCount": c.max_task_retry_count if c.HasField("max_task_retry_count") else None,
         }),
         "requiredSlots": task.required_slots or 1,
