@@ -35,8 +35,9 @@ class Authenticator:
     @classmethod
     async def open(cls, path: Path, secret: str) -> Authenticator:
         """`secret`: the cluster's, which account keys are derived under."""
+        db = await open_db(path, SCHEMA)  # checks the file first
         prepare(path)  # an older file gains its key_nonce column before it is read
-        return cls(await open_db(path, SCHEMA), secret)
+        return cls(db, secret)
 
     async def close(self) -> None:
         await self._db.close()

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import field_mask_pb2
 
 from shoal.enums import enum_name
 from shoal.errors import ClientConfigError, ShoalError, StatusCode, WaitTimeoutError
@@ -167,6 +168,11 @@ def _deallocation(value: str | int, field: str) -> str:
     """A NodeDeallocationOption by name ("requeue", "terminate", "taskcompletion") or number."""
     return enum_name(pool_pb2.NodeDeallocationOption, value, field,
                       {"TASKCOMPLETION": "TASK_COMPLETION"})
+
+
+_COMPLETION_ALIASES = {"TERMINATE": "TERMINATE_JOB", "TERMINATEJOB": "TERMINATE_JOB",
+                       "NOACTION": "NO_ACTION"}
+"""OnAllTasksComplete by the names people use: ours, and az batch's (noaction, terminatejob)."""
 
 
 def _invalid(field: str, message: str) -> ShoalError:
@@ -386,7 +392,7 @@ class Client(StorageMethods, JobScheduleMethods):
             job_pb2.OnAllTasksComplete,
             on_all_tasks_complete,
             "on_all_tasks_complete",
-            {"TERMINATE": "TERMINATE_JOB"},
+            _COMPLETION_ALIASES,
         )
         job = job_pb2.Job(
             pool=pool_name(pool_id),
@@ -417,6 +423,58 @@ class Client(StorageMethods, JobScheduleMethods):
         except SpecError as e:
             raise _invalid(e.field, e.why) from None
         return self._call(self._jobs.CreateJob, job_pb2.CreateJobRequest(job_id=job_id, job=job))
+
+    def update_job(
+        self,
+        job_id: str,
+        *,
+        priority: int | None = None,
+        on_all_tasks_complete: str | int | None = None,
+        max_parallel_tasks: int | None = None,
+        max_wall_clock_time: float | None = None,
+        max_task_retry_count: int | None = None,
+        metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+    ) -> job_pb2.Job:
+        """Change some of a job's settings; the others stay as they are (Azure Batch's Job -
+        Patch). Only the arguments given (not None) change: `max_parallel_tasks=0` and
+        `max_wall_clock_time=0` remove the limit, `metadata` replaces the whole map, and
+        `on_all_tasks_complete` cannot go back from "terminate_job" to "no_action".
+
+        With `if_match` (a job's `etag`, as read), the update is made only if the job has not
+        changed since: otherwise a ShoalError with reason CONDITION_NOT_MET, and nothing
+        changes. Returns the job as updated, with its new etag.
+        """
+        job = job_pb2.Job(metadata=dict(metadata or {}))
+        paths: list[str] = []
+        if priority is not None:
+            job.priority = priority
+            paths.append("priority")
+        if on_all_tasks_complete is not None:
+            job.on_all_tasks_complete = enum_name(  # type: ignore[assignment]
+                job_pb2.OnAllTasksComplete, on_all_tasks_complete, "on_all_tasks_complete",
+                _COMPLETION_ALIASES)
+            paths.append("on_all_tasks_complete")
+        if max_parallel_tasks is not None:
+            job.max_parallel_tasks = max_parallel_tasks
+            paths.append("max_parallel_tasks")
+        if max_wall_clock_time is not None:
+            # 0 leaves the field unset: no limit.
+            wall = duration_proto(max_wall_clock_time) if max_wall_clock_time else None
+            if wall is not None:
+                job.constraints.max_wall_clock_time.CopyFrom(wall)
+            paths.append("constraints.max_wall_clock_time")
+        if max_task_retry_count is not None:
+            job.constraints.max_task_retry_count = max_task_retry_count
+            paths.append("constraints.max_task_retry_count")
+        if metadata is not None:
+            paths.append("metadata")
+        if not paths:
+            raise _invalid("update_mask", "give at least one setting to change")
+        request = job_pb2.UpdateJobRequest(
+            name=job_name(job_id), job=job, update_mask=field_mask_pb2.FieldMask(paths=paths),
+            if_match=if_match or "")
+        return self._call(self._jobs.UpdateJob, request)
 
     def get_job(self, job_id: str) -> job_pb2.Job:
         return self._call(self._jobs.GetJob, job_pb2.GetJobRequest(name=job_name(job_id)))
@@ -638,18 +696,34 @@ class Client(StorageMethods, JobScheduleMethods):
         return self._pages(self._tasks.ListTasks, request, "tasks")
 
     def read_task_file(
-        self, job_id: str, task_id: str, path: str = "stdout.txt", offset: int = 0
+        self, job_id: str, task_id: str, path: str = "stdout.txt", offset: int = 0,
+        *, tail: int | None = None,
     ) -> bytes:
-        """The whole of a task's stdout.txt or stderr.txt from `offset` on."""
+        """The whole of a task's stdout.txt or stderr.txt from `offset` on (or its last `tail`
+        lines)."""
+        return b"".join(self._task_file(job_id, task_id, path, offset, tail, follow=False))
+
+    def follow_task_file(
+        self, job_id: str, task_id: str, path: str = "stdout.txt", offset: int = 0,
+        *, tail: int | None = None, timeout: float | None = None,
+    ) -> Iterator[bytes]:
+        """A task's stdout.txt or stderr.txt as the task writes it, until its attempt ends (a
+        task not started yet is waited for): `shoal task logs -f`. `timeout` bounds the
+        whole call (None: no bound)."""
+        return self._task_file(job_id, task_id, path, offset, tail, follow=True, timeout=timeout)
+
+    def _task_file(
+        self, job_id: str, task_id: str, path: str, offset: int, tail: int | None,
+        *, follow: bool, timeout: float | None = None,
+    ) -> Iterator[bytes]:
         request = task_pb2.ReadTaskFileRequest(
-            name=task_name(job_id, task_id), path=path, offset=offset
+            name=task_name(job_id, task_id), path=path, offset=offset, follow=follow,
+            tail_lines=tail or 0,
         )
-        parts: list[bytes] = []
         try:
             for chunk in self._tasks.ReadTaskFile(
-                request, metadata=self._metadata, timeout=self.timeout
+                request, metadata=self._metadata, timeout=timeout if follow else self.timeout
             ):
-                parts.append(chunk.data)
+                yield chunk.data
         except grpc.RpcError as e:
             raise ShoalError.from_rpc_error(e) from None
-        return b"".join(parts)

@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shoal.client import Client, ClientConfig, read_client_file, write_client_file
 from shoal.cluster_config import ClusterConfig, RestConfig, SchedulerTiming, StorageConfig
+from shoal.dbfiles import LOCK_FILE
 from shoal.errors import ClientConfigError
 
 # Start order: each service's peers are up before it (the gateway last, so a client that can
@@ -204,7 +205,7 @@ class LocalSuite:
     def _take_lock(self) -> None:
         # Two suites on one state dir would share SQLite files and overwrite each other's
         # client.json; the lock is released by the OS however this process ends.
-        fd = os.open(self.state_dir / "suite.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:

@@ -74,6 +74,11 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
     async def EnableJob(self, request: job_pb2.EnableJobRequest, context: object) -> job_pb2.Job:
         return convert.job(await self.app.enable_job(account(), _job_id(request.name)))
 
+    async def UpdateJob(self, request: job_pb2.UpdateJobRequest, context: object) -> job_pb2.Job:
+        job_id = _job_id(request.name)
+        changes = convert.job_changes(request)
+        return convert.job(await self.app.update_job(account(), job_id, changes, request.if_match))
+
 
 class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     def __init__(self, app: Engine) -> None:
@@ -148,7 +153,8 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     ) -> AsyncIterator[task_pb2.TaskFileChunk]:
         job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
         async for offset, data in self.app.read_task_file(
-            account(), job_id, task_id, request.path, request.offset
+            account(), job_id, task_id, request.path, request.offset,
+            follow=request.follow, tail_lines=request.tail_lines,
         ):
             yield task_pb2.TaskFileChunk(data=data, offset=offset)
 

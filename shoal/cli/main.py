@@ -6,6 +6,7 @@ from pathlib import Path
 
 import click
 
+from shoal.cli.admin import admin
 from shoal.cli.apps import app
 from shoal.cli.common import CliState, ShoalGroup
 from shoal.cli.demo import demo
@@ -38,7 +39,7 @@ def cli(ctx: click.Context, state_dir: Path | None, endpoint: str | None, key: s
     ctx.call_on_close(state.close)
 
 
-for command in (up, demo, pool, node, job, task, schedule, storage, app):
+for command in (up, demo, pool, node, job, task, schedule, storage, app, admin):
     cli.add_command(command)
 
 

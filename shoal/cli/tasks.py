@@ -561,11 +561,23 @@ def task_wait(state: CliState, job_id: str, timeout: float | None, poll: float) 
 @click.argument("job_id")
 @click.argument("task_id")
 @click.option("--stderr", "use_stderr", is_flag=True, help="stderr.txt instead of stdout.txt.")
+@click.option("-f", "--follow", is_flag=True,
+              help="Keep printing what the task writes until its attempt ends (waits for a task "
+                   "that has not started).")
+@click.option("--tail", type=click.IntRange(1, 100_000), default=None, metavar="N",
+              help="Start at the last N lines.")
 @pass_state
-def task_logs(state: CliState, job_id: str, task_id: str, use_stderr: bool) -> None:
-    """Print a task's stdout (or stderr) from the node that ran it."""
+def task_logs(state: CliState, job_id: str, task_id: str, use_stderr: bool, follow: bool,
+              tail: int | None) -> None:
+    """Print a task's stdout (or stderr): from the node running it, or the copy stored when
+    its attempt ended."""
     path = "stderr.txt" if use_stderr else "stdout.txt"
-    data = state.client().read_task_file(job_id, task_id, path)
+    client = state.client()
+    if follow:
+        pieces = client.follow_task_file(job_id, task_id, path, tail=tail)
+    else:
+        pieces = iter([client.read_task_file(job_id, task_id, path, tail=tail)])
     sys.stdout.flush()
-    sys.stdout.buffer.write(data)
-    sys.stdout.buffer.flush()
+    for data in pieces:
+        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.flush()

@@ -71,6 +71,11 @@ class JobServiceStub:
                 request_serializer=shoal_dot_v1_dot_job__pb2.EnableJobRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_job__pb2.Job.FromString,
                 _registered_method=True)
+        self.UpdateJob = channel.unary_unary(
+                '/shoal.v1.JobService/UpdateJob',
+                request_serializer=shoal_dot_v1_dot_job__pb2.UpdateJobRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_job__pb2.Job.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -128,6 +133,22 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateJob(self, request, context):
+        """Changes some of a job's settings (Azure Batch's Job - Patch): only the fields named in
+        `update_mask` change, and they take effect at once — a higher `max_parallel_tasks` lets
+        more of its tasks start now, a new `priority` reorders the pool's queue,
+        `on_all_tasks_complete = TERMINATE_JOB` on a job whose tasks have all completed ends it,
+        and a `max_wall_clock_time` already passed terminates it. With `if_match`, the update is
+        made only if the job's `etag` is still that value. Returns the job as updated.
+        Errors (ErrorInfo reasons): JOB_NOT_FOUND (NOT_FOUND); INVALID_ARGUMENT naming the field,
+        for an empty or unknown mask path or a bad value; CONDITION_NOT_MET (FAILED_PRECONDITION)
+        when `if_match` is not the job's etag; JOB_COMPLETED or JOB_BEING_TERMINATED
+        (FAILED_PRECONDITION) for a job that is over or ending. A refused update changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -164,6 +185,11 @@ def add_JobServiceServicer_to_server(servicer, server):
             'EnableJob': grpc.unary_unary_rpc_method_handler(
                     servicer.EnableJob,
                     request_deserializer=shoal_dot_v1_dot_job__pb2.EnableJobRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
+            'UpdateJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateJob,
+                    request_deserializer=shoal_dot_v1_dot_job__pb2.UpdateJobRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_job__pb2.Job.SerializeToString,
             ),
     }
@@ -356,6 +382,33 @@ class JobService:
             target,
             '/shoal.v1.JobService/EnableJob',
             shoal_dot_v1_dot_job__pb2.EnableJobRequest.SerializeToString,
+            shoal_dot_v1_dot_job__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.JobService/UpdateJob',
+            shoal_dot_v1_dot_job__pb2.UpdateJobRequest.SerializeToString,
             shoal_dot_v1_dot_job__pb2.Job.FromString,
             options,
             channel_credentials,

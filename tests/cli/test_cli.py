@@ -78,6 +78,9 @@ def task_ids(suite: LocalSuite, job_id: str) -> list[str]:
         ["task", "add", "j1", "t1", "--command-line", "echo", "--", "echo"],
         ["task", "add", "j1", "t1", "--env", "NOEQUALS", "--", "true"],
         ["task", "list", "j1", "--state", "sleeping"],
+        ["job", "update", "j1"],
+        ["job", "update", "j1", "--metadata", "novalue"],
+        ["job", "update", "j1", "--on-all-tasks-complete", "sometimes"],
         ["no-such-command"],
     ],
 )
@@ -268,6 +271,51 @@ def test_tables_show_ids_and_states(shared_suite: LocalSuite, uid: str) -> None:
     pool = ok(shoal(shared_suite, "pool", "show", uid)).stdout.splitlines()
     assert ["state", "ACTIVE"] in [r.split() for r in pool]
     assert ["nodes", "0", "of", "0"] in [r.split() for r in pool]
+
+
+# Updating a job
+
+
+def test_job_update_changes_what_it_names_and_shows_the_new_etag(
+    shared_suite: LocalSuite, uid: str
+) -> None:
+    with_job(shared_suite, uid, "true")  # no nodes: the task stays active
+    etag = json.loads(ok(shoal(shared_suite, "job", "show", uid, "-o", "json")).stdout)["etag"]
+    assert ["etag", etag] in [r.split() for r in ok(shoal(shared_suite, "job", "show", uid))
+                              .stdout.splitlines()]
+    result = ok(shoal(shared_suite, "job", "update", uid, "--priority", "7",
+                      "--max-parallel-tasks", "2", "--max-wall-clock", "2h",
+                      "--max-task-retries", "3", "--metadata", "team=a", "--if-match", etag,
+                      "-o", "json"))
+    job = json.loads(result.stdout)
+    assert (job["priority"], job["max_parallel_tasks"], job["metadata"]) == (7, 2, {"team": "a"})
+    assert job["constraints"] == {"max_wall_clock_time": "7200s", "max_task_retry_count": 3}
+    assert job["etag"] != etag and job["state"] == "ACTIVE"
+    # The etag read first is stale now: one line, and nothing changes.
+    stale = shoal(shared_suite, "job", "update", uid, "--priority", "1", "--if-match", etag)
+    assert stale.exit_code == 1 and stale.stdout == ""
+    assert stale.stderr.startswith(f"error: job '{uid}' has changed since it was read")
+    assert stale.stderr.endswith("[CONDITION_NOT_MET]\n") and stale.stderr.count("\n") == 1
+    # An etag as a shell leaves it (without its quotes) matches; 0 removes the wall clock.
+    shown = ok(shoal(shared_suite, "job", "update", uid, "--if-match", job["etag"].strip('"'),
+                     "--max-wall-clock", "0", "--clear-metadata")).stdout
+    rows = [r.split() for r in shown.splitlines()]
+    assert ["priority", "7"] in rows and ["max", "wall", "clock", "none"] in rows
+    assert ["metadata", "-"] in rows
+
+
+def test_job_update_errors_are_one_line_with_the_reason(shared_suite: LocalSuite, uid: str) -> None:
+    result = shoal(shared_suite, "job", "update", uid, "--priority", "1")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: job 'jobs/{uid}' not found [JOB_NOT_FOUND]\n"
+    with_job(shared_suite, uid)
+    ok(shoal(shared_suite, "job", "update", uid, "--on-all-tasks-complete", "terminatejob"))
+    result = shoal(shared_suite, "job", "update", uid, "--on-all-tasks-complete", "noaction")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: job.on_all_tasks_complete: cannot go back")
+    assert result.stderr.endswith("[INVALID_ARGUMENT]\n")
+    usage = shoal(shared_suite, "job", "update", uid)
+    assert usage.exit_code == 2 and "nothing to update" in usage.stderr
 
 
 # Running tasks on a real node
