@@ -114,12 +114,13 @@ def entity(request: web.Request, version: Versioned, metadata: str) -> web.Respo
     return json_response(odata.select(body, names), headers=version.headers())
 
 
-async def precondition(request: web.Request, read: Callable[[], Awaitable[Versioned]]) -> None:
+async def precondition(request: web.Request, read: Callable[[], Awaitable[Versioned]],
+                       skip: tuple[str, ...] = ()) -> None:
     """Check a change's conditional headers against the resource as it is now; 412 if one is
     not met. Not atomic with the change that follows: a change by someone else between the
     read and the change is not seen (Shoal keeps no version for these resources to compare in
     the same transaction)."""
-    headers = lower_headers(request)
+    headers = {k: v for k, v in lower_headers(request).items() if k not in skip}
     if conditions.has_conditions(headers):
         current = await read()
         conditions.evaluate(headers, current.etag, current.modified, read=False)

@@ -110,6 +110,20 @@ def test_etag_if_match_and_if_none_match(raw: Raw, idle_job: str) -> None:
     assert after.json["state"] == "completed" and after.headers["ETag"] != task.headers["ETag"]
 
 
+def test_a_job_patch_with_a_stale_if_match_changes_nothing(raw: Raw, idle_job: str) -> None:
+    etag = raw.send("GET", f"/jobs/{idle_job}").headers["ETag"]
+    ok = raw.send("PATCH", f"/jobs/{idle_job}", body={"priority": 4}, headers={"If-Match": etag})
+    assert ok.status == 200 and ok.headers["ETag"] != etag
+    stale = raw.send("PATCH", f"/jobs/{idle_job}", body={"priority": 8}, headers={"If-Match": etag})
+    assert azure_error(stale, 412, "ConditionNotMet")["ShoalReason"] == "CONDITION_NOT_MET"
+    assert raw.send("GET", f"/jobs/{idle_job}").json["priority"] == 4
+    # An empty patch changes nothing and still answers the job's ETag, or 412 for a stale one.
+    same = raw.send("PATCH", f"/jobs/{idle_job}", body={})
+    assert same.status == 200 and same.headers["ETag"] == ok.headers["ETag"]
+    azure_error(raw.send("PATCH", f"/jobs/{idle_job}", body={}, headers={"If-Match": etag}), 412, "ConditionNotMet")
+    azure_error(raw.send("PATCH", "/jobs/ghost", body={"priority": 1}), 404, "JobNotFound")
+
+
 def test_select_trims_what_is_served(raw: Raw, idle_job: str) -> None:
     job = raw.send("GET", f"/jobs/{idle_job}", [("$select", "id,state")])
     assert set(job.json) == {"odata.metadata", "id", "state"} and job.json["id"] == idle_job
@@ -149,7 +163,7 @@ def test_what_shoal_does_not_serve_is_said_so(raw: Raw) -> None:
     unknown = raw.send("GET", "/certificates")
     azure_error(unknown, 400, "InvalidUri")
     assert "README" in unknown.json["message"]["value"]
-    azure_error(raw.send("PUT", "/jobs/x", body={"priority": 1}), 405, "UnsupportedHttpVerb")
+    azure_error(raw.send("PUT", "/jobs/x/tasks/y", body={"constraints": {}}), 405, "UnsupportedHttpVerb")
     azure_error(raw.send("GET", "/jobs/x/tasks/y/files/wd/out.txt"), 404, "FileNotFound")
     azure_error(raw.send("POST", "/jobs", body=[1, 2]), 400, "InvalidPropertyValue")
     bad_json = raw.send("POST", "/jobs", headers={"Content-Type": "application/json"}, body="{")

@@ -13,8 +13,14 @@ from typing import Any
 
 import pytest
 from azure.batch import BatchClient, models
+from azure.core import MatchConditions
 from azure.core.credentials import AzureNamedKeyCredential
-from azure.core.exceptions import HttpResponseError, ResourceExistsError, ResourceNotFoundError
+from azure.core.exceptions import (
+    HttpResponseError,
+    ResourceExistsError,
+    ResourceModifiedError,
+    ResourceNotFoundError,
+)
 
 from shoal.suite import LocalSuite
 from tests.support import wait_for
@@ -247,6 +253,40 @@ def test_job_and_task_operations(client: BatchClient, pool: str, tmp_path: Path)
     assert error_of(lambda: client.create_task(
         "ops", models.BatchTaskCreateOptions(id="late", command_line="x"))).error.code == "JobCompleted"
     client.begin_delete_job("ops", polling_interval=POLL).result()
+
+
+def test_a_job_is_patched_and_updated_with_its_etag(client: BatchClient, pool: str) -> None:
+    client.create_job(models.BatchJobCreateOptions(
+        id="patched", pool_info=models.BatchPoolInfo(pool_id=pool), priority=1,
+        metadata=[models.BatchMetadataItem(name="keep", value="me")]))
+    before = client.get_job("patched")
+    client.update_job("patched", models.BatchJobUpdateOptions(priority=7, max_parallel_tasks=2),
+                      etag=before.etag, match_condition=MatchConditions.IfNotModified)
+    after = client.get_job("patched")
+    assert (after.priority, after.max_parallel_tasks) == (7, 2)
+    assert after.metadata[0].name == "keep"  # a patch leaves what it does not name
+    assert after.etag != before.etag and after.last_modified >= before.last_modified
+
+    # The etag read before the patch is stale now: nothing changes.
+    stale = error_of(lambda: client.update_job(
+        "patched", models.BatchJobUpdateOptions(priority=9), etag=before.etag,
+        match_condition=MatchConditions.IfNotModified))
+    assert isinstance(stale, ResourceModifiedError)
+    assert (stale.status_code, stale.error.code) == (412, "ConditionNotMet")
+    assert client.get_job("patched").priority == 7
+
+    bad = error_of(lambda: client.update_job("patched", models.BatchJobUpdateOptions(priority=5000)))
+    assert (bad.status_code, bad.error.code) == (400, "InvalidPropertyValue")
+    assert {d.code: d.message for d in bad.error.details}["PropertyName"] == "priority"
+
+    # Job - Update (PUT) sets every updatable property: what it leaves out goes to its default.
+    client.replace_job("patched", models.BatchJob(pool_info=models.BatchPoolInfo(pool_id=pool), priority=3))
+    replaced = client.get_job("patched")
+    assert (replaced.priority, replaced.max_parallel_tasks, replaced.metadata) == (3, -1, None)
+    moved = error_of(lambda: client.replace_job("patched", models.BatchJob(
+        pool_info=models.BatchPoolInfo(pool_id="elsewhere"))))
+    assert (moved.status_code, moved.error.code) == (400, "UnsupportedProperty")
+    client.begin_delete_job("patched", polling_interval=POLL).result()
 
 
 def test_nodes_and_resize(client: BatchClient) -> None:

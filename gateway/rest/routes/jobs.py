@@ -5,7 +5,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.rest import listing
+from gateway.rest import conditions, listing
+from gateway.rest.errors import unsupported_property
 from gateway.rest.http import (
     Resource,
     Versioned,
@@ -27,7 +28,9 @@ JOB_STATES = {azure: [job_pb2.Job.State.Name(s)] for s, azure in wire.JOB_STATES
 
 
 def version(job: job_pb2.Job, base: str) -> Versioned:
-    return Versioned.of(wire.job_json(job, base), job.create_time, job.state_transition_time)
+    # The scheduler versions jobs (etag, update_time): If-Match on an update is its own check.
+    return Versioned.of(wire.job_json(job, base), job.create_time, job.state_transition_time,
+                        tag=job.etag, modified=job.update_time)
 
 
 JOBS = Resource(lambda request: f"jobs/{request.match_info['job']}",
@@ -47,6 +50,33 @@ async def list_jobs(request: web.Request) -> web.Response:
                                   job_pb2.ListJobsRequest(page_size=size, page_token=token, filter=flt), "jobs")
     return await listing.list_page(request, fetch, lambda j: version(j, base).body(),
                                    schema=wire.JOB_FILTER, metadata=JOB, states=JOB_STATES)
+
+
+@routes.patch("/jobs/{job}")
+async def patch_job(request: web.Request) -> web.Response:
+    return await _update(request, replace=False)
+
+
+@routes.put("/jobs/{job}")
+async def replace_job(request: web.Request) -> web.Response:
+    return await _update(request, replace=True)
+
+
+async def _update(request: web.Request, *, replace: bool) -> web.Response:
+    """Azure's Job - Patch and Job - Update on UpdateJob: If-Match goes with the call and is
+    checked in the same step as the change; the other conditions are checked by a read."""
+    call = caller(request)
+    update, pool = wire.update_request(request.match_info["job"], await read_body(request), replace=replace)
+    await precondition(request, lambda: JOBS.current(request), skip=("if-match",))
+    update.if_match = request.headers.get("If-Match", "")
+    if pool is not None and f"pools/{pool}" != (current := await JOBS.read(request)).pool:
+        raise unsupported_property("poolInfo.poolId", f"a job stays on its pool ({current.pool})")
+    if not update.update_mask.paths:
+        job = await JOBS.read(request)  # nothing to change: still a 404 or 412 where due
+        conditions.evaluate({"if-match": update.if_match}, job.etag, None, read=False)
+    else:
+        job = await call(call.backend.jobs.UpdateJob, update, wire.JOB_FIELDS)
+    return empty(200, version=version(job, base_url(request)))
 
 
 @routes.post("/jobs/{job}/terminate")

@@ -65,6 +65,7 @@ SCHEDULE_FILTER: odata.Schema = {
 }
 JOB_FIELDS = {
     "job_id": "id",
+    "update_mask": "body",
     "job.pool": "poolInfo.poolId",
     "job.job_preparation_task.environment": "jobPreparationTask.environmentSettings",
     "job.job_release_task.environment": "jobReleaseTask.environmentSettings",
@@ -240,6 +241,45 @@ def task_counts_json(counts: job_pb2.TaskCounts) -> dict[str, Any]:
             "failed": counts.failed,
         },
     }
+
+
+# Azure's updatable job properties -> UpdateJob's mask paths.
+UPDATABLE = {
+    "priority": "priority",
+    "maxParallelTasks": "max_parallel_tasks",
+    "constraints": "constraints",
+    "onAllTasksComplete": "on_all_tasks_complete",
+    "metadata": "metadata",
+}
+
+
+def update_request(job_id: str, body: Body, *, replace: bool) -> tuple[job_pb2.UpdateJobRequest, str | None]:
+    """A Job - Patch (only the properties given change) or, with `replace`, a Job - Update
+    (every updatable property is set, the ones left out to their defaults) as UpdateJobRequest;
+    and the pool the body names, if any, for the caller to check (a job stays on its pool)."""
+    body.refuse("allowTaskPreemption", "Shoal has no Spot nodes to preempt tasks on", unless=False)
+    body.refuse("networkConfiguration", "Shoal's jobs have no network of their own")
+    parallel = body.integer("maxParallelTasks")
+    if parallel is not None and (parallel == 0 or parallel < -1):
+        raise invalid_property(body.name("maxParallelTasks"), "must be -1 (no limit) or 1 or more")
+    constraints = body.obj("constraints")
+    job = Job(
+        priority=body.integer("priority") or 0,
+        max_parallel_tasks=max(parallel or 0, 0),
+        on_all_tasks_complete=body.choice("onAllTasksComplete", ALL_COMPLETE, job_pb2.NO_ACTION),
+        metadata=name_values(body.objs("metadata"), "metadata"),
+    )
+    if constraints is not None:
+        job.constraints.CopyFrom(constraints_in(constraints))
+    info = body.obj("poolInfo", required=replace)
+    pool = None
+    if info is not None:
+        info.refuse("autoPoolSpecification", "a job stays on the pool it was created on")
+        pool = info.string("poolId", required=True)
+    paths = ["*"] if replace else [path for key, path in UPDATABLE.items() if body.has(key)]
+    request = job_pb2.UpdateJobRequest(name=f"jobs/{job_id}", job=job)
+    request.update_mask.paths.extend(paths)
+    return request, pool
 
 
 def terminate_request(job_id: str, body: Body) -> job_pb2.TerminateJobRequest:
