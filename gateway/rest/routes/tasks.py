@@ -110,12 +110,12 @@ async def add_task_collection(request: web.Request) -> web.Response:
         try:
             pending[i] = wire.task_in(task_body)
         except RestError as e:
-            results[i] = wire.add_result(ids[i], e, "", "")
+            results[i] = wire.not_added(ids[i], e)
     base, job_id = base_url(request), request.match_info["job"]
     call = caller(request)
     await _adding(call, _job(request), _add_all(call, _job(request), pending, results, ids))
     for i in pending:
-        results[i] = wire.add_result(ids[i], None, base, job_id)
+        results[i] = wire.added(ids[i], f"{base}/jobs/{job_id}/tasks/{ids[i]}")
     return json_response({"value": [results[i] for i in sorted(results)]})
 
 
@@ -138,7 +138,7 @@ async def _add_all(call: Caller, job: str, pending: dict[int, task_pb2.CreateTas
             if culprit is None or culprit >= len(order):
                 raise
             index = order[culprit]
-            results[index] = wire.add_result(ids[index], _one_task(e), "", "")
+            results[index] = wire.not_added(ids[index], _one_task(e))
             del pending[index]
 
 
@@ -150,7 +150,7 @@ async def _add_each(call: Caller, job: str, pending: dict[int, task_pb2.CreateTa
         try:
             await call(call.backend.tasks.CreateTask, request, wire.TASK_FIELDS)
         except RestError as e:
-            results[index] = wire.add_result(ids[index], e, "", "")
+            results[index] = wire.not_added(ids[index], e)
             del pending[index]
 
 

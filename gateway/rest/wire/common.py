@@ -262,7 +262,7 @@ def packages_out(refs: Iterable[application_pb2.ApplicationPackageReference]) ->
     return [compact({"applicationId": r.application_id, "version": r.version or None}) for r in refs]
 
 
-def refuse_container_and_user(body: Body) -> None:
+def refuse_containers(body: Body) -> None:
     """Properties of every kind of task whose effect Shoal cannot give."""
     body.refuse("containerSettings", "Shoal runs tasks as processes on the node, not in containers")
 

@@ -15,7 +15,7 @@ from gateway.rest.wire.common import (
     last_segment,
     name_value_list,
     name_values,
-    refuse_container_and_user,
+    refuse_containers,
     resource_files_in,
     resource_files_out,
 )
@@ -130,7 +130,7 @@ def retry_count(body: Body) -> int | None:
 
 
 def preparation_in(body: Body) -> task_pb2.JobPreparationTask:
-    refuse_container_and_user(body)
+    refuse_containers(body)
     body.refuse("waitForSuccess", "a job's tasks on a node always wait for its preparation task",
                 unless=True)
     task = task_pb2.JobPreparationTask(
@@ -148,7 +148,7 @@ def preparation_in(body: Body) -> task_pb2.JobPreparationTask:
 
 
 def release_in(body: Body) -> task_pb2.JobReleaseTask:
-    refuse_container_and_user(body)
+    refuse_containers(body)
     task = task_pb2.JobReleaseTask(
         command_line=body.string("commandLine", required=True) or "",
         resource_files=resource_files_in(body),

@@ -17,7 +17,7 @@ from gateway.rest.wire.common import (
     name_values,
     packages_in,
     packages_out,
-    refuse_container_and_user,
+    refuse_containers,
     resource_files_in,
     resource_files_out,
 )
@@ -117,7 +117,7 @@ def _refuse_low_priority(body: Body) -> None:
 
 
 def start_task_in(body: Body) -> task_pb2.StartTask:
-    refuse_container_and_user(body)
+    refuse_containers(body)
     retries = body.integer("maxTaskRetryCount")
     if retries is not None and retries < 0:
         raise invalid_property(body.name("maxTaskRetryCount"), "Shoal retries at most 100 times; -1 (unlimited) is not supported")

@@ -17,7 +17,7 @@ from gateway.rest.wire.common import (
     name_value_list,
     packages_in,
     packages_out,
-    refuse_container_and_user,
+    refuse_containers,
     resource_files_in,
     resource_files_out,
 )
@@ -76,7 +76,7 @@ TASK_FIELDS = {
 
 def task_in(body: Body) -> task_pb2.CreateTaskRequest:
     """An Azure task (add) body as a CreateTaskRequest without its parent."""
-    refuse_container_and_user(body)
+    refuse_containers(body)
     body.refuse("multiInstanceSettings", "Shoal has no multi-instance (MPI) tasks")
     task = Task(
         display_name=body.text("displayName"),
@@ -262,15 +262,13 @@ def task_json(task: Task, base: str) -> dict[str, Any]:
     })
 
 
-def add_result(task_id: str, error: RestError | None, base: str, job_id: str,
-               task: dict[str, Any] | None = None, etag: str | None = None) -> dict[str, Any]:
-    """One entry of an add-collection answer (Azure's TaskAddResult)."""
-    if error is None:
-        return compact({
-            "status": "success", "taskId": task_id, "eTag": etag,
-            "lastModified": task.get("stateTransitionTime") if task else None,
-            "location": f"{base}/jobs/{job_id}/tasks/{task_id}",
-        })
+def added(task_id: str, location: str) -> dict[str, Any]:
+    """A task an add-collection call added (Azure's TaskAddResult)."""
+    return {"status": "success", "taskId": task_id, "location": location}
+
+
+def not_added(task_id: str, error: RestError) -> dict[str, Any]:
+    """A task an add-collection call did not add, and why."""
     return {
         "status": "servererror" if error.status >= 500 else "clienterror",
         "taskId": task_id,
