@@ -17,7 +17,7 @@ from aiohttp import web
 
 from gateway.rest import odata
 from gateway.rest.backend import Caller
-from gateway.rest.http import base_url, json_response
+from gateway.rest.http import Handler, Resource, base_url, caller, json_response
 
 T = TypeVar("T")
 
@@ -38,6 +38,23 @@ def service_fetch(call: Caller, rpc: Any, make: Callable[[int, str, str], Any], 
         return list(getattr(page, field)), page.next_page_token
 
     return fetch
+
+
+def lister(resource: Resource, rpc: Callable[[Caller], Any],
+           make: Callable[[web.Request, int, str, str], Any], field: str, *,
+           schema: odata.Schema, states: Mapping[str, Iterable[str]] | None = None) -> Handler:
+    """A List handler over a Shoal List call: `make(request, page size, page token, filter)`
+    is its request, `field` the repeated field of its answer, each item served as `resource`
+    serves it."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        call = caller(request)
+        base = base_url(request)
+        fetch = service_fetch(call, rpc(call), lambda size, token, flt: make(request, size, token, flt), field)
+        return await list_page(request, fetch, lambda item: resource.version(item, base).body(),
+                               schema=schema, metadata=resource.metadata, states=states)
+
+    return handle
 
 
 def shoal_filter(

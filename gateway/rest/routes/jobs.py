@@ -42,14 +42,10 @@ routes.delete("/jobs/{job}")(JOBS.change(lambda c: c.backend.jobs.DeleteJob, job
 routes.post("/jobs/{job}/enable")(JOBS.change(lambda c: c.backend.jobs.EnableJob, job_pb2.EnableJobRequest, 202))
 
 
-@routes.get("/jobs")
-async def list_jobs(request: web.Request) -> web.Response:
-    call = caller(request)
-    base = base_url(request)
-    fetch = listing.service_fetch(call, call.backend.jobs.ListJobs, lambda size, token, flt:
-                                  job_pb2.ListJobsRequest(page_size=size, page_token=token, filter=flt), "jobs")
-    return await listing.list_page(request, fetch, lambda j: version(j, base).body(),
-                                   schema=wire.JOB_FILTER, metadata=JOB, states=JOB_STATES)
+routes.get("/jobs")(listing.lister(
+    JOBS, lambda c: c.backend.jobs.ListJobs,
+    lambda _, size, token, flt: job_pb2.ListJobsRequest(page_size=size, page_token=token, filter=flt),
+    "jobs", schema=wire.JOB_FILTER, states=JOB_STATES))
 
 
 @routes.patch("/jobs/{job}")
@@ -128,13 +124,7 @@ routes.post("/jobschedules/{schedule}/terminate")(SCHEDULES.change(
     lambda c: c.backend.schedules.TerminateJobSchedule, job_schedule_pb2.TerminateJobScheduleRequest, 202))
 
 
-@routes.get("/jobschedules")
-async def list_schedules(request: web.Request) -> web.Response:
-    call = caller(request)
-    base = base_url(request)
-    fetch = listing.service_fetch(
-        call, call.backend.schedules.ListJobSchedules,
-        lambda size, token, _: job_schedule_pb2.ListJobSchedulesRequest(page_size=size, page_token=token),
-        "job_schedules")
-    return await listing.list_page(request, fetch, lambda s: schedule_version(s, base).body(),
-                                   schema=wire.SCHEDULE_FILTER, metadata=SCHEDULE)
+routes.get("/jobschedules")(listing.lister(
+    SCHEDULES, lambda c: c.backend.schedules.ListJobSchedules,
+    lambda _, size, token, flt: job_schedule_pb2.ListJobSchedulesRequest(page_size=size, page_token=token),
+    "job_schedules", schema=wire.SCHEDULE_FILTER))

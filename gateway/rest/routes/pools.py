@@ -9,7 +9,6 @@ from gateway.rest.errors import autoscale_not_supported
 from gateway.rest.http import (
     Resource,
     Versioned,
-    base_url,
     caller,
     empty,
     precondition,
@@ -56,14 +55,10 @@ routes.post("/pools/{pool}/nodes/{node}/enablescheduling")(NODES.change(
     lambda c: c.backend.pools.EnableNodeScheduling, pool_pb2.EnableNodeSchedulingRequest, 200))
 
 
-@routes.get("/pools")
-async def list_pools(request: web.Request) -> web.Response:
-    call = caller(request)
-    base = base_url(request)
-    fetch = listing.service_fetch(call, call.backend.pools.ListPools, lambda size, token, flt:
-                                  pool_pb2.ListPoolsRequest(page_size=size, page_token=token, filter=flt), "pools")
-    return await listing.list_page(request, fetch, lambda p: version(p, base).body(),
-                                   schema=wire.POOL_FILTER, metadata=POOL, states=POOL_STATES)
+routes.get("/pools")(listing.lister(
+    POOLS, lambda c: c.backend.pools.ListPools,
+    lambda _, size, token, flt: pool_pb2.ListPoolsRequest(page_size=size, page_token=token, filter=flt),
+    "pools", schema=wire.POOL_FILTER, states=POOL_STATES))
 
 
 @routes.post("/pools/{pool}/resize")
@@ -99,16 +94,11 @@ async def remove_nodes(request: web.Request) -> web.Response:
     return empty(202)
 
 
-@routes.get("/pools/{pool}/nodes")
-async def list_nodes(request: web.Request) -> web.Response:
-    call = caller(request)
-    base = base_url(request)
-    parent = f"pools/{request.match_info['pool']}"
-    fetch = listing.service_fetch(call, call.backend.pools.ListNodes, lambda size, token, flt:
-                                  pool_pb2.ListNodesRequest(parent=parent, page_size=size, page_token=token,
-                                                            filter=flt), "nodes")
-    return await listing.list_page(request, fetch, lambda n: node_version(n, base).body(),
-                                   schema=wire.NODE_FILTER, metadata=NODE, states=NODE_STATES)
+routes.get("/pools/{pool}/nodes")(listing.lister(
+    NODES, lambda c: c.backend.pools.ListNodes,
+    lambda request, size, token, flt: pool_pb2.ListNodesRequest(
+        parent=f"pools/{request.match_info['pool']}", page_size=size, page_token=token, filter=flt),
+    "nodes", schema=wire.NODE_FILTER, states=NODE_STATES))
 
 
 @routes.post("/pools/{pool}/nodes/{node}/disablescheduling")

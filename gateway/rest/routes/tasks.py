@@ -171,16 +171,11 @@ def _one_task(e: RestError) -> RestError:
     return RestError(e.status, e.code, _INDEX.sub("", e.message).removeprefix("."), values)
 
 
-@routes.get("/jobs/{job}/tasks")
-async def list_tasks(request: web.Request) -> web.Response:
-    call = caller(request)
-    base = base_url(request)
-    parent = _job(request)
-    fetch = listing.service_fetch(call, call.backend.tasks.ListTasks, lambda size, token, flt:
-                                  task_pb2.ListTasksRequest(parent=parent, page_size=size, page_token=token,
-                                                            filter=flt), "tasks")
-    return await listing.list_page(request, fetch, lambda t: version(t, base).body(),
-                                   schema=wire.TASK_FILTER, metadata=TASK, states=TASK_STATES)
+routes.get("/jobs/{job}/tasks")(listing.lister(
+    TASKS, lambda c: c.backend.tasks.ListTasks,
+    lambda request, size, token, flt: task_pb2.ListTasksRequest(
+        parent=_job(request), page_size=size, page_token=token, filter=flt),
+    "tasks", schema=wire.TASK_FILTER, states=TASK_STATES))
 
 
 # Files: a task's stdout.txt and stderr.txt, which is what Shoal keeps of its directory.
