@@ -7,6 +7,8 @@ import structlog
 from gateway.auth import Authenticator
 from gateway.forwarding import ROUTES, Forwarder
 from gateway.peers import PeerHealth
+from gateway.rest import app as rest
+from gateway.rest.backend import Backend
 from services.common.process import run_service
 from services.common.rpc import ServiceHost, internal_channel, wait_for_signal
 from shoal.cluster_config import ClusterConfig
@@ -20,7 +22,7 @@ GATEWAY_MAX_MESSAGE = 64 * 1024 * 1024
 
 
 async def serve(config: ClusterConfig) -> None:
-    auth = await Authenticator.open(config.db_path("gateway"))
+    auth = await Authenticator.open(config.db_path("gateway"), config.secret)
     channels = {
         "pool-manager": internal_channel(config.pool_manager_address),
         "job-scheduler": internal_channel(config.job_scheduler_address),
@@ -30,6 +32,8 @@ async def serve(config: ClusterConfig) -> None:
     # 64 MiB still carries a 100,000-task BatchCreateTasks of ordinary command lines.
     host = ServiceHost(config.gateway_address, [], max_message_bytes=GATEWAY_MAX_MESSAGE)
     host.add_generic(Forwarder(channels, auth, config.service_token), sorted(ROUTES))
+    # The REST face before gRPC: once the gateway reports healthy, both answer.
+    rest_runner = await rest.start(config.rest, Backend(channels, config.service_token), auth)
     await host.start()
     peers = PeerHealth(host.health, channels, {s: p.name for s, p in ROUTES.items()})
     await peers.start()
@@ -37,6 +41,8 @@ async def serve(config: ClusterConfig) -> None:
     await wait_for_signal()
     log.info("gateway stopping")
     await peers.stop()
+    if rest_runner is not None:
+        await rest_runner.cleanup()
     await host.stop(grace=2.0)
     for ch in channels.values():
         await ch.close()

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 from dataclasses import asdict, dataclass, field
@@ -91,6 +92,61 @@ class StorageConfig:
         return (self.public_url or f"http://{self.http_address}").rstrip("/")
 
 
+def _host_port(address: str, setting: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{setting} must be host:port, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class RestConfig:
+    """The Azure Batch REST face, served by the gateway process on a port of its own."""
+
+    address: str = "127.0.0.1:50056"
+    """host:port it listens on; empty turns the REST face off. LocalSuite replaces port 0 with
+    a free port."""
+    tls_cert_file: str = ""
+    """PEM certificate (chain) for HTTPS; with `tls_key_file`. Both empty: plain HTTP, which is
+    allowed on a loopback address only."""
+    tls_key_file: str = ""
+    """PEM private key of `tls_cert_file`."""
+
+    def check(self) -> RestConfig:
+        """Return self if the settings are usable; ValueError naming the setting if not."""
+        if not self.address:
+            return self
+        host, _ = _host_port(self.address, "rest.address")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("rest.tls_cert_file and rest.tls_key_file go together: set both or neither")
+        if not self.tls and not is_loopback(host):
+            # Shared Key signs requests but does not hide them: jobs, command lines and task
+            # output would cross the network readable (and replayable for 15 minutes).
+            raise ValueError(
+                f"rest.address {self.address!r} is not a loopback address: serving the REST "
+                "face beyond this host needs HTTPS (set rest.tls_cert_file and rest.tls_key_file)"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert_file)
+
+    @property
+    def endpoint(self) -> str:
+        """The URL clients give Azure's SDKs, e.g. http://127.0.0.1:50056."""
+        return f"{'https' if self.tls else 'http'}://{self.address}" if self.address else ""
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
     state_dir: str
@@ -103,6 +159,7 @@ class ClusterConfig:
     storage_stager_address: str = "127.0.0.1:50054"
     timing: SchedulerTiming = field(default_factory=SchedulerTiming)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    rest: RestConfig = field(default_factory=RestConfig)
     log_level: str = "info"
 
     @property
@@ -122,7 +179,8 @@ class ClusterConfig:
         raw = json.loads(Path(path).read_text())
         timing = SchedulerTiming(**raw.pop("timing", {}))
         storage = StorageConfig(**raw.pop("storage", {})).check()
-        return cls(timing=timing, storage=storage, **raw)
+        rest = RestConfig(**raw.pop("rest", {})).check()
+        return cls(timing=timing, storage=storage, rest=rest, **raw)
 
     @classmethod
     def new(cls, state_dir: Path, **overrides: object) -> ClusterConfig:
