@@ -21,7 +21,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -422,38 +421,3 @@ def _fresh_dir(paths: TaskPaths) -> None:
         shutil.rmtree(paths.dir, ignore_errors=True)
         os.mkdir(paths.dir)
     os.mkdir(paths.wd)
-
-
-def kill_leftovers(layout: NodeLayout) -> list[int]:
-    """Kill what tasks of a previous life of the agent left running on this node; returns
-    the pids killed.
-
-    Every task process carries SHOAL_NODE_ROOT_DIR in its environment and passes it to its
-    children, so one scan of /proc at start finds them all — no per-task pid file on the hot
-    path, and grandchildren that left their process group are found too.
-    """
-    marker = f"SHOAL_NODE_ROOT_DIR={layout.root}".encode()
-    me = os.getpid()
-    killed = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        entries = env.split(b"\0")
-        if marker not in entries:
-            continue
-        pid = int(entry.name)
-        try:
-            os.killpg(os.getpgid(pid), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-        except (ProcessLookupError, PermissionError) as e:
-            log.warning("cannot kill leftover process", pid=pid, error=str(e))
-    return killed

@@ -28,7 +28,7 @@ import structlog
 from agent import __version__
 from agent.cleanup import Cleanup
 from agent.concurrency import run_together
-from agent.executor import Executor, kill_leftovers
+from agent.executor import Executor
 from agent.job_tasks import JobTasks
 from agent.layout import NodeLayout, answer_read
 from agent.node_commands import (
@@ -57,6 +57,7 @@ from agent.staging.packages import PackageInstaller
 from agent.staging.transfer import Transfers
 from services.common import logging as shoal_logging
 from services.common.ids import ID_RE
+from services.common.node_processes import RootBusy, RootLock, Tracker, kill_leftovers
 from services.common.rpc import CHANNEL_OPTIONS
 from services.common.timeutil import from_duration
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
@@ -69,6 +70,10 @@ SEND_LINGER = 0.001
 """Seconds the sender waits after a wake-up before it takes what is queued."""
 
 EXIT_REJECTED = 2
+EXIT_ROOT_BUSY = 3
+ROOT_LOCK_WAIT = 30.0
+"""How long a starting agent waits for its node root's lock (held by whoever is killing
+the leftovers of the previous agent, or by a live agent: then it gives up)."""
 REGISTER_TIMEOUT = 10.0
 DEFAULT_HEARTBEAT = 5.0
 MIN_HEARTBEAT = 0.05
@@ -103,6 +108,8 @@ class Options:
     node_root: Path
     cache_max_bytes: int = DEFAULT_MAX_BYTES
     """Bound of the node's content cache of downloaded objects."""
+    use_cgroup: bool = True
+    """Track the node's processes in a cgroup where one can be made (else process groups)."""
 
 
 @dataclass(frozen=True)
@@ -185,7 +192,23 @@ class Agent:
 
     async def run(self) -> int:
         self.layout.create()
-        killed = kill_leftovers(self.layout)
+        try:
+            lock = await asyncio.to_thread(RootLock.acquire, self.layout.root, ROOT_LOCK_WAIT)
+        except RootBusy as e:
+            log.error("cannot start: another agent uses this node root", error=str(e))
+            return EXIT_ROOT_BUSY
+        try:
+            return await self._run_locked()
+        finally:
+            lock.release()
+
+    async def _run_locked(self) -> int:
+        # Before anything else: what an earlier life of this node left running is killed and
+        # gone before this one says hello, so nothing of it runs on when the scheduler hears
+        # that those attempts are not running here.
+        leftovers = await asyncio.to_thread(kill_leftovers, self.layout.root)
+        tracker = await asyncio.to_thread(Tracker.begin, self.layout.root, self.opts.use_cgroup)
+        self.executor.runner.tracker = tracker
         self._outbox = Outbox(self.layout.outbox)
         self._writer = OutboxWriter(self._outbox)
         self.staging.cache.load()
@@ -194,7 +217,9 @@ class Agent:
         retained = await asyncio.to_thread(self.cleanup.scan)
         log.info(
             "agent starting", version=__version__, node_root=str(self.layout.root),
-            leftovers_killed=killed, outbox_results=len(restored), attempts_retained=retained,
+            leftovers_killed=leftovers.killed, leftovers_surviving=list(leftovers.survivors),
+            process_tracking=tracker.mode, outbox_results=len(restored),
+            attempts_retained=retained,
         )
         self._restored = restored
         cleaner = asyncio.create_task(self.cleanup.run())
@@ -240,7 +265,9 @@ class Agent:
             # undone, a later agent on this root would send those results again.
             await asyncio.wait(self._background, timeout=STOP_TIMEOUT)
         await self.transfers.close()
-        log.info("agent stopped", exit_code=code)
+        # Whatever of the node still runs (a start task, what tasks left behind) goes too.
+        left = await asyncio.to_thread(tracker.close)
+        log.info("agent stopped", exit_code=code, leftovers_killed=left.killed)
         return code
 
     async def _life(self) -> int:
@@ -601,6 +628,10 @@ def parse_args(argv: list[str] | None) -> tuple[Options, str]:
         "--cache-max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
         help="bound of the node's content cache of downloaded objects (LRU eviction)",
     )
+    p.add_argument(
+        "--no-cgroup", action="store_true",
+        help="track the node's processes by process group even where a cgroup v2 is usable",
+    )
     a = p.parse_args(argv)
     if not a.join_token:
         p.error(f"a join token is required: set {JOIN_TOKEN_ENV} or pass --join-token")
@@ -609,7 +640,7 @@ def parse_args(argv: list[str] | None) -> tuple[Options, str]:
     if a.cache_max_bytes < 0:
         p.error("--cache-max-bytes must not be negative")
     opts = Options(a.pool_manager, a.join_token, a.node_id, a.node_root.absolute(),
-                   a.cache_max_bytes)
+                   a.cache_max_bytes, not a.no_cgroup)
     return opts, a.log_level
 
 

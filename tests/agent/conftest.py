@@ -14,8 +14,7 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from agent.executor import kill_leftovers
-from agent.layout import NodeLayout
+from services.common.node_processes import RootLock, kill_leftovers
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
 from tests.support import eventually
 
@@ -288,4 +287,6 @@ async def start_agent(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[A
             await a.proc.wait()
     # Tasks of an agent killed by a test run in their own sessions: do not leak them.
     for root in {a.node_root for a in started}:
-        kill_leftovers(NodeLayout(root))
+        if root.is_dir():
+            with RootLock.acquire(root, 10):
+                kill_leftovers(root)
