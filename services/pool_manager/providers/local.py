@@ -3,7 +3,12 @@
 Agents run in their own session (process group), so a signal to the pool-manager does not
 reach them and they can outlive a crashed pool-manager; the next one adopts them by pid and
 start time. Our own children are watched with `await proc.wait()`; adopted processes are not
-our children, so they are polled.
+our children, so they are watched through a pidfd (polled where there is none).
+
+An agent that ends without being stopped may leave its node's processes running (they run in
+sessions of their own). They are killed, and gone, before the end is reported (`poll`), so the
+pool-manager never has a dead agent's tasks requeued while they still run; and a node root is
+deleted only once nothing of it runs (services.common.node_processes).
 """
 
 from __future__ import annotations
@@ -22,6 +27,7 @@ from typing import IO
 import structlog
 
 from services.common.ids import ID_RE
+from services.common.node_processes import Leftovers, RootBusy, RootLock, kill_leftovers
 from services.pool_manager.providers.base import AgentKey, Exit, NodeSpec, ProcessRef
 from shoal.cluster_config import ClusterConfig
 
@@ -30,6 +36,12 @@ log = structlog.get_logger()
 JOIN_TOKEN_ENV = "SHOAL_JOIN_TOKEN"
 
 DEFAULT_AGENT_COMMAND = (sys.executable, "-m", "agent")
+ROOT_LOCK_WAIT = 10.0
+"""How long a kill of leftovers waits for the node root's lock (a dead agent holds none)."""
+
+
+class NodeBusy(OSError):
+    """A node root still has live processes (or a live agent): it is not deleted."""
 
 
 def proc_stat(pid: int) -> tuple[str, int] | None:
@@ -71,6 +83,7 @@ class LocalProvider:
         agent_command: Sequence[str] = DEFAULT_AGENT_COMMAND,
         stop_timeout: float = 10.0,
         poll_interval: float = 0.05,
+        lock_wait: float = ROOT_LOCK_WAIT,
     ) -> None:
         """`agent_command` is the agent's command line without the arguments this provider
         adds (--pool-manager, --node-id, --node-root, --log-level; the join token goes in the
@@ -81,6 +94,7 @@ class LocalProvider:
         self._command = list(agent_command)
         self._stop_timeout = stop_timeout
         self._poll_interval = poll_interval
+        self._lock_wait = lock_wait
         self._children: dict[AgentKey, asyncio.subprocess.Process] = {}
         self._waiters: dict[AgentKey, asyncio.Task[None]] = {}
         self._adopted: dict[AgentKey, ProcessRef] = {}
@@ -132,12 +146,43 @@ class LocalProvider:
 
     async def _wait(self, key: AgentKey, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
-        if self._children.get(key) is proc:
+        if self._children.get(key) is not proc or key in self._stopping:
+            return
+        # Still "running" until its node's processes are gone: the loop must not take the
+        # node for ended (and have its tasks requeued) while they may still run.
+        await self._kill_leftovers(key, f"agent exited with code {code}")
+        if self._children.get(key) is proc and key not in self._stopping:
             del self._children[key]
             self._waiters.pop(key, None)
-            if key not in self._stopping:
-                self._exits.append(Exit(key, code))
-                self._listener()
+            self._exits.append(Exit(key, code))
+            self._listener()
+
+    async def _watch_adopted(self, key: AgentKey, ref: ProcessRef) -> None:
+        await self._gone(ref, None)
+        if self._adopted.get(key) is not ref or key in self._stopping:
+            return
+        await self._kill_leftovers(key, "adopted agent ended")
+        if self._adopted.get(key) is ref and key not in self._stopping:
+            del self._adopted[key]
+            self._waiters.pop(key, None)
+            self._exits.append(Exit(key, None))
+            self._listener()
+
+    async def _kill_leftovers(self, key: AgentKey, why: str) -> bool:
+        """Kill what the node's dead agent left running and wait until it is gone; False if
+        something survived (or the root is in use by a live agent)."""
+        root = self.node_root(key)
+        if not root.is_dir():
+            return True
+        try:
+            left = await asyncio.to_thread(_kill_under_lock, root, self._lock_wait)
+        except RootBusy as e:
+            log.error("cannot kill a node's leftovers", node=key[2], error=str(e))
+            return False
+        if left.killed or not left.clean:
+            log.info("node processes killed", node=key[2], why=why, killed=left.killed,
+                     surviving=list(left.survivors))
+        return left.clean
 
     def adopt(self, spec: NodeSpec, ref: ProcessRef) -> bool:
         if self.running(spec.key):
@@ -145,6 +190,7 @@ class LocalProvider:
         if ref.start_time is None or not is_alive(ref):
             return False
         self._adopted[spec.key] = ref
+        self._waiters[spec.key] = asyncio.create_task(self._watch_adopted(spec.key, ref))
         log.info("agent adopted", node=spec.node, pid=ref.pid)
         return True
 
@@ -152,10 +198,6 @@ class LocalProvider:
         return key in self._children or key in self._adopted
 
     def poll(self) -> list[Exit]:
-        for key, ref in list(self._adopted.items()):
-            if key not in self._stopping and not is_alive(ref):
-                del self._adopted[key]
-                self._exits.append(Exit(key, None))
         exits, self._exits = self._exits, []
         return exits
 
@@ -167,12 +209,15 @@ class LocalProvider:
         if proc is not None:
             await self._stop_child(proc)
             self._children.pop(key, None)
-            task = self._waiters.pop(key, None)
-            if task is not None:
-                task.cancel()
         elif ref is not None:
             await self._stop_adopted(ref)
             self._adopted.pop(key, None)
+        task = self._waiters.pop(key, None)
+        if task is not None:
+            task.cancel()
+        # An agent that stops cleanly kills its node's processes itself; one that had to be
+        # killed could not.
+        await self._kill_leftovers(key, "agent stopped")
         # Left in place if cancelled above, so a late exit is not mistaken for a crash.
         self._stopping.discard(key)
 
@@ -203,16 +248,29 @@ class LocalProvider:
                 os.killpg(ref.pid, signal.SIGKILL)
         await self._gone(ref, self._stop_timeout)
 
-    async def _gone(self, ref: ProcessRef, within: float) -> bool:
-        deadline = time.monotonic() + within
+    async def _gone(self, ref: ProcessRef, within: float | None) -> bool:
+        """Wait until the process is gone (at most `within` seconds; None: however long)."""
+        exited = _exit_of(ref)
+        if exited is not None:
+            try:
+                await asyncio.wait_for(exited, within)
+            except TimeoutError:
+                return False
+            finally:
+                exited.cancel()
+            return True
+        deadline = None if within is None else time.monotonic() + within
         while is_alive(ref):
-            if time.monotonic() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(self._poll_interval)
         return True
 
     async def remove(self, spec: NodeSpec) -> None:
         root = self.node_root(spec.key)
+        # Never under running processes: NodeBusy leaves it for the next round.
+        if not await self._kill_leftovers(spec.key, "node removed"):
+            raise NodeBusy(f"node root {root} still has live processes; not deleted")
         await asyncio.to_thread(shutil.rmtree, root, True)
         # The pool's and account's directories go too once empty.
         for parent in (root.parent, root.parent.parent):
@@ -234,3 +292,39 @@ class LocalProvider:
         self._waiters.clear()
         self._children.clear()
         self._adopted.clear()
+
+
+def _kill_under_lock(root: Path, wait: float) -> Leftovers:
+    with RootLock.acquire(root, wait):
+        return kill_leftovers(root)
+
+
+def _exit_of(ref: ProcessRef) -> asyncio.Future[None] | None:
+    """A future done when the process `ref` names exits, through a pidfd (Linux 5.3+); None
+    where there is none. Already done if it is gone (or its pid was reused)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    try:
+        fd = os.pidfd_open(ref.pid)
+    except ProcessLookupError:
+        done.set_result(None)
+        return done
+    except (OSError, AttributeError):
+        return None
+    # Checked after the pidfd pins the process: a pid reused before it is not ours.
+    if not is_alive(ref):
+        os.close(fd)
+        done.set_result(None)
+        return done
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def closed(_: asyncio.Future[None]) -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+    loop.add_reader(fd, readable)
+    done.add_done_callback(closed)
+    return done
