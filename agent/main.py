@@ -110,6 +110,8 @@ class Options:
     """Bound of the node's content cache of downloaded objects."""
     use_cgroup: bool = True
     """Track the node's processes in a cgroup where one can be made (else process groups)."""
+    root_lock_wait: float = ROOT_LOCK_WAIT
+    """Seconds to wait for the node root's lock before giving up (exit code 3)."""
 
 
 @dataclass(frozen=True)
@@ -193,7 +195,8 @@ class Agent:
     async def run(self) -> int:
         self.layout.create()
         try:
-            lock = await asyncio.to_thread(RootLock.acquire, self.layout.root, ROOT_LOCK_WAIT)
+            lock = await asyncio.to_thread(RootLock.acquire, self.layout.root,
+                                           self.opts.root_lock_wait)
         except RootBusy as e:
             log.error("cannot start: another agent uses this node root", error=str(e))
             return EXIT_ROOT_BUSY
@@ -629,6 +632,11 @@ def parse_args(argv: list[str] | None) -> tuple[Options, str]:
         help="bound of the node's content cache of downloaded objects (LRU eviction)",
     )
     p.add_argument(
+        "--root-lock-wait", type=float, default=ROOT_LOCK_WAIT, metavar="SECONDS",
+        help="how long to wait for the node root's lock (held while the previous agent's "
+             "leftovers are killed, or by a live agent: then exit with code 3)",
+    )
+    p.add_argument(
         "--no-cgroup", action="store_true",
         help="track the node's processes by process group even where a cgroup v2 is usable",
     )
@@ -639,8 +647,10 @@ def parse_args(argv: list[str] | None) -> tuple[Options, str]:
         p.error(f"--node-id {a.node_id!r} is not a valid id: use 1-64 of A-Z a-z 0-9 _ -")
     if a.cache_max_bytes < 0:
         p.error("--cache-max-bytes must not be negative")
+    if a.root_lock_wait < 0:
+        p.error("--root-lock-wait must not be negative")
     opts = Options(a.pool_manager, a.join_token, a.node_id, a.node_root.absolute(),
-                   a.cache_max_bytes, not a.no_cgroup)
+                   a.cache_max_bytes, not a.no_cgroup, a.root_lock_wait)
     return opts, a.log_level
 
 

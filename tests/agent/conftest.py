@@ -76,6 +76,8 @@ class FakeRegistry(agent_pb2_grpc.NodeRegistryServiceServicer):
         self.node_gone = False
         self.start_task: agent_pb2.StartTaskRun | None = None
         """The pool's start task, handed out with every registration."""
+        self.on_register: Callable[[], None] | None = None
+        """Called as each registration arrives, before it is answered."""
 
     @property
     def credential(self) -> str:
@@ -83,6 +85,8 @@ class FakeRegistry(agent_pb2_grpc.NodeRegistryServiceServicer):
 
     async def RegisterNode(self, request: Any, context: Any) -> agent_pb2.RegisterNodeResponse:
         self.requests.append(request)
+        if self.on_register is not None:
+            self.on_register()
         if len(self.requests) <= self.unavailable_first:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "pool-manager starting")
         if self.node_gone:
@@ -263,7 +267,8 @@ async def start_agent(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[A
     started: list[AgentProcess] = []
 
     async def start(
-        cp: ControlPlane, node_root: Path, *, token: str | None = None, node_id: str = "n1"
+        cp: ControlPlane, node_root: Path, *, token: str | None = None, node_id: str = "n1",
+        args: tuple[str, ...] = (),
     ) -> AgentProcess:
         log = tmp_path / f"agent-{len(started)}.log"
         with open(log, "wb") as out:  # noqa: ASYNC230 - opening a local log file is instant
@@ -273,7 +278,7 @@ async def start_agent(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[A
                 "--join-token", token if token is not None else cp.registry.token,
                 "--node-id", node_id,
                 "--node-root", str(node_root),
-                "--log-level", "debug",
+                "--log-level", "debug", *args,
                 cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
             )
         a = AgentProcess(proc, log, node_root)
