@@ -38,6 +38,7 @@ from agent.staging import (
     StagingFailure,
 )
 from agent.staging.attempt import Staging, any_log, needs_downloads, with_failure
+from services.common.node_processes import kill_attempts
 from services.common.timeutil import from_duration, to_timestamp
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
@@ -94,6 +95,8 @@ class _Attempt:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     staging: asyncio.Future[Any] | None = None
     """The staging step in progress (downloads or uploads): cancel() stops it."""
+    dropped: bool = False
+    """Killed by kill_all() or fence(): it ends with no result."""
 
 
 class _Stopped(Enum):
@@ -128,6 +131,7 @@ class Executor:
         # cancelled: an assignment and its cancel can arrive in one message.
         self._expected: set[str] = set()
         self._cancelled_early: set[str] = set()
+        self._dropped_early: set[str] = set()
         self._stopping = False
 
     @property
@@ -143,9 +147,13 @@ class Executor:
         if aid in self._attempts:
             raise ValueError(f"attempt {aid!r} is already running")
         self._expected.discard(aid)
+        if aid in self._dropped_early or self._stopping:
+            self._dropped_early.discard(aid)
+            self._cancelled_early.discard(aid)
+            return None
         if aid in self._cancelled_early:
             self._cancelled_early.discard(aid)
-            return None if self._stopping else _cancelled(aid, end=self._clock())
+            return _cancelled(aid, end=self._clock())
         state = _Attempt()
         self._attempts[aid] = state
         if self.jobs is not None and a.job_uid:
@@ -169,8 +177,8 @@ class Executor:
         if not isinstance(process, Launch):
             return failed(aid, process, end=self._clock())
         _fresh_dir(paths)
-        if state.cancelled or self._stopping:
-            return None if self._stopping else _cancelled(aid, end=self._clock())
+        if state.cancelled or state.dropped:
+            return None if state.dropped else _cancelled(aid, end=self._clock())
         if a.HasField("job_preparation_task"):
             # Before the wall clock starts: the preparation task has a limit of its own.
             prepared = await self._job_prepared(a, state)
@@ -192,8 +200,8 @@ class Executor:
                     return prepared
                 process.env.update(prepared)
         result = await self._execute(a, state, process, deadline, limit, on_started)
-        if result is None or state.cancelled or self._stopping:
-            return result
+        if result is None or state.cancelled or state.dropped:
+            return None if state.dropped else result
         if self.staging is None or not (a.files.output_files or self.upload_logs):
             return result
         # Outputs, and logs when the scheduler asks for them; a task with nothing to upload
@@ -210,7 +218,7 @@ class Executor:
 
         def started(proc: Child, start: float) -> None:
             state.proc = proc
-            if state.cancelled or self._stopping:
+            if state.cancelled or state.dropped:
                 kill_group(proc)
             if on_started is not None:
                 on_started(aid, start)
@@ -220,7 +228,7 @@ class Executor:
         if isinstance(ended, task_pb2.FailureInfo):
             return failed(aid, ended, end=self._clock())
         state.timed_out = ended.timed_out
-        if self._stopping:
+        if state.dropped:
             return None
         start, end = ended.start, ended.end
         if ended.timed_out:
@@ -252,7 +260,7 @@ class Executor:
                 return failed(aid, failure(
                     SERVER_ERROR, JOB_PREPARATION_TASK_FAILED,
                     f"job {a.job_id}: the agent failed to prepare the job: {e}"), end=self._clock())
-            if self._stopping:
+            if state.dropped:
                 return None
             if state.cancelled or waited is _Stopped.CANCELLED:
                 return _cancelled(aid, end=self._clock())
@@ -282,7 +290,7 @@ class Executor:
             return failed(aid, failure(
                 SERVER_ERROR, RESOURCE_FILE_DOWNLOAD_FAILED,
                 f"the agent failed to stage the attempt's files: {e}"), end=self._clock())
-        if self._stopping:
+        if state.dropped:
             return None
         if state.cancelled or out is _Stopped.CANCELLED:
             return _cancelled(aid, end=self._clock())
@@ -303,7 +311,7 @@ class Executor:
             return with_failure(result, StagingFailure(
                 SERVER_ERROR, OUTPUT_FILE_UPLOAD_FAILED, f"the agent failed to upload: {e}"
             ))
-        if self._stopping:
+        if state.dropped:
             return None
         if state.cancelled or out is _Stopped.CANCELLED:
             return _cancelled(
@@ -336,19 +344,34 @@ class Executor:
 
     async def kill_all(self, grace: float = 5.0) -> None:
         """Stop: kill every attempt's process group and wait (bounded) until each is reaped.
-        Their run() calls return None: no result is written for them."""
+        Their run() calls return None: no result is written for them; nor for any attempt
+        started from now on."""
         self._stopping = True
+        await self.fence(grace)
+
+    async def fence(self, grace: float = 5.0) -> list[str]:
+        """Kill every attempt's process group (and stop its staging), as kill_all does, and
+        wait (bounded) until each is reaped; the executor takes work again afterwards. Their
+        run() calls return None, as do those of attempts expected and not yet begun. Returns
+        the attempts dropped."""
         states = list(self._attempts.values())
         for s in states:
+            s.dropped = True
             if s.proc is not None:
                 kill_group(s.proc)
             if s.staging is not None:
                 s.staging.cancel()
+        dropped = list(self._attempts) + sorted(self._expected)
+        self._dropped_early.update(self._expected)
+        if states:
+            # What they started in sessions of their own would run on.
+            await asyncio.to_thread(kill_attempts, self.layout.root, list(self._attempts))
         waits = [asyncio.ensure_future(s.done.wait()) for s in states]
         if waits:
             _, pending = await asyncio.wait(waits, timeout=grace)
             for w in pending:
                 w.cancel()
+        return dropped
 
 
 async def _step(

@@ -82,6 +82,8 @@ MIN_HEARTBEAT = 0.05
 CHUNK_BACKLOG_BYTES = 4 * 1024 * 1024
 STOP_TIMEOUT = 5.0
 WELCOME_TIMEOUT = 30.0
+FENCE_CHECK = 0.5
+"""Longest sleep between two looks at whether the node must fence itself."""
 
 SC = grpc.StatusCode
 # Answers that retrying cannot change: a wrong token, a node that no longer exists.
@@ -183,6 +185,7 @@ class Agent:
         self._outbox: Outbox | None = None
         self._writer: OutboxWriter | None = None
         self._wake = asyncio.Event()  # something may be queued to send
+        self._fenced = asyncio.Event()  # attempts were fenced: the stream must start over
         self._changed = asyncio.Event()  # running set, outbox or drain changed
         self._chunk_room = asyncio.Event()  # queued chunk data was sent
         self._attempts: set[asyncio.Task[None]] = set()
@@ -226,6 +229,7 @@ class Agent:
         )
         self._restored = restored
         cleaner = asyncio.create_task(self.cleanup.run())
+        fencer = asyncio.create_task(self._fence_watch())
 
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -246,6 +250,7 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await life
             code = 0
+        fencer.cancel()
         if self.protocol is not None:  # bound in the (now ended) life task's context only
             structlog.contextvars.bind_contextvars(node=self.protocol.identity.node)
         # Whatever ends the agent (a signal, a node that no longer exists) ends its attempts,
@@ -407,6 +412,7 @@ class Agent:
         s = self._protocol
         call = stub.Connect()
         try:
+            self._fenced.clear()  # the hello below leaves out what was fenced
             await call.write(s.connect())
             await self._flush(call)  # the outbox, resent right after the hello
             # A scheduler that accepts the stream but never answers must not hold the node.
@@ -426,7 +432,7 @@ class Agent:
             await self._handle(first)
             await run_together((
                 self._receive(call), self._send(call), self._heartbeats(interval),
-                self._until_exit(),
+                self._until_exit(), self._until_fenced(),
             ), until=asyncio.FIRST_COMPLETED)
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 await call.done_writing()
@@ -462,6 +468,32 @@ class Agent:
             self._wake.set()
             await asyncio.sleep(jittered(interval))
 
+    async def _until_fenced(self) -> None:
+        await self._fenced.wait()
+        raise StreamEnded("attempts were fenced: saying hello again")
+
+    # --- self-fencing ---------------------------------------------------------------------
+
+    async def _fence_watch(self) -> None:
+        """Kill the running attempts once the scheduler may be requeueing them: it has not
+        confirmed hearing this node for Welcome.fence_after (agent.session)."""
+        while True:
+            due = self.protocol.fence_in() if self.protocol is not None else None
+            if due is not None and due <= 0:
+                await self._fence()
+                due = None
+            await asyncio.sleep(FENCE_CHECK if due is None else min(due, FENCE_CHECK))
+
+    async def _fence(self) -> None:
+        s = self._protocol
+        log.warning("the scheduler has not confirmed hearing this node in time: killing the "
+                    "running attempts (self-fencing); they will run elsewhere",
+                    fence_after=s.fence_after, running=s.running)
+        dropped = await self.executor.fence(STOP_TIMEOUT)
+        s.fenced(dropped)
+        self._fenced.set()
+        self._changed.set()
+
     async def _until_exit(self) -> None:
         s = self._protocol
         while not s.should_exit():
@@ -475,7 +507,10 @@ class Agent:
 
     async def _handle(self, msg: agent_pb2.SchedulerMessage) -> None:
         s = self._protocol
+        if msg.heartbeat_seen:
+            s.heard(msg.heartbeat_seen)
         if msg.HasField("welcome"):
+            s.welcomed(from_duration(msg.welcome.fence_after))
             self.executor.upload_logs = msg.welcome.upload_logs and self.staging is not None
             for a in msg.welcome.cancel_attempts:
                 self._cancel(a)

@@ -56,6 +56,8 @@ LOCK = "agent.lock"
 """flock()ed by the node's live agent for its whole life."""
 NODE_ROOT_VAR = "SHOAL_NODE_ROOT_DIR"
 """In every node process's environment: the node root (agent.runner sets it)."""
+ATTEMPT_VAR = "SHOAL_TASK_ATTEMPT_ID"
+"""In the environment of an attempt's processes: its id."""
 CGROUP_PREFIX = "shoal-node-"
 KILL_WAIT = 10.0
 """How long a kill waits for the processes to be gone."""
@@ -336,6 +338,25 @@ def kill_leftovers(root: Path, within: float = KILL_WAIT) -> Leftovers:
         with contextlib.suppress(FileNotFoundError):
             (root / name).unlink()
     return Leftovers(len(killed))
+
+
+def kill_attempts(root: Path, attempt_ids: Iterable[str]) -> int:
+    """Kill what processes of these attempts of a live agent's node left their process group
+    for (found by their environment); returns how many. Their groups are the caller's."""
+    node = f"{NODE_ROOT_VAR}={Path(root).absolute()}".encode()
+    wanted = {f"{ATTEMPT_VAR}={a}".encode() for a in attempt_ids}
+    killed = 0
+    for pid in _pids():
+        try:
+            with open(f"/proc/{pid}/environ", "rb") as f:
+                env = set(f.read().split(b"\0"))
+        except OSError:
+            continue
+        if node in env and env & wanted:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+    return killed
 
 
 def _find(marker: bytes, groups: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:

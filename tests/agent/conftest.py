@@ -153,6 +153,10 @@ class FakeScheduler(agent_pb2_grpc.AgentServiceServicer):
         self.refuse_next = 0
         self.heartbeat_interval = 0.2
         self.upload_logs = False
+        self.fence_after = 0.0
+        """Welcome.fence_after; 0: none."""
+        self.echo = False
+        """Echo each heartbeat (SchedulerMessage.heartbeat_seen), as the scheduler does."""
 
     async def Connect(self, request_iterator: Any, context: Any) -> None:
         first = await context.read()
@@ -164,11 +168,13 @@ class FakeScheduler(agent_pb2_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown node credential")
         s = Stream(first)
         self.streams.append(s)
-        interval = Duration()
+        interval, fence = Duration(), Duration()
         interval.FromNanoseconds(int(self.heartbeat_interval * 1e9))
+        fence.FromNanoseconds(int(self.fence_after * 1e9))
         await context.write(
             agent_pb2.SchedulerMessage(welcome=agent_pb2.Welcome(
-                heartbeat_interval=interval, upload_logs=self.upload_logs))
+                heartbeat_interval=interval, upload_logs=self.upload_logs,
+                fence_after=fence if self.fence_after else None))
         )
         reader = asyncio.create_task(self._read(context, s))
         try:
@@ -187,6 +193,8 @@ class FakeScheduler(agent_pb2_grpc.AgentServiceServicer):
             if m is grpc.aio.EOF:
                 return
             s.received.append(m)
+            if self.echo and m.heartbeat.sequence:
+                s.send(heartbeat_seen=m.heartbeat.sequence)
 
 
 class ControlPlane:

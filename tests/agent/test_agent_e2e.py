@@ -345,3 +345,38 @@ async def test_a_second_agent_on_a_live_agents_root_exits_and_touches_nothing(
     assert len(cp.registry.requests) == 1
     release(node, "a1")
     assert (await wait_for(lambda: s1.results().get("a1"), "a1's result")).exit_code == 0
+
+
+async def test_an_agent_the_scheduler_stops_hearing_kills_its_tasks_and_says_hello_again(
+    control_plane: Any, start_agent: Any, tmp_path: Path, assignment: Any, wait_for: Any,
+    is_alive: Any,
+) -> None:
+    cp = control_plane
+    cp.scheduler.fence_after = 1.0
+    cp.scheduler.echo = True
+    node = tmp_path / "node"
+    agent = await start_agent(cp, node)
+    s1 = await cp.stream(1)
+    s1.send(assignments=[assignment("a1", ESCAPER)])
+    pid = await pid_of(node, "a1", wait_for)
+    wd = attempt_dir(node, "a1") / "wd"
+    pids = [pid, *(int((wd / name).read_text()) for name in ("c1", "c2"))]
+    # Heard all along, for well over fence_after: it keeps running.
+    beats = len(s1.heartbeats())
+    await wait_for(lambda: len(s1.heartbeats()) >= beats + 10, "ten more heartbeats")
+    assert is_alive(pid) and len(cp.scheduler.streams) == 1
+
+    # The scheduler goes on reading but stops answering, as one cut off (or frozen) would:
+    # the agent kills the attempt before the scheduler would requeue it, reports nothing
+    # for it, and says hello again without it.
+    cp.scheduler.echo = False
+    await wait_for(lambda: not any(is_alive(p) for p in pids),
+                   "the attempt to be fenced, what it started in another session too")
+    s2 = await cp.stream(2)
+    assert list(s2.hello.running_attempts) == []
+    assert "a1" not in s1.results() and "a1" not in s2.results()
+    assert "self-fencing" in agent.log_text()
+    # A node heard again takes work again.
+    cp.scheduler.echo = True
+    s2.send(assignments=[assignment("a2", "echo ok")])
+    assert (await wait_for(lambda: s2.results().get("a2"), "a2's result")).exit_code == 0

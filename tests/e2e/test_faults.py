@@ -9,6 +9,7 @@ import signal
 from pathlib import Path
 
 from chaos import recording
+from services.common.node_processes import alive
 from shoal.suite import LocalSuite
 from shoal.v1 import job_pb2, pool_pb2, task_pb2
 from tests.support import PY, agent_pid, wait_for
@@ -67,6 +68,39 @@ def test_sigkilled_agent_tasks_finish_elsewhere_requeued_not_retried(
     wait_for(lambda: (ns := list(c.list_nodes("p"))) and len(ns) == 2
              and victim not in {n.name for n in ns}
              and all(n.state == pool_pb2.Node.IDLE for n in ns), "a replacement node")
+
+
+def test_nodes_the_scheduler_stops_hearing_kill_their_tasks_before_they_are_requeued(
+    suite: LocalSuite, tmp_path: Path
+) -> None:
+    # A frozen scheduler is, to its agents, a network cut that leaves their connections up:
+    # nothing fails, nothing is heard. It requeues the tasks of nodes silent for lost_after;
+    # the agents must have killed them by then (self-fencing), or they would run twice.
+    c = suite.client()
+    c.create_pool("p", target_nodes=2, task_slots_per_node=2)
+    wait_for(lambda: len([n for n in c.list_nodes("p") if n.state == pool_pb2.Node.IDLE]) == 2,
+             "2 idle nodes")
+    c.create_job("j", pool_id="p")
+    runs = tmp_path / "runs"
+    c.add_tasks("j", recording_tasks(runs, 4, 10.0))
+    ids = [f"t{i:02}" for i in range(4)]
+    first = wait_for(lambda: all(recording.read(runs, t).starts for t in ids)
+                     and [recording.read(runs, t).starts[0][2] for t in ids], "4 tasks to start")
+    scheduler = suite.pid("job-scheduler")
+    assert scheduler is not None
+    os.kill(scheduler, signal.SIGSTOP)
+    try:
+        wait_for(lambda: not any(alive(p) for p in first), "the agents to fence their tasks",
+                 timeout=30, every=0.05)
+    finally:
+        os.kill(scheduler, signal.SIGCONT)
+    job = c.wait_job("j", timeout=120)
+    assert (job.task_counts.succeeded, job.task_counts.failed) == (4, 0)
+    for t in ids:
+        r = recording.read(runs, t)
+        assert (len(r.starts), len(r.ends), r.overlapped) == (2, 1, False), (t, r)
+        info = c.get_task("j", t).execution_info
+        assert (info.requeue_count, info.retry_count) == (1, 0), t
 
 
 def test_sigkilled_scheduler_restarts_and_nothing_is_lost_or_run_twice(
