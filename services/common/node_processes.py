@@ -155,10 +155,16 @@ def start_ticks(pid: int) -> int | None:
 def _stat(pid: int) -> tuple[str, int, int] | None:
     """(state, pgid, start ticks) of a live process; None if gone or a zombie."""
     try:
-        with open(f"/proc/{pid}/stat", "rb") as f:
-            text = f.read()
+        # os.open, not open(): a spawn in process-group mode reads this once.
+        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
     except OSError:
         return None
+    try:
+        text = os.read(fd, 4096)
+    except OSError:
+        return None
+    finally:
+        os.close(fd)
     # The command name (field 2) is in parentheses and may itself hold spaces or ')'.
     fields = text[text.rindex(b")") + 2:].split()
     state = fields[0].decode()
