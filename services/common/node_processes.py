@@ -46,6 +46,8 @@ from typing import Protocol, TypeVar
 
 import structlog
 
+from services.common.durable import write_durably
+
 log = structlog.get_logger()
 
 RECORD = "processes.json"
@@ -260,21 +262,9 @@ class _Record:
 
 
 def _write_record(root: Path, record: _Record) -> None:
-    """Atomically, and durably: once per agent life, before anything is spawned."""
-    tmp = root / (RECORD + ".tmp")
+    """Once per agent life, before anything is spawned: whole, and durably."""
     data = json.dumps({"boot_id": record.boot_id, "cgroup": record.cgroup}).encode()
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, root / RECORD)
-    dfd = os.open(root, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-    try:
-        os.fsync(dfd)
-    finally:
-        os.close(dfd)
+    write_durably(root / RECORD, data)
 
 
 def _read_record(root: Path) -> _Record | None:
