@@ -12,14 +12,13 @@ experiment could not finish. Each experiment is a module with `run(quick) -> Out
 from __future__ import annotations
 
 import argparse
-import os
+import functools
 import signal
 import sys
-import time
-import traceback
 from collections.abc import Callable
 
 from bench import report
+from bench.common import measured
 from bench.figures import Outcome
 from chaos import agent_kill
 
@@ -42,20 +41,6 @@ def parse(argv: list[str] | None) -> argparse.Namespace:
     return args
 
 
-def run_one(name: str, quick: bool) -> Outcome:
-    print(f"[{name}]", file=sys.stderr, flush=True)
-    load = [round(x, 2) for x in os.getloadavg()]
-    start = time.perf_counter()
-    try:
-        outcome = EXPERIMENTS[name](quick)
-    except Exception as e:  # noqa: BLE001 - one failed experiment must not cost the others
-        traceback.print_exc(file=sys.stderr)
-        outcome = Outcome(name, error=f"{type(e).__name__}: {e}")
-    outcome.seconds = time.perf_counter() - start
-    outcome.series["load_average_at_start"] = load
-    return outcome
-
-
 def _exit_on_sigterm(signum: int, frame: object) -> None:
     # An exception runs the `finally` blocks that stop the suites.
     raise SystemExit(128 + signum)
@@ -65,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parse(argv)
     signal.signal(signal.SIGTERM, _exit_on_sigterm)
     machine = report.machine()
-    outcomes = [run_one(name, args.quick) for name in args.names]
+    outcomes = [measured(name, functools.partial(EXPERIMENTS[name], args.quick))
+                for name in args.names]
     print(f"\nShoal fault experiments{' (--quick)' if args.quick else ''}: "
           f"{report.machine_line(machine)}")
     print(f"{report.summary(outcomes)}\n")

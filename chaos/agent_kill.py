@@ -21,11 +21,9 @@ from __future__ import annotations
 import os
 import signal
 import time
-from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
 
-from bench.common import BenchError, running_suite, say, wait_nodes_ready
+from bench.common import BenchError, running_suite, say, wait_nodes_ready, wait_until
 from bench.figures import Outcome, Target, median
 from chaos import recording
 from shoal.client import Client
@@ -34,7 +32,6 @@ POOL = "chaos"
 NODES, SLOTS, TASKS = 3, 2, 4
 SLEEP = 3.0
 """Seconds each task sleeps: long enough to be killed mid-run, short enough for 20 trials."""
-T = TypeVar("T")
 TRIAL_TIMEOUT = 60.0
 WITHIN = 2.0
 """The target: a killed node's tasks run elsewhere within this many seconds."""
@@ -58,17 +55,6 @@ def agent_pid(node_id: str) -> int:
     return found[0]
 
 
-def _wait(check: Callable[[], T | None], what: str, timeout: float = TRIAL_TIMEOUT) -> T:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = check()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise BenchError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(0.02)
-
-
 class Trial:
     def __init__(self, client: Client, runs: Path, n: int) -> None:
         self.c = client
@@ -82,8 +68,8 @@ class Trial:
         c.create_job(self.job, pool_id=POOL)
         cmd = recording.command(self.runs, SLEEP)
         c.add_tasks(self.job, [{"id": t, "command_line": cmd} for t in self.ids])
-        _wait(lambda: all(recording.read(self.runs, t).starts for t in self.ids),
-              "every task to start")
+        wait_until(lambda: all(recording.read(self.runs, t).starts for t in self.ids),
+                   "every task to start", TRIAL_TIMEOUT)
         nodes = {t: c.get_task(self.job, t).execution_info.node for t in self.ids}
         by_node: dict[str, list[str]] = {}
         for t, node in nodes.items():
@@ -100,7 +86,7 @@ class Trial:
                 return [s[1][1] for s in again]
             return None
 
-        restarts = _wait(restarted, "the killed node's tasks to run again")
+        restarts = wait_until(restarted, "the killed node's tasks to run again", TRIAL_TIMEOUT)
         job = c.wait_job(self.job, timeout=TRIAL_TIMEOUT)
         counts = job.task_counts
         if (counts.succeeded, counts.failed) != (TASKS, 0):
@@ -119,7 +105,7 @@ class Trial:
         }
 
 
-def run(quick: bool, _: float | None = None) -> Outcome:
+def run(quick: bool) -> Outcome:
     trials = 3 if quick else 20
     outcome = Outcome("agent-kill")
     with running_suite("agent-kill") as suite:

@@ -10,28 +10,33 @@ from pathlib import Path
 
 from chaos import recording
 from services.common.node_processes import alive
+from shoal.client import Client
 from shoal.suite import LocalSuite
 from shoal.v1 import job_pb2, pool_pb2, task_pb2
 from tests.support import PY, agent_pid, wait_for
 
 
-def recording_tasks(runs: Path, n: int, seconds: float) -> list[dict[str, str]]:
-    """Tasks that record each run of themselves (chaos.recording)."""
+def recording_job(c: Client, runs: Path, n: int, seconds: float, slots: int = 2,
+                  **job: str) -> list[str]:
+    """Pool "p" of 2 idle nodes, and job "j" on it with `n` tasks that record each run of
+    themselves in `runs` (chaos.recording) and sleep `seconds`; their ids."""
+    c.create_pool("p", target_nodes=2, task_slots_per_node=slots)
+    wait_for(lambda: len([n for n in c.list_nodes("p") if n.state == pool_pb2.Node.IDLE]) == 2,
+             "2 idle nodes")
+    c.create_job("j", pool_id="p", **job)
     runs.mkdir()
     cmd = recording.command(runs, seconds, PY)
-    return [{"id": f"t{i:02}", "command_line": cmd} for i in range(n)]
+    ids = [f"t{i:02}" for i in range(n)]
+    c.add_tasks("j", [{"id": t, "command_line": cmd} for t in ids])
+    return ids
 
 
 def test_sigkilled_agent_tasks_finish_elsewhere_requeued_not_retried(
     suite: LocalSuite, tmp_path: Path
 ) -> None:
     c = suite.client()
-    c.create_pool("p", target_nodes=2, task_slots_per_node=2)
-    wait_for(lambda: len([n for n in c.list_nodes("p") if n.state == pool_pb2.Node.IDLE]) == 2,
-             "2 idle nodes")
-    c.create_job("j", pool_id="p")
     runs = tmp_path / "runs"
-    c.add_tasks("j", recording_tasks(runs, 4, 5.0))
+    ids = recording_job(c, runs, 4, 5.0)
     running = wait_for(
         lambda: (ts := list(c.list_tasks("j", state="running")))
         and len(ts) == 4 and all(t.state == task_pb2.Task.RUNNING for t in ts)
@@ -47,7 +52,7 @@ def test_sigkilled_agent_tasks_finish_elsewhere_requeued_not_retried(
     # killed, and gone before their tasks started again elsewhere (each new run checked that
     # no process of the earlier one was alive), and the node's root was not deleted under
     # them (they would have seen their directory vanish).
-    for tid in (f"t{i:02}" for i in range(4)):
+    for tid in ids:
         r = recording.read(runs, tid)
         assert len(r.ends) == 1, (tid, r)
         assert not r.overlapped, (tid, r)
@@ -77,13 +82,8 @@ def test_nodes_the_scheduler_stops_hearing_kill_their_tasks_before_they_are_requ
     # nothing fails, nothing is heard. It requeues the tasks of nodes silent for lost_after;
     # the agents must have killed them by then (self-fencing), or they would run twice.
     c = suite.client()
-    c.create_pool("p", target_nodes=2, task_slots_per_node=2)
-    wait_for(lambda: len([n for n in c.list_nodes("p") if n.state == pool_pb2.Node.IDLE]) == 2,
-             "2 idle nodes")
-    c.create_job("j", pool_id="p")
     runs = tmp_path / "runs"
-    c.add_tasks("j", recording_tasks(runs, 4, 10.0))
-    ids = [f"t{i:02}" for i in range(4)]
+    ids = recording_job(c, runs, 4, 10.0)
     first = wait_for(lambda: all(recording.read(runs, t).starts for t in ids)
                      and [recording.read(runs, t).starts[0][2] for t in ids], "4 tasks to start")
     scheduler = suite.pid("job-scheduler")
@@ -107,12 +107,8 @@ def test_sigkilled_scheduler_restarts_and_nothing_is_lost_or_run_twice(
     suite: LocalSuite, tmp_path: Path
 ) -> None:
     c = suite.client()
-    c.create_pool("p", target_nodes=2, task_slots_per_node=4)
-    wait_for(lambda: len([n for n in c.list_nodes("p") if n.state == pool_pb2.Node.IDLE]) == 2,
-             "2 idle nodes")
-    c.create_job("j", pool_id="p", on_all_tasks_complete="terminate_job")
     runs = tmp_path / "runs"
-    c.add_tasks("j", recording_tasks(runs, 40, 0.3))
+    recording_job(c, runs, 40, 0.3, slots=4, on_all_tasks_complete="terminate_job")
     wait_for(lambda: c.get_job("j").task_counts.completed >= 8, "some tasks to complete")
     suite.kill("job-scheduler")
     done_before = {p.name for p in runs.iterdir() if recording.read(runs, p.name).ends}

@@ -22,7 +22,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import structlog
 
@@ -146,26 +146,28 @@ class LocalProvider:
 
     async def _wait(self, key: AgentKey, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
-        if self._children.get(key) is not proc or key in self._stopping:
-            return
-        # Still "running" until its node's processes are gone: the loop must not take the
-        # node for ended (and have its tasks requeued) while they may still run.
-        await self._kill_leftovers(key, f"agent exited with code {code}")
-        if self._children.get(key) is proc and key not in self._stopping:
-            del self._children[key]
-            self._waiters.pop(key, None)
-            self._exits.append(Exit(key, code))
-            self._listener()
+        await self._ended(key, self._children, proc, code)
 
     async def _watch_adopted(self, key: AgentKey, ref: ProcessRef) -> None:
         await self._gone(ref, None)
-        if self._adopted.get(key) is not ref or key in self._stopping:
+        await self._ended(key, self._adopted, ref, None)
+
+    async def _ended(self, key: AgentKey, table: dict[AgentKey, Any], agent: object,
+                     code: int | None) -> None:
+        """The node's agent (`agent`, held in `table`) ended without being stopped: kill what
+        it left, then report its end. Until then it counts as running: the loop must not take
+        the node for ended (and have its tasks requeued) while they may still run."""
+
+        def ours() -> bool:
+            return table.get(key) is agent and key not in self._stopping
+
+        if not ours():
             return
-        await self._kill_leftovers(key, "adopted agent ended")
-        if self._adopted.get(key) is ref and key not in self._stopping:
-            del self._adopted[key]
+        await self._kill_leftovers(key, f"agent ended (exit code {code})")
+        if ours():
+            del table[key]
             self._waiters.pop(key, None)
-            self._exits.append(Exit(key, None))
+            self._exits.append(Exit(key, code))
             self._listener()
 
     async def _kill_leftovers(self, key: AgentKey, why: str) -> bool:
