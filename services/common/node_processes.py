@@ -39,13 +39,14 @@ import json
 import os
 import signal
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 import structlog
 
+from services.common import procfs
 from services.common.durable import write_durably
 
 log = structlog.get_logger()
@@ -137,90 +138,7 @@ class RootLock:
         self.release()
 
 
-# --- /proc ------------------------------------------------------------------------------------
-
-
-def boot_id() -> str:
-    try:
-        return Path("/proc/sys/kernel/random/boot_id").read_text().strip()
-    except OSError:
-        return ""
-
-
-def start_ticks(pid: int) -> int | None:
-    """A process's start time in clock ticks since boot (/proc/pid/stat field 22); None when
-    there is no such process or it has exited (a zombie)."""
-    stat = _stat(pid)
-    return None if stat is None else stat[2]
-
-
-def _stat(pid: int) -> tuple[str, int, int] | None:
-    """(state, pgid, start ticks) of a live process; None if gone or a zombie."""
-    try:
-        # os.open, not open(): a spawn in process-group mode reads this once.
-        fd = os.open(f"/proc/{pid}/stat", os.O_RDONLY | os.O_CLOEXEC)
-    except OSError:
-        return None
-    try:
-        text = os.read(fd, 4096)
-    except OSError:
-        return None
-    finally:
-        os.close(fd)
-    # The command name (field 2) is in parentheses and may itself hold spaces or ')'.
-    fields = text[text.rindex(b")") + 2:].split()
-    state = fields[0].decode()
-    if state in ("Z", "X"):
-        return None
-    return state, int(fields[2]), int(fields[19])
-
-
-def alive(pid: int) -> bool:
-    return _stat(pid) is not None
-
-
-def _has_marker(pid: int, marker: bytes) -> bool:
-    try:
-        with open(f"/proc/{pid}/environ", "rb") as f:
-            return marker in f.read().split(b"\0")
-    except OSError:
-        return False
-
-
-def _pids() -> Iterator[int]:
-    me = os.getpid()
-    for entry in os.scandir("/proc"):
-        if entry.name.isdigit() and int(entry.name) != me:
-            yield int(entry.name)
-
-
 # --- cgroup v2 --------------------------------------------------------------------------------
-
-
-def cgroup2_mount() -> Path | None:
-    """Where the cgroup v2 hierarchy is mounted (/sys/fs/cgroup, or /sys/fs/cgroup/unified on
-    a hybrid host); None without one."""
-    try:
-        lines = Path("/proc/self/mountinfo").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        left, _, right = line.partition(" - ")
-        if right.split(" ", 1)[0] == "cgroup2":
-            return Path(left.split(" ")[4])
-    return None
-
-
-def own_cgroup(mount: Path) -> Path | None:
-    """This process's cgroup v2 directory."""
-    try:
-        lines = Path("/proc/self/cgroup").read_text().splitlines()
-    except OSError:
-        return None
-    for line in lines:
-        if line.startswith("0::"):
-            return mount / line[3:].lstrip("/")
-    return None
 
 
 def _node_cgroup_name(root: Path) -> str:
@@ -230,26 +148,11 @@ def _node_cgroup_name(root: Path) -> str:
 def _checked_cgroup(path: str) -> Path | None:
     """A recorded cgroup, if it is one of ours under the cgroup v2 mount (the record sits in
     the node root, which tasks can write: it must not be able to aim a kill elsewhere)."""
-    mount = cgroup2_mount()
+    mount = procfs.cgroup2_mount()
     p = Path(path)
     if mount is None or not p.name.startswith(CGROUP_PREFIX) or ".." in p.parts:
         return None
     return p if p.is_relative_to(mount) else None
-
-
-def _populated(cgroup: Path) -> bool:
-    try:
-        text = (cgroup / "cgroup.events").read_text()
-    except FileNotFoundError:
-        return False
-    return "populated 1" in text
-
-
-def _cgroup_pids(cgroup: Path) -> list[int]:
-    try:
-        return [int(p) for p in (cgroup / "cgroup.procs").read_text().split()]
-    except (FileNotFoundError, ValueError):
-        return []
 
 
 # --- the record -------------------------------------------------------------------------------
@@ -298,14 +201,14 @@ def kill_leftovers(root: Path, within: float = KILL_WAIT) -> Leftovers:
     returns clean, the root's record is cleared and its cgroup removed."""
     root = Path(root).absolute()
     record = _read_record(root)
-    current = record is not None and record.boot_id == boot_id()
+    current = record is not None and record.boot_id == procfs.boot_id()
     cgroup = _checked_cgroup(record.cgroup) if current and record and record.cgroup else None
     groups = _read_groups(root) if current else []
     marker = f"{NODE_ROOT_VAR}={root}".encode()
     deadline = time.monotonic() + within
     killed: set[int] = set()
-    if cgroup is not None and _populated(cgroup):
-        killed.update(_cgroup_pids(cgroup))
+    if cgroup is not None and procfs.populated(cgroup):
+        killed.update(procfs.cgroup_pids(cgroup))
         _kill_cgroup(cgroup)
     while True:
         found = _find(marker, groups)
@@ -317,12 +220,12 @@ def kill_leftovers(root: Path, within: float = KILL_WAIT) -> Leftovers:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
         killed.update(pid for pid, _ in found)
-        if not found and not (cgroup is not None and _populated(cgroup)):
+        if not found and not (cgroup is not None and procfs.populated(cgroup)):
             break
         if time.monotonic() >= deadline:
             survivors = {pid for pid, _ in found}
             if cgroup is not None:
-                survivors.update(_cgroup_pids(cgroup))
+                survivors.update(procfs.cgroup_pids(cgroup))
             log.error("node processes survived SIGKILL", node_root=str(root),
                       pids=sorted(survivors))
             return Leftovers(len(killed), tuple(sorted(survivors)))
@@ -342,12 +245,8 @@ def kill_attempts(root: Path, attempt_ids: Iterable[str]) -> int:
     node = f"{NODE_ROOT_VAR}={Path(root).absolute()}".encode()
     wanted = {f"{ATTEMPT_VAR}={a}".encode() for a in attempt_ids}
     killed = 0
-    for pid in _pids():
-        try:
-            with open(f"/proc/{pid}/environ", "rb") as f:
-                env = set(f.read().split(b"\0"))
-        except OSError:
-            continue
+    for pid in procfs.pids():
+        env = procfs.environ(pid)
         if node in env and env & wanted:
             with contextlib.suppress(ProcessLookupError, PermissionError):
                 os.kill(pid, signal.SIGKILL)
@@ -358,14 +257,14 @@ def kill_attempts(root: Path, attempt_ids: Iterable[str]) -> int:
 def _find(marker: bytes, groups: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     """(pid, pgid) of the live processes that are the node's: carrying its marker, or in one
     of its recorded process groups whose leader still lives with its recorded start time."""
-    verified = {pgid for pgid, ticks in groups if start_ticks(pgid) == ticks}
+    verified = {pgid for pgid, ticks in groups if procfs.start_ticks(pgid) == ticks}
     found = []
-    for pid in _pids():
-        stat = _stat(pid)
+    for pid in procfs.pids():
+        stat = procfs.live_stat(pid)
         if stat is None:
             continue
-        if stat[1] in verified or _has_marker(pid, marker):
-            found.append((pid, stat[1]))
+        if stat.pgid in verified or procfs.has_env(pid, marker):
+            found.append((pid, stat.pgid))
     return found
 
 
@@ -410,7 +309,7 @@ class Tracker:
                 return cls(root, cgroup, into, back, None)
             log.info("no usable cgroup v2 for the node's processes: tracking process groups",
                      reason=made)
-        _write_record(root, _Record(boot_id(), None))
+        _write_record(root, _Record(procfs.boot_id(), None))
         groups = os.open(root / GROUPS, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_APPEND
                          | os.O_CLOEXEC, 0o600)
         return cls(root, None, None, None, groups)
@@ -443,7 +342,7 @@ class Tracker:
             self._compact()
 
     def _record_group(self, pid: int) -> None:
-        ticks = start_ticks(pid)
+        ticks = procfs.start_ticks(pid)
         if ticks is None:
             return  # gone already: nothing to find later
         line = f"{pid} {ticks}\n".encode()
@@ -479,15 +378,15 @@ class Tracker:
 def _make_cgroup(root: Path) -> tuple[Path, int, int] | str:
     """The node's cgroup below this process's own, entered and left once to prove it works,
     with descriptors of both `cgroup.procs`; or why there is none."""
-    mount = cgroup2_mount()
+    mount = procfs.cgroup2_mount()
     if mount is None:
         return "no cgroup v2 hierarchy is mounted"
-    own = own_cgroup(mount)
+    own = procfs.own_cgroup(mount)
     if own is None or not own.is_dir():
         return "this process's cgroup v2 directory was not found"
     cgroup = own / _node_cgroup_name(root)
     # Recorded before it exists: an agent killed right after the mkdir leaves it findable.
-    _write_record(root, _Record(boot_id(), str(cgroup)))
+    _write_record(root, _Record(procfs.boot_id(), str(cgroup)))
     try:
         with contextlib.suppress(FileExistsError):
             cgroup.mkdir()

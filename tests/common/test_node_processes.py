@@ -18,9 +18,9 @@ from services.common.node_processes import (
     RootBusy,
     RootLock,
     Tracker,
-    alive,
     kill_leftovers,
 )
+from services.common.procfs import alive
 from tests.support import wait_for
 
 # A task that leaves its process group (setsid) and one that drops its environment (env -i):

@@ -9,7 +9,7 @@ import signal
 from pathlib import Path
 
 from chaos import recording
-from services.common.node_processes import alive
+from services.common.procfs import alive
 from shoal.client import Client
 from shoal.suite import LocalSuite
 from shoal.v1 import job_pb2, pool_pb2, task_pb2

@@ -26,6 +26,7 @@ from typing import IO, Any
 
 import structlog
 
+from services.common import procfs
 from services.common.ids import ID_RE
 from services.common.node_processes import Leftovers, RootBusy, RootLock, kill_leftovers
 from services.pool_manager.providers.base import AgentKey, Exit, NodeSpec, ProcessRef
@@ -44,17 +45,6 @@ class NodeBusy(OSError):
     """A node root still has live processes (or a live agent): it is not deleted."""
 
 
-def proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in ticks) of a process, or None if /proc has no such pid."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may itself hold spaces or ')'.
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[19])
-
-
 def is_alive(ref: ProcessRef) -> bool:
     """Whether the process `ref` names still runs (and is not a reused pid)."""
     try:
@@ -63,11 +53,10 @@ def is_alive(ref: ProcessRef) -> bool:
         return False
     except PermissionError:
         pass
-    stat = proc_stat(ref.pid)
-    if stat is None:
-        return not Path("/proc/self/stat").exists()  # no /proc here: trust kill(0)
-    state, start = stat
-    return state not in ("Z", "X") and (ref.start_time is None or start == ref.start_time)
+    if not Path("/proc/self/stat").exists():
+        return True  # no /proc here: trust kill(0)
+    ticks = procfs.start_ticks(ref.pid)
+    return ticks is not None and (ref.start_time is None or ticks == ref.start_time)
 
 
 def _open_log(path: Path) -> IO[bytes]:
@@ -118,7 +107,7 @@ class LocalProvider:
         key = spec.key
         if key in self._children:
             pid = self._children[key].pid
-            return ProcessRef(pid, (proc_stat(pid) or ("", None))[1])
+            return ProcessRef(pid, procfs.start_ticks(pid))
         root = self.node_root(key)
         root.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -140,9 +129,8 @@ class LocalProvider:
             )
         self._children[key] = proc
         self._waiters[key] = asyncio.create_task(self._wait(key, proc))
-        stat = proc_stat(proc.pid)
         log.info("agent started", node=spec.node, pid=proc.pid)
-        return ProcessRef(proc.pid, stat[1] if stat else None)
+        return ProcessRef(proc.pid, procfs.start_ticks(proc.pid))
 
     async def _wait(self, key: AgentKey, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
