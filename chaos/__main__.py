@@ -20,10 +20,12 @@ from collections.abc import Callable
 from bench import report
 from bench.common import measured
 from bench.figures import Outcome
-from chaos import agent_kill
+from chaos import agent_kill, corrupt_db, scheduler_kill
 
 EXPERIMENTS: dict[str, Callable[[bool], Outcome]] = {
     "agent-kill": agent_kill.run,
+    "scheduler-kill": scheduler_kill.run,
+    "corrupt-db": corrupt_db.run,
 }
 
 
