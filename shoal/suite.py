@@ -27,7 +27,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shoal.client import Client, ClientConfig, read_client_file, write_client_file
-from shoal.cluster_config import ClusterConfig, SchedulerTiming, StorageConfig
+from shoal.cluster_config import ClusterConfig, SchedulerTiming, StorageConfig, WatchConfig
 from shoal.errors import ClientConfigError
 
 # Start order: each service's peers are up before it (the gateway last, so a client that can
@@ -121,6 +121,7 @@ class LocalSuite:
         storage: StorageConfig | None = None,
         log_level: str = "info",
         commands: Mapping[str, Sequence[str]] | None = None,
+        watch: WatchConfig | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.config_path = self.state_dir / "cluster.json"
@@ -134,6 +135,7 @@ class LocalSuite:
         self._timing = timing or SchedulerTiming()
         self._storage = storage or StorageConfig(http_address=f"{HOST}:0")
         self._log_level = log_level
+        self._watch = watch or WatchConfig()
         unknown = set(commands or {}) - set(SERVICES)
         if unknown:
             raise ValueError(f"unknown services in commands: {sorted(unknown)}")
@@ -254,12 +256,13 @@ class LocalSuite:
                 timing=self._timing,
                 storage=storage,
                 log_level=self._log_level,
+                watch=self._watch,
                 **addresses,
             )
         else:
             config = ClusterConfig.new(
                 self.state_dir, timing=self._timing, storage=storage, log_level=self._log_level,
-                **addresses,
+                watch=self._watch, **addresses,
             )
         config.save(self.config_path)
         self._config = config
