@@ -6,7 +6,14 @@ from services.common.errors import Code, ShoalError, failed_precondition, invali
 from services.job_scheduler.core.failures import (
     JOB_TERMINATED,
 )
-from services.job_scheduler.core.plan import DeleteJob, InsertJob, JobChanged, Plan
+from services.job_scheduler.core.plan import (
+    DeleteJob,
+    InsertJob,
+    JobAdded,
+    JobChanged,
+    JobRemoved,
+    Plan,
+)
 from services.job_scheduler.core.state import CoreState
 from services.job_scheduler.model import CancelIntent, DisableOption, Job, JobState
 
@@ -28,6 +35,7 @@ class JobEvents(CoreState):
         self.jobs[job.pk] = job
         self.job_keys[(job.account, job.id.lower())] = job.pk
         self._row(InsertJob(job))
+        self._plan.events.append(JobAdded(job))
         self._plan.reply = job
         return self._finish(now)
 
@@ -95,4 +103,5 @@ class JobEvents(CoreState):
         del self.job_keys[(job.account, job.id.lower())]
         self._touched.discard(job.pk)
         self._row(DeleteJob(job.pk))
+        self._plan.events.append(JobRemoved(job))
         return self._finish(now)
