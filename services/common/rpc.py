@@ -142,9 +142,15 @@ def peer_error(
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, service_token: str, open_prefixes: Iterable[str] = ()) -> None:
+    def __init__(
+        self, service_token: str, open_prefixes: Iterable[str] = (),
+        cluster_wide: Iterable[str] = (),
+    ) -> None:
+        """`cluster_wide`: methods a peer service calls for every account at once (the
+        service token is checked; no account is named)."""
         self._token = service_token
         self._open = ("/grpc.health.", "/grpc.reflection.", *open_prefixes)
+        self._cluster_wide = frozenset(cluster_wide)
 
     async def intercept_service(
         self,
@@ -157,16 +163,21 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         method: str = details.method  # type: ignore[attr-defined]
         checked = not method.startswith(self._open)
         rpc = method.rsplit("/", 1)[-1]
-        return _wrap(handler, rpc, self._token if checked else None)
+        return _wrap(handler, rpc, self._token if checked else None,
+                     method not in self._cluster_wide)
 
 
-def _enter(context: grpc.aio.ServicerContext, rpc: str, token: str | None) -> ShoalError | None:
+def _enter(
+    context: grpc.aio.ServicerContext, rpc: str, token: str | None, scoped: bool = True
+) -> ShoalError | None:
     structlog.contextvars.bind_contextvars(rpc=rpc)
     if token is None:
         return None
     md = dict(context.invocation_metadata() or ())
     if not hmac.compare_digest(str(md.get(SERVICE_TOKEN_HEADER, "")).encode(), token.encode()):
         return ShoalError(Code.UNAUTHENTICATED, "UNAUTHENTICATED", "missing or wrong service token")
+    if not scoped:
+        return None
     acct = md.get(ACCOUNT_HEADER, "")
     if not acct:
         return ShoalError(Code.UNAUTHENTICATED, "UNAUTHENTICATED", "no account on the call")
@@ -186,7 +197,9 @@ async def _fail(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     await context.abort(s.code, s.details, s.trailing_metadata)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, rpc: str, token: str | None) -> grpc.RpcMethodHandler:
+def _wrap(
+    handler: grpc.RpcMethodHandler, rpc: str, token: str | None, scoped: bool = True
+) -> grpc.RpcMethodHandler:
     kw = {
         "request_deserializer": handler.request_deserializer,
         "response_serializer": handler.response_serializer,
@@ -195,7 +208,7 @@ def _wrap(handler: grpc.RpcMethodHandler, rpc: str, token: str | None) -> grpc.R
         inner = handler.unary_unary or handler.stream_unary
 
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if (err := _enter(context, rpc, token)) is not None:
+            if (err := _enter(context, rpc, token, scoped)) is not None:
                 await _fail(context, err)
             try:
                 return await inner(request, context)
@@ -214,7 +227,7 @@ def _wrap(handler: grpc.RpcMethodHandler, rpc: str, token: str | None) -> grpc.R
     inner_stream = handler.unary_stream or handler.stream_stream
 
     async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        if (err := _enter(context, rpc, token)) is not None:
+        if (err := _enter(context, rpc, token, scoped)) is not None:
             await _fail(context, err)
         try:
             async for item in inner_stream(request, context):

@@ -13,32 +13,38 @@ relays to the storage-stager (staging grants, stored logs) and file reads from n
 from __future__ import annotations
 
 import asyncio
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Protocol
 
 import structlog
 
+from services.common.changes import ChangeLog
 from services.common.errors import Code, ShoalError, failed_precondition, invalid, not_found
 from services.common.stager_client import StagingClient, StagingUnavailable
 from services.common.timeutil import Clock, to_duration
+from services.common.watch import Watchers
 from services.job_scheduler import convert
 from services.job_scheduler.core import Core, Explanation, Plan, Snapshot, Welcome
 from services.job_scheduler.core.failures import NOT_UPLOADED
 from services.job_scheduler.core.plan import Assign, Event, JobEnded, NodeKey, TaskInfo
+from services.job_scheduler.feed import JobFeed
 from services.job_scheduler.model import (
     Job,
     JobState,
     TaskDefinition,
     TaskRecord,
     TaskState,
+    added_task,
 )
 from services.job_scheduler.node_reads import NodeReads
 from services.job_scheduler.pool_peer import PoolInfo
 from services.job_scheduler.sessions import NodeSession
 from services.job_scheduler.staging_relay import StagingRelay
 from services.job_scheduler.store import Store
+from services.job_scheduler.watching import JobWatch
 from shoal.agent.v1 import agent_pb2
-from shoal.cluster_config import SchedulerTiming
+from shoal.cluster_config import SchedulerTiming, WatchConfig
 from shoal.internal.v1 import staging_pb2
 from shoal.v1 import job_pb2, pool_pb2
 
@@ -78,6 +84,7 @@ class Engine:
         clock: Clock,
         storage: StagingClient | None = None,
         on_events: Callable[[list[Event]], None] | None = None,
+        watch: WatchConfig | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -87,7 +94,15 @@ class Engine:
         self.clock = clock
         self.core = Core(timing, started_at=clock(), rules_of=convert.rules_of)
         self._on_events = on_events
-        """Where domain events go once their plan is committed."""
+        """Where domain events go once their plan is committed, besides the feed."""
+        watch = watch or WatchConfig()
+        log = ChangeLog(0, watch.history)
+        self.feed = JobFeed(log, Watchers(log, watch.progress_interval))
+        """The watch API's change log (its epoch is set in load())."""
+        self._watch_job = JobWatch(self.core, store, self.feed)
+        self._unpublished: deque[tuple[int, list[Event]]] = deque()
+        """Events of plans queued and not yet committed, with their tickets, in order."""
+        self._tickets = 0
         self._outbound: dict[NodeKey, Outbound] = {}
         self._kick = asyncio.Event()
         self._node_reads = NodeReads()
@@ -107,6 +122,7 @@ class Engine:
     # -- start / stop -----------------------------------------------------------------------
 
     async def load(self) -> None:
+        self.feed.begin(await self.store.start_epoch())
         counts = await self.store.count_tasks()
         jobs = await self.store.load_jobs()
         for job in jobs:
@@ -140,6 +156,8 @@ class Engine:
         await asyncio.gather(*self._loops, *self._background, return_exceptions=True)
         for out in self._outbound.values():
             out.close()
+        self.feed.watchers.close()
+        self.feed.sessions.close()
         await self.store.commit()
 
     # -- applying plans ---------------------------------------------------------------------
@@ -147,12 +165,17 @@ class Engine:
     async def _apply(self, plan: Plan) -> Any:
         """Queue the plan's rows, commit, then send its messages and return its reply (or
         raise the error it carries, once its rows are durable)."""
-        self._queue(plan)
-        return await self._deliver(plan)
+        return await self._deliver(plan, self._queue(plan))
 
-    def _queue(self, plan: Plan) -> None:
+    def _queue(self, plan: Plan) -> int:
         """The part of applying a plan that must follow its decision at once: its rows join
-        the next transaction, in the order plans were decided."""
+        the next transaction, in the order plans were decided. Returns the ticket of its
+        events (0 for none), which `_deliver` publishes once they are durable."""
+        ticket = 0
+        if plan.events:
+            self._tickets += 1
+            ticket = self._tickets
+            self._unpublished.append((ticket, plan.events))
         if plan.rows:
             self.store.write(plan.rows)
         for key in plan.close_streams:
@@ -161,13 +184,17 @@ class Engine:
                 out.close()
         if plan.dispatch:
             self._kick.set()
+        return ticket
 
-    async def _deliver(self, plan: Plan) -> Any:
+    async def _deliver(self, plan: Plan, ticket: int) -> Any:
         """The rest, once the plan's rows (and all queued before them) are durable."""
-        if plan.rows or plan.sends:
+        if plan.rows or plan.sends or ticket:
             # Sends wait for every row queued before them too, so a node never hears of a
-            # cancel before the assignment it cancels.
+            # cancel before the assignment it cancels; events too, so no watcher hears of a
+            # change a crash could undo.
             await self.store.commit()
+        if ticket:
+            self._publish(ticket)
         unsent: list[str] = []
         # A dispatch round assigns thousands of tasks: one message per node for all of them,
         # not one each for the stream writer to merge again.
@@ -192,13 +219,21 @@ class Engine:
                 out.send(convert.message(msg))
         for out, batch in assignments.values():
             out.send(agent_pb2.SchedulerMessage(assignments=batch))
-        if plan.events and self._on_events is not None:
-            self._on_events(plan.events)
         if unsent:
             await self._apply(self.core.undelivered(unsent, self.clock()))
         if isinstance(plan.reply, ShoalError):
             raise plan.reply
         return plan.reply
+
+    def _publish(self, ticket: int) -> None:
+        """Hand over the events of every plan up to this ticket, in the order the plans were
+        decided: the commit just awaited made all of them durable (plans that awaited the
+        same commit resume in any order, and a later one publishes the earlier ones too)."""
+        while self._unpublished and self._unpublished[0][0] <= ticket:
+            _, events = self._unpublished.popleft()
+            self.feed.record(events)
+            if self._on_events is not None:
+                self._on_events(events)
 
     def _stream_of(self, key: NodeKey) -> Callable[[], Outbound | None]:
         """The node's stream as it will be when asked (it may reconnect in between)."""
@@ -297,6 +332,19 @@ class Engine:
                 log.warning("job logs not deleted", job=job.id, error=str(e))
         log.info("job deleted", job=job.id, account=account)
 
+    # -- watch ------------------------------------------------------------------------------
+
+    def revision(self, account: str) -> int:
+        """The account's change revision: what a List or Get answered now reflects."""
+        return self.feed.log.revision(account)
+
+    def watch_job(
+        self, account: str, job_id: str, from_revision: int, states: set[str] | None,
+        job_only: bool,
+    ) -> AsyncIterator[job_pb2.WatchJobResponse]:
+        st = {TaskState[s] for s in states} if states is not None else None
+        return self._watch_job.stream(account, job_id, from_revision, st, job_only)
+
     # -- tasks ------------------------------------------------------------------------------
 
     async def create_tasks(
@@ -317,10 +365,7 @@ class Engine:
         self.core.check_batch([spec], True)
         job = self.core.job(account, job_id)
         (pk,) = await asyncio.shield(asyncio.create_task(self._add_tasks(job, [spec], True)))
-        return self.core.with_reason(job, TaskRecord(
-            job_id=job.id, spec=spec, state=TaskState.ACTIVE, create_time=now, state_time=now,
-            retry_count=0, requeue_count=0, attempt_id=None, node=None, start_time=None,
-            end_time=None, exit_code=None, result=None, failure=None, pk=pk))
+        return self.core.with_reason(job, added_task(job.id, spec, pk, now))
 
     async def _add_tasks(self, job: Job, specs: list[TaskDefinition], single: bool) -> list[int]:
         if len(specs) <= COALESCE_MAX and not any(sp.extra for sp in specs):
@@ -345,8 +390,8 @@ class Engine:
             plan = core.tasks_added(job, specs, pks, known, self.clock(), plain=plain)
             # Counted and queued under the lock, so a delete after this add comes after it in
             # memory and on disk; the commit of the job's counts need not hold up the next add.
-            self._queue(plan)
-        await self._deliver(plan)
+            ticket = self._queue(plan)
+        await self._deliver(plan, ticket)
         return pks
 
     async def _add_coalesced(self, job: Job, specs: list[TaskDefinition]) -> list[int]:
@@ -392,9 +437,9 @@ class Engine:
             plan = self.core.tasks_added(
                 job, [sp for specs, _ in added for sp in specs],
                 [pk for _, pks in added for pk in pks], {}, self.clock(), plain=True)
-            self._queue(plan)  # under the lock, as any add
+            ticket = self._queue(plan)  # under the lock, as any add
         try:
-            await self._deliver(plan)
+            await self._deliver(plan, ticket)
         except ShoalError as e:
             done = [(specs, e if isinstance(got, list) else got) for specs, got in done]
         for (_, fut), (_, got) in zip(batch, done, strict=True):

@@ -426,3 +426,11 @@ class TaskRecord(NamedTuple):
     pk: int = 0
     state_reason: str = ""
     """Why an ACTIVE task is not running (dependencies), filled in by the app."""
+
+
+def added_task(job_id: str, spec: TaskDefinition, pk: int, now: float) -> TaskRecord:
+    """A task as it is when added: ACTIVE, never run."""
+    return TaskRecord(
+        job_id=job_id, spec=spec, state=TaskState.ACTIVE, create_time=now, state_time=now,
+        retry_count=0, requeue_count=0, attempt_id=None, node=None, start_time=None,
+        end_time=None, exit_code=None, result=None, failure=None, pk=pk)
