@@ -32,6 +32,8 @@ from services.common.errors import DOMAIN, Code, ShoalError
 
 ACCOUNT_HEADER = "x-shoal-account"
 SERVICE_TOKEN_HEADER = "x-shoal-service-token"
+WATCH_NODE_SESSIONS = "/shoal.internal.v1.SchedulerControlService/WatchNodeSessions"
+"""The one internal call made for every account at once (ServiceInterceptor's cluster_wide)."""
 
 # The account of the call being served; set by ServiceInterceptor.
 current_account: contextvars.ContextVar[str] = contextvars.ContextVar("current_account")

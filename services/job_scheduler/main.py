@@ -6,6 +6,7 @@ import structlog
 
 from services.common.process import run_service
 from services.common.rpc import (
+    WATCH_NODE_SESSIONS,
     ServiceHost,
     ServiceInterceptor,
     internal_channel,
@@ -31,8 +32,6 @@ from shoal.internal.v1 import scheduler_control_pb2_grpc as ctl_grpc
 from shoal.v1 import job_pb2_grpc, job_schedule_pb2_grpc, task_pb2_grpc
 
 log = structlog.get_logger()
-
-WATCH_NODE_SESSIONS = "/shoal.internal.v1.SchedulerControlService/WatchNodeSessions"
 
 
 async def serve(config: ClusterConfig) -> None:

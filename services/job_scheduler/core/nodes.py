@@ -128,6 +128,8 @@ class NodeEvents(CoreState):
             s.start_task_info = m.start_task_info
         if m.node_errors:
             s.errors = [*s.errors, *m.node_errors][-MAX_NODE_ERRORS:]
+        if m.start_task_info is not None or m.node_errors:
+            self._plan.events.append(NodeChanged(key, "REPORTED"))
         for attempt_id, start_time in m.started:
             a = self.attempts.get(attempt_id)
             if a is not None and a.node_key == key and a.start_time is None:

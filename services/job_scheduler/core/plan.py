@@ -229,7 +229,8 @@ class JobRemoved(NamedTuple):
 class NodeChanged(NamedTuple):
     node: NodeKey
     state: str
-    """CONNECTED, UNREACHABLE, LOST, DISCONNECTED, REMOVING, SCHEDULING_DISABLED, ENABLED."""
+    """CONNECTED, UNREACHABLE, LOST, DISCONNECTED, REMOVING, SCHEDULING_DISABLED, ENABLED,
+    REPORTED (its start task's progress, or errors)."""
 
 
 Event = (TaskChanged | TasksAdded | TaskRemoved | JobChanged | JobAdded | JobUpdated
