@@ -384,10 +384,12 @@ class Engine:
             pks = list(range(first, first + len(specs)))
             if job.pk in self._unwritten_jobs:
                 await self.store.commit()  # tasks must never be on disk without their job
-            taken = await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.clock())
+            # One time for the rows and the plan: a watcher is sent the tasks as written.
+            now = self.clock()
+            taken = await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), now)
             if taken:
                 raise _already_exists(job, taken)
-            plan = core.tasks_added(job, specs, pks, known, self.clock(), plain=plain)
+            plan = core.tasks_added(job, specs, pks, known, now, plain=plain)
             # Counted and queued under the lock, so a delete after this add comes after it in
             # memory and on disk; the commit of the job's counts need not hold up the next add.
             ticket = self._queue(plan)
@@ -427,7 +429,8 @@ class Engine:
                 self.core.check_open(job)
                 if job.pk in self._unwritten_jobs:
                     await self.store.commit()  # tasks must never be on disk without their job
-                done = await self._insert_batch(job, batch)
+                now = self.clock()  # of the rows and the plan, as in _add_tasks
+                done = await self._insert_batch(job, batch, now)
             except ShoalError as e:
                 for _, fut in batch:
                     if not fut.done():
@@ -436,7 +439,7 @@ class Engine:
             added = [(specs, pks) for specs, pks in done if isinstance(pks, list)]
             plan = self.core.tasks_added(
                 job, [sp for specs, _ in added for sp in specs],
-                [pk for _, pks in added for pk in pks], {}, self.clock(), plain=True)
+                [pk for _, pks in added for pk in pks], {}, now, plain=True)
             ticket = self._queue(plan)  # under the lock, as any add
         try:
             await self._deliver(plan, ticket)
@@ -451,7 +454,8 @@ class Engine:
                 fut.set_result(got)
 
     async def _insert_batch(
-        self, job: Job, batch: list[tuple[list[TaskDefinition], asyncio.Future[list[int]]]]
+        self, job: Job, batch: list[tuple[list[TaskDefinition], asyncio.Future[list[int]]]],
+        now: float,
     ) -> list[tuple[list[TaskDefinition], list[int] | ShoalError]]:
         """Insert the waiting adds in one transaction; if an id is taken (by an existing task
         or by another add of the round), each add on its own, so only the add that names
@@ -463,7 +467,7 @@ class Engine:
 
         specs = [sp for sps, _ in batch for sp in sps]
         pks = pks_for(len(specs))
-        if not await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.clock()):
+        if not await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), now):
             out: list[tuple[list[TaskDefinition], list[int] | ShoalError]] = []
             for sps, _ in batch:
                 out.append((sps, pks[: len(sps)]))
@@ -472,7 +476,7 @@ class Engine:
         out = []
         for sps, _ in batch:
             mine = pks_for(len(sps))
-            taken = await self.store.insert_tasks(job.pk, zip(mine, sps, strict=True), self.clock())
+            taken = await self.store.insert_tasks(job.pk, zip(mine, sps, strict=True), now)
             out.append((sps, _already_exists(job, taken) if taken else mine))
         return out
 

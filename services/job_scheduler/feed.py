@@ -66,7 +66,8 @@ class JobFeed:
 
 def selector(states: set[TaskState] | None, job_only: bool) -> Callable[[object], bool]:
     """Which recorded changes a WatchJob request wants: the job's own always; a task's when
-    its state after the change (a deleted task's before) is one of `states`."""
+    its state after the change is one of `states`; a task's deletion always (a client that
+    waits for a task must hear that it is gone, whatever state it was in)."""
     if job_only:
         return lambda e: type(e) not in TASK_EVENTS
     if states is None:
@@ -74,7 +75,7 @@ def selector(states: set[TaskState] | None, job_only: bool) -> Callable[[object]
 
     def select(e: object) -> bool:
         t = type(e)
-        if t is TaskChanged or t is TaskRemoved:
+        if t is TaskChanged:
             return e.state in states  # type: ignore[attr-defined]
         if t is TasksAdded:
             return TaskState.ACTIVE in states

@@ -29,6 +29,7 @@ from tests.scheduler.harness import (
     specs,
 )
 from tests.support import eventually
+from tests.watch_support import LocalCopy, comparable
 
 JobEvent = job_pb2.JobEvent
 
@@ -45,15 +46,14 @@ async def apps(tmp_path: Path, clock: Clock) -> AsyncIterator[Apps]:
     await apps.close()
 
 
-class Follower:
+class Follower(LocalCopy):
     """A WatchJob stream read in the background, as a client reads it, into a local copy of
     the job and its tasks built from the events alone."""
 
     def __init__(self, app: Engine, from_revision: int = 0, *, job: str = "j",
                  states: set[str] | None = None, job_only: bool = False) -> None:
+        super().__init__()
         self.responses: list[job_pb2.WatchJobResponse] = []
-        self.job = job_pb2.Job()
-        self.tasks: dict[str, task_pb2.Task] = {}
         self.error: ShoalError | None = None
         self._start = from_revision
         self._stream = app.watch_job(ACCOUNT, job, from_revision, states, job_only)
@@ -67,21 +67,6 @@ class Follower:
                     self.apply(e)
         except ShoalError as e:
             self.error = e
-
-    def apply(self, e: job_pb2.JobEvent) -> None:
-        if e.HasField("job"):
-            self.job = e.job if e.type != JobEvent.DELETED else job_pb2.Job()
-            return
-        name = e.task.name
-        if e.type == JobEvent.ADDED:
-            self.tasks[name] = task_pb2.Task()
-            self.tasks[name].CopyFrom(e.task)
-        elif e.type == JobEvent.MODIFIED:
-            # (With a filter, a task's first event may be a change.)
-            copy = self.tasks.setdefault(name, task_pb2.Task(name=name))
-            e.update_mask.MergeMessage(e.task, copy, replace_message_field=True)
-        elif e.type == JobEvent.DELETED:
-            del self.tasks[name]
 
     @property
     def events(self) -> list[job_pb2.JobEvent]:
@@ -100,16 +85,6 @@ class Follower:
     async def close(self) -> None:
         self._reader.cancel()
         await asyncio.gather(self._reader, return_exceptions=True)
-
-
-def comparable(t: task_pb2.Task) -> task_pb2.Task:
-    """The fields a watch follows (state_reason and earlier attempts are read-time only)."""
-    out = task_pb2.Task()
-    out.CopyFrom(t)
-    out.ClearField("revision")
-    out.ClearField("state_reason")
-    out.execution_info.ClearField("previous_attempts")
-    return out
 
 
 async def assert_copy_matches(app: Engine, f: Follower) -> None:
@@ -336,3 +311,26 @@ async def test_an_idle_stream_sends_progress_with_the_current_revision(
     assert progress.revision == app.revision(ACCOUNT)
     await app.stop()
     await store.close()
+
+
+async def test_a_change_is_published_only_once_its_rows_are_committed(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    f = Follower(app)
+    await f.caught_up(app)
+    seen, before = len(f.events), app.revision(ACCOUNT)
+    gate = app.store.hold("commit")  # type: ignore[attr-defined]
+    add = asyncio.create_task(app.create_tasks(ACCOUNT, "j", specs(2)))
+    await gate.entered.wait()
+    for _ in range(20):
+        await asyncio.sleep(0)  # everything else runs; the commit is what is held
+    # Decided and in memory, not durable: no revision, no watcher told, nothing to list from.
+    assert app.get_job(ACCOUNT, "j").counts.active == 2
+    assert (app.revision(ACCOUNT), len(f.events)) == (before, seen)
+    gate.release.set()
+    await add
+    await f.caught_up(app)
+    assert app.revision(ACCOUNT) == before + 3  # two tasks added, the job's counts
+    assert [e.type for e in f.events[seen:]] == [JobEvent.ADDED, JobEvent.ADDED,
+                                                 JobEvent.MODIFIED]
+    await f.close()

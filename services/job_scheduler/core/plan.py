@@ -200,8 +200,6 @@ class TaskRemoved(NamedTuple):
     job_id: str
     task_pk: int
     task_id: str
-    state: TaskState
-    """Its state when it was deleted."""
 
 
 class JobChanged(NamedTuple):

@@ -272,7 +272,7 @@ class TaskEvents(CoreState):
             self.deps.unfinished.get(job.pk, set()).discard(t.pk)
             self.deps.outcomes.pop(t.pk, None)
         self._row(DeleteTask(t.pk))
-        self._plan.events.append(TaskRemoved(job.account, job.id, t.pk, t.spec.id, t.state))
+        self._plan.events.append(TaskRemoved(job.account, job.id, t.pk, t.spec.id))
         self._touch(job)
         if t.node:
             _, pool_id, _, node_id = t.node.split("/")
