@@ -15,6 +15,7 @@ from shoal.cli.schedules import schedule
 from shoal.cli.storage import storage
 from shoal.cli.tasks import task
 from shoal.cli.up import up
+from shoal.cli.watch import job_watch, node_watch
 from shoal.client import ENV_STATE_DIR
 
 
@@ -40,6 +41,8 @@ def cli(ctx: click.Context, state_dir: Path | None, endpoint: str | None, key: s
 
 for command in (up, demo, pool, node, job, task, schedule, storage, app):
     cli.add_command(command)
+job.add_command(job_watch)
+node.add_command(node_watch)
 
 
 def main() -> None:
