@@ -20,7 +20,17 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import bigjob, bulk, ceiling, concurrent, latency, manynodes, report, throughput
+from bench import (
+    bigjob,
+    bulk,
+    ceiling,
+    concurrent,
+    latency,
+    manynodes,
+    report,
+    throughput,
+    watch,
+)
 from bench.figures import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +46,7 @@ BENCHMARKS: dict[str, Runner] = {
     "bulk": lambda quick, _: bulk.run(quick),
     "bigjob": lambda quick, _: bigjob.run(quick),
     "manynodes": manynodes.run,
+    "watch": lambda quick, _: watch.run(quick),
 }
 # Their throughput figures are read against the ceiling, so it runs first whenever they do.
 NEEDS_CEILING = {"throughput", "manynodes"}
