@@ -41,8 +41,9 @@ class WatchConfig:
     that resume, and how often an idle stream says it is alive."""
 
     history: int = 100_000
-    """Changes kept per account (per service): a client may resume from a revision at most
-    this many changes old; an older one is answered OUT_OF_RANGE (REVISION_COMPACTED)."""
+    """Changes kept per account (per service; up to 1/16 more, as the oldest are dropped in
+    chunks): a client may resume from a revision at least this many changes old; an older
+    one is answered OUT_OF_RANGE (REVISION_COMPACTED)."""
     progress_interval: float = 5.0
     """Seconds an idle watch stream waits before it sends a progress message (no changes,
     the current revision), so a client knows the stream is alive."""

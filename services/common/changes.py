@@ -22,6 +22,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import NamedTuple
 
 from services.common.errors import Code, ShoalError, invalid
 
@@ -29,37 +30,35 @@ EPOCH_SHIFT = 40
 """2^40 changes per account per service start; epochs stay below 2^13 for revisions that
 JavaScript's doubles hold exactly (2^53)."""
 _TRIM = 1024
+_SLACK = 1024
+"""At most this many changes (and 1/16 of the history) are held beyond `history` before
+the oldest are dropped: compaction runs once per so many appends, not on every one."""
 
 
-@dataclass(slots=True)
-class Entry:
-    """One change, or a run of `count` changes with consecutive revisions."""
+class Entry(NamedTuple):
+    """One change, or a run of `length` changes with consecutive revisions. A tuple: one is
+    made for every change the service records, watched or not."""
 
     first: int
     """Revision of its first change."""
-    count: int
+    length: int
     key: str
     """What a stream follows: a job's or a pool's lower-cased id."""
     change: object
     """What the service recorded; the same object for every change of a run."""
-    skip: int = 0
-    """Changes at the head of a run that were compacted away."""
-
-    @property
-    def last(self) -> int:
-        return self.first + self.count - 1
 
 
-@dataclass(slots=True)
-class Piece:
-    """Changes `start` to `stop` (exclusive) of an entry: revisions entry.first + start ..."""
+class Piece(NamedTuple):
+    """Changes `start` to `stop` (exclusive) of an entry's run."""
 
-    entry: Entry
+    change: object
+    first: int
+    """Revision of the run's first change: change k has revision first + k."""
     start: int
     stop: int
 
     def revisions(self) -> range:
-        return range(self.entry.first + self.start, self.entry.first + self.stop)
+        return range(self.first + self.start, self.first + self.stop)
 
 
 @dataclass(slots=True)
@@ -75,12 +74,17 @@ class _History:
     """Changes held."""
 
 
+def _last(e: Entry) -> int:
+    return e.first + e.length - 1
+
+
 class ChangeLog:
     def __init__(self, epoch: int, history: int) -> None:
         if history < 1:
             raise ValueError("history must be at least 1")
         self.base = epoch << EPOCH_SHIFT
         self.history = history
+        self._slack = min(_SLACK, history // 16)
         self._accounts: dict[str, _History] = {}
 
     def revision(self, account: str) -> int:
@@ -98,27 +102,21 @@ class ChangeLog:
         h.entries.append(Entry(h.revision + 1, count, key, change))
         h.revision += count
         h.size += count
-        if h.size > self.history:
+        if h.size > self.history + self._slack:
             self._compact(h)
         return h.revision
 
     def _compact(self, h: _History) -> None:
-        excess = h.size - self.history
-        while excess > 0:
-            e = h.entries[h.head]
-            left = e.count - e.skip
-            if left <= excess:
-                h.head += 1
-                h.size -= left
-                excess -= left
-                h.compacted = e.last
-            else:
-                e.skip += excess
-                h.size -= excess
-                h.compacted = e.first + e.skip - 1
-                excess = 0
-        if h.head >= _TRIM and h.head * 2 >= len(h.entries):
-            del h.entries[: h.head]
+        """Drop the oldest changes down to `history`. A run loses its head change by change:
+        `compacted` says where it starts now."""
+        target = h.revision - self.history  # changes up to here go
+        entries = h.entries
+        while _last(entries[h.head]) <= target:
+            h.head += 1
+        h.compacted = target
+        h.size = self.history
+        if h.head >= _TRIM and h.head * 2 >= len(entries):
+            del entries[: h.head]
             h.head = 0
 
     def check(self, account: str, after: int, field_name: str = "from_revision") -> None:
@@ -147,16 +145,16 @@ class ChangeLog:
         if after < h.compacted:
             raise compacted(after, h.compacted)
         entries = h.entries
-        i = bisect_right(entries, after, lo=h.head, key=lambda e: e.last)
+        i = bisect_right(entries, after, lo=h.head, key=_last)
         out: list[Piece] = []
         n = 0
         for j in range(i, len(entries)):
             e = entries[j]
             if e.key != key or not select(e.change):
                 continue
-            start = max(after + 1 - e.first, e.skip)
-            take = min(e.count - start, limit - n)
-            out.append(Piece(e, start, start + take))
+            start = after + 1 - e.first if after >= e.first else 0
+            take = min(e.length - start, limit - n)
+            out.append(Piece(e.change, e.first, start, start + take))
             n += take
             if n >= limit:
                 return out, e.first + start + take - 1

@@ -60,15 +60,15 @@ class JobWatch:
             yield job_pb2.WatchJobResponse(events=await self._events(pieces), revision=upto)
 
     async def _events(self, pieces: list[Piece]) -> list[job_pb2.JobEvent]:
-        unnamed = [p.entry.change.task_pk for p in pieces
-                   if type(p.entry.change) is TaskChanged and not p.entry.change.task_id]
+        unnamed = [p.change.task_pk for p in pieces
+                   if type(p.change) is TaskChanged and not p.change.task_id]
         ids = await self._store.task_ids(unnamed) if unnamed else {}
         out: list[job_pb2.JobEvent] = []
         for i, p in enumerate(pieces):
             if i and i % CONVERT_CHUNK == 0:
                 await asyncio.sleep(0)  # a big batch must not hold up the scheduler's calls
-            e = p.entry.change
-            rev = p.entry.first + p.start
+            e = p.change
+            rev = p.first + p.start
             if isinstance(e, TaskChanged):
                 task_id = e.task_id or ids.get(e.task_pk)
                 if task_id is None:
@@ -83,7 +83,7 @@ class JobWatch:
                     if k % CONVERT_CHUNK == 0:
                         await asyncio.sleep(0)
                     task = convert.task(added_task(e.job.id, e.specs[k], e.pks[k], e.time))
-                    task.revision = p.entry.first + k
+                    task.revision = p.first + k
                     out.append(JobEvent(revision=task.revision, type=JobEvent.ADDED, task=task))
             elif isinstance(e, TaskRemoved):
                 out.append(JobEvent(revision=rev, type=JobEvent.DELETED, task=task_pb2.Task(

@@ -156,4 +156,4 @@ class NodeFeed:
             after = from_revision
         async for pieces, upto in self.watchers.follow(account, pool_id.lower(), after,
                                                        lambda c: True):
-            yield [(p.entry.first, p.entry.change) for p in pieces], upto  # type: ignore[misc]
+            yield [(p.first, p.change) for p in pieces], upto  # type: ignore[misc]

@@ -18,7 +18,7 @@ def revisions(pieces: list[Piece]) -> list[int]:
 
 
 def changes(pieces: list[Piece]) -> list[object]:
-    return [p.entry.change for p in pieces for _ in p.revisions()]
+    return [p.change for p in pieces for _ in p.revisions()]
 
 
 def test_revisions_count_up_per_account_from_the_epoch_base() -> None:
