@@ -188,9 +188,9 @@ def _rmdir_if_empty(name: str, dir_fd: int) -> None:
 
 
 def answer_read(layout: NodeLayout, r: agent_pb2.FileRead) -> Generator[agent_pb2.FileChunk, None, None]:
-    """The FileChunks answering a read: the data from `offset` in pieces, the last with eof;
-    or a single chunk with `error` set (and eof) when the file cannot be read. Close the
-    generator when abandoning it, to close the file."""
+    """The FileChunks answering a read: the data from `offset` (or from `from_end` bytes before
+    the end) in pieces, the last with eof; or a single chunk with `error` set (and eof) when
+    the file cannot be read. Close the generator when abandoning it, to close the file."""
 
     def error(message: str) -> agent_pb2.FileChunk:
         return agent_pb2.FileChunk(request_id=r.request_id, offset=r.offset, eof=True, error=message)
@@ -204,7 +204,8 @@ def answer_read(layout: NodeLayout, r: agent_pb2.FileRead) -> Generator[agent_pb
         yield error(str(e))
         return
     try:
-        for offset, data, eof in read_chunks(fd, r.offset):
+        start = max(0, os.fstat(fd).st_size - r.from_end) if r.from_end > 0 else r.offset
+        for offset, data, eof in read_chunks(fd, start):
             yield agent_pb2.FileChunk(request_id=r.request_id, data=data, offset=offset, eof=eof)
     except (UnsafePath, OSError) as e:
         yield error(str(e))

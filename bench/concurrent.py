@@ -15,17 +15,31 @@ task had completed; and how many successful answers list an attempt in
 `execution_info.previous_attempts`, which a task just added cannot have. A task whose CreateTask
 answered an error is looked up afterwards: if it exists anyway (the NOT_FOUND defect), a few are
 added again to show the retry's answer. Median of the repetitions.
+
+Last, the transport floor: the same race with an instant-answer server in the job-scheduler's
+place (bench/instant_scheduler.py) behind the real gateway, and the CPU each process spends
+per call — what no scheduler can beat on this machine.
 """
 
 from __future__ import annotations
 
+import subprocess
+import sys
 import threading
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
-from bench.common import TRIVIAL, check_alive, running_suite, say, wait_nodes_ready
+from bench.common import (
+    TRIVIAL,
+    BenchError,
+    check_alive,
+    cpu_seconds,
+    running_suite,
+    say,
+    wait_nodes_ready,
+)
 from bench.figures import Outcome, Target, median, percentile
 from shoal.client import Client
 from shoal.errors import ShoalError
@@ -134,10 +148,9 @@ def _wait_completed(suite: LocalSuite, client: Client, job_id: str, tasks: int,
         time.sleep(0.02)
 
 
-def _one(suite: LocalSuite, clients: list[Client], lister_client: Client, job_id: str,
-         p: Params) -> dict[str, Any]:
-    control = clients[0]
-    control.create_job(job_id, pool_id=POOL)
+def _race(clients: list[Client], lister_client: Client, job_id: str,
+          p: Params) -> tuple[list[Adder], Lister, float]:
+    """The adders and the lister, started together; (adders, lister, start) once all are done."""
     adders = [Adder(i) for i in range(p.clients)]
     lister = Lister()
     barrier = threading.Barrier(p.clients + 2)
@@ -160,6 +173,14 @@ def _one(suite: LocalSuite, clients: list[Client], lister_client: Client, job_id
         t.join(p.add_deadline + 60)
     done.set()
     threads[-1].join(60)
+    return adders, lister, start
+
+
+def _one(suite: LocalSuite, clients: list[Client], lister_client: Client, job_id: str,
+         p: Params) -> dict[str, Any]:
+    control = clients[0]
+    control.create_job(job_id, pool_id=POOL)
+    adders, lister, start = _race(clients, lister_client, job_id, p)
     crashed = [a.crashed for a in adders if a.crashed]
     if crashed:
         say(f"an adding client failed: {crashed[0]}")
@@ -206,6 +227,64 @@ def _one(suite: LocalSuite, clients: list[Client], lister_client: Client, job_id
     }
 
 
+def _warm_up(client: Client, within: float = 10.0) -> None:
+    """Until a call reaches the instant scheduler (the gateway's channel reconnects in its
+    own time)."""
+    deadline = time.perf_counter() + within
+    while True:
+        try:
+            client.add_task("floor", "warm-up", TRIVIAL)
+            return
+        except ShoalError:
+            if time.perf_counter() > deadline:
+                raise
+            time.sleep(0.1)
+
+
+def _floor(suite: LocalSuite, clients: list[Client], lister_client: Client,
+           p: Params) -> list[dict[str, Any]]:
+    """The same race with the job-scheduler replaced by bench.instant_scheduler on its port
+    (the gateway's channel reconnects to it): the figures no scheduler can beat here, and the
+    CPU each process spends per call. Run last: the real scheduler is gone afterwards."""
+    port = suite.config.job_scheduler_address.rsplit(":", 1)[1]
+    suite.kill("job-scheduler")
+    instant = subprocess.Popen(
+        [sys.executable, "-m", "bench.instant_scheduler", port], stdout=subprocess.PIPE)
+    runs = []
+    try:
+        if instant.stdout is None or instant.stdout.readline().strip() != b"ready":
+            raise BenchError("the instant scheduler did not start")
+        gateway = suite.pid("gateway")
+        assert gateway is not None
+        _warm_up(clients[0])
+        for rep in range(p.repeats):
+            for listing in (False, True):
+                q = replace(p, listing=listing)
+                before = (cpu_seconds(gateway), cpu_seconds(instant.pid), time.process_time())
+                adders, lister, start = _race(clients, lister_client, "floor", q)
+                after = (cpu_seconds(gateway), cpu_seconds(instant.pid), time.process_time())
+                latencies = [x for a in adders for x in a.latencies_ms]
+                calls = len(latencies) + lister.passes * 2  # a pass is two pages
+                # CPU milliseconds per call (CreateTask and ListTasks pages alike).
+                cpu_ms = {who: (b - a) * 1000 / calls for who, a, b in
+                          zip(("gateway", "instant scheduler", "clients"), before, after,
+                              strict=True)}
+                run: dict[str, Any] = {
+                    "listing": listing, "calls": len(latencies),
+                    "p50_ms": percentile(latencies, 50), "p99_ms": percentile(latencies, 99),
+                    "errors": sum(len(a.errors) for a in adders), "list_passes": lister.passes,
+                    "cpu_ms_per_call": cpu_ms,
+                }
+                runs.append(run)
+                cpu = ", ".join(f"{k} {v:.2f}" for k, v in cpu_ms.items())
+                say(f"floor {rep + 1}/{p.repeats}, {'with' if listing else 'without'} the lister: "
+                    f"p50 {run['p50_ms']:.1f} p99 {run['p99_ms']:.1f} ms; CPU ms per call: {cpu}")
+    finally:
+        instant.kill()
+        instant.wait()
+    return runs
+
+
 def _errors_text(run: dict[str, Any]) -> str:
     if not run["error_calls"]:
         return "none"
@@ -245,6 +324,7 @@ def run(quick: bool) -> Outcome:
                     f"(p50 {r['list_pass_p50_ms'] or 0:.0f} ms); all completed after "
                     f"{r['until_completed_s']:.2f}s"
                     + (" TIMED OUT" if r["completion_timed_out"] or r["adds_timed_out"] else ""))
+            floor = _floor(suite, clients, lister_client, p)
         finally:
             for c in [*clients, lister_client]:
                 c.close()
@@ -289,7 +369,21 @@ def run(quick: bool) -> Outcome:
             + "".join(f"; {r['job']}: TIMED OUT" for r in runs
                       if r["adds_timed_out"] or r["completion_timed_out"])
             + "".join(f"; {r['job']}: {r['failed']} FAILED" for r in runs if r["failed"]))
+    for listing in (True, False):
+        fl = [r for r in floor if r["listing"] == listing]
+        how = "ListTasks meanwhile" if listing else "no listing"
+        cpu = {who: median([r["cpu_ms_per_call"][who] for r in fl]) for who in fl[0]["cpu_ms_per_call"]}
+        note = (each(f"{r['p50_ms']:.1f}/{r['p99_ms']:.1f}" for r in fl) + "; " if len(fl) > 1 else "")
+        note += "CPU ms per call: " + ", ".join(f"{k} {v:.2f}" for k, v in cpu.items())
+        out.add(f"floor_p50_ms{'' if listing else '_alone'}",
+                f"transport floor, {how}: the same CreateTask calls with an instant-answer "
+                f"scheduler behind the real gateway, p50 ({reps})",
+                median([r["p50_ms"] for r in fl]), "ms", None, note)
+        out.add(f"floor_p99_ms{'' if listing else '_alone'}",
+                f"transport floor, {how}: p99 ({reps})",
+                median([r["p99_ms"] for r in fl]), "ms", None, "")
     out.series["runs"] = runs
+    out.series["floor"] = floor
     out.series["params"] = {"clients": p.clients, "tasks_per_client": p.tasks_per_client,
                             "nodes": p.nodes, "slots": p.slots, "page_size": p.page_size}
     return out

@@ -6,6 +6,7 @@ import structlog
 
 from gateway.auth import Authenticator
 from gateway.forwarding import ROUTES, Forwarder
+from gateway.peers import PeerHealth
 from services.common.process import run_service
 from services.common.rpc import ServiceHost, internal_channel, wait_for_signal
 from shoal.cluster_config import ClusterConfig
@@ -30,9 +31,12 @@ async def serve(config: ClusterConfig) -> None:
     host = ServiceHost(config.gateway_address, [], max_message_bytes=GATEWAY_MAX_MESSAGE)
     host.add_generic(Forwarder(channels, auth, config.service_token), sorted(ROUTES))
     await host.start()
+    peers = PeerHealth(host.health, channels, {s: p.name for s, p in ROUTES.items()})
+    await peers.start()
     log.info("gateway listening", address=config.gateway_address, port=host.port)
     await wait_for_signal()
     log.info("gateway stopping")
+    await peers.stop()
     await host.stop(grace=2.0)
     for ch in channels.values():
         await ch.close()

@@ -22,6 +22,15 @@ def to_timestamp(seconds: float | None) -> Timestamp | None:
     return ts
 
 
+def set_time(ts: Timestamp, seconds: float) -> None:
+    """Fill a Timestamp in place from seconds since the epoch (not before it). A page of
+    ListTasks sets four per task: two field writes cost a third of FromNanoseconds, which is
+    pure Python with checks."""
+    whole = int(seconds)
+    ts.seconds = whole
+    ts.nanos = int((seconds - whole) * 1e9)
+
+
 def from_timestamp(ts: Timestamp) -> float | None:
     if ts.seconds == 0 and ts.nanos == 0:
         return None

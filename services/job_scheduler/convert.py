@@ -20,7 +20,7 @@ from services.common.command_specs import (
 from services.common.errors import invalid
 from services.common.file_specs import check_output_files, check_package_refs, check_resource_files
 from services.common.ids import ID_RE, check_display_name, check_id, check_metadata, parse_name
-from services.common.timeutil import to_timestamp
+from services.common.timeutil import set_time, to_timestamp
 from services.job_scheduler.core.nodes import AgentReport, Hello
 from services.job_scheduler.core.plan import (
     AckResults,
@@ -43,16 +43,19 @@ from services.job_scheduler.dependencies import MAX_RANGE as MAX_DEP_RANGE
 from services.job_scheduler.dependencies import MAX_RANGES as MAX_DEP_RANGES
 from services.job_scheduler.dependencies import expand
 from services.job_scheduler.model import (
+    UPDATABLE,
     Attempt,
     Category,
     Failure,
     Job,
+    JobChanges,
     JobState,
     OnAllTasksComplete,
     Report,
     Result,
     TaskDefinition,
     TaskRecord,
+    etag,
 )
 from services.job_scheduler.outcomes import DependencyAction, ExitOptions, ExitRules, JobAction
 from shoal.agent.v1 import agent_pb2
@@ -193,34 +196,103 @@ def job_fields(req: job_pb2.CreateJobRequest) -> tuple[str, str, int, OnAllTasks
     check_id(req.job_id, "job_id")
     j = req.job
     (pool_id,) = parse_name(j.pool, "pools/{pool}", "job.pool")
-    if not -1000 <= j.priority <= 1000:
-        raise invalid("job.priority", f"must be -1000 to 1000, got {j.priority}")
+    priority = _job_priority(j)
     check_display_name(j.display_name, "job.display_name")
     check_metadata(dict(j.metadata), "job.metadata")
-    if j.on_all_tasks_complete not in (0, 1, 2):
-        raise invalid("job.on_all_tasks_complete", f"unknown value {j.on_all_tasks_complete}")
-    on_all = OnAllTasksComplete(j.on_all_tasks_complete or OnAllTasksComplete.NO_ACTION)
-    return req.job_id, pool_id, j.priority, on_all
+    return req.job_id, pool_id, priority, _on_all_tasks_complete(j)
 
 
 def job_settings(j: job_pb2.Job) -> dict[str, object]:
     """The job's scheduling settings, checked: keyword arguments of model.Job."""
-    if j.max_parallel_tasks < 0:
-        raise invalid("job.max_parallel_tasks", f"must be 0 (no limit) or more, got {j.max_parallel_tasks}")
     if j.on_task_failure not in (0, 1, 2):
         raise invalid("job.on_task_failure", f"unknown value {j.on_task_failure}")
-    wall = None
-    retries = 0
-    if j.HasField("constraints"):
-        c = j.constraints
-        if c.HasField("max_wall_clock_time"):
-            wall = check_wall_clock(c.max_wall_clock_time, "job.constraints.max_wall_clock_time")
-        retries = check_retries(c.max_task_retry_count, "job.constraints.max_task_retry_count")
     return {
-        "uses_deps": j.uses_task_dependencies, "max_parallel": j.max_parallel_tasks,
-        "max_wall_clock": wall, "default_retries": retries,
+        "uses_deps": j.uses_task_dependencies, "max_parallel": _max_parallel(j),
+        "max_wall_clock": _job_wall_clock(j), "default_retries": _job_retries(j),
         "exit_job_actions": j.on_task_failure == job_pb2.PERFORM_EXIT_OPTIONS_JOB_ACTION,
     }
+
+
+# The checks of a job's settings, shared by create and update (the same field, the same error).
+
+def _job_priority(j: job_pb2.Job) -> int:
+    if not -1000 <= j.priority <= 1000:
+        raise invalid("job.priority", f"must be -1000 to 1000, got {j.priority}")
+    return j.priority
+
+
+def _on_all_tasks_complete(j: job_pb2.Job) -> OnAllTasksComplete:
+    if j.on_all_tasks_complete not in (0, 1, 2):
+        raise invalid("job.on_all_tasks_complete", f"unknown value {j.on_all_tasks_complete}")
+    return OnAllTasksComplete(j.on_all_tasks_complete or OnAllTasksComplete.NO_ACTION)
+
+
+def _max_parallel(j: job_pb2.Job) -> int:
+    if j.max_parallel_tasks < 0:
+        raise invalid("job.max_parallel_tasks",
+                      f"must be 0 (no limit) or more, got {j.max_parallel_tasks}")
+    return j.max_parallel_tasks
+
+
+def _job_wall_clock(j: job_pb2.Job) -> float | None:
+    c = j.constraints
+    if not c.HasField("max_wall_clock_time"):
+        return None
+    return check_wall_clock(c.max_wall_clock_time, "job.constraints.max_wall_clock_time")
+
+
+def _job_retries(j: job_pb2.Job) -> int:
+    return check_retries(j.constraints.max_task_retry_count,
+                         "job.constraints.max_task_retry_count")
+
+
+def _job_metadata(j: job_pb2.Job) -> dict[str, str]:
+    meta = dict(j.metadata)
+    check_metadata(meta, "job.metadata")
+    return meta
+
+
+UPDATE_PATHS: dict[str, tuple[str, ...]] = {
+    "priority": ("priority",),
+    "on_all_tasks_complete": ("on_all_tasks_complete",),
+    "max_parallel_tasks": ("max_parallel",),
+    "constraints": ("max_wall_clock", "default_retries"),
+    "constraints.max_wall_clock_time": ("max_wall_clock",),
+    "constraints.max_task_retry_count": ("default_retries",),
+    "metadata": ("metadata",),
+    "*": UPDATABLE,
+}
+"""UpdateJob's mask paths -> the model.Job settings they change."""
+_CHECKS = {
+    "priority": _job_priority, "on_all_tasks_complete": _on_all_tasks_complete,
+    "max_parallel": _max_parallel, "max_wall_clock": _job_wall_clock,
+    "default_retries": _job_retries, "metadata": _job_metadata,
+}
+MAX_ETAG = 256
+
+
+def job_changes(req: job_pb2.UpdateJobRequest) -> JobChanges:
+    """The changes an UpdateJobRequest asks for, checked. Only masked fields are read (AIP-134:
+    the others are ignored, whatever they hold)."""
+    if req.job.name and req.job.name != req.name:
+        raise invalid("job.name", f"must be empty or {req.name!r}, got {req.job.name!r}")
+    if len(req.if_match) > MAX_ETAG:
+        raise invalid("if_match", f"at most {MAX_ETAG} characters; send an etag read before")
+    paths = list(req.update_mask.paths)
+    if not paths:
+        raise invalid("update_mask", "name the fields to update: " + _known_paths())
+    fields: set[str] = set()
+    for i, path in enumerate(paths):
+        names = UPDATE_PATHS.get(path)
+        if names is None:
+            raise invalid(f"update_mask.paths[{i}]",
+                          f"{path!r} cannot be updated; the paths are {_known_paths()}")
+        fields.update(names)
+    return JobChanges(frozenset(fields), **{f: _CHECKS[f](req.job) for f in fields})  # type: ignore[arg-type]
+
+
+def _known_paths() -> str:
+    return ", ".join(UPDATE_PATHS)
 
 
 def job_commands(j: job_pb2.Job) -> tuple[bytes | None, bytes | None]:
@@ -267,6 +339,8 @@ def job(j: Job) -> job_pb2.Job:
         metadata=j.metadata,
         create_time=to_timestamp(j.create_time),
         state_transition_time=to_timestamp(j.state_time),
+        etag=j.etag,
+        update_time=to_timestamp(j.update_time),
     )
     if j.end_time is not None:
         out.end_time.FromNanoseconds(int(j.end_time * 1e9))
@@ -303,8 +377,8 @@ def task(t: TaskRecord) -> task_pb2.Task:
         name=f"jobs/{t.job_id}/tasks/{s.id}", command_line=s.command_line, state=t.state.name,
         required_slots=s.slots,
     )
-    out.create_time.FromNanoseconds(int(t.create_time * 1e9))
-    out.state_transition_time.FromNanoseconds(int(t.state_time * 1e9))
+    set_time(out.create_time, t.create_time)
+    set_time(out.state_transition_time, t.state_time)
     if s.display_name:
         out.display_name = s.display_name
     if s.environment:
@@ -332,9 +406,9 @@ def task(t: TaskRecord) -> task_pb2.Task:
         fi.category = t.failure.category.value  # type: ignore[assignment]  # same numbers
         fi.code, fi.message = t.failure.code, t.failure.message
     if t.start_time is not None:
-        info.start_time.FromNanoseconds(int(t.start_time * 1e9))
+        set_time(info.start_time, t.start_time)
     if t.end_time is not None:
-        info.end_time.FromNanoseconds(int(t.end_time * 1e9))
+        set_time(info.end_time, t.end_time)
     if t.exit_code is not None:
         info.exit_code = t.exit_code
     for a in t.attempts:
@@ -362,10 +436,13 @@ def task(t: TaskRecord) -> task_pb2.Task:
 
 
 def job_as_written(j: Job, row: UpdateJob) -> job_pb2.Job:
-    """The job as its row was written (the object has moved on since)."""
+    """The job as its row was written (the object has moved on since). Its settings are as
+    they are now: an update that changed them also wrote the row, later."""
     out = job(j)
     out.state = row.state.name  # type: ignore[assignment]
     out.terminate_reason = row.terminate_reason
+    out.etag = etag(j.pk, row.revision)
+    out.update_time.FromNanoseconds(int(row.update_time * 1e9))
     out.state_transition_time.FromNanoseconds(int(row.state_time * 1e9))
     out.ClearField("end_time")
     if row.end_time is not None:
@@ -377,7 +454,7 @@ def job_as_written(j: Job, row: UpdateJob) -> job_pb2.Job:
 
 def job_as_created(j: Job) -> job_pb2.Job:
     return job_as_written(j, UpdateJob(j.pk, JobState.ACTIVE, "", j.create_time, None,
-                                       (0, 0, 0, 0, 0)))
+                                       (0, 0, 0, 0, 0), 1, j.create_time))
 
 
 _CLEARED_ON_ASSIGN = ("execution_info.start_time", "execution_info.end_time",

@@ -21,6 +21,7 @@ import structlog
 
 from services.common.changes import ChangeLog
 from services.common.errors import Code, ShoalError, failed_precondition, invalid, not_found
+from services.common.filters import Filter
 from services.common.stager_client import StagingClient, StagingUnavailable
 from services.common.timeutil import Clock, to_duration
 from services.common.watch import Watchers
@@ -31,6 +32,7 @@ from services.job_scheduler.core.plan import Assign, Event, JobEnded, NodeKey, T
 from services.job_scheduler.feed import JobFeed
 from services.job_scheduler.model import (
     Job,
+    JobChanges,
     JobState,
     TaskDefinition,
     TaskRecord,
@@ -42,6 +44,13 @@ from services.job_scheduler.pool_peer import PoolInfo
 from services.job_scheduler.sessions import NodeSession
 from services.job_scheduler.staging_relay import StagingRelay
 from services.job_scheduler.store import Store
+from services.job_scheduler.task_logs import (
+    FOLLOW_POLL,
+    MAX_TAIL_LINES,
+    TAIL_WINDOW,
+    TAIL_WINDOW_MAX,
+    LastLines,
+)
 from services.job_scheduler.watching import JobWatch
 from shoal.agent.v1 import agent_pb2
 from shoal.cluster_config import SchedulerTiming, WatchConfig
@@ -281,7 +290,7 @@ class Engine:
         job = Job(
             pk=pk, account=account, id=job_id,
             pool_id=pool.id, priority=priority, on_all_tasks_complete=on_all,
-            state=JobState.ACTIVE, create_time=now, state_time=now,
+            state=JobState.ACTIVE, create_time=now, state_time=now, update_time=now,
             display_name=j.display_name, metadata=dict(j.metadata), prep=prep, release=release,
             schedule_id=schedule_id, pack=pool.pack,
             pool_slots=pool.slots_per_node, **settings,  # type: ignore[arg-type]
@@ -303,6 +312,16 @@ class Engine:
     def list_jobs(self, account: str, states: set[str] | None, after: str | None,
                   limit: int) -> list[Job]:
         return self.core.list_jobs(account, states, after, limit)
+
+    async def update_job(
+        self, account: str, job_id: str, changes: JobChanges, if_match: str
+    ) -> Job:
+        """The core checks the etag and applies the changes in one step; a plan that lets more
+        tasks start asks for a dispatch round."""
+        plan = self.core.update_job(account, job_id, changes, if_match, self.clock())
+        job: Job = await self._apply(plan)
+        log.info("job updated", job=job.id, fields=sorted(changes.fields), etag=job.etag)
+        return job
 
     async def terminate_job(self, account: str, job_id: str, reason: str) -> Job:
         job: Job = await self._apply(self.core.terminate_job(account, job_id, reason, self.clock()))
@@ -492,12 +511,13 @@ class Engine:
         return self.core.with_reason(job, await self._read_task(job, task_id))
 
     async def list_tasks(
-        self, account: str, job_id: str, states: set[str] | None, after: str | None, limit: int
+        self, account: str, job_id: str, where: Filter | None, after: str | None, limit: int
     ) -> list[TaskRecord]:
+        """`where`: task_filter's conditions (None or empty: every task)."""
         job = self.core.job(account, job_id)
-        st = {TaskState[s] for s in states} if states is not None else None
-        return [self.core.with_reason(job, t)
-                for t in await self.store.list_tasks(job.pk, st, after, limit)]
+        rows = await self.store.list_tasks(job.pk, where or [], after, limit)
+        why = self.core.job_wait_reason(job)
+        return [self.core.with_reason(job, t, why) for t in rows]
 
     async def _task_event(
         self, account: str, job_id: str, task_id: str,
@@ -544,23 +564,65 @@ class Engine:
     # -- task files -------------------------------------------------------------------------
 
     async def read_task_file(
-        self, account: str, job_id: str, task_id: str, path: str, offset: int
+        self, account: str, job_id: str, task_id: str, path: str, offset: int,
+        *, follow: bool = False, tail_lines: int = 0,
     ) -> AsyncIterator[tuple[int, bytes]]:
+        """(offset, data) of a task's stdout.txt or stderr.txt: from `offset`, or from its last
+        `tail_lines` lines; with `follow`, on while the attempt runs (see task_logs)."""
         if path not in ("stdout.txt", "stderr.txt"):
             raise invalid("path", f"{path!r} is not readable: use stdout.txt or stderr.txt")
         if offset < 0:
             raise invalid("offset", f"must not be negative, got {offset}")
+        if not 0 <= tail_lines <= MAX_TAIL_LINES:
+            raise invalid("tail_lines", f"must be 0 to {MAX_TAIL_LINES:,}, got {tail_lines}")
+        if tail_lines and offset:
+            raise invalid("offset", "must be 0 when tail_lines is set (the tail says where to start)")
         t = await self.get_task(account, job_id, task_id)
-        if not t.attempt_id or not t.node:
-            raise failed_precondition("TASK_NOT_STARTED", f"task {task_id!r} has not run yet")
-        _, pool_id, _, node_id = t.node.split("/")
+        while not t.attempt_id or not t.node:
+            if not follow or t.state == TaskState.COMPLETED:
+                raise failed_precondition("TASK_NOT_STARTED", f"task {task_id!r} has not run"
+                                          + (" (it ended without running)" if follow else " yet"))
+            await asyncio.sleep(FOLLOW_POLL)  # the caller's deadline bounds the wait
+            t = await self.get_task(account, job_id, task_id)
+        if tail_lines:
+            offset = await self._tail_start(account, t, path, tail_lines)
+        while True:
+            # Whether the attempt had ended is read before the file: a read that begins
+            # after the end sees everything the task wrote.
+            ended = t.attempt_id not in self.core.attempts
+            async for at, data in self._read_attempt_file(account, t, path, offset):
+                offset = at + len(data)
+                yield at, data
+            if ended or not follow:
+                return
+            await asyncio.sleep(FOLLOW_POLL)
+
+    async def _tail_start(self, account: str, t: TaskRecord, path: str, lines: int) -> int:
+        """Where the file's last `lines` lines begin: read from the end (the node's copy), a
+        bigger window each time, until the window holds them."""
+        window = TAIL_WINDOW
+        while True:
+            keep = LastLines(lines)
+            async for at, data in self._read_attempt_file(account, t, path, 0, from_end=window):
+                keep.add(at, data)
+            if keep.complete or window >= TAIL_WINDOW_MAX:
+                return keep.start
+            window *= 8
+
+    async def _read_attempt_file(
+        self, account: str, t: TaskRecord, path: str, offset: int, *, from_end: int = 0
+    ) -> AsyncIterator[tuple[int, bytes]]:
+        """One read of the attempt's file, to the size it has now: from its node while that is
+        connected, else (once the attempt ended) the copy in storage, read from `offset`
+        whatever `from_end` asks (a tail of it then reads it through)."""
+        _, pool_id, _, node_id = (t.node or "").split("/")
         key = (account, pool_id.lower(), node_id)
         ended = t.attempt_id not in self.core.attempts
         if key in self._outbound:
             sent = False
             try:
                 async for item in self._node_reads.read(self._outbound[key].send, key, t, path,
-                                                        offset):
+                                                        offset, from_end):
                     sent = True
                     yield item
                 return

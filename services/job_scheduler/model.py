@@ -153,10 +153,50 @@ class Job:
     nodes: set[tuple[str, str, str]] = field(default_factory=set)
     """Nodes that were given this job's tasks: where its release task runs. Kept only for
     jobs with a preparation or release task."""
+    revision: int = 1
+    """Counts changes of the job's settings and state (not of its task counts): its etag."""
+    update_time: float = 0.0
+    """When the settings or state last changed."""
 
     @property
     def pool_key(self) -> tuple[str, str]:
         return (self.account, self.pool_id.lower())
+
+    @property
+    def etag(self) -> str:
+        """The job's version as an RFC 7232 entity tag. The pk is part of it: a job deleted
+        and created again under its id starts at revision 1 again, but never has an old
+        incarnation's etag (pks are never reused)."""
+        return etag(self.pk, self.revision)
+
+    def matches(self, if_match: str) -> bool:
+        """Whether an If-Match value names this version: its etag with or without the quotes
+        (a shell strips them), or `*` (any version)."""
+        want = if_match.strip()
+        return want == "*" or want.strip('"') == self.etag.strip('"')
+
+
+UPDATABLE = ("priority", "on_all_tasks_complete", "max_parallel", "max_wall_clock",
+             "default_retries", "metadata")
+"""The settings of a job an update may change (Azure Batch's Job - Patch, less poolInfo)."""
+
+
+@dataclass(frozen=True)
+class JobChanges:
+    """New values of some of a job's settings: only those in `fields` change."""
+
+    fields: frozenset[str]
+    """Names of Job attributes, from UPDATABLE."""
+    priority: int = 0
+    on_all_tasks_complete: OnAllTasksComplete = OnAllTasksComplete.NO_ACTION
+    max_parallel: int = 0
+    max_wall_clock: float | None = None
+    default_retries: int = 0
+    metadata: dict[str, str] = field(default_factory=dict)
+
+    def changed(self, job: Job) -> set[str]:
+        """The fields whose new value differs from the job's."""
+        return {f for f in self.fields if getattr(job, f) != getattr(self, f)}
 
 
 class TaskDefinition(NamedTuple):
@@ -184,6 +224,12 @@ class TaskDefinition(NamedTuple):
     """Serialized shoal.v1.TaskDependencies as given, for reading back."""
     extra: bool = False
     """Set when any of deps, exits, slots, priority, retention is: one test on the hot path."""
+
+    @property
+    def bare(self) -> bool:
+        """Only an id and a command line: stored with every other column at its default."""
+        return not (self.environment or self.display_name or self.files or self.extra
+                    or self.max_wall_clock_time is not None or self.max_task_retry_count is not None)
 
     @property
     def dep_keys(self) -> tuple[str, ...]:
@@ -230,6 +276,8 @@ class Attempt:
     exits: bytes | None = None
     """The task's ExitConditions, for what its end does to its dependents and job."""
     priority: int = 0
+    retries_of_job: bool = False
+    """`max_retries` is the job's default (the task sets none): it follows job updates."""
     start_time: float | None = None
     cancel: CancelIntent = CancelIntent.NONE
     cancel_failure: Failure | None = None
@@ -434,3 +482,8 @@ def added_task(job_id: str, spec: TaskDefinition, pk: int, now: float) -> TaskRe
         job_id=job_id, spec=spec, state=TaskState.ACTIVE, create_time=now, state_time=now,
         retry_count=0, requeue_count=0, attempt_id=None, node=None, start_time=None,
         end_time=None, exit_code=None, result=None, failure=None, pk=pk)
+
+
+def etag(job_pk: int, revision: int) -> str:
+    """A job version's RFC 7232 entity tag (Job.etag)."""
+    return f'"{job_pk}.{revision}"'

@@ -34,15 +34,15 @@ class NodeReads:
 
     async def read(
         self, send: Callable[[agent_pb2.SchedulerMessage], None], key: NodeKey,
-        t: TaskRecord, path: str, offset: int,
+        t: TaskRecord, path: str, offset: int, from_end: int = 0,
     ) -> AsyncIterator[tuple[int, bytes]]:
-        """(offset, data) of `path` of the task's current attempt, from `offset` on; `send`
-        puts a message on the node's stream."""
+        """(offset, data) of `path` of the task's current attempt, from `offset` on (or from
+        `from_end` bytes before its end); `send` puts a message on the node's stream."""
         rid = next(self._ids)
         read = self._reads[rid] = _Read(key)
         send(agent_pb2.SchedulerMessage(file_reads=[agent_pb2.FileRead(
             request_id=rid, attempt_id=t.attempt_id or "", job_id=t.job_id, task_id=t.spec.id,
-            path=path, offset=offset)]))
+            path=path, offset=offset, from_end=from_end)]))
         try:
             while True:
                 try:

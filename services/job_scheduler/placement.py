@@ -92,6 +92,12 @@ class PoolQueue:
     def push_many(self, job_pk: int, priority: int, task_pks: list[int]) -> None:
         self._job(job_pk, priority).tasks.extend(task_pks)
 
+    def reprioritize(self, job_pk: int, priority: int) -> None:
+        """The job's priority changed: its place among the pool's jobs follows at once."""
+        q = self.jobs.get(job_pk)
+        if q is not None:
+            q.priority = priority
+
     def drop_job(self, job_pk: int) -> list[int]:
         q = self.jobs.pop(job_pk, None)
         if q is None:

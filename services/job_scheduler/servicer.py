@@ -22,6 +22,7 @@ from services.common.timeutil import to_timestamp
 from services.job_scheduler import convert
 from services.job_scheduler.engine import Engine
 from services.job_scheduler.model import JobState, TaskState
+from services.job_scheduler.task_filter import parse_task_filter
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
 from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import scheduler_control_pb2 as ctl_pb2
@@ -31,9 +32,9 @@ from shoal.v1 import job_pb2, job_pb2_grpc, pool_pb2, task_pb2, task_pb2_grpc
 log = structlog.get_logger()
 
 JOB_STATES = {s.name for s in JobState}
+TASK_STATES = {s.name for s in TaskState}
 OUTBOUND_LINGER = 0.001
 """Seconds a stream's writer waits before it merges what is queued for the node."""
-TASK_STATES = {s.name for s in TaskState}
 CONVERT_CHUNK = 100
 T = TypeVar("T")
 
@@ -103,6 +104,13 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         ):
             yield response
 
+    async def UpdateJob(self, request: job_pb2.UpdateJobRequest, context: object) -> job_pb2.Job:
+        rev = self.app.revision(account())
+        job_id = _job_id(request.name)
+        changes = convert.job_changes(request)
+        job = await self.app.update_job(account(), job_id, changes, request.if_match)
+        return _revised(convert.job(job), rev)
+
 
 class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     def __init__(self, app: Engine) -> None:
@@ -168,9 +176,9 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
         rev = self.app.revision(account())
         job_id = _job_id(request.parent, "parent")
         want = paging.PageRequest.of(request.page_size, request.page_token)
-        states = parse_state_filter(request.filter, TASK_STATES)
+        where = parse_task_filter(request.filter)
         tasks, token = want.page(
-            await self.app.list_tasks(account(), job_id, states, want.after, want.limit),
+            await self.app.list_tasks(account(), job_id, where, want.after, want.limit),
             lambda t: t.spec.id)
         out = task_pb2.ListTasksResponse(next_page_token=token, revision=rev)
         for i in range(0, len(tasks), CONVERT_CHUNK):
@@ -186,7 +194,8 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     ) -> AsyncIterator[task_pb2.TaskFileChunk]:
         job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
         async for offset, data in self.app.read_task_file(
-            account(), job_id, task_id, request.path, request.offset
+            account(), job_id, task_id, request.path, request.offset,
+            follow=request.follow, tail_lines=request.tail_lines,
         ):
             yield task_pb2.TaskFileChunk(data=data, offset=offset)
 

@@ -6,18 +6,24 @@ import click
 
 from shoal.cli.common import (
     CliState,
+    Group,
+    Paging,
+    confirm,
     enum_name,
     err,
     key_values,
     last,
+    list_options,
     output_option,
     pass_state,
     render_list,
     render_one,
     state_choice,
     when,
+    yes_option,
 )
 from shoal.cli.tasks import Duration, parse_each, seconds
+from shoal.client import state_filter
 from shoal.specs import NodeCommand, ResourceFile
 from shoal.v1 import job_pb2
 
@@ -73,11 +79,13 @@ def show_job(j: job_pb2.Job, output: str) -> None:
             ("created", when(j.create_time)),
             ("state since", when(j.state_transition_time)),
             ("ended", when(j.end_time)),
+            ("updated", when(j.update_time)),
+            ("etag", j.etag or "-"),
         ],
     )
 
 
-@click.group("job")
+@click.group("job", cls=Group)
 def job() -> None:
     """Jobs: sets of tasks that run on one pool."""
 
@@ -103,8 +111,8 @@ def job() -> None:
               help="A resource file of the release task; repeatable.")
 @click.option("--uses-dependencies", is_flag=True,
               help="Let the job's tasks depend on each other (task add --depends-on).")
-@click.option("--max-parallel", type=click.IntRange(0), default=0,
-              help="At most this many of its tasks run at once.  [default: no limit]")
+@click.option("--max-parallel", "--max-parallel-tasks", "max_parallel", type=click.IntRange(0),
+              default=0, help="At most this many of its tasks run at once.  [default: no limit]")
 @click.option("--max-wall-clock", type=Duration(positive=True), metavar="DURATION",
               help="Terminate the job when it has existed this long: seconds or 90s, 15m, 2h.")
 @click.option("--max-task-retries", type=click.IntRange(0, 100), default=0, show_default=True,
@@ -164,15 +172,80 @@ def job_create(
     show_job(j, output)
 
 
-@job.command("list")
-@click.option("--state", "job_state", type=state_choice(Job.State), help="Only jobs in this state.")
+COMPLETION = {"no-action": "no_action", "noaction": "no_action",
+              "terminate-job": "terminate_job", "terminatejob": "terminate_job",
+              "terminate": "terminate_job"}
+"""--on-all-tasks-complete: our names, az batch's (noaction, terminatejob), and `terminate`."""
+
+
+@job.command("update")
+@click.argument("job_id")
+@click.option("--priority", type=click.IntRange(-1000, 1000), help="The job's new priority.")
+@click.option("--on-all-tasks-complete", "completion", metavar="[no-action|terminate-job]",
+              type=click.Choice(list(COMPLETION), case_sensitive=False),
+              help="terminate-job: complete the job once all its tasks have (at once if they "
+                   "already have). It cannot be set back to no-action.")
+@click.option("--max-parallel", "--max-parallel-tasks", "max_parallel", type=click.IntRange(0),
+              help="At most this many of its tasks run at once; 0: no limit.")
+@click.option("--max-wall-clock", type=Duration(), metavar="DURATION",
+              help="Terminate the job when it has existed this long (from its creation): "
+                   "seconds or 90s, 15m, 2h; 0: no limit.")
+@click.option("--max-task-retries", type=click.IntRange(0, 100),
+              help="Retries of a non-zero exit, for tasks that set none (running ones too).")
+@click.option("--metadata", multiple=True, metavar="K=V",
+              help="Replace the job's metadata with these entries; repeatable.")
+@click.option("--clear-metadata", is_flag=True, help="Remove all the job's metadata.")
+@click.option("--if-match", metavar="ETAG",
+              help="Update only if the job's etag (job show) is still this: nothing changes "
+                   "if someone changed it since.")
 @output_option
 @pass_state
-def job_list(state: CliState, job_state: str | None, output: str) -> None:
-    """List jobs with their task counts."""
-    filter_ = f"state = {job_state.upper()}" if job_state else ""
+def job_update(
+    state: CliState,
+    job_id: str,
+    priority: int | None,
+    completion: str | None,
+    max_parallel: int | None,
+    max_wall_clock: float | None,
+    max_task_retries: int | None,
+    metadata: tuple[str, ...],
+    clear_metadata: bool,
+    if_match: str | None,
+    output: str,
+) -> None:
+    """Change some of a job's settings; the others stay as they are."""
+    if metadata and clear_metadata:
+        raise click.UsageError("--metadata and --clear-metadata exclude each other")
+    meta = {} if clear_metadata else key_values(metadata, "--metadata") if metadata else None
+    if (priority, completion, max_parallel, max_wall_clock, max_task_retries, meta) == (
+            None, None, None, None, None, None):
+        raise click.UsageError(
+            "nothing to update: give --priority, --on-all-tasks-complete, --max-parallel, "
+            "--max-wall-clock, --max-task-retries or --metadata")
+    j = state.client().update_job(
+        job_id,
+        priority=priority,
+        on_all_tasks_complete=COMPLETION[completion.lower()] if completion else None,
+        max_parallel_tasks=max_parallel,
+        max_wall_clock_time=max_wall_clock,
+        max_task_retry_count=max_task_retries,
+        metadata=meta,
+        if_match=if_match,
+    )
+    show_job(j, output)
+
+
+@job.command("list")
+@click.option("--state", "job_states", multiple=True, type=state_choice(Job.State),
+              help="Only jobs in this state; repeatable.")
+@list_options
+@output_option
+@pass_state
+def job_list(state: CliState, job_states: tuple[str, ...], paging: Paging, output: str) -> None:
+    """List jobs with their task counts, by id."""
+    jobs = state.client().list_jobs(filter=state_filter(job_states or None, Job.State))
     render_list(
-        state.client().list_jobs(filter=filter_),
+        paging.take(jobs),
         output,
         ["ID", "POOL", "STATE", "PRIORITY", "ACTIVE", "RUNNING", "SUCCEEDED", "FAILED", "CREATED"],
         _job_row,
@@ -227,8 +300,10 @@ def job_enable(state: CliState, job_id: str, output: str) -> None:
 
 @job.command("delete")
 @click.argument("job_id")
+@yes_option
 @pass_state
-def job_delete(state: CliState, job_id: str) -> None:
-    """Delete a job and all its tasks."""
+def job_delete(state: CliState, job_id: str, yes: bool) -> None:
+    """Delete a job and all its tasks (running ones are killed) and its stored logs."""
+    confirm(f"job {job_id} and all its tasks", yes)
     state.client().delete_job(job_id)
-    err.print(f"deleted job {job_id}")
+    err.print(f"deleted job {job_id}", markup=False)

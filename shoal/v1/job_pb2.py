@@ -29,55 +29,58 @@ from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__
 from shoal.v1 import task_pb2 as shoal_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12shoal/v1/job.proto\x12\x08shoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13shoal/v1/task.proto\"f\n\x0eJobConstraints\x12\x36\n\x13max_wall_clock_time\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14max_task_retry_count\x18\x02 \x01(\x05\"c\n\nTaskCounts\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x03\x12\x0f\n\x07running\x18\x02 \x01(\x03\x12\x11\n\tcompleted\x18\x03 \x01(\x03\x12\x11\n\tsucceeded\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\"\x95\x07\n\x03Job\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12;\n\x15on_all_tasks_complete\x18\x05 \x01(\x0e\x32\x1c.shoal.v1.OnAllTasksComplete\x12\"\n\x05state\x18\x06 \x01(\x0e\x32\x13.shoal.v1.Job.State\x12)\n\x0btask_counts\x18\x07 \x01(\x0b\x32\x14.shoal.v1.TaskCounts\x12\x18\n\x10terminate_reason\x18\x08 \x01(\t\x12-\n\x08metadata\x18\t \x03(\x0b\x32\x1b.shoal.v1.Job.MetadataEntry\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x15state_transition_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x14job_preparation_task\x18\r \x01(\x0b\x32\x1c.shoal.v1.JobPreparationTask\x12\x32\n\x10job_release_task\x18\x0e \x01(\x0b\x32\x18.shoal.v1.JobReleaseTask\x12\x1e\n\x16uses_task_dependencies\x18\x0f \x01(\x08\x12\x1a\n\x12max_parallel_tasks\x18\x10 \x01(\x05\x12-\n\x0b\x63onstraints\x18\x11 \x01(\x0b\x32\x18.shoal.v1.JobConstraints\x12\x30\n\x0fon_task_failure\x18\x12 \x01(\x0e\x32\x17.shoal.v1.OnTaskFailure\x12\x14\n\x0cjob_schedule\x18\x13 \x01(\t\x12\x10\n\x08revision\x18\x14 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"u\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0f\n\x0bTERMINATING\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x12\x0c\n\x08\x44\x45LETING\x10\x04\x12\r\n\tDISABLING\x10\x05\x12\x0c\n\x08\x44ISABLED\x10\x06\">\n\x10\x43reateJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1a\n\x03job\x18\x02 \x01(\x0b\x32\r.shoal.v1.Job\"\x1d\n\rGetJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"Z\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.shoal.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\"3\n\x13TerminateJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\" \n\x10\x44\x65leteJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"T\n\x11\x44isableJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\rdisable_tasks\x18\x02 \x01(\x0e\x32\x1a.shoal.v1.DisableJobOption\" \n\x10\x45nableJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"]\n\x0fWatchJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rfrom_revision\x18\x02 \x01(\x03\x12\x13\n\x0btask_filter\x18\x03 \x01(\t\x12\x10\n\x08job_only\x18\x04 \x01(\x08\"H\n\x10WatchJobResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.shoal.v1.JobEvent\x12\x10\n\x08revision\x18\x02 \x01(\x03\"\x8f\x02\n\x08JobEvent\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12%\n\x04type\x18\x02 \x01(\x0e\x32\x17.shoal.v1.JobEvent.Type\x12\x1c\n\x03job\x18\x03 \x01(\x0b\x32\r.shoal.v1.JobH\x00\x12\x1e\n\x04task\x18\x04 \x01(\x0b\x32\x0e.shoal.v1.TaskH\x00\x12/\n\x0bupdate_mask\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"O\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x12\x0b\n\x07\x43URRENT\x10\x04\x42\n\n\x08resource*t\n\x10\x44isableJobOption\x12\"\n\x1e\x44ISABLE_JOB_OPTION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44ISABLE_REQUEUE\x10\x01\x12\x15\n\x11\x44ISABLE_TERMINATE\x10\x02\x12\x10\n\x0c\x44ISABLE_WAIT\x10\x03*o\n\rOnTaskFailure\x12\x1f\n\x1bON_TASK_FAILURE_UNSPECIFIED\x10\x00\x12\x18\n\x14NO_ACTION_ON_FAILURE\x10\x01\x12#\n\x1fPERFORM_EXIT_OPTIONS_JOB_ACTION\x10\x02*]\n\x12OnAllTasksComplete\x12%\n!ON_ALL_TASKS_COMPLETE_UNSPECIFIED\x10\x00\x12\r\n\tNO_ACTION\x10\x01\x12\x11\n\rTERMINATE_JOB\x10\x02\x32\xef\x03\n\nJobService\x12\x36\n\tCreateJob\x12\x1a.shoal.v1.CreateJobRequest\x1a\r.shoal.v1.Job\x12\x30\n\x06GetJob\x12\x17.shoal.v1.GetJobRequest\x1a\r.shoal.v1.Job\x12\x41\n\x08ListJobs\x12\x19.shoal.v1.ListJobsRequest\x1a\x1a.shoal.v1.ListJobsResponse\x12<\n\x0cTerminateJob\x12\x1d.shoal.v1.TerminateJobRequest\x1a\r.shoal.v1.Job\x12?\n\tDeleteJob\x12\x1a.shoal.v1.DeleteJobRequest\x1a\x16.google.protobuf.Empty\x12\x38\n\nDisableJob\x12\x1b.shoal.v1.DisableJobRequest\x1a\r.shoal.v1.Job\x12\x36\n\tEnableJob\x12\x1a.shoal.v1.EnableJobRequest\x1a\r.shoal.v1.Job\x12\x43\n\x08WatchJob\x12\x19.shoal.v1.WatchJobRequest\x1a\x1a.shoal.v1.WatchJobResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x12shoal/v1/job.proto\x12\x08shoal.v1\x1a\x1egoogle/protobuf/duration.proto\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13shoal/v1/task.proto\"f\n\x0eJobConstraints\x12\x36\n\x13max_wall_clock_time\x18\x01 \x01(\x0b\x32\x19.google.protobuf.Duration\x12\x1c\n\x14max_task_retry_count\x18\x02 \x01(\x05\"c\n\nTaskCounts\x12\x0e\n\x06\x61\x63tive\x18\x01 \x01(\x03\x12\x0f\n\x07running\x18\x02 \x01(\x03\x12\x11\n\tcompleted\x18\x03 \x01(\x03\x12\x11\n\tsucceeded\x18\x04 \x01(\x03\x12\x0e\n\x06\x66\x61iled\x18\x05 \x01(\x03\"\xd4\x07\n\x03Job\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x0c\n\x04pool\x18\x03 \x01(\t\x12\x10\n\x08priority\x18\x04 \x01(\x05\x12;\n\x15on_all_tasks_complete\x18\x05 \x01(\x0e\x32\x1c.shoal.v1.OnAllTasksComplete\x12\"\n\x05state\x18\x06 \x01(\x0e\x32\x13.shoal.v1.Job.State\x12)\n\x0btask_counts\x18\x07 \x01(\x0b\x32\x14.shoal.v1.TaskCounts\x12\x18\n\x10terminate_reason\x18\x08 \x01(\t\x12-\n\x08metadata\x18\t \x03(\x0b\x32\x1b.shoal.v1.Job.MetadataEntry\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x15state_transition_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12,\n\x08\x65nd_time\x18\x0c \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12:\n\x14job_preparation_task\x18\r \x01(\x0b\x32\x1c.shoal.v1.JobPreparationTask\x12\x32\n\x10job_release_task\x18\x0e \x01(\x0b\x32\x18.shoal.v1.JobReleaseTask\x12\x1e\n\x16uses_task_dependencies\x18\x0f \x01(\x08\x12\x1a\n\x12max_parallel_tasks\x18\x10 \x01(\x05\x12-\n\x0b\x63onstraints\x18\x11 \x01(\x0b\x32\x18.shoal.v1.JobConstraints\x12\x30\n\x0fon_task_failure\x18\x12 \x01(\x0e\x32\x17.shoal.v1.OnTaskFailure\x12\x14\n\x0cjob_schedule\x18\x13 \x01(\t\x12\x0c\n\x04\x65tag\x18\x14 \x01(\t\x12/\n\x0bupdate_time\x18\x15 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08revision\x18\x16 \x01(\x03\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"u\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0f\n\x0bTERMINATING\x10\x02\x12\r\n\tCOMPLETED\x10\x03\x12\x0c\n\x08\x44\x45LETING\x10\x04\x12\r\n\tDISABLING\x10\x05\x12\x0c\n\x08\x44ISABLED\x10\x06\">\n\x10\x43reateJobRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x1a\n\x03job\x18\x02 \x01(\x0b\x32\r.shoal.v1.Job\"\x1d\n\rGetJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"H\n\x0fListJobsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"Z\n\x10ListJobsResponse\x12\x1b\n\x04jobs\x18\x01 \x03(\x0b\x32\r.shoal.v1.Job\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\x12\x10\n\x08revision\x18\x03 \x01(\x03\"3\n\x13TerminateJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0e\n\x06reason\x18\x02 \x01(\t\" \n\x10\x44\x65leteJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"T\n\x11\x44isableJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x31\n\rdisable_tasks\x18\x02 \x01(\x0e\x32\x1a.shoal.v1.DisableJobOption\" \n\x10\x45nableJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"\x7f\n\x10UpdateJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1a\n\x03job\x18\x02 \x01(\x0b\x32\r.shoal.v1.Job\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x10\n\x08if_match\x18\x04 \x01(\t\"]\n\x0fWatchJobRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x15\n\rfrom_revision\x18\x02 \x01(\x03\x12\x13\n\x0btask_filter\x18\x03 \x01(\t\x12\x10\n\x08job_only\x18\x04 \x01(\x08\"H\n\x10WatchJobResponse\x12\"\n\x06\x65vents\x18\x01 \x03(\x0b\x32\x12.shoal.v1.JobEvent\x12\x10\n\x08revision\x18\x02 \x01(\x03\"\x8f\x02\n\x08JobEvent\x12\x10\n\x08revision\x18\x01 \x01(\x03\x12%\n\x04type\x18\x02 \x01(\x0e\x32\x17.shoal.v1.JobEvent.Type\x12\x1c\n\x03job\x18\x03 \x01(\x0b\x32\r.shoal.v1.JobH\x00\x12\x1e\n\x04task\x18\x04 \x01(\x0b\x32\x0e.shoal.v1.TaskH\x00\x12/\n\x0bupdate_mask\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\"O\n\x04Type\x12\x14\n\x10TYPE_UNSPECIFIED\x10\x00\x12\t\n\x05\x41\x44\x44\x45\x44\x10\x01\x12\x0c\n\x08MODIFIED\x10\x02\x12\x0b\n\x07\x44\x45LETED\x10\x03\x12\x0b\n\x07\x43URRENT\x10\x04\x42\n\n\x08resource*t\n\x10\x44isableJobOption\x12\"\n\x1e\x44ISABLE_JOB_OPTION_UNSPECIFIED\x10\x00\x12\x13\n\x0f\x44ISABLE_REQUEUE\x10\x01\x12\x15\n\x11\x44ISABLE_TERMINATE\x10\x02\x12\x10\n\x0c\x44ISABLE_WAIT\x10\x03*o\n\rOnTaskFailure\x12\x1f\n\x1bON_TASK_FAILURE_UNSPECIFIED\x10\x00\x12\x18\n\x14NO_ACTION_ON_FAILURE\x10\x01\x12#\n\x1fPERFORM_EXIT_OPTIONS_JOB_ACTION\x10\x02*]\n\x12OnAllTasksComplete\x12%\n!ON_ALL_TASKS_COMPLETE_UNSPECIFIED\x10\x00\x12\r\n\tNO_ACTION\x10\x01\x12\x11\n\rTERMINATE_JOB\x10\x02\x32\xa7\x04\n\nJobService\x12\x36\n\tCreateJob\x12\x1a.shoal.v1.CreateJobRequest\x1a\r.shoal.v1.Job\x12\x30\n\x06GetJob\x12\x17.shoal.v1.GetJobRequest\x1a\r.shoal.v1.Job\x12\x41\n\x08ListJobs\x12\x19.shoal.v1.ListJobsRequest\x1a\x1a.shoal.v1.ListJobsResponse\x12<\n\x0cTerminateJob\x12\x1d.shoal.v1.TerminateJobRequest\x1a\r.shoal.v1.Job\x12?\n\tDeleteJob\x12\x1a.shoal.v1.DeleteJobRequest\x1a\x16.google.protobuf.Empty\x12\x38\n\nDisableJob\x12\x1b.shoal.v1.DisableJobRequest\x1a\r.shoal.v1.Job\x12\x36\n\tEnableJob\x12\x1a.shoal.v1.EnableJobRequest\x1a\r.shoal.v1.Job\x12\x36\n\tUpdateJob\x12\x1a.shoal.v1.UpdateJobRequest\x1a\r.shoal.v1.Job\x12\x43\n\x08WatchJob\x12\x19.shoal.v1.WatchJobRequest\x1a\x1a.shoal.v1.WatchJobResponse0\x01\x42W\n\x0c\x64\x65v.shoal.v1P\x01Z\x1dshoal.dev/go/shoal/v1;shoalv1\xa2\x02\x03SHL\xaa\x02\x08Shoal.V1\xca\x02\x08Shoal\\V1\xea\x02\tShoal::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
 _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shoal.v1.job_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
-  DESCRIPTOR._loaded_options = None
+  _globals['DESCRIPTOR']._loaded_options = None
+  _globals['DESCRIPTOR']._serialized_options = b'\n\014dev.shoal.v1P\001Z\035shoal.dev/go/shoal/v1;shoalv1\242\002\003SHL\252\002\010Shoal.V1\312\002\010Shoal\\V1\352\002\tShoal::V1'
   _globals['_JOB_METADATAENTRY']._loaded_options = None
   _globals['_JOB_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_DISABLEJOBOPTION']._serialized_start=2217
-  _globals['_DISABLEJOBOPTION']._serialized_end=2333
-  _globals['_ONTASKFAILURE']._serialized_start=2335
-  _globals['_ONTASKFAILURE']._serialized_end=2446
-  _globals['_ONALLTASKSCOMPLETE']._serialized_start=2448
-  _globals['_ONALLTASKSCOMPLETE']._serialized_end=2541
+  _globals['_DISABLEJOBOPTION']._serialized_start=2409
+  _globals['_DISABLEJOBOPTION']._serialized_end=2525
+  _globals['_ONTASKFAILURE']._serialized_start=2527
+  _globals['_ONTASKFAILURE']._serialized_end=2638
+  _globals['_ONALLTASKSCOMPLETE']._serialized_start=2640
+  _globals['_ONALLTASKSCOMPLETE']._serialized_end=2733
   _globals['_JOBCONSTRAINTS']._serialized_start=181
   _globals['_JOBCONSTRAINTS']._serialized_end=283
   _globals['_TASKCOUNTS']._serialized_start=285
   _globals['_TASKCOUNTS']._serialized_end=384
   _globals['_JOB']._serialized_start=387
-  _globals['_JOB']._serialized_end=1304
-  _globals['_JOB_METADATAENTRY']._serialized_start=1138
-  _globals['_JOB_METADATAENTRY']._serialized_end=1185
-  _globals['_JOB_STATE']._serialized_start=1187
-  _globals['_JOB_STATE']._serialized_end=1304
-  _globals['_CREATEJOBREQUEST']._serialized_start=1306
-  _globals['_CREATEJOBREQUEST']._serialized_end=1368
-  _globals['_GETJOBREQUEST']._serialized_start=1370
-  _globals['_GETJOBREQUEST']._serialized_end=1399
-  _globals['_LISTJOBSREQUEST']._serialized_start=1401
-  _globals['_LISTJOBSREQUEST']._serialized_end=1473
-  _globals['_LISTJOBSRESPONSE']._serialized_start=1475
-  _globals['_LISTJOBSRESPONSE']._serialized_end=1565
-  _globals['_TERMINATEJOBREQUEST']._serialized_start=1567
-  _globals['_TERMINATEJOBREQUEST']._serialized_end=1618
-  _globals['_DELETEJOBREQUEST']._serialized_start=1620
-  _globals['_DELETEJOBREQUEST']._serialized_end=1652
-  _globals['_DISABLEJOBREQUEST']._serialized_start=1654
-  _globals['_DISABLEJOBREQUEST']._serialized_end=1738
-  _globals['_ENABLEJOBREQUEST']._serialized_start=1740
-  _globals['_ENABLEJOBREQUEST']._serialized_end=1772
-  _globals['_WATCHJOBREQUEST']._serialized_start=1774
-  _globals['_WATCHJOBREQUEST']._serialized_end=1867
-  _globals['_WATCHJOBRESPONSE']._serialized_start=1869
-  _globals['_WATCHJOBRESPONSE']._serialized_end=1941
-  _globals['_JOBEVENT']._serialized_start=1944
-  _globals['_JOBEVENT']._serialized_end=2215
-  _globals['_JOBEVENT_TYPE']._serialized_start=2124
-  _globals['_JOBEVENT_TYPE']._serialized_end=2203
-  _globals['_JOBSERVICE']._serialized_start=2544
-  _globals['_JOBSERVICE']._serialized_end=3039
+  _globals['_JOB']._serialized_end=1367
+  _globals['_JOB_METADATAENTRY']._serialized_start=1201
+  _globals['_JOB_METADATAENTRY']._serialized_end=1248
+  _globals['_JOB_STATE']._serialized_start=1250
+  _globals['_JOB_STATE']._serialized_end=1367
+  _globals['_CREATEJOBREQUEST']._serialized_start=1369
+  _globals['_CREATEJOBREQUEST']._serialized_end=1431
+  _globals['_GETJOBREQUEST']._serialized_start=1433
+  _globals['_GETJOBREQUEST']._serialized_end=1462
+  _globals['_LISTJOBSREQUEST']._serialized_start=1464
+  _globals['_LISTJOBSREQUEST']._serialized_end=1536
+  _globals['_LISTJOBSRESPONSE']._serialized_start=1538
+  _globals['_LISTJOBSRESPONSE']._serialized_end=1628
+  _globals['_TERMINATEJOBREQUEST']._serialized_start=1630
+  _globals['_TERMINATEJOBREQUEST']._serialized_end=1681
+  _globals['_DELETEJOBREQUEST']._serialized_start=1683
+  _globals['_DELETEJOBREQUEST']._serialized_end=1715
+  _globals['_DISABLEJOBREQUEST']._serialized_start=1717
+  _globals['_DISABLEJOBREQUEST']._serialized_end=1801
+  _globals['_ENABLEJOBREQUEST']._serialized_start=1803
+  _globals['_ENABLEJOBREQUEST']._serialized_end=1835
+  _globals['_UPDATEJOBREQUEST']._serialized_start=1837
+  _globals['_UPDATEJOBREQUEST']._serialized_end=1964
+  _globals['_WATCHJOBREQUEST']._serialized_start=1966
+  _globals['_WATCHJOBREQUEST']._serialized_end=2059
+  _globals['_WATCHJOBRESPONSE']._serialized_start=2061
+  _globals['_WATCHJOBRESPONSE']._serialized_end=2133
+  _globals['_JOBEVENT']._serialized_start=2136
+  _globals['_JOBEVENT']._serialized_end=2407
+  _globals['_JOBEVENT_TYPE']._serialized_start=2316
+  _globals['_JOBEVENT_TYPE']._serialized_end=2395
+  _globals['_JOBSERVICE']._serialized_start=2736
+  _globals['_JOBSERVICE']._serialized_end=3287
 # @@protoc_insertion_point(module_scope)

@@ -28,6 +28,7 @@ if _version_not_supported:
 
 class JobServiceStub:
     """Jobs: a set of tasks bound to one pool. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     def __init__(self, channel):
@@ -71,6 +72,11 @@ class JobServiceStub:
                 request_serializer=shoal_dot_v1_dot_job__pb2.EnableJobRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_job__pb2.Job.FromString,
                 _registered_method=True)
+        self.UpdateJob = channel.unary_unary(
+                '/shoal.v1.JobService/UpdateJob',
+                request_serializer=shoal_dot_v1_dot_job__pb2.UpdateJobRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_job__pb2.Job.FromString,
+                _registered_method=True)
         self.WatchJob = channel.unary_stream(
                 '/shoal.v1.JobService/WatchJob',
                 request_serializer=shoal_dot_v1_dot_job__pb2.WatchJobRequest.SerializeToString,
@@ -80,10 +86,12 @@ class JobServiceStub:
 
 class JobServiceServicer:
     """Jobs: a set of tasks bound to one pool. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     def CreateJob(self, request, context):
         """Creates a job on an existing pool. Returns the job as created.
+        Errors: JOB_ALREADY_EXISTS; POOL_NOT_FOUND (NOT_FOUND naming `job.pool`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,6 +99,7 @@ class JobServiceServicer:
 
     def GetJob(self, request, context):
         """Gets one job, with its task counts.
+        Errors: JOB_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,6 +107,8 @@ class JobServiceServicer:
 
     def ListJobs(self, request, context):
         """Lists jobs, ordered by id.
+        Errors: INVALID_ARGUMENT naming `filter` (only `state` comparisons), `page_size` or
+        `page_token`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +117,7 @@ class JobServiceServicer:
     def TerminateJob(self, request, context):
         """Terminates a job: its active tasks complete as failed without running, running tasks are
         stopped, and the job goes to COMPLETED.
+        Errors: JOB_NOT_FOUND; JOB_COMPLETED (already completed or terminating).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,6 +125,7 @@ class JobServiceServicer:
 
     def DeleteJob(self, request, context):
         """Deletes a job and all its tasks; running tasks are stopped.
+        Errors: JOB_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,6 +134,7 @@ class JobServiceServicer:
     def DisableJob(self, request, context):
         """Disables an active job: no new tasks start; running ones are requeued, terminated or let
         finish as `disable_tasks` says. The job is DISABLING until none runs (WAIT), then DISABLED.
+        Errors: JOB_NOT_FOUND; JOB_NOT_ACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,6 +142,23 @@ class JobServiceServicer:
 
     def EnableJob(self, request, context):
         """Enables a disabled job: its active tasks are scheduled again.
+        Errors: JOB_NOT_FOUND; JOB_NOT_DISABLED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdateJob(self, request, context):
+        """Changes some of a job's settings (Azure Batch's Job - Patch): only the fields named in
+        `update_mask` change, and they take effect at once — a higher `max_parallel_tasks` lets
+        more of its tasks start now, a new `priority` reorders the pool's queue,
+        `on_all_tasks_complete = TERMINATE_JOB` on a job whose tasks have all completed ends it,
+        and a `max_wall_clock_time` already passed terminates it. With `if_match`, the update is
+        made only if the job's `etag` is still that value. Returns the job as updated.
+        Errors (ErrorInfo reasons): JOB_NOT_FOUND (NOT_FOUND); INVALID_ARGUMENT naming the field,
+        for an empty or unknown mask path or a bad value; CONDITION_NOT_MET (FAILED_PRECONDITION)
+        when `if_match` is not the job's etag; JOB_COMPLETED or JOB_BEING_TERMINATED
+        (FAILED_PRECONDITION) for a job that is over or ending. A refused update changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -187,6 +218,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     request_deserializer=shoal_dot_v1_dot_job__pb2.EnableJobRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_job__pb2.Job.SerializeToString,
             ),
+            'UpdateJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateJob,
+                    request_deserializer=shoal_dot_v1_dot_job__pb2.UpdateJobRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
             'WatchJob': grpc.unary_stream_rpc_method_handler(
                     servicer.WatchJob,
                     request_deserializer=shoal_dot_v1_dot_job__pb2.WatchJobRequest.FromString,
@@ -202,6 +238,7 @@ def add_JobServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class JobService:
     """Jobs: a set of tasks bound to one pool. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     @staticmethod
@@ -382,6 +419,33 @@ class JobService:
             target,
             '/shoal.v1.JobService/EnableJob',
             shoal_dot_v1_dot_job__pb2.EnableJobRequest.SerializeToString,
+            shoal_dot_v1_dot_job__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.JobService/UpdateJob',
+            shoal_dot_v1_dot_job__pb2.UpdateJobRequest.SerializeToString,
             shoal_dot_v1_dot_job__pb2.Job.FromString,
             options,
             channel_credentials,

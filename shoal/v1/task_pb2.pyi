@@ -444,14 +444,18 @@ class TaskExplanation(_message.Message):
     def __init__(self, state: _Optional[_Union[Task.State, str]] = ..., summary: _Optional[str] = ..., reasons: _Optional[_Iterable[str]] = ..., details: _Optional[_Iterable[str]] = ...) -> None: ...
 
 class ReadTaskFileRequest(_message.Message):
-    __slots__ = ("name", "path", "offset")
+    __slots__ = ("name", "path", "offset", "follow", "tail_lines")
     NAME_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    FOLLOW_FIELD_NUMBER: _ClassVar[int]
+    TAIL_LINES_FIELD_NUMBER: _ClassVar[int]
     name: str
     path: str
     offset: int
-    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+    follow: bool
+    tail_lines: int
+    def __init__(self, name: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ..., follow: _Optional[bool] = ..., tail_lines: _Optional[int] = ...) -> None: ...
 
 class TaskFileChunk(_message.Message):
     __slots__ = ("data", "offset")

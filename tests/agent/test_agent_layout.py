@@ -111,3 +111,15 @@ def test_a_read_request_is_answered_with_chunks_or_one_error(layout: NodeLayout)
         assert bad.eof and bad.error and not bad.data, kw
     [missing] = answer(attempt_id="a2")
     assert "not found" in missing.error
+
+
+def test_a_read_from_the_end_starts_that_many_bytes_before_it(layout: NodeLayout) -> None:
+    layout.attempt("j1", "t1", "a1").stdout.write_bytes(b"0123456789")
+
+    def answer(**kw: object) -> list[tuple[int, bytes]]:
+        r = agent_pb2.FileRead(job_id="j1", task_id="t1", attempt_id="a1", path="stdout.txt", **kw)
+        return [(c.offset, c.data) for c in answer_read(layout, r)]
+
+    assert answer(from_end=3, offset=1) == [(7, b"789")]  # from_end wins over offset
+    assert answer(from_end=50) == [(0, b"0123456789")]  # more than the file: all of it
+    assert answer(from_end=0, offset=8) == [(8, b"89")]

@@ -35,7 +35,7 @@ def shoal(suite: LocalSuite, *args: str, input: str | None = None, key: str = ""
 
 def run_shoal(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     """The real command in a real process: what a user's terminal would show."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    base = {k: v for k, v in os.environ.items() if (not k.startswith("SHOAL_") or k == "SHOAL_CONFIG")}
     return subprocess.run(
         [sys.executable, "-m", "shoal.cli.main", *args],
         capture_output=True,
@@ -78,6 +78,9 @@ def task_ids(suite: LocalSuite, job_id: str) -> list[str]:
         ["task", "add", "j1", "t1", "--command-line", "echo", "--", "echo"],
         ["task", "add", "j1", "t1", "--env", "NOEQUALS", "--", "true"],
         ["task", "list", "j1", "--state", "sleeping"],
+        ["job", "update", "j1"],
+        ["job", "update", "j1", "--metadata", "novalue"],
+        ["job", "update", "j1", "--on-all-tasks-complete", "sometimes"],
         ["no-such-command"],
     ],
 )
@@ -251,8 +254,9 @@ def test_lists_and_shows_as_json(shared_suite: LocalSuite, uid: str) -> None:
     mine = next(p for p in pools if p["name"] == f"pools/{uid}")
     assert (mine["target_nodes"], mine["task_slots_per_node"], mine["state"]) == (0, 4, "ACTIVE")
     job = json.loads(ok(shoal(shared_suite, "job", "show", uid, "-o", "json")).stdout)
-    assert job["pool"] == f"pools/{uid}"
-    assert job["task_counts"]["active"] == "2"  # int64 is a string in protobuf JSON
+    assert (job["id"], job["pool"]) == (uid, f"pools/{uid}")
+    # int64 is a string in protobuf's JSON; people and jq want numbers.
+    assert job["task_counts"]["active"] == 2 and job["task_counts"]["failed"] == 0
     listed = shoal(shared_suite, "task", "list", uid, "-o", "json", "--limit", "1")
     assert [t["name"] for t in json.loads(ok(listed).stdout)] == [f"jobs/{uid}/tasks/t0"]
 
@@ -261,13 +265,59 @@ def test_tables_show_ids_and_states(shared_suite: LocalSuite, uid: str) -> None:
     with_job(shared_suite, uid, "true")
     result = ok(shoal(shared_suite, "task", "list", uid))
     header, row = result.stdout.splitlines()
-    assert header.split()[:3] == ["ID", "STATE", "RESULT"]
-    assert row.split()[:2] == ["t0", "ACTIVE"] and row.split()[-1] == "true"
+    assert header.split() == ["ID", "STATE", "EXIT", "RETRIES", "NODE", "REASON", "COMMAND"]
+    assert row.split()[:5] == ["t0", "ACTIVE", "-", "0", "-"] and row.split()[-1] == "true"
+    assert f"pool '{uid}' has no connected nodes" in row
     shown = ok(shoal(shared_suite, "job", "show", uid)).stdout
     assert "1 total: 1 active, 0 running, 0 completed" in shown
     pool = ok(shoal(shared_suite, "pool", "show", uid)).stdout.splitlines()
     assert ["state", "ACTIVE"] in [r.split() for r in pool]
     assert ["nodes", "0", "of", "0"] in [r.split() for r in pool]
+
+
+# Updating a job
+
+
+def test_job_update_changes_what_it_names_and_shows_the_new_etag(
+    shared_suite: LocalSuite, uid: str
+) -> None:
+    with_job(shared_suite, uid, "true")  # no nodes: the task stays active
+    etag = json.loads(ok(shoal(shared_suite, "job", "show", uid, "-o", "json")).stdout)["etag"]
+    assert ["etag", etag] in [r.split() for r in ok(shoal(shared_suite, "job", "show", uid))
+                              .stdout.splitlines()]
+    result = ok(shoal(shared_suite, "job", "update", uid, "--priority", "7",
+                      "--max-parallel-tasks", "2", "--max-wall-clock", "2h",
+                      "--max-task-retries", "3", "--metadata", "team=a", "--if-match", etag,
+                      "-o", "json"))
+    job = json.loads(result.stdout)
+    assert (job["priority"], job["max_parallel_tasks"], job["metadata"]) == (7, 2, {"team": "a"})
+    assert job["constraints"] == {"max_wall_clock_time": "7200s", "max_task_retry_count": 3}
+    assert job["etag"] != etag and job["state"] == "ACTIVE"
+    # The etag read first is stale now: one line, and nothing changes.
+    stale = shoal(shared_suite, "job", "update", uid, "--priority", "1", "--if-match", etag)
+    assert stale.exit_code == 1 and stale.stdout == ""
+    assert stale.stderr.startswith(f"error: job '{uid}' has changed since it was read")
+    assert stale.stderr.endswith("[CONDITION_NOT_MET]\n") and stale.stderr.count("\n") == 1
+    # An etag as a shell leaves it (without its quotes) matches; 0 removes the wall clock.
+    shown = ok(shoal(shared_suite, "job", "update", uid, "--if-match", job["etag"].strip('"'),
+                     "--max-wall-clock", "0", "--clear-metadata")).stdout
+    rows = [r.split() for r in shown.splitlines()]
+    assert ["priority", "7"] in rows and ["max", "wall", "clock", "none"] in rows
+    assert ["metadata", "-"] in rows
+
+
+def test_job_update_errors_are_one_line_with_the_reason(shared_suite: LocalSuite, uid: str) -> None:
+    result = shoal(shared_suite, "job", "update", uid, "--priority", "1")
+    assert result.exit_code == 1
+    assert result.stderr == f"error: job 'jobs/{uid}' not found [JOB_NOT_FOUND]\n"
+    with_job(shared_suite, uid)
+    ok(shoal(shared_suite, "job", "update", uid, "--on-all-tasks-complete", "terminatejob"))
+    result = shoal(shared_suite, "job", "update", uid, "--on-all-tasks-complete", "noaction")
+    assert result.exit_code == 1 and result.stderr.count("\n") == 1
+    assert result.stderr.startswith("error: job.on_all_tasks_complete: cannot go back")
+    assert result.stderr.endswith("[INVALID_ARGUMENT]\n")
+    usage = shoal(shared_suite, "job", "update", uid)
+    assert usage.exit_code == 2 and "nothing to update" in usage.stderr
 
 
 # Running tasks on a real node
@@ -286,10 +336,10 @@ def test_wait_exits_1_naming_failed_tasks(shared_suite: LocalSuite, uid: str) ->
     assert result.exit_code == 1, result.output
     assert result.stderr.endswith("error: 2 of 3 tasks failed: t1, t2\n")
     row = ok(shoal(shared_suite, "task", "list", uid, "--state", "completed")).stdout
-    assert [r.split()[:4] for r in row.splitlines()[1:]] == [
-        ["t0", "COMPLETED", "SUCCESS", "0"],
-        ["t1", "COMPLETED", "FAILURE", "3"],
-        ["t2", "COMPLETED", "FAILURE", "1"],
+    assert [r.split()[:3] for r in row.splitlines()[1:]] == [
+        ["t0", "SUCCEEDED", "0"],
+        ["t1", "FAILED", "3"],
+        ["t2", "FAILED", "1"],
     ]
 
 
@@ -315,13 +365,13 @@ def test_logs_prints_the_files_bytes_as_is(shared_suite: LocalSuite, uid: str) -
     assert (done.returncode, done.stdout) == (0, b"oops\n")
 
 
-def test_delete_confirms(shared_suite: LocalSuite, uid: str) -> None:
+def test_delete_says_what_it_deleted(shared_suite: LocalSuite, uid: str) -> None:
     with_job(shared_suite, uid, "true")
-    result = ok(shoal(shared_suite, "job", "delete", uid))
+    result = ok(shoal(shared_suite, "job", "delete", uid, "--yes"))
     assert f"deleted job {uid}" in result.stderr
     result = shoal(shared_suite, "job", "show", uid)
     assert result.exit_code == 1 and "[JOB_NOT_FOUND]" in result.stderr
-    result = ok(shoal(shared_suite, "pool", "delete", uid))
+    result = ok(shoal(shared_suite, "pool", "rm", uid, "-y"))
     assert f"deleted pool {uid}" in result.stderr
     # A pool is DELETING until the pool-manager has let its nodes go (as in Azure Batch).
     deadline = time.monotonic() + 30

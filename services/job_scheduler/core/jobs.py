@@ -1,4 +1,5 @@
-"""Job events: create, terminate, disable, enable, delete (Azure Batch's job operations)."""
+"""Job events: create, update, terminate, disable, enable, delete (Azure Batch's job
+operations)."""
 
 from __future__ import annotations
 
@@ -13,9 +14,17 @@ from services.job_scheduler.core.plan import (
     JobChanged,
     JobRemoved,
     Plan,
+    UpdateJobSettings,
 )
-from services.job_scheduler.core.state import CoreState
-from services.job_scheduler.model import CancelIntent, DisableOption, Job, JobState
+from services.job_scheduler.core.state import CoreState, is_open
+from services.job_scheduler.model import (
+    CancelIntent,
+    DisableOption,
+    Job,
+    JobChanges,
+    JobState,
+    OnAllTasksComplete,
+)
 
 MAX_REASON = 256
 
@@ -48,6 +57,51 @@ class JobEvents(CoreState):
             key=lambda j: j.id,
         )
         return jobs[:limit]
+
+    def update_job(
+        self, account: str, job_id: str, changes: JobChanges, if_match: str, now: float
+    ) -> Plan:
+        """Azure Batch's Job - Patch: only `changes.fields` change, and they act at once."""
+        job = self.job(account, job_id)
+        if if_match and not job.matches(if_match):
+            raise failed_precondition(
+                "CONDITION_NOT_MET",
+                f"job {job.id!r} has changed since it was read: its etag is {job.etag}, "
+                f"not {if_match}; read it again")
+        if job.state == JobState.COMPLETED:
+            raise failed_precondition("JOB_COMPLETED",
+                                      f"job {job.id!r} is completed: it cannot be updated")
+        if job.state == JobState.TERMINATING:
+            raise failed_precondition("JOB_BEING_TERMINATED",
+                                      f"job {job.id!r} is being terminated: it cannot be updated")
+        if ("on_all_tasks_complete" in changes.fields
+                and job.on_all_tasks_complete == OnAllTasksComplete.TERMINATE_JOB
+                and changes.on_all_tasks_complete == OnAllTasksComplete.NO_ACTION):
+            raise invalid("job.on_all_tasks_complete",
+                          "cannot go back from TERMINATE_JOB to NO_ACTION (as in Azure Batch)")
+        self._begin()
+        changed = changes.changed(job)
+        for name in changed:
+            setattr(job, name, getattr(changes, name))
+        if changed:
+            self._revise(job, now)
+            self._row(UpdateJobSettings(job))
+            self._plan.events.append(JobChanged(job.account, job.id, job.state))
+        if "priority" in changed:
+            self._queue(job).reprioritize(job.pk, job.priority)
+        if changed & {"priority", "max_parallel"}:
+            self._kick()  # more of its tasks may start now, or before another job's
+        if "default_retries" in changed:
+            for a in self._attempts_of_job(job):
+                if a.retries_of_job:
+                    a.max_retries = job.default_retries
+        if (job.max_wall_clock is not None and is_open(job)
+                and now - job.create_time >= job.max_wall_clock):
+            self._end_job_tasks(job, "MaxWallClockTimeExpiry", now)
+        # A job now set to end when its tasks are done, whose tasks are all done, ends in
+        # _finish, as one whose last task just completed does.
+        self._plan.reply = job
+        return self._finish(now)
 
     def terminate_job(self, account: str, job_id: str, reason: str, now: float) -> Plan:
         if len(reason) > MAX_REASON:

@@ -90,7 +90,7 @@ class Load(CoreState):
                 retry_count=row.retry_count, requeue_count=row.requeue_count,
                 max_retries=job.default_retries if row.max_retries is None else row.max_retries,
                 start_time=row.start_time, task_id=row.id, files=row.files,
-                exits=row.exits, priority=row.priority,
+                exits=row.exits, priority=row.priority, retries_of_job=row.max_retries is None,
                 cancel=CancelIntent.TERMINATE if ended_job else CancelIntent.NONE,
                 cancel_failure=JOB_TERMINATED if ended_job else None,
             )

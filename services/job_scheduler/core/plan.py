@@ -36,6 +36,15 @@ class UpdateJob(NamedTuple):
     state_time: float
     end_time: float | None
     counts: tuple[int, int, int, int, int]
+    revision: int
+    update_time: float
+
+
+class UpdateJobSettings(NamedTuple):
+    """A job's updatable settings (model.UPDATABLE) after an update. The store writes them
+    from the job at once, when the plan is queued, so they are the values decided."""
+
+    job: Job
 
 
 class DeleteJob(NamedTuple):
@@ -104,8 +113,8 @@ class DeleteTask(NamedTuple):
     task_pk: int
 
 
-Row = (InsertJob | UpdateJob | DeleteJob | AssignTask | StartAttempt | EndAttempt | TaskOutcome
-       | FailTasks | Reactivate | SetBlocked | Unblock | DeleteTask)
+Row = (InsertJob | UpdateJob | UpdateJobSettings | DeleteJob | AssignTask | StartAttempt
+       | EndAttempt | TaskOutcome | FailTasks | Reactivate | SetBlocked | Unblock | DeleteTask)
 
 
 # -- messages to nodes --------------------------------------------------------------------

@@ -129,7 +129,7 @@ class CoreState:
             elif job.state == JobState.DISABLING and job.counts.running == 0:
                 self._set_job_state(job, JobState.DISABLED, now)
             row = UpdateJob(job.pk, job.state, job.terminate_reason, job.state_time,
-                            job.end_time, job.counts.row())
+                            job.end_time, job.counts.row(), job.revision, job.update_time)
             self._row(row)
             self._plan.events.append(JobUpdated(job, row))
         self._touched = set()
@@ -154,14 +154,21 @@ class CoreState:
     def _set_job_state(self, job: Job, state: JobState, now: float, reason: str = "") -> None:
         job.state = state
         job.state_time = now
+        self._revise(job, now)
         if reason and not job.terminate_reason:
             job.terminate_reason = reason
         if state == JobState.COMPLETED:
             job.end_time = now
             self._queue(job).drop_job(job.pk)
             self._job_ended(job, now)
-        self._touch(job)
         self._plan.events.append(JobChanged(job.account, job.id, state))
+
+    def _revise(self, job: Job, now: float) -> None:
+        """The job's settings or state changed: a new etag (its row is written at the end of
+        the event, as every touched job's is)."""
+        job.revision += 1
+        job.update_time = now
+        self._touch(job)
 
     def _job_ended(self, job: Job, now: float) -> None:
         """Tell the nodes that ran the job: they run its release task (Azure Batch runs it on

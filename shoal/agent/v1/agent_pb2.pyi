@@ -326,20 +326,22 @@ class TaskFiles(_message.Message):
     def __init__(self, resource_files: _Optional[_Iterable[_Union[_task_pb2.ResourceFile, _Mapping]]] = ..., output_files: _Optional[_Iterable[_Union[_task_pb2.OutputFile, _Mapping]]] = ..., application_packages: _Optional[_Iterable[_Union[_application_pb2.ApplicationPackageReference, _Mapping]]] = ...) -> None: ...
 
 class FileRead(_message.Message):
-    __slots__ = ("request_id", "attempt_id", "job_id", "task_id", "path", "offset")
+    __slots__ = ("request_id", "attempt_id", "job_id", "task_id", "path", "offset", "from_end")
     REQUEST_ID_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
     JOB_ID_FIELD_NUMBER: _ClassVar[int]
     TASK_ID_FIELD_NUMBER: _ClassVar[int]
     PATH_FIELD_NUMBER: _ClassVar[int]
     OFFSET_FIELD_NUMBER: _ClassVar[int]
+    FROM_END_FIELD_NUMBER: _ClassVar[int]
     request_id: int
     attempt_id: str
     job_id: str
     task_id: str
     path: str
     offset: int
-    def __init__(self, request_id: _Optional[int] = ..., attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ...) -> None: ...
+    from_end: int
+    def __init__(self, request_id: _Optional[int] = ..., attempt_id: _Optional[str] = ..., job_id: _Optional[str] = ..., task_id: _Optional[str] = ..., path: _Optional[str] = ..., offset: _Optional[int] = ..., from_end: _Optional[int] = ...) -> None: ...
 
 class Drain(_message.Message):
     __slots__ = ("leave",)
