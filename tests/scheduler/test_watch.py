@@ -13,6 +13,7 @@ import pytest
 from services.common.errors import Code, ShoalError
 from services.job_scheduler import convert
 from services.job_scheduler.engine import Engine
+from services.job_scheduler.model import JobChanges
 from shoal.cluster_config import WatchConfig
 from shoal.v1 import job_pb2, task_pb2
 from tests.scheduler.harness import (
@@ -333,4 +334,18 @@ async def test_a_change_is_published_only_once_its_rows_are_committed(apps: Apps
     assert app.revision(ACCOUNT) == before + 3  # two tasks added, the job's counts
     assert [e.type for e in f.events[seen:]] == [JobEvent.ADDED, JobEvent.ADDED,
                                                  JobEvent.MODIFIED]
+    await f.close()
+
+
+async def test_a_job_update_reaches_watchers_with_its_new_settings_and_etag(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    f = Follower(app, job_only=True)
+    await f.caught_up(app)
+    before = f.job.etag
+    await app.update_job(ACCOUNT, "j", JobChanges(frozenset({"priority"}), priority=7), "")
+    await f.caught_up(app)
+    (changed,) = f.events[1:]
+    assert changed.type == JobEvent.MODIFIED and changed.job.priority == 7
+    assert changed.job.etag == convert.job(app.get_job(ACCOUNT, "j")).etag != before
     await f.close()
