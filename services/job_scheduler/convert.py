@@ -463,10 +463,6 @@ _CLEARED_ON_REACTIVATE = ("execution_info.end_time", "execution_info.exit_code",
                           "execution_info.failure_info")
 
 
-def _at(ts: object, t: float) -> None:
-    ts.FromNanoseconds(int(t * 1e9))  # type: ignore[attr-defined]
-
-
 def task_change(e: TaskChanged, task_id: str) -> tuple[task_pb2.Task, list[str]]:
     """The fields a task row wrote, as a Task and the paths of its update mask: exactly the
     columns the row's statement sets (services/job_scheduler/store.py), so a copy that
@@ -477,15 +473,15 @@ def task_change(e: TaskChanged, task_id: str) -> tuple[task_pb2.Task, list[str]]
     paths = ["state", "state_transition_time"]
     r = e.row
     if isinstance(r, AssignTask):
-        _at(t.state_transition_time, r.time)
+        set_time(t.state_transition_time, r.time)
         info.attempt_id, info.node = r.attempt_id, r.node
         paths += ["execution_info.attempt_id", "execution_info.node", *_CLEARED_ON_ASSIGN]
     elif isinstance(r, StartAttempt):
-        _at(t.state_transition_time, r.time)
-        _at(info.start_time, r.start_time)
+        set_time(t.state_transition_time, r.time)
+        set_time(info.start_time, r.start_time)
         paths.append("execution_info.start_time")
     elif isinstance(r, TaskOutcome):
-        _at(t.state_transition_time, r.time)
+        set_time(t.state_transition_time, r.time)
         if r.result is not None:
             info.result = r.result.name  # type: ignore[assignment]
         info.retry_count, info.requeue_count = r.retry_count, r.requeue_count
@@ -493,23 +489,23 @@ def task_change(e: TaskChanged, task_id: str) -> tuple[task_pb2.Task, list[str]]
                   "execution_info.requeue_count", "execution_info.end_time",
                   "execution_info.exit_code", "execution_info.failure_info"]
         if r.start_time is not None:  # written as coalesce(start_time, ...)
-            _at(info.start_time, r.start_time)
+            set_time(info.start_time, r.start_time)
             paths.append("execution_info.start_time")
         if r.end_time is not None:
-            _at(info.end_time, r.end_time)
+            set_time(info.end_time, r.end_time)
         if r.exit_code is not None:
             info.exit_code = r.exit_code
         if r.failure is not None:
             info.failure_info.CopyFrom(failure_proto(r.failure))
     elif isinstance(r, FailTasks):
-        _at(t.state_transition_time, r.time)
+        set_time(t.state_transition_time, r.time)
         info.result = Result.FAILURE.name  # type: ignore[assignment]
-        _at(info.end_time, r.time)
+        set_time(info.end_time, r.time)
         info.failure_info.CopyFrom(failure_proto(r.failure))
         paths += ["execution_info.result", "execution_info.end_time",
                   "execution_info.failure_info"]
     elif isinstance(r, Reactivate):
-        _at(t.state_transition_time, r.time)
+        set_time(t.state_transition_time, r.time)
         paths += ["execution_info.result", "execution_info.retry_count",
                   "execution_info.requeue_count", *_CLEARED_ON_REACTIVATE]
     else:
