@@ -30,6 +30,9 @@ from services.job_scheduler.store import Store
 from shoal.v1 import job_pb2, task_pb2
 
 CONVERT_CHUNK = 100
+MESSAGE_BYTES = 1 << 20
+"""A message holds events up to about this size (tasks with long command lines are big):
+well below the 4 MiB most gRPC clients accept by default."""
 JobEvent = job_pb2.JobEvent
 
 
@@ -57,7 +60,17 @@ class JobWatch:
             after = from_revision
         async for pieces, upto in self._feed.watchers.follow(
                 account, job_id.lower(), after, selector(states, job_only)):
-            yield job_pb2.WatchJobResponse(events=await self._events(pieces), revision=upto)
+            events = await self._events(pieces)
+            # Split where the size says: each part's revision is its last event's (all
+            # selected changes up to it are in it or before), the last part's `upto`.
+            start, size = 0, 0
+            for i, e in enumerate(events):
+                size += e.ByteSize()
+                if size > MESSAGE_BYTES and i > start:
+                    yield job_pb2.WatchJobResponse(events=events[start:i],
+                                                   revision=events[i - 1].revision)
+                    start, size = i, e.ByteSize()
+            yield job_pb2.WatchJobResponse(events=events[start:], revision=upto)
 
     async def _events(self, pieces: list[Piece]) -> list[job_pb2.JobEvent]:
         unnamed = [p.change.task_pk for p in pieces

@@ -13,7 +13,7 @@ import pytest
 from services.common.errors import Code, ShoalError
 from services.job_scheduler import convert
 from services.job_scheduler.engine import Engine
-from services.job_scheduler.model import JobChanges
+from services.job_scheduler.model import JobChanges, TaskDefinition
 from shoal.cluster_config import WatchConfig
 from shoal.v1 import job_pb2, task_pb2
 from tests.scheduler.harness import (
@@ -348,4 +348,27 @@ async def test_a_job_update_reaches_watchers_with_its_new_settings_and_etag(apps
     (changed,) = f.events[1:]
     assert changed.type == JobEvent.MODIFIED and changed.job.priority == 7
     assert changed.job.etag == convert.job(app.get_job(ACCOUNT, "j")).etag != before
+    await f.close()
+
+
+async def test_big_changes_are_split_into_messages_a_client_can_take(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    f = Follower(app)
+    await f.caught_up(app)
+    long = [TaskDefinition(f"t{i}", "true " + "x" * 8000, {}, None, None) for i in range(300)]
+    await app.create_tasks(ACCOUNT, "j", long)
+    await f.caught_up(app)
+    added = [r for r in f.responses if any(e.type == JobEvent.ADDED for e in r.events)]
+    assert len(added) >= 3  # 300 tasks of 8 kB: 2.4 MB of changes
+    assert all(r.ByteSize() < (1 << 20) + 10_000 for r in added)
+    assert len(f.tasks) == 300
+    # Each part says how far it got: resuming from any part gives the rest, once.
+    for r in added[:-1]:
+        assert r.revision == r.events[-1].revision
+        again = Follower(app, r.revision)
+        await again.caught_up(app)
+        assert [e.revision for e in again.events] == [
+            e.revision for e in f.events if e.revision > r.revision]
+        await again.close()
     await f.close()
