@@ -18,7 +18,17 @@ import time
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import bigjob, bulk, ceiling, concurrent, latency, manynodes, report, throughput
+from bench import (
+    bigjob,
+    bulk,
+    ceiling,
+    concurrent,
+    latency,
+    manynodes,
+    report,
+    throughput,
+    watch,
+)
 from bench.common import measured
 from bench.figures import Outcome
 
@@ -35,6 +45,7 @@ BENCHMARKS: dict[str, Runner] = {
     "bulk": lambda quick, _: bulk.run(quick),
     "bigjob": lambda quick, _: bigjob.run(quick),
     "manynodes": manynodes.run,
+    "watch": lambda quick, _: watch.run(quick),
 }
 # Their throughput figures are read against the ceiling, so it runs first whenever they do.
 NEEDS_CEILING = {"throughput", "manynodes"}

@@ -27,7 +27,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shoal.client import Client, ClientConfig, read_client_file, write_client_file
-from shoal.cluster_config import ClusterConfig, RestConfig, SchedulerTiming, StorageConfig
+from shoal.cluster_config import (
+    ClusterConfig,
+    RestConfig,
+    SchedulerTiming,
+    StorageConfig,
+    WatchConfig,
+)
 from shoal.dbfiles import LOCK_FILE
 from shoal.errors import ClientConfigError
 
@@ -149,6 +155,7 @@ class LocalSuite:
         rest: RestConfig | None = None,
         log_level: str = "info",
         commands: Mapping[str, Sequence[str]] | None = None,
+        watch: WatchConfig | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.config_path = self.state_dir / "cluster.json"
@@ -163,6 +170,7 @@ class LocalSuite:
         self._storage = storage or StorageConfig(http_address=f"{HOST}:0")
         self._rest = rest or RestConfig(address=f"{HOST}:{DEFAULT_REST_PORT if gateway_port else 0}")
         self._log_level = log_level
+        self._watch = watch or WatchConfig()
         unknown = set(commands or {}) - set(SERVICES)
         if unknown:
             raise ValueError(f"unknown services in commands: {sorted(unknown)}")
@@ -292,12 +300,13 @@ class LocalSuite:
                 storage=storage,
                 rest=rest,
                 log_level=self._log_level,
+                watch=self._watch,
                 **addresses,
             )
         else:
             config = ClusterConfig.new(
                 self.state_dir, timing=self._timing, storage=storage, rest=rest,
-                log_level=self._log_level, **addresses,
+                log_level=self._log_level, watch=self._watch, **addresses,
             )
         config.save(self.config_path)
         self._config = config
