@@ -6,6 +6,7 @@ import structlog
 
 from gateway.auth import Authenticator
 from gateway.forwarding import ROUTES, Forwarder
+from gateway.peers import PeerHealth
 from gateway.rest import app as rest
 from gateway.rest.backend import Backend
 from services.common.process import run_service
@@ -34,11 +35,14 @@ async def serve(config: ClusterConfig) -> None:
     # The REST face before gRPC: once the gateway reports healthy, both answer.
     rest_runner = await rest.start(config.rest, Backend(channels, config.service_token), auth)
     await host.start()
+    peers = PeerHealth(host.health, channels, {s: p.name for s, p in ROUTES.items()})
+    await peers.start()
     log.info("gateway listening", address=config.gateway_address, port=host.port)
     await wait_for_signal()
     log.info("gateway stopping")
     if rest_runner is not None:
         await rest_runner.cleanup()
+    await peers.stop()
     await host.stop(grace=2.0)
     for ch in channels.values():
         await ch.close()

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,10 +27,13 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import field_mask_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from shoal import profiles
 from shoal.enums import enum_name
 from shoal.errors import ClientConfigError, ShoalError, StatusCode, WaitTimeoutError
 from shoal.job_schedules import JobScheduleMethods
+from shoal.listing import MAX_PAGE, Listing
 from shoal.specs import (
     NodeCommand,
     OutputFileLike,
@@ -53,6 +57,9 @@ from shoal.v1 import (
     task_pb2_grpc,
 )
 
+SERVICES_BEHIND_GATEWAY = ("pool-manager", "job-scheduler", "storage-stager")
+ACCOUNT_HEADER = "x-shoal-account"
+"""Initial metadata of every answer of the gateway: the caller's account."""
 ENV_ENDPOINT = "SHOAL_ENDPOINT"
 ENV_KEY = "SHOAL_ACCOUNT_KEY"
 ENV_STATE_DIR = "SHOAL_STATE_DIR"
@@ -82,6 +89,8 @@ class ClientConfig:
     """The account key sent as `authorization: Bearer <key>`."""
     account: str = ""
     """The account's name, when known (informational)."""
+    source: str = ""
+    """Where these settings were found, for people."""
 
 
 def read_client_file(state_dir: Path) -> ClientConfig | None:
@@ -95,7 +104,8 @@ def read_client_file(state_dir: Path) -> ClientConfig | None:
         raise ClientConfigError(f"cannot read {path}: {e}") from None
     if not isinstance(raw, dict) or not raw.get("endpoint") or not raw.get("key"):
         raise ClientConfigError(f"{path} lacks 'endpoint' or 'key'; run `shoal up` to rewrite it")
-    return ClientConfig(str(raw["endpoint"]), str(raw["key"]), str(raw.get("account", "")))
+    return ClientConfig(str(raw["endpoint"]), str(raw["key"]), str(raw.get("account", "")),
+                        str(path))
 
 
 def write_client_file(state_dir: Path, config: ClientConfig) -> Path:
@@ -112,26 +122,80 @@ def write_client_file(state_dir: Path, config: ClientConfig) -> Path:
 
 
 def resolve_config(
-    state_dir: Path | str | None = None, *, endpoint: str | None = None, key: str | None = None
+    state_dir: Path | str | None = None,
+    *,
+    endpoint: str | None = None,
+    key: str | None = None,
+    profile: str | None = None,
 ) -> ClientConfig:
-    """Find the endpoint and key: arguments, then $SHOAL_ENDPOINT / $SHOAL_ACCOUNT_KEY, then
-    `<state_dir>/client.json` (state_dir defaulting to $SHOAL_STATE_DIR or ./.shoal)."""
-    endpoint = endpoint or os.environ.get(ENV_ENDPOINT) or None
-    key = key or os.environ.get(ENV_KEY) or None
+    """Find the endpoint and key, each from the first of:
+
+    1. the arguments;
+    2. $SHOAL_ENDPOINT and $SHOAL_ACCOUNT_KEY;
+    3. the profile named by `profile` or $SHOAL_PROFILE, in the config file (shoal.profiles);
+    4. `<state_dir>/client.json`, state_dir from the argument or $SHOAL_STATE_DIR;
+    5. ./.shoal/client.json, when there is one (a `shoal up` in this directory);
+    6. the config file's default profile.
+
+    `source` of the result says where they came from. ClientConfigError when nothing is found.
+    """
+    endpoint = endpoint or os.environ.get(ENV_ENDPOINT) or ""
+    key = key or os.environ.get(ENV_KEY) or ""
+    sources = ["--endpoint/--key or $" + ENV_ENDPOINT + "/$" + ENV_KEY] if endpoint or key else []
     account = ""
-    if endpoint is None or key is None:
-        directory = Path(state_dir) if state_dir is not None else default_state_dir()
-        saved = read_client_file(directory)
+    if not (endpoint and key):
+        for found in _config_sources(state_dir, profile):
+            if found is None:
+                continue
+            endpoint = endpoint or found.endpoint
+            key = key or found.key
+            account = found.account
+            sources.append(found.source)
+            if endpoint and key:
+                break
+    if not endpoint or not key:
+        missing = " and ".join(w for w, v in (("endpoint", endpoint), ("account key", key)) if not v)
+        raise ClientConfigError(
+            f"no Shoal to talk to: no {missing} (from --endpoint/--key, ${ENV_ENDPOINT}/"
+            f"${ENV_KEY}, a profile of {profiles.config_path()} or ./{DEFAULT_STATE_DIR}/"
+            f"{CLIENT_FILE}); start Shoal with `shoal up`, or add a profile with "
+            f"`shoal profile set`"
+        )
+    return ClientConfig(endpoint, key, account, "; ".join(sources))
+
+
+def _config_sources(
+    state_dir: Path | str | None, profile: str | None
+) -> Iterator[ClientConfig | None]:
+    """What steps 3 to 6 of resolve_config find, each read only when it is needed."""
+    named = profile or os.environ.get(profiles.ENV_PROFILE)
+    if named:
+        yield _from_profile(profiles.read_profiles().get(named))
+    directory = state_dir if state_dir is not None else os.environ.get(ENV_STATE_DIR) or None
+    if directory is not None:
+        saved = read_client_file(Path(directory))
+        if saved is None and not named:
+            raise ClientConfigError(
+                f"no Shoal to talk to: no {Path(directory) / CLIENT_FILE}; start Shoal with "
+                f"`shoal up` (or point --state-dir at the directory it uses)")
+        yield saved
+    if not named and directory is None:
+        yield read_client_file(Path(DEFAULT_STATE_DIR))
+        config = profiles.read_profiles()
+        if config.default:
+            yield _from_profile(config.get(config.default))
+
+
+def _from_profile(p: profiles.Profile) -> ClientConfig:
+    where = f"profile {p.name!r} of {profiles.config_path()}"
+    if p.state_dir:
+        saved = read_client_file(Path(p.state_dir))
         if saved is None:
             raise ClientConfigError(
-                f"no Shoal to talk to: no {directory / CLIENT_FILE} and no "
-                f"${ENV_ENDPOINT}/${ENV_KEY}; start Shoal with `shoal up` (or point "
-                f"--state-dir at the directory it uses)"
-            )
-        endpoint = endpoint or saved.endpoint
-        key = key or saved.key
-        account = saved.account
-    return ClientConfig(endpoint, key, account)
+                f"{where}: no {Path(p.state_dir) / CLIENT_FILE}; is its `shoal up` gone?")
+        return ClientConfig(p.endpoint or saved.endpoint, p.key or saved.key,
+                            p.account or saved.account, f"{where} ({saved.source})")
+    return ClientConfig(p.endpoint, p.key, p.account, where)
 
 
 def pool_name(pool_id: str) -> str:
@@ -164,6 +228,50 @@ def state_filter(states: str | int | Sequence[str | int] | None, enum: Any) -> s
     return " OR ".join(f"state = {n}" for n in names)
 
 
+TASK_RESULTS = {"SUCCEEDED": "result = SUCCESS", "FAILED": "result = FAILURE"}
+"""What people call states and the API calls results (az batch: executionInfo/result)."""
+_COMPARISON = re.compile(r"\s*(<=|>=|!=|=|<|>)?\s*(-?\d+)\s*")
+
+
+def task_filter(
+    state: str | int | Sequence[str | int] | None = None,
+    node: str | None = None,
+    exit_code: int | str | None = None,
+    filter: str = "",
+) -> str:
+    """ListTasks' filter for `Client.list_tasks`' arguments (each narrows the others)."""
+    parts = [filter.strip()] if filter.strip() else []
+    if state is not None:
+        items = [state] if isinstance(state, str | int) else list(state)
+        terms = []
+        for item in items:
+            if isinstance(item, str) and item.upper() in TASK_RESULTS:
+                terms.append(TASK_RESULTS[item.upper()])
+            else:
+                terms.append(f"state = {enum_name(task_pb2.Task.State, item, 'state')}")
+        if terms:
+            parts.append(" OR ".join(dict.fromkeys(terms)))
+    if node is not None:
+        if not node or '"' in node or "\\" in node:
+            raise _invalid("node", f"{node!r} is not a node id or name")
+        parts.append(f'node = "{node}"')
+    if exit_code is not None:
+        try:
+            op, number = comparison(exit_code)
+        except ValueError as e:
+            raise _invalid("exit_code", str(e)) from None
+        parts.append(f"exit_code {op} {number}")
+    return " AND ".join(parts)
+
+
+def comparison(value: int | str) -> tuple[str, int]:
+    """3, "3", "!=0", ">1", "<= 2" as (operator, number); ValueError for anything else."""
+    m = _COMPARISON.fullmatch(str(value))
+    if m is None:
+        raise ValueError(f"{value!r} is not a number or a comparison such as !=0 or >1")
+    return m.group(1) or "=", int(m.group(2))
+
+
 def _deallocation(value: str | int, field: str) -> str:
     """A NodeDeallocationOption by name ("requeue", "terminate", "taskcompletion") or number."""
     return enum_name(pool_pb2.NodeDeallocationOption, value, field,
@@ -173,6 +281,19 @@ def _deallocation(value: str | int, field: str) -> str:
 _COMPLETION_ALIASES = {"TERMINATE": "TERMINATE_JOB", "TERMINATEJOB": "TERMINATE_JOB",
                        "NOACTION": "NO_ACTION"}
 """OnAllTasksComplete by the names people use: ours, and az batch's (noaction, terminatejob)."""
+
+
+def _node_setup(
+    pool: pool_pb2.Pool, start_task: NodeCommand | None, packages: Sequence[PackageLike]
+) -> None:
+    """Fill what a pool's nodes set up when they join: its start task and packages."""
+    try:
+        if start_task is not None:
+            pool.start_task.CopyFrom(start_task.start_task())
+        pool.application_package_references.extend(
+            spec_protos(packages, package_proto, "pool.application_package_references"))
+    except SpecError as e:
+        raise _invalid(e.field, e.why) from None
 
 
 def _invalid(field: str, message: str) -> ShoalError:
@@ -207,10 +328,11 @@ class Client(StorageMethods, JobScheduleMethods):
         *,
         endpoint: str | None = None,
         key: str | None = None,
+        profile: str | None = None,
         timeout: float = 30,
     ) -> Client:
         """Connect as `resolve_config` finds; ClientConfigError when nothing is found."""
-        config = resolve_config(state_dir, endpoint=endpoint, key=key)
+        config = resolve_config(state_dir, endpoint=endpoint, key=key, profile=profile)
         return cls(config.endpoint, config.key, timeout=timeout)
 
     def close(self) -> None:
@@ -231,14 +353,40 @@ class Client(StorageMethods, JobScheduleMethods):
         except grpc.RpcError as e:
             raise ShoalError.from_rpc_error(e) from None
 
-    def _pages(self, method: Callable[..., Any], request: Any, items: str) -> Iterator[Any]:
-        # Bounded by the server: an empty next_page_token ends the walk.
-        while True:
-            response = self._call(method, request)
-            yield from getattr(response, items)
-            if not response.next_page_token:
-                return
-            request.page_token = response.next_page_token
+    def _pages(
+        self, method: Callable[..., Any], request: Any, items: str, max_page: int = MAX_PAGE
+    ) -> Listing[Any]:
+        return Listing(lambda r: self._call(method, r), request, items, max_page)
+
+    # The service
+
+    def health(self) -> dict[str, str]:
+        """How the gateway and each service behind it are: "SERVING", "NOT_SERVING", or
+        "UNKNOWN" when the gateway does not know the name. ShoalError when the gateway cannot
+        be reached. Needs no valid key."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        out = {}
+        for name in ("gateway", *SERVICES_BEHIND_GATEWAY):
+            request = health_pb2.HealthCheckRequest(service="" if name == "gateway" else name)
+            try:
+                reply = stub.Check(request, timeout=self.timeout)
+                out[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            except grpc.RpcError as e:
+                if isinstance(e, grpc.Call) and e.code() == grpc.StatusCode.NOT_FOUND:
+                    out[name] = "UNKNOWN"
+                else:
+                    raise ShoalError.from_rpc_error(e) from None
+        return out
+
+    def account(self) -> str:
+        """The name of the account the key belongs to (the gateway says it with every answer)."""
+        request = pool_pb2.ListPoolsRequest(page_size=1)
+        try:
+            _, call = self._pools.ListPools.with_call(
+                request, metadata=self._metadata, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise ShoalError.from_rpc_error(e) from None
+        return dict(call.initial_metadata() or ()).get(ACCOUNT_HEADER, "")
 
     # Pools and nodes
 
@@ -267,27 +415,57 @@ class Client(StorageMethods, JobScheduleMethods):
         if node_fill_type is not None:
             pool.node_fill_type = enum_name(  # type: ignore[assignment]
                 pool_pb2.NodeFillType, node_fill_type, "pool.node_fill_type")
-        try:
-            if start_task is not None:
-                pool.start_task.CopyFrom(start_task.start_task())
-            pool.application_package_references.extend(
-                spec_protos(
-                    application_package_references,
-                    package_proto,
-                    "pool.application_package_references",
-                )
-            )
-        except SpecError as e:
-            raise _invalid(e.field, e.why) from None
+        _node_setup(pool, start_task, application_package_references)
         return self._call(
             self._pools.CreatePool, pool_pb2.CreatePoolRequest(pool_id=pool_id, pool=pool)
         )
 
+    def update_pool(
+        self,
+        pool_id: str,
+        *,
+        start_task: NodeCommand | None = None,
+        clear_start_task: bool = False,
+        application_package_references: Sequence[PackageLike] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+    ) -> pool_pb2.Pool:
+        """Change some of a pool's settings; the others stay as they are (Azure Batch's Pool -
+        Patch). Only the arguments given change: `start_task` (or `clear_start_task` to
+        remove it), `application_package_references` (the whole list; [] removes them all),
+        `metadata` (the whole map). As in Azure Batch, a new start task or package list
+        reaches nodes as they join the pool or are rebooted (reboot_node), not the nodes
+        running now.
+
+        With `if_match` (a pool's `etag`, as read), the update is made only if the pool has
+        not changed since: otherwise a ShoalError with reason CONDITION_NOT_MET, and nothing
+        changes. Returns the pool as updated, with its new etag.
+        """
+        if start_task is not None and clear_start_task:
+            raise _invalid("pool.start_task", "give a start task or clear it, not both")
+        pool = pool_pb2.Pool(metadata=dict(metadata or {}))
+        _node_setup(pool, start_task, application_package_references or ())
+        paths = [path for path, given in (
+            ("start_task", start_task is not None or clear_start_task),
+            ("application_package_references", application_package_references is not None),
+            ("metadata", metadata is not None),
+        ) if given]
+        if not paths:
+            raise _invalid("update_mask", "give at least one setting to change")
+        request = pool_pb2.UpdatePoolRequest(
+            name=pool_name(pool_id), pool=pool, update_mask=field_mask_pb2.FieldMask(paths=paths),
+            if_match=if_match or "")
+        return self._call(self._pools.UpdatePool, request)
+
     def get_pool(self, pool_id: str) -> pool_pb2.Pool:
         return self._call(self._pools.GetPool, pool_pb2.GetPoolRequest(name=pool_name(pool_id)))
 
-    def list_pools(self, *, filter: str = "", page_size: int = 0) -> Iterator[pool_pb2.Pool]:
-        request = pool_pb2.ListPoolsRequest(filter=filter, page_size=page_size)
+    def list_pools(
+        self, *, filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Listing[pool_pb2.Pool]:
+        """Pools by id: iterate for all, or `.page(n)` for n and the token that continues."""
+        request = pool_pb2.ListPoolsRequest(
+            filter=filter, page_size=page_size, page_token=page_token)
         return self._pages(self._pools.ListPools, request, "pools")
 
     def resize_pool(
@@ -308,10 +486,10 @@ class Client(StorageMethods, JobScheduleMethods):
         self._call(self._pools.DeletePool, pool_pb2.DeletePoolRequest(name=pool_name(pool_id)))
 
     def list_nodes(
-        self, pool_id: str, *, filter: str = "", page_size: int = 0
-    ) -> Iterator[pool_pb2.Node]:
+        self, pool_id: str, *, filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Listing[pool_pb2.Node]:
         request = pool_pb2.ListNodesRequest(
-            parent=pool_name(pool_id), filter=filter, page_size=page_size
+            parent=pool_name(pool_id), filter=filter, page_size=page_size, page_token=page_token
         )
         return self._pages(self._pools.ListNodes, request, "nodes")
 
@@ -479,8 +657,10 @@ class Client(StorageMethods, JobScheduleMethods):
     def get_job(self, job_id: str) -> job_pb2.Job:
         return self._call(self._jobs.GetJob, job_pb2.GetJobRequest(name=job_name(job_id)))
 
-    def list_jobs(self, *, filter: str = "", page_size: int = 0) -> Iterator[job_pb2.Job]:
-        request = job_pb2.ListJobsRequest(filter=filter, page_size=page_size)
+    def list_jobs(
+        self, *, filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Listing[job_pb2.Job]:
+        request = job_pb2.ListJobsRequest(filter=filter, page_size=page_size, page_token=page_token)
         return self._pages(self._jobs.ListJobs, request, "jobs")
 
     def terminate_job(self, job_id: str, reason: str = "") -> job_pb2.Job:
@@ -644,6 +824,51 @@ class Client(StorageMethods, JobScheduleMethods):
         request = task_pb2.TerminateTaskRequest(name=task_name(job_id, task_id))
         return self._call(self._tasks.TerminateTask, request)
 
+    def update_task(
+        self,
+        job_id: str,
+        task_id: str,
+        *,
+        max_wall_clock_time: float | None = None,
+        max_task_retry_count: int | str | None = None,
+        retention_time: float | None = None,
+        if_match: str | None = None,
+    ) -> task_pb2.Task:
+        """Change a task's constraints (Azure Batch's Task - Update); the others stay as they
+        are. Only the arguments given (not None) change, and they act at once:
+        `max_wall_clock_time` applies to the attempt running now, counted from its start (0
+        removes the limit), `max_task_retry_count` to its next failure ("job": the job's
+        count again), `retention_time` to the directories of attempts that end from now on
+        (0: the default, 7 days). A completed task cannot be updated (TASK_COMPLETED).
+
+        With `if_match` (a task's `etag`, as read), the update is made only if the task has
+        not changed since: otherwise a ShoalError with reason CONDITION_NOT_MET, and nothing
+        changes. Returns the task as updated, with its new etag.
+        """
+        paths: list[str] = []
+        retries: int | None = None
+        if max_wall_clock_time is not None:
+            paths.append("constraints.max_wall_clock_time")
+        if max_task_retry_count is not None:
+            paths.append("constraints.max_task_retry_count")
+            if max_task_retry_count != "job":  # unset: the job's
+                if not isinstance(max_task_retry_count, int):
+                    raise _invalid("task.constraints.max_task_retry_count",
+                                   f"a count or 'job', got {max_task_retry_count!r}")
+                retries = max_task_retry_count
+        if retention_time is not None:
+            paths.append("constraints.retention_time")
+        # 0 leaves a duration unset: no wall clock, the default retention.
+        c = task_pb2.TaskConstraints(
+            max_wall_clock_time=duration_proto(max_wall_clock_time or None),
+            max_task_retry_count=retries, retention_time=duration_proto(retention_time or None))
+        if not paths:
+            raise _invalid("update_mask", "give at least one constraint to change")
+        request = task_pb2.UpdateTaskRequest(
+            name=task_name(job_id, task_id), task=task_pb2.Task(constraints=c),
+            update_mask=field_mask_pb2.FieldMask(paths=paths), if_match=if_match or "")
+        return self._call(self._tasks.UpdateTask, request)
+
     def reactivate_task(self, job_id: str, task_id: str) -> task_pb2.Task:
         """Put a failed task back to ACTIVE with its retry count reset."""
         request = task_pb2.ReactivateTaskRequest(name=task_name(job_id, task_id))
@@ -685,13 +910,25 @@ class Client(StorageMethods, JobScheduleMethods):
         job_id: str,
         *,
         state: str | int | Sequence[str | int] | None = None,
+        node: str | None = None,
+        exit_code: int | str | None = None,
+        filter: str = "",
         page_size: int = 1000,
-    ) -> Iterator[task_pb2.Task]:
-        """All tasks of a job (in pages of `page_size`), optionally only in the given states."""
+        page_token: str = "",
+    ) -> Listing[task_pb2.Task]:
+        """A job's tasks by id (iterate for all, fetched `page_size` at a time; or `.page(n)`).
+
+        `state`: one or more of active, preparing, running, completed, and — as people mean
+        them — succeeded and failed (completed with that result); `node`: the node of the
+        current or last attempt (an id, or pools/{pool}/nodes/{node}); `exit_code`: a number,
+        or a comparison such as "!=0" or ">1". Each narrows the others; `filter` is the
+        API's filter text (see ListTasksRequest) and narrows them too.
+        """
         request = task_pb2.ListTasksRequest(
             parent=job_name(job_id),
-            filter=state_filter(state, task_pb2.Task.State),
+            filter=task_filter(state, node, exit_code, filter),
             page_size=page_size,
+            page_token=page_token,
         )
         return self._pages(self._tasks.ListTasks, request, "tasks")
 

@@ -75,6 +75,29 @@ class SuiteError(Exception):
         self.summary = message
 
 
+def accounts_admin(config_path: Path, command: str, *args: str, stdin: str = "") -> str:
+    """Run the gateway's account admin command on a cluster file; its stdout (a key, or JSON
+    lines). The gateway owns the account table: its command is run, as the services are run,
+    rather than server code imported into the client package. Keys go through stdin and
+    stdout, never argv. SuiteError with the command's message when it fails."""
+    argv = [sys.executable, "-m", ACCOUNTS_MODULE, command, "--config", str(config_path), *args]
+    try:
+        done = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=60, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise SuiteError(f"{ACCOUNTS_MODULE} {command} did not finish within 60s") from None
+    if done.returncode != 0:
+        error = done.stderr.strip()
+        if f"No module named {ACCOUNTS_MODULE.split('.')[0]!r}" in error:
+            raise SuiteError(
+                "cannot find Shoal's gateway package; install Shoal with its services "
+                "(`pip install -e .` in the repository, or `python3 dev.py demo`)"
+            )
+        raise SuiteError(error.splitlines()[-1] if error else f"{command} failed")
+    return done.stdout.strip()
+
+
 def free_port(host: str = HOST) -> int:
     """A port nothing listens on right now (the OS picks it)."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -317,28 +340,12 @@ class LocalSuite:
         return cc
 
     def _account_key(self, current: str) -> str:
-        # The gateway owns the account table: run its admin command, as the services are run,
-        # rather than import server code into the client package. The key goes through
-        # stdin and stdout, never argv.
-        argv = [
-            sys.executable, "-m", ACCOUNTS_MODULE, "ensure-key",
-            "--config", str(self.config_path), "--account", DEFAULT_ACCOUNT,
-        ]
         try:
-            done = subprocess.run(
-                argv, input=current, capture_output=True, text=True, timeout=60, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise SuiteError(f"{ACCOUNTS_MODULE} ensure-key did not finish within 60s") from None
-        if done.returncode != 0:
-            error = done.stderr.strip()
-            if f"No module named {ACCOUNTS_MODULE.split('.')[0]!r}" in error:
-                raise SuiteError(
-                    "cannot find Shoal's gateway package; install Shoal with its services "
-                    "(`pip install -e .` in the repository, or `python3 dev.py demo`)"
-                )
-            raise SuiteError(f"cannot set up the {DEFAULT_ACCOUNT!r} account: {error}", "gateway")
-        return done.stdout.strip()
+            return accounts_admin(self.config_path, "ensure-key", "--account", DEFAULT_ACCOUNT,
+                                  stdin=current)
+        except SuiteError as e:
+            raise SuiteError(f"cannot set up the {DEFAULT_ACCOUNT!r} account: {e.summary}",
+                             "gateway") from None
 
     # Processes
 
@@ -441,11 +448,13 @@ class LocalSuite:
 
     def restart(self, service: str, timeout: float = 30) -> None:
         """Start a service again (stopping it first if it still runs) and wait until healthy."""
-        proc = self._proc(service)
-        if proc.poll() is None:
-            _terminate(proc, timeout)
-        self._old_groups.add(proc.pid)
-        del self._procs[service]
+        if service not in SERVICES:
+            raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+        proc = self._procs.pop(service, None)
+        if proc is not None:
+            if proc.poll() is None:
+                _terminate(proc, timeout)
+            self._old_groups.add(proc.pid)
         self._launch(service, timeout)
 
     def _proc(self, service: str) -> subprocess.Popen[bytes]:

@@ -36,7 +36,7 @@ class Backend:
 
     def __init__(self, channels: Mapping[str, grpc.aio.Channel], service_token: str) -> None:
         def channel(service: str) -> grpc.aio.Channel:
-            return channels[ROUTES[service]]
+            return channels[ROUTES[service].name]
 
         self.pools = pool_pb2_grpc.PoolServiceStub(channel("shoal.v1.PoolService"))
         self.jobs = job_pb2_grpc.JobServiceStub(channel("shoal.v1.JobService"))

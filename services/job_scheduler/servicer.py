@@ -20,7 +20,8 @@ from services.common.rpc import account
 from services.common.timeutil import to_timestamp
 from services.job_scheduler import convert
 from services.job_scheduler.engine import Engine
-from services.job_scheduler.model import JobState, TaskState
+from services.job_scheduler.model import JobState
+from services.job_scheduler.task_filter import parse_task_filter
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
 from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import scheduler_control_pb2 as ctl_pb2
@@ -32,7 +33,6 @@ log = structlog.get_logger()
 JOB_STATES = {s.name for s in JobState}
 OUTBOUND_LINGER = 0.001
 """Seconds a stream's writer waits before it merges what is queued for the node."""
-TASK_STATES = {s.name for s in TaskState}
 CONVERT_CHUNK = 100
 
 
@@ -117,6 +117,12 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
         job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
         return convert.task(await self.app.unblock_task(account(), job_id, task_id))
 
+    async def UpdateTask(self, request: task_pb2.UpdateTaskRequest, context: object) -> task_pb2.Task:
+        job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
+        changes = convert.task_changes(request)
+        return convert.task(await self.app.update_task(account(), job_id, task_id, changes,
+                                                       request.if_match))
+
     async def DeleteTask(self, request: task_pb2.DeleteTaskRequest, context: object) -> empty_pb2.Empty:
         job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
         await self.app.delete_task(account(), job_id, task_id)
@@ -135,9 +141,9 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     ) -> task_pb2.ListTasksResponse:
         job_id = _job_id(request.parent, "parent")
         want = paging.PageRequest.of(request.page_size, request.page_token)
-        states = parse_state_filter(request.filter, TASK_STATES)
+        where = parse_task_filter(request.filter)
         tasks, token = want.page(
-            await self.app.list_tasks(account(), job_id, states, want.after, want.limit),
+            await self.app.list_tasks(account(), job_id, where, want.after, want.limit),
             lambda t: t.spec.id)
         out = task_pb2.ListTasksResponse(next_page_token=token)
         for i in range(0, len(tasks), CONVERT_CHUNK):

@@ -28,6 +28,7 @@ if _version_not_supported:
 
 class PoolServiceStub:
     """Pools of compute nodes. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     def __init__(self, channel):
@@ -91,14 +92,22 @@ class PoolServiceStub:
                 request_serializer=shoal_dot_v1_dot_pool__pb2.RemoveNodesRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_pool__pb2.Pool.FromString,
                 _registered_method=True)
+        self.UpdatePool = channel.unary_unary(
+                '/shoal.v1.PoolService/UpdatePool',
+                request_serializer=shoal_dot_v1_dot_pool__pb2.UpdatePoolRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_pool__pb2.Pool.FromString,
+                _registered_method=True)
 
 
 class PoolServiceServicer:
     """Pools of compute nodes. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     def CreatePool(self, request, context):
         """Creates a pool and starts allocating its nodes. Returns the pool as created.
+        Errors: POOL_ALREADY_EXISTS. Packages and start task files are checked when each node
+        joins: a node that cannot install them shows UNUSABLE or START_TASK_FAILED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +115,7 @@ class PoolServiceServicer:
 
     def GetPool(self, request, context):
         """Gets one pool.
+        Errors: POOL_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,6 +123,8 @@ class PoolServiceServicer:
 
     def ListPools(self, request, context):
         """Lists pools, ordered by id.
+        Errors: INVALID_ARGUMENT naming `filter` (only `state` comparisons), `page_size` or
+        `page_token`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,6 +133,7 @@ class PoolServiceServicer:
     def ResizePool(self, request, context):
         """Changes the target node count. Shrinking removes idle nodes first; nodes with running
         tasks are handled as `node_deallocation_option` says.
+        Errors: POOL_NOT_FOUND; POOL_BEING_DELETED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,6 +141,7 @@ class PoolServiceServicer:
 
     def DeletePool(self, request, context):
         """Deletes a pool: its nodes leave (running tasks are requeued), then the pool is removed.
+        Errors: POOL_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +149,7 @@ class PoolServiceServicer:
 
     def ListNodes(self, request, context):
         """Lists the nodes of a pool, ordered by id.
+        Errors: POOL_NOT_FOUND; INVALID_ARGUMENT naming `filter` (only `state` comparisons).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,6 +157,7 @@ class PoolServiceServicer:
 
     def GetNode(self, request, context):
         """Gets one node.
+        Errors: POOL_NOT_FOUND, NODE_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,6 +166,7 @@ class PoolServiceServicer:
     def DisableNodeScheduling(self, request, context):
         """Stops scheduling tasks on a node; its running tasks are requeued, terminated or let
         finish as `node_disable_scheduling_option` says.
+        Errors: POOL_NOT_FOUND, NODE_NOT_FOUND; POOL_BEING_DELETED; NODE_LEAVING.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,6 +174,7 @@ class PoolServiceServicer:
 
     def EnableNodeScheduling(self, request, context):
         """Lets a node take tasks again.
+        Errors: POOL_NOT_FOUND, NODE_NOT_FOUND; POOL_BEING_DELETED; NODE_LEAVING.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,6 +183,7 @@ class PoolServiceServicer:
     def RebootNode(self, request, context):
         """Restarts a node's agent (for the local provider: its process); running tasks are
         requeued, as Azure Batch's reboot with the default option does.
+        Errors: POOL_NOT_FOUND, NODE_NOT_FOUND; POOL_BEING_DELETED; NODE_LEAVING.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,6 +191,23 @@ class PoolServiceServicer:
 
     def RemoveNodes(self, request, context):
         """Removes the named nodes from a pool and lowers its target by as many.
+        Errors: POOL_NOT_FOUND, NODE_NOT_FOUND; POOL_BEING_DELETED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def UpdatePool(self, request, context):
+        """Changes some of a pool's settings (Azure Batch's Pool - Patch): only the fields named in
+        `update_mask` change. As in Azure Batch, a new start task or package list applies to
+        nodes as they join the pool or are rebooted (RebootNode), not to nodes already running:
+        resize the pool or reboot its nodes to bring them in line. New metadata applies at once.
+        With `if_match`, the update is made only if the pool's `etag` is still that value.
+        Returns the pool as updated.
+        Errors (ErrorInfo reasons): POOL_NOT_FOUND (NOT_FOUND); INVALID_ARGUMENT naming the
+        field, for an empty or unknown mask path or a bad value (the same checks as CreatePool);
+        CONDITION_NOT_MET (FAILED_PRECONDITION) when `if_match` is not the pool's etag;
+        POOL_BEING_DELETED (FAILED_PRECONDITION). A refused update changes nothing.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -235,6 +271,11 @@ def add_PoolServiceServicer_to_server(servicer, server):
                     request_deserializer=shoal_dot_v1_dot_pool__pb2.RemoveNodesRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_pool__pb2.Pool.SerializeToString,
             ),
+            'UpdatePool': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePool,
+                    request_deserializer=shoal_dot_v1_dot_pool__pb2.UpdatePoolRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_pool__pb2.Pool.SerializeToString,
+            ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
             'shoal.v1.PoolService', rpc_method_handlers)
@@ -245,6 +286,7 @@ def add_PoolServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class PoolService:
     """Pools of compute nodes. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     @staticmethod
@@ -533,6 +575,33 @@ class PoolService:
             target,
             '/shoal.v1.PoolService/RemoveNodes',
             shoal_dot_v1_dot_pool__pb2.RemoveNodesRequest.SerializeToString,
+            shoal_dot_v1_dot_pool__pb2.Pool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.PoolService/UpdatePool',
+            shoal_dot_v1_dot_pool__pb2.UpdatePoolRequest.SerializeToString,
             shoal_dot_v1_dot_pool__pb2.Pool.FromString,
             options,
             channel_credentials,

@@ -35,7 +35,7 @@ def shoal(suite: LocalSuite, *args: str, input: str | None = None, key: str = ""
 
 def run_shoal(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     """The real command in a real process: what a user's terminal would show."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    base = {k: v for k, v in os.environ.items() if (not k.startswith("SHOAL_") or k == "SHOAL_CONFIG")}
     return subprocess.run(
         [sys.executable, "-m", "shoal.cli.main", *args],
         capture_output=True,
@@ -81,6 +81,13 @@ def task_ids(suite: LocalSuite, job_id: str) -> list[str]:
         ["job", "update", "j1"],
         ["job", "update", "j1", "--metadata", "novalue"],
         ["job", "update", "j1", "--on-all-tasks-complete", "sometimes"],
+        ["pool", "update", "p1"],
+        ["pool", "update", "p1", "--start-task", "true", "--clear-start-task"],
+        ["pool", "update", "p1", "--app-package", "a", "--clear-app-packages"],
+        ["pool", "update", "p1", "--start-task-file", "c:k", "--metadata", "a=b"],
+        ["task", "update", "j1", "t1"],
+        ["task", "update", "j1", "t1", "--max-task-retries", "often"],
+        ["task", "update", "j1", "t1", "--max-wall-clock", "soon"],
         ["no-such-command"],
     ],
 )
@@ -254,8 +261,9 @@ def test_lists_and_shows_as_json(shared_suite: LocalSuite, uid: str) -> None:
     mine = next(p for p in pools if p["name"] == f"pools/{uid}")
     assert (mine["target_nodes"], mine["task_slots_per_node"], mine["state"]) == (0, 4, "ACTIVE")
     job = json.loads(ok(shoal(shared_suite, "job", "show", uid, "-o", "json")).stdout)
-    assert job["pool"] == f"pools/{uid}"
-    assert job["task_counts"]["active"] == "2"  # int64 is a string in protobuf JSON
+    assert (job["id"], job["pool"]) == (uid, f"pools/{uid}")
+    # int64 is a string in protobuf's JSON; people and jq want numbers.
+    assert job["task_counts"]["active"] == 2 and job["task_counts"]["failed"] == 0
     listed = shoal(shared_suite, "task", "list", uid, "-o", "json", "--limit", "1")
     assert [t["name"] for t in json.loads(ok(listed).stdout)] == [f"jobs/{uid}/tasks/t0"]
 
@@ -264,8 +272,9 @@ def test_tables_show_ids_and_states(shared_suite: LocalSuite, uid: str) -> None:
     with_job(shared_suite, uid, "true")
     result = ok(shoal(shared_suite, "task", "list", uid))
     header, row = result.stdout.splitlines()
-    assert header.split()[:3] == ["ID", "STATE", "RESULT"]
-    assert row.split()[:2] == ["t0", "ACTIVE"] and row.split()[-1] == "true"
+    assert header.split() == ["ID", "STATE", "EXIT", "RETRIES", "NODE", "REASON", "COMMAND"]
+    assert row.split()[:5] == ["t0", "ACTIVE", "-", "0", "-"] and row.split()[-1] == "true"
+    assert f"pool '{uid}' has no connected nodes" in row
     shown = ok(shoal(shared_suite, "job", "show", uid)).stdout
     assert "1 total: 1 active, 0 running, 0 completed" in shown
     pool = ok(shoal(shared_suite, "pool", "show", uid)).stdout.splitlines()
@@ -318,6 +327,66 @@ def test_job_update_errors_are_one_line_with_the_reason(shared_suite: LocalSuite
     assert usage.exit_code == 2 and "nothing to update" in usage.stderr
 
 
+# Updating a pool and a task
+
+
+def test_pool_update_changes_what_it_names_and_shows_the_new_etag(
+    shared_suite: LocalSuite, uid: str
+) -> None:
+    ok(shoal(shared_suite, "pool", "create", uid, "--nodes", "0", "--metadata", "team=a"))
+    etag = json.loads(ok(shoal(shared_suite, "pool", "show", uid, "-o", "json")).stdout)["etag"]
+    assert ["etag", etag] in [r.split() for r in ok(shoal(shared_suite, "pool", "show", uid))
+                              .stdout.splitlines()]
+    pool = json.loads(ok(shoal(
+        shared_suite, "pool", "update", uid, "--start-task", "echo hello",
+        "--start-task-retries", "2", "--app-package", "tool:1.0", "--app-package", "other",
+        "--if-match", etag, "-o", "json")).stdout)
+    start = pool["start_task"]
+    assert (start["command_line"], start["max_task_retry_count"], start["wait_for_success"]) == (
+        "echo hello", 2, True)
+    assert pool["application_package_references"] == [
+        {"application_id": "tool", "version": "1.0"}, {"application_id": "other", "version": ""}]
+    assert pool["metadata"] == {"team": "a"} and pool["etag"] != etag  # metadata kept
+    # The etag read first is stale now: one line, and nothing changes.
+    stale = shoal(shared_suite, "pool", "update", uid, "--clear-metadata", "--if-match", etag)
+    assert stale.exit_code == 1 and stale.stdout == ""
+    assert stale.stderr.startswith(f"error: pool '{uid}' has changed since it was read")
+    assert stale.stderr.endswith("[CONDITION_NOT_MET]\n") and stale.stderr.count("\n") == 1
+    # Without its quotes, as a shell leaves it; each setting cleared.
+    shown = ok(shoal(shared_suite, "pool", "update", uid, "--if-match", pool["etag"].strip('"'),
+                     "--clear-start-task", "--clear-app-packages", "--clear-metadata")).stdout
+    rows = [r.split() for r in shown.splitlines()]
+    assert ["start", "task", "-"] in rows and ["app", "packages", "-"] in rows
+    assert ["metadata", "-"] in rows
+    bad = shoal(shared_suite, "pool", "update", uid, "--app-package", "bad id!")
+    assert bad.exit_code == 1 and bad.stderr.count("\n") == 1
+    assert bad.stderr.startswith("error: pool.application_package_references[0].application_id")
+
+
+def test_task_update_changes_its_constraints_and_shows_the_new_etag(
+    shared_suite: LocalSuite, uid: str
+) -> None:
+    with_job(shared_suite, uid, "true")  # no nodes: the task stays active
+    etag = json.loads(ok(shoal(shared_suite, "task", "show", uid, "t0", "-o", "json")).stdout)["etag"]
+    task = json.loads(ok(shoal(
+        shared_suite, "task", "update", uid, "t0", "--max-wall-clock", "90s",
+        "--max-task-retries", "3", "--retention", "1h", "--if-match", etag, "-o", "json")).stdout)
+    assert task["constraints"] == {"max_wall_clock_time": "90s", "max_task_retry_count": 3,
+                                   "retention_time": "3600s"}
+    assert task["etag"] != etag and task["state"] == "ACTIVE"
+    stale = shoal(shared_suite, "task", "update", uid, "t0", "--retention", "2h",
+                  "--if-match", etag)
+    assert stale.exit_code == 1 and stale.stderr.endswith("[CONDITION_NOT_MET]\n")
+    shown = ok(shoal(shared_suite, "task", "update", uid, "t0", "--max-wall-clock", "0",
+                     "--max-retries", "job", "--if-match", task["etag"].strip('"'))).stdout
+    rows = [r.split() for r in shown.splitlines()]
+    assert ["max", "wall", "clock", "none"] in rows and ["max", "retries", "the", "job's"] in rows
+    assert ["retention", "1h"] in rows
+    missing = shoal(shared_suite, "task", "update", uid, "nope", "--retention", "1h")
+    assert missing.exit_code == 1
+    assert missing.stderr == f"error: task 'jobs/{uid}/tasks/nope' not found [TASK_NOT_FOUND]\n"
+
+
 # Running tasks on a real node
 
 
@@ -334,10 +403,10 @@ def test_wait_exits_1_naming_failed_tasks(shared_suite: LocalSuite, uid: str) ->
     assert result.exit_code == 1, result.output
     assert result.stderr.endswith("error: 2 of 3 tasks failed: t1, t2\n")
     row = ok(shoal(shared_suite, "task", "list", uid, "--state", "completed")).stdout
-    assert [r.split()[:4] for r in row.splitlines()[1:]] == [
-        ["t0", "COMPLETED", "SUCCESS", "0"],
-        ["t1", "COMPLETED", "FAILURE", "3"],
-        ["t2", "COMPLETED", "FAILURE", "1"],
+    assert [r.split()[:3] for r in row.splitlines()[1:]] == [
+        ["t0", "SUCCEEDED", "0"],
+        ["t1", "FAILED", "3"],
+        ["t2", "FAILED", "1"],
     ]
 
 
@@ -363,13 +432,13 @@ def test_logs_prints_the_files_bytes_as_is(shared_suite: LocalSuite, uid: str) -
     assert (done.returncode, done.stdout) == (0, b"oops\n")
 
 
-def test_delete_confirms(shared_suite: LocalSuite, uid: str) -> None:
+def test_delete_says_what_it_deleted(shared_suite: LocalSuite, uid: str) -> None:
     with_job(shared_suite, uid, "true")
-    result = ok(shoal(shared_suite, "job", "delete", uid))
+    result = ok(shoal(shared_suite, "job", "delete", uid, "--yes"))
     assert f"deleted job {uid}" in result.stderr
     result = shoal(shared_suite, "job", "show", uid)
     assert result.exit_code == 1 and "[JOB_NOT_FOUND]" in result.stderr
-    result = ok(shoal(shared_suite, "pool", "delete", uid))
+    result = ok(shoal(shared_suite, "pool", "rm", uid, "-y"))
     assert f"deleted pool {uid}" in result.stderr
     # A pool is DELETING until the pool-manager has let its nodes go (as in Azure Batch).
     deadline = time.monotonic() + 30
