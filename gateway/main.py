@@ -40,9 +40,9 @@ async def serve(config: ClusterConfig) -> None:
     log.info("gateway listening", address=config.gateway_address, port=host.port)
     await wait_for_signal()
     log.info("gateway stopping")
-    await peers.stop()
     if rest_runner is not None:
         await rest_runner.cleanup()
+    await peers.stop()
     await host.stop(grace=2.0)
     for ch in channels.values():
         await ch.close()
