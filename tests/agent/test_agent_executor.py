@@ -151,7 +151,8 @@ async def test_ids_that_would_escape_the_node_root_are_refused(
     r = await executor.run(assignment("a1", "true", job=".."))
     assert r is not None and r.failure_info.code == "INVALID_ASSIGNMENT"
     assert r.failure_info.category == task_pb2.FailureInfo.SERVER_ERROR
-    assert sorted(p.name for p in layout.root.iterdir()) == ["outbox", "shared", "startup", "tasks"]
+    assert sorted(p.name for p in layout.root.iterdir()) == [
+        "outbox", "shared", "startup", "tasks", "uploads"]
     assert list(layout.tasks.iterdir()) == []
 
 
