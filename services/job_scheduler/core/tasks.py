@@ -176,7 +176,13 @@ class TaskEvents(CoreState):
     # -- reading ----------------------------------------------------------------------------
 
     def with_reason(self, job: Job, t: TaskRecord) -> TaskRecord:
-        """A task as read, with why it waits if it is ACTIVE."""
+        """A task as read, with why it waits if it is ACTIVE — or, PREPARING or RUNNING,
+        if its node waits for storage to stage its files."""
+        if t.state in (TaskState.PREPARING, TaskState.RUNNING):
+            a = self.attempts.get(t.attempt_id or "")
+            if a is not None and a.storage_wait is not None:
+                return t._replace(state_reason=a.storage_wait.describe())
+            return t
         if t.state != TaskState.ACTIVE:
             return t
         why = self.deps.reason(t.pk)
