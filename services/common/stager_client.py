@@ -21,8 +21,9 @@ from shoal.v1 import task_pb2
 log = structlog.get_logger()
 
 GRANT_TIMEOUT = 30.0
-RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
-"""Backoff while the stager is unavailable (a restart): ~16 s before the grant fails."""
+RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0)
+"""Backoff while the stager answers UNAVAILABLE (its object store down): ~4 s, then the
+caller hears STORAGE_UNAVAILABLE (an agent waits and asks again, with its own backoff)."""
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
 
 
@@ -36,17 +37,26 @@ class StagingUnavailable(ShoalError):
 
 
 class StagingClient:
-    def __init__(self, channel: grpc.aio.Channel, service_token: str) -> None:
+    def __init__(self, channel: grpc.aio.Channel, service_token: str, *,
+                 grant_wait: float = GRANT_TIMEOUT) -> None:
+        """`grant_wait`: seconds a grant waits for a stager that is down (tests shorten it)."""
         self._stub = staging_pb2_grpc.StagingServiceStub(channel)
         self._token = service_token
+        self._grant_wait = grant_wait
 
-    async def _call(self, method, request, account: str):  # type: ignore[no-untyped-def]
+    async def _call(self, method, request, account: str, *,  # type: ignore[no-untyped-def]
+                    wait: bool = False):
+        """`wait`: while the stager is down (a restart), wait for it, up to `grant_wait`,
+        instead of failing at once — a grant then follows within a reconnect (≤ 2 s) of its
+        return, where backing off would notice it late."""
         md = internal_metadata(self._token, account)
         for delay in (*RETRY_DELAYS, None):
             try:
-                return await method(request, metadata=md, timeout=GRANT_TIMEOUT)
+                return await method(request, metadata=md, wait_for_ready=wait,
+                                    timeout=self._grant_wait if wait else GRANT_TIMEOUT)
             except grpc.aio.AioRpcError as e:
-                if e.code() not in RETRYABLE or delay is None:
+                waited = wait and e.code() == grpc.StatusCode.DEADLINE_EXCEEDED
+                if e.code() not in RETRYABLE or delay is None or waited:
                     # Nothing the stager says is the relaying caller's to pass on.
                     raise StagingUnavailable(
                         peer_error(e, STORAGE_STAGER, relay=()).message) from None
@@ -57,14 +67,16 @@ class StagingClient:
         self, account: str, specs: Sequence[staging_pb2.DownloadSpec]
     ) -> list[staging_pb2.DownloadGrant]:
         resp = await self._call(
-            self._stub.GrantDownloads, staging_pb2.GrantDownloadsRequest(specs=specs), account)
+            self._stub.GrantDownloads, staging_pb2.GrantDownloadsRequest(specs=specs), account,
+            wait=True)
         return list(resp.grants)
 
     async def grant_uploads(
         self, account: str, specs: Sequence[staging_pb2.UploadSpec]
     ) -> list[staging_pb2.UploadGrant]:
         resp = await self._call(
-            self._stub.GrantUploads, staging_pb2.GrantUploadsRequest(specs=specs), account)
+            self._stub.GrantUploads, staging_pb2.GrantUploadsRequest(specs=specs), account,
+            wait=True)
         return list(resp.grants)
 
     async def read_log(

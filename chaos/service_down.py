@@ -1,0 +1,142 @@
+"""The pool-manager, the gateway and the storage-stager, each down for 10 s in the middle of a
+job: no task fails, no output or log is lost, nothing runs twice (issue 11, points 2 and 9).
+
+One suite — storage on the local backend, whose signed URLs the storage-stager serves itself,
+so with it down neither grants nor transfers work — one pool of 4 nodes × 4 slots, and for
+each fault a job of 300 tasks. Each task sleeps 0.5 s, writes a file that its output spec
+uploads, records its run in a file beside the experiment, and prints a line (its stdout,
+uploaded as its log). Once a quarter of the job has completed, the service is SIGKILLed and
+started again 10 s later. The client rides out the gateway's absence by asking again. A job
+with no fault comes first, for the time to compare with.
+
+Per job: tasks that failed; outputs missing from storage or wrong; stdout logs not in storage
+(looked for until 60 s after the job, since a log waits for storage after its task's
+result); tasks that ran more than once; the job's time, and its ratio to the fault-free
+job's.
+"""
+
+from __future__ import annotations
+
+import shlex
+import sqlite3
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TypeVar
+
+from bench.common import check_alive, running_suite, say, wait_nodes_ready
+from shoal.client import Client
+from shoal.errors import ShoalError, StatusCode
+from shoal.suite import LocalSuite
+
+T = TypeVar("T")
+
+FAULTS = ("pool-manager", "gateway", "storage-stager")
+NODES, SLOTS = 4, 4
+TASK_SECONDS = 0.5
+LOGS_GRACE = 60.0
+"""Seconds after a job a log may still be on its way to storage."""
+PATIENCE = 120.0
+"""Seconds the client keeps asking while the gateway (or what it calls) is away."""
+
+
+def patient(call: Callable[[], T], what: str) -> T:
+    """`call()`, asked again while it answers UNAVAILABLE (a service down), bounded."""
+    deadline = time.monotonic() + PATIENCE
+    while True:
+        try:
+            return call()
+        except ShoalError as e:
+            if e.code != StatusCode.UNAVAILABLE or time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
+def tasks(job: str, n: int, runs: Path) -> list[dict[str, object]]:
+    script = (f"sleep {TASK_SECONDS}; echo \"$SHOAL_TASK_ID\" > out.txt; "
+              f"echo \"$SHOAL_TASK_ATTEMPT_ID\" >> {shlex.quote(str(runs))}/\"$SHOAL_TASK_ID\"; "
+              "echo \"done $SHOAL_TASK_ID\"")
+    return [{"id": f"{job}-{i:04d}", "command_line": f"/bin/sh -c {shlex.quote(script)}",
+             "output_files": [f"out.txt=out/{job}/{job}-{i:04d}.txt"]} for i in range(n)]
+
+
+def run_job(suite: LocalSuite, c: Client, job: str, n: int, runs: Path,
+            fault: str | None, down: float) -> float:
+    """Run the job, taking `fault` down for `down` seconds once a quarter has completed;
+    returns the job's time in seconds."""
+    patient(lambda: c.create_job(job, pool_id="p"), "create the job")
+    start = time.perf_counter()
+    patient(lambda: c.add_tasks(job, tasks(job, n, runs)), "add the tasks")
+    deadline = time.monotonic() + 300 + n
+    faulted = False
+    while True:
+        counts = patient(lambda: c.get_job(job), "read the job").task_counts
+        if counts.completed >= n:
+            return time.perf_counter() - start
+        if fault is not None and not faulted and counts.completed >= n // 4:
+            say(f"{fault} down for {down:g} s ({counts.completed}/{n} completed)")
+            suite.kill(fault)
+            time.sleep(down)
+            suite.restart(fault)
+            faulted = True
+        else:
+            check_alive(suite)
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"job {job!r}: {counts.completed}/{n} completed after "
+                               f"{300 + n} s")
+        time.sleep(0.1)
+
+
+def stored_logs(suite: LocalSuite, job: str) -> set[str]:
+    """Tasks of `job` whose stdout.txt is in storage, read from the local store's index
+    (keys `{account}/logs/{job_uid}/{task}/{attempt}/stdout.txt`)."""
+    db = sqlite3.connect(f"file:{suite.config.db_path('storage-stager')}?mode=ro", uri=True)
+    try:
+        keys = [k for (k,) in db.execute(
+            "SELECT key FROM local_objects WHERE key LIKE ?", (f"%/logs/%/{job}-%/stdout.txt",))]
+    finally:
+        db.close()
+    return {k.split("/")[-3] for k in keys}
+
+
+def check_job(suite: LocalSuite, c: Client, job: str, n: int, runs: Path) -> dict[str, int]:
+    counts = patient(lambda: c.get_job(job), "read the job").task_counts
+    ids = [f"{job}-{i:04d}" for i in range(n)]
+    stored = {o.key for o in
+              patient(lambda: list(c.list_objects("out", prefix=f"{job}/")), "list outputs")}
+    outputs_lost = sum(
+        1 for tid in ids if f"{job}/{tid}.txt" not in stored
+        or c.read_object("out", f"{job}/{tid}.txt") != f"{tid}\n".encode())
+    deadline = time.monotonic() + LOGS_GRACE
+    while len(logs := stored_logs(suite, job.lower())) < n and time.monotonic() < deadline:
+        time.sleep(0.5)
+    twice = sum(1 for tid in ids if (runs / tid).exists()
+                and len((runs / tid).read_text().split()) > 1)
+    return {"failed": counts.failed, "outputs lost": outputs_lost,
+            "logs lost": n - len(logs), "ran twice": twice}
+
+
+def run(quick: bool) -> list[dict[str, object]]:
+    n, down = (60, 3.0) if quick else (300, 10.0)
+    rows: list[dict[str, object]] = []
+    with running_suite("chaos-service-down") as suite:
+        runs = suite.state_dir / "runs"
+        runs.mkdir()
+        c = suite.client()
+        c.create_container("out")
+        c.create_pool("p", target_nodes=NODES, task_slots_per_node=SLOTS)
+        wait_nodes_ready(suite, c, "p", NODES)
+        baseline = 0.0
+        for fault in (None, *FAULTS):
+            job = fault or "no-fault"
+            say(f"job {job!r}: {n} tasks")
+            seconds = run_job(suite, c, job, n, runs, fault, down)
+            c = suite.client()  # a fresh channel: the gateway may have restarted
+            found = check_job(suite, c, job, n, runs)
+            baseline = baseline or seconds
+            ok = not any(found.values())
+            rows.append({"fault": f"{fault} down {down:g} s" if fault else "none",
+                         "tasks": n, **found, "job time": f"{seconds:.1f} s",
+                         "× fault-free": f"{seconds / baseline:.2f}", "ok": ok})
+            say(f"{job}: {found}, {seconds:.1f} s")
+    return rows
