@@ -190,6 +190,7 @@ class Agent:
         self._restored: list[agent_pb2.TaskResult] = []
         self._resumed: list[agent_pb2.PendingUpload] = []
         """Attempts an earlier life left uploading: taken up once registered."""
+        self._late_logs: asyncio.Task[None] | None = None
 
     async def run(self) -> int:
         self.layout.create()
@@ -208,7 +209,6 @@ class Agent:
         )
         self._restored = restored
         cleaner = asyncio.create_task(self.cleanup.run())
-        late_logs = asyncio.create_task(self.late_logs.run())
 
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -245,8 +245,10 @@ class Agent:
         if self._attempts:
             await asyncio.wait(self._attempts, timeout=STOP_TIMEOUT)
         cleaner.cancel()
-        late_logs.cancel()
-        await asyncio.wait({cleaner, late_logs}, timeout=STOP_TIMEOUT)
+        if self._late_logs is not None:
+            self._late_logs.cancel()
+        await asyncio.wait({cleaner, *([self._late_logs] if self._late_logs else [])},
+                           timeout=STOP_TIMEOUT)
         if self._background:
             # Outbox deletions of results acked just before a leaving agent exits: left
             # undone, a later agent on this root would send those results again.
@@ -537,8 +539,11 @@ class Agent:
         t.add_done_callback(self._attempts.discard)
 
     def _resume(self) -> None:
-        """Take up the attempts an earlier life left uploading (once, when first registered:
-        their grants go through the session). The first hello reports them running."""
+        """Take up the attempts an earlier life left uploading, and the logs it left (once,
+        when first registered: their grants go through the session). The first hello
+        reports the attempts running."""
+        if self._late_logs is None:
+            self._late_logs = asyncio.create_task(self.late_logs.run())
         for rec in self._resumed:
             log.info("taking up an attempt whose outputs wait", attempt=rec.assignment.attempt_id)
             self.executor.expect(rec.assignment.attempt_id)
