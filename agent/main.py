@@ -52,6 +52,7 @@ from agent.session import (
 from agent.staging import StagingFailure
 from agent.staging.attempt import Staging
 from agent.staging.cache import DEFAULT_MAX_BYTES, ContentCache
+from agent.staging.gate import StorageGate
 from agent.staging.grants import GrantBroker
 from agent.staging.late_logs import LateLogs
 from agent.staging.packages import PackageInstaller
@@ -156,14 +157,16 @@ class Agent:
         self.hostname = socket.gethostname()
         self.transfers = Transfers()
         broker = GrantBroker(self._stage, self._unstage)
+        gate = StorageGate()
         self.pending = PendingUploads(self.layout.uploads)
-        self.late_logs = LateLogs(broker, self.transfers, self.pending, self._task_dir)
+        self.late_logs = LateLogs(broker, self.transfers, self.pending, self._task_dir, gate)
         self.staging = Staging(
             broker,
             self.transfers,
             ContentCache(self.layout.cache, self.transfers, opts.cache_max_bytes),
             PackageInstaller(self.layout.applications, self.transfers),
             pending=self.pending, late_logs=self.late_logs, waits=_SessionWaits(self),
+            gate=gate,
         )
         self.executor = Executor(self.layout, node_id=opts.node_id, staging=self.staging)
         self.commands = NodeCommands(self.executor.runner, self.staging)

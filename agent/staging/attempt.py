@@ -35,6 +35,7 @@ from agent.staging import (
     StagingFailure,
 )
 from agent.staging.cache import ContentCache
+from agent.staging.gate import StorageGate, Turn
 from agent.staging.grants import GrantBroker
 from agent.staging.late_logs import LateLogs, logs_in
 from agent.staging.outage import DEFAULT_OUTAGE_TIMEOUT, Outage
@@ -101,7 +102,7 @@ class Staging:
         self, broker: GrantBroker, transfers: Transfers, cache: ContentCache,
         installer: PackageInstaller, *, pending: PendingUploads | None = None,
         late_logs: LateLogs | None = None, waits: Waits | None = None,
-        clock: Callable[[], float] = time.time,
+        gate: StorageGate | None = None, clock: Callable[[], float] = time.time,
     ) -> None:
         self.broker = broker
         self.transfers = transfers
@@ -112,12 +113,16 @@ class Staging:
         self.late_logs = late_logs
         """Uploads logs after their attempt's result; None: such logs stay on the node."""
         self.waits: Waits = waits or _NoWaits()
+        self.gate = gate or StorageGate()
+        """The node's view of storage, shared with late_logs."""
         self.outage_timeout = DEFAULT_OUTAGE_TIMEOUT
         """Seconds storage may be unavailable before a staging step fails (the scheduler's
         Welcome sets the cluster's)."""
         self._clock = clock
         self._held: set[str] = set()
         """Attempts with an `.outputs` record on disk, deleted once their result is."""
+        self._told: dict[tuple[str, int], str] = {}
+        """Waits told to the scheduler, with the error they said."""
 
     # --- before the process ------------------------------------------------------------
 
@@ -126,26 +131,36 @@ class Staging:
         StagingFailure. Storage being unavailable is waited out, bounded."""
         aid = a.attempt_id
         outage: Outage | None = None
+        code = RESOURCE_FILE_DOWNLOAD_FAILED
         try:
             while True:
+                turn, outage = await self._turn(aid, DOWNLOADS, outage)
+                if turn is None:
+                    assert outage is not None
+                    raise outage.failure(code, "the task's files", self._clock())
                 began = self._clock()
                 try:
-                    return await self._prepare_once(a, wd, self._grant_wait(outage))
+                    env = await self._prepare_once(a, wd, self._grant_wait(outage))
                 except StagingFailure as f:
                     if not f.transient:
+                        self.gate.abandoned(turn)
                         raise
-                    now = self._clock()
-                    if outage is None:
-                        outage = Outage(began, self.outage_timeout)
-                    delay = self._wait(aid, DOWNLOADS, outage, f.message, now)
-                    if delay is None:
-                        code = f.code if f.code == APPLICATION_PACKAGE_FAILED \
-                            else RESOURCE_FILE_DOWNLOAD_FAILED
-                        raise outage.failure(code, "the task's files", now) from None
-                    await asyncio.sleep(delay)
+                    self.gate.failed(turn, f.message)
+                    code = f.code if f.code == APPLICATION_PACKAGE_FAILED \
+                        else RESOURCE_FILE_DOWNLOAD_FAILED
+                    outage = outage or Outage(began, self.outage_timeout)
+                    outage.last_error = f.message
+                    if outage.over(self._clock()):
+                        raise outage.failure(code, "the task's files", self._clock()) from None
+                    continue
+                except BaseException:
+                    self.gate.abandoned(turn)
+                    raise
+                self.gate.succeeded()
+                return env
         finally:
             if outage is not None:
-                self.waits.over(aid, DOWNLOADS)
+                self._over(aid, DOWNLOADS)
 
     async def _prepare_once(
         self, a: agent_pb2.Assignment, wd: Path, grant_wait: float
@@ -211,9 +226,26 @@ class Staging:
         failure: StagingFailure | None = None
         try:
             while True:
+                if not self.gate.is_open:
+                    # Its outputs wait: on disk, so the agent's next life goes on with them.
+                    await self._hold(a, result, outage.since if outage else self._clock())
+                turn, outage = await self._turn(aid, UPLOADS, outage)
+                if turn is None:
+                    assert outage is not None
+                    await self._logs_later(a, [u for u in uploads if u.is_log], outage.since)
+                    return outage.failure(OUTPUT_FILE_UPLOAD_FAILED, "the task's output files",
+                                          self._clock())
                 began = self._clock()
-                r = await upload_round(self.broker, self.transfers, aid, uploads,
-                                       grant_timeout=self._grant_wait(outage))
+                try:
+                    r = await upload_round(self.broker, self.transfers, aid, uploads,
+                                           grant_timeout=self._grant_wait(outage))
+                except BaseException:
+                    self.gate.abandoned(turn)
+                    raise
+                if r.unavailable:
+                    self.gate.failed(turn, r.error)
+                else:
+                    self.gate.succeeded()
                 for u, f in r.wrong:
                     if not u.is_log:
                         failure = failure or f
@@ -225,22 +257,16 @@ class Staging:
                     # The outputs are settled, so is the result: logs do not hold it up.
                     await self._logs_later(a, logs_left, outage.since if outage else began)
                     return failure
-                now = self._clock()
-                if outage is None:
-                    outage = Outage(began, self.outage_timeout)
-                if aid not in self._held and self.pending is not None:
-                    await asyncio.to_thread(self.pending.put_outputs, a, result, outage.since)
-                    self._held.add(aid)
-                delay = self._wait(aid, UPLOADS, outage, r.error, now)
-                if delay is None:
+                outage = outage or Outage(began, self.outage_timeout)
+                outage.last_error = r.error
+                if outage.over(self._clock()):
                     await self._logs_later(a, logs_left, outage.since)
                     return outage.failure(OUTPUT_FILE_UPLOAD_FAILED, "the task's output files",
-                                          now)
-                await asyncio.sleep(delay)
+                                          self._clock())
                 uploads = r.unavailable
         finally:
             if outage is not None:
-                self.waits.over(aid, UPLOADS)
+                self._over(aid, UPLOADS)
 
     async def _logs_later(self, a: agent_pb2.Assignment, logs: list[Upload],
                           since: float) -> None:
@@ -262,23 +288,31 @@ class Staging:
             return min(self.broker.timeout, self.outage_timeout)
         return max(MIN_GRANT_WAIT, min(self.broker.timeout, outage.left(self._clock())))
 
-    def _wait(self, aid: str, kind: int, outage: Outage, error: str,
-              now: float) -> float | None:
-        """Another try found storage unavailable: seconds to wait before the next, None
-        when the outage has lasted too long. Tells the scheduler when the error changes."""
-        changed = error != outage.last_error
-        outage.failed(error)
-        if outage.over(now):
-            return None
-        delay = outage.next_delay(now)
-        if changed:
+    async def _turn(
+        self, aid: str, kind: int, outage: Outage | None
+    ) -> tuple[Turn | None, Outage | None]:
+        """When the attempt's next try may go: at once while storage answers; else after
+        waiting for the node's gate (agent.staging.gate), the wait told to the scheduler.
+        Returns the turn (None: the attempt's bound passed first) and its outage."""
+        if self.gate.is_open:
+            return Turn.GO, outage
+        now = self._clock()
+        if outage is None:  # another attempt found storage unavailable: this one waits too
+            outage = Outage(now, self.outage_timeout)
+            outage.last_error = self.gate.last_error
+        if self._told.get((aid, kind)) != outage.last_error:
+            self._told[(aid, kind)] = outage.last_error
             self.waits.waiting(agent_pb2.StorageWait(
                 attempt_id=aid, kind=kind, since=to_timestamp(outage.since),  # type: ignore[arg-type]
-                give_up_at=to_timestamp(outage.give_up_at), error=error[:500]))
-        log.warning("storage unavailable: waiting", attempt=aid,
-                    staging=agent_pb2.StagingKind.Name(kind), error=error,
-                    retry_in=round(delay, 2), gives_up_in=round(outage.left(now), 1))
-        return delay
+                give_up_at=to_timestamp(outage.give_up_at), error=outage.last_error[:500]))
+            log.warning("storage unavailable: waiting", attempt=aid,
+                        staging=agent_pb2.StagingKind.Name(kind), error=outage.last_error,
+                        gives_up_in=round(outage.left(now), 1))
+        return await self.gate.wait(outage.left(now)), outage
+
+    def _over(self, aid: str, kind: int) -> None:
+        if self._told.pop((aid, kind), None) is not None:
+            self.waits.over(aid, kind)
 
     # --- the attempt's record ----------------------------------------------------------
 
@@ -288,8 +322,12 @@ class Staging:
 
     async def hold(self, a: agent_pb2.Assignment, result: agent_pb2.TaskResult) -> None:
         """The agent stops while the attempt uploads: keep it, so the next life goes on."""
+        await self._hold(a, result, None)
+
+    async def _hold(self, a: agent_pb2.Assignment, result: agent_pb2.TaskResult,
+                    since: float | None) -> None:
         if self.pending is not None and a.attempt_id not in self._held:
-            await asyncio.to_thread(self.pending.put_outputs, a, result, None)
+            await asyncio.to_thread(self.pending.put_outputs, a, result, since)
             self._held.add(a.attempt_id)
 
     async def reported(self, attempt_id: str) -> None:

@@ -7,7 +7,8 @@ them. The scheduler grants log uploads for an attempt that ended on the asking n
 loop serves them all with one backoff: while storage is unavailable, every node tries again
 only now and then. A log is given up when the scheduler refuses it for good (its job was
 deleted: its logs go with it) or when its attempt's directory is gone (retention passed, task
-deleted); until then it is on the node, where `shoal task logs` reads it.
+deleted); until then it is on the node, where `shoal task logs` reads it. It shares the
+node's gate (agent.staging.gate) with the attempts' staging.
 """
 
 from __future__ import annotations
@@ -16,14 +17,13 @@ import asyncio
 import math
 import os
 import stat
-import time
 from collections.abc import Callable
 from pathlib import Path
 
 import structlog
 
+from agent.staging.gate import StorageGate, Turn
 from agent.staging.grants import GrantBroker
-from agent.staging.outage import Outage
 from agent.staging.pending import PendingUploads
 from agent.staging.transfer import Transfers
 from agent.staging.uploads import Upload, upload_round
@@ -55,16 +55,16 @@ def logs_in(task_dir: Path) -> list[str]:
 class LateLogs:
     def __init__(
         self, broker: GrantBroker, transfers: Transfers, pending: PendingUploads,
-        task_dir: TaskDir, *, clock: Callable[[], float] = time.time,
+        task_dir: TaskDir, gate: StorageGate,
     ) -> None:
         self._broker = broker
         self._transfers = transfers
         self._pending = pending
         self._task_dir = task_dir
-        self._clock = clock
+        self._gate = gate
         self._waiting: dict[str, agent_pb2.Assignment] = {}
         self._more = asyncio.Event()
-        self._gate = asyncio.Semaphore(PARALLEL_ATTEMPTS)
+        self._parallel = asyncio.Semaphore(PARALLEL_ATTEMPTS)
         self.stored = 0
         """Logs this process stored late (for logs and tests)."""
 
@@ -84,28 +84,27 @@ class LateLogs:
         self._more.set()
 
     async def run(self) -> None:
-        """Forever: upload what waits, backing off while storage is unavailable."""
-        outage: Outage | None = None
+        """Forever: upload what waits — while storage is unavailable, one attempt's logs per
+        probe of the node's gate, all of them once it is open."""
         while True:
             if not self._waiting:
                 self._more.clear()
                 await self._more.wait()
-            batch = list(self._waiting.values())
-            errors = [e for e in await asyncio.gather(*(self._one(a) for a in batch)) if e]
-            if not errors:
-                outage = None
                 continue
-            now = self._clock()
-            if outage is None:
-                outage = Outage(now, math.inf)
-            outage.failed(errors[-1])
-            delay = outage.next_delay(now)
-            log.info("storage unavailable: logs wait", attempts=len(self._waiting),
-                     error=errors[-1], retry_in=round(delay, 2))
-            await asyncio.sleep(delay)
+            turn = await self._gate.wait(math.inf)
+            batch = list(self._waiting.values())
+            if turn is Turn.PROBE:
+                batch = batch[:1]
+            errors = [e for e in await asyncio.gather(*(self._one(a) for a in batch)) if e]
+            if errors:
+                self._gate.failed(turn, errors[-1])
+                log.info("storage unavailable: logs wait", attempts=len(self._waiting),
+                         error=errors[-1])
+            else:
+                self._gate.succeeded()
 
     async def _one(self, a: agent_pb2.Assignment) -> str:
-        async with self._gate:
+        async with self._parallel:
             try:
                 return await self._try(a)
             except Exception:  # noqa: BLE001 - a bug must not retry one log forever

@@ -9,7 +9,8 @@ container, a key outside the task's output specs), a file that cannot be read, a
 does not match — fails at once: waiting cannot fix it.
 
 The wait is bounded: once storage has been unavailable for the cluster's
-`staging_outage_timeout`, the step fails and says so.
+`staging_outage_timeout`, the step fails and says so. How often a node tries while it waits
+is agent.staging.gate's: one try at a time per node, not one per waiting attempt.
 """
 
 from __future__ import annotations
@@ -23,8 +24,9 @@ from agent.staging import SERVER_ERROR, StagingFailure
 DEFAULT_OUTAGE_TIMEOUT = 300.0
 """Seconds, until the scheduler's Welcome says otherwise (`staging_outage_timeout`)."""
 BACKOFF_BASE = 0.5
-BACKOFF_CAP = 15.0
-"""The longest pause between tries: how late, at worst, staging notices storage is back."""
+BACKOFF_CAP = 5.0
+"""The longest pause between a node's tries (agent.staging.gate): how late, at worst, the
+node notices that storage is back. One try at a time per node, so this can be short."""
 
 
 def _utc(t: float) -> str:
@@ -40,18 +42,21 @@ def duration(seconds: float) -> str:
     return f"{m} min" + (f" {s} s" if s else "")
 
 
+def backoff(tries: int, rng: Callable[[], float] = random.random) -> float:
+    """Seconds before the next try after `tries` failed ones: full jitter over an
+    exponential ceiling, capped."""
+    return rng() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(max(tries - 1, 0), 32))
+
+
 class Outage:
-    """One staging step's patience with storage: it began when storage was first found
+    """One staging step's patience with storage: it began when the step first found storage
     unavailable (`since`, wall-clock seconds, kept across an agent restart) and gives up
     `bound` seconds later."""
 
-    def __init__(self, since: float, bound: float,
-                 rng: Callable[[], float] = random.random) -> None:
+    def __init__(self, since: float, bound: float) -> None:
         self.since = since
         self.bound = bound
-        self.tries = 0
         self.last_error = ""
-        self._rng = rng
 
     @property
     def give_up_at(self) -> float:
@@ -62,17 +67,6 @@ class Outage:
 
     def over(self, now: float) -> bool:
         return now >= self.give_up_at
-
-    def failed(self, error: str) -> None:
-        """Another try found storage unavailable."""
-        self.tries += 1
-        self.last_error = error
-
-    def next_delay(self, now: float) -> float:
-        """Seconds to wait before the next try: full jitter over an exponential ceiling,
-        capped, and never past the moment the step gives up."""
-        ceiling = min(BACKOFF_CAP, BACKOFF_BASE * 2 ** min(self.tries, 32))
-        return min(self.left(now), self._rng() * ceiling)
 
     def failure(self, code: str, what: str, now: float) -> StagingFailure:
         """The step's failure once the bound has passed: says that storage was unavailable,

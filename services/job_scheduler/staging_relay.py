@@ -110,7 +110,9 @@ class StagingRelay:
         account = key[0]
         if downloads and self.storage is not None:
             try:
-                got_d = await self.storage.grant_downloads(account, [d for _, d in downloads])
+                # Not retried here: the agent waits out an outage and asks again.
+                got_d = await self.storage.grant_downloads(
+                    account, [d for _, d in downloads], retry=False)
                 grants += [staging.download_grant(r, g)
                            for (r, _), g in zip(downloads, got_d, strict=True)]
             except StagingUnavailable as e:
@@ -118,7 +120,8 @@ class StagingRelay:
                 grants += [staging.failed_grant(r, str(e), STORAGE_UNAVAILABLE) for r, _ in downloads]
         if uploads and self.storage is not None:
             try:
-                ups = await self.storage.grant_uploads(account, [u for _, u in uploads])
+                ups = await self.storage.grant_uploads(
+                    account, [u for _, u in uploads], retry=False)
                 grants += [staging.upload_grant(r, g) for (r, _), g in zip(uploads, ups, strict=True)]
             except StagingUnavailable as e:
                 # The task ran: its outputs wait on the node until storage is back.

@@ -20,8 +20,9 @@ from agent.layout import NodeLayout
 from agent.session import Identity, ProtocolState
 from agent.staging import STORAGE_UNAVAILABLE
 from agent.staging.attempt import Staging
+from agent.staging.gate import StorageGate, Turn
 from agent.staging.late_logs import LateLogs
-from agent.staging.outage import BACKOFF_CAP, Outage
+from agent.staging.outage import BACKOFF_CAP, Outage, backoff
 from agent.staging.pending import PendingUploads
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
@@ -89,7 +90,8 @@ async def staging(layout: NodeLayout, sched: SchedulerStandIn,
     s = make_staging(layout.root, sched)
     s.pending = PendingUploads(layout.uploads)
     s.late_logs = LateLogs(s.broker, s.transfers, s.pending,
-                           lambda a: layout.attempt(a.job_id, a.task_id, a.attempt_id).dir)
+                           lambda a: layout.attempt(a.job_id, a.task_id, a.attempt_id).dir,
+                           s.gate)
     s.waits = waits
     late = asyncio.create_task(s.late_logs.run())
     yield s
@@ -285,24 +287,38 @@ async def test_an_attempt_left_uploading_is_taken_up_again(
 # --- the pure rules --------------------------------------------------------------------
 
 
-def test_the_backoff_grows_is_capped_and_never_passes_the_bound() -> None:
-    o = Outage(since=1000.0, bound=60.0, rng=lambda: 1.0)
-    delays = []
-    for _ in range(8):
-        o.failed("down")
-        delays.append(o.next_delay(1000.0))
-    assert delays == sorted(delays) and delays[0] > 0 and max(delays) == BACKOFF_CAP
-    assert o.next_delay(1055.0) == 5.0, "not past the moment it gives up"
-    assert not o.over(1059.9) and o.over(1060.0)
-    jittered = Outage(since=1000.0, bound=60.0, rng=lambda: 0.25)
-    jittered.failed("down")
-    assert jittered.next_delay(1000.0) == pytest.approx(0.25 * delays[0])
+def test_the_backoff_grows_with_full_jitter_up_to_its_cap() -> None:
+    ceilings = [backoff(n, rng=lambda: 1.0) for n in range(1, 10)]
+    assert ceilings == sorted(ceilings) and ceilings[0] == 0.5 and max(ceilings) == BACKOFF_CAP
+    assert backoff(3, rng=lambda: 0.25) == pytest.approx(0.25 * ceilings[2])
+    o = Outage(since=1000.0, bound=60.0)
+    assert o.left(1055.0) == 5.0 and not o.over(1059.9) and o.over(1060.0)
+
+
+async def test_a_closed_gate_lets_one_probe_at_a_time_and_everyone_go_once_it_opens() -> None:
+    gate = StorageGate(rng=lambda: 0.01)
+    assert await gate.wait(0) is Turn.GO
+    gate.failed(Turn.GO, "down")  # the first failure closes it
+    assert not gate.is_open and gate.last_error == "down"
+    waiters = [asyncio.create_task(gate.wait(30)) for _ in range(5)]
+    probe = await eventually(lambda: [w for w in waiters if w.done()], "the probe's turn")
+    assert [w.result() for w in probe] == [Turn.PROBE], "one probe, the others wait"
+    gate.failed(Turn.GO, "late")  # a try that began before it closed: does not count again
+    await asyncio.sleep(0.1)
+    assert sum(w.done() for w in waiters) == 1
+    gate.failed(Turn.PROBE, "still down")  # the probe failed: after a backoff, the next one
+    await eventually(lambda: sum(w.done() for w in waiters) == 2, "the next probe")
+    gate.succeeded()
+    done = await asyncio.gather(*waiters)
+    assert done.count(Turn.PROBE) == 2 and done.count(Turn.GO) == 3 and gate.is_open
+    slow = StorageGate(rng=lambda: 1.0)
+    slow.failed(Turn.GO, "down")
+    assert await slow.wait(0.05) is None, "nobody waits past its own bound"
 
 
 def test_the_failure_says_for_how_long_since_when_and_the_last_error() -> None:
     o = Outage(since=1_700_000_000.0, bound=300.0)
-    o.failed("first")
-    o.failed("PUT http://s3/b/k: ClientConnectorError")
+    o.last_error = "PUT http://s3/b/k: ClientConnectorError"
     f = o.failure("OUTPUT_FILE_UPLOAD_FAILED", "the task's output files", 1_700_000_330.0)
     assert f.code == "OUTPUT_FILE_UPLOAD_FAILED" and f.category == task_pb2.FailureInfo.SERVER_ERROR
     assert "storage was unavailable for 5 min 30 s" in f.message

@@ -21,14 +21,13 @@ from tests.storage_support import free_port
 class World:
     """A real Scheduler (the harness store, with gates) wired to a real StagerService over gRPC."""
 
-    async def start(self, tmp: Path, *, grant_wait: float = 30.0) -> World:
+    async def start(self, tmp: Path) -> World:
         self.config = ClusterConfig.new(tmp / "state", storage_stager_address="127.0.0.1:0",
                                         storage=StorageConfig(http_address=f"127.0.0.1:{free_port()}"))
         self.stager = StagerService(self.config)
         await self.stager.start()
         self.channel = grpc.aio.insecure_channel(f"127.0.0.1:{self.stager.port}")
-        self.staging = StagingClient(self.channel, self.config.service_token,
-                                     grant_wait=grant_wait)
+        self.staging = StagingClient(self.channel, self.config.service_token)
         self.clock = Clock()
         self.store = await GatedStore.open(tmp / "sched.db")
         self.app = Engine(self.store, TIMING, known_pools, self.clock, self.staging)

@@ -23,7 +23,7 @@ UP, DOWN = agent_pb2.UPLOADS, agent_pb2.DOWNLOADS
 
 @pytest.fixture
 async def w(tmp_path: Path) -> AsyncIterator[World]:
-    world = await World().start(tmp_path, grant_wait=1.0)
+    world = await World().start(tmp_path)
     yield world
     await world.stop()
 
