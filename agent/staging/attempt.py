@@ -51,8 +51,10 @@ from shoal.agent.v1 import agent_pb2
 log = structlog.get_logger()
 
 DOWNLOADS, UPLOADS = agent_pb2.DOWNLOADS, agent_pb2.UPLOADS
-MIN_GRANT_WAIT = 1.0
-"""Seconds a try inside an outage waits for its grant at least, however little time is left."""
+MIN_GRANT_WAIT = 3.0
+"""Seconds a try inside an outage waits for its grant at least, however little time is left:
+long enough for the scheduler to say what is down (it waits 2 s for a stager that is not
+connected), so the attempt's failure names it."""
 
 
 def needs_downloads(a: agent_pb2.Assignment) -> bool:

@@ -61,7 +61,7 @@ class GrantBroker:
             what = "uploads" if req.kind == agent_pb2.UPLOADS else "downloads"
             raise StagingFailure(
                 SERVER_ERROR, failure_code(req.kind),
-                f"no staging grant for the attempt's {what} within {timeout:g}s",
+                f"no staging grant for the attempt's {what} within {timeout:.1f} s",
                 transient=True,
             ) from None
         finally:
