@@ -5,9 +5,10 @@ the storage-stager signs. The agent holds no storage credentials and moves bytes
 Modules: transfer (HTTP GET/PUT with retries and checks), cache (the node's content cache),
 resources (placing files in a working directory), outputs (choosing files to upload),
 packages (installing application packages), grants (waiting for the scheduler's grants),
-outage (what counts as storage being unavailable, and how long to wait it out), uploads (one
-round of uploads), pending (uploads that wait, kept on disk), late_logs (logs uploaded after
-their attempt's result) and attempt (one attempt's staging, start to end).
+outage (what counts as storage being unavailable, and how long to wait it out), gate (the
+node's one view of storage while it waits), uploads (one round of uploads), pending (uploads
+that wait, kept on disk), late_logs (logs uploaded after their attempt's result) and attempt
+(one attempt's staging, start to end).
 """
 
 from __future__ import annotations
