@@ -135,11 +135,16 @@ class Outbox:
                 seg.unlink(missing_ok=True)
 
     def _fsync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
+        fsync_dir(self.dir)
+
+
+def fsync_dir(directory: Path) -> None:
+    """Make the renames and creations in `directory` survive a crash."""
+    fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def stored_attempts(directory: Path | str) -> set[str]:

@@ -228,6 +228,10 @@ class Staging:
         failure: StagingFailure | None = None
         try:
             while True:
+                if not self.gate.is_open and all(u.is_log for u in uploads):
+                    # Storage is known to be away and only logs are left: they go up later.
+                    await self._logs_later(a, uploads, outage.since if outage else self._clock())
+                    return failure
                 if not self.gate.is_open:
                     # Its outputs wait: on disk, so the agent's next life goes on with them.
                     await self._hold(a, result, outage.since if outage else self._clock())

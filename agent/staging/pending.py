@@ -23,6 +23,7 @@ from pathlib import Path
 import structlog
 from google.protobuf.message import DecodeError
 
+from agent.outbox import fsync_dir
 from services.common.ids import ID_RE
 from services.common.timeutil import to_timestamp
 from shoal.agent.v1 import agent_pb2
@@ -108,19 +109,12 @@ class PendingUploads:
         finally:
             os.close(fd)
         os.replace(tmp, final)
-        self._fsync_dir()
+        fsync_dir(self.dir)
 
     def _drop(self, name: str) -> None:
         # No directory fsync: a deletion lost in a crash only uploads again what is stored,
         # which stores the same object again.
         self._path(name).unlink(missing_ok=True)
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def _first(item: tuple[float, agent_pb2.PendingUpload]) -> tuple[float, str]:

@@ -22,13 +22,6 @@ USER_ERROR = task_pb2.FailureInfo.USER_ERROR
 
 
 @pytest.fixture
-def layout(tmp_path: Path) -> NodeLayout:
-    lay = NodeLayout(tmp_path / "node")
-    lay.create()
-    return lay
-
-
-@pytest.fixture
 def executor(layout: NodeLayout) -> Executor:
     env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "AGENT_SECRET": "do-not-leak"}
     return Executor(layout, pool_id="p1", node_id="n1", environ=env)

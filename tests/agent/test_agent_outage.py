@@ -7,25 +7,16 @@ result, also across a restart."""
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
-
-import pytest
 
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
 from tests.agent.conftest import Stream
 from tests.agent.staging_support import Bucket
 from tests.agent.test_staging_outage import unavailable
-from tests.storage_support import MotoServer
 
 UP = agent_pb2.UPLOADS
-
-
-@pytest.fixture(scope="module")
-def bucket(moto_s3: MotoServer) -> Iterator[Bucket]:
-    yield Bucket(moto_s3)
 
 
 def uploads(s: Stream, n: int = 1) -> list[agent_pb2.StagingRequest]:
@@ -44,22 +35,31 @@ def waits(s: Stream) -> list[agent_pb2.StorageWait]:
     return [w for m in s.received for w in m.storage_waits]
 
 
+async def ran_while_storage_is_down(
+    cp: Any, start_agent: Any, node: Path, a: agent_pb2.Assignment, wait_for: Any
+) -> tuple[Any, Stream]:
+    """A real agent on `node` that ran `a` and was told storage is unavailable when it asked
+    to upload: the agent and its stream."""
+    cp.scheduler.upload_logs = True
+    agent = await start_agent(cp, node)
+    s = await cp.stream(1)
+    s.send(assignments=[a])
+    [req] = await wait_for(lambda: uploads(s), "the UPLOADS request")
+    s.send(staging_grants=[unavailable(req)])  # the storage-stager is down
+    return agent, s
+
+
 async def test_an_agent_killed_while_outputs_wait_uploads_them_in_its_next_life(
     control_plane: Any, start_agent: Any, tmp_path: Path, wait_for: Any, bucket: Bucket,
 ) -> None:
     cp = control_plane
-    cp.scheduler.upload_logs = True
     node = tmp_path / "node"
-    first = await start_agent(cp, node)
-    s1 = await cp.stream(1)
     a = agent_pb2.Assignment(attempt_id="r1", job_id="j1", task_id="t1", required_slots=2,
                              attempt_number=1,
                              command_line="/bin/sh -c 'echo made > out.txt; echo printed'")
     a.files.output_files.add(file_pattern="out.txt", container="results", path="r1/out.txt",
                              upload_condition=task_pb2.OutputFile.TASK_SUCCESS)
-    s1.send(assignments=[a])
-    [req] = await wait_for(lambda: uploads(s1), "the UPLOADS request")
-    s1.send(staging_grants=[unavailable(req)])  # the storage-stager is down
+    first, s1 = await ran_while_storage_is_down(cp, start_agent, node, a, wait_for)
     [told] = await wait_for(lambda: waits(s1), "the wait, told to the scheduler")
     assert (told.attempt_id, told.kind) == ("r1", UP)
     assert (node / "uploads" / "r1.outputs").exists()
@@ -86,16 +86,11 @@ async def test_logs_left_behind_go_up_after_the_result_and_across_a_restart(
     control_plane: Any, start_agent: Any, tmp_path: Path, wait_for: Any, bucket: Bucket,
 ) -> None:
     cp = control_plane
-    cp.scheduler.upload_logs = True
     node = tmp_path / "node"
-    first = await start_agent(cp, node)
-    s1 = await cp.stream(1)
     a = agent_pb2.Assignment(attempt_id="l1", job_id="j1", task_id="t1", required_slots=1,
                              attempt_number=1, command_line="/bin/sh -c 'echo my log'")
     a.files.SetInParent()
-    s1.send(assignments=[a])
-    [req] = await wait_for(lambda: uploads(s1), "the UPLOADS request")
-    s1.send(staging_grants=[unavailable(req)])
+    first, s1 = await ran_while_storage_is_down(cp, start_agent, node, a, wait_for)
     result = await wait_for(lambda: s1.results().get("l1"), "the result, not held up")
     assert result.exit_code == 0 and not result.HasField("failure_info")
     assert (node / "uploads" / "l1.logs").exists()

@@ -9,8 +9,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -27,7 +26,6 @@ from agent.staging.pending import PendingUploads
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
 from tests.agent.staging_support import Bucket, SchedulerStandIn, make_staging
-from tests.storage_support import MotoServer
 from tests.support import eventually
 
 OF = task_pb2.OutputFile
@@ -60,23 +58,6 @@ def closed_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
-
-
-@pytest.fixture(scope="module")
-def bucket(moto_s3: MotoServer) -> Iterator[Bucket]:
-    yield Bucket(moto_s3)
-
-
-@pytest.fixture
-def layout(tmp_path: Path) -> NodeLayout:
-    lay = NodeLayout(tmp_path / "node")
-    lay.create()
-    return lay
-
-
-@pytest.fixture
-def sched(bucket: Bucket) -> SchedulerStandIn:
-    return SchedulerStandIn(bucket)
 
 
 @pytest.fixture
@@ -219,6 +200,19 @@ async def test_logs_do_not_hold_the_result_up_and_go_up_once_storage_is_back(
     assert bucket.read("logs/w4/stdout.txt") == b"late words\n"
     await eventually(lambda: staging.late_logs.waiting == [], "nothing left waiting")
     assert not (layout.uploads / "w4.logs").exists()
+
+
+async def test_while_storage_is_known_to_be_away_logs_alone_do_not_even_ask(
+    executor: Executor, sched: SchedulerStandIn, bucket: Bucket, layout: NodeLayout,
+    staging: Staging, waits: Waits,
+) -> None:
+    staging.gate.failed(Turn.GO, "another attempt found storage unavailable")
+    r = await executor.run(staged("w9", "/bin/sh -c 'echo quick'"))
+    assert r is not None and r.exit_code == 0 and not r.HasField("failure_info")
+    assert sched.requests == [] and waits.told == []
+    assert (layout.uploads / "w9.logs").exists() and not (layout.uploads / "w9.outputs").exists()
+    staging.gate.succeeded()
+    await eventually(lambda: bucket.keys("logs/w9/") == ["logs/w9/stdout.txt"], "the late log")
 
 
 async def test_a_wrong_upload_fails_at_once_without_waiting(
