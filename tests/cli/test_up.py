@@ -33,13 +33,13 @@ ROOT = Path(__file__).resolve().parents[2]
 class Up:
     """`shoal up --port 0` in the background, its output in files."""
 
-    def __init__(self, tmp_path: Path, **modes: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, **modes: str) -> None:
         self.state = (tmp_path / "state").resolve()
         self.stderr_path = tmp_path / "up.stderr"
         env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
         if modes:
             env["SHOAL_SERVICE_COMMANDS"] = json.dumps(standin_commands(**modes))
-        argv = ["up", "--state-dir", str(self.state), "--port", "0"]
+        argv = ["up", "--state-dir", str(self.state), "--port", "0", *args]
         with open(self.stderr_path, "wb") as err, open(tmp_path / "up.stdout", "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "shoal.cli.main", *argv],
@@ -78,8 +78,8 @@ class Up:
 def up(tmp_path: Path) -> Iterator[Callable[..., Up]]:
     running: list[Up] = []
 
-    def start(**modes: str) -> Up:
-        u = Up(tmp_path, **modes)
+    def start(*args: str, **modes: str) -> Up:
+        u = Up(tmp_path, *args, **modes)
         running.append(u)
         return u
 
@@ -112,6 +112,22 @@ def test_up_runs_until_a_signal_then_stops_everything(up, sig: signal.Signals) -
     assert u.left_running() == {}
     assert "Shoal stopped." in u.stderr
     assert "Traceback" not in u.stderr
+
+
+def test_up_writes_the_staging_outage_timeout_into_the_cluster_file(up) -> None:
+    u = up("--staging-outage-timeout", "42")
+    u.wait_up()
+    timing = json.loads((u.state / "cluster.json").read_text())["timing"]
+    assert timing["staging_outage_timeout"] == 42.0
+    u.proc.send_signal(signal.SIGTERM)
+    assert u.proc.wait(timeout=60) == 0, u.stderr
+
+
+def test_up_refuses_a_staging_outage_timeout_that_is_not_positive(tmp_path: Path) -> None:
+    done = CliRunner().invoke(cli, ["up", "--state-dir", str(tmp_path / "s"),
+                                    "--staging-outage-timeout", "0"])
+    assert done.exit_code == 2 and "--staging-outage-timeout" in done.output
+    assert not (tmp_path / "s").exists()
 
 
 def restarted(u: Up, times: int) -> bool:
