@@ -21,8 +21,8 @@ from chaos import service_down
 
 Row = dict[str, object]
 EXPERIMENTS: dict[str, tuple[str, Callable[[bool], list[Row]]]] = {
-    "service-down": ("pool-manager, gateway and storage-stager each down 10 s (--quick: 3 s) "
-                     "mid-job",
+    "service-down": ("pool-manager, gateway and storage-stager each down 10 s mid-job, the "
+                     "storage-stager also 30 s (--quick: 3 s each)",
                      service_down.run),
 }
 
