@@ -114,15 +114,6 @@ def test_up_runs_until_a_signal_then_stops_everything(up, sig: signal.Signals) -
     assert "Traceback" not in u.stderr
 
 
-def test_up_writes_the_staging_outage_timeout_into_the_cluster_file(up) -> None:
-    u = up("--staging-outage-timeout", "42")
-    u.wait_up()
-    timing = json.loads((u.state / "cluster.json").read_text())["timing"]
-    assert timing["staging_outage_timeout"] == 42.0
-    u.proc.send_signal(signal.SIGTERM)
-    assert u.proc.wait(timeout=60) == 0, u.stderr
-
-
 def test_up_refuses_a_staging_outage_timeout_that_is_not_positive(tmp_path: Path) -> None:
     done = CliRunner().invoke(cli, ["up", "--state-dir", str(tmp_path / "s"),
                                     "--staging-outage-timeout", "0"])
