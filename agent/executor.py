@@ -6,7 +6,9 @@ in a session of its own so that a kill reaches everything it started, reaped by 
 exit (no polling), spawned with no preexec_fn so CPython can use vfork.
 
 An assignment that carries `files` is staged (agent.staging): inputs before the process
-(the attempt is then PREPARING), outputs and non-empty stdout.txt/stderr.txt after it. `files`
+(the attempt is then PREPARING), outputs and non-empty stdout.txt/stderr.txt after it. Both
+wait out storage being unavailable, bounded; an attempt whose outputs wait when the agent
+stops is taken up again by its next life (`resume`). `files`
 set but empty asks for the logs only — the scheduler sets it when storage is there to keep
 logs beyond the node. An assignment without `files` takes exactly the path it always did: no
 extra await, no extra message.
@@ -310,17 +312,21 @@ class Executor:
 
     async def _finish(
         self, a: agent_pb2.Assignment, state: _Attempt, paths: TaskPaths,
-        result: agent_pb2.TaskResult,
+        result: agent_pb2.TaskResult, since: float | None = None,
     ) -> agent_pb2.TaskResult | None:
         assert self.staging is not None
         try:
-            out = await _step(state, self.staging.finish(a, paths.dir, paths.wd, result))
+            out = await _step(state, self.staging.finish(a, paths.dir, paths.wd, result, since))
         except Exception as e:  # noqa: BLE001 - a bug must fail the attempt, not the agent
             log.exception("uploading outputs crashed")
             return with_failure(result, StagingFailure(
                 SERVER_ERROR, OUTPUT_FILE_UPLOAD_FAILED, f"the agent failed to upload: {e}"
             ))
         if state.dropped:
+            if self._stopping and out is _Stopped.CANCELLED:
+                # Its process ran to its end: the next life of the agent uploads and reports.
+                # (A fenced agent keeps nothing: the scheduler has requeued its attempts.)
+                await self.staging.hold(a, result)
             return None
         if state.cancelled or out is _Stopped.CANCELLED:
             return _cancelled(
@@ -329,6 +335,41 @@ class Executor:
             )
         assert isinstance(out, agent_pb2.TaskResult)
         return out
+
+    async def resume(
+        self, a: agent_pb2.Assignment, result: agent_pb2.TaskResult, since: float | None
+    ) -> agent_pb2.TaskResult | None:
+        """Go on with an attempt whose process ended in an earlier life of the agent and
+        whose outputs were waiting for storage (agent.staging.pending): upload them, then
+        return its result, as run() would have. None when the agent is stopping."""
+        aid = a.attempt_id
+        if aid in self._attempts:
+            raise ValueError(f"attempt {aid!r} is already running")
+        assert self.staging is not None, "only an agent with staging keeps uploads"
+        self.staging.resumed(aid)
+        self._expected.pop(aid, None)
+        if aid in self._dropped_early or self._stopping:
+            # Its `.outputs` record stays: a later life takes it up.
+            self._dropped_early.discard(aid)
+            self._cancelled_early.discard(aid)
+            return None
+        if aid in self._cancelled_early:
+            self._cancelled_early.discard(aid)
+            return _cancelled(
+                aid, start=_seconds(result.start_time), end=self._clock(),
+                exit_code=result.exit_code if result.HasField("exit_code") else None)
+        state = _Attempt(assignment=a)
+        self._attempts[aid] = state
+        try:
+            try:
+                paths = self.layout.attempt(a.job_id, a.task_id, aid)
+            except UnsafePath as e:
+                return with_failure(result, StagingFailure(
+                    SERVER_ERROR, OUTPUT_FILE_UPLOAD_FAILED, f"the attempt's record: {e}"))
+            return await self._finish(a, state, paths, result, since)
+        finally:
+            del self._attempts[aid]
+            state.done.set()
 
     def expect(self, a: agent_pb2.Assignment) -> None:
         """An attempt's run() is about to be started (in a task of its own): from now on a

@@ -54,7 +54,8 @@ class TaskPaths:
 class NodeLayout:
     """{node_root}/shared, startup/ (the start task's; wd/ is its cwd),
     applications/{app}/{version}/, cache/, tasks/{job}/{task}/{attempt}/,
-    tasks/{job}/jobpreparation/ and jobrelease/, outbox/."""
+    tasks/{job}/jobpreparation/ and jobrelease/, outbox/, uploads/ (uploads that wait for
+    storage)."""
 
     def __init__(self, root: Path | str) -> None:
         self.root = Path(root).absolute()
@@ -64,10 +65,11 @@ class NodeLayout:
         self.cache = self.root / "cache"
         self.tasks = self.root / "tasks"
         self.outbox = self.root / "outbox"
+        self.uploads = self.root / "uploads"
 
     def create(self) -> None:
         # applications/ and cache/ appear with the first staging that needs them.
-        for d in (self.shared, self.startup, self.tasks, self.outbox):
+        for d in (self.shared, self.startup, self.tasks, self.outbox, self.uploads):
             d.mkdir(parents=True, exist_ok=True)
 
     def job_dir(self, job_id: str) -> Path:

@@ -52,14 +52,17 @@ from agent.session import (
 from agent.staging import StagingFailure
 from agent.staging.attempt import Staging
 from agent.staging.cache import DEFAULT_MAX_BYTES, ContentCache
+from agent.staging.gate import StorageGate
 from agent.staging.grants import GrantBroker
+from agent.staging.late_logs import LateLogs
 from agent.staging.packages import PackageInstaller
+from agent.staging.pending import PendingUploads
 from agent.staging.transfer import Transfers
 from services.common import logging as shoal_logging
 from services.common.ids import ID_RE
 from services.common.node_processes import RootBusy, RootLock, Tracker, kill_leftovers
 from services.common.rpc import CHANNEL_OPTIONS
-from services.common.timeutil import from_duration
+from services.common.timeutil import from_duration, from_timestamp
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
 from shoal.v1 import pool_pb2, task_pb2
 
@@ -164,11 +167,17 @@ class Agent:
         self.layout = NodeLayout(opts.node_root)
         self.hostname = socket.gethostname()
         self.transfers = Transfers()
+        broker = GrantBroker(self._stage, self._unstage)
+        gate = StorageGate()
+        self.pending = PendingUploads(self.layout.uploads)
+        self.late_logs = LateLogs(broker, self.transfers, self.pending, self._task_dir, gate)
         self.staging = Staging(
-            GrantBroker(self._stage, self._unstage),
+            broker,
             self.transfers,
             ContentCache(self.layout.cache, self.transfers, opts.cache_max_bytes),
             PackageInstaller(self.layout.applications, self.transfers),
+            pending=self.pending, late_logs=self.late_logs, waits=_SessionWaits(self),
+            gate=gate,
         )
         self.executor = Executor(self.layout, node_id=opts.node_id, staging=self.staging)
         self.commands = NodeCommands(self.executor.runner, self.staging)
@@ -196,6 +205,9 @@ class Agent:
         """Outbox deletions in flight; they outlive a stream."""
         self._failures = 0  # consecutive failed connects, for the backoff
         self._restored: list[agent_pb2.TaskResult] = []
+        self._resumed: list[agent_pb2.PendingUpload] = []
+        """Attempts an earlier life left uploading: taken up once registered."""
+        self._late_logs: asyncio.Task[None] | None = None
 
     async def run(self) -> int:
         self.layout.create()
@@ -221,13 +233,15 @@ class Agent:
         self._writer = OutboxWriter(self._outbox)
         self.staging.cache.load()
         restored = self._outbox.load()
+        self._resumed = self._uploads_left(restored)
         # Before any work arrives: every attempt directory there now has ended.
         retained = await asyncio.to_thread(self.cleanup.scan)
         log.info(
             "agent starting", version=__version__, node_root=str(self.layout.root),
             leftovers_killed=leftovers.killed, leftovers_surviving=list(leftovers.survivors),
             process_tracking=tracker.mode, outbox_results=len(restored),
-            attempts_retained=retained,
+            attempts_retained=retained, uploads_resumed=len(self._resumed),
+            logs_waiting=len(self.late_logs.waiting),
         )
         self._restored = restored
         cleaner = asyncio.create_task(self.cleanup.run())
@@ -269,7 +283,10 @@ class Agent:
         if self._attempts:
             await asyncio.wait(self._attempts, timeout=STOP_TIMEOUT)
         cleaner.cancel()
-        await asyncio.wait({cleaner}, timeout=STOP_TIMEOUT)
+        if self._late_logs is not None:
+            self._late_logs.cancel()
+        await asyncio.wait({cleaner, *([self._late_logs] if self._late_logs else [])},
+                           timeout=STOP_TIMEOUT)
         if self._background:
             # Outbox deletions of results acked just before a leaving agent exits: left
             # undone, a later agent on this root would send those results again.
@@ -280,6 +297,25 @@ class Agent:
         log.info("agent stopped", exit_code=code, leftovers_killed=left.killed)
         return code
 
+    def _uploads_left(self, reported: list[agent_pb2.TaskResult]) -> list[agent_pb2.PendingUpload]:
+        """What an earlier life left waiting for storage: logs go to late_logs; attempts
+        whose outputs waited are returned, to be taken up again — unless their result is
+        in the outbox already (the record outlived it by a crash)."""
+        waiting = self.pending.load()
+        for rec in waiting.logs:
+            self.late_logs.restore(rec.assignment)
+        done = {r.attempt_id for r in reported}
+        resumed = []
+        for rec in waiting.outputs:
+            if rec.assignment.attempt_id in done:
+                self.pending.drop_outputs(rec.assignment.attempt_id)
+            else:
+                resumed.append(rec)
+        return resumed
+
+    def _task_dir(self, a: agent_pb2.Assignment) -> Path:
+        return self.layout.attempt(a.job_id, a.task_id, a.attempt_id).dir
+
     async def _life(self) -> int:
         while True:
             try:
@@ -288,6 +324,7 @@ class Agent:
                 log.error("registration rejected: the agent cannot join; exiting", error=str(e))
                 return EXIT_REJECTED
             self._adopt(reg)
+            self._resume()
             await self._setup(reg)
             if await self._serve(reg) is Next.EXIT:
                 log.info("drained and left: exiting")
@@ -322,7 +359,8 @@ class Agent:
         self.executor.runner.set_identity(reg.pool_id, reg.node_id)
         ident = Identity(reg.node, reg.credential, reg.task_slots, __version__, self.hostname)
         if self.protocol is None:
-            self.protocol = ProtocolState(ident, now=time.monotonic, outbox=self._restored)
+            self.protocol = ProtocolState(ident, now=time.monotonic, outbox=self._restored,
+                                          running=[r.assignment for r in self._resumed])
         else:
             self.protocol.identity = ident
         log.info("registered", scheduler=reg.scheduler_address, task_slots=reg.task_slots)
@@ -519,6 +557,9 @@ class Agent:
         if msg.HasField("welcome"):
             s.welcomed(from_duration(msg.welcome.fence_after))
             self.executor.upload_logs = msg.welcome.upload_logs and self.staging is not None
+            if msg.welcome.HasField("staging_outage_timeout"):
+                self.staging.outage_timeout = max(
+                    1.0, from_duration(msg.welcome.staging_outage_timeout))
             for a in msg.welcome.cancel_attempts:
                 self._cancel(a)
         if msg.HasField("drain"):
@@ -577,11 +618,28 @@ class Agent:
         self._attempts.add(t)
         t.add_done_callback(self._attempts.discard)
 
+    def _resume(self) -> None:
+        """Take up the attempts an earlier life left uploading, and the logs it left (once,
+        when first registered: their grants go through the session). The first hello
+        reports the attempts running."""
+        if self._late_logs is None:
+            self._late_logs = asyncio.create_task(self.late_logs.run())
+        for rec in self._resumed:
+            log.info("taking up an attempt whose outputs wait", attempt=rec.assignment.attempt_id)
+            self.executor.expect(rec.assignment)
+            t = asyncio.create_task(self._run_attempt(rec.assignment, Admission.RUN, rec))
+            self._attempts.add(t)
+            t.add_done_callback(self._attempts.discard)
+        self._resumed = []
+
     def _cancel(self, attempt_id: str) -> None:
         found = self.executor.cancel(attempt_id)
         log.info("cancel", attempt=attempt_id, running=found)
 
-    async def _run_attempt(self, a: agent_pb2.Assignment, admission: Admission) -> None:
+    async def _run_attempt(self, a: agent_pb2.Assignment, admission: Admission,
+                           resume: agent_pb2.PendingUpload | None = None) -> None:
+        """Run an attempt (or, with `resume`, go on with one whose outputs waited) and
+        report its result."""
         structlog.contextvars.bind_contextvars(job=a.job_id, task=a.task_id, attempt=a.attempt_id)
         if admission is Admission.DRAINING:
             result: agent_pb2.TaskResult | None = draining_result(a.attempt_id, time.time())
@@ -591,7 +649,11 @@ class Agent:
         else:
             self.cleanup.began(a)
             try:
-                result = await self.executor.run(a, self._started)
+                if resume is None:
+                    result = await self.executor.run(a, self._started)
+                else:
+                    result = await self.executor.resume(
+                        a, resume.result, from_timestamp(resume.since))
             except Exception as e:  # noqa: BLE001 - a bug here must still end the attempt
                 log.exception("attempt crashed in the agent")
                 result = draining_result(a.attempt_id, time.time())
@@ -606,6 +668,8 @@ class Agent:
         except OSError as e:
             # Better sent without a durable copy than not at all.
             log.error("could not write the result to the outbox", error=str(e))
+        else:
+            await self.staging.reported(a.attempt_id)
         self._protocol.finished(result)
         self._wake.set()
         self._changed.set()
@@ -640,6 +704,20 @@ class Agent:
         return self._writer
 
 
+
+
+class _SessionWaits:
+    """The staging's waits for storage, told to the scheduler through the session."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+
+    def waiting(self, wait: agent_pb2.StorageWait) -> None:
+        self._agent._protocol.storage_wait(wait)
+        self._agent._wake.set()
+
+    def over(self, attempt_id: str, kind: int) -> None:
+        self._agent._protocol.storage_wait_over(attempt_id, kind)
 
 
 def _disk_free(path: Path) -> int:

@@ -9,7 +9,9 @@ and when a leaving agent may exit.
 
 Like Nomad's client, results are never dropped because a send failed: they stay until the
 scheduler acknowledges them, and every new stream resends them all. Staging requests (an
-attempt asking for download or upload URLs) are kept the same way until granted.
+attempt asking for download or upload URLs) are kept the same way until granted, and an
+attempt's wait for storage is state like the start task's: sent when it changes and again
+after every reconnect while it lasts.
 
 The start task's progress is state, not an event: only its latest value is sent, and every
 hello carries it. Node errors (failed job preparation or release tasks) are events sent once,
@@ -121,10 +123,13 @@ class ProtocolState:
         *,
         now: Callable[[], float],
         outbox: Iterable[agent_pb2.TaskResult] = (),
+        running: Iterable[agent_pb2.Assignment] = (),
     ) -> None:
+        """`running`: attempts an earlier life of the agent left uploading, taken up again."""
         self.identity = identity
         self._now = now
-        self._running: dict[str, int] = {}  # attempt id -> slots
+        self._running: dict[str, int] = {  # attempt id -> slots
+            a.attempt_id: max(1, a.required_slots) for a in running}
         self._unacked: dict[str, agent_pb2.TaskResult] = {r.attempt_id: r for r in outbox}
         self._results_to_send: dict[str, None] = {}  # ordered set of attempt ids
         self._started: deque[agent_pb2.TaskStarted] = deque()
@@ -135,6 +140,8 @@ class ProtocolState:
         self._connected = False
         self._staging: dict[StagingKey, agent_pb2.StagingRequest] = {}
         self._staging_to_send: dict[StagingKey, None] = {}
+        self._waits: dict[tuple[str, int], agent_pb2.StorageWait] = {}
+        self._waits_to_send: dict[tuple[str, int], None] = {}
         self.setup_failure: task_pb2.FailureInfo | None = None
         """Why the node's setup failed; it then runs nothing and says so in every hello."""
         self.start_task_info: task_pb2.NodeTaskInfo | None = None
@@ -160,6 +167,7 @@ class ProtocolState:
         self._connected = True
         self._results_to_send = dict.fromkeys(self._unacked)
         self._staging_to_send = dict.fromkeys(self._staging)
+        self._waits_to_send = dict.fromkeys(self._waits)
         self._chunks.clear()
         self._chunk_bytes = 0
         self._heartbeat = None
@@ -189,6 +197,7 @@ class ProtocolState:
         self._start_info_to_send = False  # the next hello carries it
         self._results_to_send.clear()
         self._staging_to_send.clear()
+        self._waits_to_send.clear()
         self._chunks.clear()
         self._chunk_bytes = 0
         self._heartbeat = None
@@ -219,6 +228,8 @@ class ProtocolState:
     def finished(self, result: agent_pb2.TaskResult) -> None:
         """An attempt ended and its result is in the outbox (or could not be put there)."""
         self._running.pop(result.attempt_id, None)
+        for key in [k for k in self._waits if k[0] == result.attempt_id]:
+            self.storage_wait_over(*key)
         self._unacked[result.attempt_id] = result
         if self._connected:
             self._results_to_send[result.attempt_id] = None
@@ -253,6 +264,19 @@ class ProtocolState:
         """Stop asking (the attempt stopped waiting: granted, timed out or cancelled)."""
         self._staging.pop(key, None)
         self._staging_to_send.pop(key, None)
+
+    def storage_wait(self, wait: agent_pb2.StorageWait) -> None:
+        """An attempt's staging waits for storage: the scheduler shows it (`task why`)."""
+        key = (wait.attempt_id, int(wait.kind))
+        self._waits[key] = wait
+        if self._connected:
+            self._waits_to_send[key] = None
+
+    def storage_wait_over(self, attempt_id: str, kind: int) -> None:
+        """The wait ended; the scheduler learns it from what follows (the attempt's start or
+        its result), so nothing is sent."""
+        self._waits.pop((attempt_id, kind), None)
+        self._waits_to_send.pop((attempt_id, kind), None)
 
     def start_task(self, info: task_pb2.NodeTaskInfo) -> None:
         """The start task's progress changed: sent with the next batch (only the latest)."""
@@ -323,6 +347,7 @@ class ProtocolState:
         return self._connected and bool(
             self._heartbeat or self._started or self._results_to_send or self._chunks
             or self._staging_to_send or self._start_info_to_send or self._node_errors
+            or self._waits_to_send
         )
 
     def take(self) -> list[agent_pb2.AgentMessage]:
@@ -362,6 +387,11 @@ class ProtocolState:
                 key = next(iter(self._staging_to_send))
                 del self._staging_to_send[key]
                 m.staging_requests.append(self._staging[key])
+                items += 1
+            while self._waits_to_send and items < MAX_ITEMS_PER_MESSAGE:
+                wait = next(iter(self._waits_to_send))
+                del self._waits_to_send[wait]
+                m.storage_waits.append(self._waits[wait])
                 items += 1
             size = 0
             while self._chunks and items < MAX_ITEMS_PER_MESSAGE:

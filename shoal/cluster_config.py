@@ -34,6 +34,20 @@ class SchedulerTiming:
     min_recurrence_interval: float = 60.0
     """Shortest recurrence interval a job schedule may have, in seconds (Azure Batch's is 1
     minute); tests set it lower."""
+    staging_outage_timeout: float = 300.0
+    """Seconds a node waits out a storage outage (the storage-stager down, the object store
+    unreachable or answering 5xx) while staging a task's files — before its process, or
+    after it with its outputs kept on the node — retrying with backoff, before the task fails
+    (RESOURCE_FILE_DOWNLOAD_FAILED or OUTPUT_FILE_UPLOAD_FAILED, saying so). The scheduler
+    tells each agent in its Welcome."""
+
+    def check(self) -> SchedulerTiming:
+        """Return self if the settings are usable; ValueError naming the setting if not."""
+        if not self.staging_outage_timeout > 0:
+            raise ValueError(
+                f"timing.staging_outage_timeout must be a positive number of seconds, "
+                f"got {self.staging_outage_timeout!r}")
+        return self
 
 
 @dataclass(frozen=True)
@@ -200,7 +214,7 @@ class ClusterConfig:
     @classmethod
     def load(cls, path: Path) -> ClusterConfig:
         raw = json.loads(Path(path).read_text())
-        timing = SchedulerTiming(**raw.pop("timing", {}))
+        timing = SchedulerTiming(**raw.pop("timing", {})).check()
         storage = StorageConfig(**raw.pop("storage", {})).check()
         rest = RestConfig(**raw.pop("rest", {})).check()
         watch = WatchConfig(**raw.pop("watch", {})).check()

@@ -4,13 +4,16 @@ the storage-stager signs. The agent holds no storage credentials and moves bytes
 
 Modules: transfer (HTTP GET/PUT with retries and checks), cache (the node's content cache),
 resources (placing files in a working directory), outputs (choosing files to upload),
-packages (installing application packages), grants (waiting for the scheduler's grants) and
-attempt (one attempt's staging, start to end).
+packages (installing application packages), grants (waiting for the scheduler's grants),
+outage (what counts as storage being unavailable, and how long to wait it out), gate (the
+node's one view of storage while it waits), uploads (one round of uploads), pending (uploads
+that wait, kept on disk), late_logs (logs uploaded after their attempt's result) and attempt
+(one attempt's staging, start to end).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from shoal.v1 import task_pb2
 
@@ -20,6 +23,9 @@ SERVER_ERROR = task_pb2.FailureInfo.SERVER_ERROR
 RESOURCE_FILE_DOWNLOAD_FAILED = "RESOURCE_FILE_DOWNLOAD_FAILED"
 APPLICATION_PACKAGE_FAILED = "APPLICATION_PACKAGE_FAILED"
 OUTPUT_FILE_UPLOAD_FAILED = "OUTPUT_FILE_UPLOAD_FAILED"
+STORAGE_UNAVAILABLE = "STORAGE_UNAVAILABLE"
+"""A grant's failure code when the scheduler could not reach the storage-stager (or the
+stager its object store): storage is unavailable, not the request wrong."""
 
 
 @dataclass
@@ -29,6 +35,8 @@ class StagingFailure(Exception):
     category: task_pb2.FailureInfo.Category
     code: str
     message: str
+    transient: bool = field(default=False, kw_only=True)
+    """Storage was unavailable (agent.staging.outage): trying again later may succeed."""
 
     def __str__(self) -> str:
         return f"{self.code}: {self.message}"
@@ -38,4 +46,6 @@ class StagingFailure(Exception):
 
     @classmethod
     def of(cls, info: task_pb2.FailureInfo) -> StagingFailure:
-        return cls(info.category, info.code, info.message)
+        """A refused grant's failure; transient when storage was unavailable."""
+        return cls(info.category, info.code, info.message,
+                   transient=info.code == STORAGE_UNAVAILABLE)

@@ -43,8 +43,12 @@ class GrantBroker:
         self.timeout = timeout
         self._waiting: dict[StagingKey, asyncio.Future[agent_pb2.StagingGrant]] = {}
 
-    async def request(self, req: agent_pb2.StagingRequest) -> agent_pb2.StagingGrant:
-        """The grant for `req`. Raises StagingFailure when none comes within the timeout."""
+    async def request(
+        self, req: agent_pb2.StagingRequest, within: float | None = None
+    ) -> agent_pb2.StagingGrant:
+        """The grant for `req`. Raises StagingFailure (transient: the scheduler may be away)
+        when none comes `within` seconds (default: the broker's timeout)."""
+        timeout = self.timeout if within is None else within
         key = staging_key(req)
         if key in self._waiting:
             raise ValueError(f"attempt {req.attempt_id!r} already waits for this grant")
@@ -52,12 +56,13 @@ class GrantBroker:
         self._waiting[key] = fut
         try:
             self._send(req)
-            return await asyncio.wait_for(fut, self.timeout)
+            return await asyncio.wait_for(fut, timeout)
         except TimeoutError:
             what = "uploads" if req.kind == agent_pb2.UPLOADS else "downloads"
             raise StagingFailure(
                 SERVER_ERROR, failure_code(req.kind),
-                f"no staging grant for the attempt's {what} within {self.timeout:g}s",
+                f"no staging grant for the attempt's {what} within {timeout:.1f} s",
+                transient=True,
             ) from None
         finally:
             del self._waiting[key]

@@ -36,11 +36,13 @@ FORMATS = {application_pb2.ApplicationVersion.ZIP: "zip",
 _NOT_NAME = re.compile(r"[^A-Za-z0-9_]")
 
 
-def _failure(category: int, grant: agent_pb2.PackageGrant, why: str) -> StagingFailure:
+def _failure(category: int, grant: agent_pb2.PackageGrant, why: str, *,
+             transient: bool = False) -> StagingFailure:
     return StagingFailure(
         category,  # type: ignore[arg-type]
         APPLICATION_PACKAGE_FAILED,
         f"application package {grant.application_id!r} version {grant.version!r}: {why}",
+        transient=transient,
     )
 
 
@@ -109,7 +111,8 @@ class PackageInstaller:
             await asyncio.to_thread(extract_archive, archive, fmt, dest)
             await asyncio.to_thread(_write_marker, marker, identity(grant))
         except TransferError as e:
-            raise _failure(USER_ERROR if e.permanent else SERVER_ERROR, grant, e.message) from None
+            raise _failure(USER_ERROR if e.permanent else SERVER_ERROR, grant, e.message,
+                           transient=not e.permanent) from None
         except ArchiveError as e:
             raise _failure(USER_ERROR, grant, e.message) from None
         except OSError as e:

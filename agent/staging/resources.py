@@ -120,7 +120,8 @@ async def place_one(
     except TransferError as e:
         category = USER_ERROR if e.permanent else SERVER_ERROR
         raise StagingFailure(
-            category, RESOURCE_FILE_DOWNLOAD_FAILED, f"file_path {d.file_path!r}: {e.message}"
+            category, RESOURCE_FILE_DOWNLOAD_FAILED, f"file_path {d.file_path!r}: {e.message}",
+            transient=not e.permanent,
         ) from None
     except OSError as e:
         raise StagingFailure(

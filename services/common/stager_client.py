@@ -22,8 +22,13 @@ log = structlog.get_logger()
 
 GRANT_TIMEOUT = 30.0
 RETRY_DELAYS = (0.2, 0.5, 1.0, 2.0, 4.0, 8.0)
-"""Backoff while the stager is unavailable (a restart): ~16 s before the grant fails."""
+"""Backoff while the stager is unavailable (a restart): ~16 s before the call fails, for
+callers that do not try again themselves."""
 RETRYABLE = (grpc.StatusCode.UNAVAILABLE, grpc.StatusCode.DEADLINE_EXCEEDED)
+CONNECT_WAIT = 2.0
+"""Seconds a call that is not retried waits for a stager that is not connected (one that is
+restarting is back within this of its return: the channel's reconnect backoff is at most
+2 s)."""
 
 
 class StagingUnavailable(ShoalError):
@@ -36,13 +41,23 @@ class StagingUnavailable(ShoalError):
 
 
 class StagingClient:
-    def __init__(self, channel: grpc.aio.Channel, service_token: str) -> None:
+    def __init__(self, channel: grpc.aio.Channel, service_token: str, *,
+                 connect_wait: float = CONNECT_WAIT) -> None:
+        self._channel = channel
         self._stub = staging_pb2_grpc.StagingServiceStub(channel)
         self._token = service_token
+        self._connect_wait = connect_wait
 
-    async def _call(self, method, request, account: str):  # type: ignore[no-untyped-def]
+    async def _call(self, method, request, account: str, *,  # type: ignore[no-untyped-def]
+                    retry: bool = True):
+        """`retry`: with backoff while the stager is unavailable (~16 s). Without, a stager
+        that is not connected is waited for briefly (CONNECT_WAIT) and the call made once:
+        for callers that try again themselves — an agent waiting out a storage outage asks
+        again through the scheduler, and hears at once what is down."""
         md = internal_metadata(self._token, account)
-        for delay in (*RETRY_DELAYS, None):
+        if not retry:
+            await self._connected()
+        for delay in (*RETRY_DELAYS, None) if retry else (None,):
             try:
                 return await method(request, metadata=md, timeout=GRANT_TIMEOUT)
             except grpc.aio.AioRpcError as e:
@@ -53,18 +68,30 @@ class StagingClient:
                 await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
+    async def _connected(self) -> None:
+        if self._channel.get_state(try_to_connect=True) == grpc.ChannelConnectivity.READY:
+            return
+        try:
+            await asyncio.wait_for(self._channel.channel_ready(), self._connect_wait)
+        except TimeoutError:
+            raise StagingUnavailable(
+                f"the {STORAGE_STAGER.name} is unavailable (not reachable for "
+                f"{self._connect_wait:g}s)") from None
+
     async def grant_downloads(
-        self, account: str, specs: Sequence[staging_pb2.DownloadSpec]
+        self, account: str, specs: Sequence[staging_pb2.DownloadSpec], *, retry: bool = True
     ) -> list[staging_pb2.DownloadGrant]:
         resp = await self._call(
-            self._stub.GrantDownloads, staging_pb2.GrantDownloadsRequest(specs=specs), account)
+            self._stub.GrantDownloads, staging_pb2.GrantDownloadsRequest(specs=specs), account,
+            retry=retry)
         return list(resp.grants)
 
     async def grant_uploads(
-        self, account: str, specs: Sequence[staging_pb2.UploadSpec]
+        self, account: str, specs: Sequence[staging_pb2.UploadSpec], *, retry: bool = True
     ) -> list[staging_pb2.UploadGrant]:
         resp = await self._call(
-            self._stub.GrantUploads, staging_pb2.GrantUploadsRequest(specs=specs), account)
+            self._stub.GrantUploads, staging_pb2.GrantUploadsRequest(specs=specs), account,
+            retry=retry)
         return list(resp.grants)
 
     async def read_log(

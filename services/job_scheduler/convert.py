@@ -56,6 +56,7 @@ from services.job_scheduler.model import (
     OnAllTasksComplete,
     Report,
     Result,
+    StorageWait,
     TaskChanges,
     TaskDefinition,
     TaskRecord,
@@ -592,7 +593,14 @@ def agent_report(m: agent_pb2.AgentMessage, now: float) -> AgentReport:
         start_task_info=m.start_task_info.SerializeToString()
         if m.HasField("start_task_info") else None,
         node_errors=tuple(e.SerializeToString() for e in m.node_errors),
+        storage_waits=tuple((w.attempt_id, storage_wait(w)) for w in m.storage_waits),
     )
+
+
+def storage_wait(w: agent_pb2.StorageWait) -> StorageWait:
+    return StorageWait(
+        uploads=w.kind == agent_pb2.UPLOADS, since=w.since.ToNanoseconds() / 1e9,
+        give_up_at=w.give_up_at.ToNanoseconds() / 1e9, error=w.error[:500])
 
 
 def message(m: Message) -> agent_pb2.SchedulerMessage:

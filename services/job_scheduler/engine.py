@@ -32,6 +32,7 @@ from services.job_scheduler.core.failures import NOT_UPLOADED
 from services.job_scheduler.core.plan import Assign, Event, JobEnded, NodeKey, TaskInfo
 from services.job_scheduler.feed import JobFeed
 from services.job_scheduler.model import (
+    EndedAttempt,
     Job,
     JobChanges,
     JobState,
@@ -144,7 +145,7 @@ class Engine:
         self._outbound: dict[NodeKey, Outbound] = {}
         self._kick = asyncio.Event()
         self._node_reads = NodeReads()
-        self._relay = StagingRelay(self.core, storage)
+        self._relay = StagingRelay(self.core, storage, self._ended_attempts)
         self._add_locks: dict[int, asyncio.Lock] = {}
         self._waiting_adds: dict[
             int, list[tuple[list[TaskDefinition], asyncio.Future[list[int]]]]] = {}
@@ -275,6 +276,11 @@ class Engine:
             self.feed.record(events)
             if self._on_events is not None:
                 self._on_events(events)
+
+    async def _ended_attempts(self, attempt_ids: list[str]) -> dict[str, EndedAttempt]:
+        """Ended attempts among these, as stored (those resolved a moment ago included)."""
+        await self.store.commit()
+        return await self.store.ended_attempts(attempt_ids)
 
     def _stream_of(self, key: NodeKey) -> Callable[[], Outbound | None]:
         """The node's stream as it will be when asked (it may reconnect in between)."""
@@ -790,7 +796,8 @@ class Engine:
             heartbeat_interval=to_duration(t.heartbeat_interval),
             cancel_attempts=w.cancel_attempts, upload_logs=self.storage is not None,
             fence_after=to_duration(
-                fence_after(t.heartbeat_interval, t.lost_after, t.reconnect_grace))))
+                fence_after(t.heartbeat_interval, t.lost_after, t.reconnect_grace)),
+            staging_outage_timeout=to_duration(t.staging_outage_timeout)))
         if w.drain:
             welcome.drain.leave = False
         await self._apply(plan)
@@ -809,7 +816,8 @@ class Engine:
             self._spawn(self._relay.grant(s.key, list(msg.staging_requests),
                                           self._stream_of(s.key)))
         now = self.clock()
-        if not (msg.results or msg.started or msg.node_errors or msg.HasField("start_task_info")):
+        if not (msg.results or msg.started or msg.node_errors or msg.storage_waits
+                or msg.HasField("start_task_info")):
             beat = self.core.heartbeat(s.key, stream_id, now)
             if beat is not None:
                 await self._apply(beat)

@@ -7,6 +7,7 @@ observed state the agent reports (started, exited).
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import NamedTuple
@@ -74,6 +75,28 @@ class Failure:
     category: Category
     code: str
     message: str
+
+
+@dataclass(frozen=True)
+class StorageWait:
+    """An attempt's staging waits for storage to come back, as its agent said (kept in
+    memory only: the agent says it again after a reconnect)."""
+
+    uploads: bool
+    """True: its process ended and its outputs wait; False: its files wait, before it runs."""
+    since: float
+    give_up_at: float
+    """When the attempt fails if storage is still unavailable."""
+    error: str
+
+    def describe(self) -> str:
+        what = "its output files" if self.uploads else "its files"
+        return (f"{what} wait for storage (unavailable since {_utc(self.since)}; the task "
+                f"fails at {_utc(self.give_up_at)} if it still is)")
+
+
+def _utc(t: float) -> str:
+    return time.strftime("%H:%M:%S UTC", time.gmtime(t))
 
 
 @dataclass
@@ -302,6 +325,8 @@ class Attempt:
     cancel_failure: Failure | None = None
     task_deleted: bool = False
     """Its task was deleted while it ran: its end only frees its slot and its count."""
+    storage_wait: StorageWait | None = None
+    """Its node waits for storage to stage its files (shown, never stored)."""
 
 
 @dataclass(frozen=True)
@@ -424,6 +449,15 @@ class ActiveRow(NamedTuple):
     priority: int
     deps: tuple[str, ...]
     unblocked: bool
+
+
+class EndedAttempt(NamedTuple):
+    """An attempt that has ended, as stored: whose it was and where it ran."""
+
+    job_pk: int
+    task_id: str
+    node: str
+    """`pools/{pool}/nodes/{node}`."""
 
 
 class LiveRow(NamedTuple):

@@ -45,6 +45,7 @@ from services.job_scheduler.model import (
     AttemptRecord,
     Category,
     DepRow,
+    EndedAttempt,
     Failure,
     Job,
     JobState,
@@ -639,6 +640,19 @@ class Store:
                 f"ON t.task_pk = a.task_pk WHERE t.job_pk IN ({','.join('?' * len(chunk))})",
                 chunk,
             )]
+        return out
+
+    async def ended_attempts(self, attempt_ids: Sequence[str]) -> dict[str, EndedAttempt]:
+        """The ended attempts among these (a late log upload asks for them)."""
+        out: dict[str, EndedAttempt] = {}
+        for i in range(0, len(attempt_ids), 900):
+            chunk = attempt_ids[i : i + 900]
+            for r in await self._all(
+                "SELECT a.attempt_id, t.job_pk, t.id, a.node FROM attempts a JOIN tasks t "
+                "ON t.task_pk = a.task_pk WHERE a.end_time IS NOT NULL "
+                f"AND a.attempt_id IN ({','.join('?' * len(chunk))})", chunk,
+            ):
+                out[r[0]] = EndedAttempt(r[1], r[2], r[3])
         return out
 
     async def get_task(self, job_pk: int, task_id: str) -> TaskRecord | None:

@@ -186,6 +186,11 @@ def print_banner(suite: LocalSuite, hint: str) -> None:
 @click.option("--lost-after", type=click.FloatRange(min=0, min_open=True), help="Seconds.")
 @click.option("--reconnect-grace", type=click.FloatRange(min=0), help="Seconds.")
 @click.option(
+    "--staging-outage-timeout", type=click.FloatRange(min=0, min_open=True),
+    help="Seconds nodes wait out storage being unavailable before a task's staging fails "
+         "(default 300).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
@@ -207,6 +212,7 @@ def up(
     unreachable_after: float | None,
     lost_after: float | None,
     reconnect_grace: float | None,
+    staging_outage_timeout: float | None,
     log_level: str,
     profile_name: str,
     no_profile: bool,
@@ -220,6 +226,7 @@ def up(
             "unreachable_after": unreachable_after,
             "lost_after": lost_after,
             "reconnect_grace": reconnect_grace,
+            "staging_outage_timeout": staging_outage_timeout,
         }.items()
         if v is not None
     }

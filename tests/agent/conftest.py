@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -14,8 +14,11 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
+from agent.layout import NodeLayout
 from services.common.node_processes import RootLock, kill_leftovers
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
+from tests.agent.staging_support import Bucket, SchedulerStandIn
+from tests.storage_support import MotoServer
 from tests.support import eventually
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -26,6 +29,25 @@ T = TypeVar("T")
 @pytest.fixture
 def wait_for() -> Callable[..., Awaitable[Any]]:
     return eventually
+
+
+@pytest.fixture
+def layout(tmp_path: Path) -> NodeLayout:
+    """A node's directories, created."""
+    lay = NodeLayout(tmp_path / "node")
+    lay.create()
+    return lay
+
+
+@pytest.fixture(scope="module")
+def bucket(moto_s3: MotoServer) -> Iterator[Bucket]:
+    """A fresh bucket on the real S3 server, one per test module."""
+    yield Bucket(moto_s3)
+
+
+@pytest.fixture
+def sched(bucket: Bucket) -> SchedulerStandIn:
+    return SchedulerStandIn(bucket)
 
 
 def make_assignment(

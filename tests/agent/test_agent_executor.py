@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -16,13 +15,6 @@ from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
 
 USER_ERROR = task_pb2.FailureInfo.USER_ERROR
-
-
-@pytest.fixture
-def layout(tmp_path: Path) -> NodeLayout:
-    lay = NodeLayout(tmp_path / "node")
-    lay.create()
-    return lay
 
 
 @pytest.fixture
@@ -148,7 +140,8 @@ async def test_ids_that_would_escape_the_node_root_are_refused(
     r = await executor.run(assignment("a1", "true", job=".."))
     assert r is not None and r.failure_info.code == "INVALID_ASSIGNMENT"
     assert r.failure_info.category == task_pb2.FailureInfo.SERVER_ERROR
-    assert sorted(p.name for p in layout.root.iterdir()) == ["outbox", "shared", "startup", "tasks"]
+    assert sorted(p.name for p in layout.root.iterdir()) == [
+        "outbox", "shared", "startup", "tasks", "uploads"]
     assert list(layout.tasks.iterdir()) == []
 
 

@@ -5,8 +5,7 @@ StagingRequests as the job-scheduler relays them to the stager)."""
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Iterator
-from pathlib import Path
+from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
@@ -24,28 +23,10 @@ from tests.agent.staging_support import (
     package_grant,
     tar_gz,
 )
-from tests.storage_support import MotoServer
 from tests.support import eventually
 
 OF = task_pb2.OutputFile
 DOWN, UP = agent_pb2.DOWNLOADS, agent_pb2.UPLOADS
-
-
-@pytest.fixture(scope="module")
-def bucket(moto_s3: MotoServer) -> Iterator[Bucket]:
-    yield Bucket(moto_s3)
-
-
-@pytest.fixture
-def layout(tmp_path: Path) -> NodeLayout:
-    lay = NodeLayout(tmp_path / "node")
-    lay.create()
-    return lay
-
-
-@pytest.fixture
-def sched(bucket: Bucket) -> SchedulerStandIn:
-    return SchedulerStandIn(bucket)
 
 
 @pytest.fixture

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 class Up:
     """`shoal up --port 0` in the background, its output in files."""
 
-    def __init__(self, tmp_path: Path, **modes: str) -> None:
+    def __init__(self, tmp_path: Path, *args: str, **modes: str) -> None:
         self.state = (tmp_path / "state").resolve()
         self.stderr_path = tmp_path / "up.stderr"
         env = {k: v for k, v in os.environ.items() if (not k.startswith("SHOAL_") or k == "SHOAL_CONFIG")}
@@ -42,7 +42,7 @@ class Up:
         env["SHOAL_CONFIG"] = str(self.config)
         if modes:
             env["SHOAL_SERVICE_COMMANDS"] = json.dumps(standin_commands(**modes))
-        argv = ["up", "--state-dir", str(self.state), "--port", "0"]
+        argv = ["up", "--state-dir", str(self.state), "--port", "0", *args]
         with open(self.stderr_path, "wb") as err, open(tmp_path / "up.stdout", "wb") as out:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "shoal.cli.main", *argv],
@@ -81,8 +81,8 @@ class Up:
 def up(tmp_path: Path) -> Iterator[Callable[..., Up]]:
     running: list[Up] = []
 
-    def start(**modes: str) -> Up:
-        u = Up(tmp_path, **modes)
+    def start(*args: str, **modes: str) -> Up:
+        u = Up(tmp_path, *args, **modes)
         running.append(u)
         return u
 
@@ -132,6 +132,13 @@ def creates_job(cli_args: list[str], env: dict[str, str | None], job: str) -> bo
     if made.exit_code != 0:
         assert "JOB_SCHEDULER_UNAVAILABLE" in made.output, made.output
     return made.exit_code == 0
+
+
+def test_up_refuses_a_staging_outage_timeout_that_is_not_positive(tmp_path: Path) -> None:
+    done = CliRunner().invoke(cli, ["up", "--state-dir", str(tmp_path / "s"),
+                                    "--staging-outage-timeout", "0"])
+    assert done.exit_code == 2 and "--staging-outage-timeout" in done.output
+    assert not (tmp_path / "s").exists()
 
 
 def restarted(u: Up, times: int) -> bool:

@@ -55,3 +55,16 @@ def test_public_url_and_secrets() -> None:
                       access_key_id="AKIAXYZ")
     assert s.base_url == "https://files.example.com"
     assert "SUPERSECRET" not in repr(s) and "AKIAXYZ" not in repr(s)
+
+
+@pytest.mark.parametrize("value", [0, -5])
+def test_a_staging_outage_timeout_that_is_not_positive_is_refused(tmp_path: Path,
+                                                                  value: float) -> None:
+    config = ClusterConfig.new(tmp_path / "state")
+    assert config.timing.staging_outage_timeout == 300.0
+    config.save(tmp_path / "cluster.json")
+    raw = json.loads((tmp_path / "cluster.json").read_text())
+    raw["timing"]["staging_outage_timeout"] = value
+    (tmp_path / "cluster.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="timing.staging_outage_timeout"):
+        ClusterConfig.load(tmp_path / "cluster.json")

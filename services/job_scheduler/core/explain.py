@@ -6,7 +6,14 @@ from __future__ import annotations
 from typing import NamedTuple
 
 from services.job_scheduler.core.state import CoreState, is_open
-from services.job_scheduler.model import CancelIntent, Job, JobState, TaskRecord, TaskState
+from services.job_scheduler.model import (
+    CancelIntent,
+    Job,
+    JobState,
+    StorageWait,
+    TaskRecord,
+    TaskState,
+)
 
 
 class Explanation(NamedTuple):
@@ -71,19 +78,29 @@ class Explain(CoreState):
 
     def _explain_assigned(self, job: Job, t: TaskRecord) -> Explanation:
         where = t.node or "a node"
+        a = self.attempts.get(t.attempt_id or "")
+        wait = a.storage_wait if a is not None else None
         if t.state == TaskState.RUNNING:
+            if wait is not None and wait.uploads:
+                return Explanation(
+                    t, f"its process ended on {where}; {wait.describe()}",
+                    ["RUNNING", "STORAGE_UNAVAILABLE"], _waiting(wait, "its output files"))
             return Explanation(t, f"running on {where}", ["RUNNING"], [])
         reasons, details = ["PREPARING"], []
+        if wait is not None and not wait.uploads:
+            reasons.append("STORAGE_UNAVAILABLE")
+            details += _waiting(wait, "the task's files")
         if job.prep:
             reasons.append("JOB_PREPARATION_RUNNING")
             details.append("the job has a preparation task, which runs on the node before "
                            "the job's first task there")
-        if t.spec.files:
+        if t.spec.files and wait is None:
             details.append("the node stages the task's resource files and packages")
-        a = self._attempt_of(t.pk)
         if a is not None and a.cancel != CancelIntent.NONE:
             details.append("it is being stopped")
-        return Explanation(t, f"assigned to {where}, preparing to start", reasons, details)
+        summary = f"assigned to {where}, preparing to start"
+        return Explanation(t, f"{summary}; {wait.describe()}" if wait else summary, reasons,
+                           details)
 
     def _explain_nodes(self, job: Job, t: TaskRecord, reasons: list[str], details: list[str]) -> None:
         nodes = [x for x in self.sessions.values() if (x.key[0], x.key[1]) == job.pool_key]
@@ -106,3 +123,8 @@ class Explain(CoreState):
             total = sum(x.total_slots for x in usable)
             details.append(f"no node has {t.spec.slots} free slot(s): {busy} of {total} slots "
                            f"busy on {len(usable)} nodes")
+
+
+def _waiting(wait: StorageWait, what: str) -> list[str]:
+    return [f"{wait.describe()}; the node keeps {what} and tries again with backoff",
+            f"last error: {wait.error}"]

@@ -25,7 +25,15 @@ from services.job_scheduler.core.plan import (
     TaskChanged,
 )
 from services.job_scheduler.core.state import CoreState, intend, is_open
-from services.job_scheduler.model import Attempt, CancelIntent, Failure, Job, Report, TaskState
+from services.job_scheduler.model import (
+    Attempt,
+    CancelIntent,
+    Failure,
+    Job,
+    Report,
+    StorageWait,
+    TaskState,
+)
 from services.job_scheduler.sessions import Liveness, NodeSession, check_liveness
 
 MAX_NODE_ERRORS = 20
@@ -67,6 +75,8 @@ class AgentReport(NamedTuple):
     results: list[Report]
     start_task_info: bytes | None = None
     node_errors: tuple[bytes, ...] = ()
+    storage_waits: tuple[tuple[str, StorageWait], ...] = ()
+    """(attempt id, its wait)."""
 
 
 class NodeEvents(CoreState):
@@ -136,9 +146,14 @@ class NodeEvents(CoreState):
             s.errors = [*s.errors, *m.node_errors][-MAX_NODE_ERRORS:]
         if m.start_task_info is not None or m.node_errors:
             self._plan.events.append(NodeChanged(key, "REPORTED"))
+        for attempt_id, wait in m.storage_waits:
+            a = self.attempts.get(attempt_id)
+            if a is not None and a.node_key == key:
+                a.storage_wait = wait
         for attempt_id, start_time in m.started:
             a = self.attempts.get(attempt_id)
             if a is not None and a.node_key == key and a.start_time is None:
+                a.storage_wait = None  # its files are staged: it runs
                 a.start_time = start_time
                 row = StartAttempt(a.task_pk, attempt_id, start_time, now)
                 self._row(row)

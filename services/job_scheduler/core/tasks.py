@@ -192,9 +192,15 @@ class TaskEvents(CoreState):
     # -- reading ----------------------------------------------------------------------------
 
     def with_reason(self, job: Job, t: TaskRecord, job_reason: str | None = None) -> TaskRecord:
-        """A task as read, with why it waits if it is ACTIVE: its dependencies, else what
-        holds all of the job's tasks (`job_reason`, `job_wait_reason(job)` when not given:
-        a page of tasks asks once)."""
+        """A task as read, with why it waits: ACTIVE, its dependencies, else what holds all
+        of the job's tasks (`job_reason`, `job_wait_reason(job)` when not given: a page of
+        tasks asks once); PREPARING or RUNNING, whether its node waits for storage to stage
+        its files."""
+        if t.state in (TaskState.PREPARING, TaskState.RUNNING):
+            a = self.attempts.get(t.attempt_id or "")
+            if a is not None and a.storage_wait is not None:
+                return t._replace(state_reason=a.storage_wait.describe())
+            return t
         if t.state != TaskState.ACTIVE:
             return t
         why = self.deps.reason(t.pk)

@@ -12,6 +12,8 @@ from abc import ABC, abstractmethod
 from collections.abc import AsyncGenerator, AsyncIterable, Callable
 from dataclasses import dataclass
 
+from services.common.errors import Code, ShoalError
+
 CHUNK = 1024 * 1024
 """Bytes per chunk when a backend streams an object out."""
 
@@ -42,6 +44,15 @@ class ChecksumMismatch(Exception):
         super().__init__(f"expected sha256 {expected}, the bytes have {actual}")
         self.expected = expected
         self.actual = actual
+
+
+class BackendUnavailable(ShoalError):
+    """The object store cannot be reached, or answered that it cannot serve now (5xx):
+    UNAVAILABLE with reason STORAGE_UNAVAILABLE, which callers (and agents, through the
+    scheduler) take as "try again later", unlike an answer about the object itself."""
+
+    def __init__(self, message: str) -> None:
+        super().__init__(Code.UNAVAILABLE, "STORAGE_UNAVAILABLE", message)
 
 
 class OffsetBeyondEnd(Exception):

@@ -18,17 +18,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
+import functools
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import structlog
 from aiobotocore.config import AioConfig
 from aiobotocore.session import get_session
-from botocore.exceptions import ClientError
+from botocore.exceptions import ClientError, HTTPClientError
+from botocore.exceptions import ConnectionError as BotoConnectionError
 
 from services.storage_stager.backends.base import (
     CHUNK,
     Backend,
+    BackendUnavailable,
     Chunks,
     Expected,
     Hasher,
@@ -58,6 +61,34 @@ def _missing(e: ClientError) -> bool:
 def _superseded(e: ClientError) -> bool:
     """A conditional copy found the object replaced (or deleted) by another writer."""
     return _code(e) in ("PreconditionFailed", "412") or _missing(e)
+
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _reachable(
+    call: Callable[Concatenate[S3Backend, P], Coroutine[Any, Any, R]]
+) -> Callable[Concatenate[S3Backend, P], Coroutine[Any, Any, R]]:
+    """S3 unreachable (connection refused, timeouts, a dropped connection, after botocore's
+    own retries) or answering 5xx is BackendUnavailable, not a crash: whoever asked may try
+    again later. Answers about the object (404, 403, 412) pass through."""
+
+    @functools.wraps(call)
+    async def reaching(self: S3Backend, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return await call(self, *args, **kwargs)
+        except (HTTPClientError, BotoConnectionError) as e:
+            raise BackendUnavailable(
+                f"S3 at {self.where} cannot be reached: {type(e).__name__}: {e}") from None
+        except ClientError as e:
+            status = int(e.response.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0)
+            if status < 500:
+                raise
+            raise BackendUnavailable(
+                f"S3 at {self.where} answered HTTP {status} {_code(e)}") from None
+
+    return reaching
 
 
 class _KeyTurns:
@@ -100,6 +131,8 @@ class S3Backend(Backend):
         self._stack = contextlib.AsyncExitStack()
         self._client: Any = None
         self._turns = _KeyTurns()
+        self.where = config.endpoint_url or "AWS"
+        """For messages: which S3 (never its credentials)."""
 
     async def start(self) -> None:
         cfg = self._config
@@ -151,6 +184,7 @@ class S3Backend(Backend):
 
     # Writing
 
+    @_reachable
     async def put(self, key: str, data: AsyncIterable[bytes], expected: Expected) -> ObjectInfo:
         hasher = Hasher()
         buf = bytearray()
@@ -200,9 +234,11 @@ class S3Backend(Backend):
             # A newer writer won: its object stands, with its own metadata.
             log.info("object replaced while its checksum was being set", key=key)
 
+    @_reachable
     async def delete(self, key: str) -> None:
         await self._client.delete_object(Bucket=self.bucket, Key=self._k(key))
 
+    @_reachable
     async def delete_prefix(self, prefix: str) -> int:
         if not prefix:
             raise ValueError("refusing to delete everything: empty prefix")
@@ -226,6 +262,7 @@ class S3Backend(Backend):
 
     # Reading
 
+    @_reachable
     async def head(self, key: str) -> ObjectInfo | None:
         try:
             r = await self._client.head_object(Bucket=self.bucket, Key=self._k(key))
@@ -235,6 +272,7 @@ class S3Backend(Backend):
             raise
         return _info(key, r, int(r["ContentLength"]))
 
+    @_reachable
     async def get(self, key: str, offset: int = 0) -> tuple[ObjectInfo, Chunks]:
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Key": self._k(key)}
         if offset:
@@ -258,6 +296,7 @@ class S3Backend(Backend):
             size = int(str(r["ContentRange"]).rsplit("/", 1)[1])
         return _info(key, r, size), _body(r["Body"])
 
+    @_reachable
     async def list(self, prefix: str, start_after: str = "", limit: int = 1000) -> list[ObjectInfo]:
         out: list[ObjectInfo] = []
         kwargs: dict[str, Any] = {"Bucket": self.bucket, "Prefix": self._k(prefix)}

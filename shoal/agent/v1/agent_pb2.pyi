@@ -99,7 +99,7 @@ class PackageGrant(_message.Message):
     def __init__(self, application_id: _Optional[str] = ..., version: _Optional[str] = ..., format: _Optional[_Union[_application_pb2.ApplicationVersion.Format, str]] = ..., archive: _Optional[_Union[Download, _Mapping]] = ..., is_default: _Optional[bool] = ...) -> None: ...
 
 class AgentMessage(_message.Message):
-    __slots__ = ("hello", "heartbeat", "started", "results", "file_chunks", "staging_requests", "start_task_info", "node_errors")
+    __slots__ = ("hello", "heartbeat", "started", "results", "file_chunks", "staging_requests", "start_task_info", "node_errors", "storage_waits")
     HELLO_FIELD_NUMBER: _ClassVar[int]
     HEARTBEAT_FIELD_NUMBER: _ClassVar[int]
     STARTED_FIELD_NUMBER: _ClassVar[int]
@@ -108,6 +108,7 @@ class AgentMessage(_message.Message):
     STAGING_REQUESTS_FIELD_NUMBER: _ClassVar[int]
     START_TASK_INFO_FIELD_NUMBER: _ClassVar[int]
     NODE_ERRORS_FIELD_NUMBER: _ClassVar[int]
+    STORAGE_WAITS_FIELD_NUMBER: _ClassVar[int]
     hello: Hello
     heartbeat: Heartbeat
     started: _containers.RepeatedCompositeFieldContainer[TaskStarted]
@@ -116,7 +117,22 @@ class AgentMessage(_message.Message):
     staging_requests: _containers.RepeatedCompositeFieldContainer[StagingRequest]
     start_task_info: _task_pb2.NodeTaskInfo
     node_errors: _containers.RepeatedCompositeFieldContainer[_pool_pb2.NodeError]
-    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Iterable[_Union[TaskStarted, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., file_chunks: _Optional[_Iterable[_Union[FileChunk, _Mapping]]] = ..., staging_requests: _Optional[_Iterable[_Union[StagingRequest, _Mapping]]] = ..., start_task_info: _Optional[_Union[_task_pb2.NodeTaskInfo, _Mapping]] = ..., node_errors: _Optional[_Iterable[_Union[_pool_pb2.NodeError, _Mapping]]] = ...) -> None: ...
+    storage_waits: _containers.RepeatedCompositeFieldContainer[StorageWait]
+    def __init__(self, hello: _Optional[_Union[Hello, _Mapping]] = ..., heartbeat: _Optional[_Union[Heartbeat, _Mapping]] = ..., started: _Optional[_Iterable[_Union[TaskStarted, _Mapping]]] = ..., results: _Optional[_Iterable[_Union[TaskResult, _Mapping]]] = ..., file_chunks: _Optional[_Iterable[_Union[FileChunk, _Mapping]]] = ..., staging_requests: _Optional[_Iterable[_Union[StagingRequest, _Mapping]]] = ..., start_task_info: _Optional[_Union[_task_pb2.NodeTaskInfo, _Mapping]] = ..., node_errors: _Optional[_Iterable[_Union[_pool_pb2.NodeError, _Mapping]]] = ..., storage_waits: _Optional[_Iterable[_Union[StorageWait, _Mapping]]] = ...) -> None: ...
+
+class StorageWait(_message.Message):
+    __slots__ = ("attempt_id", "kind", "since", "give_up_at", "error")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    KIND_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    GIVE_UP_AT_FIELD_NUMBER: _ClassVar[int]
+    ERROR_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    kind: StagingKind
+    since: _timestamp_pb2.Timestamp
+    give_up_at: _timestamp_pb2.Timestamp
+    error: str
+    def __init__(self, attempt_id: _Optional[str] = ..., kind: _Optional[_Union[StagingKind, str]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., give_up_at: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., error: _Optional[str] = ...) -> None: ...
 
 class UploadWanted(_message.Message):
     __slots__ = ("container", "key")
@@ -285,16 +301,18 @@ class StagingGrant(_message.Message):
     def __init__(self, attempt_id: _Optional[str] = ..., kind: _Optional[_Union[StagingKind, str]] = ..., job_task: _Optional[_Union[JobTaskKind, str]] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., packages: _Optional[_Iterable[_Union[PackageGrant, _Mapping]]] = ..., upload_urls: _Optional[_Iterable[str]] = ..., failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("heartbeat_interval", "cancel_attempts", "upload_logs", "fence_after")
+    __slots__ = ("heartbeat_interval", "cancel_attempts", "upload_logs", "fence_after", "staging_outage_timeout")
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     CANCEL_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_LOGS_FIELD_NUMBER: _ClassVar[int]
     FENCE_AFTER_FIELD_NUMBER: _ClassVar[int]
+    STAGING_OUTAGE_TIMEOUT_FIELD_NUMBER: _ClassVar[int]
     heartbeat_interval: _duration_pb2.Duration
     cancel_attempts: _containers.RepeatedScalarFieldContainer[str]
     upload_logs: bool
     fence_after: _duration_pb2.Duration
-    def __init__(self, heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., upload_logs: _Optional[bool] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
+    staging_outage_timeout: _duration_pb2.Duration
+    def __init__(self, heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., upload_logs: _Optional[bool] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., staging_outage_timeout: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("attempt_id", "job_id", "task_id", "command_line", "environment", "max_wall_clock_time", "required_slots", "attempt_number", "files", "job_preparation_task", "job_uid", "retention_time")
@@ -364,3 +382,13 @@ class Drain(_message.Message):
     LEAVE_FIELD_NUMBER: _ClassVar[int]
     leave: bool
     def __init__(self, leave: _Optional[bool] = ...) -> None: ...
+
+class PendingUpload(_message.Message):
+    __slots__ = ("assignment", "result", "since")
+    ASSIGNMENT_FIELD_NUMBER: _ClassVar[int]
+    RESULT_FIELD_NUMBER: _ClassVar[int]
+    SINCE_FIELD_NUMBER: _ClassVar[int]
+    assignment: Assignment
+    result: TaskResult
+    since: _timestamp_pb2.Timestamp
+    def __init__(self, assignment: _Optional[_Union[Assignment, _Mapping]] = ..., result: _Optional[_Union[TaskResult, _Mapping]] = ..., since: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
