@@ -237,6 +237,7 @@ class Engine:
 
     async def create_job(self, account: str, req: job_pb2.CreateJobRequest,
                          schedule_id: str = "") -> Job:
+        self.store.check_writable()
         job_id, pool_id, priority, on_all = convert.job_fields(req)
         prep, release = convert.job_commands(req.job)
         settings = convert.job_settings(req.job)
@@ -283,24 +284,29 @@ class Engine:
     ) -> Job:
         """The core checks the etag and applies the changes in one step; a plan that lets more
         tasks start asks for a dispatch round."""
+        self.store.check_writable()
         plan = self.core.update_job(account, job_id, changes, if_match, self.clock())
         job: Job = await self._apply(plan)
         log.info("job updated", job=job.id, fields=sorted(changes.fields), etag=job.etag)
         return job
 
     async def terminate_job(self, account: str, job_id: str, reason: str) -> Job:
+        self.store.check_writable()
         job: Job = await self._apply(self.core.terminate_job(account, job_id, reason, self.clock()))
         return job
 
     async def disable_job(self, account: str, job_id: str, option: int) -> Job:
+        self.store.check_writable()
         job: Job = await self._apply(self.core.disable_job(account, job_id, option, self.clock()))
         return job
 
     async def enable_job(self, account: str, job_id: str) -> Job:
+        self.store.check_writable()
         job: Job = await self._apply(self.core.enable_job(account, job_id, self.clock()))
         return job
 
     async def delete_job(self, account: str, job_id: str) -> None:
+        self.store.check_writable()
         job = self.core.job(account, job_id)
         async with self._lock(job):
             if self.core.jobs.get(job.pk) is not job:
@@ -322,6 +328,7 @@ class Engine:
         self, account: str, job_id: str, specs: list[TaskDefinition], *, single: bool = False
     ) -> int:
         """Add tasks; `single` is CreateTask (errors name `task…`, not `requests[i].task…`)."""
+        self.store.check_writable()
         self.core.check_batch(specs, single)
         job = self.core.job(account, job_id)
         # A task of its own: once the ids are checked the add runs to its commit even if the
@@ -332,6 +339,7 @@ class Engine:
     async def create_task(self, account: str, job_id: str, spec: TaskDefinition) -> TaskRecord:
         """CreateTask: the task as created, from what was added (a read back could see an
         older snapshot or a later state)."""
+        self.store.check_writable()
         now = self.clock()
         self.core.check_batch([spec], True)
         job = self.core.job(account, job_id)
@@ -476,6 +484,7 @@ class Engine:
     ) -> TaskRecord:
         """A task operation: the row is read once everything queued is committed (so it is
         not behind what memory knows), the core decides on it, and the task is read again."""
+        self.store.check_writable()
         job = self.core.job(account, job_id)
         await self.store.commit()
         t = await self._read_task(job, task_id)
@@ -492,6 +501,7 @@ class Engine:
         return await self._task_event(account, job_id, task_id, self.core.unblock_task)
 
     async def delete_task(self, account: str, job_id: str, task_id: str) -> None:
+        self.store.check_writable()
         job = self.core.job(account, job_id)
         async with self._lock(job):
             await self.store.commit()
