@@ -33,6 +33,9 @@ class SchedulerTiming:
     min_recurrence_interval: float = 60.0
     """Shortest recurrence interval a job schedule may have, in seconds (Azure Batch's is 1
     minute); tests set it lower."""
+    node_min_free_bytes: int = 1 << 30
+    """A node whose root has less free space than this (its heartbeats say) takes no new
+    tasks until space is back; it is shown UNUSABLE with a DISK_FULL error."""
 
 
 STORAGE_BACKENDS = ("local", "s3")

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from services.common.errors import Code, ShoalError
+from services.common.errors import DISK_FULL, Code, ShoalError
 from shoal.dbfiles import DatabaseUnreadable, check_file
 
 
@@ -52,6 +52,6 @@ def disk_full_error(path: Path | str | None = None) -> ShoalError:
     until space is freed, and nothing already accepted is lost."""
     where = f" (database {path})" if path else ""
     return ShoalError(
-        Code.RESOURCE_EXHAUSTED, "DISK_FULL",
+        Code.RESOURCE_EXHAUSTED, DISK_FULL,
         f"the service's disk is full{where}: writes are refused until space is freed; "
         "reads still work")

@@ -682,7 +682,8 @@ class Engine:
                         code=s.setup_failure.code, message=s.setup_failure.message)
         welcome = agent_pb2.SchedulerMessage(welcome=agent_pb2.Welcome(
             heartbeat_interval=to_duration(self.timing.heartbeat_interval),
-            cancel_attempts=w.cancel_attempts, upload_logs=self.storage is not None))
+            cancel_attempts=w.cancel_attempts, upload_logs=self.storage is not None,
+            min_free_bytes=self.timing.node_min_free_bytes))
         if w.drain:
             welcome.drain.leave = False
         await self._apply(plan)
@@ -702,7 +703,9 @@ class Engine:
                                           self._stream_of(s.key)))
         now = self.clock()
         if not (msg.results or msg.started or msg.node_errors or msg.HasField("start_task_info")):
-            beat = self.core.heartbeat(s.key, stream_id, now)
+            beat = self.core.heartbeat(
+                s.key, stream_id, now,
+                msg.heartbeat.disk_free_bytes if msg.HasField("heartbeat") else None)
             if beat is not None:
                 await self._apply(beat)
             return

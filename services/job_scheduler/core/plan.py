@@ -195,7 +195,8 @@ class JobChanged(NamedTuple):
 class NodeChanged(NamedTuple):
     node: NodeKey
     state: str
-    """CONNECTED, UNREACHABLE, LOST, DISCONNECTED, REMOVING, SCHEDULING_DISABLED, ENABLED."""
+    """CONNECTED, UNREACHABLE, LOST, DISCONNECTED, REMOVING, SCHEDULING_DISABLED, ENABLED,
+    SHORT_OF_DISK, DISK_SPACE_BACK."""
 
 
 Event = TaskChanged | JobChanged | NodeChanged
