@@ -1,22 +1,25 @@
-"""A full disk under a service: writes are refused with RESOURCE_EXHAUSTED/DISK_FULL, reads
-go on, the process stays up, and once space is freed writes work again with nothing accepted
-before lost. Real service processes on a real small filesystem (a tmpfs mounted for the test;
-the test is skipped, saying why, where mounting is not allowed)."""
+"""Full disks. Under a node: the task that filled it fails saying so, its result is still
+written and delivered (the outbox's reserve), the node takes no tasks while it is short of
+space (UNUSABLE with a DISK_FULL error, and `task why` says so) and takes them again once space
+is back. Under a service: writes are refused with RESOURCE_EXHAUSTED/DISK_FULL, reads go on,
+the process stays up, and once space is freed writes work again with nothing accepted before
+lost. Real service processes on a real small filesystem (a tmpfs mounted for the test; the
+test is skipped, saying why, where mounting is not allowed)."""
 
 from __future__ import annotations
 
-import contextlib
-import errno
-import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
 import pytest
 
 from shoal.errors import ShoalError, StatusCode
-from shoal.v1 import task_pb2
-from tests.support import print_logs, start_suite, wait_for
+from shoal.suite import LocalSuite
+from shoal.v1 import pool_pb2, task_pb2
+from tests.disk_support import fill_disk, small_filesystem
+from tests.support import FAST, print_logs, start_suite, wait_for
 
 T = TypeVar("T")
 
@@ -35,36 +38,6 @@ def answered(call: Callable[[], T]) -> T | None:
         return None
 
 
-@contextlib.contextmanager
-def small_filesystem(where: Path, size: str) -> Iterator[Path]:
-    where.mkdir(parents=True)
-    done = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(where)],
-                          capture_output=True, text=True)
-    if done.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {done.stderr.strip()}")
-    try:
-        yield where
-    finally:
-        subprocess.run(["umount", "-l", str(where)], check=True)
-
-
-def fill(fs: Path, leave: int = 0) -> Path:
-    """A file that takes every free byte of the filesystem but `leave`."""
-    filler = fs / "filler"
-    headroom = fs / "headroom"
-    headroom.write_bytes(b"\0" * leave)
-    with filler.open("wb", buffering=0) as f:
-        for size in (1 << 20, 4096):
-            block = b"\0" * size
-            try:
-                while True:
-                    f.write(block)
-            except OSError as e:
-                assert e.errno == errno.ENOSPC
-    headroom.unlink()
-    return filler
-
-
 def test_a_full_disk_refuses_writes_keeps_reads_and_recovers(tmp_path: Path) -> None:
     with small_filesystem(tmp_path / "fs", "24m") as fs:
         state = fs / "state"
@@ -78,7 +51,7 @@ def test_a_full_disk_refuses_writes_keeps_reads_and_recovers(tmp_path: Path) -> 
             with s.client(timeout=20) as c:
                 c.create_pool("p", target_nodes=0)
                 c.create_job("j", pool_id="p")
-                filler = fill(fs, leave=2 << 20)  # room for a few adds
+                filler = fill_disk(fs, leave=2 << 20)  # room for a few adds
                 added: list[str] = []
                 refused: ShoalError | None = None
                 command = "/bin/echo " + "x" * 2000
@@ -149,6 +122,58 @@ def test_a_full_disk_refuses_writes_keeps_reads_and_recovers(tmp_path: Path) -> 
                 assert job.task_counts == counts
                 assert job.priority == priority
                 assert {task_id(t) for t in c.list_tasks("j")} == listed
+        except BaseException:
+            print_logs(s)
+            raise
+        finally:
+            s.stop()
+
+
+MIN_FREE = 8 << 20
+"""The floor of the node test: its node root's filesystem is 40 MiB."""
+
+
+def test_a_task_that_fills_its_node_fails_saying_so_and_the_node_waits_for_space(
+    tmp_path: Path,
+) -> None:
+    state = tmp_path / "state"
+    with small_filesystem(state / "nodes", "40m") as nodes:
+        s = LocalSuite(state, gateway_port=0, pool_manager_port=0, scheduler_port=0,
+                       stager_port=0, timing=replace(FAST, node_min_free_bytes=MIN_FREE))
+        s.start()
+        try:
+            with s.client() as c:
+                c.create_pool("p", target_nodes=1)
+                (node,) = wait_for(lambda: [n for n in c.list_nodes("p")
+                                            if n.state == pool_pb2.Node.IDLE], "an idle node")
+                c.create_job("j", pool_id="p")
+                # Writes until the disk is full; its stderr has no room to say so.
+                c.add_task("j", "fill", "sh -c 'head -c 100000000 /dev/zero > big'")
+                t = c.wait_task("j", "fill", timeout=60)
+                assert t.execution_info.exit_code != 0
+                f = t.execution_info.failure_info
+                assert f.code == "DISK_FULL" and f.category == task_pb2.FailureInfo.SERVER_ERROR
+                assert "disk was full" in f.message
+
+                # Space held by someone else: the node takes no tasks, and says why.
+                filler = fill_disk(nodes, leave=MIN_FREE // 2)
+                short = wait_for(lambda: [n for n in c.list_nodes("p")
+                                          if n.state == pool_pb2.Node.UNUSABLE], "a short node")
+                assert [e.code for e in short[0].errors] == ["DISK_FULL"]
+                c.add_task("j", "after", "/bin/true")
+                why = wait_for(lambda: (w := c.explain_task("j", "after")).reasons
+                               and "NODE_DISK_FULL" in w.reasons and w, "task why")
+                node_id = node.name.rsplit("/", 1)[1]
+                assert any(f"node {node_id} is short of disk space" in d for d in why.details)
+                assert c.get_task("j", "after").state == task_pb2.Task.ACTIVE
+
+                filler.unlink()
+                done = c.wait_task("j", "after", timeout=60)
+                assert done.execution_info.exit_code == 0
+                assert not done.execution_info.failure_info.code
+                back = c.get_node("p", node_id)
+                assert back.state in (pool_pb2.Node.IDLE, pool_pb2.Node.RUNNING), back
+                assert not back.errors
         except BaseException:
             print_logs(s)
             raise
