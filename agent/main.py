@@ -439,7 +439,10 @@ class Agent:
                 self.cleanup.reclaim(RECLAIM_BATCH)
             elif not self._writer_().outbox.reserved:
                 # Spent on a full disk: taken again before the next full disk needs it.
-                await asyncio.to_thread(self._writer_().outbox.reserve)
+                try:
+                    await asyncio.to_thread(self._writer_().outbox.reserve)
+                except OSError as e:  # the heartbeats must go on whatever the disk does
+                    log.warning("cannot take the outbox reserve", error=str(e))
             await asyncio.sleep(jittered(interval))
 
     async def _until_exit(self) -> None:

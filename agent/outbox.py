@@ -52,6 +52,8 @@ class Outbox:
         self._unacked: dict[Path, set[str]] = {}
         """segment -> attempt ids in it still wanted."""
         self._seq = 0
+        self._reserving = threading.Lock()
+        """One taker of the reserve at a time (a write and the agent's heartbeat may both)."""
         self.load()  # the index of what is on disk; load() again returns the results
         self.reserve()
 
@@ -117,7 +119,7 @@ class Outbox:
             _write_file(tmp, data)
         os.replace(tmp, final)
         self._fsync_dir()
-        if not (self.dir / RESERVE).exists():
+        if not self.reserved:
             self.reserve()
         with self._lock:
             for r in batch:
@@ -135,7 +137,13 @@ class Outbox:
 
     def reserve(self) -> None:
         """Take the reserve, if there is room for it (on a full disk: later)."""
+        with self._reserving:
+            self._take_reserve()
+
+    def _take_reserve(self) -> None:
         path = self.dir / RESERVE
+        if path.exists():
+            return
         tmp = path.with_name(RESERVE + TMP_SUFFIX)
         try:
             fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
@@ -152,11 +160,12 @@ class Outbox:
             log.warning("disk full: the outbox reserve waits for space", dir=str(self.dir))
 
     def _release_reserve(self) -> bool:
-        try:
-            (self.dir / RESERVE).unlink()
-        except FileNotFoundError:
-            return False
-        return True
+        with self._reserving:
+            try:
+                (self.dir / RESERVE).unlink()
+            except FileNotFoundError:
+                return False
+            return True
 
     def remove_many(self, attempt_ids: Iterable[str]) -> None:
         # No directory fsync: a deletion lost in a crash only resends acknowledged results,
