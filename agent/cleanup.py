@@ -112,6 +112,17 @@ class Cleanup:
                        in entries]
         self._queue(self.plan.delete_task(job_id, task_id, entries), None)
 
+    def reclaim(self, n: int) -> int:
+        """The node is short of disk space: remove the `n` ended attempts whose retention
+        ends first now (Azure Batch may also remove task directories early when a node runs
+        out of space). Returns how many were queued."""
+        removals = self.plan.earliest(n)
+        if removals:
+            log.warning("short of disk space: removing ended attempts before their retention "
+                        "time", attempts=len(removals))
+        self._queue(removals, None)
+        return len(removals)
+
     def _queue(self, removals: list[Removal], deadline: float | None) -> None:
         self._now.extend(removals)
         if removals or deadline is not None:

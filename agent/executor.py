@@ -35,6 +35,7 @@ from typing import Any, Protocol, TypeVar
 
 import structlog
 
+from agent import disk
 from agent.layout import NodeLayout, TaskPaths, UnsafePath
 from agent.runner import Launch, Runner, both, failure, timed_out
 from agent.spawn import Child, kill_group
@@ -248,10 +249,16 @@ class Executor:
             return _timed_out(aid, _limit(a), start=start, end=end, exit_code=ended.exit_code)
         if state.cancelled:
             return _cancelled(aid, start=start, end=end, exit_code=ended.exit_code)
-        return agent_pb2.TaskResult(
+        result = agent_pb2.TaskResult(
             attempt_id=aid, exit_code=ended.exit_code, start_time=to_timestamp(start),
             end_time=to_timestamp(end),
         )
+        if ended.exit_code != 0:
+            # Measured before anything is cleaned: the task's own files still hold the space.
+            free = disk.free_bytes(self.layout.root)
+            if free < disk.FULL_BYTES:
+                result.failure_info.CopyFrom(disk.full_failure(self.layout.root, free))
+        return result
 
     async def _job_prepared(
         self, a: agent_pb2.Assignment, state: _Attempt

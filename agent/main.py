@@ -25,7 +25,7 @@ from typing import Any
 import grpc
 import structlog
 
-from agent import __version__
+from agent import __version__, disk
 from agent.cleanup import Cleanup
 from agent.concurrency import run_together
 from agent.executor import Executor
@@ -87,6 +87,8 @@ STOP_TIMEOUT = 5.0
 WELCOME_TIMEOUT = 30.0
 FENCE_CHECK = 0.5
 """Longest sleep between two looks at whether the node must fence itself."""
+RECLAIM_BATCH = 50
+"""Ended attempts removed early per heartbeat while the node is short of disk space."""
 
 SC = grpc.StatusCode
 # Answers that retrying cannot change: a wrong token, a node that no longer exists.
@@ -476,7 +478,8 @@ class Agent:
                      running=len(s.running), resent=len(s.unacked))
             await self._handle(first)
             await run_together((
-                self._receive(call), self._send(call), self._heartbeats(interval),
+                self._receive(call), self._send(call),
+                self._heartbeats(interval, first.welcome.min_free_bytes),
                 self._until_exit(), self._until_fenced(),
             ), until=asyncio.FIRST_COMPLETED)
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
@@ -507,10 +510,20 @@ class Agent:
             await call.write(m)
         self._chunk_room.set()
 
-    async def _heartbeats(self, interval: float) -> None:
+    async def _heartbeats(self, interval: float, min_free: int) -> None:
         while True:
-            self._protocol.heartbeat(os.getloadavg()[0], _disk_free(self.layout.root))
+            free = disk.free_bytes(self.layout.root)
+            self._protocol.heartbeat(os.getloadavg()[0], free)
             self._wake.set()
+            if free < min_free:
+                # The scheduler gives the node no tasks while this lasts: get the space back.
+                self.cleanup.reclaim(RECLAIM_BATCH)
+            elif not self._writer_().outbox.reserved:
+                # Spent on a full disk: taken again before the next full disk needs it.
+                try:
+                    await asyncio.to_thread(self._writer_().outbox.reserve)
+                except OSError as e:  # the heartbeats must go on whatever the disk does
+                    log.warning("cannot take the outbox reserve", error=str(e))
             await asyncio.sleep(jittered(interval))
 
     async def _until_fenced(self) -> None:
@@ -718,14 +731,6 @@ class _SessionWaits:
 
     def over(self, attempt_id: str, kind: int) -> None:
         self._agent._protocol.storage_wait_over(attempt_id, kind)
-
-
-def _disk_free(path: Path) -> int:
-    try:
-        st = os.statvfs(path)
-    except OSError:
-        return 0
-    return st.f_bavail * st.f_frsize
 
 
 def _use_pidfd_child_watcher() -> None:

@@ -8,11 +8,17 @@ fsync per batch, not per task, is what lets a node report thousands of results a
 segment is deleted once every result in it is acknowledged; acknowledgements are not
 written down, so after a restart an acknowledged result can come back with a batch-mate
 that was not — harmless, since the scheduler acknowledges and ignores a result it has.
+
+A full disk must not cost a result: the outbox keeps a preallocated reserve file
+(`RESERVE_BYTES`), gives it up when a segment cannot be written for lack of space, writes the
+segment into the space it freed, and takes the reserve again once space is back.
 """
 
 from __future__ import annotations
 
 import asyncio
+import errno
+import os
 import struct
 import threading
 from collections.abc import Iterable
@@ -27,6 +33,9 @@ from shoal.agent.v1 import agent_pb2
 
 SUFFIX = ".results"
 _LEN = struct.Struct(">I")
+RESERVE = ".reserve"
+RESERVE_BYTES = 4 << 20
+"""Room for thousands of results: what a node writes while its disk is full."""
 
 log = structlog.get_logger()
 
@@ -43,7 +52,10 @@ class Outbox:
         self._unacked: dict[Path, set[str]] = {}
         """segment -> attempt ids in it still wanted."""
         self._seq = 0
+        self._reserving = threading.Lock()
+        """One taker of the reserve at a time (a write and the agent's heartbeat may both)."""
         self.load()  # the index of what is on disk; load() again returns the results
+        self.reserve()
 
     def load(self) -> list[agent_pb2.TaskResult]:
         """Every stored result, oldest end first. Leftover tmp files of an interrupted write are
@@ -96,7 +108,15 @@ class Outbox:
             self._seq += 1
             final = self.dir / f"{self._seq:012d}{SUFFIX}"
         data = b"".join(_LEN.pack(len(b)) + b for b in (r.SerializeToString() for r in batch))
-        write_durably(final, data)
+        try:
+            write_durably(final, data)
+        except OSError as e:
+            if e.errno != errno.ENOSPC or not self._release_reserve():
+                raise
+            log.warning("disk full: outbox reserve released for a result", segment=final.name)
+            write_durably(final, data)
+        if not self.reserved:
+            self.reserve()
         with self._lock:
             for r in batch:
                 self._forget(r.attempt_id)
@@ -105,6 +125,43 @@ class Outbox:
 
     def put(self, result: agent_pb2.TaskResult) -> None:
         self.put_many([result])
+
+    @property
+    def reserved(self) -> bool:
+        """The reserve is in place (it is given up on a full disk, taken again after)."""
+        return (self.dir / RESERVE).exists()
+
+    def reserve(self) -> None:
+        """Take the reserve, if there is room for it (on a full disk: later)."""
+        with self._reserving:
+            self._take_reserve()
+
+    def _take_reserve(self) -> None:
+        path = self.dir / RESERVE
+        if path.exists():
+            return
+        tmp = path.with_name(RESERVE + TMP_SUFFIX)
+        try:
+            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+            try:
+                # Real blocks, not a sparse file: the space must be there to give back.
+                os.posix_fallocate(fd, 0, RESERVE_BYTES)
+            finally:
+                os.close(fd)
+            os.replace(tmp, path)
+        except OSError as e:
+            tmp.unlink(missing_ok=True)
+            if e.errno != errno.ENOSPC:
+                raise
+            log.warning("disk full: the outbox reserve waits for space", dir=str(self.dir))
+
+    def _release_reserve(self) -> bool:
+        with self._reserving:
+            try:
+                (self.dir / RESERVE).unlink()
+            except FileNotFoundError:
+                return False
+            return True
 
     def remove_many(self, attempt_ids: Iterable[str]) -> None:
         # No directory fsync: a deletion lost in a crash only resends acknowledged results,

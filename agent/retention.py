@@ -103,6 +103,15 @@ class RetentionPlan:
             out.append(Removal(job, task, (attempt, marker_name(attempt))))
         return out
 
+    def earliest(self, n: int) -> list[Removal]:
+        """The `n` attempts whose retention ends first, taken off the plan before it ends:
+        the node is short of disk space, and their directories are what it can give back."""
+        out: list[Removal] = []
+        while self._heap and len(out) < n:
+            _, job, task, attempt = heapq.heappop(self._heap)
+            out.append(Removal(job, task, (attempt, marker_name(attempt))))
+        return out
+
     def next_deadline(self) -> float | None:
         return self._heap[0][0] if self._heap else None
 

@@ -22,6 +22,7 @@ import asyncio
 import contextlib
 import json
 import random
+import shutil
 import sys
 import time
 from dataclasses import dataclass, field
@@ -117,7 +118,9 @@ class LightNode:
             await asyncio.sleep(interval * (0.9 + 0.2 * random.random()))
             self._sequence += 1
             beat = agent_pb2.Heartbeat(
-                sequence=self._sequence, free_slots=self.slots, load_average=0.0
+                sequence=self._sequence, free_slots=self.slots, load_average=0.0,
+                # What this host has: a light agent stands for a node with room.
+                disk_free_bytes=shutil.disk_usage(".").free,
             )
             async with self._lock:
                 await call.write(agent_pb2.AgentMessage(heartbeat=beat))

@@ -41,12 +41,20 @@ class SchedulerTiming:
     (RESOURCE_FILE_DOWNLOAD_FAILED or OUTPUT_FILE_UPLOAD_FAILED, saying so). The scheduler
     tells each agent in its Welcome."""
 
+    node_min_free_bytes: int = 1 << 30
+    """A node whose root has less free space than this (its heartbeats say) takes no new
+    tasks until space is back; it is shown UNUSABLE with a DISK_FULL error."""
+
     def check(self) -> SchedulerTiming:
         """Return self if the settings are usable; ValueError naming the setting if not."""
         if not self.staging_outage_timeout > 0:
             raise ValueError(
                 f"timing.staging_outage_timeout must be a positive number of seconds, "
                 f"got {self.staging_outage_timeout!r}")
+        if not self.node_min_free_bytes >= 0:
+            raise ValueError(
+                f"timing.node_min_free_bytes must be a number of bytes (0: no floor), "
+                f"got {self.node_min_free_bytes!r}")
         return self
 
 

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import aiosqlite
 
+from services.common.errors import DISK_FULL, Code, ShoalError
 from shoal.dbfiles import DatabaseUnreadable, check_file
 
 
@@ -35,3 +36,22 @@ async def open_db(path: Path, schema: str, *, autocommit: bool = False) -> aiosq
         await db.close()
         raise
     return db
+
+
+def is_disk_full(exc: BaseException) -> bool:
+    """Whether SQLite refused a write because its filesystem is out of space (SQLITE_FULL,
+    or the shared-memory file it could not grow)."""
+    if not isinstance(exc, sqlite3.OperationalError):
+        return False
+    code = getattr(exc, "sqlite_errorcode", None)
+    return code in (sqlite3.SQLITE_FULL, getattr(sqlite3, "SQLITE_IOERR_SHMSIZE", -1))
+
+
+def disk_full_error(path: Path | str | None = None) -> ShoalError:
+    """What a write gets while the service's disk is full: reads go on, writes are refused
+    until space is freed, and nothing already accepted is lost."""
+    where = f" (database {path})" if path else ""
+    return ShoalError(
+        Code.RESOURCE_EXHAUSTED, DISK_FULL,
+        f"the service's disk is full{where}: writes are refused until space is freed; "
+        "reads still work")

@@ -11,13 +11,21 @@ TMP_SUFFIX = ".tmp"
 
 
 def write_durably(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """On an error (a full disk) nothing is left behind: the old file, if any, stays whole
+    and the tmp file, which would hold space, is gone."""
     tmp = path.with_name(f".{path.name}{TMP_SUFFIX}")
     fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, mode)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
+        try:
+            view = memoryview(data)
+            while view:
+                view = view[os.write(fd, view):]
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
     os.replace(tmp, path)
     dfd = os.open(path.parent, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
     try:

@@ -13,6 +13,10 @@ from shoal.errors import StatusCode
 # Every ErrorInfo carries this domain, so clients can tell Shoal's reasons from others'.
 DOMAIN = "shoal.dev"
 
+DISK_FULL = "DISK_FULL"
+"""A disk ran out of space: the reason of a refused write, the code of a task's failure and of
+a node's error."""
+
 
 # gRPC status codes as an IntEnum, so business code need not import grpc: the same enum the
 # Python client gives its users.

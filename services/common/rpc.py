@@ -29,6 +29,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
 
 from services.common import reflection
+from services.common.db import disk_full_error, is_disk_full
 from services.common.errors import DOMAIN, Code, ShoalError
 
 ACCOUNT_HEADER = "x-shoal-account"
@@ -234,6 +235,10 @@ def _enter(context: grpc.aio.ServicerContext, rpc: str) -> None:
 
 
 async def _fail(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
+    if is_disk_full(exc):
+        # Any store's write on a full disk: the transaction rolled back, the caller may retry.
+        exc = disk_full_error()
+        log.warning("rpc refused: disk full", error=exc.message)
     if isinstance(exc, ShoalError):
         if exc.code in (Code.INTERNAL, Code.UNAVAILABLE):
             log.warning("rpc failed", reason=exc.reason, error=exc.message)

@@ -17,7 +17,7 @@ from services.common.command_specs import (
     check_retries,
     check_wall_clock,
 )
-from services.common.errors import invalid
+from services.common.errors import DISK_FULL, invalid
 from services.common.file_specs import check_output_files, check_package_refs, check_resource_files
 from services.common.ids import ID_RE, check_display_name, check_id, check_metadata, parse_name
 from services.common.timeutil import set_time, to_timestamp
@@ -63,8 +63,9 @@ from services.job_scheduler.model import (
     etag,
 )
 from services.job_scheduler.outcomes import DependencyAction, ExitOptions, ExitRules, JobAction
+from services.job_scheduler.sessions import NodeSession
 from shoal.agent.v1 import agent_pb2
-from shoal.v1 import job_pb2, task_pb2
+from shoal.v1 import job_pb2, pool_pb2, task_pb2
 
 MAX_SLOTS = 256
 MAX_EXIT_MAPPINGS = 256
@@ -594,6 +595,7 @@ def agent_report(m: agent_pb2.AgentMessage, now: float) -> AgentReport:
         if m.HasField("start_task_info") else None,
         node_errors=tuple(e.SerializeToString() for e in m.node_errors),
         storage_waits=tuple((w.attempt_id, storage_wait(w)) for w in m.storage_waits),
+        disk_free=m.heartbeat.disk_free_bytes if m.HasField("heartbeat") else None,
     )
 
 
@@ -635,3 +637,14 @@ def rules_of(exits: bytes) -> ExitRules:
     """Stored exit conditions as rules: parsed once per distinct value, since a job's tasks
     mostly share theirs."""
     return exit_rules(task_pb2.ExitConditions.FromString(exits), "exit_conditions")
+
+
+def disk_errors(s: NodeSession, min_free: int) -> list[pool_pb2.NodeError]:
+    """The error a node shows while it is short of disk space (it takes no new tasks)."""
+    if not s.short_of_disk:
+        return []
+    return [pool_pb2.NodeError(
+        code=DISK_FULL, time=to_timestamp(s.last_seen),
+        message=f"the node's disk is short of space: {s.disk_free} bytes free under its root, "
+                f"below the {min_free} the cluster requires (node_min_free_bytes); it takes no "
+                "new tasks until space is freed")]

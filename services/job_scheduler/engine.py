@@ -310,6 +310,7 @@ class Engine:
 
     async def create_job(self, account: str, req: job_pb2.CreateJobRequest,
                          schedule_id: str = "") -> Job:
+        self.store.check_writable()
         job_id, pool_id, priority, on_all = convert.job_fields(req)
         prep, release = convert.job_commands(req.job)
         settings = convert.job_settings(req.job)
@@ -356,24 +357,29 @@ class Engine:
     ) -> Job:
         """The core checks the etag and applies the changes in one step; a plan that lets more
         tasks start asks for a dispatch round."""
+        self.store.check_writable()
         plan = self.core.update_job(account, job_id, changes, if_match, self.clock())
         job: Job = await self._apply(plan)
         log.info("job updated", job=job.id, fields=sorted(changes.fields), etag=job.etag)
         return job
 
     async def terminate_job(self, account: str, job_id: str, reason: str) -> Job:
+        self.store.check_writable()
         job: Job = await self._apply(self.core.terminate_job(account, job_id, reason, self.clock()))
         return job
 
     async def disable_job(self, account: str, job_id: str, option: int) -> Job:
+        self.store.check_writable()
         job: Job = await self._apply(self.core.disable_job(account, job_id, option, self.clock()))
         return job
 
     async def enable_job(self, account: str, job_id: str) -> Job:
+        self.store.check_writable()
         job: Job = await self._apply(self.core.enable_job(account, job_id, self.clock()))
         return job
 
     async def delete_job(self, account: str, job_id: str) -> None:
+        self.store.check_writable()
         job = self.core.job(account, job_id)
         async with self._lock(job):
             if self.core.jobs.get(job.pk) is not job:
@@ -408,6 +414,7 @@ class Engine:
         self, account: str, job_id: str, specs: list[TaskDefinition], *, single: bool = False
     ) -> int:
         """Add tasks; `single` is CreateTask (errors name `task…`, not `requests[i].task…`)."""
+        self.store.check_writable()
         self.core.check_batch(specs, single)
         job = self.core.job(account, job_id)
         # A task of its own: once the ids are checked the add runs to its commit even if the
@@ -418,6 +425,7 @@ class Engine:
     async def create_task(self, account: str, job_id: str, spec: TaskDefinition) -> TaskRecord:
         """CreateTask: the task as created, from what was added (a read back could see an
         older snapshot or a later state)."""
+        self.store.check_writable()
         now = self.clock()
         self.core.check_batch([spec], True)
         job = self.core.job(account, job_id)
@@ -563,6 +571,7 @@ class Engine:
     ) -> TaskRecord:
         """A task operation: the row is read once everything queued is committed (so it is
         not behind what memory knows), the core decides on it, and the task is read again."""
+        self.store.check_writable()
         job = self.core.job(account, job_id)
         await self.store.commit()
         t = await self._read_task(job, task_id)
@@ -575,6 +584,7 @@ class Engine:
         """The core decides on the task's row, read while the core watches the task: a
         state change during the read (the row would be behind memory) makes it read again.
         One update per job at a time (its lock), so an etag checked is never overtaken."""
+        self.store.check_writable()
         job = self.core.job(account, job_id)
         async with self._lock(job):
             pk = (await self._read_task(job, task_id)).pk
@@ -608,6 +618,7 @@ class Engine:
         return await self._task_event(account, job_id, task_id, self.core.unblock_task)
 
     async def delete_task(self, account: str, job_id: str, task_id: str) -> None:
+        self.store.check_writable()
         job = self.core.job(account, job_id)
         async with self._lock(job):
             await self.store.commit()
@@ -797,7 +808,8 @@ class Engine:
             cancel_attempts=w.cancel_attempts, upload_logs=self.storage is not None,
             fence_after=to_duration(
                 fence_after(t.heartbeat_interval, t.lost_after, t.reconnect_grace)),
-            staging_outage_timeout=to_duration(t.staging_outage_timeout)))
+            staging_outage_timeout=to_duration(t.staging_outage_timeout),
+            min_free_bytes=t.node_min_free_bytes))
         if w.drain:
             welcome.drain.leave = False
         await self._apply(plan)
@@ -818,7 +830,9 @@ class Engine:
         now = self.clock()
         if not (msg.results or msg.started or msg.node_errors or msg.storage_waits
                 or msg.HasField("start_task_info")):
-            beat = self.core.heartbeat(s.key, stream_id, now)
+            beat = self.core.heartbeat(
+                s.key, stream_id, now,
+                msg.heartbeat.disk_free_bytes if msg.HasField("heartbeat") else None)
             if beat is not None:
                 await self._apply(beat)
             return

@@ -291,7 +291,8 @@ class ControlServicer(ctl_grpc.SchedulerControlServiceServicer):
                 removing=s.removing, setup_failure=convert.failure_info(s.setup_failure),
                 start_task_info=task_pb2.NodeTaskInfo.FromString(s.start_task_info)
                 if s.start_task_info else None,
-                errors=[pool_pb2.NodeError.FromString(e) for e in s.errors],
+                errors=[*(pool_pb2.NodeError.FromString(e) for e in s.errors),
+                        *convert.disk_errors(s, self.app.timing.node_min_free_bytes)],
                 scheduling_disabled=s.scheduling_disabled,
             )
             for s in self.app.node_sessions(account(), request.pool_id)

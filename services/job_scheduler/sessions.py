@@ -50,6 +50,10 @@ class NodeSession:
     """Serialized shoal.v1.NodeTaskInfo of the pool's start task, as the agent reports it."""
     errors: list[bytes] = field(default_factory=list)
     """Serialized shoal.v1.NodeError the agent reported, newest last."""
+    disk_free: int | None = None
+    """Free bytes under the node root, from its latest heartbeat."""
+    short_of_disk: bool = False
+    """Its free space is below `node_min_free_bytes`: it takes no new tasks until it is not."""
 
     @property
     def free_slots(self) -> int:
@@ -58,7 +62,8 @@ class NodeSession:
     @property
     def schedulable(self) -> bool:
         return (self.connected and not self.removing and not self.scheduling_disabled
-                and self.setup_failure is None and self.liveness == Liveness.CONNECTED)
+                and self.setup_failure is None and not self.short_of_disk
+                and self.liveness == Liveness.CONNECTED)
 
     @property
     def observed(self) -> Liveness:

@@ -20,7 +20,7 @@ from typing import Any
 import aiosqlite
 import structlog
 
-from services.common.db import open_db
+from services.common.db import disk_full_error, is_disk_full, open_db
 from services.common.filters import Filter, Term
 from services.job_scheduler.core.plan import (
     AssignTask,
@@ -273,6 +273,13 @@ async def _migrate(db: aiosqlite.Connection) -> None:
     await db.commit()
 
 
+def _rollback(w: sqlite3.Connection) -> None:
+    """Roll back what is left of a failed transaction: on a full disk SQLite may already
+    have rolled it back itself, and a second ROLLBACK would raise over the real error."""
+    if w.in_transaction:
+        w.execute("ROLLBACK")
+
+
 def _failure(category: int | None, code: str | None, message: str | None) -> Failure | None:
     if not code:
         return None
@@ -297,6 +304,10 @@ class Store:
         self._inflight: asyncio.Future[None] | None = None
         self.next_job_pk = 1
         self.next_task_pk = 1
+        self.path: Path | None = None
+        self.disk_full = False
+        """A commit is waiting for disk space: it is retried until it is durable, and new
+        writes from clients are refused meanwhile (`check_writable`)."""
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -306,6 +317,7 @@ class Store:
         writer.execute("PRAGMA synchronous=NORMAL")
         writer.execute("PRAGMA busy_timeout=5000")
         store = cls(writer, reader)
+        store.path = path
         # AUTOINCREMENT's sequence remembers ids of deleted rows too: an id is never reused,
         # so nothing left behind by a deleted job can ever be mistaken for a new one's.
         store.next_job_pk = await store._next_pk("jobs", "job_pk")
@@ -364,10 +376,16 @@ class Store:
         try:
             for sql, rows in ops:
                 w.executemany(sql, rows)
+            w.execute("COMMIT")
         except BaseException:
-            w.execute("ROLLBACK")
+            _rollback(w)
             raise
-        w.execute("COMMIT")
+
+    def check_writable(self) -> None:
+        """Refuse a client's write while a commit waits for disk space: it could not be
+        made durable, and each one accepted would grow what memory holds ahead of the file."""
+        if self.disk_full:
+            raise disk_full_error(self.path or "")
 
     # -- group commit -----------------------------------------------------------------------
 
@@ -408,7 +426,7 @@ class Store:
                 done, self._batch_done = self._batch_done, None
                 self._inflight = done
                 try:
-                    await asyncio.get_running_loop().run_in_executor(self._wthread, self._apply, ops)
+                    await self._apply_until_durable(ops)
                 except asyncio.CancelledError:
                     raise  # the loop is shutting down: the writer thread finishes the batch
                 except BaseException as e:
@@ -421,6 +439,32 @@ class Store:
         finally:
             self._inflight = None
             self._flusher = None
+
+
+    async def _apply_until_durable(self, ops: list[tuple[str, list[Sequence[Any]]]]) -> None:
+        """Commit the batch, waiting out a full disk: memory already holds these rows and
+        later plans are queued behind them, so the batch is retried as it is (it was rolled
+        back whole) until it is durable, never dropped or overtaken."""
+        loop = asyncio.get_running_loop()
+        delay = 0.1
+        while True:
+            try:
+                await loop.run_in_executor(self._wthread, self._apply, ops)
+            except sqlite3.OperationalError as e:
+                if not is_disk_full(e):
+                    raise
+                if not self.disk_full:
+                    self.disk_full = True
+                    log.error("disk full: commit waits for space; client writes refused",
+                              path=str(self.path), error=str(e))
+                await asyncio.sleep(delay)
+                delay = min(delay * 2, 2.0)
+                continue
+            if self.disk_full:
+                self.disk_full = False
+                log.warning("disk space back: commit durable; writes accepted again",
+                            path=str(self.path))
+            return
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -480,9 +524,16 @@ class Store:
              s.retention, pk)
             for pk, s in tasks if s.extra
         ]
+        self.check_writable()
         loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(
-            self._wthread, self._insert_checked, job_pk, bare, rows, extras)
+        try:
+            return await loop.run_in_executor(
+                self._wthread, self._insert_checked, job_pk, bare, rows, extras)
+        except sqlite3.OperationalError as e:
+            if is_disk_full(e):
+                # Rolled back whole: nothing of the batch is anywhere, so refusing it is exact.
+                raise disk_full_error(self.path or "") from None
+            raise
 
     def _insert_checked(
         self, job_pk: int, bare: list[tuple[Any, ...]], rows: list[tuple[Any, ...]],
@@ -497,8 +548,9 @@ class Store:
                 w.executemany(INSERT_TASK, rows)
             if extras:
                 w.executemany(INSERT_TASK_EXTRAS, extras)
+            w.execute("COMMIT")
         except sqlite3.IntegrityError:
-            w.execute("ROLLBACK")
+            _rollback(w)
             ids = [r[3] for r in bare] + [r[3] for r in rows]
             taken: list[str] = []
             for i in range(0, len(ids), 500):
@@ -510,9 +562,8 @@ class Store:
                 taken.extend(r[0] for r in cur.fetchall())
             return taken or ["(one of this batch)"]
         except BaseException:
-            w.execute("ROLLBACK")
+            _rollback(w)
             raise
-        w.execute("COMMIT")
         return []
 
     def write(self, rows: Iterable[Row]) -> None:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field, replace
 from enum import Enum
 
 from services.common import ids, updates
-from services.common.errors import ShoalError, failed_precondition, invalid
+from services.common.errors import DISK_FULL, ShoalError, failed_precondition, invalid
 
 MAX_TARGET_NODES = 1000
 MAX_TASK_SLOTS = 256
@@ -340,6 +340,9 @@ def node_state(node: Node, session: ReportedSession | None, scheduler_known: boo
     if session.state is SessionState.CONNECTED and session.setup_failure is not None:
         if session.setup_failure.code == START_TASK_FAILED:
             return NodeState.START_TASK_FAILED
+        return NodeState.UNUSABLE
+    if session.state is SessionState.CONNECTED and any(e.code == DISK_FULL for e in session.errors):
+        # Short of disk space: unusable until its heartbeats say the space is back.
         return NodeState.UNUSABLE
     if session.state is SessionState.CONNECTED:
         return NodeState.RUNNING if session.running_tasks > 0 else NodeState.IDLE

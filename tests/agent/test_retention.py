@@ -44,6 +44,18 @@ def test_due_attempts_come_in_deadline_order_and_only_once() -> None:
     assert plan.due(25.0) == [] and plan.next_deadline() == 30.0 and len(plan) == 1
 
 
+def test_short_of_disk_the_earliest_retained_attempts_go_before_their_time() -> None:
+    plan = RetentionPlan()
+    for attempt, deadline in (("a", 30.0), ("b", 10.0), ("c", 20.0)):
+        plan.began("j", "t", attempt)
+        plan.ended("j", "t", attempt, deadline)
+    plan.began("j", "t", "running")
+    assert plan.earliest(2) == [Removal("j", "t", ("b", "b.retain")),
+                                Removal("j", "t", ("c", "c.retain"))]
+    assert plan.earliest(5) == [Removal("j", "t", ("a", "a.retain"))]  # never a running one
+    assert plan.earliest(5) == [] and plan.due(100.0) == []
+
+
 def test_a_deleted_task_waits_for_its_running_attempts() -> None:
     plan = RetentionPlan()
     plan.began("j", "t", "a1")

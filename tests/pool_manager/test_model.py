@@ -13,6 +13,7 @@ from services.pool_manager.model import (
     DeallocationOption,
     Node,
     NodeCounts,
+    NodeError,
     NodeRowState,
     NodeState,
     Pool,
@@ -65,6 +66,10 @@ def connected(node_id: str, running: int = 0) -> ReportedSession:
         (NodeRowState.ACTIVE, ReportedSession("n", SessionState.LOST), NodeState.LOST),
         (NodeRowState.LEAVING, connected("n", running=2), NodeState.LEAVING),
         (NodeRowState.LEAVING, None, NodeState.LEAVING),
+        (NodeRowState.ACTIVE, replace(connected("n", running=1), errors=(
+            NodeError("DISK_FULL", "short of disk space", T0),)), NodeState.UNUSABLE),
+        (NodeRowState.ACTIVE, replace(connected("n"), errors=(
+            NodeError("JOB_PREPARATION_TASK_FAILED", "exit 1", T0),)), NodeState.IDLE),
     ],
 )
 def test_node_state_from_row_and_session(

@@ -25,6 +25,9 @@ ACCOUNT = "acct"
 TIMING = SchedulerTiming(heartbeat_interval=1.0, unreachable_after=3.0, lost_after=10.0,
                          reconnect_grace=10.0, max_requeue_count=5)
 
+ROOMY = 1 << 40
+"""The free space a node with room reports (below the floor it would take no tasks)."""
+
 
 Clock = ManualClock
 
@@ -104,7 +107,7 @@ class Node:
     async def heartbeat(self) -> None:
         assert self.session is not None
         await self.app.on_agent_message(self.session, self.stream_id, agent_pb2.AgentMessage(
-            heartbeat=agent_pb2.Heartbeat(sequence=1)))
+            heartbeat=agent_pb2.Heartbeat(sequence=1, disk_free_bytes=ROOMY)))
 
 
 @dataclass

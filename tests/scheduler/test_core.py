@@ -17,6 +17,7 @@ from services.job_scheduler.core.plan import (
     EndAttempt,
     FailTasks,
     JobChanged,
+    NodeChanged,
     SetBlocked,
     TaskChanged,
     TaskDeleted,
@@ -34,7 +35,7 @@ from services.job_scheduler.model import (
     TaskState,
 )
 from shoal.v1 import task_pb2
-from tests.scheduler.core_world import ACCOUNT, T0, World, assigns, rows, spec
+from tests.scheduler.core_world import ACCOUNT, T0, TIMING, World, assigns, rows, spec
 
 
 @pytest.fixture
@@ -461,3 +462,24 @@ def test_a_heartbeat_changes_nothing_but_brings_an_unreachable_node_back(w: Worl
     assert not n.session.schedulable
     back = w.core.heartbeat(n.session.key, n.stream_id, w.now)
     assert back is not None and back.dispatch and n.session.schedulable
+
+
+def test_a_node_short_of_disk_takes_no_tasks_says_why_and_comes_back(w: World) -> None:
+    job = w.job()
+    n = w.node()
+    low = TIMING.node_min_free_bytes - 1
+    short = w.core.heartbeat(n.session.key, n.stream_id, w.now, low)
+    assert short is not None and short.events == [NodeChanged(n.session.key, "SHORT_OF_DISK")]
+    assert n.session.short_of_disk and not n.session.schedulable
+    assert w.core.heartbeat(n.session.key, n.stream_id, w.now, low) is None  # no news
+    w.add(job, spec("t1"))
+    assert assigns(w.dispatch()) == {}
+    why = w.core.explain(job, w.record("t1", TaskState.ACTIVE))
+    assert "NODE_DISK_FULL" in why.reasons
+    assert any(f"node {n.session.node_id} is short of disk space ({low} bytes free" in d
+               for d in why.details), why.details
+    back = w.core.heartbeat(n.session.key, n.stream_id, w.now, TIMING.node_min_free_bytes)
+    assert back is not None and back.dispatch
+    assert back.events == [NodeChanged(n.session.key, "DISK_SPACE_BACK")]
+    assert n.session.schedulable
+    assert list(assigns(w.dispatch())) == ["t1"]

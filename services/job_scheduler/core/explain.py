@@ -105,6 +105,14 @@ class Explain(CoreState):
     def _explain_nodes(self, job: Job, t: TaskRecord, reasons: list[str], details: list[str]) -> None:
         nodes = [x for x in self.sessions.values() if (x.key[0], x.key[1]) == job.pool_key]
         usable = [x for x in nodes if x.schedulable]
+        short = [x for x in nodes if x.short_of_disk and x.connected]
+        if short:
+            # Said even when other nodes take tasks: it is why the pool runs fewer than it could.
+            reasons.append("NODE_DISK_FULL")
+            details.extend(
+                f"node {x.node_id} is short of disk space ({x.disk_free} bytes free, below "
+                f"{self.timing.node_min_free_bytes}): it takes no tasks until space is freed"
+                for x in short[:5])
         if not nodes:
             reasons.append("NO_NODES")
             details.append(f"pool {job.pool_id!r} has no connected nodes (resize it, or wait for "
@@ -112,7 +120,8 @@ class Explain(CoreState):
         elif not usable:
             reasons.append("NO_NODES")
             details.append(f"none of pool {job.pool_id!r}'s {len(nodes)} nodes takes tasks "
-                           "(unreachable, disabled, leaving, or their setup failed)")
+                           "(unreachable, disabled, leaving, short of disk space, or their setup "
+                           "failed)")
         elif max(x.total_slots for x in usable) < t.spec.slots:
             reasons.append("NO_NODE_FITS")
             details.append(f"it needs {t.spec.slots} slots; the pool's nodes have "

@@ -77,6 +77,8 @@ class AgentReport(NamedTuple):
     node_errors: tuple[bytes, ...] = ()
     storage_waits: tuple[tuple[str, StorageWait], ...] = ()
     """(attempt id, its wait)."""
+    disk_free: int | None = None
+    """Free bytes under the node root, when the message carries a heartbeat."""
 
 
 class NodeEvents(CoreState):
@@ -119,16 +121,34 @@ class NodeEvents(CoreState):
         self._plan.reply = Welcome(s, s.stream_id, unwanted, s.removing)
         return self._finish(now)
 
-    def heartbeat(self, key: NodeKey, stream_id: int, now: float) -> Plan | None:
+    def heartbeat(self, key: NodeKey, stream_id: int, now: float,
+                  disk_free: int | None = None) -> Plan | None:
         """A message that says only that the node is alive (most messages of an idle fleet):
         None unless it changes something."""
         s = self.sessions.get(key)
         if s is None or s.stream_id != stream_id:
             return None
         s.last_seen = now
-        if s.liveness != Liveness.UNREACHABLE:
+        if disk_free is not None:
+            s.disk_free = disk_free
+        if s.liveness != Liveness.UNREACHABLE and not self._disk_changes(s):
             return None
-        return self.agent_message(key, stream_id, AgentReport([], []), now)
+        return self.agent_message(key, stream_id, AgentReport([], [], disk_free=disk_free), now)
+
+    def _disk_changes(self, s: NodeSession) -> bool:
+        return s.disk_free is not None and s.short_of_disk != (
+            s.disk_free < self.timing.node_min_free_bytes)
+
+    def _check_disk(self, s: NodeSession) -> None:
+        """A node short of space takes no new tasks (what runs there goes on); it takes them
+        again once its heartbeats say the space is back."""
+        if not self._disk_changes(s):
+            return
+        s.short_of_disk = not s.short_of_disk
+        self._plan.events.append(
+            NodeChanged(s.key, "SHORT_OF_DISK" if s.short_of_disk else "DISK_SPACE_BACK"))
+        if not s.short_of_disk:
+            self._kick()
 
     def agent_message(self, key: NodeKey, stream_id: int, m: AgentReport, now: float) -> Plan:
         self._begin()
@@ -140,6 +160,9 @@ class NodeEvents(CoreState):
             s.liveness = Liveness.CONNECTED
             self._plan.events.append(NodeChanged(key, "CONNECTED"))
             self._kick()
+        if m.disk_free is not None:
+            s.disk_free = m.disk_free
+        self._check_disk(s)
         if m.start_task_info is not None:
             s.start_task_info = m.start_task_info
         if m.node_errors:

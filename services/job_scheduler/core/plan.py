@@ -253,7 +253,7 @@ class NodeChanged(NamedTuple):
     node: NodeKey
     state: str
     """CONNECTED, UNREACHABLE, LOST, DISCONNECTED, REMOVING, SCHEDULING_DISABLED, ENABLED,
-    REPORTED (its start task's progress, or errors)."""
+    REPORTED (its start task's progress, or errors), SHORT_OF_DISK, DISK_SPACE_BACK."""
 
 
 Event = (TaskChanged | TasksAdded | TaskRemoved | JobChanged | JobAdded | JobUpdated
