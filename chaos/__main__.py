@@ -20,13 +20,14 @@ from collections.abc import Callable
 from bench import report
 from bench.common import measured
 from bench.figures import Outcome
-from chaos import agent_kill, corrupt_db, scheduler_kill, service_down
+from chaos import agent_kill, corrupt_db, disk_full, scheduler_kill, service_down
 
 EXPERIMENTS: dict[str, Callable[[bool], Outcome]] = {
     "agent-kill": agent_kill.run,
     "scheduler-kill": scheduler_kill.run,
     "corrupt-db": corrupt_db.run,
     "service-down": service_down.run,
+    "disk-full": disk_full.run,
 }
 
 

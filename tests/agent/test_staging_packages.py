@@ -98,6 +98,9 @@ async def test_a_zip_version_installs(bucket: Bucket, transfers: Transfers, tmp_
         (tar_gz({"../evil": (b"x", 0o644)}), "'..' segment"),
         (b"not an archive", "not a valid tar.gz"),
     ],
+    # Named: a gzip carries the time it was made, and every xdist worker must collect the
+    # same test ids.
+    ids=["a-member-outside", "not-an-archive"],
 )
 async def test_a_bad_archive_fails_with_application_package_failed(
     bucket: Bucket, transfers: Transfers, tmp_path: Path, archive: bytes, needle: str
