@@ -48,8 +48,10 @@ import grpc
 
 from services.common.errors import Code, ShoalError, already_exists, not_found
 from services.common.ids import check_id
+from services.common.process import EXIT_DATABASE
 from services.common.rpc import internal_metadata
 from shoal.cluster_config import ClusterConfig
+from shoal.dbfiles import DatabaseUnreadable, check_file
 from shoal.v1 import (
     application_pb2,
     application_pb2_grpc,
@@ -286,6 +288,7 @@ def main(argv: list[str] | None = None) -> int:
     try:
         config = ClusterConfig.load(args.config)
         db = config.db_path("gateway")
+        check_file(db)
         if args.command == "ensure-key":
             print(ensure_key(db, args.account, config.secret, sys.stdin.read().strip()))
         elif args.command == "create":
@@ -309,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
     except ShoalError as e:
         print(f"{e.message} [{e.reason}]", file=sys.stderr)
         return 1
+    except DatabaseUnreadable as e:
+        print(str(e), file=sys.stderr)
+        return EXIT_DATABASE
     except (OSError, ValueError, TypeError, sqlite3.Error) as e:
         print(f"{parser.prog}: {e}", file=sys.stderr)
         return 1

@@ -64,6 +64,18 @@ def test_a_damaged_database_stops_its_service_at_once_naming_the_file(
     assert code == 1 and f"{service}.db" in out
 
 
+def test_a_damaged_account_database_stops_shoal_up_naming_the_file(tmp_path: Path) -> None:
+    s = stopped_suite_with_a_job(tmp_path / "state")
+    db = s.state_dir / "gateway.db"
+    zero_header(db)
+    with pytest.raises(SuiteError) as caught:
+        s.start(timeout=30)
+    message = str(caught.value)
+    assert str(db) in message and "shoal admin restore" in message, message
+    assert "Traceback" not in message
+    assert not s.check() and s.exit_code("gateway") is None  # nothing was started
+
+
 def test_backup_of_a_running_suite_then_restore_brings_back_what_it_held(tmp_path: Path) -> None:
     state = tmp_path / "state"
     s = start_suite(state)
