@@ -71,7 +71,9 @@ def number(value: float, unit: str) -> str:
         return f"{value:.1f} s"
     if unit.startswith("%"):
         return f"{value:.1f} {unit}"
-    if unit == "tasks":
+    if unit == "×":
+        return f"{value:.2f}×"
+    if unit in ("tasks", ""):
         return f"{value:,.0f}"
     return f"{value:,.0f} {unit}"
 
