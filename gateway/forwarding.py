@@ -31,6 +31,9 @@ from services.common.rpc import (
 log = structlog.get_logger()
 
 # Which service owns each public API service.
+RECONNECT_WAIT = 2.5
+"""Seconds a call that could not reach its service waits for the channel to connect before it
+is sent again (see _reconnected): longer than the channel's longest reconnect backoff."""
 ROUTES = {
     "shoal.v1.PoolService": POOL_MANAGER,
     "shoal.v1.JobService": JOB_SCHEDULER,
@@ -101,6 +104,11 @@ class Forwarder(grpc.GenericRpcHandler):
             try:
                 return await call(request, metadata=md, timeout=context.time_remaining())
             except grpc.aio.AioRpcError as e:
+                if not await _reconnected(channel, context, e):
+                    await _relay(context, e, owner)
+            try:
+                return await call(request, metadata=md, timeout=context.time_remaining())
+            except grpc.aio.AioRpcError as e:
                 await _relay(context, e, owner)
                 raise  # unreachable: abort raises
 
@@ -113,14 +121,19 @@ class Forwarder(grpc.GenericRpcHandler):
 
         async def handle(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
             md = await self._enter(context, rpc)
-            stream = call(request, metadata=md, timeout=context.time_remaining())
-            try:
-                async for item in stream:
-                    yield item
-            except grpc.aio.AioRpcError as e:
-                await _relay(context, e, owner)
-            finally:
-                stream.cancel()
+            for attempt in (1, 2):
+                stream = call(request, metadata=md, timeout=context.time_remaining())
+                sent = False
+                try:
+                    async for item in stream:
+                        sent = True
+                        yield item
+                    return
+                except grpc.aio.AioRpcError as e:
+                    if sent or attempt == 2 or not await _reconnected(channel, context, e):
+                        await _relay(context, e, owner)
+                finally:
+                    stream.cancel()
 
         return handle
 
@@ -155,6 +168,29 @@ class Forwarder(grpc.GenericRpcHandler):
                 call.cancel()
 
         return handle
+
+
+async def _reconnected(
+    channel: grpc.aio.Channel, context: grpc.aio.ServicerContext, e: grpc.aio.AioRpcError
+) -> bool:
+    """Whether a call that failed before it reached its service may go again: it was never
+    sent (no connection: nothing of it can have happened, so even a create is safe to send
+    again) and the channel connects within a moment — a service that has just restarted,
+    which the channel's reconnect backoff (up to 2 s) has not yet noticed. A service that
+    stays down is reported after that moment, as before."""
+    if e.code() != grpc.StatusCode.UNAVAILABLE or e.trailing_metadata() or \
+            not (e.details() or "").startswith("failed to connect"):
+        return False
+    remaining = context.time_remaining()
+    wait = RECONNECT_WAIT if remaining is None else min(RECONNECT_WAIT, remaining - 0.1)
+    if wait <= 0:
+        return False
+    try:
+        await asyncio.wait_for(channel.channel_ready(), wait)
+    except asyncio.TimeoutError:
+        return False
+    log.info("owning service reachable again: call sent again", details=e.details())
+    return True
 
 
 async def _relay(context: grpc.aio.ServicerContext, e: grpc.aio.AioRpcError, owner: Peer) -> None:

@@ -31,3 +31,19 @@ def test_a_down_service_is_named_with_its_reason(suite: LocalSuite) -> None:
     assert cli_run.exit_code == 1
     [line] = cli_run.output.strip().splitlines()
     assert "job-scheduler is unavailable" in line and "[JOB_SCHEDULER_UNAVAILABLE]" in line
+
+
+def test_a_call_right_after_a_service_restarts_reaches_it(suite: LocalSuite) -> None:
+    """The gateway's channel backs off after failed connects (up to 2 s): a call that finds it
+    backing off once the service is back waits for the connection instead of failing."""
+    client = suite.client(timeout=10)
+    client.create_pool("p", target_nodes=0)
+    suite.kill("job-scheduler")
+    for _ in range(4):  # each failed connect lengthens the channel's backoff
+        with pytest.raises(ShoalError) as caught:
+            list(client.list_jobs())
+        assert caught.value.reason == "JOB_SCHEDULER_UNAVAILABLE"
+    suite.restart("job-scheduler")
+    client.create_job("j", pool_id="p")  # sent once: never delivered before
+    assert [j.name.rsplit("/", 1)[1] for j in client.list_jobs()] == ["j"]
+    assert [t.name for t in client.list_tasks("j")] == []
