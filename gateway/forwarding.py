@@ -187,7 +187,7 @@ async def _reconnected(
         return False
     try:
         await asyncio.wait_for(channel.channel_ready(), wait)
-    except asyncio.TimeoutError:
+    except TimeoutError:
         return False
     log.info("owning service reachable again: call sent again", details=e.details())
     return True
