@@ -1,9 +1,8 @@
 """Formula text -> syntax tree, with lark (LALR) and the grammar below; never `eval`.
 
-Chains of one precedence level (`a + b - c`, `- - x`, `x.a.b`) come out of the grammar flat and
-are folded here without recursion, and the depth of what is left is checked before anything
-walks the tree recursively: an 8 KB formula of nested parentheses gets a clear error instead of
-exhausting Python's stack.
+The tree is built without recursion, and its depth is checked before anything walks it
+recursively: an 8 KB formula of nested parentheses or of `1+1+...+1` gets a clear error instead
+of exhausting Python's stack.
 """
 
 from __future__ import annotations
@@ -11,7 +10,15 @@ from __future__ import annotations
 from functools import cache
 from typing import Any
 
-from lark import Lark, Token, Transformer, Tree, UnexpectedCharacters, UnexpectedInput, v_args
+from lark import (
+    Lark,
+    Token,
+    Transformer_NonRecursive,
+    Tree,
+    UnexpectedCharacters,
+    UnexpectedInput,
+    v_args,
+)
 from lark.exceptions import UnexpectedEOF, UnexpectedToken
 
 from services.pool_manager.autoscale.errors import ErrorCode, FormulaError, Position
@@ -28,12 +35,14 @@ from services.pool_manager.autoscale.syntax import (
     String,
     Unary,
     Vector,
+    depth,
 )
 
 MAX_BYTES = 8 * 1024
 MAX_STATEMENTS = 100
 MAX_DEPTH = 100
-"""Nesting levels of operators, calls and parentheses one expression may have (Shoal's)."""
+"""How deep one statement's expression may go, counting each operator, call and member (Shoal's
+limit; Azure publishes none)."""
 
 GRAMMAR = r"""
 formula: [statement] (";" [statement])*
@@ -97,21 +106,12 @@ def _pos(item: Token | Tree[Any] | Expr) -> Position:
     return item.pos
 
 
-def _depth(tree: Tree[Any]) -> int:
-    deepest = 0
-    stack: list[tuple[Tree[Any], int]] = [(tree, 1)]
-    while stack:
-        node, depth = stack.pop()
-        deepest = max(deepest, depth)
-        stack.extend((c, depth + 1) for c in node.children if isinstance(c, Tree))
-    return deepest
+
+def _args(node: tuple[Expr, ...] | None) -> tuple[Expr, ...]:
+    return () if node is None else node
 
 
-def _args(node: Tree[Any] | None) -> tuple[Expr, ...]:
-    return () if node is None else tuple(node.children)
-
-
-class _ToSyntax(Transformer[Token, Any]):
+class _ToSyntax(Transformer_NonRecursive):
     def _chain(self, children: list[Any]) -> Expr:
         left: Expr = children[0]
         for op, right in zip(children[1::2], children[2::2], strict=True):
@@ -170,8 +170,8 @@ class _ToSyntax(Transformer[Token, Any]):
     def vector(self, meta: Any, children: list[Any]) -> Expr:
         return Vector(_args(children[0]), Position(meta.line, meta.column))
 
-    def args(self, children: list[Expr]) -> Tree[Any]:
-        return Tree("args", children)
+    def args(self, children: list[Expr]) -> tuple[Expr, ...]:
+        return tuple(children)
 
 
 def _syntax_error(err: UnexpectedInput) -> FormulaError:
@@ -208,12 +208,13 @@ def parse(text: str) -> tuple[Statement, ...]:
             _pos(statements[MAX_STATEMENTS]),
             (("Statements", str(len(statements))), ("Limit", str(MAX_STATEMENTS))),
         )
-    for statement in statements:
-        if _depth(statement) > MAX_DEPTH:
+    result: tuple[Statement, ...] = _ToSyntax().transform(tree)
+    for statement in result:
+        if depth(statement.expr) > MAX_DEPTH:
             raise FormulaError(
                 ErrorCode.INVALID_FORMULA,
-                f"the statement nests deeper than {MAX_DEPTH} levels",
-                _pos(statement),
+                f"the expression is more than {MAX_DEPTH} operations deep",
+                statement.pos,
+                (("Limit", str(MAX_DEPTH)),),
             )
-    result: tuple[Statement, ...] = _ToSyntax().transform(tree)
     return result

@@ -98,3 +98,31 @@ class Formula:
 
     text: str
     statements: tuple[Statement, ...]
+
+
+def children(expr: Expr) -> tuple[Expr, ...]:
+    match expr:
+        case Unary():
+            return (expr.operand,)
+        case Binary():
+            return (expr.left, expr.right)
+        case Conditional():
+            return (expr.test, expr.then, expr.otherwise)
+        case Member():
+            return (expr.target,)
+        case Method():
+            return (expr.target, *expr.args)
+        case Call() | Vector():
+            return expr.args if isinstance(expr, Call) else expr.items
+    return ()
+
+
+def depth(expr: Expr) -> int:
+    """How deep the tree under `expr` goes, found without recursion."""
+    deepest = 0
+    stack = [(expr, 1)]
+    while stack:
+        node, level = stack.pop()
+        deepest = max(deepest, level)
+        stack.extend((child, level + 1) for child in children(node))
+    return deepest
