@@ -42,6 +42,8 @@ def _check(expr: Expr, assigned: set[str]) -> None:
             if function not in ARITY:
                 raise _invalid(f"unknown function {function}()", expr, ("Function", function))
             _arity(f"{function}()", len(args), ARITY[function], expr)
+        case Method(target=Name(name=name) as target) if not (is_defined(name) or name in assigned):
+            raise _invalid(f"unknown variable {name}", target, ("Variable", name))
         case Method(target=target, name=method, args=args):
             if not (isinstance(target, Name) and target.name in SAMPLED):
                 raise _invalid(f"{method}() is a method of the sampled variables "
