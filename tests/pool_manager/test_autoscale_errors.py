@@ -67,6 +67,8 @@ def test_an_unknown_variable_is_refused_before_anything_runs(formula: str, detai
     ("$TargetDedicatedNodes = ", "Line 1, Col 23: the formula ends in the middle of a statement"),
     ("x = 'single quotes';", "Line 1, Col 5: unexpected character \"'\""),
     ("// only a comment\nx 1;", "Line 2, Col 3: unexpected '1'"),
+    ("$TargetDedicatedNodes == 5;", "Line 1, Col 1: the statement assigns nothing (an assignment is NAME = value)"),
+    ("x = 1; avg(x);", "Line 1, Col 8: the statement assigns nothing (an assignment is NAME = value)"),
 ])
 def test_a_formula_that_does_not_compile_says_where_and_why(formula: str, detail: str) -> None:
     code, text, _ = error_of(formula)

@@ -92,15 +92,15 @@ class _Evaluator:
     def run(self, formula: Formula) -> None:
         try:
             for statement in formula.statements:
-                self.env[statement.target] = self.eval(statement.expr)
-                self.where[statement.target] = statement.pos
+                value = self.eval(statement.expr)
+                if statement.target is not None:
+                    self.env[statement.target] = value
+                    self.where[statement.target] = statement.pos
         except Stop:
             pass
 
     def read(self, name: str) -> Value:
         if name in self.env:
-            if name in ALIASES and ALIASES[name] in self.env:
-                return self.env[ALIASES[name]]
             return self.env[name]
         alias_of = {full: alias for alias, full in ALIASES.items()}
         if name in alias_of and alias_of[name] in self.env:

@@ -59,12 +59,26 @@ def _check(expr: Expr, assigned: set[str]) -> None:
         _check(child, assigned)
 
 
+def _calls_stop(expr: Expr) -> bool:
+    if isinstance(expr, Call) and expr.function == "stop":
+        return True
+    return any(_calls_stop(child) for child in children(expr))
+
+
 def compile_formula(text: str) -> Formula:
     """`text` parsed and checked, or FormulaError(INVALID_FORMULA) saying where and why not."""
     statements = parse(text)
     assigned: set[str] = set()
     for statement in statements:
         _check(statement.expr, assigned)
+        if statement.target is None:
+            # Only stop() has an effect without an assignment; anything else is most likely a
+            # slip (`$TargetDedicatedNodes == 5;`) that would otherwise do nothing, silently.
+            if not _calls_stop(statement.expr):
+                raise FormulaError(ErrorCode.INVALID_FORMULA,
+                                   "the statement assigns nothing (an assignment is NAME = value)",
+                                   statement.pos)
+            continue
         if is_read_only(statement.target):
             raise FormulaError(ErrorCode.INVALID_FORMULA,
                                f"{statement.target} is read-only: it cannot be assigned",

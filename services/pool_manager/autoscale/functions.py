@@ -84,18 +84,16 @@ AGGREGATES: dict[str, Callable[[list[float]], float]] = {
 }
 
 
-def _log(base: float) -> Callable[[float], float]:
+def _log(log: Callable[[float], float]) -> Callable[[float], float]:
     # As IEEE doubles (and .NET's Math.Log) have it: log 0 is -Infinity, log of a negative NaN.
-    def log(x: float) -> float:
+    def safe(x: float) -> float:
         if math.isnan(x) or x < 0:
             return math.nan
-        if x == 0:
-            return -math.inf
-        return math.log(x) / math.log(base) if base != math.e else math.log(x)
-    return log
+        return -math.inf if x == 0 else log(x)
+    return safe
 
 
-LOGARITHMS = {"lg": _log(2.0), "ln": _log(math.e), "log": _log(10.0)}
+LOGARITHMS = {"lg": _log(math.log2), "ln": _log(math.log), "log": _log(math.log10)}
 
 
 def _percentile(v: Value, p: Value) -> float:

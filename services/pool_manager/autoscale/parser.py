@@ -47,6 +47,7 @@ limit; Azure publishes none)."""
 GRAMMAR = r"""
 formula: [statement] (";" [statement])*
 statement: NAME "=" expr
+         | expr -> expression_statement
 
 ?expr: or_expr
      | or_expr "?" expr ":" expr -> conditional
@@ -126,6 +127,10 @@ class _ToSyntax(Transformer_NonRecursive):
     def statement(self, children: list[Any]) -> Statement:
         name, expr = children
         return Statement(str(name), expr, _pos(name))
+
+    @v_args(meta=True)
+    def expression_statement(self, meta: Any, children: list[Expr]) -> Statement:
+        return Statement(None, children[0], Position(meta.line, meta.column))
 
     @v_args(meta=True)
     def conditional(self, meta: Any, children: list[Expr]) -> Expr:

@@ -87,7 +87,8 @@ Expr = Number | String | Name | Vector | Unary | Binary | Conditional | Call | M
 
 @dataclass(frozen=True, slots=True)
 class Statement:
-    target: str
+    target: str | None
+    """The variable assigned; None for an expression evaluated for its effect (`stop();`)."""
     expr: Expr
     pos: Position
 
