@@ -158,6 +158,8 @@ def test_the_full_name_wins_over_its_alias_and_reads_see_the_latest_value() -> N
                          "a=9;b=3")
     only_alias = run("$TargetDedicated = 4; a = $TargetDedicatedNodes;")
     assert (only_alias.target_dedicated_nodes, values(only_alias)["a"]) == (4, "4")
+    only_full = run("$TargetDedicatedNodes = 5; a = $TargetDedicated;")
+    assert values(only_full)["a"] == "5"
     low = run("$TargetLowPriority = 2;")
     assert low.target_low_priority_nodes == 2
 

@@ -12,6 +12,7 @@ import math
 import random
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from services.pool_manager.autoscale import operators
 from services.pool_manager.autoscale.errors import (
@@ -81,6 +82,10 @@ class AutoScaleRun:
     """requeue, terminate, taskcompletion or retaineddata; None when it failed."""
 
 
+_OTHER_NAME = {**ALIASES, **{full: alias for alias, full in ALIASES.items()}}
+"""A target's other name: until a formula sets one of the two, it reads the other's value."""
+
+
 class _Evaluator:
     def __init__(self, snapshot: PoolSnapshot, context: Context) -> None:
         self.snapshot = snapshot
@@ -102,9 +107,8 @@ class _Evaluator:
     def read(self, name: str) -> Value:
         if name in self.env:
             return self.env[name]
-        alias_of = {full: alias for alias, full in ALIASES.items()}
-        if name in alias_of and alias_of[name] in self.env:
-            return self.env[alias_of[name]]
+        if name in _OTHER_NAME and _OTHER_NAME[name] in self.env:
+            return self.env[_OTHER_NAME[name]]
         if name in (TARGET_DEDICATED, TARGET_DEDICATED_ALIAS):
             return float(self.snapshot.target_dedicated_nodes)
         if name in (TARGET_LOW_PRIORITY, TARGET_LOW_PRIORITY_ALIAS):
@@ -124,37 +128,51 @@ class _Evaluator:
             raise err.at(expr.pos) from None
 
     def _eval(self, expr: Expr) -> Value:
-        match expr:
-            case Number(value=value) | String(value=value):
-                return value
-            case Name(name=name):
-                return self.read(name)
-            case Vector(items=items):
-                return DoubleVec(tuple(self._double_items(items)))
-            case Unary(op=op, operand=operand):
-                return operators.unary(op, self.eval(operand))
-            case Binary(op="&&" | "||" as op, left=left, right=right):
-                decided = operators.truth(op, self.eval(left))
-                if decided == (op == "||"):
-                    return 1.0 if decided else 0.0
-                return 1.0 if operators.truth(op, self.eval(right)) else 0.0
-            case Binary(op=op, left=left, right=right):
-                return operators.binary(op, self.eval(left), self.eval(right))
-            case Conditional(test=test, then=then, otherwise=otherwise):
-                chosen = then if operators.truth("?:", self.eval(test)) else otherwise
-                return self.eval(chosen)
-            case Call(function=function, args=args):
-                return call(function, [self.eval(a) for a in args], self.context)
-            case Member(target=target, name=name):
-                stamp = self.eval(target)
-                if not isinstance(stamp, Timestamp):
-                    raise FormulaError(ErrorCode.TYPE_MISMATCH,
-                                       f".{name} is a member of timestamps, not of {type_name(stamp)}",
-                                       values=(("Member", name), ("Type", type_name(stamp))))
-                return member(stamp, name)
-            case Method(target=Name(name=variable), name=method, args=args):
-                return call_method(variable, method, [self.eval(a) for a in args], self.snapshot)
-        raise AssertionError(f"compile_formula let through {expr!r}")
+        # One method per node type, found by type: a formula is evaluated every few seconds
+        # on every autoscaled pool, and a chain of class patterns costs more than a lookup.
+        return _HANDLERS[type(expr)](self, expr)
+
+    def _literal(self, expr: Number | String) -> Value:
+        return expr.value
+
+    def _name(self, expr: Name) -> Value:
+        return self.read(expr.name)
+
+    def _vector(self, expr: Vector) -> Value:
+        return DoubleVec(tuple(self._double_items(expr.items)))
+
+    def _unary(self, expr: Unary) -> Value:
+        return operators.unary(expr.op, self.eval(expr.operand))
+
+    def _binary(self, expr: Binary) -> Value:
+        op = expr.op
+        if op in ("&&", "||"):
+            decided = operators.truth(op, self.eval(expr.left))
+            if decided == (op == "||"):
+                return 1.0 if decided else 0.0
+            return 1.0 if operators.truth(op, self.eval(expr.right)) else 0.0
+        return operators.binary(op, self.eval(expr.left), self.eval(expr.right))
+
+    def _conditional(self, expr: Conditional) -> Value:
+        test = operators.truth("?:", self.eval(expr.test))
+        return self.eval(expr.then if test else expr.otherwise)
+
+    def _call(self, expr: Call) -> Value:
+        return call(expr.function, [self.eval(a) for a in expr.args], self.context)
+
+    def _member(self, expr: Member) -> Value:
+        stamp = self.eval(expr.target)
+        if not isinstance(stamp, Timestamp):
+            raise FormulaError(ErrorCode.TYPE_MISMATCH,
+                               f".{expr.name} is a member of timestamps, not of {type_name(stamp)}",
+                               values=(("Member", expr.name), ("Type", type_name(stamp))))
+        return member(stamp, expr.name)
+
+    def _method(self, expr: Method) -> Value:
+        # compile_formula lets methods through only on a sampled variable's name.
+        assert isinstance(expr.target, Name)
+        args = [self.eval(a) for a in expr.args]
+        return call_method(expr.target.name, expr.name, args, self.snapshot)
 
     def _double_items(self, items: tuple[Expr, ...]) -> list[float]:
         out = []
@@ -166,6 +184,14 @@ class _Evaluator:
                                    item.pos, (("Type", type_name(value)),))
             out.append(value)
         return out
+
+
+_HANDLERS: dict[type, Callable[[_Evaluator, Any], Value]] = {
+    Number: _Evaluator._literal, String: _Evaluator._literal, Name: _Evaluator._name,
+    Vector: _Evaluator._vector, Unary: _Evaluator._unary, Binary: _Evaluator._binary,
+    Conditional: _Evaluator._conditional, Call: _Evaluator._call, Member: _Evaluator._member,
+    Method: _Evaluator._method,
+}
 
 
 def _listing(env: dict[str, Value], snapshot: PoolSnapshot) -> tuple[tuple[str, str], ...]:

@@ -9,6 +9,7 @@ evaluated every 5 seconds can be sampled as often.
 from __future__ import annotations
 
 import math
+from bisect import bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 
@@ -64,10 +65,24 @@ class PoolSnapshot:
             raise ValueError(f"not sampled variables: {sorted(unknown)}")
         if not self.sample_period > 0:
             raise ValueError("sample_period must be positive")
+        for variable, samples in self.histories.items():
+            if any(a.time > b.time for a, b in zip(samples, samples[1:], strict=False)):
+                raise ValueError(f"the samples of {variable} are not oldest first")
 
-    def history(self, variable: str) -> list[Sample]:
+    def between(self, variable: str, earlier: float, later: float) -> Sequence[Sample]:
+        """The samples of `variable` recorded in (earlier, later], oldest first (found by
+        bisection: a formula may read long histories several times per evaluation)."""
+        samples = self.histories.get(variable, ())
+        start = bisect_right(samples, earlier, key=_time)
+        return samples[start:bisect_right(samples, later, lo=start, key=_time)]
+
+    def history(self, variable: str) -> Sequence[Sample]:
         """The samples of `variable` recorded up to now, oldest first."""
-        return [s for s in self.histories.get(variable, ()) if s.time <= self.now]
+        return self.between(variable, -math.inf, self.now)
+
+
+def _time(sample: Sample) -> float:
+    return sample.time
 
 
 def _insufficient(variable: str, wanted: str, received: str) -> FormulaError:
@@ -98,7 +113,7 @@ def _moment(variable: str, method: str, position: int, value: Value, now: float)
 
 @dataclass(frozen=True)
 class _Window:
-    samples: list[Sample]
+    samples: Sequence[Sample]
     percent: float
 
 
@@ -110,7 +125,7 @@ def _window(variable: str, method: str, bounds: Sequence[Value], snapshot: PoolS
     if len(moments) == 1:
         moments.append(now)
     earlier, later = min(moments), max(moments)
-    samples = [s for s in snapshot.history(variable) if earlier < s.time <= later]
+    samples = snapshot.between(variable, earlier, min(later, now))
     expected = max(1, math.floor((later - earlier) / snapshot.sample_period + 1e-9))
     return _Window(samples, min(100.0, 100.0 * len(samples) / expected))
 
