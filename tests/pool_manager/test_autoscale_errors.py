@@ -275,3 +275,53 @@ def test_any_text_gives_a_run_and_never_an_exception(text: str) -> None:
     assert r.error is None or r.error.values[0][0] == "Message"
     assert (r.error is None) == (r.target_dedicated_nodes is not None)
     assert values(r)["$NodeDeallocationOption"] in ("requeue", "terminate", "taskcompletion", "retaineddata") or r.error
+
+
+@pytest.mark.parametrize(("formula", "detail"), [
+    ("x = time() + TimeInterval_Year * 1e6;", "Line 1, Col 32: the time interval of 31536000000000 seconds is out of range"),
+    ("x = TimeInterval_Second * (0/0);", "Line 1, Col 25: the time interval of NaN seconds is out of range"),
+    ('x = time("9999-12-31T23:59:59Z") + TimeInterval_Day;', "Line 1, Col 34: the timestamp falls outside the years 1 to 9999"),
+])
+def test_times_beyond_what_a_timestamp_or_timespan_holds_are_invalid_arguments(formula: str, detail: str) -> None:
+    assert error_of(formula)[:2] == ("InvalidArgument", detail)
+
+
+def test_extreme_doubles_give_infinities_not_exceptions() -> None:
+    found = ok("a = sum(1e308, 1e308); b = avg(1e308, 1e308); c = std(1e200, -1e200); d = norm(1e200, 1);"
+               "e = sum(1/0, -1/0); f = 1e999;")
+    assert [found[k] for k in "abcdef"] == ["Infinity", "Infinity", "Infinity", "Infinity", "NaN", "Infinity"]
+
+
+LEAVES = st.sampled_from([
+    "0", "1", "-1", "2.5", "1e308", "-1e308", "(1/0)", "(0/0)", '"s"', '"2016-10-13"', "time()",
+    'time("9999-12-31")', 'time("0001-01-01")', "TimeInterval_Year", "TimeInterval_100ns",
+    "TimeInterval_Zero", "[]", "[1, 1e308]", "[0/0, 1]", "$PendingTasks", "$CurrentDedicatedNodes",
+    "$PendingTasks.GetSample(2)", "$CPUPercent.GetSample(TimeInterval_Minute)", "rand()",
+    "$CPUPercent.GetSamplePercent(TimeInterval_Hour)", "$PendingTasks.HistoryBeginTime()",
+    "$PendingTasks.GetSamplePeriod()", "requeue",
+])
+UNARY = ["-", "!"]
+BINARY = ["+", "-", "*", "/", "<", "<=", "==", "!=", ">", ">=", "&&", "||"]
+FUNCTIONS = ["avg", "len", "max", "min", "norm", "range", "std", "sum", "lg", "ln", "log",
+             "percentile", "val", "time"]
+MEMBERS = ["year", "month", "day", "weekday", "hour", "minute", "second"]
+
+EXPRESSIONS = st.recursive(LEAVES, lambda inner: st.one_of(
+    st.tuples(st.sampled_from(UNARY), inner).map(lambda t: f"{t[0]}({t[1]})"),
+    st.tuples(inner, st.sampled_from(BINARY), inner).map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
+    st.tuples(inner, inner, inner).map(lambda t: f"({t[0]} ? {t[1]} : {t[2]})"),
+    st.tuples(st.sampled_from(FUNCTIONS), st.lists(inner, min_size=1, max_size=3)).map(
+        lambda t: f"{t[0]}({', '.join(t[1])})"),
+    st.tuples(inner, st.sampled_from(MEMBERS)).map(lambda t: f"({t[0]}).{t[1]}"),
+), max_leaves=12)
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.tuples(st.sampled_from(["x", "$TargetDedicatedNodes", "$NodeDeallocationOption"]),
+                          EXPRESSIONS), min_size=1, max_size=4))
+def test_any_well_formed_formula_gives_a_run_and_never_an_exception(statements: list[tuple[str, str]]) -> None:
+    text = "".join(f"{name} = {expr};\n" for name, expr in statements)
+    r = run(text, histories={"$PendingTasks": history([1, 2, 3]), "$CPUPercent": history([50.0] * 20)})
+    assert (r.error is None) == (r.target_dedicated_nodes is not None)
+    if r.error is not None:
+        assert r.error.code in {c.value for c in ErrorCode} and r.error.values[0][0] == "Message"

@@ -141,6 +141,8 @@ def test_a_snapshot_refuses_histories_of_variables_that_are_not_sampled() -> Non
         snapshot(histories={"$CurrentDedicatedNodes": history([1])})
     with pytest.raises(ValueError, match="sample_period"):
         snapshot(sample_period=0)
+    with pytest.raises(ValueError, match=r"the samples of \$PendingTasks are not oldest first"):
+        snapshot(histories={"$PendingTasks": history([1, 2])[::-1]})
 
 
 def test_the_target_is_truncated_and_stays_when_the_formula_does_not_set_it() -> None:

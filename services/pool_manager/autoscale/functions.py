@@ -12,7 +12,7 @@ from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
 
 from services.pool_manager.autoscale.errors import ErrorCode, FormulaError
-from services.pool_manager.autoscale.values import DoubleVec, Timestamp, Value, type_name
+from services.pool_manager.autoscale.values import DoubleVec, Value, timestamp, type_name
 
 
 class Stop(Exception):
@@ -68,19 +68,29 @@ def _nonempty(function: str, xs: list[float]) -> list[float]:
 def _std(xs: list[float]) -> float:
     if len(xs) < 2:
         raise _invalid("std", f"the sample standard deviation needs 2 values or more, got {len(xs)}")
-    mean = sum(xs) / len(xs)
-    return math.sqrt(sum((x - mean) ** 2 for x in xs) / (len(xs) - 1))
+    mean = _total(xs) / len(xs)
+    # x * x, not x ** 2: a float power raises on overflow where a product gives Infinity.
+    return math.sqrt(_total([(x - mean) * (x - mean) for x in xs]) / (len(xs) - 1))
+
+
+def _total(xs: list[float]) -> float:
+    """The exact sum where there is one; where fsum gives up (an overflow on the way, or
+    Infinity and -Infinity together) the plain IEEE sum: Infinity or NaN, as .NET would."""
+    try:
+        return math.fsum(xs)
+    except (OverflowError, ValueError):
+        return sum(xs)
 
 
 AGGREGATES: dict[str, Callable[[list[float]], float]] = {
-    "avg": lambda xs: math.fsum(_nonempty("avg", xs)) / len(xs),
+    "avg": lambda xs: _total(_nonempty("avg", xs)) / len(xs),
     "len": lambda xs: float(len(xs)),
     "max": lambda xs: max(_nonempty("max", xs)),
     "min": lambda xs: min(_nonempty("min", xs)),
-    "norm": lambda xs: math.sqrt(math.fsum(x * x for x in xs)),
+    "norm": lambda xs: math.sqrt(_total([x * x for x in xs])),
     "range": lambda xs: max(_nonempty("range", xs)) - min(xs),
     "std": _std,
-    "sum": lambda xs: math.fsum(xs),
+    "sum": _total,
 }
 
 
@@ -161,7 +171,7 @@ def call(function: str, args: Sequence[Value], context: Context) -> Value:
     if function == "stop":
         raise Stop
     if not args:
-        return Timestamp(context.now)
+        return timestamp(context.now)
     if not isinstance(args[0], str):
         raise _wrong_type("time", 1, "a string", args[0])
-    return Timestamp(parse_time(args[0]) if args[0] else context.now)
+    return timestamp(parse_time(args[0]) if args[0] else context.now)

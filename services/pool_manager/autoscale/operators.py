@@ -17,6 +17,8 @@ from services.pool_manager.autoscale.values import (
     TimeInterval,
     Timestamp,
     Value,
+    interval,
+    timestamp,
     type_name,
 )
 
@@ -67,17 +69,17 @@ def _arithmetic(op: str, a: Value, b: Value) -> Value | None:
         case DoubleVec(), float() | DoubleVec():
             return _vector(op, a, b)
         case float(), TimeInterval() if op == "*":
-            return TimeInterval(a * b.seconds)
+            return interval(a * b.seconds)
         case TimeInterval(), float() if op in ("*", "/"):
-            return TimeInterval(ARITHMETIC[op](a.seconds, b))
+            return interval(ARITHMETIC[op](a.seconds, b))
         case TimeInterval(), TimeInterval() if op in ("+", "-"):
-            return TimeInterval(ARITHMETIC[op](a.seconds, b.seconds))
+            return interval(ARITHMETIC[op](a.seconds, b.seconds))
         case TimeInterval(), Timestamp() if op == "+":
-            return Timestamp(a.seconds + b.seconds)
+            return timestamp(a.seconds + b.seconds)
         case Timestamp(), TimeInterval() if op == "+":
-            return Timestamp(a.seconds + b.seconds)
+            return timestamp(a.seconds + b.seconds)
         case Timestamp(), Timestamp() if op == "-":
-            return TimeInterval(a.seconds - b.seconds)
+            return interval(a.seconds - b.seconds)
     return None
 
 
@@ -98,7 +100,7 @@ def unary(op: str, a: Value) -> Value:
     if isinstance(a, float):
         return -a if op == "-" else (1.0 if a == 0 else 0.0)
     if isinstance(a, TimeInterval) and op == "-":
-        return TimeInterval(-a.seconds)
+        return interval(-a.seconds)
     raise _mismatch(op, a)
 
 

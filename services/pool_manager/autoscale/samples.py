@@ -20,6 +20,7 @@ from services.pool_manager.autoscale.values import (
     Timestamp,
     Value,
     format_double,
+    timestamp,
     type_name,
 )
 from services.pool_manager.autoscale.variables import SAMPLED
@@ -194,7 +195,7 @@ def call_method(variable: str, method: str, args: Sequence[Value], snapshot: Poo
         return float(len(history))
     if not history:
         raise _insufficient(variable, "1 sample", "0")
-    return Timestamp(history[0].time)
+    return timestamp(history[0].time)
 
 
 def latest(variable: str, snapshot: PoolSnapshot) -> float:

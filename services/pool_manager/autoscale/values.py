@@ -11,6 +11,8 @@ import math
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
+from services.pool_manager.autoscale.errors import ErrorCode, FormulaError
+
 
 @dataclass(frozen=True, slots=True)
 class DoubleVec:
@@ -32,6 +34,27 @@ class Timestamp:
 
 
 Value = float | str | DoubleVec | TimeInterval | Timestamp
+
+EARLIEST = datetime(1, 1, 1, tzinfo=UTC).timestamp()
+LATEST = datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC).timestamp()
+LONGEST = 922_337_203_685.4775807
+"""The longest .NET TimeSpan, in seconds (Azure's time intervals are TimeSpans)."""
+
+
+def timestamp(seconds: float) -> Timestamp:
+    """A timestamp, or InvalidArgument when arithmetic took it outside the years 1 to 9999."""
+    if not EARLIEST <= seconds <= LATEST:
+        raise FormulaError(ErrorCode.INVALID_ARGUMENT,
+                           "the timestamp falls outside the years 1 to 9999")
+    return Timestamp(seconds)
+
+
+def interval(seconds: float) -> TimeInterval:
+    """A time interval, or InvalidArgument when it is NaN or longer than a TimeSpan can be."""
+    if not abs(seconds) <= LONGEST:
+        raise FormulaError(ErrorCode.INVALID_ARGUMENT,
+                           f"the time interval of {format_double(seconds)} seconds is out of range")
+    return TimeInterval(seconds)
 
 TIMESTAMP_MEMBERS = ("year", "month", "day", "weekday", "hour", "minute", "second")
 
