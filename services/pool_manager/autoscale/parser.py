@@ -107,7 +107,6 @@ def _pos(item: Token | Tree[Any] | Expr) -> Position:
     return item.pos
 
 
-
 def _args(node: tuple[Expr, ...] | None) -> tuple[Expr, ...]:
     return () if node is None else node
 
@@ -183,9 +182,8 @@ def _syntax_error(err: UnexpectedInput) -> FormulaError:
     position = Position(err.line if err.line > 0 else 1, err.column if err.column > 0 else 1)
     if isinstance(err, UnexpectedCharacters):
         detail = f"unexpected character {err.char!r}"
-    elif isinstance(err, UnexpectedEOF):
-        detail = "the formula ends in the middle of a statement"
-    elif isinstance(err, UnexpectedToken) and err.token.type == "$END":
+    elif isinstance(err, UnexpectedEOF) or (
+            isinstance(err, UnexpectedToken) and err.token.type == "$END"):
         detail = "the formula ends in the middle of a statement"
     elif isinstance(err, UnexpectedToken):
         detail = f"unexpected {str(err.token)!r}"

@@ -161,7 +161,7 @@ def _get_sample(variable: str, args: Sequence[Value], snapshot: PoolSnapshot) ->
         history = snapshot.history(variable)
         wanted = int(first)
         if len(history) < wanted:
-            raise _insufficient(variable, f"{wanted} samples", f"{len(history)}")
+            raise _insufficient(variable, f"{wanted} sample{'s' if wanted > 1 else ''}", f"{len(history)}")
         return DoubleVec(tuple(s.value for s in history[len(history) - wanted:]))
     # (start [, end] [, percent]): the last argument is the percent when it is a double.
     bounds, percent = list(args), None
