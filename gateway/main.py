@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 
+from gateway.admission import Admission
 from gateway.auth import Authenticator
 from gateway.forwarding import ROUTES, Forwarder
 from gateway.peers import PeerHealth
@@ -28,8 +29,10 @@ async def serve(config: ClusterConfig) -> None:
     }
     # Anyone can send the gateway a message before it is authenticated: keep them bounded.
     # 64 MiB still carries a 100,000-task BatchCreateTasks of ordinary command lines.
-    host = ServiceHost(config.gateway_address, [], max_message_bytes=GATEWAY_MAX_MESSAGE)
-    host.add_generic(Forwarder(channels, auth, config.service_token), sorted(ROUTES))
+    host = ServiceHost(config.gateway_address, [], max_message_bytes=GATEWAY_MAX_MESSAGE,
+                       limits=config.limits)
+    host.add_generic(Forwarder(channels, auth, config.service_token, Admission(config.limits)),
+                     sorted(ROUTES))
     await host.start()
     peers = PeerHealth(host.health, channels, {s: p.name for s, p in ROUTES.items()})
     await peers.start()

@@ -27,7 +27,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shoal.client import Client, ClientConfig, read_client_file, write_client_file
-from shoal.cluster_config import ClusterConfig, SchedulerTiming, StorageConfig
+from shoal.cluster_config import ClusterConfig, Limits, SchedulerTiming, StorageConfig
 from shoal.dbfiles import LOCK_FILE
 from shoal.errors import ClientConfigError
 
@@ -143,6 +143,7 @@ class LocalSuite:
         stager_port: int = 50054,
         timing: SchedulerTiming | None = None,
         storage: StorageConfig | None = None,
+        limits: Limits | None = None,
         log_level: str = "info",
         commands: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
@@ -157,6 +158,8 @@ class LocalSuite:
         }
         self._timing = timing or SchedulerTiming()
         self._storage = storage or StorageConfig(http_address=f"{HOST}:0")
+        self._limits = limits
+        """None keeps the limits of an existing cluster file (an operator's edits)."""
         self._log_level = log_level
         unknown = set(commands or {}) - set(SERVICES)
         if unknown:
@@ -277,13 +280,14 @@ class LocalSuite:
                 state_dir=str(self.state_dir),
                 timing=self._timing,
                 storage=storage,
+                limits=self._limits or previous.limits,
                 log_level=self._log_level,
                 **addresses,
             )
         else:
             config = ClusterConfig.new(
-                self.state_dir, timing=self._timing, storage=storage, log_level=self._log_level,
-                **addresses,
+                self.state_dir, timing=self._timing, storage=storage,
+                limits=self._limits or Limits(), log_level=self._log_level, **addresses,
             )
         config.save(self.config_path)
         self._config = config

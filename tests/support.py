@@ -12,7 +12,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import TypeVar
 
-from shoal.cluster_config import SchedulerTiming, StorageConfig
+from shoal.cluster_config import Limits, SchedulerTiming, StorageConfig
 from shoal.suite import LocalSuite
 
 FAST = SchedulerTiming(
@@ -87,10 +87,12 @@ def agent_pid(node_id: str) -> int:
     return pids[0]
 
 
-def start_suite(state_dir: Path, storage: StorageConfig | None = None) -> LocalSuite:
-    """The real suite on free loopback ports with short liveness timings."""
+def start_suite(state_dir: Path, storage: StorageConfig | None = None,
+                limits: Limits | None = None) -> LocalSuite:
+    """The real suite on free loopback ports with short liveness timings (and `limits`, when
+    a test wants small quotas)."""
     s = LocalSuite(state_dir, gateway_port=0, pool_manager_port=0, scheduler_port=0,
-                   stager_port=0, timing=FAST, storage=storage)
+                   stager_port=0, timing=FAST, storage=storage, limits=limits)
     return s.start()
 
 
