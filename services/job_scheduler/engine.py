@@ -47,7 +47,7 @@ from services.job_scheduler.task_logs import (
     LastLines,
 )
 from shoal.agent.v1 import agent_pb2
-from shoal.cluster_config import SchedulerTiming
+from shoal.cluster_config import Limits, SchedulerTiming
 from shoal.internal.v1 import staging_pb2
 from shoal.v1 import job_pb2, pool_pb2
 
@@ -87,6 +87,7 @@ class Engine:
         clock: Clock,
         storage: StagingClient | None = None,
         on_events: Callable[[list[Event]], None] | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -94,7 +95,7 @@ class Engine:
         self.timing = timing
         self._get_pool = get_pool
         self.clock = clock
-        self.core = Core(timing, started_at=clock(), rules_of=convert.rules_of)
+        self.core = Core(timing, started_at=clock(), rules_of=convert.rules_of, limits=limits)
         self._on_events = on_events
         """Where domain events go once their plan is committed."""
         self._outbound: dict[NodeKey, Outbound] = {}
@@ -342,6 +343,13 @@ class Engine:
             end_time=None, exit_code=None, result=None, failure=None, pk=pk))
 
     async def _add_tasks(self, job: Job, specs: list[TaskDefinition], single: bool) -> list[int]:
+        self.core.reserve_tasks(job.account, len(specs))
+        try:
+            return await self._add_held(job, specs, single)
+        finally:
+            self.core.release_tasks(job.account, len(specs))
+
+    async def _add_held(self, job: Job, specs: list[TaskDefinition], single: bool) -> list[int]:
         if len(specs) <= COALESCE_MAX and not any(sp.extra for sp in specs):
             return await self._add_coalesced(job, specs)
         async with self._lock(job):
