@@ -20,7 +20,17 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import bigjob, bulk, ceiling, concurrent, latency, manynodes, report, throughput
+from bench import (
+    bigjob,
+    bulk,
+    ceiling,
+    concurrent,
+    fairness,
+    latency,
+    manynodes,
+    report,
+    throughput,
+)
 from bench.figures import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -33,6 +43,7 @@ BENCHMARKS: dict[str, Runner] = {
     "throughput": throughput.run,
     "latency": lambda quick, _: latency.run(quick),
     "concurrent": lambda quick, _: concurrent.run(quick),
+    "fairness": lambda quick, _: fairness.run(quick),
     "bulk": lambda quick, _: bulk.run(quick),
     "bigjob": lambda quick, _: bigjob.run(quick),
     "manynodes": manynodes.run,
