@@ -27,7 +27,7 @@ from tests.support import print_logs, start_suite, wait_for
 
 LIMITS = Limits(pools_per_account=2, nodes_per_account=1, nodes_per_pool=1,
                 active_tasks_per_account=5, calls_per_account=2, streams_per_account=1,
-                idle_connection_seconds=1.0)
+                idle_connection_seconds=3.0)
 ROOT = Path(__file__).resolve().parents[2]
 
 
@@ -141,6 +141,10 @@ def test_an_account_at_its_call_limit_does_not_block_another(limited: LocalSuite
     with ThreadPoolExecutor(2) as pool:
         # The job-scheduler stopped: the account's calls to it are held at the gateway, in
         # progress, until it runs again.
+        # A call just before: the gateway's connection to the job-scheduler is open, not
+        # closed as idle, so the held calls go out on it (a new one could not be set up to a
+        # stopped process, and the calls would fail at once instead of being held).
+        a.get_job("j")
         with _stopped(limited, "job-scheduler"):
             held = [pool.submit(slow.get_job, "j") for _ in range(2)]
             e = wait_for(lambda: _refusal(lambda: a.get_pool("p")), "the third call refused", 30)
