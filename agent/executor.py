@@ -14,6 +14,10 @@ extra await, no extra message.
 An assignment that carries `job_preparation_task` first waits until its job is prepared on
 this node (`jobs`, agent.job_tasks); the wait is part of the attempt, so cancel() stops it,
 and the attempt's wall clock starts after it (the preparation task has a limit of its own).
+
+The wall clock is a timer of the attempt's own, not a timeout of one wait: it covers staging
+and the process alike, and `update()` moves it while the attempt runs (the scheduler sends
+new limits when the task is updated).
 """
 
 from __future__ import annotations
@@ -21,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -39,6 +42,7 @@ from agent.staging import (
     StagingFailure,
 )
 from agent.staging.attempt import Staging, any_log, needs_downloads, with_failure
+from services.common.node_processes import kill_attempts
 from services.common.timeutil import from_duration, to_timestamp
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
@@ -95,6 +99,15 @@ class _Attempt:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     staging: asyncio.Future[Any] | None = None
     """The staging step in progress (downloads or uploads): cancel() stops it."""
+    clock_start: float | None = None
+    """When its wall clock started (time.monotonic()); None before, and once its process
+    has ended (the clock no longer runs)."""
+    timer: asyncio.TimerHandle | None = None
+    """Ends the attempt when its wall clock runs out."""
+    assignment: agent_pb2.Assignment | None = None
+    """What the attempt runs, with its limits as they are now (update() changes them)."""
+    dropped: bool = False
+    """Killed by kill_all() or fence(): it ends with no result."""
 
 
 class _Stopped(Enum):
@@ -127,8 +140,9 @@ class Executor:
         self._attempts: dict[str, _Attempt] = {}
         # Attempts handed to a task whose run() has not begun yet, and those of them already
         # cancelled: an assignment and its cancel can arrive in one message.
-        self._expected: set[str] = set()
+        self._expected: dict[str, agent_pb2.Assignment] = {}
         self._cancelled_early: set[str] = set()
+        self._dropped_early: set[str] = set()
         self._stopping = False
 
     @property
@@ -143,17 +157,22 @@ class Executor:
         aid = a.attempt_id
         if aid in self._attempts:
             raise ValueError(f"attempt {aid!r} is already running")
-        self._expected.discard(aid)
+        self._expected.pop(aid, None)
+        if aid in self._dropped_early or self._stopping:
+            self._dropped_early.discard(aid)
+            self._cancelled_early.discard(aid)
+            return None
         if aid in self._cancelled_early:
             self._cancelled_early.discard(aid)
-            return None if self._stopping else _cancelled(aid, end=self._clock())
-        state = _Attempt()
+            return _cancelled(aid, end=self._clock())
+        state = _Attempt(assignment=a)
         self._attempts[aid] = state
         if self.jobs is not None and a.job_uid:
             self.jobs.seen(a)
         try:
             return await self._run(a, state, on_started)
         finally:
+            self._stop_clock(state)
             del self._attempts[aid]
             state.done.set()
 
@@ -170,31 +189,29 @@ class Executor:
         if not isinstance(process, Launch):
             return failed(aid, process, end=self._clock())
         _fresh_dir(paths)
-        if state.cancelled or self._stopping:
-            return None if self._stopping else _cancelled(aid, end=self._clock())
+        if state.cancelled or state.dropped:
+            return None if state.dropped else _cancelled(aid, end=self._clock())
         if a.HasField("job_preparation_task"):
             # Before the wall clock starts: the preparation task has a limit of its own.
             prepared = await self._job_prepared(a, state)
             if not isinstance(prepared, dict):
                 return prepared
             process.env.update(prepared)
-        limit = from_duration(a.max_wall_clock_time) if a.HasField("max_wall_clock_time") else None
-        if limit is not None and limit <= 0:
-            limit = None
-        deadline = None if limit is None else time.monotonic() + limit
+        state.clock_start = time.monotonic()
+        self._arm(state, a)
         if a.HasField("files"):
             if self.staging is None:
                 return failed(aid, failure(
                     SERVER_ERROR, RESOURCE_FILE_DOWNLOAD_FAILED,
                     "this agent cannot stage files (no staging configured)"), end=self._clock())
             if needs_downloads(a):
-                prepared = await self._prepare(a, state, paths, deadline, limit)
+                prepared = await self._prepare(a, state, paths)
                 if not isinstance(prepared, dict):
                     return prepared
                 process.env.update(prepared)
-        result = await self._execute(a, state, process, deadline, limit, on_started)
-        if result is None or state.cancelled or self._stopping:
-            return result
+        result = await self._execute(a, state, process, on_started)
+        if result is None or state.cancelled or state.dropped:
+            return None if state.dropped else result
         if self.staging is None or not (a.files.output_files or self.upload_logs):
             return result
         # Outputs, and logs when the scheduler asks for them; a task with nothing to upload
@@ -205,27 +222,28 @@ class Executor:
 
     async def _execute(
         self, a: agent_pb2.Assignment, state: _Attempt, process: Launch,
-        deadline: float | None, limit: float | None, on_started: OnStarted | None,
+        on_started: OnStarted | None,
     ) -> agent_pb2.TaskResult | None:
         aid = a.attempt_id
 
         def started(proc: Child, start: float) -> None:
             state.proc = proc
-            if state.cancelled or self._stopping:
+            if state.cancelled or state.timed_out or state.dropped:
                 kill_group(proc)
             if on_started is not None:
                 on_started(aid, start)
 
-        # What staging took counts: the limit is the attempt's, as in Azure Batch.
-        ended = await self.runner.run(process, deadline, started)
+        # What staging took counts: the limit is the attempt's, as in Azure Batch. The
+        # attempt's timer kills the process when it runs out.
+        ended = await self.runner.run(process, None, started)
+        self._stop_clock(state)
         if isinstance(ended, task_pb2.FailureInfo):
             return failed(aid, ended, end=self._clock())
-        state.timed_out = ended.timed_out
-        if self._stopping:
+        if state.dropped:
             return None
         start, end = ended.start, ended.end
-        if ended.timed_out:
-            return _timed_out(aid, limit, start=start, end=end, exit_code=ended.exit_code)
+        if state.timed_out:
+            return _timed_out(aid, _limit(a), start=start, end=end, exit_code=ended.exit_code)
         if state.cancelled:
             return _cancelled(aid, start=start, end=end, exit_code=ended.exit_code)
         return agent_pb2.TaskResult(
@@ -247,13 +265,13 @@ class Executor:
         out = self.jobs.ready(a)
         if out is None:
             try:
-                waited = await _step(state, self.jobs.prepare(a), None)
+                waited = await _step(state, self.jobs.prepare(a))
             except Exception as e:  # noqa: BLE001 - a bug must fail the attempt, not the agent
                 log.exception("job preparation crashed")
                 return failed(aid, failure(
                     SERVER_ERROR, JOB_PREPARATION_TASK_FAILED,
                     f"job {a.job_id}: the agent failed to prepare the job: {e}"), end=self._clock())
-            if self._stopping:
+            if state.dropped:
                 return None
             if state.cancelled or waited is _Stopped.CANCELLED:
                 return _cancelled(aid, end=self._clock())
@@ -264,16 +282,14 @@ class Executor:
         return out
 
     async def _prepare(
-        self, a: agent_pb2.Assignment, state: _Attempt, paths: TaskPaths,
-        deadline: float | None, limit: float | None,
+        self, a: agent_pb2.Assignment, state: _Attempt, paths: TaskPaths
     ) -> dict[str, str] | agent_pb2.TaskResult | None:
         """The inputs staged: the package environment, or the attempt's result when staging
         failed, was cancelled or ran out of wall clock time (None: the agent is stopping)."""
         assert self.staging is not None
         aid = a.attempt_id
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            out = await _step(state, self.staging.prepare(a, paths.wd), timeout)
+            out = await _step(state, self.staging.prepare(a, paths.wd), on_clock=True)
         except StagingFailure as f:
             r = failed(aid, f.info(), end=self._clock())
             log.info("staging failed", code=f.code, error=f.message)
@@ -283,12 +299,12 @@ class Executor:
             return failed(aid, failure(
                 SERVER_ERROR, RESOURCE_FILE_DOWNLOAD_FAILED,
                 f"the agent failed to stage the attempt's files: {e}"), end=self._clock())
-        if self._stopping:
+        if state.dropped:
             return None
+        if out is _Stopped.TIMED_OUT:
+            return _timed_out(aid, _limit(a), end=self._clock())
         if state.cancelled or out is _Stopped.CANCELLED:
             return _cancelled(aid, end=self._clock())
-        if out is _Stopped.TIMED_OUT:
-            return _timed_out(aid, limit, end=self._clock())
         assert isinstance(out, dict)
         return out
 
@@ -298,13 +314,13 @@ class Executor:
     ) -> agent_pb2.TaskResult | None:
         assert self.staging is not None
         try:
-            out = await _step(state, self.staging.finish(a, paths.dir, paths.wd, result), None)
+            out = await _step(state, self.staging.finish(a, paths.dir, paths.wd, result))
         except Exception as e:  # noqa: BLE001 - a bug must fail the attempt, not the agent
             log.exception("uploading outputs crashed")
             return with_failure(result, StagingFailure(
                 SERVER_ERROR, OUTPUT_FILE_UPLOAD_FAILED, f"the agent failed to upload: {e}"
             ))
-        if self._stopping:
+        if state.dropped:
             return None
         if state.cancelled or out is _Stopped.CANCELLED:
             return _cancelled(
@@ -314,10 +330,59 @@ class Executor:
         assert isinstance(out, agent_pb2.TaskResult)
         return out
 
-    def expect(self, attempt_id: str) -> None:
+    def expect(self, a: agent_pb2.Assignment) -> None:
         """An attempt's run() is about to be started (in a task of its own): from now on a
-        cancel finds it, and its run() returns at once as cancelled."""
-        self._expected.add(attempt_id)
+        cancel finds it, and its run() returns at once as cancelled; an update finds it too."""
+        self._expected[a.attempt_id] = a
+
+    def update(self, c: agent_pb2.AttemptConstraints) -> bool:
+        """New limits of an attempt (its task was updated), written into its assignment (the
+        object its run() was given or will be, which its end reads too): a new wall clock
+        counts from when the attempt's clock started, so one already passed ends it now; a
+        new retention applies when it ends. False when the attempt is not running (or
+        expected) here."""
+        state = self._attempts.get(c.attempt_id)
+        a = state.assignment if state is not None else self._expected.get(c.attempt_id)
+        if a is None:
+            return False
+        for name in ("max_wall_clock_time", "retention_time"):
+            if c.HasField(name):
+                getattr(a, name).CopyFrom(getattr(c, name))
+            else:
+                a.ClearField(name)
+        if state is not None and state.clock_start is not None:
+            self._arm(state, a)
+        return True
+
+    def _arm(self, state: _Attempt, a: agent_pb2.Assignment) -> None:
+        """Set the attempt's timer from its limit, counted from when its clock started."""
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        limit = _limit(a)
+        if limit is None or state.clock_start is None:
+            return
+        left = max(0.0, state.clock_start + limit - time.monotonic())
+        state.timer = asyncio.get_running_loop().call_later(left, self._expire, state)
+
+    def _expire(self, state: _Attempt) -> None:
+        """The wall clock ran out: stop whatever the attempt is doing (staging or its
+        process); one not started yet is killed as it starts."""
+        state.timer = None
+        if state.clock_start is None:
+            return  # its process ended meanwhile
+        state.timed_out = True
+        if state.proc is not None:
+            kill_group(state.proc)
+        if state.staging is not None:
+            state.staging.cancel()
+
+    @staticmethod
+    def _stop_clock(state: _Attempt) -> None:
+        state.clock_start = None
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
 
     def cancel(self, attempt_id: str) -> bool:
         """Kill an attempt's process group (or stop its staging); its run() still returns a
@@ -337,42 +402,64 @@ class Executor:
 
     async def kill_all(self, grace: float = 5.0) -> None:
         """Stop: kill every attempt's process group and wait (bounded) until each is reaped.
-        Their run() calls return None: no result is written for them."""
+        Their run() calls return None: no result is written for them; nor for any attempt
+        started from now on."""
         self._stopping = True
+        await self.fence(grace)
+
+    async def fence(self, grace: float = 5.0) -> list[str]:
+        """Kill every attempt's process group (and stop its staging), as kill_all does, and
+        wait (bounded) until each is reaped; the executor takes work again afterwards. Their
+        run() calls return None, as do those of attempts expected and not yet begun. Returns
+        the attempts dropped."""
         states = list(self._attempts.values())
         for s in states:
+            s.dropped = True
             if s.proc is not None:
                 kill_group(s.proc)
             if s.staging is not None:
                 s.staging.cancel()
+        dropped = list(self._attempts) + sorted(self._expected)
+        self._dropped_early.update(self._expected)
+        if states:
+            # What they started in sessions of their own would run on.
+            await asyncio.to_thread(kill_attempts, self.layout.root, list(self._attempts))
         waits = [asyncio.ensure_future(s.done.wait()) for s in states]
         if waits:
             _, pending = await asyncio.wait(waits, timeout=grace)
             for w in pending:
                 w.cancel()
+        return dropped
 
 
 async def _step(
-    state: _Attempt, coro: Coroutine[Any, Any, T], within: float | None
+    state: _Attempt, coro: Coroutine[Any, Any, T], *, on_clock: bool = False
 ) -> T | _Stopped:
-    """Run a staging step where cancel() and kill_all() can stop it: its value, or why it
-    stopped. Its own exceptions (StagingFailure) propagate."""
+    """Run a staging step where cancel() and kill_all() can stop it — and, `on_clock`, the
+    attempt's wall clock: its value, or why it stopped. Its own exceptions (StagingFailure)
+    propagate."""
     task = asyncio.ensure_future(coro)
     state.staging = task
     try:
-        done, _ = await asyncio.wait({task}, timeout=within)
+        await asyncio.wait({task})
     except asyncio.CancelledError:
         task.cancel()
         raise
     finally:
         state.staging = None
-    if not done:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    if on_clock and state.timed_out:
+        if not task.cancelled():
+            task.exception()  # whatever the step made of its cancel, the clock ran out
         return _Stopped.TIMED_OUT
     if task.cancelled():
         return _Stopped.CANCELLED
     return task.result()
+
+
+def _limit(a: agent_pb2.Assignment) -> float | None:
+    """The attempt's wall clock limit in seconds; None: no limit."""
+    limit = from_duration(a.max_wall_clock_time) if a.HasField("max_wall_clock_time") else None
+    return limit if limit is not None and limit > 0 else None
 
 
 def _seconds(ts: Any) -> float | None:
@@ -422,38 +509,3 @@ def _fresh_dir(paths: TaskPaths) -> None:
         shutil.rmtree(paths.dir, ignore_errors=True)
         os.mkdir(paths.dir)
     os.mkdir(paths.wd)
-
-
-def kill_leftovers(layout: NodeLayout) -> list[int]:
-    """Kill what tasks of a previous life of the agent left running on this node; returns
-    the pids killed.
-
-    Every task process carries SHOAL_NODE_ROOT_DIR in its environment and passes it to its
-    children, so one scan of /proc at start finds them all — no per-task pid file on the hot
-    path, and grandchildren that left their process group are found too.
-    """
-    marker = f"SHOAL_NODE_ROOT_DIR={layout.root}".encode()
-    me = os.getpid()
-    killed = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        entries = env.split(b"\0")
-        if marker not in entries:
-            continue
-        pid = int(entry.name)
-        try:
-            os.killpg(os.getpgid(pid), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-        except (ProcessLookupError, PermissionError) as e:
-            log.warning("cannot kill leftover process", pid=pid, error=str(e))
-    return killed

@@ -8,6 +8,8 @@ from gateway.admission import Admission
 from gateway.auth import Authenticator
 from gateway.forwarding import ROUTES, Forwarder
 from gateway.peers import PeerHealth
+from gateway.rest import app as rest
+from gateway.rest.backend import Backend
 from services.common.process import run_service
 from services.common.rpc import ServiceHost, internal_channel, wait_for_signal
 from shoal.cluster_config import ClusterConfig
@@ -21,7 +23,7 @@ GATEWAY_MAX_MESSAGE = 64 * 1024 * 1024
 
 
 async def serve(config: ClusterConfig) -> None:
-    auth = await Authenticator.open(config.db_path("gateway"))
+    auth = await Authenticator.open(config.db_path("gateway"), config.secret)
     channels = {
         "pool-manager": internal_channel(config.pool_manager_address),
         "job-scheduler": internal_channel(config.job_scheduler_address),
@@ -33,12 +35,16 @@ async def serve(config: ClusterConfig) -> None:
                        limits=config.limits)
     host.add_generic(Forwarder(channels, auth, config.service_token, Admission(config.limits)),
                      sorted(ROUTES))
+    # The REST face before gRPC: once the gateway reports healthy, both answer.
+    rest_runner = await rest.start(config.rest, Backend(channels, config.service_token), auth)
     await host.start()
     peers = PeerHealth(host.health, channels, {s: p.name for s, p in ROUTES.items()})
     await peers.start()
     log.info("gateway listening", address=config.gateway_address, port=host.port)
     await wait_for_signal()
     log.info("gateway stopping")
+    if rest_runner is not None:
+        await rest_runner.cleanup()
     await peers.stop()
     await host.stop(grace=2.0)
     for ch in channels.values():

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 from dataclasses import asdict, dataclass, field
@@ -76,6 +77,28 @@ class Limits:
         return self
 
 
+@dataclass(frozen=True)
+class WatchConfig:
+    """The watch API (WatchJob, WatchNodes): how much history a service keeps for clients
+    that resume, and how often an idle stream says it is alive."""
+
+    history: int = 100_000
+    """Changes kept per account (per service; up to 1/16 more, as the oldest are dropped in
+    chunks): a client may resume from a revision at least this many changes old; an older
+    one is answered OUT_OF_RANGE (REVISION_COMPACTED)."""
+    progress_interval: float = 5.0
+    """Seconds an idle watch stream waits before it sends a progress message (no changes,
+    the current revision), so a client knows the stream is alive."""
+
+    def check(self) -> WatchConfig:
+        """Return self if the settings are usable; ValueError naming the setting if not."""
+        if self.history < 1:
+            raise ValueError("watch.history must be at least 1")
+        if self.progress_interval <= 0:
+            raise ValueError("watch.progress_interval must be positive")
+        return self
+
+
 STORAGE_BACKENDS = ("local", "s3")
 
 
@@ -132,6 +155,61 @@ class StorageConfig:
         return (self.public_url or f"http://{self.http_address}").rstrip("/")
 
 
+def _host_port(address: str, setting: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{setting} must be host:port, got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class RestConfig:
+    """The Azure Batch REST face, served by the gateway process on a port of its own."""
+
+    address: str = "127.0.0.1:50056"
+    """host:port it listens on; empty turns the REST face off. LocalSuite replaces port 0 with
+    a free port."""
+    tls_cert_file: str = ""
+    """PEM certificate (chain) for HTTPS; with `tls_key_file`. Both empty: plain HTTP, which is
+    allowed on a loopback address only."""
+    tls_key_file: str = ""
+    """PEM private key of `tls_cert_file`."""
+
+    def check(self) -> RestConfig:
+        """Return self if the settings are usable; ValueError naming the setting if not."""
+        if not self.address:
+            return self
+        host, _ = _host_port(self.address, "rest.address")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("rest.tls_cert_file and rest.tls_key_file go together: set both or neither")
+        if not self.tls and not is_loopback(host):
+            # Shared Key signs requests but does not hide them: jobs, command lines and task
+            # output would cross the network readable (and replayable for 15 minutes).
+            raise ValueError(
+                f"rest.address {self.address!r} is not a loopback address: serving the REST "
+                "face beyond this host needs HTTPS (set rest.tls_cert_file and rest.tls_key_file)"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert_file)
+
+    @property
+    def endpoint(self) -> str:
+        """The URL clients give Azure's SDKs, e.g. http://127.0.0.1:50056."""
+        return f"{'https' if self.tls else 'http'}://{self.address}" if self.address else ""
+
+
 @dataclass(frozen=True)
 class ClusterConfig:
     state_dir: str
@@ -145,7 +223,9 @@ class ClusterConfig:
     timing: SchedulerTiming = field(default_factory=SchedulerTiming)
     storage: StorageConfig = field(default_factory=StorageConfig)
     limits: Limits = field(default_factory=Limits)
+    rest: RestConfig = field(default_factory=RestConfig)
     log_level: str = "info"
+    watch: WatchConfig = field(default_factory=WatchConfig)
 
     @property
     def service_token(self) -> str:
@@ -165,7 +245,9 @@ class ClusterConfig:
         timing = SchedulerTiming(**raw.pop("timing", {}))
         storage = StorageConfig(**raw.pop("storage", {})).check()
         limits = Limits(**raw.pop("limits", {})).check()
-        return cls(timing=timing, storage=storage, limits=limits, **raw)
+        rest = RestConfig(**raw.pop("rest", {})).check()
+        watch = WatchConfig(**raw.pop("watch", {})).check()
+        return cls(timing=timing, storage=storage, limits=limits, rest=rest, watch=watch, **raw)
 
     @classmethod
     def new(cls, state_dir: Path, **overrides: object) -> ClusterConfig:

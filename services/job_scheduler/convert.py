@@ -21,31 +21,45 @@ from services.common.errors import invalid
 from services.common.file_specs import check_output_files, check_package_refs, check_resource_files
 from services.common.ids import ID_RE, check_display_name, check_id, check_metadata, parse_name
 from services.common.timeutil import set_time, to_timestamp
+from services.common.updates import check_if_match, check_name, mask_fields
 from services.job_scheduler.core.nodes import AgentReport, Hello
 from services.job_scheduler.core.plan import (
     AckResults,
     Assign,
+    AssignTask,
     CancelAttempts,
     Drain,
+    FailTasks,
     Message,
+    NewConstraints,
+    Reactivate,
+    StartAttempt,
+    TaskChanged,
     TaskDeleted,
     TaskInfo,
+    TaskOutcome,
+    UpdateJob,
 )
 from services.job_scheduler.dependencies import MAX_IDS as MAX_DEP_IDS
 from services.job_scheduler.dependencies import MAX_RANGE as MAX_DEP_RANGE
 from services.job_scheduler.dependencies import MAX_RANGES as MAX_DEP_RANGES
 from services.job_scheduler.dependencies import expand
 from services.job_scheduler.model import (
+    TASK_UPDATABLE,
     UPDATABLE,
     Attempt,
     Category,
     Failure,
     Job,
     JobChanges,
+    JobState,
     OnAllTasksComplete,
     Report,
+    Result,
+    TaskChanges,
     TaskDefinition,
     TaskRecord,
+    etag,
 )
 from services.job_scheduler.outcomes import DependencyAction, ExitOptions, ExitRules, JobAction
 from shoal.agent.v1 import agent_pb2
@@ -92,11 +106,8 @@ def task_spec(task_id: str, task: task_pb2.Task, prefix: str = "") -> TaskDefini
     wall: float | None = None
     retries: int | None = None
     if task.HasField("constraints"):
-        c = task.constraints
-        if c.HasField("max_wall_clock_time"):
-            wall = check_wall_clock(c.max_wall_clock_time, f"{prefix}task.constraints.max_wall_clock_time")
-        if c.HasField("max_task_retry_count"):
-            retries = check_retries(c.max_task_retry_count, f"{prefix}task.constraints.max_task_retry_count")
+        wall = _task_wall_clock(task.constraints, prefix)
+        retries = _task_retries(task.constraints, prefix)
     files = None
     if task.resource_files or task.output_files or task.application_package_references:
         files = task_files(task, prefix)
@@ -138,12 +149,52 @@ def task_extras(spec: TaskDefinition, task: task_pb2.Task, prefix: str) -> TaskD
         raise invalid(f"{prefix}task.required_slots", f"must be 1 to {MAX_SLOTS}, got {task.required_slots}")
     if not -1000 <= task.priority <= 1000:
         raise invalid(f"{prefix}task.priority", f"must be -1000 to 1000, got {task.priority}")
-    retention = None
-    if task.HasField("constraints") and task.constraints.HasField("retention_time"):
-        retention = check_wall_clock(task.constraints.retention_time,
-                                     f"{prefix}task.constraints.retention_time")
+    retention = _task_retention(task.constraints, prefix)
     return spec._replace(deps=deps, exits=exits, slots=slots, priority=task.priority,
                          retention=retention, deps_spec=deps_spec, extra=True)
+
+
+# A task's constraints, checked: shared by CreateTask and UpdateTask (the same field, the same
+# error). Unset is None: no wall clock, the job's retry count, the default retention.
+
+def _task_wall_clock(c: task_pb2.TaskConstraints, prefix: str = "") -> float | None:
+    if not c.HasField("max_wall_clock_time"):
+        return None
+    return check_wall_clock(c.max_wall_clock_time, f"{prefix}task.constraints.max_wall_clock_time")
+
+
+def _task_retries(c: task_pb2.TaskConstraints, prefix: str = "") -> int | None:
+    if not c.HasField("max_task_retry_count"):
+        return None
+    return check_retries(c.max_task_retry_count, f"{prefix}task.constraints.max_task_retry_count")
+
+
+def _task_retention(c: task_pb2.TaskConstraints, prefix: str = "") -> float | None:
+    if not c.HasField("retention_time"):
+        return None
+    return check_wall_clock(c.retention_time, f"{prefix}task.constraints.retention_time")
+
+
+TASK_UPDATE_PATHS: dict[str, tuple[str, ...]] = {
+    "constraints": TASK_UPDATABLE,
+    "constraints.max_wall_clock_time": ("max_wall_clock_time",),
+    "constraints.max_task_retry_count": ("max_task_retry_count",),
+    "constraints.retention_time": ("retention",),
+    "*": TASK_UPDATABLE,
+}
+"""UpdateTask's mask paths -> the TaskDefinition constraints they change."""
+_TASK_CHECKS = {"max_wall_clock_time": _task_wall_clock, "max_task_retry_count": _task_retries,
+                "retention": _task_retention}
+
+
+def task_changes(req: task_pb2.UpdateTaskRequest) -> TaskChanges:
+    """The changes an UpdateTaskRequest asks for, checked as CreateTask checks them. Only
+    masked fields are read (AIP-134: the others are ignored, whatever they hold)."""
+    check_name(req.task.name, req.name, "task.name")
+    check_if_match(req.if_match)
+    fields = mask_fields(req.update_mask.paths, TASK_UPDATE_PATHS)
+    c = req.task.constraints
+    return TaskChanges(fields, **{f: _TASK_CHECKS[f](c) for f in fields})  # type: ignore[arg-type]
 
 
 def exit_rules(c: task_pb2.ExitConditions, field: str) -> ExitRules:
@@ -258,31 +309,15 @@ _CHECKS = {
     "max_parallel": _max_parallel, "max_wall_clock": _job_wall_clock,
     "default_retries": _job_retries, "metadata": _job_metadata,
 }
-MAX_ETAG = 256
 
 
 def job_changes(req: job_pb2.UpdateJobRequest) -> JobChanges:
     """The changes an UpdateJobRequest asks for, checked. Only masked fields are read (AIP-134:
     the others are ignored, whatever they hold)."""
-    if req.job.name and req.job.name != req.name:
-        raise invalid("job.name", f"must be empty or {req.name!r}, got {req.job.name!r}")
-    if len(req.if_match) > MAX_ETAG:
-        raise invalid("if_match", f"at most {MAX_ETAG} characters; send an etag read before")
-    paths = list(req.update_mask.paths)
-    if not paths:
-        raise invalid("update_mask", "name the fields to update: " + _known_paths())
-    fields: set[str] = set()
-    for i, path in enumerate(paths):
-        names = UPDATE_PATHS.get(path)
-        if names is None:
-            raise invalid(f"update_mask.paths[{i}]",
-                          f"{path!r} cannot be updated; the paths are {_known_paths()}")
-        fields.update(names)
-    return JobChanges(frozenset(fields), **{f: _CHECKS[f](req.job) for f in fields})  # type: ignore[arg-type]
-
-
-def _known_paths() -> str:
-    return ", ".join(UPDATE_PATHS)
+    check_name(req.job.name, req.name, "job.name")
+    check_if_match(req.if_match)
+    fields = mask_fields(req.update_mask.paths, UPDATE_PATHS)
+    return JobChanges(fields, **{f: _CHECKS[f](req.job) for f in fields})  # type: ignore[arg-type]
 
 
 def job_commands(j: job_pb2.Job) -> tuple[bytes | None, bytes | None]:
@@ -352,8 +387,10 @@ def job(j: Job) -> job_pb2.Job:
 
 
 def failure_info(f: Failure | None) -> task_pb2.FailureInfo | None:
-    if f is None:
-        return None
+    return None if f is None else failure_proto(f)
+
+
+def failure_proto(f: Failure) -> task_pb2.FailureInfo:
     return task_pb2.FailureInfo(category=f.category.name, code=f.code, message=f.message)
 
 
@@ -367,6 +404,8 @@ def task(t: TaskRecord) -> task_pb2.Task:
     )
     set_time(out.create_time, t.create_time)
     set_time(out.state_transition_time, t.state_time)
+    set_time(out.update_time, t.update_time)
+    out.etag = t.etag
     if s.display_name:
         out.display_name = s.display_name
     if s.environment:
@@ -420,6 +459,87 @@ def task(t: TaskRecord) -> task_pb2.Task:
     return out
 
 
+# -- watch events -------------------------------------------------------------------------
+
+
+def job_as_written(j: Job, row: UpdateJob) -> job_pb2.Job:
+    """The job as its row was written (the object has moved on since). Its settings are as
+    they are now: an update that changed them also wrote the row, later."""
+    out = job(j)
+    out.state = row.state.name  # type: ignore[assignment]
+    out.terminate_reason = row.terminate_reason
+    out.etag = etag(j.pk, row.revision)
+    out.update_time.FromNanoseconds(int(row.update_time * 1e9))
+    out.state_transition_time.FromNanoseconds(int(row.state_time * 1e9))
+    out.ClearField("end_time")
+    if row.end_time is not None:
+        out.end_time.FromNanoseconds(int(row.end_time * 1e9))
+    c = out.task_counts
+    c.active, c.running, c.completed, c.succeeded, c.failed = row.counts
+    return out
+
+
+def job_as_created(j: Job) -> job_pb2.Job:
+    return job_as_written(j, UpdateJob(j.pk, JobState.ACTIVE, "", j.create_time, None,
+                                       (0, 0, 0, 0, 0), 1, j.create_time))
+
+
+_CLEARED_ON_ASSIGN = ("execution_info.start_time", "execution_info.end_time",
+                      "execution_info.exit_code", "execution_info.failure_info")
+_CLEARED_ON_REACTIVATE = ("execution_info.end_time", "execution_info.exit_code",
+                          "execution_info.failure_info")
+
+
+def task_change(e: TaskChanged, task_id: str) -> tuple[task_pb2.Task, list[str]]:
+    """The fields a task row wrote, as a Task and the paths of its update mask: exactly the
+    columns the row's statement sets (services/job_scheduler/store.py), so a copy that
+    applies them equals what GetTask reads after the commit."""
+    t = task_pb2.Task(name=f"jobs/{e.job_id}/tasks/{task_id}", state=e.state.name)
+    info = t.execution_info
+    info.SetInParent()  # present even when every field is cleared: merging needs the parent
+    paths = ["state", "state_transition_time"]
+    r = e.row
+    if isinstance(r, AssignTask):
+        set_time(t.state_transition_time, r.time)
+        info.attempt_id, info.node = r.attempt_id, r.node
+        paths += ["execution_info.attempt_id", "execution_info.node", *_CLEARED_ON_ASSIGN]
+    elif isinstance(r, StartAttempt):
+        set_time(t.state_transition_time, r.time)
+        set_time(info.start_time, r.start_time)
+        paths.append("execution_info.start_time")
+    elif isinstance(r, TaskOutcome):
+        set_time(t.state_transition_time, r.time)
+        if r.result is not None:
+            info.result = r.result.name  # type: ignore[assignment]
+        info.retry_count, info.requeue_count = r.retry_count, r.requeue_count
+        paths += ["execution_info.result", "execution_info.retry_count",
+                  "execution_info.requeue_count", "execution_info.end_time",
+                  "execution_info.exit_code", "execution_info.failure_info"]
+        if r.start_time is not None:  # written as coalesce(start_time, ...)
+            set_time(info.start_time, r.start_time)
+            paths.append("execution_info.start_time")
+        if r.end_time is not None:
+            set_time(info.end_time, r.end_time)
+        if r.exit_code is not None:
+            info.exit_code = r.exit_code
+        if r.failure is not None:
+            info.failure_info.CopyFrom(failure_proto(r.failure))
+    elif isinstance(r, FailTasks):
+        set_time(t.state_transition_time, r.time)
+        info.result = Result.FAILURE.name  # type: ignore[assignment]
+        set_time(info.end_time, r.time)
+        info.failure_info.CopyFrom(failure_proto(r.failure))
+        paths += ["execution_info.result", "execution_info.end_time",
+                  "execution_info.failure_info"]
+    elif isinstance(r, Reactivate):
+        set_time(t.state_transition_time, r.time)
+        paths += ["execution_info.result", "execution_info.retry_count",
+                  "execution_info.requeue_count", *_CLEARED_ON_REACTIVATE]
+    else:
+        raise TypeError(f"not a task row: {r!r}")
+    return t, paths
+
+
 def assignment(a: Attempt, info: TaskInfo, job: Job) -> agent_pb2.Assignment:
     out = agent_pb2.Assignment(
         attempt_id=a.attempt_id,
@@ -434,12 +554,22 @@ def assignment(a: Attempt, info: TaskInfo, job: Job) -> agent_pb2.Assignment:
         out.environment.update(json.loads(info.environment))
     if info.files:
         out.files.ParseFromString(info.files)
-    if info.retention is not None:
-        out.retention_time.FromNanoseconds(int(info.retention * 1e9))
+    # The attempt's limits, not the row's: an update may have changed them since the read.
+    if a.retention is not None:
+        out.retention_time.FromNanoseconds(int(a.retention * 1e9))
     if job.prep:
         out.job_preparation_task.CopyFrom(_prep(job.prep))
-    if info.max_wall_clock is not None:
-        out.max_wall_clock_time.FromNanoseconds(int(info.max_wall_clock * 1e9))
+    if a.max_wall_clock is not None:
+        out.max_wall_clock_time.FromNanoseconds(int(a.max_wall_clock * 1e9))
+    return out
+
+
+def constraints(a: Attempt) -> agent_pb2.AttemptConstraints:
+    out = agent_pb2.AttemptConstraints(attempt_id=a.attempt_id)
+    if a.max_wall_clock is not None:
+        out.max_wall_clock_time.FromNanoseconds(int(a.max_wall_clock * 1e9))
+    if a.retention is not None:
+        out.retention_time.FromNanoseconds(int(a.retention * 1e9))
     return out
 
 
@@ -479,6 +609,9 @@ def message(m: Message) -> agent_pb2.SchedulerMessage:
                 deleted_tasks=[agent_pb2.TaskRef(job_id=job_id, task_id=task_id)])
         case Drain():
             return agent_pb2.SchedulerMessage(drain=agent_pb2.Drain(leave=False))
+        case NewConstraints(attempts):
+            return agent_pb2.SchedulerMessage(
+                attempt_constraints=[constraints(a) for a in attempts])
     raise TypeError(f"no wire form for {m!r}")
 
 

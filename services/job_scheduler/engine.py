@@ -13,30 +13,37 @@ relays to the storage-stager (staging grants, stored logs) and file reads from n
 from __future__ import annotations
 
 import asyncio
+import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Protocol
 
 import structlog
 
+from services.common.changes import ChangeLog
 from services.common.errors import Code, ShoalError, failed_precondition, invalid, not_found
 from services.common.filters import Filter
 from services.common.stager_client import StagingClient, StagingUnavailable
 from services.common.timeutil import Clock, to_duration
+from services.common.watch import Watchers
 from services.job_scheduler import convert
 from services.job_scheduler.core import Core, Explanation, Plan, Snapshot, Welcome
 from services.job_scheduler.core.failures import NOT_UPLOADED
 from services.job_scheduler.core.plan import Assign, Event, JobEnded, NodeKey, TaskInfo
+from services.job_scheduler.feed import JobFeed
 from services.job_scheduler.model import (
     Job,
     JobChanges,
     JobState,
+    TaskChanges,
     TaskDefinition,
     TaskRecord,
     TaskState,
+    added_task,
 )
 from services.job_scheduler.node_reads import NodeReads
 from services.job_scheduler.pool_peer import PoolInfo
-from services.job_scheduler.sessions import NodeSession
+from services.job_scheduler.sessions import NodeSession, fence_after
 from services.job_scheduler.staging_relay import StagingRelay
 from services.job_scheduler.store import Store
 from services.job_scheduler.task_logs import (
@@ -46,14 +53,18 @@ from services.job_scheduler.task_logs import (
     TAIL_WINDOW_MAX,
     LastLines,
 )
+from services.job_scheduler.watching import JobWatch
 from shoal.agent.v1 import agent_pb2
-from shoal.cluster_config import Limits, SchedulerTiming
+from shoal.cluster_config import Limits, SchedulerTiming, WatchConfig
 from shoal.internal.v1 import staging_pb2
 from shoal.v1 import job_pb2, pool_pb2
 
 log = structlog.get_logger()
 
 READ_AHEAD_MAX = 50_000
+UPDATE_READS = 5
+"""Reads of a task's row an update makes while the task keeps changing state, before it gives
+up (TASK_CHANGING: the caller retries)."""
 COALESCE_MAX = 1000
 """Adds of at most this many plain tasks are inserted together with others waiting."""
 Round = list[tuple[list[TaskDefinition], "asyncio.Future[list[int]]"]]
@@ -67,14 +78,38 @@ class PoolLookup(Protocol):
 
 class Outbound:
     """Messages waiting to go down one agent stream. The servicer merges what has piled up
-    into one SchedulerMessage, so a burst of assignments or acks costs one write."""
+    into one SchedulerMessage, so a burst of assignments or acks costs one write.
 
-    def __init__(self, stream_id: int) -> None:
+    It also echoes the node's heartbeats (SchedulerMessage.heartbeat_seen), the agent's proof
+    that it is still heard: on every message, and alone once the stream has been quiet for
+    `echo_every` seconds when a heartbeat comes in."""
+
+    def __init__(self, stream_id: int, echo_every: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.stream_id = stream_id
         self.queue: asyncio.Queue[agent_pb2.SchedulerMessage | None] = asyncio.Queue()
+        self.seen = 0
+        """The latest heartbeat sequence of this stream taken in."""
+        self._echo_every = echo_every
+        self._clock = clock
+        self._written = clock()
 
     def send(self, msg: agent_pb2.SchedulerMessage) -> None:
         self.queue.put_nowait(msg)
+
+    def heard(self, sequence: int) -> None:
+        """The node's heartbeat `sequence` was taken in (its session's last_seen moved)."""
+        if sequence <= self.seen:
+            return
+        self.seen = sequence
+        if self.queue.empty() and self._clock() - self._written >= self._echo_every:
+            self.send(agent_pb2.SchedulerMessage())
+
+    def stamp(self, msg: agent_pb2.SchedulerMessage) -> agent_pb2.SchedulerMessage:
+        """`msg`, about to be written, with the echo."""
+        msg.heartbeat_seen = self.seen
+        self._written = self._clock()
+        return msg
 
     def close(self) -> None:
         self.queue.put_nowait(None)
@@ -90,6 +125,7 @@ class Engine:
         storage: StagingClient | None = None,
         on_events: Callable[[list[Event]], None] | None = None,
         limits: Limits | None = None,
+        watch: WatchConfig | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -99,7 +135,15 @@ class Engine:
         self.clock = clock
         self.core = Core(timing, started_at=clock(), rules_of=convert.rules_of, limits=limits)
         self._on_events = on_events
-        """Where domain events go once their plan is committed."""
+        """Where domain events go once their plan is committed, besides the feed."""
+        watch = watch or WatchConfig()
+        log = ChangeLog(0, watch.history)
+        self.feed = JobFeed(log, Watchers(log, watch.progress_interval))
+        """The watch API's change log (its epoch is set in load())."""
+        self._watch_job = JobWatch(self.core, store, self.feed)
+        self._unpublished: deque[tuple[int, list[Event]]] = deque()
+        """Events of plans queued and not yet committed, with their tickets, in order."""
+        self._tickets = 0
         self._outbound: dict[NodeKey, Outbound] = {}
         self._kick = asyncio.Event()
         self._node_reads = NodeReads()
@@ -110,14 +154,18 @@ class Engine:
         self._unwritten_jobs: set[int] = set()
         """Jobs whose own row is not durable yet: an add to one commits it first."""
         self._ahead: dict[int, TaskInfo] = {}
-        """Rows of queued tasks read ahead of the slots that will take them (task data does
-        not change once added, so a read-ahead row is never stale)."""
+        """Rows of queued tasks read ahead of the slots that will take them. Task data does
+        not change once added but for its constraints: a task updated is dropped from here
+        (and from a read in flight, through `_updated`), so its row is read again."""
+        self._updated: set[int] = set()
+        """Tasks updated while the dispatch round's read-ahead was in flight."""
         self._loops: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
 
     # -- start / stop -----------------------------------------------------------------------
 
     async def load(self) -> None:
+        self.feed.begin(await self.store.start_epoch())
         counts = await self.store.count_tasks()
         jobs = await self.store.load_jobs()
         for job in jobs:
@@ -151,6 +199,8 @@ class Engine:
         await asyncio.gather(*self._loops, *self._background, return_exceptions=True)
         for out in self._outbound.values():
             out.close()
+        self.feed.watchers.close()
+        self.feed.sessions.close()
         await self.store.commit()
 
     # -- applying plans ---------------------------------------------------------------------
@@ -158,12 +208,17 @@ class Engine:
     async def _apply(self, plan: Plan) -> Any:
         """Queue the plan's rows, commit, then send its messages and return its reply (or
         raise the error it carries, once its rows are durable)."""
-        self._queue(plan)
-        return await self._deliver(plan)
+        return await self._deliver(plan, self._queue(plan))
 
-    def _queue(self, plan: Plan) -> None:
+    def _queue(self, plan: Plan) -> int:
         """The part of applying a plan that must follow its decision at once: its rows join
-        the next transaction, in the order plans were decided."""
+        the next transaction, in the order plans were decided. Returns the ticket of its
+        events (0 for none), which `_deliver` publishes once they are durable."""
+        ticket = 0
+        if plan.events:
+            self._tickets += 1
+            ticket = self._tickets
+            self._unpublished.append((ticket, plan.events))
         if plan.rows:
             self.store.write(plan.rows)
         for key in plan.close_streams:
@@ -172,13 +227,17 @@ class Engine:
                 out.close()
         if plan.dispatch:
             self._kick.set()
+        return ticket
 
-    async def _deliver(self, plan: Plan) -> Any:
+    async def _deliver(self, plan: Plan, ticket: int) -> Any:
         """The rest, once the plan's rows (and all queued before them) are durable."""
-        if plan.rows or plan.sends:
+        if plan.rows or plan.sends or ticket:
             # Sends wait for every row queued before them too, so a node never hears of a
-            # cancel before the assignment it cancels.
+            # cancel before the assignment it cancels; events too, so no watcher hears of a
+            # change a crash could undo.
             await self.store.commit()
+        if ticket:
+            self._publish(ticket)
         unsent: list[str] = []
         # A dispatch round assigns thousands of tasks: one message per node for all of them,
         # not one each for the stream writer to merge again.
@@ -203,13 +262,21 @@ class Engine:
                 out.send(convert.message(msg))
         for out, batch in assignments.values():
             out.send(agent_pb2.SchedulerMessage(assignments=batch))
-        if plan.events and self._on_events is not None:
-            self._on_events(plan.events)
         if unsent:
             await self._apply(self.core.undelivered(unsent, self.clock()))
         if isinstance(plan.reply, ShoalError):
             raise plan.reply
         return plan.reply
+
+    def _publish(self, ticket: int) -> None:
+        """Hand over the events of every plan up to this ticket, in the order the plans were
+        decided: the commit just awaited made all of them durable (plans that awaited the
+        same commit resume in any order, and a later one publishes the earlier ones too)."""
+        while self._unpublished and self._unpublished[0][0] <= ticket:
+            _, events = self._unpublished.popleft()
+            self.feed.record(events)
+            if self._on_events is not None:
+                self._on_events(events)
 
     def _stream_of(self, key: NodeKey) -> Callable[[], Outbound | None]:
         """The node's stream as it will be when asked (it may reconnect in between)."""
@@ -318,6 +385,19 @@ class Engine:
                 log.warning("job logs not deleted", job=job.id, error=str(e))
         log.info("job deleted", job=job.id, account=account)
 
+    # -- watch ------------------------------------------------------------------------------
+
+    def revision(self, account: str) -> int:
+        """The account's change revision: what a List or Get answered now reflects."""
+        return self.feed.log.revision(account)
+
+    def watch_job(
+        self, account: str, job_id: str, from_revision: int, states: set[str] | None,
+        job_only: bool,
+    ) -> AsyncIterator[job_pb2.WatchJobResponse]:
+        st = {TaskState[s] for s in states} if states is not None else None
+        return self._watch_job.stream(account, job_id, from_revision, st, job_only)
+
     # -- tasks ------------------------------------------------------------------------------
 
     async def create_tasks(
@@ -338,10 +418,7 @@ class Engine:
         self.core.check_batch([spec], True)
         job = self.core.job(account, job_id)
         (pk,) = await asyncio.shield(asyncio.create_task(self._add_tasks(job, [spec], True)))
-        return self.core.with_reason(job, TaskRecord(
-            job_id=job.id, spec=spec, state=TaskState.ACTIVE, create_time=now, state_time=now,
-            retry_count=0, requeue_count=0, attempt_id=None, node=None, start_time=None,
-            end_time=None, exit_code=None, result=None, failure=None, pk=pk))
+        return self.core.with_reason(job, added_task(job.id, spec, pk, now))
 
     async def _add_tasks(self, job: Job, specs: list[TaskDefinition], single: bool) -> list[int]:
         self.core.reserve_tasks(job.account, len(specs))
@@ -367,14 +444,16 @@ class Engine:
             pks = list(range(first, first + len(specs)))
             if job.pk in self._unwritten_jobs:
                 await self.store.commit()  # tasks must never be on disk without their job
-            taken = await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.clock())
+            # One time for the rows and the plan: a watcher is sent the tasks as written.
+            now = self.clock()
+            taken = await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), now)
             if taken:
                 raise _already_exists(job, taken)
-            plan = core.tasks_added(job, specs, pks, known, self.clock(), plain=plain)
+            plan = core.tasks_added(job, specs, pks, known, now, plain=plain)
             # Counted and queued under the lock, so a delete after this add comes after it in
             # memory and on disk; the commit of the job's counts need not hold up the next add.
-            self._queue(plan)
-        await self._deliver(plan)
+            ticket = self._queue(plan)
+        await self._deliver(plan, ticket)
         return pks
 
     async def _add_coalesced(self, job: Job, specs: list[TaskDefinition]) -> list[int]:
@@ -438,7 +517,8 @@ class Engine:
                 self.core.check_open(job)
                 if job.pk in self._unwritten_jobs:
                     await self.store.commit()  # tasks must never be on disk without their job
-                done = await self._insert_batch(job, batch)
+                now = self.clock()  # of the rows and the plan, as in _add_tasks
+                done = await self._insert_batch(job, batch, now)
             except ShoalError as e:
                 for _, fut in batch:
                     if not fut.done():
@@ -447,10 +527,10 @@ class Engine:
             added = [(specs, pks) for specs, pks in done if isinstance(pks, list)]
             plan = self.core.tasks_added(
                 job, [sp for specs, _ in added for sp in specs],
-                [pk for _, pks in added for pk in pks], {}, self.clock(), plain=True)
-            self._queue(plan)  # under the lock, as any add
+                [pk for _, pks in added for pk in pks], {}, now, plain=True)
+            ticket = self._queue(plan)  # under the lock, as any add
         try:
-            await self._deliver(plan)
+            await self._deliver(plan, ticket)
         except ShoalError as e:
             done = [(specs, e if isinstance(got, list) else got) for specs, got in done]
         for (_, fut), (_, got) in zip(batch, done, strict=True):
@@ -462,7 +542,7 @@ class Engine:
                 fut.set_result(got)
 
     async def _insert_batch(
-        self, job: Job, batch: Round
+        self, job: Job, batch: Round, now: float
     ) -> list[tuple[list[TaskDefinition], list[int] | ShoalError]]:
         """Insert the waiting adds in one transaction; if an id is taken (by an existing task
         or by another add of the round), each add on its own, so only the add that names
@@ -474,7 +554,7 @@ class Engine:
 
         specs = [sp for sps, _ in batch for sp in sps]
         pks = pks_for(len(specs))
-        if not await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.clock()):
+        if not await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), now):
             out: list[tuple[list[TaskDefinition], list[int] | ShoalError]] = []
             for sps, _ in batch:
                 out.append((sps, pks[: len(sps)]))
@@ -483,7 +563,7 @@ class Engine:
         out = []
         for sps, _ in batch:
             mine = pks_for(len(sps))
-            taken = await self.store.insert_tasks(job.pk, zip(mine, sps, strict=True), self.clock())
+            taken = await self.store.insert_tasks(job.pk, zip(mine, sps, strict=True), now)
             out.append((sps, _already_exists(job, taken) if taken else mine))
         return out
 
@@ -517,6 +597,35 @@ class Engine:
         await self.store.commit()
         t = await self._read_task(job, task_id)
         await self._apply(decide(job, t, self.clock()))
+        return await self.get_task(account, job_id, task_id)
+
+    async def update_task(
+        self, account: str, job_id: str, task_id: str, changes: TaskChanges, if_match: str
+    ) -> TaskRecord:
+        """The core decides on the task's row, read while the core watches the task: a
+        state change during the read (the row would be behind memory) makes it read again.
+        One update per job at a time (its lock), so an etag checked is never overtaken."""
+        job = self.core.job(account, job_id)
+        async with self._lock(job):
+            pk = (await self._read_task(job, task_id)).pk
+            try:
+                for tries in range(1, UPDATE_READS + 1):
+                    self.core.watch(pk)
+                    await self.store.commit()  # what memory knows is in the row read
+                    t = await self._read_task(job, task_id)
+                    try:
+                        plan = self.core.update_task(job, t, changes, if_match, self.clock())
+                        break
+                    except ShoalError as e:
+                        if e.reason != "TASK_CHANGING" or tries == UPDATE_READS:
+                            raise
+            finally:
+                self.core.unwatch(pk)
+            if plan.rows:
+                self._ahead.pop(pk, None)  # its next attempt reads the new constraints
+                self._updated.add(pk)
+            await self._apply(plan)
+        log.info("task updated", job=job.id, task=t.spec.id, fields=sorted(changes.fields))
         return await self.get_task(account, job_id, task_id)
 
     async def terminate_task(self, account: str, job_id: str, task_id: str) -> TaskRecord:
@@ -673,11 +782,16 @@ class Engine:
         need = [pk for pk in dict.fromkeys([*candidates, *core.lookahead()])
                 if pk not in self._ahead]
         if need:
+            # Updates decided from here on may miss the read; those before are in the commit.
+            self._updated.clear()
             # Rows of tasks added moments ago must be committed before they can be read.
             await self.store.commit()
             if len(self._ahead) > READ_AHEAD_MAX:
                 self._ahead.clear()  # entries of tasks that left the queues another way
-            self._ahead.update(await self.store.dispatch_info(need))
+            rows = await self.store.dispatch_info(need)
+            for pk in self._updated:
+                rows.pop(pk, None)  # read before its update was committed
+            self._ahead.update(rows)
         if candidates:
             await self._apply(self._placed(core.dispatch(self._ahead, self.clock())))
 
@@ -702,14 +816,17 @@ class Engine:
             # The old stream may end after this one began: its reads end now, not at their
             # timeout (disconnect() skips a stream that is not the session's any more).
             self._node_reads.fail(key, "the node reconnected")
-        out = self._outbound[key] = Outbound(w.stream_id)
+        t = self.timing
+        out = self._outbound[key] = Outbound(w.stream_id, t.heartbeat_interval)
         s = w.session
         if s.setup_failure is not None:
             log.warning("node setup failed: it takes no tasks", node=s.name,
                         code=s.setup_failure.code, message=s.setup_failure.message)
         welcome = agent_pb2.SchedulerMessage(welcome=agent_pb2.Welcome(
-            heartbeat_interval=to_duration(self.timing.heartbeat_interval),
-            cancel_attempts=w.cancel_attempts, upload_logs=self.storage is not None))
+            heartbeat_interval=to_duration(t.heartbeat_interval),
+            cancel_attempts=w.cancel_attempts, upload_logs=self.storage is not None,
+            fence_after=to_duration(
+                fence_after(t.heartbeat_interval, t.lost_after, t.reconnect_grace))))
         if w.drain:
             welcome.drain.leave = False
         await self._apply(plan)

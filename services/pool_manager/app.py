@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 import structlog
@@ -20,7 +21,6 @@ from services.common.errors import (
     Code,
     ShoalError,
     already_exists,
-    failed_precondition,
     not_found,
 )
 from services.common.paging import PageRequest
@@ -36,8 +36,10 @@ from services.pool_manager.model import (
     NodeRowState,
     NodeView,
     Pool,
+    PoolChanges,
     PoolState,
     PoolView,
+    being_deleted,
     check_hostname,
     check_target,
     leave,
@@ -50,7 +52,10 @@ from services.pool_manager.model import (
     process_ended,
     removals,
     start_delay,
+    updated,
 )
+from services.pool_manager.node_changes import NodeChange
+from services.pool_manager.node_feed import NodeFeed
 from services.pool_manager.node_ops import NodeOps
 from services.pool_manager.providers.base import AgentKey, NodeSpec, ProcessRef, Provider
 from services.pool_manager.quotas import Usage, check_new_pool, check_target_nodes
@@ -116,6 +121,8 @@ class PoolManager:
         self.nodes = NodeOps(store, scheduler, provider, clock, self._round, self._stopping,
                              self._spawn, self.wake)
         """Node operations: scheduling on and off, reboot, removal of named nodes."""
+        self.feed = NodeFeed(store, scheduler, self.pool_views, config.watch)
+        """The node watch (WatchNodes)."""
 
     # --- pools ----------------------------------------------------------------------------
 
@@ -136,11 +143,14 @@ class PoolManager:
             app_packages=new.app_packages,
             start_task=new.start_task,
             node_fill_type=new.node_fill_type,
+            update_time=now,
         )
         async with self._quota:
             check_new_pool(self._config.limits, await self._usage(account), pool.target_nodes)
-            if not await self._store.insert_pool(pool):
+            inserted = await self._store.insert_pool(pool)
+            if inserted is None:
                 raise already_exists("pool", new.pool_id)
+            pool = inserted
         log.info("pool created", target_nodes=pool.target_nodes, slots=pool.task_slots_per_node)
         self.wake()
         return pool_view(pool, NodeCounts())
@@ -184,14 +194,31 @@ class PoolManager:
                 check_target_nodes(self._config.limits, await self._usage(account),
                                    pool.target_nodes, target)
             if pool.state is PoolState.DELETING or not await self._store.resize_pool(
-                account, pool.id, target, option
+                account, pool.id, target, option, self._clock()
             ):
-                raise failed_precondition("POOL_BEING_DELETED",
-                                          f"pool {pool.id!r} is being deleted")
+                raise being_deleted(pool)
         self._pool_edits += 1
         log.info("pool resized", target_nodes=target, option=option.value)
         self.wake()
         return await self.get_pool(account, pool.id)
+
+    async def update_pool(
+        self, account: str, pool_id: str, changes: PoolChanges, if_match: str
+    ) -> PoolView:
+        """Azure Batch's Pool - Patch: only `changes.fields` change. Nothing is pushed to
+        nodes: registration hands every node the pool as it is then, so a node that joins
+        (a resize) or is rebooted from now on gets the new start task and packages."""
+        while True:
+            pool = await self._pool(account, pool_id)
+            new = updated(pool, changes, if_match, self._clock())
+            if new is None:
+                return await self._view(pool)
+            # Written only if the pool is still the one decided on; else decide again on
+            # what it is now (a stale if_match then fails).
+            if await self._store.update_pool(new, pool.revision):
+                break
+        log.info("pool updated", fields=sorted(changes.fields), etag=new.etag)
+        return await self._view(new)
 
     async def delete_pool(self, account: str, pool_id: str) -> None:
         pool = await self._pool(account, pool_id)
@@ -211,15 +238,31 @@ class PoolManager:
         pool = await self._pool(account, pool_id)
         # The state filter applies to derived states, so a pool's nodes (at most ~1000) are
         # derived in full and paged here rather than in SQL.
-        rows = [
-            n for n in await self._store.list_nodes(account, pool.id)
-            if after is None or n.node_id.lower() > after
-        ]
-        sessions = await self._scheduler.sessions(account, pool.id) if rows else {}
-        views = [node_view(pool, n, sessions) for n in rows]
+        views = [v for v in await self._node_views(pool)
+                 if after is None or v.node_id.lower() > after]
         if states is not None:
             views = [v for v in views if v.state.value in states]
         return want.page(views, lambda v: v.node_id.lower())
+
+    async def _node_views(self, pool: Pool) -> list[NodeView]:
+        rows = await self._store.list_nodes(pool.account, pool.id)
+        sessions = await self._scheduler.sessions(pool.account, pool.id) if rows else {}
+        return [node_view(pool, n, sessions) for n in rows]
+
+    async def pool_views(self, account: str, pool_id: str) -> tuple[Pool, list[NodeView]] | None:
+        """The pool and every node of it as users see them; None if there is no such pool."""
+        pool = await self._store.get_pool(account, pool_id)
+        return None if pool is None else (pool, await self._node_views(pool))
+
+    async def revision(self, account: str) -> int:
+        """The account's node revision: what a ListNodes or GetNode answered now reflects."""
+        return await self.feed.revision(account)
+
+    def watch_nodes(
+        self, account: str, pool_id: str, from_revision: int
+    ) -> AsyncIterator[tuple[list[tuple[int, NodeChange]], int]]:
+        structlog.contextvars.bind_contextvars(pool=pool_id)
+        return self.feed.watch(account, pool_id, from_revision)
 
     async def get_node(self, account: str, pool_id: str, node_id: str) -> NodeView:
         pool = await self._pool(account, pool_id)
@@ -300,6 +343,7 @@ class PoolManager:
 
     async def start(self) -> None:
         """Take up the nodes of an earlier run, then start the reconcile loop."""
+        await self.feed.start()
         pools = {(p.account, p.id.lower()): p for p in await self._store.all_pools()}
         now = self._clock()
         for node in await self._store.all_nodes():
@@ -332,6 +376,7 @@ class PoolManager:
         for task in self._stopping.values():
             task.cancel()
         await asyncio.gather(*self._stopping.values(), return_exceptions=True)
+        await self.feed.stop()
         await self._provider.close(stop_nodes)
 
     def wake(self) -> None:

@@ -459,6 +459,8 @@ def _show_task(t: task_pb2.Task, output: str) -> None:
             ("started", when(info.start_time)),
             ("ended", when(info.end_time)),
             ("created", when(t.create_time)),
+            ("updated", when(t.update_time)),
+            ("etag", t.etag or "-"),
         ],
     )
 
@@ -471,6 +473,55 @@ def _show_task(t: task_pb2.Task, output: str) -> None:
 def task_show(state: CliState, job_id: str, task_id: str, output: str) -> None:
     """Show one task with its execution info."""
     _show_task(state.client().get_task(job_id, task_id), output)
+
+
+class RetryCount(click.ParamType):
+    """0 to 100 retries, or `job`: the job's count."""
+
+    name = "retries"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        if str(value).lower() == "job":
+            return "job"
+        count: int = click.IntRange(0, 100).convert(value, param, ctx)  # type: ignore[arg-type]
+        return count
+
+
+@task.command("update")
+@click.argument("job_id")
+@click.argument("task_id")
+@click.option("--max-wall-clock", type=Duration(), metavar="DURATION",
+              help="Kill and fail the task when its attempt has run this long (the one running "
+                   "now too, counted from its start): seconds or 90s, 15m, 2h; 0: no limit.")
+@click.option("--max-task-retries", "--max-retries", "max_retries", type=RetryCount(),
+              metavar="N|job",
+              help="Retries of a non-zero exit, from its next failure on; `job`: the job's.")
+@click.option("--retention", type=Duration(), metavar="DURATION",
+              help="Keep the directories of its attempts that end from now on this long; "
+                   "0: the default, 7d.")
+@click.option("--if-match", metavar="ETAG",
+              help="Update only if the task's etag (task show) is still this: nothing changes "
+                   "if it changed since (it ran, for one).")
+@output_option
+@pass_state
+def task_update(
+    state: CliState,
+    job_id: str,
+    task_id: str,
+    max_wall_clock: float | None,
+    max_retries: int | str | None,
+    retention: float | None,
+    if_match: str | None,
+    output: str,
+) -> None:
+    """Change a task's constraints; the rest stays. A completed task cannot be updated."""
+    if (max_wall_clock, max_retries, retention) == (None, None, None):
+        raise click.UsageError(
+            "nothing to update: give --max-wall-clock, --max-task-retries or --retention")
+    _show_task(state.client().update_task(
+        job_id, task_id, max_wall_clock_time=max_wall_clock, max_task_retry_count=max_retries,
+        retention_time=retention, if_match=if_match), output)
 
 
 @task.command("terminate")
@@ -534,6 +585,24 @@ def task_why(state: CliState, job_id: str, task_id: str, output: str) -> None:
         click.echo(f"  {line}")
 
 
+def _wait_for_tasks(
+    client: Client, job_id: str, task_ids: Sequence[str], timeout: float | None
+) -> None:
+    progress = wait_progress()
+    with progress:
+        bar = progress.add_task(job_id, total=len(task_ids), detail="")
+        try:
+            done = client.wait_for_tasks(
+                job_id, task_ids, timeout=timeout,
+                on_progress=lambda n, total: progress.update(bar, completed=n, total=total))
+        except WaitTimeoutError as e:
+            fail(f"timed out: {e.message}", EXIT_TIMEOUT)
+    failed = [last(t.name) for t in done if t.execution_info.result != Result.SUCCESS]
+    if failed:
+        fail(f"{len(failed)} of {len(done)} tasks failed: {', '.join(failed)}")
+    err.print(f"all {len(done)} tasks waited for succeeded")
+
+
 def failed_task_ids(client: Client, job_id: str, limit: int = FAILED_IDS_SHOWN) -> list[str]:
     failed = (
         last(t.name)
@@ -543,27 +612,35 @@ def failed_task_ids(client: Client, job_id: str, limit: int = FAILED_IDS_SHOWN) 
     return list(itertools.islice(failed, limit))
 
 
-@task.command("wait")
-@click.argument("job_id")
-@click.option("--timeout", type=click.FloatRange(min=0), help="Give up after this many seconds.")
-@click.option(
-    "--poll", type=click.FloatRange(min=0.05), default=0.5, show_default=True, hidden=True
-)
-@pass_state
-def task_wait(state: CliState, job_id: str, timeout: float | None, poll: float) -> None:
-    """Wait until no task of the job is active or running.
-
-    Exit 0 when all succeeded, 1 when any failed, 124 on timeout.
-    """
-    client = state.client()
-    progress = Progress(
-        TextColumn("[bold]job {task.description}"),
+def wait_progress(title: str = "job {task.description}") -> Progress:
+    """The bar `task wait` and the demo show, fed by the job's changes as they happen."""
+    return Progress(
+        TextColumn(f"[bold]{title}"),
         BarColumn(bar_width=20),
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
         console=err,
     )
+
+
+@task.command("wait")
+@click.argument("job_id")
+@click.argument("task_ids", nargs=-1)
+@click.option("--timeout", type=click.FloatRange(min=0), help="Give up after this many seconds.")
+@pass_state
+def task_wait(state: CliState, job_id: str, task_ids: tuple[str, ...],
+              timeout: float | None) -> None:
+    """Wait until no task of the job is active or running (or, given TASK_IDS, until those
+    tasks have completed), following the job's changes as they happen.
+
+    Exit 0 when all succeeded, 1 when any failed, 124 on timeout.
+    """
+    client = state.client()
+    if task_ids:
+        _wait_for_tasks(client, job_id, task_ids, timeout)
+        return
+    progress = wait_progress()
     timed_out: WaitTimeoutError | None = None
     with progress:
         bar = progress.add_task(job_id, total=None, detail="")
@@ -577,7 +654,7 @@ def task_wait(state: CliState, job_id: str, timeout: float | None, poll: float) 
             )
 
         try:
-            final = client.wait_job(job_id, poll=poll, timeout=timeout, on_progress=update)
+            final = client.wait_job(job_id, timeout=timeout, on_progress=update)
         except WaitTimeoutError as e:
             timed_out = e
     if timed_out is not None:

@@ -51,7 +51,7 @@ def refused(call: Callable[[], Any], reason: str) -> ShoalError:
 
 
 def account(suite: LocalSuite, name: str) -> tuple[str, Client]:
-    key = create_account(suite.config.db_path("gateway"), name)
+    key = create_account(suite.config.db_path("gateway"), name, suite.config.secret)
     return key, Client(suite.endpoint, key)
 
 

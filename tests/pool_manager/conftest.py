@@ -4,6 +4,7 @@ served over real gRPC, and clients that call with the service token and an accou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -24,10 +25,12 @@ from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
 from shoal.internal.v1 import scheduler_control_pb2_grpc as sc_grpc
 from shoal.v1 import pool_pb2, pool_pb2_grpc
+from tests.support import eventually
 
 STAND_IN_AGENT = (sys.executable, str(Path(__file__).with_name("stand_in_agent.py")))
 
 T = TypeVar("T")
+D = TypeVar("D", bound="FakeScheduler")
 
 
 def pid_alive(pid: int) -> bool:
@@ -57,6 +60,12 @@ class FakeScheduler(sc_grpc.SchedulerControlServiceServicer):
         # Seconds ListNodeSessions takes for a pool: keeps a reconcile round open (it asks
         # the pools one after another) while other things happen.
         self.session_delay: dict[str, float] = {}
+        self._watchers: list[asyncio.Queue[tuple[str, str]]] = []
+
+    def changed(self, account: str, pool: str) -> None:
+        """Tell the pool-manager's WatchNodeSessions streams, as the scheduler does."""
+        for q in self._watchers:
+            q.put_nowait((account, pool.lower()))
 
     def connect(
         self, account: str, pool: str, node: str, running_tasks: int = 0, slots: int = 1,
@@ -67,6 +76,7 @@ class FakeScheduler(sc_grpc.SchedulerControlServiceServicer):
             running_tasks=running_tasks, completed_tasks=7, hostname=f"live-{node}",
             last_heartbeat_time=to_timestamp(1_700_000_000.0),
         )
+        self.changed(account, pool)
 
     def removed_nodes(self, pool: str) -> dict[str, int]:
         """node id -> option of every RemoveNodes call for the pool."""
@@ -82,6 +92,19 @@ class FakeScheduler(sc_grpc.SchedulerControlServiceServicer):
         await asyncio.sleep(self.session_delay.get(request.pool_id, 0.0))
         live = self.sessions.get((rpc.account(), request.pool_id), {})
         return sc_pb2.ListNodeSessionsResponse(sessions=list(live.values()))
+
+    async def WatchNodeSessions(self, request: Any, context: Any) -> Any:
+        await self._check(context)
+        q: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._watchers.append(q)
+        try:
+            yield sc_pb2.NodeSessionsChanged(resync=True)
+            while True:
+                account, pool = await q.get()
+                yield sc_pb2.NodeSessionsChanged(
+                    pools=[sc_pb2.NodeSessionsChanged.Pool(account=account, pool_id=pool)])
+        finally:
+            self._watchers.remove(q)
 
     async def RemoveNodes(self, request: Any, context: Any) -> Any:
         await self._check(context)
@@ -124,15 +147,24 @@ def cluster(tmp_path: Path) -> ClusterConfig:
     return ClusterConfig.new(tmp_path / "state", pool_manager_address="127.0.0.1:0")
 
 
-@pytest.fixture
-async def scheduler(cluster: ClusterConfig) -> AsyncIterator[tuple[FakeScheduler, str]]:
-    double = FakeScheduler()
-    server = grpc.aio.server(interceptors=[rpc.ServiceInterceptor(cluster.service_token)])
+@contextlib.asynccontextmanager
+async def serving(double: D, cluster: ClusterConfig) -> AsyncIterator[tuple[D, str]]:
+    """A scheduler double behind the real interceptor, on a loopback port."""
+    server = grpc.aio.server(interceptors=[rpc.ServiceInterceptor(
+        cluster.service_token, cluster_wide=(rpc.WATCH_NODE_SESSIONS,))])
     sc_grpc.add_SchedulerControlServiceServicer_to_server(double, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    yield double, f"127.0.0.1:{port}"
-    await server.stop(None)
+    try:
+        yield double, f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+@pytest.fixture
+async def scheduler(cluster: ClusterConfig) -> AsyncIterator[tuple[FakeScheduler, str]]:
+    async with serving(FakeScheduler(), cluster) as served:
+        yield served
 
 
 @pytest.fixture
@@ -194,3 +226,20 @@ def must(value: T | None) -> T:
 def short(name: str) -> str:
     """The last id of a resource name."""
     return name.rsplit("/", 1)[-1]
+
+
+async def registered(client: Client, config: ClusterConfig, pool: str, count: int) -> list[str]:
+    """The ids of the pool's nodes once there are `count` and each has registered."""
+    async def check() -> list[str] | None:
+        ids = [short(n.name) for n in await client.nodes(pool)]
+        if len(ids) == count and all(registrations(config, client.account, pool, i) for i in ids):
+            return ids
+        return None
+
+    return await eventually(check, f"{count} registered nodes in pool {pool}")
+
+
+async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value

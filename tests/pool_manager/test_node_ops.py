@@ -39,7 +39,6 @@ from services.pool_manager.node_rules import (
 from services.pool_manager.store import SCHEMA, Store
 from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
-from shoal.internal.v1 import scheduler_control_pb2_grpc as sc_grpc
 from shoal.v1 import pool_pb2
 from tests.support import eventually
 
@@ -48,7 +47,10 @@ from .conftest import (
     FakeScheduler,
     make_service,
     pid_alive,
+    registered,
     registrations,
+    rpc_error,
+    serving,
     short,
 )
 
@@ -87,23 +89,8 @@ class SchedulingScheduler(FakeScheduler):
 
 @pytest.fixture
 async def scheduler(cluster: ClusterConfig) -> AsyncIterator[tuple[SchedulingScheduler, str]]:
-    double = SchedulingScheduler()
-    server = grpc.aio.server(interceptors=[rpc.ServiceInterceptor(cluster.service_token)])
-    sc_grpc.add_SchedulerControlServiceServicer_to_server(double, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield double, f"127.0.0.1:{port}"
-    await server.stop(None)
-
-
-async def registered(client: Client, config: ClusterConfig, pool: str, count: int) -> list[str]:
-    async def check() -> list[str] | None:
-        ids = [short(n.name) for n in await client.nodes(pool)]
-        if len(ids) == count and all(registrations(config, ACCT, pool, i) for i in ids):
-            return ids
-        return None
-
-    return await eventually(check, f"{count} registered nodes in pool {pool}")
+    async with serving(SchedulingScheduler(), cluster) as served:
+        yield served
 
 
 async def connected_pool(
@@ -133,12 +120,6 @@ def disable(pool: str, node_id: str, option: int = 0) -> pool_pb2.DisableNodeSch
 
 def enable(pool: str, node_id: str) -> pool_pb2.EnableNodeSchedulingRequest:
     return pool_pb2.EnableNodeSchedulingRequest(name=f"pools/{pool}/nodes/{node_id}")
-
-
-async def rpc_error(call: Any) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    return err.value
 
 
 # --- disable / enable scheduling ------------------------------------------------------------
@@ -440,7 +421,8 @@ async def test_a_pool_keeps_its_node_fill_type(client: Client) -> None:
 async def test_a_database_of_the_previous_version_gets_the_new_columns(tmp_path: Path) -> None:
     old_schema = "\n".join(
         line for line in SCHEMA.splitlines()
-        if not line.strip().startswith(("scheduling", "restart_time", "node_fill_type"))
+        if not line.strip().startswith(("scheduling", "restart_time", "node_fill_type", "pk ",
+                                        "revision", "update_time"))
     )
     path = tmp_path / "pm.db"
     async with aiosqlite.connect(path) as db:

@@ -124,17 +124,20 @@ class AttemptEvents(CoreState):
             retry_count=p.retry_count, requeue_count=p.requeue_count,
             max_retries=job.default_retries if info.max_retries is None else info.max_retries,
             task_id=info.id, files=info.files, exits=info.exits, priority=info.priority,
-            retries_of_job=info.max_retries is None,
+            retries_of_job=info.max_retries is None, max_wall_clock=info.max_wall_clock,
+            retention=info.retention,
         )
         self.attempts[a.attempt_id] = a
         s.attempts.add(a.attempt_id)  # its slot was taken by plan()
-        self._row(AssignTask(task_pk, a.attempt_id, a.number, s.name, now))
+        row = AssignTask(task_pk, a.attempt_id, a.number, s.name, now)
+        self._row(row)
         job.counts.move(TaskState.ACTIVE, TaskState.PREPARING)
         self._touch(job)
         if job.prep or job.release:
             job.nodes.add(s.key)
         self._plan.send(s.key, s.stream_id, Assign(a, info, job))
-        self._plan.events.append(TaskChanged(job.account, job.id, task_pk, TaskState.PREPARING))
+        self._plan.events.append(TaskChanged(job.account, job.id, task_pk, TaskState.PREPARING,
+                                             task_id=info.id, row=row))
 
     def undelivered(self, attempt_ids: list[str], now: float) -> Plan:
         """Assignments that could not be sent (the node's stream ended or was replaced while

@@ -4,13 +4,16 @@ operations)."""
 from __future__ import annotations
 
 from services.common.errors import Code, ShoalError, failed_precondition, invalid
+from services.common.updates import require
 from services.job_scheduler.core.failures import (
     JOB_TERMINATED,
 )
 from services.job_scheduler.core.plan import (
     DeleteJob,
     InsertJob,
+    JobAdded,
     JobChanged,
+    JobRemoved,
     Plan,
     UpdateJobSettings,
 )
@@ -43,6 +46,7 @@ class JobEvents(CoreState):
         self.job_keys[(job.account, job.id.lower())] = job.pk
         self._count_in(job)
         self._row(InsertJob(job))
+        self._plan.events.append(JobAdded(job))
         self._plan.reply = job
         return self._finish(now)
 
@@ -61,11 +65,7 @@ class JobEvents(CoreState):
     ) -> Plan:
         """Azure Batch's Job - Patch: only `changes.fields` change, and they act at once."""
         job = self.job(account, job_id)
-        if if_match and not job.matches(if_match):
-            raise failed_precondition(
-                "CONDITION_NOT_MET",
-                f"job {job.id!r} has changed since it was read: its etag is {job.etag}, "
-                f"not {if_match}; read it again")
+        require(f"job {job.id!r}", job.etag, if_match)
         if job.state == JobState.COMPLETED:
             raise failed_precondition("JOB_COMPLETED",
                                       f"job {job.id!r} is completed: it cannot be updated")
@@ -156,4 +156,5 @@ class JobEvents(CoreState):
         del self.job_keys[(job.account, job.id.lower())]
         self._touched.discard(job.pk)
         self._row(DeleteJob(job.pk))
+        self._plan.events.append(JobRemoved(job))
         return self._finish(now)

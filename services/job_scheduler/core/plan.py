@@ -15,6 +15,7 @@ from services.job_scheduler.model import (
     Job,
     JobState,
     Result,
+    TaskDefinition,
     TaskState,
 )
 from services.job_scheduler.sessions import NodeKey
@@ -44,6 +45,15 @@ class UpdateJobSettings(NamedTuple):
     from the job at once, when the plan is queued, so they are the values decided."""
 
     job: Job
+
+
+class UpdateTaskSettings(NamedTuple):
+    """A task's constraints after an update (its spec's max_wall_clock_time,
+    max_task_retry_count and retention), and when."""
+
+    task_pk: int
+    spec: TaskDefinition
+    time: float
 
 
 class DeleteJob(NamedTuple):
@@ -112,8 +122,9 @@ class DeleteTask(NamedTuple):
     task_pk: int
 
 
-Row = (InsertJob | UpdateJob | UpdateJobSettings | DeleteJob | AssignTask | StartAttempt
-       | EndAttempt | TaskOutcome | FailTasks | Reactivate | SetBlocked | Unblock | DeleteTask)
+Row = (InsertJob | UpdateJob | UpdateJobSettings | UpdateTaskSettings | DeleteJob | AssignTask
+       | StartAttempt | EndAttempt | TaskOutcome | FailTasks | Reactivate | SetBlocked | Unblock
+       | DeleteTask)
 
 
 # -- messages to nodes --------------------------------------------------------------------
@@ -164,7 +175,13 @@ class Drain(NamedTuple):
     """Take no new work; finish or stop what runs as told by cancels."""
 
 
-Message = Assign | CancelAttempts | AckResults | JobEnded | TaskDeleted | Drain
+class NewConstraints(NamedTuple):
+    """Running attempts' limits as they are now, after their tasks were updated."""
+
+    attempts: list[Attempt]
+
+
+Message = Assign | CancelAttempts | AckResults | JobEnded | TaskDeleted | Drain | NewConstraints
 
 
 class Send(NamedTuple):
@@ -176,6 +193,9 @@ class Send(NamedTuple):
 
 
 # -- domain events ------------------------------------------------------------------------
+# What the watch API (services/job_scheduler/feed.py) publishes once the plan is committed:
+# each task or job event carries the row that records it, so a watcher is told exactly what
+# a read after the commit would show.
 
 
 class TaskChanged(NamedTuple):
@@ -184,6 +204,27 @@ class TaskChanged(NamedTuple):
     task_pk: int
     state: TaskState
     result: Result | None = None
+    task_id: str = ""
+    """Empty where the core does not hold it (the queued tasks of a job that ended)."""
+    row: Row | None = None
+    """The row that writes the change: AssignTask, StartAttempt, TaskOutcome, FailTasks,
+    Reactivate."""
+
+
+class TasksAdded(NamedTuple):
+    """A batch of tasks was added (its rows written before the plan was decided)."""
+
+    job: Job
+    pks: list[int]
+    specs: list[TaskDefinition]
+    time: float
+
+
+class TaskRemoved(NamedTuple):
+    account: str
+    job_id: str
+    task_pk: int
+    task_id: str
 
 
 class JobChanged(NamedTuple):
@@ -192,13 +233,31 @@ class JobChanged(NamedTuple):
     state: JobState
 
 
+class JobAdded(NamedTuple):
+    job: Job
+
+
+class JobUpdated(NamedTuple):
+    """The job's row was written: its state, times and task counts as they are in `row`
+    (the Job object itself moves on)."""
+
+    job: Job
+    row: UpdateJob
+
+
+class JobRemoved(NamedTuple):
+    job: Job
+
+
 class NodeChanged(NamedTuple):
     node: NodeKey
     state: str
-    """CONNECTED, UNREACHABLE, LOST, DISCONNECTED, REMOVING, SCHEDULING_DISABLED, ENABLED."""
+    """CONNECTED, UNREACHABLE, LOST, DISCONNECTED, REMOVING, SCHEDULING_DISABLED, ENABLED,
+    REPORTED (its start task's progress, or errors)."""
 
 
-Event = TaskChanged | JobChanged | NodeChanged
+Event = (TaskChanged | TasksAdded | TaskRemoved | JobChanged | JobAdded | JobUpdated
+         | JobRemoved | NodeChanged)
 
 
 @dataclass

@@ -1,17 +1,22 @@
-"""Task events: add (one or a batch), terminate, reactivate, unblock, delete."""
+"""Task events: add (one or a batch), update, terminate, reactivate, unblock, delete."""
 
 from __future__ import annotations
 
 from services.common.errors import Code, ShoalError, failed_precondition, invalid, quota_exceeded
+from services.common.updates import require
 from services.job_scheduler.core.failures import JOB_TERMINATED, TASK_TERMINATED
 from services.job_scheduler.core.plan import (
     DeleteTask,
+    NewConstraints,
     Plan,
     Reactivate,
     SetBlocked,
     TaskChanged,
     TaskDeleted,
+    TaskRemoved,
+    TasksAdded,
     Unblock,
+    UpdateTaskSettings,
 )
 from services.job_scheduler.core.state import CoreState, is_open
 from services.job_scheduler.dependencies import find_cycle
@@ -22,6 +27,7 @@ from services.job_scheduler.model import (
     JobState,
     Pending,
     Result,
+    TaskChanges,
     TaskDefinition,
     TaskRecord,
     TaskState,
@@ -156,9 +162,11 @@ class TaskEvents(CoreState):
         self._begin()
         job.counts.move(None, TaskState.ACTIVE, n=len(specs))
         self._touch(job)
+        if self.jobs.get(job.pk) is job:
+            self._plan.events.append(TasksAdded(job, pks, specs, now))
         if not is_open(job) or self.jobs.get(job.pk) is not job:
             # Terminated while the rows were written: they end with the job.
-            self._fail_active(job, pks, JOB_TERMINATED, now)
+            self._fail_active(job, pks, JOB_TERMINATED, now, [sp.id for sp in specs])
             self._plan.reply = failed_precondition(
                 "JOB_NOT_ACTIVE", f"job {job.id!r} ended while its tasks were added")
             return self._finish(now)
@@ -242,7 +250,7 @@ class TaskEvents(CoreState):
         if a is not None:
             self._cancel([a], CancelIntent.TERMINATE, TASK_TERMINATED)
         elif self._take_active(job, t.pk):
-            self._fail_active(job, [t.pk], TASK_TERMINATED, now)
+            self._fail_active(job, [t.pk], TASK_TERMINATED, now, [t.spec.id])
             if job.uses_deps or job.exit_job_actions or t.spec.exits:
                 self._completed(job, t.pk, t.spec.id, t.spec.exits, False, None,
                                 TASK_TERMINATED.code, now, job_action=False)
@@ -258,10 +266,12 @@ class TaskEvents(CoreState):
         if not is_open(job):
             raise failed_precondition("JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}")
         self._begin()
-        self._row(Reactivate(t.pk, now))
+        row = Reactivate(t.pk, now)
+        self._row(row)
         job.counts.move(TaskState.COMPLETED, TaskState.ACTIVE, src_result=Result.FAILURE)
         self._touch(job)
-        self._plan.events.append(TaskChanged(job.account, job.id, t.pk, TaskState.ACTIVE))
+        self._plan.events.append(TaskChanged(job.account, job.id, t.pk, TaskState.ACTIVE,
+                                             task_id=t.spec.id, row=row))
         if job.uses_deps:
             self.deps.outcomes.pop(t.pk, None)
             self.deps.unfinished.setdefault(job.pk, set()).add(t.pk)
@@ -272,6 +282,39 @@ class TaskEvents(CoreState):
         self.pending[t.pk] = Pending(priority=t.spec.priority, slots=t.spec.slots,
                                      attempts=len(t.attempts))
         self._ready(job, t.pk)
+        return self._finish(now)
+
+    def update_task(
+        self, job: Job, t: TaskRecord, changes: TaskChanges, if_match: str, now: float
+    ) -> Plan:
+        """Azure Batch's Task - Update: new constraints, acting at once. The task's row `t`
+        was read while `watch`ed: if its state changed meanwhile, the row may be behind
+        memory (and its etag too), and nothing is decided (TASK_CHANGING: read it again)."""
+        if self.reading.get(t.pk, True):
+            raise ShoalError(Code.UNAVAILABLE, "TASK_CHANGING",
+                             f"task {t.spec.id!r} is changing state; try again")
+        require(f"task {t.spec.id!r}", t.etag, if_match)
+        if t.state == TaskState.COMPLETED:
+            raise failed_precondition("TASK_COMPLETED",
+                                      f"task {t.spec.id!r} is completed: it cannot be updated")
+        self._begin()
+        spec = changes.applied(t.spec)
+        if spec == t.spec:
+            return self._finish(now)  # nothing changes, nor does the etag
+        self._row(UpdateTaskSettings(t.pk, spec, now))
+        self._plan.events.append(TaskChanged(job.account, job.id, t.pk, t.state))
+        a = self._attempt_of(t.pk)
+        if a is None:
+            return self._finish(now)  # its next attempt reads the row
+        # The attempt running now: a new retry count applies to its end, new limits to it
+        # on its node.
+        a.retries_of_job = spec.max_task_retry_count is None
+        a.max_retries = (job.default_retries if a.retries_of_job
+                         else spec.max_task_retry_count)  # type: ignore[assignment]
+        if (a.max_wall_clock, a.retention) != (spec.max_wall_clock_time, spec.retention):
+            a.max_wall_clock, a.retention = spec.max_wall_clock_time, spec.retention
+            a.constraints_changed = True
+            self._send(a.node_key, NewConstraints([a]))
         return self._finish(now)
 
     def unblock_task(self, job: Job, t: TaskRecord, now: float) -> Plan:
@@ -310,6 +353,7 @@ class TaskEvents(CoreState):
             self.deps.unfinished.get(job.pk, set()).discard(t.pk)
             self.deps.outcomes.pop(t.pk, None)
         self._row(DeleteTask(t.pk))
+        self._plan.events.append(TaskRemoved(job.account, job.id, t.pk, t.spec.id))
         self._touch(job)
         if t.node:
             _, pool_id, _, node_id = t.node.split("/")
