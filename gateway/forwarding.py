@@ -19,6 +19,7 @@ from google.protobuf import descriptor_pool
 
 from gateway.admission import Admission
 from gateway.auth import Authenticator
+from gateway.turns import Turns, cost_of
 from services.common.errors import Code, ShoalError
 from services.common.rpc import (
     ACCOUNT_HEADER,
@@ -46,11 +47,13 @@ ROUTES = {
 class Forwarder(grpc.GenericRpcHandler):
     def __init__(
         self, channels: dict[str, grpc.aio.Channel], auth: Authenticator, service_token: str,
-        admission: Admission,
+        admission: Admission, turns: dict[str, Turns],
     ) -> None:
+        """`turns`: by owning service's name, the places its unary calls take in turn."""
         self._channels = channels
         self._auth = auth
         self._admission = admission
+        self._turns = turns
         self._token = service_token
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
@@ -86,8 +89,9 @@ class Forwarder(grpc.GenericRpcHandler):
     @asynccontextmanager
     async def _enter(
         self, context: grpc.aio.ServicerContext, rpc: str, streaming: bool
-    ) -> AsyncIterator[tuple[tuple[str, str], ...]]:
-        """Authenticate and admit the call: the metadata to forward it with, while it runs."""
+    ) -> AsyncIterator[tuple[str, tuple[tuple[str, str], ...]]]:
+        """Authenticate and admit the call: its account and the metadata to forward it
+        with, while it runs."""
         structlog.contextvars.bind_contextvars(rpc=rpc)
         try:
             acct = await self._auth.account_for(dict(context.invocation_metadata() or ()))
@@ -102,7 +106,7 @@ class Forwarder(grpc.GenericRpcHandler):
         try:
             # Who the key says the caller is, for clients that want to show it (`shoal status`).
             await context.send_initial_metadata(((ACCOUNT_HEADER, acct),))
-            yield internal_metadata(self._token, acct)
+            yield acct, internal_metadata(self._token, acct)
         finally:
             release()
 
@@ -110,9 +114,11 @@ class Forwarder(grpc.GenericRpcHandler):
         self, channel: grpc.aio.Channel, owner: Peer, method: str, rpc: str
     ) -> Callable[..., Any]:
         call = channel.unary_unary(method)
+        turns = self._turns[owner.name]
 
         async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            async with self._enter(context, rpc, streaming=False) as md:
+            async with (self._enter(context, rpc, streaming=False) as (acct, md),
+                        turns.turn(acct, cost_of(request))):
                 try:
                     return await call(request, metadata=md, timeout=context.time_remaining())
                 except grpc.aio.AioRpcError as e:
@@ -127,7 +133,7 @@ class Forwarder(grpc.GenericRpcHandler):
         call = channel.unary_stream(method)
 
         async def handle(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-            async with self._enter(context, rpc, streaming=True) as md:
+            async with self._enter(context, rpc, streaming=True) as (_, md):
                 stream = call(request, metadata=md, timeout=context.time_remaining())
                 try:
                     async for item in stream:
@@ -147,7 +153,7 @@ class Forwarder(grpc.GenericRpcHandler):
         async def handle(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
             # Authenticate and admit before reading the body, so an unknown caller's bytes
             # go nowhere and a refused stream's are never taken in.
-            async with self._enter(context, rpc, streaming=True) as md:
+            async with self._enter(context, rpc, streaming=True) as (_, md):
                 return await self._forward_upload(open_call, requests, context, md, owner)
 
         return handle

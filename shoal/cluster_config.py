@@ -59,6 +59,12 @@ class Limits:
     refused at once rather than queued."""
     streams_per_account: int = 32
     """Streaming calls (uploads, downloads, follows) one account may have open at once."""
+    forwarded_calls_per_account: int = 4
+    """Unary calls of one account the gateway has in progress at any one service at once; the
+    account's further calls (up to calls_per_account) wait at the gateway, in order."""
+    forwarded_calls_per_service: int = 32
+    """Unary calls of all accounts together the gateway has in progress at any one service;
+    when places free, the accounts with calls waiting take them in turn, one call each."""
     rpcs_per_service: int = 10_000
     """Calls each service process serves at once (grpc's maximum_concurrent_rpcs); beyond it
     grpc answers RESOURCE_EXHAUSTED itself. Every node's agent stream is one call at the
