@@ -140,14 +140,19 @@ def test_an_account_at_its_call_limit_does_not_block_another(limited: LocalSuite
     slow = Client(limited.endpoint, key, timeout=60)
     with ThreadPoolExecutor(2) as pool:
         # The job-scheduler stopped: the account's calls to it are held at the gateway, in
-        # progress, until it runs again.
-        # A call just before: the gateway's connection to the job-scheduler is open, not
-        # closed as idle, so the held calls go out on it (a new one could not be set up to a
-        # stopped process, and the calls would fail at once instead of being held).
+        # progress, until it runs again. (The gateway's connection to it stays open: the
+        # gateway watches its health on it, so it is never idle.)
         a.get_job("j")
         with _stopped(limited, "job-scheduler"):
             held = [pool.submit(slow.get_job, "j") for _ in range(2)]
-            e = wait_for(lambda: _refusal(lambda: a.get_pool("p")), "the third call refused", 30)
+
+            def third_refused() -> ShoalError | None:
+                for f in held:
+                    if f.done():  # say why at once, rather than wait for a refusal in vain
+                        raise AssertionError(f"a held call ended: {f.exception()!r}")
+                return _refusal(lambda: a.get_pool("p"))
+
+            e = wait_for(third_refused, "the third call refused", 30)
             assert e.reason == "TOO_MANY_CONCURRENT_CALLS", repr(e)
             assert (e.metadata["limit"], e.metadata["current"]) == ("2", "2")
             # Another account's calls are served meanwhile.
@@ -182,6 +187,10 @@ def test_streams_have_their_own_limit(limited: LocalSuite) -> None:
         # An upload left open: the account's one stream.
         open_upload = storage.UploadObject.future(held_upload(), metadata=md, timeout=60)
         try:
+            # The gateway answers with the account once it has admitted the stream: from
+            # then on it holds the account's one place (before, a second upload could take
+            # the place first, and this one be the upload refused).
+            assert dict(open_upload.initial_metadata())["x-shoal-account"] == "streams"
             e = wait_for(lambda: _refusal(lambda: a.upload_object("box", "k", b"x")),
                          "a second stream refused", 30)
             assert e.reason == "TOO_MANY_CONCURRENT_STREAMS", repr(e)
