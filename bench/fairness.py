@@ -12,8 +12,10 @@ GIL and slow B's client, not the services). The suite runs with the default limi
 (`shoal.cluster_config.Limits`): A has more threads than its calls and streams allow, so part
 of its flood is refused (RESOURCE_EXHAUSTED), counted by reason.
 
-Figures: B's p50 / p99 (nearest rank) quiet and under the flood (target p99 ≤ 100 ms under
-the flood), B's errors, A's calls answered and refused by reason, and the gateway's peak RSS.
+Each run starts a fresh suite; `runs` runs (3, 1 with --quick). Figures, the median over the
+runs (each run's in the note): B's p50 / p99 (nearest rank) quiet and under the flood (target
+p99 ≤ 100 ms under the flood), B's errors, A's calls answered and refused by reason, and the
+gateway's peak RSS.
 """
 
 from __future__ import annotations
@@ -37,7 +39,7 @@ from bench.common import (
     say,
     service_pid,
 )
-from bench.figures import Outcome, Target, percentile
+from bench.figures import Outcome, Target, median, percentile
 from shoal.client import Client
 from shoal.errors import ShoalError
 from shoal.suite import accounts_admin
@@ -56,10 +58,11 @@ class Params:
     callers: int = 80
     max_flood_tasks: int = 400_000
     """The adders stop after this many tasks are accepted, whatever the time."""
+    runs: int = 3
 
 
 QUICK = Params(quiet_seconds=3.0, flood_seconds=4.0, adders=2, batch=200, uploaders=36,
-               upload_kib=64, callers=70, max_flood_tasks=20_000)
+               upload_kib=64, callers=70, max_flood_tasks=20_000, runs=1)
 
 
 def _key(e: ShoalError) -> str:
@@ -153,9 +156,8 @@ def _steady(client: Client, seconds: float, p: Params, prefix: str) -> dict[str,
             "p99_ms_by_call": {k: percentile(v, 99) for k, v in by_call.items() if v}}
 
 
-def run(quick: bool) -> Outcome:
-    p = QUICK if quick else Params()
-    out = Outcome("fairness")
+def _once(p: Params, n: int) -> dict[str, Any]:
+    """One run on a fresh suite: B quiet, then B while A floods."""
     with running_suite("fairness") as suite:
         gateway = service_pid(suite, "gateway")
         key_a = accounts_admin(suite.config_path, "create", "--account", "flooder")
@@ -168,7 +170,7 @@ def run(quick: bool) -> Outcome:
         a.create_container("flood")
         b.get_job("steady")  # the channel is warm before anything is measured
         quiet = _steady(b, p.quiet_seconds, p, "quiet")
-        say(f"quiet: {quiet['calls']} calls, p50 {quiet['p50_ms']:.1f} p99 "
+        say(f"run {n}: quiet: {quiet['calls']} calls, p50 {quiet['p50_ms']:.1f} p99 "
             f"{quiet['p99_ms']:.1f} ms")
         rss_before = memory_kib(gateway)["VmRSS"]
         ctx = multiprocessing.get_context("spawn")
@@ -194,31 +196,55 @@ def run(quick: bool) -> Outcome:
         a.close()
         b.close()
     answers: dict[str, int] = flooded["answers"]
-    refused = {k: n for k, n in answers.items() if "RESOURCE_EXHAUSTED" in k}
-    say(f"flood: B {loud['calls']} calls, p50 {loud['p50_ms']:.1f} p99 {loud['p99_ms']:.1f} "
-        f"ms (by call {loud['p99_ms_by_call']}), errors {loud['errors'] or 'none'}; A: {answers}; CPU: {cpu_text(cpu)}")
+    say(f"run {n}: flood: B {loud['calls']} calls, p50 {loud['p50_ms']:.1f} p99 "
+        f"{loud['p99_ms']:.1f} ms (by call {loud['p99_ms_by_call']}), errors "
+        f"{loud['errors'] or 'none'}; A: {answers}; CPU: {cpu_text(cpu)}")
+    return {"quiet": {k: v for k, v in quiet.items() if k != "latencies_ms"},
+            "flood": {k: v for k, v in loud.items() if k != "latencies_ms"},
+            "flooder": flooded, "cpu": cpu, "peak_kib": peak, "rss_before_kib": rss_before}
+
+
+def run(quick: bool) -> Outcome:
+    p = QUICK if quick else Params()
+    out = Outcome("fairness")
+    runs = [_once(p, n + 1) for n in range(p.runs)]
+
+    def figure(part: str, key: str) -> tuple[float, str]:
+        values = [r[part][key] for r in runs]
+        return median(values), "runs: " + ", ".join(f"{v:.1f}" for v in values)
+
     what = (f"B's CreateTask/GetJob every {p.interval * 1000:.0f} ms while A floods "
             f"({p.adders} × BatchCreateTasks of {p.batch:,}, {p.uploaders} × {p.upload_kib} KiB "
             f"uploads, {p.callers} × GetJob)")
-    out.add("quiet_p50_ms", "B's calls with no flood: p50", quiet["p50_ms"], "ms", None,
-            f"{quiet['calls']} calls in {p.quiet_seconds:.0f} s")
-    out.add("flood_gateway_cpu", "gateway CPU during the flood", cpu.get("gateway", 0.0),
-            "% of a core", None, cpu_text(cpu))
-    out.add("quiet_p99_ms", "B's calls with no flood: p99", quiet["p99_ms"], "ms", None, "")
-    out.add("flood_p50_ms", f"{what}: p50", loud["p50_ms"], "ms", None,
-            f"{loud['calls']} calls; max {loud['max_ms']:.0f} ms")
-    out.add("flood_p99_ms", f"{what}: p99", loud["p99_ms"], "ms", Target("<=", 100), "")
-    out.add("flood_errors", "B's calls answered an error during the flood",
-            sum(loud["errors"].values()), "calls", None,
-            ", ".join(f"{n} {k}" for k, n in loud["errors"].items()))
+    calls = [r["flood"]["calls"] for r in runs]
+    for pct in ("p50", "p99"):
+        value, note = figure("quiet", f"{pct}_ms")
+        out.add(f"quiet_{pct}_ms", f"B's calls with no flood: {pct}", value, "ms", None, note)
+    value, note = figure("flood", "p50_ms")
+    out.add("flood_p50_ms", f"{what}: p50", value, "ms", None,
+            f"{note}; B's calls per run {calls}")
+    value, note = figure("flood", "p99_ms")
+    out.add("flood_p99_ms", f"{what}: p99", value, "ms", Target("<=", 100), note)
+    errors: Counter[str] = Counter()
+    for r in runs:
+        errors.update(r["flood"]["errors"])
+    out.add("flood_errors", "B's calls answered an error during the floods",
+            sum(errors.values()), "calls", None, ", ".join(f"{n} {k}" for k, n in errors.items()))
+    answers: Counter[str] = Counter()
+    for r in runs:
+        answers.update(r["flooder"]["answers"])
+    refused = {k: n for k, n in answers.items() if "RESOURCE_EXHAUSTED" in k}
     ok = sum(n for k, n in answers.items() if k.endswith(" OK"))
-    out.add("a_refused", "A's flood calls refused (RESOURCE_EXHAUSTED)", sum(refused.values()),
-            "calls", None, f"{ok:,} answered OK, {flooded['tasks_added']:,} tasks added; "
-            + ", ".join(f"{n:,} {k}" for k, n in sorted(refused.items())))
-    out.add("gateway_peak_rss_mib", "gateway peak RSS over the run", peak / 1024, "MiB", None,
-            f"{rss_before / 1024:.0f} MiB before the flood")
-    out.series["quiet"] = {k: v for k, v in quiet.items() if k != "latencies_ms"}
-    out.series["flood"] = {k: v for k, v in loud.items() if k != "latencies_ms"}
-    out.series["flooder"] = flooded
+    out.add("a_refused", "A's flood calls refused (RESOURCE_EXHAUSTED), all runs",
+            sum(refused.values()), "calls", None,
+            f"{ok:,} answered OK, {sum(r['flooder']['tasks_added'] for r in runs):,} tasks "
+            "added; " + ", ".join(f"{n:,} {k}" for k, n in sorted(refused.items())))
+    gateway_cpu = [r["cpu"].get("gateway", 0.0) for r in runs]
+    out.add("flood_gateway_cpu", "gateway CPU during the flood", median(gateway_cpu),
+            "% of a core", None, cpu_text(runs[-1]["cpu"]) + " (last run)")
+    out.add("gateway_peak_rss_mib", "gateway peak RSS over a run",
+            max(r["peak_kib"] for r in runs) / 1024, "MiB", None,
+            f"{runs[0]['rss_before_kib'] / 1024:.0f} MiB before the flood")
+    out.series["runs"] = runs
     out.series["params"] = asdict(p)
     return out
