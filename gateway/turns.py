@@ -23,11 +23,12 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 
 ROOM, ACCOUNT_FULL, SERVICE_FULL = "room", "account full", "service full"
-CALL_BYTES = 16 * 1024
+CALL_BYTES = 8 * 1024
 """Each this many bytes of a request count as one call more: the gateway does not parse
-bodies, and a request's size is what it knows of the work it asks for (a 1,000-task
-BatchCreateTasks of short command lines is about 30 KB, and costs the job-scheduler a
-thousand row inserts)."""
+bodies, and a request's size is what it knows of the work it asks for. A 1,000-task
+BatchCreateTasks of short command lines is about 30 KB, 4 calls: an account's whole share
+at the job-scheduler (its thousand row inserts hold up the one writer for other accounts'
+adds, so one such batch at a time)."""
 
 
 def cost_of(request: bytes) -> int:

@@ -143,7 +143,7 @@ async def test_a_caller_cancelled_just_as_its_turn_came_gives_its_place_back() -
     assert calls.started == ["a1", "b1"] and calls.turns.at_service("a") == 0
 
 
-def test_a_request_costs_one_call_more_for_every_16_kib() -> None:
+def test_a_request_costs_one_call_more_for_every_8_kib() -> None:
     assert cost_of(b"") == 1
     assert cost_of(bytes(CALL_BYTES - 1)) == 1
     assert cost_of(bytes(CALL_BYTES)) == 2
