@@ -1,9 +1,10 @@
 """Per-account admission at the gateway: how many calls and streams an account has in
 progress, and refusal of the one past its limit.
 
-Refused at once, never queued: a queue would hold the flooding account's calls (and their
-memory) at the gateway and only move the wait; a refusal costs nothing and tells the client
-to slow down. Pure: no grpc, no I/O, so the rule is tested on its own.
+The one past the limit is refused at once, not queued: an account's calls within it may wait
+at the gateway for their turn at a service (gateway/turns.py), and a queue beyond it would
+hold ever more of a flooding account's calls and memory; a refusal costs little and tells
+the client to slow down. Pure: no grpc, no I/O, so the rule is tested on its own.
 """
 
 from __future__ import annotations
