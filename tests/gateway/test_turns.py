@@ -113,12 +113,18 @@ async def test_a_cost_is_never_more_than_an_account_may_have() -> None:
     assert calls.turns.at_service("a") == 0
 
 
-async def test_a_caller_that_gives_up_while_waiting_leaves_nothing_behind() -> None:
+async def one_place_a2_and_b1_waiting() -> tuple[Calls, asyncio.Task[None]]:
+    """A service of one place: a1 has it, a2 and then b1 wait; returns a2's task."""
     calls = Calls(Turns(per_account=1, per_service=1))
     calls.call("a1", "a")
     waiting = calls.call("a2", "a")
     calls.call("b1", "b")
     await settle()
+    return calls, waiting
+
+
+async def test_a_caller_that_gives_up_while_waiting_leaves_nothing_behind() -> None:
+    calls, waiting = await one_place_a2_and_b1_waiting()
     waiting.cancel()
     await settle()
     assert calls.turns.waiting("a") == 0
@@ -129,11 +135,7 @@ async def test_a_caller_that_gives_up_while_waiting_leaves_nothing_behind() -> N
 
 
 async def test_a_caller_cancelled_just_as_its_turn_came_gives_its_place_back() -> None:
-    calls = Calls(Turns(per_account=1, per_service=1))
-    calls.call("a1", "a")
-    second = calls.call("a2", "a")
-    calls.call("b1", "b")
-    await settle()
+    calls, second = await one_place_a2_and_b1_waiting()
     calls._release["a1"].set()
     await asyncio.sleep(0)  # a1 ends and hands its place to a2, which has not run yet
     assert calls._tasks["a1"].done() and not second.done()
