@@ -98,6 +98,9 @@ async def test_a_zip_version_installs(bucket: Bucket, transfers: Transfers, tmp_
         (tar_gz({"../evil": (b"x", 0o644)}), "'..' segment"),
         (b"not an archive", "not a valid tar.gz"),
     ],
+    # Named ids: the archive's gzip header holds the time it was made, and pytest-xdist's
+    # workers must collect the same names (seen: "Different tests were collected").
+    ids=["escaping-path", "not-an-archive"],
 )
 async def test_a_bad_archive_fails_with_application_package_failed(
     bucket: Bucket, transfers: Transfers, tmp_path: Path, archive: bytes, needle: str
