@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import grpc
 import structlog
 from google.protobuf import descriptor_pool
 
+from gateway.admission import Admission
 from gateway.auth import Authenticator
+from gateway.turns import Turns, cost_of
 from services.common.errors import Code, ShoalError
 from services.common.rpc import (
     ACCOUNT_HEADER,
@@ -46,10 +49,14 @@ ROUTES = {
 
 class Forwarder(grpc.GenericRpcHandler):
     def __init__(
-        self, channels: dict[str, grpc.aio.Channel], auth: Authenticator, service_token: str
+        self, channels: dict[str, grpc.aio.Channel], auth: Authenticator, service_token: str,
+        admission: Admission, turns: dict[str, Turns],
     ) -> None:
+        """`turns`: by owning service's name, the places its unary calls take in turn."""
         self._channels = channels
         self._auth = auth
+        self._admission = admission
+        self._turns = turns
         self._token = service_token
         self._handlers: dict[str, grpc.RpcMethodHandler] = {}
 
@@ -82,35 +89,49 @@ class Forwarder(grpc.GenericRpcHandler):
                 self._streaming(channel, owner, method, rpc))
         return grpc.unary_unary_rpc_method_handler(self._unary(channel, owner, method, rpc))
 
-    async def _enter(self, context: grpc.aio.ServicerContext, rpc: str) -> tuple[tuple[str, str], ...]:
+    @asynccontextmanager
+    async def _enter(
+        self, context: grpc.aio.ServicerContext, rpc: str, streaming: bool
+    ) -> AsyncIterator[tuple[str, tuple[tuple[str, str], ...]]]:
+        """Authenticate and admit the call: its account and the metadata to forward it
+        with, while it runs."""
         structlog.contextvars.bind_contextvars(rpc=rpc)
         try:
             acct = await self._auth.account_for(dict(context.invocation_metadata() or ()))
         except ShoalError as e:
-            s = to_status(e)
-            await context.abort(s.code, s.details, s.trailing_metadata)
+            await _abort(context, e)
         structlog.contextvars.bind_contextvars(account=acct)
-        # Who the key says the caller is, for clients that want to show it (`shoal status`).
-        await context.send_initial_metadata(((ACCOUNT_HEADER, acct),))
-        return internal_metadata(self._token, acct)
+        try:
+            release = self._admission.admit(acct, streaming)
+        except ShoalError as e:
+            log.info("call refused", reason=e.reason)
+            await _abort(context, e)
+        try:
+            # Who the key says the caller is, for clients that want to show it (`shoal status`).
+            await context.send_initial_metadata(((ACCOUNT_HEADER, acct),))
+            yield acct, internal_metadata(self._token, acct)
+        finally:
+            release()
 
     def _unary(
         self, channel: grpc.aio.Channel, owner: Peer, method: str, rpc: str
     ) -> Callable[..., Any]:
         call = channel.unary_unary(method)
+        turns = self._turns[owner.name]
 
         async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
-            md = await self._enter(context, rpc)
-            try:
-                return await call(request, metadata=md, timeout=context.time_remaining())
-            except grpc.aio.AioRpcError as e:
-                if not await _reconnected(channel, context, e):
+            async with (self._enter(context, rpc, streaming=False) as (acct, md),
+                        turns.turn(acct, cost_of(request))):
+                try:
+                    return await call(request, metadata=md, timeout=context.time_remaining())
+                except grpc.aio.AioRpcError as e:
+                    if not await _reconnected(channel, context, e):
+                        await _relay(context, e, owner)
+                try:
+                    return await call(request, metadata=md, timeout=context.time_remaining())
+                except grpc.aio.AioRpcError as e:
                     await _relay(context, e, owner)
-            try:
-                return await call(request, metadata=md, timeout=context.time_remaining())
-            except grpc.aio.AioRpcError as e:
-                await _relay(context, e, owner)
-                raise  # unreachable: abort raises
+                    raise  # unreachable: abort raises
 
         return handle
 
@@ -120,23 +141,22 @@ class Forwarder(grpc.GenericRpcHandler):
         call = channel.unary_stream(method)
 
         async def handle(request: bytes, context: grpc.aio.ServicerContext) -> AsyncIterator[bytes]:
-            md = await self._enter(context, rpc)
-            for attempt in (1, 2):
-                stream = call(request, metadata=md, timeout=context.time_remaining())
-                sent = False
-                try:
-                    async for item in stream:
-                        sent = True
-                        yield item
-                    return
-                except grpc.aio.AioRpcError as e:
-                    if sent or attempt == 2 or not await _reconnected(channel, context, e):
-                        await _relay(context, e, owner)
-                finally:
-                    stream.cancel()
+            async with self._enter(context, rpc, streaming=True) as (_, md):
+                for attempt in (1, 2):
+                    stream = call(request, metadata=md, timeout=context.time_remaining())
+                    sent = False
+                    try:
+                        async for item in stream:
+                            sent = True
+                            yield item
+                        return
+                    except grpc.aio.AioRpcError as e:
+                        if sent or attempt == 2 or not await _reconnected(channel, context, e):
+                            await _relay(context, e, owner)
+                    finally:
+                        stream.cancel()
 
         return handle
-
 
     def _upload(
         self, channel: grpc.aio.Channel, owner: Peer, method: str, rpc: str
@@ -144,30 +164,44 @@ class Forwarder(grpc.GenericRpcHandler):
         open_call = channel.stream_unary(method)
 
         async def handle(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> bytes:
-            # Authenticate before reading the body, so an unknown caller's bytes go nowhere.
-            md = await self._enter(context, rpc)
-            call = open_call(metadata=md, timeout=context.time_remaining())
-            # Written message by message rather than handing grpc the iterator: when the
-            # owner refuses early (no such container), its status must reach the caller, and a
-            # write racing that status would otherwise replace it with INTERNAL.
-            try:
-                async for msg in requests:
-                    if call.done():
-                        break
-                    await call.write(msg)
-                if not call.done():
-                    await call.done_writing()
-            except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
-                pass  # the call ended; its own status is read below
-            try:
-                return await call
-            except grpc.aio.AioRpcError as e:
-                await _relay(context, e, owner)
-                raise  # unreachable: abort raises
-            finally:
-                call.cancel()
+            # Authenticate and admit before reading the body, so an unknown caller's bytes
+            # go nowhere and a refused stream's are never taken in.
+            async with self._enter(context, rpc, streaming=True) as (_, md):
+                return await self._forward_upload(open_call, requests, context, md, owner)
 
         return handle
+
+    @staticmethod
+    async def _forward_upload(
+        open_call: Any, requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext,
+        md: tuple[tuple[str, str], ...], owner: Peer,
+    ) -> bytes:
+        call = open_call(metadata=md, timeout=context.time_remaining())
+        # Written message by message rather than handing grpc the iterator: when the
+        # owner refuses early (no such container), its status must reach the caller, and a
+        # write racing that status would otherwise replace it with INTERNAL.
+        try:
+            async for msg in requests:
+                if call.done():
+                    break
+                await call.write(msg)
+            if not call.done():
+                await call.done_writing()
+        except (grpc.aio.AioRpcError, asyncio.InvalidStateError, grpc.aio.UsageError):
+            pass  # the call ended; its own status is read below
+        try:
+            result: bytes = await call
+            return result
+        except grpc.aio.AioRpcError as e:
+            await _relay(context, e, owner)
+            raise  # unreachable: abort raises
+        finally:
+            call.cancel()
+
+
+async def _abort(context: grpc.aio.ServicerContext, e: ShoalError) -> None:
+    s = to_status(e)
+    await context.abort(s.code, s.details, s.trailing_metadata)
 
 
 async def _reconnected(
@@ -199,9 +233,8 @@ async def _relay(context: grpc.aio.ServicerContext, e: grpc.aio.AioRpcError, own
         # The owner never answered (down, restarting, unreachable): a verdict of its own
         # would carry details. Say which service, so the caller knows what is down.
         log.warning("owning service unavailable", owner=owner.name, details=e.details())
-        s = to_status(ShoalError(
+        await _abort(context, ShoalError(
             Code.UNAVAILABLE, owner.unavailable,
             f"the {owner.name} is unavailable ({e.details() or 'no answer'}); try again shortly"))
-        await context.abort(s.code, s.details, s.trailing_metadata)
     trailing = tuple((k, v) for k, v in (e.trailing_metadata() or ()) if k.endswith("-bin") or k.startswith("x-shoal"))
     await context.abort(code, e.details() or "", trailing)

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import structlog
 
+from gateway.admission import Admission
 from gateway.auth import Authenticator
 from gateway.forwarding import ROUTES, Forwarder
 from gateway.peers import PeerHealth
 from gateway.rest import app as rest
 from gateway.rest.backend import Backend
+from gateway.turns import Turns
 from services.common.process import run_service
 from services.common.rpc import ServiceHost, internal_channel, wait_for_signal
 from shoal.cluster_config import ClusterConfig
@@ -30,8 +32,13 @@ async def serve(config: ClusterConfig) -> None:
     }
     # Anyone can send the gateway a message before it is authenticated: keep them bounded.
     # 64 MiB still carries a 100,000-task BatchCreateTasks of ordinary command lines.
-    host = ServiceHost(config.gateway_address, [], max_message_bytes=GATEWAY_MAX_MESSAGE)
-    host.add_generic(Forwarder(channels, auth, config.service_token), sorted(ROUTES))
+    host = ServiceHost(config.gateway_address, [], max_message_bytes=GATEWAY_MAX_MESSAGE,
+                       limits=config.limits)
+    limits = config.limits
+    turns = {name: Turns(limits.forwarded_calls_per_account, limits.forwarded_calls_per_service)
+             for name in channels}
+    host.add_generic(Forwarder(channels, auth, config.service_token, Admission(limits), turns),
+                     sorted(ROUTES))
     # The REST face before gRPC: once the gateway reports healthy, both answer.
     rest_runner = await rest.start(config.rest, Backend(channels, config.service_token), auth)
     await host.start()

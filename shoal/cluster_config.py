@@ -59,6 +59,53 @@ class SchedulerTiming:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Quotas per account and limits per service. A call that would go past one is refused
+    with RESOURCE_EXHAUSTED, an ErrorInfo reason naming the limit and metadata with the limit
+    and the current use, and changes nothing. Azure Batch raises its quotas on a support
+    request; Shoal's are raised here, in the cluster file, and read when a service starts."""
+
+    pools_per_account: int = 100
+    """Pools an account may have (Azure's default pool quota is 100)."""
+    nodes_per_account: int = 1000
+    """Target nodes summed over an account's pools that are not being deleted (Azure counts
+    dedicated cores, by VM family; Shoal's local nodes have no size, so it counts nodes)."""
+    nodes_per_pool: int = 1000
+    """Target nodes of one pool; at most 1000, the ceiling of ResizePool's `target_nodes`."""
+    active_tasks_per_account: int = 10_000_000
+    """Tasks not yet completed (active, preparing or running) over all of an account's jobs.
+    Azure has no such quota, only 100,000 tasks per AddTaskCollection; it is here so that one
+    account cannot fill the scheduler's memory and disk."""
+    calls_per_account: int = 64
+    """Unary calls one account may have in progress at the gateway at once; one more is
+    refused at once rather than queued."""
+    streams_per_account: int = 32
+    """Streaming calls (uploads, downloads, follows) one account may have open at once."""
+    forwarded_calls_per_account: int = 4
+    """Unary calls of one account the gateway has in progress at any one service at once; the
+    account's further calls (up to calls_per_account) wait at the gateway, in order."""
+    forwarded_calls_per_service: int = 32
+    """Unary calls of all accounts together the gateway has in progress at any one service;
+    when places free, the accounts with calls waiting take them in turn, one call each."""
+    rpcs_per_service: int = 10_000
+    """Calls each service process serves at once (grpc's maximum_concurrent_rpcs); beyond it
+    grpc answers RESOURCE_EXHAUSTED itself. Every node's agent stream is one call at the
+    job-scheduler, so this must exceed the nodes of all accounts together."""
+    idle_connection_seconds: float = 300.0
+    """A client connection with no call in progress for this long is closed (grpc's
+    max_connection_idle_ms); clients reconnect on their next call."""
+
+    def check(self) -> Limits:
+        """Return self if every limit is positive; ValueError naming the setting if not."""
+        for name, value in asdict(self).items():
+            if not value > 0:
+                raise ValueError(f"limits.{name} must be positive, got {value!r}")
+        if self.nodes_per_pool > 1000:
+            raise ValueError("limits.nodes_per_pool must be at most 1000 (a pool's largest target)")
+        return self
+
+
+@dataclass(frozen=True)
 class WatchConfig:
     """The watch API (WatchJob, WatchNodes): how much history a service keeps for clients
     that resume, and how often an idle stream says it is alive."""
@@ -203,6 +250,7 @@ class ClusterConfig:
     storage_stager_address: str = "127.0.0.1:50054"
     timing: SchedulerTiming = field(default_factory=SchedulerTiming)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    limits: Limits = field(default_factory=Limits)
     rest: RestConfig = field(default_factory=RestConfig)
     log_level: str = "info"
     watch: WatchConfig = field(default_factory=WatchConfig)
@@ -224,9 +272,10 @@ class ClusterConfig:
         raw = json.loads(Path(path).read_text())
         timing = SchedulerTiming(**raw.pop("timing", {})).check()
         storage = StorageConfig(**raw.pop("storage", {})).check()
+        limits = Limits(**raw.pop("limits", {})).check()
         rest = RestConfig(**raw.pop("rest", {})).check()
         watch = WatchConfig(**raw.pop("watch", {})).check()
-        return cls(timing=timing, storage=storage, rest=rest, watch=watch, **raw)
+        return cls(timing=timing, storage=storage, limits=limits, rest=rest, watch=watch, **raw)
 
     @classmethod
     def new(cls, state_dir: Path, **overrides: object) -> ClusterConfig:

@@ -40,13 +40,17 @@ class ShoalError(Exception):
     """
 
     def __init__(
-        self, code: StatusCode, message: str, *, reason: str = "", field: str | None = None
+        self, code: StatusCode, message: str, *, reason: str = "", field: str | None = None,
+        metadata: dict[str, str] | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
         self.message = message
         self.reason = reason
         self.field = field
+        self.metadata = dict(metadata or {})
+        """The ErrorInfo's metadata: for a refused quota, `limit`, `current`, `requested`
+        and `setting`."""
 
     def __str__(self) -> str:
         return f"{self.message} [{self.reason}]" if self.reason else self.message
@@ -74,7 +78,7 @@ class ShoalError(Exception):
             except ValueError:
                 code = StatusCode.UNKNOWN
             message = err.details() or ""
-        reason, field = "", None
+        reason, field, metadata = "", None, {}
         try:
             status = rpc_status.from_call(err) if isinstance(err, grpc.Call) else None
         except ValueError:
@@ -88,8 +92,10 @@ class ShoalError(Exception):
                     detail.Unpack(info)
                     reason = info.reason
                     field = info.metadata.get("field") or None
+                    metadata = dict(info.metadata)
                     break
-        return cls(code, message or code.name.lower().replace("_", " "), reason=reason, field=field)
+        return cls(code, message or code.name.lower().replace("_", " "), reason=reason, field=field,
+                   metadata=metadata)
 
 
 class ClientConfigError(ShoalError):

@@ -30,6 +30,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from shoal.client import Client, ClientConfig, read_client_file, write_client_file
 from shoal.cluster_config import (
     ClusterConfig,
+    Limits,
     RestConfig,
     SchedulerTiming,
     StorageConfig,
@@ -160,6 +161,7 @@ class LocalSuite:
         stager_port: int = 50054,
         timing: SchedulerTiming | None = None,
         storage: StorageConfig | None = None,
+        limits: Limits | None = None,
         rest: RestConfig | None = None,
         log_level: str = "info",
         commands: Mapping[str, Sequence[str]] | None = None,
@@ -176,6 +178,8 @@ class LocalSuite:
         }
         self._timing = timing or SchedulerTiming()
         self._storage = storage or StorageConfig(http_address=f"{HOST}:0")
+        self._limits = limits
+        """None keeps the limits of an existing cluster file (an operator's edits)."""
         self._rest = rest or RestConfig(address=f"{HOST}:{DEFAULT_REST_PORT if gateway_port else 0}")
         self._log_level = log_level
         self._watch = watch or WatchConfig()
@@ -306,6 +310,7 @@ class LocalSuite:
                 state_dir=str(self.state_dir),
                 timing=self._timing,
                 storage=storage,
+                limits=self._limits or previous.limits,
                 rest=rest,
                 log_level=self._log_level,
                 watch=self._watch,
@@ -314,7 +319,8 @@ class LocalSuite:
         else:
             config = ClusterConfig.new(
                 self.state_dir, timing=self._timing, storage=storage, rest=rest,
-                log_level=self._log_level, watch=self._watch, **addresses,
+                limits=self._limits or Limits(), log_level=self._log_level, watch=self._watch,
+                **addresses,
             )
         config.save(self.config_path)
         self._config = config

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from shoal.cluster_config import SchedulerTiming, StorageConfig, WatchConfig
+from shoal.cluster_config import Limits, SchedulerTiming, StorageConfig, WatchConfig
 from shoal.suite import LocalSuite
 
 FAST = SchedulerTiming(
@@ -89,11 +89,13 @@ def agent_pid(node_id: str) -> int:
 
 
 def start_suite(
-    state_dir: Path, storage: StorageConfig | None = None, watch: WatchConfig | None = None
+    state_dir: Path, storage: StorageConfig | None = None, watch: WatchConfig | None = None,
+    limits: Limits | None = None,
 ) -> LocalSuite:
-    """The real suite on free loopback ports with short liveness timings."""
+    """The real suite on free loopback ports with short liveness timings (and `limits`, when
+    a test wants small quotas)."""
     s = LocalSuite(state_dir, gateway_port=0, pool_manager_port=0, scheduler_port=0,
-                   stager_port=0, timing=FAST, storage=storage, watch=watch)
+                   stager_port=0, timing=FAST, storage=storage, watch=watch, limits=limits)
     return s.start()
 
 

@@ -8,7 +8,9 @@ import json
 import re
 from pathlib import Path
 
-from shoal.cluster_config import ClusterConfig
+import pytest
+
+from shoal.cluster_config import ClusterConfig, Limits
 
 DEPLOY = Path(__file__).resolve().parent.parent / "deploy"
 
@@ -20,6 +22,16 @@ def test_example_cluster_file_loads(tmp_path: Path) -> None:
     config = ClusterConfig.load(tmp_path / "cluster.json")
     assert config.gateway_address.endswith(":50051")
     assert config.timing.lost_after > config.timing.unreachable_after
+    assert config.limits == Limits()  # the example shows the defaults
+
+
+def test_a_limit_that_is_not_positive_is_refused_naming_it(tmp_path: Path) -> None:
+    raw = json.loads((DEPLOY / "cluster.example.json").read_text())
+    raw["secret"] = "ab" * 32
+    raw["limits"]["calls_per_account"] = 0
+    (tmp_path / "cluster.json").write_text(json.dumps(raw))
+    with pytest.raises(ValueError, match="limits.calls_per_account"):
+        ClusterConfig.load(tmp_path / "cluster.json")
 
 
 def test_every_unit_runs_an_existing_module() -> None:

@@ -59,6 +59,8 @@ def reasons_in_code() -> set[str]:
         found |= set(re.findall(r'ShoalError\(\s*Code\.\w+,\s*"([A-Z_]+)"', text))
         found |= set(re.findall(r'failed_precondition\(\s*"([A-Z_]+)"', text))
         found |= set(re.findall(r'reason="([A-Z_]+)"', text))
+        found |= set(re.findall(r'quota_exceeded\(\s*"([A-Z_]+)"', text))
+        found |= set(re.findall(r'= \("([A-Z_]+)", "\w+_per_account"', text))
         found |= {f"{k.upper()}_NOT_FOUND" for k in re.findall(r'not_found\("(\w+)"', text)}
         found |= {f"{k.upper()}_ALREADY_EXISTS"
                   for k in re.findall(r'already_exists\("(\w+)"', text)}

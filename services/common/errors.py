@@ -6,6 +6,7 @@ Business code raises `ShoalError`; `services.common.rpc` turns it into a gRPC st
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 
 from shoal.errors import StatusCode
@@ -31,6 +32,8 @@ class ShoalError(Exception):
     message: str
     field: str | None = None
     """The request field at fault, for INVALID_ARGUMENT."""
+    metadata: dict[str, str] = dataclasses.field(default_factory=dict)
+    """More for the ErrorInfo's metadata: a refused quota's limit and current use."""
 
     def __str__(self) -> str:
         return self.message
@@ -52,3 +55,17 @@ def already_exists(kind: str, name: str) -> ShoalError:
 
 def failed_precondition(reason: str, message: str) -> ShoalError:
     return ShoalError(Code.FAILED_PRECONDITION, reason, message)
+
+
+def quota_exceeded(reason: str, setting: str, what: str, limit: int, current: int,
+                   asked: int = 1) -> ShoalError:
+    """A refusal by one of the cluster file's `limits`: RESOURCE_EXHAUSTED, the reason naming
+    the limit, its value and the current use in the metadata (as Azure's quota errors say
+    which quota and how much is used)."""
+    return ShoalError(
+        Code.RESOURCE_EXHAUSTED, reason,
+        f"{what}: {current} in use of a limit of {limit}, {asked} more asked "
+        f"(limits.{setting} in the cluster file)",
+        metadata={"limit": str(limit), "current": str(current), "requested": str(asked),
+                  "setting": f"limits.{setting}"},
+    )

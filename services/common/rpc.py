@@ -31,6 +31,7 @@ from grpc_status import rpc_status
 from services.common import reflection
 from services.common.db import disk_full_error, is_disk_full
 from services.common.errors import DOMAIN, Code, ShoalError
+from shoal.cluster_config import Limits
 
 ACCOUNT_HEADER = "x-shoal-account"
 SERVICE_TOKEN_HEADER = "x-shoal-service-token"
@@ -73,7 +74,7 @@ def account() -> str:
 
 
 def to_status(err: ShoalError) -> grpc.Status:
-    info = error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN)
+    info = error_details_pb2.ErrorInfo(reason=err.reason, domain=DOMAIN, metadata=err.metadata)
     if err.field:
         info.metadata["field"] = err.field
     details = [info]
@@ -335,11 +336,19 @@ class ServiceHost:
         address: str,
         interceptors: list[grpc.aio.ServerInterceptor],
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        limits: Limits | None = None,
     ) -> None:
+        limits = limits or Limits()
         options = [o for o in SERVER_OPTIONS if not o[0].endswith("message_length")]
         options += [("grpc.max_receive_message_length", max_message_bytes),
-                    ("grpc.max_send_message_length", max_message_bytes)]
-        self.server = grpc.aio.server(interceptors=interceptors, options=options)
+                    ("grpc.max_send_message_length", max_message_bytes),
+                    # A connection with no call in progress is closed (GOAWAY), so idle
+                    # clients cannot hold sockets and memory indefinitely.
+                    ("grpc.max_connection_idle_ms", int(limits.idle_connection_seconds * 1000))]
+        # Past this many calls at once grpc refuses the next with RESOURCE_EXHAUSTED
+        # ("Concurrent RPC limit exceeded!") before any of our code runs.
+        self.server = grpc.aio.server(interceptors=interceptors, options=options,
+                                      maximum_concurrent_rpcs=limits.rpcs_per_service)
         self.port = self.server.add_insecure_port(address)
         if self.port == 0:
             raise RuntimeError(f"cannot listen on {address}")

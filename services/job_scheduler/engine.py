@@ -56,7 +56,7 @@ from services.job_scheduler.task_logs import (
 )
 from services.job_scheduler.watching import JobWatch
 from shoal.agent.v1 import agent_pb2
-from shoal.cluster_config import SchedulerTiming, WatchConfig
+from shoal.cluster_config import Limits, SchedulerTiming, WatchConfig
 from shoal.internal.v1 import staging_pb2
 from shoal.v1 import job_pb2, pool_pb2
 
@@ -68,6 +68,8 @@ UPDATE_READS = 5
 up (TASK_CHANGING: the caller retries)."""
 COALESCE_MAX = 1000
 """Adds of at most this many plain tasks are inserted together with others waiting."""
+Round = list[tuple[list[TaskDefinition], "asyncio.Future[list[int]]"]]
+"""Adds of one job inserted together: each add's tasks and the future its caller awaits."""
 
 
 class PoolLookup(Protocol):
@@ -123,6 +125,7 @@ class Engine:
         clock: Clock,
         storage: StagingClient | None = None,
         on_events: Callable[[list[Event]], None] | None = None,
+        limits: Limits | None = None,
         watch: WatchConfig | None = None,
     ) -> None:
         self.store = store
@@ -131,7 +134,7 @@ class Engine:
         self.timing = timing
         self._get_pool = get_pool
         self.clock = clock
-        self.core = Core(timing, started_at=clock(), rules_of=convert.rules_of)
+        self.core = Core(timing, started_at=clock(), rules_of=convert.rules_of, limits=limits)
         self._on_events = on_events
         """Where domain events go once their plan is committed, besides the feed."""
         watch = watch or WatchConfig()
@@ -147,8 +150,7 @@ class Engine:
         self._node_reads = NodeReads()
         self._relay = StagingRelay(self.core, storage, self._ended_attempts)
         self._add_locks: dict[int, asyncio.Lock] = {}
-        self._waiting_adds: dict[
-            int, list[tuple[list[TaskDefinition], asyncio.Future[list[int]]]]] = {}
+        self._waiting_adds: dict[int, Round] = {}
         """Small adds of plain tasks waiting to be inserted together, by job."""
         self._unwritten_jobs: set[int] = set()
         """Jobs whose own row is not durable yet: an add to one commits it first."""
@@ -433,6 +435,13 @@ class Engine:
         return self.core.with_reason(job, added_task(job.id, spec, pk, now))
 
     async def _add_tasks(self, job: Job, specs: list[TaskDefinition], single: bool) -> list[int]:
+        self.core.reserve_tasks(job.account, len(specs))
+        try:
+            return await self._add_held(job, specs, single)
+        finally:
+            self.core.release_tasks(job.account, len(specs))
+
+    async def _add_held(self, job: Job, specs: list[TaskDefinition], single: bool) -> list[int]:
         if len(specs) <= COALESCE_MAX and not any(sp.extra for sp in specs):
             return await self._add_coalesced(job, specs)
         async with self._lock(job):
@@ -473,23 +482,51 @@ class Engine:
         return await fut
 
     async def _insert_waiting(self, job: Job) -> None:
-        batch = self._waiting_adds.get(job.pk, [])
-        try:
-            await self._insert_round(job)
-        except BaseException as e:
-            # Nobody may wait forever for a round that failed (or was stopped).
-            for _, fut in batch:
-                if fut.done():
-                    continue
-                if isinstance(e, Exception):
-                    fut.set_exception(e)
-                else:
-                    fut.cancel()
-            raise
+        """Rounds of the job's waiting adds until none is left over. A round takes up to
+        COALESCE_MAX tasks, so another job's add — another account's — waits for the store
+        behind one round's rows, not behind every add queued here; adds that arrive while
+        some are left over join them (they start no rounds of their own)."""
+        while True:
+            taken: Round = []
+            left: Round = []
+            try:
+                await self._insert_round(job, taken, left)
+            except BaseException as e:
+                # Nobody may wait forever for a round that failed (or was stopped).
+                owned = [*taken, *left]
+                if not taken:  # failed before taking them: the waiting adds are still ours
+                    owned = self._waiting_adds.pop(job.pk, [])
+                elif left and self._waiting_adds.get(job.pk) is left:
+                    del self._waiting_adds[job.pk]
+                for _, fut in owned:
+                    if fut.done():
+                        continue
+                    if isinstance(e, Exception):
+                        fut.set_exception(e)
+                    else:
+                        fut.cancel()
+                raise
+            if not left:
+                return
 
-    async def _insert_round(self, job: Job) -> None:
+    def _take_round(self, job: Job, taken: Round, left: Round) -> None:
+        """Under the job's lock: move this round's adds into `taken`; those left over stay
+        waiting, as the list `left`."""
+        waiting = self._waiting_adds.pop(job.pk, [])  # later adds start the next round
+        size = count = 0
+        for specs, _ in waiting:
+            if count and size + len(specs) > COALESCE_MAX:
+                break
+            size += len(specs)
+            count += 1
+        taken.extend(waiting[:count])
+        if count < len(waiting):
+            left.extend(waiting[count:])
+            self._waiting_adds[job.pk] = left
+
+    async def _insert_round(self, job: Job, batch: Round, left: Round) -> None:
         async with self._lock(job):
-            batch = self._waiting_adds.pop(job.pk, [])  # later adds start the next round
+            self._take_round(job, batch, left)
             try:
                 self.core.check_open(job)
                 if job.pk in self._unwritten_jobs:
@@ -519,8 +556,7 @@ class Engine:
                 fut.set_result(got)
 
     async def _insert_batch(
-        self, job: Job, batch: list[tuple[list[TaskDefinition], asyncio.Future[list[int]]]],
-        now: float,
+        self, job: Job, batch: Round, now: float
     ) -> list[tuple[list[TaskDefinition], list[int] | ShoalError]]:
         """Insert the waiting adds in one transaction; if an id is taken (by an existing task
         or by another add of the round), each add on its own, so only the add that names

@@ -39,7 +39,8 @@ async def serve(config: ClusterConfig) -> None:
     channel = internal_channel(config.pool_manager_address)
     stager = internal_channel(config.storage_stager_address)
     app = Engine(store, config.timing, PoolPeer(channel, config.service_token), wall_clock,
-                 StagingClient(stager, config.service_token), watch=config.watch)
+                 StagingClient(stager, config.service_token), limits=config.limits,
+                 watch=config.watch)
     await app.load()
     schedule_store = await ScheduleStore.open(config.db_path("job-scheduler-schedules"))
     schedules = JobSchedules(schedule_store, app, config.timing, wall_clock)
@@ -48,6 +49,7 @@ async def serve(config: ClusterConfig) -> None:
         config.job_scheduler_address,
         [ServiceInterceptor(config.service_token, open_prefixes=("/shoal.agent.v1.AgentService/",),
                             cluster_wide=(WATCH_NODE_SESSIONS,))],
+        limits=config.limits,
     )
     host.add(job_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(app), "shoal.v1.JobService")
     host.add(task_pb2_grpc.add_TaskServiceServicer_to_server, TaskServicer(app), "shoal.v1.TaskService")

@@ -100,12 +100,22 @@ def _utc(t: float) -> str:
 
 
 @dataclass
+class Tally:
+    """Tasks not yet completed over all of one account's jobs: its task quota's use, kept as
+    the jobs' counts move so that checking it costs the same whatever the account holds."""
+
+    unfinished: int = 0
+
+
+@dataclass
 class TaskCounts:
     active: int = 0
     running: int = 0
     completed: int = 0
     succeeded: int = 0
     failed: int = 0
+    tally: Tally | None = field(default=None, compare=False, repr=False)
+    """The account's, while the job is in the core's state."""
 
     def move(
         self, src: TaskState | None, dst: TaskState | None, *, n: int = 1,
@@ -119,6 +129,8 @@ class TaskCounts:
             self._add(dst, result, n)
 
     def _add(self, state: TaskState, result: Result | None, n: int) -> None:
+        if state != TaskState.COMPLETED and self.tally is not None:
+            self.tally.unfinished += n
         if state == TaskState.ACTIVE:
             self.active += n
         elif state in (TaskState.PREPARING, TaskState.RUNNING):

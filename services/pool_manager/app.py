@@ -58,6 +58,7 @@ from services.pool_manager.node_changes import NodeChange
 from services.pool_manager.node_feed import NodeFeed
 from services.pool_manager.node_ops import NodeOps
 from services.pool_manager.providers.base import AgentKey, NodeSpec, ProcessRef, Provider
+from services.pool_manager.quotas import Usage, check_new_pool, check_target_nodes
 from services.pool_manager.scheduler_peer import SchedulerPeer
 from services.pool_manager.store import Store
 from shoal.agent.v1 import agent_pb2
@@ -108,6 +109,9 @@ class PoolManager:
         self._exits: dict[AgentKey, int | None] = {}
         """Exit codes polled from the provider and not yet taken by a round (an agent may end
         while a round is past its pool)."""
+        self._quota = asyncio.Lock()
+        """Held from a quota's check to the write it allows, so two creates cannot both take
+        the last pool."""
         self._pool_edits = 0
         """Resizes and deletes so far: a round re-reads a pool only if one landed during it."""
         # Per pool (account, lower id): agents that died before registering, and when the
@@ -141,13 +145,19 @@ class PoolManager:
             node_fill_type=new.node_fill_type,
             update_time=now,
         )
-        inserted = await self._store.insert_pool(pool)
-        if inserted is None:
-            raise already_exists("pool", new.pool_id)
-        pool = inserted
+        async with self._quota:
+            check_new_pool(self._config.limits, await self._usage(account), pool.target_nodes)
+            inserted = await self._store.insert_pool(pool)
+            if inserted is None:
+                raise already_exists("pool", new.pool_id)
+            pool = inserted
         log.info("pool created", target_nodes=pool.target_nodes, slots=pool.task_slots_per_node)
         self.wake()
         return pool_view(pool, NodeCounts())
+
+    async def _usage(self, account: str) -> Usage:
+        pools, nodes = await self._store.usage(account)
+        return Usage(pools=pools, target_nodes=nodes)
 
     async def _pool(self, account: str, pool_id: str) -> Pool:
         structlog.contextvars.bind_contextvars(pool=pool_id)
@@ -178,11 +188,15 @@ class PoolManager:
         self, account: str, pool_id: str, target: int, option: DeallocationOption
     ) -> PoolView:
         check_target(target, "target_nodes")
-        pool = await self._pool(account, pool_id)
-        if pool.state is PoolState.DELETING or not await self._store.resize_pool(
-            account, pool.id, target, option, self._clock()
-        ):
-            raise being_deleted(pool)
+        async with self._quota:
+            pool = await self._pool(account, pool_id)
+            if pool.state is not PoolState.DELETING:
+                check_target_nodes(self._config.limits, await self._usage(account),
+                                   pool.target_nodes, target)
+            if pool.state is PoolState.DELETING or not await self._store.resize_pool(
+                account, pool.id, target, option, self._clock()
+            ):
+                raise being_deleted(pool)
         self._pool_edits += 1
         log.info("pool resized", target_nodes=target, option=option.value)
         self.wake()

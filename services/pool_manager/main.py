@@ -57,7 +57,7 @@ class PoolManagerService:
         interceptor = ServiceInterceptor(
             cfg.service_token, open_prefixes=(f"/{REGISTRY_SERVICE}/",)
         )
-        self.host = ServiceHost(cfg.pool_manager_address, [interceptor])
+        self.host = ServiceHost(cfg.pool_manager_address, [interceptor], limits=cfg.limits)
         self.port = self.host.port
         self.provider = LocalProvider(
             cfg,

@@ -311,6 +311,14 @@ class Store:
             (account, pool_id.lower()),
         ))
 
+    async def usage(self, account: str) -> tuple[int, int]:
+        """(pools, target nodes of the pools not being deleted) of the account."""
+        r = await self._one(
+            "SELECT COUNT(*) AS pools,"
+            " COALESCE(SUM(CASE WHEN state != 'DELETING' THEN target_nodes END), 0) AS nodes"
+            " FROM pools WHERE account = ?", (account,))
+        return int(r["pools"]), int(r["nodes"])
+
     async def node_counts(self, account: str, pool_ids: Iterable[str]) -> dict[str, NodeCounts]:
         """Node counts keyed by lower-cased pool id."""
         lowered = sorted({p.lower() for p in pool_ids})

@@ -72,7 +72,8 @@ class StagerService:
         ttl = cfg.storage.url_ttl_seconds
         self.app = StorageApp(self.store, self.backend, tmp, clock=self._clock)
         self.staging = StagingApp(self.store, self.backend, ttl)
-        self.host = ServiceHost(cfg.storage_stager_address, [ServiceInterceptor(cfg.service_token)])
+        self.host = ServiceHost(cfg.storage_stager_address, [ServiceInterceptor(cfg.service_token)],
+                                limits=cfg.limits)
         self.port = self.host.port
         self.host.add(storage_pb2_grpc.add_StorageServiceServicer_to_server,
                       StorageServicer(self.app), STORAGE_SERVICE)

@@ -111,7 +111,10 @@ class PoolServiceServicer:
 
     def CreatePool(self, request, context):
         """Creates a pool and starts allocating its nodes. Returns the pool as created.
-        Errors: POOL_ALREADY_EXISTS. Packages and start task files are checked when each node
+        Errors: POOL_ALREADY_EXISTS; RESOURCE_EXHAUSTED with POOL_QUOTA_EXCEEDED (the account
+        has its limit of pools), NODE_QUOTA_EXCEEDED (the account's pools' target nodes would
+        pass its limit) or POOL_NODE_QUOTA_EXCEEDED (more target nodes than one pool may have).
+        Packages and start task files are checked when each node
         joins: a node that cannot install them shows UNUSABLE or START_TASK_FAILED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
@@ -138,7 +141,8 @@ class PoolServiceServicer:
     def ResizePool(self, request, context):
         """Changes the target node count. Shrinking removes idle nodes first; nodes with running
         tasks are handled as `node_deallocation_option` says.
-        Errors: POOL_NOT_FOUND; POOL_BEING_DELETED.
+        Errors: POOL_NOT_FOUND; POOL_BEING_DELETED; growing a pool past a quota:
+        NODE_QUOTA_EXCEEDED, POOL_NODE_QUOTA_EXCEEDED (shrinking is always allowed).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -164,7 +164,8 @@ class TaskServiceServicer:
         Errors: JOB_NOT_FOUND; JOB_NOT_ACTIVE (the job is completed, terminating or deleting:
         it takes no tasks); TASK_ALREADY_EXISTS; with depends_on: UNKNOWN_DEPENDENCY (a task id
         that does not exist), DEPENDENCY_CYCLE, INVALID_ARGUMENT when the job does not set
-        uses_task_dependencies.
+        uses_task_dependencies; RESOURCE_EXHAUSTED with TASK_QUOTA_EXCEEDED (the account's
+        tasks not yet completed, over all its jobs, would pass its limit).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

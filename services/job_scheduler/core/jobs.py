@@ -44,6 +44,7 @@ class JobEvents(CoreState):
             self.deps.unfinished[job.pk] = set()
         self.jobs[job.pk] = job
         self.job_keys[(job.account, job.id.lower())] = job.pk
+        self._count_in(job)
         self._row(InsertJob(job))
         self._plan.events.append(JobAdded(job))
         self._plan.reply = job
@@ -150,6 +151,7 @@ class JobEvents(CoreState):
         self.deps.unfinished.pop(job.pk, None)
         self._cancel(self._attempts_of_job(job), CancelIntent.TERMINATE, JOB_TERMINATED)
         self._job_ended(job, now)
+        self._count_out(job)
         del self.jobs[job.pk]
         del self.job_keys[(job.account, job.id.lower())]
         self._touched.discard(job.pk)

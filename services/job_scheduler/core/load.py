@@ -43,6 +43,7 @@ class Load(CoreState):
         for job in snap.jobs:
             self.jobs[job.pk] = job
             self.job_keys[(job.account, job.id.lower())] = job.pk
+            self._count_in(job)
             if job.uses_deps:
                 self.deps.unfinished[job.pk] = set()
         waiting: list[tuple[Job, ActiveRow]] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import itertools
 import secrets
+from collections import Counter
 from collections.abc import Callable, Iterable
 
 from services.common.errors import not_found
@@ -50,6 +51,7 @@ from services.job_scheduler.model import (
     Pending,
     Report,
     Result,
+    Tally,
     TaskState,
     cancelled,
     job_should_complete,
@@ -58,15 +60,17 @@ from services.job_scheduler.model import (
 from services.job_scheduler.outcomes import DependencyAction, ExitRules, JobAction, respond
 from services.job_scheduler.placement import PoolQueue
 from services.job_scheduler.sessions import NodeSession
-from shoal.cluster_config import SchedulerTiming
+from shoal.cluster_config import Limits, SchedulerTiming
 
 
 class CoreState:
     def __init__(
         self, timing: SchedulerTiming, *, rules_of: Callable[[bytes], ExitRules],
         started_at: float = 0.0, new_id: Callable[[], str] = lambda: secrets.token_hex(8),
+        limits: Limits | None = None,
     ) -> None:
         self.timing = timing
+        self.limits = limits or Limits()
         self._decode_rules = rules_of
         """Serialized exit conditions -> rules: injected, so the core needs no protobuf."""
         self.started_at = started_at
@@ -86,6 +90,10 @@ class CoreState:
         """Which agent stream owns a session: a newer one replaces an older one."""
         self.ended_away: dict[NodeKey, list[Job]] = {}
         """Jobs that ended while a node that ran them was away: told when it is back."""
+        self.tallies: dict[str, Tally] = {}
+        """account -> its tasks not yet completed (the task quota's use)."""
+        self.reserved: Counter[str] = Counter()
+        """account -> tasks of adds checked against the quota and not yet counted."""
         self.reading: dict[int, bool] = {}
         """Tasks whose rows the engine reads for an update (`watch`): True once an event
         changes one's state meanwhile, so the row read may be older than memory."""
@@ -93,6 +101,21 @@ class CoreState:
         self._touched: set[int] = set()
 
     # -- the plan of the event being decided -------------------------------------------------
+
+    # -- the task quota's use ---------------------------------------------------------------
+
+    def _count_in(self, job: Job) -> None:
+        """A job enters the state: its unfinished tasks count for its account from now on."""
+        tally = self.tallies.setdefault(job.account, Tally())
+        tally.unfinished += job.counts.unfinished
+        job.counts.tally = tally
+
+    def _count_out(self, job: Job) -> None:
+        """A job leaves the state (deleted): its tasks no longer count."""
+        tally = job.counts.tally
+        if tally is not None:
+            tally.unfinished -= job.counts.unfinished
+            job.counts.tally = None
 
     def _begin(self) -> Plan:
         self._plan, self._touched = Plan(), set()

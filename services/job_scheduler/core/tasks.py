@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from services.common.errors import Code, ShoalError, failed_precondition, invalid
+from services.common.errors import Code, ShoalError, failed_precondition, invalid, quota_exceeded
 from services.common.updates import require
 from services.job_scheduler.core.failures import JOB_TERMINATED, TASK_TERMINATED
 from services.job_scheduler.core.plan import (
@@ -67,6 +67,23 @@ class TaskEvents(CoreState):
                     f"(also requests[{seen[low]}])", f"requests[{i}].task_id",
                 )
             seen[low] = i
+
+    def reserve_tasks(self, account: str, n: int) -> None:
+        """Hold `n` tasks of the account's quota for an add about to be written; refused
+        (TASK_QUOTA_EXCEEDED) if they do not fit. Adds to different jobs run side by side, so
+        what they hold counts until `release_tasks`, when the add is counted or failed."""
+        limit = self.limits.active_tasks_per_account
+        tally = self.tallies.get(account)
+        used = (tally.unfinished if tally else 0) + self.reserved[account]
+        if used + n > limit:
+            raise quota_exceeded("TASK_QUOTA_EXCEEDED", "active_tasks_per_account",
+                                 "tasks not yet completed in the account's jobs", limit, used, n)
+        self.reserved[account] += n
+
+    def release_tasks(self, account: str, n: int) -> None:
+        self.reserved[account] -= n
+        if self.reserved[account] <= 0:
+            del self.reserved[account]
 
     def check_open(self, job: Job) -> None:
         if self.jobs.get(job.pk) is not job:
