@@ -110,6 +110,7 @@ class NodeEvents(CoreState):
         if s is None or s.stream_id != stream_id:
             return None
         s.last_seen = now
+        self.tally(key[0], s.pool_id).heartbeats += 1
         if s.liveness != Liveness.UNREACHABLE:
             return None
         return self.agent_message(key, stream_id, AgentReport([], []), now)

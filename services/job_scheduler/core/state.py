@@ -47,6 +47,7 @@ from services.job_scheduler.model import (
     JobState,
     Outcome,
     Pending,
+    PoolTally,
     Report,
     Result,
     TaskState,
@@ -85,6 +86,9 @@ class CoreState:
         """Which agent stream owns a session: a newer one replaces an older one."""
         self.ended_away: dict[NodeKey, list[Job]] = {}
         """Jobs that ended while a node that ran them was away: told when it is back."""
+        self.tallies: dict[tuple[str, str], PoolTally] = {}
+        """Per pool (account, lower id): attempts, retries, requeues, heartbeats, dispatch
+        waits since this process started, for the metrics collector."""
         self._plan = Plan()
         self._touched: set[int] = set()
 
@@ -130,6 +134,13 @@ class CoreState:
             self._row(UpdateJob(job.pk, job.state, job.terminate_reason, job.state_time,
                                 job.end_time, job.counts.row(), job.revision, job.update_time))
         self._touched = set()
+
+    def tally(self, account: str, pool_id: str) -> PoolTally:
+        key = (account, pool_id.lower())
+        t = self.tallies.get(key)
+        if t is None:
+            t = self.tallies[key] = PoolTally(account, pool_id)
+        return t
 
     def rules_of(self, exits: bytes | None) -> ExitRules | None:
         return self._decode_rules(exits) if exits else None
@@ -327,6 +338,10 @@ class CoreState:
             out = Outcome(TaskState.COMPLETED, Result.FAILURE, failure=JOB_TERMINATED)
         retries = a.retry_count + out.retried
         requeues = a.requeue_count + out.requeued
+        if out.retried or out.requeued:
+            t = self.tally(job.account, job.pool_id)
+            t.retries += out.retried
+            t.requeues += out.requeued
         job.counts.move(TaskState.RUNNING, out.state, result=out.result)
         self._touch(job)
         failure = out.failure if out.state == TaskState.COMPLETED else None
