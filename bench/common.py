@@ -45,6 +45,8 @@ def running_suite(label: str, timing: SchedulerTiming | None = None) -> Iterator
         pool_manager_port=0,
         scheduler_port=0,
         stager_port=0,
+        metrics_port=0,
+        dashboard_port=0,
         log_level="warning",
         timing=timing,
     )

@@ -6,6 +6,7 @@ import structlog
 
 from gateway.auth import Authenticator
 from gateway.forwarding import ROUTES, Forwarder
+from services.common.metrics import new_registry, serve_metrics
 from services.common.process import run_service
 from services.common.rpc import ServiceHost, internal_channel, wait_for_signal
 from shoal.cluster_config import ClusterConfig
@@ -27,12 +28,17 @@ async def serve(config: ClusterConfig) -> None:
     }
     # Anyone can send the gateway a message before it is authenticated: keep them bounded.
     # 64 MiB still carries a 100,000-task BatchCreateTasks of ordinary command lines.
-    host = ServiceHost(config.gateway_address, [], max_message_bytes=GATEWAY_MAX_MESSAGE)
+    registry = new_registry()
+    host = ServiceHost(config.gateway_address, [], max_message_bytes=GATEWAY_MAX_MESSAGE,
+                       metrics=registry)
     host.add_generic(Forwarder(channels, auth, config.service_token), sorted(ROUTES))
     await host.start()
+    metrics = await serve_metrics(registry, config.observe.gateway_metrics, "gateway")
     log.info("gateway listening", address=config.gateway_address, port=host.port)
     await wait_for_signal()
     log.info("gateway stopping")
+    if metrics is not None:
+        await metrics.stop()
     await host.stop(grace=2.0)
     for ch in channels.values():
         await ch.close()

@@ -75,12 +75,7 @@ class StorageConfig:
         if self.backend == "s3" and not self.bucket:
             raise ValueError("storage.bucket is required for the s3 backend")
         if self.backend == "local":
-            host, _, port = self.http_address.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(
-                    f"storage.http_address must be host:port with a port from 1 to 65535, "
-                    f"got {self.http_address!r}"
-                )
+            check_address(self.http_address, "storage.http_address")
         return self
 
     def root(self, state_dir: str) -> Path:
@@ -89,6 +84,46 @@ class StorageConfig:
     @property
     def base_url(self) -> str:
         return (self.public_url or f"http://{self.http_address}").rstrip("/")
+
+
+def check_address(value: str, setting: str, *, optional: bool = False) -> None:
+    """ValueError naming the setting unless `value` is host:port with a port from 1 to 65535
+    (or, when `optional`, empty: the endpoint is off)."""
+    if optional and not value:
+        return
+    host, _, port = value.rpartition(":")
+    if not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise ValueError(
+            f"{setting} must be host:port with a port from 1 to 65535, got {value!r}"
+        )
+
+
+@dataclass(frozen=True)
+class ObserveConfig:
+    """Where operators and people look at the cluster: each service's Prometheus endpoint
+    and the gateway's web dashboard. Loopback by default: metrics name accounts, pools and
+    jobs, and the dashboard speaks plain HTTP (put a TLS proxy in front to open it to a
+    network). An empty address turns that endpoint off; port 0 is refused when the file is
+    loaded (Prometheus must know where to scrape); LocalSuite picks free ports."""
+
+    gateway_metrics: str = "127.0.0.1:9451"
+    """host:port of the gateway's /metrics."""
+    pool_manager_metrics: str = "127.0.0.1:9452"
+    job_scheduler_metrics: str = "127.0.0.1:9453"
+    storage_stager_metrics: str = "127.0.0.1:9454"
+    dashboard: str = "127.0.0.1:8051"
+    """host:port of the web dashboard, served by the gateway behind the account key."""
+
+    def metrics_address(self, service: str) -> str:
+        """The /metrics address of a service by its name (`job-scheduler`)."""
+        return str(getattr(self, service.replace("-", "_") + "_metrics"))
+
+    def check(self) -> ObserveConfig:
+        """Return self if every address is usable; ValueError naming the setting if not."""
+        for name in ("gateway_metrics", "pool_manager_metrics", "job_scheduler_metrics",
+                     "storage_stager_metrics", "dashboard"):
+            check_address(getattr(self, name), f"observe.{name}", optional=True)
+        return self
 
 
 @dataclass(frozen=True)
@@ -103,6 +138,7 @@ class ClusterConfig:
     storage_stager_address: str = "127.0.0.1:50054"
     timing: SchedulerTiming = field(default_factory=SchedulerTiming)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    observe: ObserveConfig = field(default_factory=ObserveConfig)
     log_level: str = "info"
 
     @property
@@ -122,7 +158,8 @@ class ClusterConfig:
         raw = json.loads(Path(path).read_text())
         timing = SchedulerTiming(**raw.pop("timing", {}))
         storage = StorageConfig(**raw.pop("storage", {})).check()
-        return cls(timing=timing, storage=storage, **raw)
+        observe = ObserveConfig(**raw.pop("observe", {})).check()
+        return cls(timing=timing, storage=storage, observe=observe, **raw)
 
     @classmethod
     def new(cls, state_dir: Path, **overrides: object) -> ClusterConfig:

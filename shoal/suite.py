@@ -27,7 +27,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shoal.client import Client, ClientConfig, read_client_file, write_client_file
-from shoal.cluster_config import ClusterConfig, SchedulerTiming, StorageConfig
+from shoal.cluster_config import ClusterConfig, ObserveConfig, SchedulerTiming, StorageConfig
 from shoal.errors import ClientConfigError
 
 # Start order: each service's peers are up before it (the gateway last, so a client that can
@@ -105,6 +105,9 @@ class LocalSuite:
 
     Ports of 0 are replaced by free loopback ports, the local storage backend's HTTP port
     included (`storage` defaults to the local backend under the state dir, on a free port).
+    `metrics_port` is the gateway's Prometheus endpoint; the pool-manager, job-scheduler and
+    storage-stager take the next three (each a free port when it is 0). `dashboard_port` is
+    the gateway's web dashboard.
     `commands` maps a service name to the argv that starts it (without `--config PATH`, which
     is appended); tests use it to run stand-ins, everyone else gets `python -m <module>`.
     """
@@ -117,6 +120,8 @@ class LocalSuite:
         pool_manager_port: int = 50052,
         scheduler_port: int = 50053,
         stager_port: int = 50054,
+        metrics_port: int = 9451,
+        dashboard_port: int = 8051,
         timing: SchedulerTiming | None = None,
         storage: StorageConfig | None = None,
         log_level: str = "info",
@@ -130,6 +135,12 @@ class LocalSuite:
             "pool-manager": pool_manager_port,
             "job-scheduler": scheduler_port,
             "storage-stager": stager_port,
+        }
+        self._observe_ports = {
+            **{f"{s}-metrics": metrics_port + i if metrics_port else 0
+               for i, s in enumerate(("gateway", "pool-manager", "job-scheduler",
+                                      "storage-stager"))},
+            "dashboard": dashboard_port,
         }
         self._timing = timing or SchedulerTiming()
         self._storage = storage or StorageConfig(http_address=f"{HOST}:0")
@@ -181,6 +192,17 @@ class LocalSuite:
     def log_tail(self, service: str, lines: int = LOG_TAIL_LINES) -> str:
         return tail(self.log_path(service), lines)
 
+    @property
+    def dashboard_url(self) -> str:
+        """Where the web dashboard is (empty when it is turned off)."""
+        address = self.config.observe.dashboard
+        return f"http://{address}/" if address else ""
+
+    def metrics_url(self, service: str) -> str:
+        """Where a service serves Prometheus' /metrics (empty when it is turned off)."""
+        address = self.config.observe.metrics_address(service)
+        return f"http://{address}/metrics" if address else ""
+
     def _address(self, service: str) -> str:
         config = self.config
         return {
@@ -222,7 +244,7 @@ class LocalSuite:
         self.logs_dir.mkdir(exist_ok=True)
         self._take_lock()
         ports: dict[str, int] = {}
-        for service, port in self._ports.items():
+        for service, port in {**self._ports, **self._observe_ports}.items():
             if port == 0:
                 port = free_port()
             elif _port_in_use(port):
@@ -238,6 +260,10 @@ class LocalSuite:
             "job_scheduler_address": f"{HOST}:{ports['job-scheduler']}",
             "storage_stager_address": f"{HOST}:{ports['storage-stager']}",
         }
+        observe = ObserveConfig(**{
+            f"{s.replace('-', '_')}_metrics": f"{HOST}:{ports[f'{s}-metrics']}"
+            for s in ("gateway", "pool-manager", "job-scheduler", "storage-stager")
+        }, dashboard=f"{HOST}:{ports['dashboard']}")
         storage = self._storage
         http_host, _, http_port = storage.http_address.rpartition(":")
         if storage.backend == "local" and http_port == "0":
@@ -253,13 +279,14 @@ class LocalSuite:
                 state_dir=str(self.state_dir),
                 timing=self._timing,
                 storage=storage,
+                observe=observe,
                 log_level=self._log_level,
                 **addresses,
             )
         else:
             config = ClusterConfig.new(
-                self.state_dir, timing=self._timing, storage=storage, log_level=self._log_level,
-                **addresses,
+                self.state_dir, timing=self._timing, storage=storage, observe=observe,
+                log_level=self._log_level, **addresses,
             )
         config.save(self.config_path)
         self._config = config

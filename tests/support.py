@@ -90,7 +90,7 @@ def agent_pid(node_id: str) -> int:
 def start_suite(state_dir: Path, storage: StorageConfig | None = None) -> LocalSuite:
     """The real suite on free loopback ports with short liveness timings."""
     s = LocalSuite(state_dir, gateway_port=0, pool_manager_port=0, scheduler_port=0,
-                   stager_port=0, timing=FAST, storage=storage)
+                   stager_port=0, metrics_port=0, dashboard_port=0, timing=FAST, storage=storage)
     return s.start()
 
 

@@ -27,8 +27,10 @@ from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
+from prometheus_client import CollectorRegistry
 
 from services.common.errors import DOMAIN, Code, ShoalError
+from services.common.metrics import RpcMetrics
 
 ACCOUNT_HEADER = "x-shoal-account"
 SERVICE_TOKEN_HEADER = "x-shoal-service-token"
@@ -233,17 +235,22 @@ def _wrap(handler: grpc.RpcMethodHandler, rpc: str, token: str | None) -> grpc.R
 
 
 class ServiceHost:
-    """A grpc.aio server with health checking and reflection, stopped cleanly on SIGTERM."""
+    """A grpc.aio server with health checking and reflection, stopped cleanly on SIGTERM.
+    With a metrics registry, every call is counted and timed (`RpcMetrics`, outermost, so it
+    sees the status the other interceptors chose)."""
 
     def __init__(
         self,
         address: str,
         interceptors: list[grpc.aio.ServerInterceptor],
         max_message_bytes: int = MAX_MESSAGE_BYTES,
+        metrics: CollectorRegistry | None = None,
     ) -> None:
         options = [o for o in SERVER_OPTIONS if not o[0].endswith("message_length")]
         options += [("grpc.max_receive_message_length", max_message_bytes),
                     ("grpc.max_send_message_length", max_message_bytes)]
+        if metrics is not None:
+            interceptors = [RpcMetrics(metrics), *interceptors]
         self.server = grpc.aio.server(interceptors=interceptors, options=options)
         self.port = self.server.add_insecure_port(address)
         if self.port == 0:
@@ -280,6 +287,15 @@ async def wait_for_signal() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+def local_address(listen: str, port: int) -> str:
+    """The address a process on this host dials to reach a server listening on `listen`
+    (bound to `port`): a wildcard listen address is not dialable."""
+    host = listen.rsplit(":", 1)[0]
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
 
 
 def internal_channel(address: str) -> grpc.aio.Channel:

@@ -105,9 +105,12 @@ def usage_hint(suite: LocalSuite) -> str:
 
 def print_banner(suite: LocalSuite) -> None:
     cc = suite.client_config
+    metrics = [f"{suite.metrics_url(s)}  ({s})" for s in SERVICES if suite.metrics_url(s)]
     lines = [
         "[bold green]Shoal is up.[/]",
         f"  gateway   {suite.endpoint}   (account {cc.account!r}, key in {suite.state_dir / 'client.json'})",
+        f"  dashboard {suite.dashboard_url or '(off)'}   (log in with the account key)",
+        "  metrics   " + ("\n            ".join(metrics) or "(off)"),
         f"  state     {suite.state_dir}",
         f"  logs      {suite.logs_dir}/{{{','.join(SERVICES)}}}.log",
         "",
@@ -131,6 +134,17 @@ def print_banner(suite: LocalSuite) -> None:
     show_default=True,
     help="Gateway port; the other services take the next three (0: free ports for all).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65532),
+    help="Port of the gateway's Prometheus /metrics; the pool-manager, job-scheduler and "
+    "storage-stager take the next three. Default 9451 (free ports with --port 0).",
+)
+@click.option(
+    "--dashboard-port",
+    type=click.IntRange(0, 65535),
+    help="Port of the web dashboard. Default 8051 (a free port with --port 0).",
+)
 @click.option("--heartbeat-interval", type=click.FloatRange(min=0, min_open=True), help="Seconds.")
 @click.option("--unreachable-after", type=click.FloatRange(min=0, min_open=True), help="Seconds.")
 @click.option("--lost-after", type=click.FloatRange(min=0, min_open=True), help="Seconds.")
@@ -149,6 +163,8 @@ def up(
     state: CliState,
     state_dir: Path | None,
     port: int,
+    metrics_port: int | None,
+    dashboard_port: int | None,
     heartbeat_interval: float | None,
     unreachable_after: float | None,
     lost_after: float | None,
@@ -174,6 +190,8 @@ def up(
         pool_manager_port=ports[1],
         scheduler_port=ports[2],
         stager_port=ports[3],
+        metrics_port=metrics_port if metrics_port is not None else (9451 if port else 0),
+        dashboard_port=dashboard_port if dashboard_port is not None else (8051 if port else 0),
         timing=replace(SchedulerTiming(), **overrides),
         log_level=log_level,
         commands=service_commands(),

@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
+import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -95,6 +97,12 @@ def test_up_runs_until_a_signal_then_stops_everything(up, sig: signal.Signals) -
     endpoint = json.loads((u.state / "client.json").read_text())["endpoint"]
     assert f"gateway   {endpoint}" in banner
     assert str(u.state) in banner and "shoal pool create" in banner
+    # Where Prometheus scrapes each service, as printed.
+    for service in SERVICES:
+        url = re.search(rf"(http://127\.0\.0\.1:\d+/metrics)  \({service}\)", banner)
+        assert url, banner
+        with urllib.request.urlopen(url.group(1), timeout=10) as r:
+            assert b"shoal_grpc_server_handled_total" in r.read()
 
     # Used as the banner says, from "another terminal": the client finds it by its state dir.
     created = CliRunner().invoke(
