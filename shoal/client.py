@@ -685,12 +685,25 @@ class Client(StorageMethods, JobScheduleMethods):
         job_id: str,
         *,
         state: str | int | Sequence[str | int] | None = None,
+        result: str | int | None = None,
+        node: str | None = None,
+        exit_code: int | None = None,
         page_size: int = 1000,
     ) -> Iterator[task_pb2.Task]:
-        """All tasks of a job (in pages of `page_size`), optionally only in the given states."""
+        """All tasks of a job (in pages of `page_size`), optionally only those in the given
+        states and whose last attempt had this result ("success", "failure"), ran on this
+        node (id or name) or exited with this code."""
+        terms = [state_filter(state, task_pb2.Task.State)]
+        if result is not None:
+            terms.append("result = " + enum_name(task_pb2.TaskExecutionInfo.Result, result,
+                                                 "result"))
+        if node is not None:
+            terms.append(f'node = "{node}"')
+        if exit_code is not None:
+            terms.append(f"exit_code = {int(exit_code)}")
         request = task_pb2.ListTasksRequest(
             parent=job_name(job_id),
-            filter=state_filter(state, task_pb2.Task.State),
+            filter=" AND ".join(f"({t})" if " OR " in t else t for t in terms if t),
             page_size=page_size,
         )
         return self._pages(self._tasks.ListTasks, request, "tasks")

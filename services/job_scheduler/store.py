@@ -14,6 +14,7 @@ import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +22,7 @@ import aiosqlite
 import structlog
 
 from services.common.db import open_db
+from services.common.filters import Condition
 from services.job_scheduler.core.plan import (
     AssignTask,
     DeleteJob,
@@ -613,13 +615,27 @@ class Store:
         return _task_record(row, attempts)
 
     async def list_tasks(
-        self, job_pk: int, states: set[TaskState] | None, after_id: str | None, limit: int
+        self, job_pk: int, only: set[TaskState] | TaskWhere | None, after_id: str | None,
+        limit: int,
     ) -> list[TaskRecord]:
+        """A page of a job's tasks by id; `only`: the states (or a TaskWhere) they must match."""
+        w = only if isinstance(only, TaskWhere) else TaskWhere(only)
         where: list[str] = ["t.job_pk=?"]
         args: list[object] = [job_pk]
-        if states is not None:
-            where.append(f"t.state IN ({','.join('?' * len(states))})")
-            args.extend(int(s) for s in sorted(states))
+        if w.states is not None:
+            where.append(f"t.state IN ({','.join('?' * len(w.states))})")
+            args.extend(int(s) for s in sorted(w.states))
+        # A task with no attempt yet has no result, node or exit code: it matches neither a
+        # value nor its negation.
+        for column, cond in (("t.result", w.result), ("t.exit_code", w.exit_code),
+                             ("substr(t.node, instr(t.node, '/nodes/') + 7)", w.node)):
+            if cond is None:
+                continue
+            values = sorted(cond.values, key=str)
+            collate = " COLLATE NOCASE" if column.startswith("substr") else ""
+            where.append(f"{column}{collate} {'NOT IN' if cond.negated else 'IN'} "
+                         f"({','.join('?' * len(values))}) AND {column} IS NOT NULL")
+            args.extend(values)
         if after_id is not None:
             where.append("t.id_lower > ?")
             args.append(after_id.lower())
@@ -628,6 +644,17 @@ class Store:
             f"WHERE {' AND '.join(where)} ORDER BY t.id_lower LIMIT ?"
         )
         return [_task_record(r, ()) for r in await self._all(sql, (*args, limit))]
+
+
+@dataclass(frozen=True)
+class TaskWhere:
+    """What ListTasks filters on: the state, and the last attempt's result (Result values),
+    node (its id) and exit code."""
+
+    states: set[TaskState] | None = None
+    result: Condition | None = None
+    node: Condition | None = None
+    exit_code: Condition | None = None
 
 
 JOB_SETTINGS = ("uses_deps", "max_parallel", "max_wall_clock", "default_retries",

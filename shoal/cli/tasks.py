@@ -348,15 +348,22 @@ def task_add_many(state: CliState, job_id: str, source: IO[str], chunk: int) -> 
     type=state_choice(Task.State),
     help="Only tasks in this state; repeatable.",
 )
+@click.option("--result", type=state_choice(Result),
+              help="Only tasks whose last attempt had this result.")
+@click.option("--node", "node", help="Only tasks whose last attempt ran on this node (id).")
+@click.option("--exit-code", type=int, help="Only tasks whose last attempt exited with this code.")
 @click.option("--limit", type=click.IntRange(1), help="At most this many tasks.")
 @output_option
 @pass_state
 def task_list(
-    state: CliState, job_id: str, states: tuple[str, ...], limit: int | None, output: str
+    state: CliState, job_id: str, states: tuple[str, ...], result: str | None,
+    node: str | None, exit_code: int | None, limit: int | None, output: str,
 ) -> None:
-    """List a job's tasks."""
+    """List a job's tasks: all, or those in a state and whose last attempt had a result, ran
+    on a node or exited with a code (the options combine)."""
     page = min(limit, 1000) if limit else 1000
-    tasks = state.client().list_tasks(job_id, state=list(states) or None, page_size=page)
+    tasks = state.client().list_tasks(job_id, state=list(states) or None, result=result,
+                                      node=node, exit_code=exit_code, page_size=page)
     render_list(
         itertools.islice(tasks, limit),
         output,

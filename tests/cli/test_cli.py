@@ -339,6 +339,17 @@ def test_wait_exits_1_naming_failed_tasks(shared_suite: LocalSuite, uid: str) ->
         ["t1", "COMPLETED", "FAILURE", "3"],
         ["t2", "COMPLETED", "FAILURE", "1"],
     ]
+    # The failures, found by result, by exit code, and by node (the pool's one node).
+    failed = ok(shoal(shared_suite, "task", "list", uid, "--result", "failure", "-o", "json"))
+    assert [t["name"].rsplit("/", 1)[-1] for t in json.loads(failed.stdout)] == ["t1", "t2"]
+    threes = ok(shoal(shared_suite, "task", "list", uid, "--state", "completed", "--result",
+                      "FAILURE", "--exit-code", "3")).stdout
+    assert [r.split()[0] for r in threes.splitlines()[1:]] == ["t1"]
+    node = json.loads(failed.stdout)[0]["execution_info"]["node"].rsplit("/", 1)[-1]
+    on_node = ok(shoal(shared_suite, "task", "list", uid, "--node", node, "--exit-code", "0"))
+    assert [r.split()[0] for r in on_node.stdout.splitlines()[1:]] == ["t0"]
+    bad = shoal(shared_suite, "task", "list", uid, "--node", "no such node")
+    assert bad.exit_code == 1 and "filter: node must be an id" in bad.stderr
 
 
 def test_wait_exits_124_on_timeout(shared_suite: LocalSuite, uid: str) -> None:

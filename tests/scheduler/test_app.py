@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from services.common.filters import Condition
 from services.job_scheduler import convert
 from services.job_scheduler.model import JobState, Result, TaskState
 from shoal.agent.v1 import agent_pb2
@@ -261,6 +262,41 @@ async def test_list_tasks_filters_by_state_and_pages(apps: Apps, clock: Clock) -
     page2 = await app.list_tasks(ACCOUNT, "j", {"ACTIVE"}, page1[-1].spec.id, 2)
     assert len(page1) == 2 and len(page2) == 1
     assert not {t.spec.id for t in page1} & {t.spec.id for t in page2}
+
+
+async def test_list_tasks_filters_by_result_node_and_exit_code(apps: Apps, clock: Clock) -> None:
+    app = await apps.open()
+    await make_job(app)
+    a, b = Node(app, "a", 2), Node(app, "b", 2)
+    await a.connect()
+    await b.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(5))  # t4 waits: four slots
+    await settle(app)
+    codes = {"t0": 0, "t1": 3, "t2": 3, "t3": None}  # t3 still runs
+    for node in (a, b):
+        for x in node.assignments():
+            if codes[x.task_id] is not None:
+                await node.finish(x.attempt_id, exit_code=codes[x.task_id])
+    await app.commit()
+    ran_on = {t.spec.id: t.node.rsplit("/", 1)[-1]
+              for t in await app.list_tasks(ACCOUNT, "j", None, None, 10) if t.node}
+
+    async def ids(**where: Condition) -> list[str]:
+        return [t.spec.id for t in await app.list_tasks(ACCOUNT, "j", None, None, 10, **where)]
+
+    assert await ids(result=Condition(frozenset({"FAILURE"}))) == ["t1", "t2"]
+    assert await ids(result=Condition(frozenset({"FAILURE"}), negated=True)) == ["t0"]
+    assert await ids(exit_code=Condition(frozenset({3}))) == ["t1", "t2"]
+    # No exit code yet (t3 runs, t4 waits): neither 3 nor "not 3".
+    assert await ids(exit_code=Condition(frozenset({3}), negated=True)) == ["t0"]
+    on_a = sorted(t for t, n in ran_on.items() if n == "a")
+    assert on_a and await ids(node=Condition(frozenset({"A"}))) == on_a  # ids ignore case
+    assert await ids(node=Condition(frozenset({"a"}), negated=True)) == sorted(
+        t for t, n in ran_on.items() if n != "a")
+    both = await app.list_tasks(ACCOUNT, "j", {"COMPLETED"}, None, 10,
+                                result=Condition(frozenset({"FAILURE"})),
+                                exit_code=Condition(frozenset({3})))
+    assert [t.spec.id for t in both] == ["t1", "t2"]
 
 
 async def test_an_attempt_newer_than_the_task_row_is_not_a_previous_attempt(
