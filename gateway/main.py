@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
 
 from gateway.auth import Authenticator
+from gateway.dashboard.backend import Backend
+from gateway.dashboard.server import Dashboard
+from gateway.dashboard.sessions import Sessions
 from gateway.forwarding import ROUTES, Forwarder
 from services.common.metrics import new_registry, serve_metrics
 from services.common.process import run_service
-from services.common.rpc import ServiceHost, internal_channel, wait_for_signal
+from services.common.rpc import ServiceHost, internal_channel, local_address, wait_for_signal
 from shoal.cluster_config import ClusterConfig
 
 # Imported for their descriptors: forwarding and reflection look methods up by name.
@@ -34,9 +39,20 @@ async def serve(config: ClusterConfig) -> None:
     host.add_generic(Forwarder(channels, auth, config.service_token), sorted(ROUTES))
     await host.start()
     metrics = await serve_metrics(registry, config.observe.gateway_metrics, "gateway")
+    dashboard = None
+    if config.observe.dashboard:
+        # The dashboard is a client of this very endpoint: the public path, its auth and
+        # scoping, not a side door.
+        own = internal_channel(local_address(config.gateway_address, host.port))
+        dashboard = Dashboard(Backend(own), auth, Sessions(time.monotonic), registry)
+        await dashboard.start(config.observe.dashboard)
+        log.info("dashboard listening", address=config.observe.dashboard, port=dashboard.port)
     log.info("gateway listening", address=config.gateway_address, port=host.port)
     await wait_for_signal()
     log.info("gateway stopping")
+    if dashboard is not None:
+        await dashboard.stop()
+        await own.close()
     if metrics is not None:
         await metrics.stop()
     await host.stop(grace=2.0)

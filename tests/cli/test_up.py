@@ -97,6 +97,10 @@ def test_up_runs_until_a_signal_then_stops_everything(up, sig: signal.Signals) -
     endpoint = json.loads((u.state / "client.json").read_text())["endpoint"]
     assert f"gateway   {endpoint}" in banner
     assert str(u.state) in banner and "shoal pool create" in banner
+    dashboard = re.search(r"dashboard (http://127\.0\.0\.1:\d+/)", banner)
+    assert dashboard, banner
+    with urllib.request.urlopen(dashboard.group(1) + "login", timeout=10) as r:
+        assert b"Account key" in r.read()
     # Where Prometheus scrapes each service, as printed.
     for service in SERVICES:
         url = re.search(rf"(http://127\.0\.0\.1:\d+/metrics)  \({service}\)", banner)

@@ -1,0 +1,29 @@
+"""The dashboard's tests run against the real suite: the gateway serves the dashboard on its
+own port and reads everything through its own gRPC API."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from shoal.suite import LocalSuite
+from tests.support import print_logs, start_suite
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSuite]:
+    s = start_suite(tmp_path_factory.mktemp("dashboard") / "state")
+    try:
+        yield s
+    finally:
+        s.stop()
+        print_logs(s)
+
+
+@pytest.fixture
+def gate(tmp_path: Path) -> Path:
+    """A file whose creation lets the tasks that wait for it go on."""
+    return tmp_path / "go"
+
