@@ -7,8 +7,10 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from selenium import webdriver
 
 from shoal.suite import LocalSuite
+from tests.dashboard.browser import start_browser
 from tests.support import print_logs, start_suite
 
 
@@ -27,3 +29,12 @@ def gate(tmp_path: Path) -> Path:
     """A file whose creation lets the tasks that wait for it go on."""
     return tmp_path / "go"
 
+
+@pytest.fixture(scope="module")
+def browser(tmp_path_factory: pytest.TempPathFactory) -> Iterator[webdriver.Chrome]:
+    """Headless Chromium with a fresh profile, for a module of tests."""
+    driver = start_browser(tmp_path_factory.mktemp("chromium"))
+    try:
+        yield driver
+    finally:
+        driver.quit()
