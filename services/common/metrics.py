@@ -34,6 +34,7 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import choose_encoder
 
+from services.common.handlers import Answer, Stream, WrappingInterceptor, rewrap
 from services.common.tally import Buckets
 
 log = structlog.get_logger()
@@ -87,7 +88,7 @@ _TYPES = {
 }
 
 
-class RpcMetrics(grpc.aio.ServerInterceptor):
+class RpcMetrics(WrappingInterceptor):
     """Every call a server handles, by gRPC service, method, type and status code, and how
     long it took (for a stream: how long it was open). The outermost interceptor, so it sees
     the status the service's error mapping chose."""
@@ -103,22 +104,14 @@ class RpcMetrics(grpc.aio.ServerInterceptor):
             registry=registry)
         self._methods: dict[str, _Method] = {}
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        path: str = details.method  # type: ignore[attr-defined]
-        m = self._methods.get(path)
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+        m = self._methods.get(method)
         if m is None:
-            # Only methods that exist get here (the handler is not None): names a caller makes
-            # up never grow this map or the label sets.
-            service, _, method = path.lstrip("/").rpartition("/")
+            # Only methods that exist get here: names a caller makes up never grow this map
+            # or the label sets.
+            service, _, name = method.lstrip("/").rpartition("/")
             kind = _TYPES[(handler.request_streaming, handler.response_streaming)]
-            m = self._methods[path] = _Method(self, service, method, kind)
+            m = self._methods[method] = _Method(self, service, name, kind)
         return m.wrap(handler)
 
 
@@ -141,31 +134,26 @@ class _Method:
         child.inc()
 
     def wrap(self, handler: grpc.RpcMethodHandler) -> grpc.RpcMethodHandler:
-        kw = {"request_deserializer": handler.request_deserializer,
-              "response_serializer": handler.response_serializer}
-        if not handler.response_streaming:
-            inner = handler.unary_unary or handler.stream_unary
+        return rewrap(handler, self._timed, self._timed_stream)
 
-            async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-                start, failed = time.perf_counter(), None
-                try:
-                    return await inner(request, context)
-                except BaseException as e:
-                    failed = _failure(e)
-                    raise
-                finally:
-                    self._done(context, start, failed)
+    def _timed(self, inner: Answer) -> Answer:
+        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
+            start, failed = time.perf_counter(), None
+            try:
+                return await inner(request, context)
+            except BaseException as e:
+                failed = _failure(e)
+                raise
+            finally:
+                self._done(context, start, failed)
 
-            make = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
-                    else grpc.stream_unary_rpc_method_handler)
-            return make(unary, **kw)
+        return unary
 
-        inner_stream = handler.unary_stream or handler.stream_stream
-
+    def _timed_stream(self, inner: Stream) -> Stream:
         async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
             start, failed = time.perf_counter(), None
             try:
-                async for item in inner_stream(request, context):
+                async for item in inner(request, context):
                     yield item
             except BaseException as e:
                 failed = _failure(e)
@@ -173,9 +161,7 @@ class _Method:
             finally:
                 self._done(context, start, failed)
 
-        make_stream = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
-                       else grpc.stream_stream_rpc_method_handler)
-        return make_stream(streaming, **kw)
+        return streaming
 
 
 def _failure(e: BaseException) -> str:

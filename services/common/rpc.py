@@ -16,7 +16,7 @@ import asyncio
 import contextvars
 import hmac
 import signal
-from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -30,6 +30,7 @@ from grpc_status import rpc_status
 from prometheus_client import CollectorRegistry
 
 from services.common.errors import DOMAIN, Code, ShoalError
+from services.common.handlers import Answer, Stream, WrappingInterceptor, rewrap
 from services.common.metrics import RpcMetrics
 
 ACCOUNT_HEADER = "x-shoal-account"
@@ -143,20 +144,12 @@ def peer_error(
     return ShoalError(Code.UNAVAILABLE, peer.unavailable, f"{doing}: {message}" if doing else message)
 
 
-class ServiceInterceptor(grpc.aio.ServerInterceptor):
+class ServiceInterceptor(WrappingInterceptor):
     def __init__(self, service_token: str, open_prefixes: Iterable[str] = ()) -> None:
         self._token = service_token
         self._open = ("/grpc.health.", "/grpc.reflection.", *open_prefixes)
 
-    async def intercept_service(
-        self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
-        details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
-        handler = await continuation(details)
-        if handler is None:
-            return None
-        method: str = details.method  # type: ignore[attr-defined]
+    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
         checked = not method.startswith(self._open)
         rpc = method.rsplit("/", 1)[-1]
         return _wrap(handler, rpc, self._token if checked else None)
@@ -189,13 +182,7 @@ async def _fail(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
 
 
 def _wrap(handler: grpc.RpcMethodHandler, rpc: str, token: str | None) -> grpc.RpcMethodHandler:
-    kw = {
-        "request_deserializer": handler.request_deserializer,
-        "response_serializer": handler.response_serializer,
-    }
-    if handler.unary_unary or handler.stream_unary:
-        inner = handler.unary_unary or handler.stream_unary
-
+    def around(inner: Answer) -> Answer:
         async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
             if (err := _enter(context, rpc, token)) is not None:
                 await _fail(context, err)
@@ -206,32 +193,23 @@ def _wrap(handler: grpc.RpcMethodHandler, rpc: str, token: str | None) -> grpc.R
             except Exception as e:  # noqa: BLE001 - the one place every error is mapped
                 await _fail(context, e)
 
-        make = (
-            grpc.unary_unary_rpc_method_handler
-            if handler.unary_unary
-            else grpc.stream_unary_rpc_method_handler
-        )
-        return make(unary, **kw)
+        return unary
 
-    inner_stream = handler.unary_stream or handler.stream_stream
+    def around_stream(inner: Stream) -> Stream:
+        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            if (err := _enter(context, rpc, token)) is not None:
+                await _fail(context, err)
+            try:
+                async for item in inner(request, context):
+                    yield item
+            except (grpc.aio.AbortError, asyncio.CancelledError):
+                raise
+            except Exception as e:  # noqa: BLE001
+                await _fail(context, e)
 
-    async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-        if (err := _enter(context, rpc, token)) is not None:
-            await _fail(context, err)
-        try:
-            async for item in inner_stream(request, context):
-                yield item
-        except (grpc.aio.AbortError, asyncio.CancelledError):
-            raise
-        except Exception as e:  # noqa: BLE001
-            await _fail(context, e)
+        return streaming
 
-    make_stream = (
-        grpc.unary_stream_rpc_method_handler
-        if handler.unary_stream
-        else grpc.stream_stream_rpc_method_handler
-    )
-    return make_stream(streaming, **kw)
+    return rewrap(handler, around, around_stream)
 
 
 class ServiceHost:
