@@ -11,17 +11,12 @@ from selenium import webdriver
 
 from shoal.suite import LocalSuite
 from tests.dashboard.browser import start_browser
-from tests.support import print_logs, start_suite
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSuite]:
-    s = start_suite(tmp_path_factory.mktemp("dashboard") / "state")
-    try:
-        yield s
-    finally:
-        s.stop()
-        print_logs(s)
+def suite(shared_suite: LocalSuite) -> LocalSuite:
+    """One suite per module (tests/conftest.py's)."""
+    return shared_suite
 
 
 @pytest.fixture

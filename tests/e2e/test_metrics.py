@@ -9,7 +9,6 @@ from __future__ import annotations
 import re
 import shlex
 import urllib.request
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -21,7 +20,7 @@ from shoal.errors import ShoalError
 from shoal.specs import OutputFile, ResourceFile
 from shoal.suite import SERVICES, LocalSuite
 from shoal.v1 import pool_pb2, task_pb2
-from tests.support import print_logs, start_suite, wait_for
+from tests.support import wait_for
 
 README = Path(__file__).resolve().parents[2] / "deploy" / "README.md"
 Scrape = dict[str, tuple[str, list[Sample]]]
@@ -56,13 +55,8 @@ def sh(script: str) -> str:
 
 
 @pytest.fixture(scope="module")
-def suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSuite]:
-    s = start_suite(tmp_path_factory.mktemp("metrics") / "state")
-    try:
-        yield s
-    finally:
-        s.stop()
-        print_logs(s)
+def suite(shared_suite: LocalSuite) -> LocalSuite:
+    return shared_suite
 
 
 def idle_nodes(c: Client, pool: str, count: int) -> list[str]:
@@ -97,8 +91,10 @@ def test_the_metrics_move_as_a_job_runs(suite: LocalSuite, tmp_path: Path) -> No
                output_files=[OutputFile("out.txt", "out", path="o/out.txt")])
     # Runs until its node is disabled with requeue, then (on the other node) succeeds.
     c.add_task("j", "requeued", sh(f"test -e {go} && exit 0; touch {go} {started}; exec sleep 300"))
+    # Disabled only once it is the one task running, so it is the one requeued.
     running = wait_for(lambda: (t := c.get_task("j", "requeued")).state == task_pb2.Task.RUNNING
-                       and started.exists() and t, "the requeued task to run")
+                       and started.exists() and c.get_job("j").task_counts.completed == 10
+                       and t, "the other tasks to complete and the requeued one to run")
     node = running.execution_info.node.rsplit("/", 1)[-1]
     assert node in nodes
     c.disable_node_scheduling("p", node, "requeue")
