@@ -123,9 +123,14 @@ class Backend:
                 return out
 
     async def pool(self, key: str, pool_id: str) -> dict[str, Any]:
+        return {"pool": as_dict(await self.pool_message(key, pool_id)),
+                "nodes": await self.nodes(key, pool_id)}
+
+    async def pool_message(self, key: str, pool_id: str) -> pool_pb2.Pool:
         name = f"pools/{check_id(pool_id, 'pool')}"
-        pool = await self._call(self._pools.GetPool, pool_pb2.GetPoolRequest(name=name), key)
-        return {"pool": as_dict(pool), "nodes": await self.nodes(key, pool_id)}
+        pool: pool_pb2.Pool = await self._call(self._pools.GetPool,
+                                               pool_pb2.GetPoolRequest(name=name), key)
+        return pool
 
     async def nodes(self, key: str, pool_id: str) -> list[dict[str, Any]]:
         name = f"pools/{check_id(pool_id, 'pool')}"

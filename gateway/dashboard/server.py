@@ -59,6 +59,8 @@ class Dashboard:
         self.backend = backend
         self._auth = auth
         self.sessions = sessions
+        self.feeds = live.Feeds()
+        """Live views shared by the pages of an account that follow the same job or pool."""
         self._runner: web.AppRunner | None = None
         self.port = 0
         registry = registry if registry is not None else CollectorRegistry()
@@ -90,10 +92,8 @@ class Dashboard:
             lambda s, q: self.backend.task(s.key, q.match_info["job"], q.match_info["task"])))
         r.add_get("/api/jobs/{job}/tasks/{task}/why", self._api(
             lambda s, q: self.backend.why(s.key, q.match_info["job"], q.match_info["task"])))
-        r.add_get("/api/jobs/{job}/events", self._stream(
-            lambda s, q: live.job_progress(self.backend, s.key, q.match_info["job"])))
-        r.add_get("/api/pools/{pool}/events", self._stream(
-            lambda s, q: live.node_map(self.backend, s.key, q.match_info["pool"])))
+        r.add_get("/api/jobs/{job}/events", self._stream(self._job_events))
+        r.add_get("/api/pools/{pool}/events", self._stream(self._node_events))
         r.add_get("/api/jobs/{job}/tasks/{task}/log", self._stream(self._log))
         return app
 
@@ -200,6 +200,22 @@ class Dashboard:
                                         q.get("page_token", ""), size)
 
     # -- live streams -----------------------------------------------------------------------
+
+    async def _job_events(self, s: Session, request: web.Request) -> AsyncIterator[tuple[str, Any]]:
+        job_id = request.match_info["job"]
+        # Its own call with its own key first: a shared feed is joined only by pages that
+        # may see what it follows.
+        await self.backend.job_message(s.key, job_id)
+        async for item in self.feeds.follow((s.account, "job", job_id.lower()),
+                                            lambda: live.job_progress(self.backend, s.key, job_id)):
+            yield item
+
+    async def _node_events(self, s: Session, request: web.Request) -> AsyncIterator[tuple[str, Any]]:
+        pool_id = request.match_info["pool"]
+        await self.backend.pool_message(s.key, pool_id)
+        async for item in self.feeds.follow((s.account, "pool", pool_id.lower()),
+                                            lambda: live.node_map(self.backend, s.key, pool_id)):
+            yield item
 
     def _log(self, s: Session, request: web.Request) -> AsyncIterator[tuple[str, Any]]:
         q = request.query

@@ -46,7 +46,11 @@ def start_browser(profile: Path) -> webdriver.Chrome:
     for flag in (*FLAGS, f"--user-data-dir={profile}"):
         options.add_argument(flag)
     # The Debian driver, named: Selenium would otherwise try to download one.
-    driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    try:
+        driver = webdriver.Chrome(service=Service(DRIVER), options=options)
+    except WebDriverException:
+        # On a loaded machine Chromium can miss the driver's start-up deadline; once more.
+        driver = webdriver.Chrome(service=Service(DRIVER), options=options)
     driver.set_page_load_timeout(WAIT)
     driver.set_script_timeout(WAIT)
     return driver
