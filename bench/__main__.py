@@ -1,6 +1,6 @@
 """Shoal's benchmarks against the real suite.
 
-    python -m bench                       # everything (5-7 minutes on 2 cores)
+    python -m bench                       # everything (9-11 minutes on 2 cores)
     python -m bench --quick               # small counts: a smoke test of the benchmarks
     python -m bench --only latency,bulk   # some of them
 
@@ -20,7 +20,17 @@ import traceback
 from collections.abc import Callable
 from pathlib import Path
 
-from bench import bigjob, bulk, ceiling, concurrent, latency, manynodes, report, throughput
+from bench import (
+    bigjob,
+    bulk,
+    ceiling,
+    concurrent,
+    latency,
+    manynodes,
+    observe,
+    report,
+    throughput,
+)
 from bench.figures import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -36,6 +46,7 @@ BENCHMARKS: dict[str, Runner] = {
     "bulk": lambda quick, _: bulk.run(quick),
     "bigjob": lambda quick, _: bigjob.run(quick),
     "manynodes": manynodes.run,
+    "observe": lambda quick, _: observe.run(quick),
 }
 # Their throughput figures are read against the ceiling, so it runs first whenever they do.
 NEEDS_CEILING = {"throughput", "manynodes"}
