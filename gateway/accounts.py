@@ -5,20 +5,27 @@ own async look-ups against the same table with `SCHEMA` and `hash_key`. Only a S
 key is stored: keys are 256-bit random tokens, so a slow password hash buys nothing and would
 cost every request.
 
-`shoal up` runs this module as a command, as it runs the services, so that the client package
-imports none of them:
+`shoal up` and `shoal account` run this module as a command, as they run the services, so
+that the client package imports none of them:
 
     echo "$OLD_KEY" | python -m gateway.accounts ensure-key --config cluster.json --account default
+    python -m gateway.accounts create|rotate-key|delete --config cluster.json --account NAME
+    python -m gateway.accounts list --config cluster.json
 
-prints a key of the account: the one read from stdin if it still is one, else a new one (the
-account is created, or its key replaced). Keys go through stdin and stdout, never argv, which
-other users can read.
+ensure-key prints a key of the account: the one read from stdin if it still is one, else a new
+one (the account is created, or its key replaced). Keys go through stdin and stdout, never
+argv, which other users can read.
+
+This is the only way to manage accounts, and it is local on purpose: it needs the cluster
+file (readable by the service user only) and the gateway's database. The public API has no
+admin method, so no account key, however obtained, can act on another account.
 """
 
 from __future__ import annotations
 
 import argparse
 import hashlib
+import json
 import secrets
 import sqlite3
 import sys
@@ -28,9 +35,24 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from services.common.errors import ShoalError, already_exists, not_found
+import grpc
+
+from services.common.errors import Code, ShoalError, already_exists, not_found
 from services.common.ids import check_id
+from services.common.rpc import internal_metadata
 from shoal.cluster_config import ClusterConfig
+from shoal.v1 import (
+    application_pb2,
+    application_pb2_grpc,
+    job_pb2,
+    job_pb2_grpc,
+    job_schedule_pb2,
+    job_schedule_pb2_grpc,
+    pool_pb2,
+    pool_pb2_grpc,
+    storage_pb2,
+    storage_pb2_grpc,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -161,23 +183,107 @@ def list_accounts(db_path: Path | str) -> list[Account]:
     return [Account(name, created) for name, created in rows]
 
 
+def delete_account(db_path: Path | str, name: str) -> None:
+    """Delete an account and its key (which stops working at once, and within the gateway's
+    cache TTL for a gateway that has it cached). Callers check it owns nothing first."""
+    check_id(name, "account")
+    with _open(db_path) as conn, conn:
+        stored = _find_name(conn, name)
+        if stored is None:
+            raise not_found("account", name)
+        conn.execute("DELETE FROM accounts WHERE name = ?", (stored,))
+
+
+def owned(config: ClusterConfig, name: str) -> list[str]:
+    """What the account still has, as the services that own it answer (called as the
+    gateway calls them, with the service token): ["pools", "jobs", ...]; empty when nothing.
+    ShoalError(UNAVAILABLE) when a service cannot be asked."""
+    checks = [
+        ("pools", config.pool_manager_address, pool_pb2_grpc.PoolServiceStub, "ListPools",
+         pool_pb2.ListPoolsRequest, "pools"),
+        ("jobs", config.job_scheduler_address, job_pb2_grpc.JobServiceStub, "ListJobs",
+         job_pb2.ListJobsRequest, "jobs"),
+        ("job schedules", config.job_scheduler_address,
+         job_schedule_pb2_grpc.JobScheduleServiceStub, "ListJobSchedules",
+         job_schedule_pb2.ListJobSchedulesRequest, "job_schedules"),
+        ("containers", config.storage_stager_address, storage_pb2_grpc.StorageServiceStub,
+         "ListContainers", storage_pb2.ListContainersRequest, "containers"),
+        ("applications", config.storage_stager_address,
+         application_pb2_grpc.ApplicationServiceStub, "ListApplications",
+         application_pb2.ListApplicationsRequest, "applications"),
+    ]
+    metadata = internal_metadata(config.service_token, name)
+    found = []
+    for kind, address, stub_type, method, request_type, items in checks:
+        with grpc.insecure_channel(address) as channel:
+            try:
+                reply = getattr(stub_type(channel), method)(
+                    request_type(page_size=1), metadata=metadata, timeout=10)
+            except grpc.RpcError as e:
+                raise ShoalError(Code.UNAVAILABLE, "SERVICE_UNAVAILABLE",
+                                 f"cannot ask which {kind} account {name!r} has ({e.code().name} "
+                                 f"from {address}): is Shoal running?") from None
+        if getattr(reply, items):
+            found.append(kind)
+    return found
+
+
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m gateway.accounts")
+    parser = argparse.ArgumentParser(
+        prog="python -m gateway.accounts",
+        description="Accounts and their keys, in the gateway's database. Run on the control "
+        "plane's host by whoever can read the cluster file: there is no admin API, so no "
+        "account's key can act on another account.")
     commands = parser.add_subparsers(dest="command", required=True)
-    ensure = commands.add_parser(
-        "ensure-key", help="print a key of the account: the one on stdin if valid, else a new one"
-    )
-    ensure.add_argument("--config", required=True, type=Path, help="the cluster file")
-    ensure.add_argument("--account", required=True)
+    for command, text in [
+        ("ensure-key", "print a key of the account: the one on stdin if valid, else a new one"),
+        ("create", "create an account; print its key (shown once)"),
+        ("rotate-key", "give an account a new key; print it (the old one stops working)"),
+        ("delete", "delete an account that owns nothing any more"),
+        ("list", "print the accounts as JSON lines"),
+    ]:
+        sub = commands.add_parser(command, help=text)
+        sub.add_argument("--config", required=True, type=Path, help="the cluster file")
+        if command != "list":
+            sub.add_argument("--account", required=True)
     args = parser.parse_args(argv)
     try:
         config = ClusterConfig.load(args.config)
-        key = ensure_key(config.db_path("gateway"), args.account, sys.stdin.read().strip())
-    except (OSError, ValueError, TypeError, ShoalError, sqlite3.Error) as e:
+        db = config.db_path("gateway")
+        if args.command == "ensure-key":
+            print(ensure_key(db, args.account, sys.stdin.read().strip()))
+        elif args.command == "create":
+            print(create_account(db, args.account))
+        elif args.command == "rotate-key":
+            print(rotate_key(db, args.account))
+        elif args.command == "delete":
+            check_id(args.account, "account")
+            if _find(db, args.account) is None:
+                raise not_found("account", args.account)
+            left = owned(config, args.account)
+            if left:
+                raise ShoalError(
+                    Code.FAILED_PRECONDITION, "ACCOUNT_NOT_EMPTY",
+                    f"account {args.account!r} still has {', '.join(left)}: delete them first "
+                    "(as the account: `shoal account keys rotate` gives you a key)")
+            delete_account(db, args.account)
+        else:
+            for a in list_accounts(db):
+                print(json.dumps({"name": a.name, "create_time": a.create_time}))
+    except ShoalError as e:
+        print(f"{e.message} [{e.reason}]", file=sys.stderr)
+        return 1
+    except (OSError, ValueError, TypeError, sqlite3.Error) as e:
         print(f"{parser.prog}: {e}", file=sys.stderr)
         return 1
-    print(key)
     return 0
+
+
+def _find(db_path: Path | str, name: str) -> str | None:
+    if not Path(db_path).exists():
+        return None
+    with _open(db_path) as conn:
+        return _find_name(conn, name)
 
 
 if __name__ == "__main__":

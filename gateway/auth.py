@@ -42,8 +42,8 @@ class Authenticator:
         scheme, _, key = header.partition(" ")
         if scheme.lower() != "bearer" or not key.strip():
             raise unauthenticated(
-                "no account key: send 'authorization: Bearer <key>' (the CLI reads it from "
-                ".shoal/client.json, written by `shoal up`)"
+                "no account key: send 'authorization: Bearer <key>' (the CLI finds it in "
+                "$SHOAL_ACCOUNT_KEY, a profile or .shoal/client.json: see `shoal profile show`)"
             )
         digest = hash_key(key.strip())
         now = time.monotonic()

@@ -11,6 +11,7 @@ from gateway.dashboard.backend import Backend
 from gateway.dashboard.server import Dashboard
 from gateway.dashboard.sessions import Sessions
 from gateway.forwarding import ROUTES, Forwarder
+from gateway.peers import PeerHealth
 from services.common.metrics import new_registry, serve_metrics
 from services.common.process import run_service
 from services.common.rpc import ServiceHost, internal_channel, local_address, wait_for_signal
@@ -38,6 +39,8 @@ async def serve(config: ClusterConfig) -> None:
                        metrics=registry)
     host.add_generic(Forwarder(channels, auth, config.service_token), sorted(ROUTES))
     await host.start()
+    peers = PeerHealth(host.health, channels, {s: p.name for s, p in ROUTES.items()})
+    await peers.start()
     metrics = await serve_metrics(registry, config.observe.gateway_metrics, "gateway")
     dashboard = None
     if config.observe.dashboard:
@@ -55,6 +58,7 @@ async def serve(config: ClusterConfig) -> None:
         await own.close()
     if metrics is not None:
         await metrics.stop()
+    await peers.stop()
     await host.stop(grace=2.0)
     for ch in channels.values():
         await ch.close()

@@ -6,14 +6,17 @@ The generated gRPC stubs live in `shoal.v1` (public API), `shoal.agent.v1` and
 
 from shoal.client import Client, ClientConfig, TaskSpec
 from shoal.errors import ClientConfigError, ShoalError, StatusCode, WaitTimeoutError
+from shoal.listing import Listing, Page
 from shoal.specs import NodeCommand, OutputFile, PackageReference, ResourceFile
 
 __all__ = [
     "Client",
     "ClientConfig",
     "ClientConfigError",
+    "Listing",
     "NodeCommand",
     "OutputFile",
+    "Page",
     "PackageReference",
     "ResourceFile",
     "ShoalError",

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -26,10 +27,13 @@ from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import field_mask_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from shoal import profiles
 from shoal.enums import enum_name
 from shoal.errors import ClientConfigError, ShoalError, StatusCode, WaitTimeoutError
 from shoal.job_schedules import JobScheduleMethods
+from shoal.listing import MAX_PAGE, Listing
 from shoal.specs import (
     NodeCommand,
     OutputFileLike,
@@ -53,6 +57,9 @@ from shoal.v1 import (
     task_pb2_grpc,
 )
 
+SERVICES_BEHIND_GATEWAY = ("pool-manager", "job-scheduler", "storage-stager")
+ACCOUNT_HEADER = "x-shoal-account"
+"""Initial metadata of every answer of the gateway: the caller's account."""
 ENV_ENDPOINT = "SHOAL_ENDPOINT"
 ENV_KEY = "SHOAL_ACCOUNT_KEY"
 ENV_STATE_DIR = "SHOAL_STATE_DIR"
@@ -82,6 +89,8 @@ class ClientConfig:
     """The account key sent as `authorization: Bearer <key>`."""
     account: str = ""
     """The account's name, when known (informational)."""
+    source: str = ""
+    """Where these settings were found, for people."""
 
 
 def read_client_file(state_dir: Path) -> ClientConfig | None:
@@ -95,7 +104,8 @@ def read_client_file(state_dir: Path) -> ClientConfig | None:
         raise ClientConfigError(f"cannot read {path}: {e}") from None
     if not isinstance(raw, dict) or not raw.get("endpoint") or not raw.get("key"):
         raise ClientConfigError(f"{path} lacks 'endpoint' or 'key'; run `shoal up` to rewrite it")
-    return ClientConfig(str(raw["endpoint"]), str(raw["key"]), str(raw.get("account", "")))
+    return ClientConfig(str(raw["endpoint"]), str(raw["key"]), str(raw.get("account", "")),
+                        str(path))
 
 
 def write_client_file(state_dir: Path, config: ClientConfig) -> Path:
@@ -112,26 +122,80 @@ def write_client_file(state_dir: Path, config: ClientConfig) -> Path:
 
 
 def resolve_config(
-    state_dir: Path | str | None = None, *, endpoint: str | None = None, key: str | None = None
+    state_dir: Path | str | None = None,
+    *,
+    endpoint: str | None = None,
+    key: str | None = None,
+    profile: str | None = None,
 ) -> ClientConfig:
-    """Find the endpoint and key: arguments, then $SHOAL_ENDPOINT / $SHOAL_ACCOUNT_KEY, then
-    `<state_dir>/client.json` (state_dir defaulting to $SHOAL_STATE_DIR or ./.shoal)."""
-    endpoint = endpoint or os.environ.get(ENV_ENDPOINT) or None
-    key = key or os.environ.get(ENV_KEY) or None
+    """Find the endpoint and key, each from the first of:
+
+    1. the arguments;
+    2. $SHOAL_ENDPOINT and $SHOAL_ACCOUNT_KEY;
+    3. the profile named by `profile` or $SHOAL_PROFILE, in the config file (shoal.profiles);
+    4. `<state_dir>/client.json`, state_dir from the argument or $SHOAL_STATE_DIR;
+    5. ./.shoal/client.json, when there is one (a `shoal up` in this directory);
+    6. the config file's default profile.
+
+    `source` of the result says where they came from. ClientConfigError when nothing is found.
+    """
+    endpoint = endpoint or os.environ.get(ENV_ENDPOINT) or ""
+    key = key or os.environ.get(ENV_KEY) or ""
+    sources = ["--endpoint/--key or $" + ENV_ENDPOINT + "/$" + ENV_KEY] if endpoint or key else []
     account = ""
-    if endpoint is None or key is None:
-        directory = Path(state_dir) if state_dir is not None else default_state_dir()
-        saved = read_client_file(directory)
+    if not (endpoint and key):
+        for found in _config_sources(state_dir, profile):
+            if found is None:
+                continue
+            endpoint = endpoint or found.endpoint
+            key = key or found.key
+            account = found.account
+            sources.append(found.source)
+            if endpoint and key:
+                break
+    if not endpoint or not key:
+        missing = " and ".join(w for w, v in (("endpoint", endpoint), ("account key", key)) if not v)
+        raise ClientConfigError(
+            f"no Shoal to talk to: no {missing} (from --endpoint/--key, ${ENV_ENDPOINT}/"
+            f"${ENV_KEY}, a profile of {profiles.config_path()} or ./{DEFAULT_STATE_DIR}/"
+            f"{CLIENT_FILE}); start Shoal with `shoal up`, or add a profile with "
+            f"`shoal profile set`"
+        )
+    return ClientConfig(endpoint, key, account, "; ".join(sources))
+
+
+def _config_sources(
+    state_dir: Path | str | None, profile: str | None
+) -> Iterator[ClientConfig | None]:
+    """What steps 3 to 6 of resolve_config find, each read only when it is needed."""
+    named = profile or os.environ.get(profiles.ENV_PROFILE)
+    if named:
+        yield _from_profile(profiles.read_profiles().get(named))
+    directory = state_dir if state_dir is not None else os.environ.get(ENV_STATE_DIR) or None
+    if directory is not None:
+        saved = read_client_file(Path(directory))
+        if saved is None and not named:
+            raise ClientConfigError(
+                f"no Shoal to talk to: no {Path(directory) / CLIENT_FILE}; start Shoal with "
+                f"`shoal up` (or point --state-dir at the directory it uses)")
+        yield saved
+    if not named and directory is None:
+        yield read_client_file(Path(DEFAULT_STATE_DIR))
+        config = profiles.read_profiles()
+        if config.default:
+            yield _from_profile(config.get(config.default))
+
+
+def _from_profile(p: profiles.Profile) -> ClientConfig:
+    where = f"profile {p.name!r} of {profiles.config_path()}"
+    if p.state_dir:
+        saved = read_client_file(Path(p.state_dir))
         if saved is None:
             raise ClientConfigError(
-                f"no Shoal to talk to: no {directory / CLIENT_FILE} and no "
-                f"${ENV_ENDPOINT}/${ENV_KEY}; start Shoal with `shoal up` (or point "
-                f"--state-dir at the directory it uses)"
-            )
-        endpoint = endpoint or saved.endpoint
-        key = key or saved.key
-        account = saved.account
-    return ClientConfig(endpoint, key, account)
+                f"{where}: no {Path(p.state_dir) / CLIENT_FILE}; is its `shoal up` gone?")
+        return ClientConfig(p.endpoint or saved.endpoint, p.key or saved.key,
+                            p.account or saved.account, f"{where} ({saved.source})")
+    return ClientConfig(p.endpoint, p.key, p.account, where)
 
 
 def pool_name(pool_id: str) -> str:
@@ -162,6 +226,50 @@ def state_filter(states: str | int | Sequence[str | int] | None, enum: Any) -> s
     items = [states] if isinstance(states, str | int) else list(states)
     names = [enum_name(enum, s, "state") for s in items]
     return " OR ".join(f"state = {n}" for n in names)
+
+
+TASK_RESULTS = {"SUCCEEDED": "result = SUCCESS", "FAILED": "result = FAILURE"}
+"""What people call states and the API calls results (az batch: executionInfo/result)."""
+_COMPARISON = re.compile(r"\s*(<=|>=|!=|=|<|>)?\s*(-?\d+)\s*")
+
+
+def task_filter(
+    state: str | int | Sequence[str | int] | None = None,
+    node: str | None = None,
+    exit_code: int | str | None = None,
+    filter: str = "",
+) -> str:
+    """ListTasks' filter for `Client.list_tasks`' arguments (each narrows the others)."""
+    parts = [filter.strip()] if filter.strip() else []
+    if state is not None:
+        items = [state] if isinstance(state, str | int) else list(state)
+        terms = []
+        for item in items:
+            if isinstance(item, str) and item.upper() in TASK_RESULTS:
+                terms.append(TASK_RESULTS[item.upper()])
+            else:
+                terms.append(f"state = {enum_name(task_pb2.Task.State, item, 'state')}")
+        if terms:
+            parts.append(" OR ".join(dict.fromkeys(terms)))
+    if node is not None:
+        if not node or '"' in node or "\\" in node:
+            raise _invalid("node", f"{node!r} is not a node id or name")
+        parts.append(f'node = "{node}"')
+    if exit_code is not None:
+        try:
+            op, number = comparison(exit_code)
+        except ValueError as e:
+            raise _invalid("exit_code", str(e)) from None
+        parts.append(f"exit_code {op} {number}")
+    return " AND ".join(parts)
+
+
+def comparison(value: int | str) -> tuple[str, int]:
+    """3, "3", "!=0", ">1", "<= 2" as (operator, number); ValueError for anything else."""
+    m = _COMPARISON.fullmatch(str(value))
+    if m is None:
+        raise ValueError(f"{value!r} is not a number or a comparison such as !=0 or >1")
+    return m.group(1) or "=", int(m.group(2))
 
 
 def _deallocation(value: str | int, field: str) -> str:
@@ -207,10 +315,11 @@ class Client(StorageMethods, JobScheduleMethods):
         *,
         endpoint: str | None = None,
         key: str | None = None,
+        profile: str | None = None,
         timeout: float = 30,
     ) -> Client:
         """Connect as `resolve_config` finds; ClientConfigError when nothing is found."""
-        config = resolve_config(state_dir, endpoint=endpoint, key=key)
+        config = resolve_config(state_dir, endpoint=endpoint, key=key, profile=profile)
         return cls(config.endpoint, config.key, timeout=timeout)
 
     def close(self) -> None:
@@ -231,14 +340,40 @@ class Client(StorageMethods, JobScheduleMethods):
         except grpc.RpcError as e:
             raise ShoalError.from_rpc_error(e) from None
 
-    def _pages(self, method: Callable[..., Any], request: Any, items: str) -> Iterator[Any]:
-        # Bounded by the server: an empty next_page_token ends the walk.
-        while True:
-            response = self._call(method, request)
-            yield from getattr(response, items)
-            if not response.next_page_token:
-                return
-            request.page_token = response.next_page_token
+    def _pages(
+        self, method: Callable[..., Any], request: Any, items: str, max_page: int = MAX_PAGE
+    ) -> Listing[Any]:
+        return Listing(lambda r: self._call(method, r), request, items, max_page)
+
+    # The service
+
+    def health(self) -> dict[str, str]:
+        """How the gateway and each service behind it are: "SERVING", "NOT_SERVING", or
+        "UNKNOWN" when the gateway does not know the name. ShoalError when the gateway cannot
+        be reached. Needs no valid key."""
+        stub = health_pb2_grpc.HealthStub(self._channel)
+        out = {}
+        for name in ("gateway", *SERVICES_BEHIND_GATEWAY):
+            request = health_pb2.HealthCheckRequest(service="" if name == "gateway" else name)
+            try:
+                reply = stub.Check(request, timeout=self.timeout)
+                out[name] = health_pb2.HealthCheckResponse.ServingStatus.Name(reply.status)
+            except grpc.RpcError as e:
+                if isinstance(e, grpc.Call) and e.code() == grpc.StatusCode.NOT_FOUND:
+                    out[name] = "UNKNOWN"
+                else:
+                    raise ShoalError.from_rpc_error(e) from None
+        return out
+
+    def account(self) -> str:
+        """The name of the account the key belongs to (the gateway says it with every answer)."""
+        request = pool_pb2.ListPoolsRequest(page_size=1)
+        try:
+            _, call = self._pools.ListPools.with_call(
+                request, metadata=self._metadata, timeout=self.timeout)
+        except grpc.RpcError as e:
+            raise ShoalError.from_rpc_error(e) from None
+        return dict(call.initial_metadata() or ()).get(ACCOUNT_HEADER, "")
 
     # Pools and nodes
 
@@ -286,8 +421,12 @@ class Client(StorageMethods, JobScheduleMethods):
     def get_pool(self, pool_id: str) -> pool_pb2.Pool:
         return self._call(self._pools.GetPool, pool_pb2.GetPoolRequest(name=pool_name(pool_id)))
 
-    def list_pools(self, *, filter: str = "", page_size: int = 0) -> Iterator[pool_pb2.Pool]:
-        request = pool_pb2.ListPoolsRequest(filter=filter, page_size=page_size)
+    def list_pools(
+        self, *, filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Listing[pool_pb2.Pool]:
+        """Pools by id: iterate for all, or `.page(n)` for n and the token that continues."""
+        request = pool_pb2.ListPoolsRequest(
+            filter=filter, page_size=page_size, page_token=page_token)
         return self._pages(self._pools.ListPools, request, "pools")
 
     def resize_pool(
@@ -308,10 +447,10 @@ class Client(StorageMethods, JobScheduleMethods):
         self._call(self._pools.DeletePool, pool_pb2.DeletePoolRequest(name=pool_name(pool_id)))
 
     def list_nodes(
-        self, pool_id: str, *, filter: str = "", page_size: int = 0
-    ) -> Iterator[pool_pb2.Node]:
+        self, pool_id: str, *, filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Listing[pool_pb2.Node]:
         request = pool_pb2.ListNodesRequest(
-            parent=pool_name(pool_id), filter=filter, page_size=page_size
+            parent=pool_name(pool_id), filter=filter, page_size=page_size, page_token=page_token
         )
         return self._pages(self._pools.ListNodes, request, "nodes")
 
@@ -479,8 +618,10 @@ class Client(StorageMethods, JobScheduleMethods):
     def get_job(self, job_id: str) -> job_pb2.Job:
         return self._call(self._jobs.GetJob, job_pb2.GetJobRequest(name=job_name(job_id)))
 
-    def list_jobs(self, *, filter: str = "", page_size: int = 0) -> Iterator[job_pb2.Job]:
-        request = job_pb2.ListJobsRequest(filter=filter, page_size=page_size)
+    def list_jobs(
+        self, *, filter: str = "", page_size: int = 0, page_token: str = ""
+    ) -> Listing[job_pb2.Job]:
+        request = job_pb2.ListJobsRequest(filter=filter, page_size=page_size, page_token=page_token)
         return self._pages(self._jobs.ListJobs, request, "jobs")
 
     def terminate_job(self, job_id: str, reason: str = "") -> job_pb2.Job:
@@ -685,26 +826,25 @@ class Client(StorageMethods, JobScheduleMethods):
         job_id: str,
         *,
         state: str | int | Sequence[str | int] | None = None,
-        result: str | int | None = None,
         node: str | None = None,
-        exit_code: int | None = None,
+        exit_code: int | str | None = None,
+        filter: str = "",
         page_size: int = 1000,
-    ) -> Iterator[task_pb2.Task]:
-        """All tasks of a job (in pages of `page_size`), optionally only those in the given
-        states and whose last attempt had this result ("success", "failure"), ran on this
-        node (id or name) or exited with this code."""
-        terms = [state_filter(state, task_pb2.Task.State)]
-        if result is not None:
-            terms.append("result = " + enum_name(task_pb2.TaskExecutionInfo.Result, result,
-                                                 "result"))
-        if node is not None:
-            terms.append(f'node = "{node}"')
-        if exit_code is not None:
-            terms.append(f"exit_code = {int(exit_code)}")
+        page_token: str = "",
+    ) -> Listing[task_pb2.Task]:
+        """A job's tasks by id (iterate for all, fetched `page_size` at a time; or `.page(n)`).
+
+        `state`: one or more of active, preparing, running, completed, and — as people mean
+        them — succeeded and failed (completed with that result); `node`: the node of the
+        current or last attempt (an id, or pools/{pool}/nodes/{node}); `exit_code`: a number,
+        or a comparison such as "!=0" or ">1". Each narrows the others; `filter` is the
+        API's filter text (see ListTasksRequest) and narrows them too.
+        """
         request = task_pb2.ListTasksRequest(
             parent=job_name(job_id),
-            filter=" AND ".join(f"({t})" if " OR " in t else t for t in terms if t),
+            filter=task_filter(state, node, exit_code, filter),
             page_size=page_size,
+            page_token=page_token,
         )
         return self._pages(self._tasks.ListTasks, request, "tasks")
 

@@ -12,7 +12,7 @@ yourself), or the first job never completes and no second one is made.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime
 from functools import cached_property
 from typing import TYPE_CHECKING, Any, TypeVar
@@ -21,6 +21,7 @@ from google.protobuf import timestamp_pb2
 
 from shoal.enums import enum_name
 from shoal.errors import ShoalError, StatusCode
+from shoal.listing import Listing
 from shoal.specs import SpecError
 from shoal.task_options import duration_proto
 from shoal.task_specs import TaskSpec, create_task_request
@@ -72,7 +73,9 @@ class JobScheduleMethods:
             self, method: Callable[..., T], request: Any, timeout: float | None = None
         ) -> T: ...
 
-        def _pages(self, method: Callable[..., Any], request: Any, items: str) -> Iterator[Any]: ...
+        def _pages(
+            self, method: Callable[..., Any], request: Any, items: str, max_page: int = ...
+        ) -> Listing[Any]: ...
 
     @cached_property
     def _job_schedules(self) -> job_schedule_pb2_grpc.JobScheduleServiceStub:
@@ -129,8 +132,11 @@ class JobScheduleMethods:
         request = job_schedule_pb2.GetJobScheduleRequest(name=schedule_name(schedule_id))
         return self._call(self._job_schedules.GetJobSchedule, request)
 
-    def list_job_schedules(self, *, page_size: int = 0) -> Iterator[job_schedule_pb2.JobSchedule]:
-        request = job_schedule_pb2.ListJobSchedulesRequest(page_size=page_size)
+    def list_job_schedules(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> Listing[job_schedule_pb2.JobSchedule]:
+        request = job_schedule_pb2.ListJobSchedulesRequest(
+            page_size=page_size, page_token=page_token)
         return self._pages(self._job_schedules.ListJobSchedules, request, "job_schedules")
 
     def disable_job_schedule(self, schedule_id: str) -> job_schedule_pb2.JobSchedule:

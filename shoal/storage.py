@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING, Any, BinaryIO, TypeVar
 import grpc
 
 from shoal.errors import ShoalError, StatusCode
+from shoal.listing import Listing
 from shoal.v1 import application_pb2, storage_pb2
 
 CHUNK = 1024 * 1024
@@ -37,6 +38,10 @@ FORMATS = {
     "tgz": "TAR_GZ",
     "tar_gz": "TAR_GZ",
 }
+
+
+OBJECTS_MAX_PAGE = 5000
+"""ListObjects' largest page (other List calls: 1,000)."""
 
 
 def container_name(container_id: str) -> str:
@@ -149,7 +154,9 @@ class StorageMethods:
             self, method: Callable[..., T], request: Any, timeout: float | None = None
         ) -> T: ...
 
-        def _pages(self, method: Callable[..., Any], request: Any, items: str) -> Iterator[Any]: ...
+        def _pages(
+            self, method: Callable[..., Any], request: Any, items: str, max_page: int = ...
+        ) -> Listing[Any]: ...
 
     def _send(
         self,
@@ -183,8 +190,10 @@ class StorageMethods:
         request = storage_pb2.GetContainerRequest(name=container_name(container_id))
         return self._call(self._storage.GetContainer, request)
 
-    def list_containers(self, *, page_size: int = 0) -> Iterator[storage_pb2.Container]:
-        request = storage_pb2.ListContainersRequest(page_size=page_size)
+    def list_containers(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> Listing[storage_pb2.Container]:
+        request = storage_pb2.ListContainersRequest(page_size=page_size, page_token=page_token)
         return self._pages(self._storage.ListContainers, request, "containers")
 
     def delete_container(self, container_id: str) -> None:
@@ -317,13 +326,14 @@ class StorageMethods:
         return self._call(self._storage.GetObject, request)
 
     def list_objects(
-        self, container_id: str, prefix: str = "", *, page_size: int = 0
-    ) -> Iterator[storage_pb2.Object]:
+        self, container_id: str, prefix: str = "", *, page_size: int = 0, page_token: str = ""
+    ) -> Listing[storage_pb2.Object]:
         """Objects whose key starts with `prefix`, ordered by key, fetched a page at a time."""
         request = storage_pb2.ListObjectsRequest(
-            container=container_name(container_id), prefix=prefix, page_size=page_size
+            container=container_name(container_id), prefix=prefix, page_size=page_size,
+            page_token=page_token,
         )
-        return self._pages(self._storage.ListObjects, request, "objects")
+        return self._pages(self._storage.ListObjects, request, "objects", OBJECTS_MAX_PAGE)
 
     def delete_object(self, container_id: str, key: str) -> None:
         request = storage_pb2.DeleteObjectRequest(container=container_name(container_id), key=key)
@@ -344,8 +354,11 @@ class StorageMethods:
         request = application_pb2.GetApplicationRequest(name=application_name(application_id))
         return self._call(self._apps.GetApplication, request)
 
-    def list_applications(self, *, page_size: int = 0) -> Iterator[application_pb2.Application]:
-        request = application_pb2.ListApplicationsRequest(page_size=page_size)
+    def list_applications(
+        self, *, page_size: int = 0, page_token: str = ""
+    ) -> Listing[application_pb2.Application]:
+        request = application_pb2.ListApplicationsRequest(
+            page_size=page_size, page_token=page_token)
         return self._pages(self._apps.ListApplications, request, "applications")
 
     def update_application(
@@ -399,10 +412,10 @@ class StorageMethods:
         )
 
     def list_application_versions(
-        self, application_id: str, *, page_size: int = 0
-    ) -> Iterator[application_pb2.ApplicationVersion]:
+        self, application_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> Listing[application_pb2.ApplicationVersion]:
         request = application_pb2.ListApplicationVersionsRequest(
-            parent=application_name(application_id), page_size=page_size
+            parent=application_name(application_id), page_size=page_size, page_token=page_token
         )
         return self._pages(self._apps.ListApplicationVersions, request, "versions")
 

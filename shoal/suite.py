@@ -28,6 +28,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shoal.client import Client, ClientConfig, read_client_file, write_client_file
 from shoal.cluster_config import ClusterConfig, ObserveConfig, SchedulerTiming, StorageConfig
+from shoal.dbfiles import LOCK_FILE
 from shoal.errors import ClientConfigError
 
 # Start order: each service's peers are up before it (the gateway last, so a client that can
@@ -71,6 +72,29 @@ class SuiteError(Exception):
         self.service = service
         self.log_tail = log_tail
         self.summary = message
+
+
+def accounts_admin(config_path: Path, command: str, *args: str, stdin: str = "") -> str:
+    """Run the gateway's account admin command on a cluster file; its stdout (a key, or JSON
+    lines). The gateway owns the account table: its command is run, as the services are run,
+    rather than server code imported into the client package. Keys go through stdin and
+    stdout, never argv. SuiteError with the command's message when it fails."""
+    argv = [sys.executable, "-m", ACCOUNTS_MODULE, command, "--config", str(config_path), *args]
+    try:
+        done = subprocess.run(
+            argv, input=stdin, capture_output=True, text=True, timeout=60, check=False
+        )
+    except subprocess.TimeoutExpired:
+        raise SuiteError(f"{ACCOUNTS_MODULE} {command} did not finish within 60s") from None
+    if done.returncode != 0:
+        error = done.stderr.strip()
+        if f"No module named {ACCOUNTS_MODULE.split('.')[0]!r}" in error:
+            raise SuiteError(
+                "cannot find Shoal's gateway package; install Shoal with its services "
+                "(`pip install -e .` in the repository, or `python3 dev.py demo`)"
+            )
+        raise SuiteError(error.splitlines()[-1] if error else f"{command} failed")
+    return done.stdout.strip()
 
 
 def free_port(host: str = HOST) -> int:
@@ -215,7 +239,7 @@ class LocalSuite:
     def _take_lock(self) -> None:
         # Two suites on one state dir would share SQLite files and overwrite each other's
         # client.json; the lock is released by the OS however this process ends.
-        fd = os.open(self.state_dir / "suite.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        fd = os.open(self.state_dir / LOCK_FILE, os.O_RDWR | os.O_CREAT, 0o600)
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -303,28 +327,12 @@ class LocalSuite:
         return cc
 
     def _account_key(self, current: str) -> str:
-        # The gateway owns the account table: run its admin command, as the services are run,
-        # rather than import server code into the client package. The key goes through
-        # stdin and stdout, never argv.
-        argv = [
-            sys.executable, "-m", ACCOUNTS_MODULE, "ensure-key",
-            "--config", str(self.config_path), "--account", DEFAULT_ACCOUNT,
-        ]
         try:
-            done = subprocess.run(
-                argv, input=current, capture_output=True, text=True, timeout=60, check=False
-            )
-        except subprocess.TimeoutExpired:
-            raise SuiteError(f"{ACCOUNTS_MODULE} ensure-key did not finish within 60s") from None
-        if done.returncode != 0:
-            error = done.stderr.strip()
-            if f"No module named {ACCOUNTS_MODULE.split('.')[0]!r}" in error:
-                raise SuiteError(
-                    "cannot find Shoal's gateway package; install Shoal with its services "
-                    "(`pip install -e .` in the repository, or `python3 dev.py demo`)"
-                )
-            raise SuiteError(f"cannot set up the {DEFAULT_ACCOUNT!r} account: {error}", "gateway")
-        return done.stdout.strip()
+            return accounts_admin(self.config_path, "ensure-key", "--account", DEFAULT_ACCOUNT,
+                                  stdin=current)
+        except SuiteError as e:
+            raise SuiteError(f"cannot set up the {DEFAULT_ACCOUNT!r} account: {e.summary}",
+                             "gateway") from None
 
     # Processes
 
@@ -427,11 +435,13 @@ class LocalSuite:
 
     def restart(self, service: str, timeout: float = 30) -> None:
         """Start a service again (stopping it first if it still runs) and wait until healthy."""
-        proc = self._proc(service)
-        if proc.poll() is None:
-            _terminate(proc, timeout)
-        self._old_groups.add(proc.pid)
-        del self._procs[service]
+        if service not in SERVICES:
+            raise ValueError(f"unknown service {service!r}; one of {', '.join(SERVICES)}")
+        proc = self._procs.pop(service, None)
+        if proc is not None:
+            if proc.poll() is None:
+                _terminate(proc, timeout)
+            self._old_groups.add(proc.pid)
         self._launch(service, timeout)
 
     def _proc(self, service: str) -> subprocess.Popen[bytes]:

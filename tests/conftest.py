@@ -3,6 +3,8 @@ agents, real SQLite files) on free loopback ports."""
 
 from __future__ import annotations
 
+import os
+import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -11,6 +13,12 @@ import pytest
 from shoal.suite import LocalSuite
 from tests.storage_support import MotoServer
 from tests.support import print_logs, processes_mentioning, start_suite
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """No test reads or writes the profiles of whoever runs the tests: every process gets a
+    config file of the run's own (tests that need one set their own)."""
+    os.environ["SHOAL_CONFIG"] = str(Path(tempfile.mkdtemp(prefix="shoal-test-config-")) / "config.toml")
 
 
 @pytest.fixture

@@ -1,104 +1,176 @@
-"""The filter language of List calls: a tiny AIP-160 subset, pure.
+"""The filter language of List calls: a small AIP-160 subset, pure.
 
-A filter is comparisons `field = value` or `field != value`; comparisons of one field are
-joined by OR, and those groups by AND (`state = ACTIVE OR state = RUNNING AND result =
-FAILURE`: as in AIP-160, OR binds tighter than AND; a group may be in parentheses). Values
-are words (`COMPLETED`, `-1`, `node-7`) or double-quoted strings. Each List call says which
-fields it takes (most take only `state`); anything else is refused with a message that says
-what is supported.
+A filter is comparisons `FIELD OP VALUE` joined by `OR` and `AND`; as in AIP-160, OR binds
+tighter than AND, so `state = ACTIVE OR state = RUNNING AND node = n1` means
+`(state = ACTIVE OR state = RUNNING) AND node = n1`. Parentheses around a group of ORs are
+allowed. Operators: `=`, `!=`, and for numbers `<`, `<=`, `>`, `>=`. A value is a word, an
+integer, or a double-quoted string (`node = "pools/p/nodes/n1"`).
+
+Each List call says which fields it takes and what their values may be (`Field`); anything
+else is refused with INVALID_ARGUMENT naming the `filter` field and saying what is supported.
+What a filter means is the caller's: `parse_filter` returns the comparisons, typed.
 """
 
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from enum import Enum
+from typing import Any
 
-from services.common.errors import invalid
+from services.common.errors import ShoalError, invalid
 
-_TERM = re.compile(r'\s*(\w+)\s*(=|!=)\s*("[^"]*"|[\w.-]+)\s*')
-
-
-class Kind(Enum):
-    ENUM = "enum"
-    """One of a fixed set of upper-case names; `!=` admits the others."""
-    INT = "int"
-    WORD = "word"
-    """An id: letters, digits, `_` and `-`."""
+_TOKEN = re.compile(
+    r'\s*(?:(?P<quoted>"(?:[^"\\]|\\.)*")|(?P<op><=|>=|!=|=|<|>)|(?P<paren>[()])'
+    r"|(?P<word>[^\s()=!<>\"]+))"
+)
+EQUALITY = ("=", "!=")
+ORDER = ("=", "!=", "<", "<=", ">", ">=")
+MAX_TERMS = 50
 
 
 @dataclass(frozen=True)
 class Field:
-    kind: Kind
-    values: frozenset[str] = frozenset()
-    """For an ENUM: the names it takes."""
+    """A field a List call filters on."""
+
+    convert: Callable[[str], Any]
+    """The value as the caller's type; ValueError (its message says what is allowed)."""
+    ops: tuple[str, ...] = EQUALITY
 
 
 @dataclass(frozen=True)
-class Condition:
-    """What one field must be: one of `values`, or (negated) none of them."""
+class Term:
+    field: str
+    op: str
+    value: Any
 
-    values: frozenset[str | int]
-    negated: bool = False
+
+Filter = list[list[Term]]
+"""Groups joined by AND; the terms of a group are joined by OR. Empty: everything."""
 
 
-def parse_filter(
-    text: str, fields: Mapping[str, Field], field: str = "filter"
-) -> dict[str, Condition]:
-    """The conditions a filter sets, by field name (a field it does not name is absent)."""
-    out: dict[str, Condition] = {}
-    if not text.strip():
-        return out
-    syntax = " and ".join(f"'{f} = X'" for f in fields)
-    for group in re.split(r"\s+AND\s+", text.strip()):
-        group = group.strip()
-        if group.startswith("(") and group.endswith(")"):
-            group = group[1:-1]
-        terms = []
-        for term in re.split(r"\s+OR\s+", group.strip()):
-            m = _TERM.fullmatch(term)
-            if m is None or m.group(1) not in fields:
-                raise invalid(field, f"cannot parse {term.strip()!r}: use {syntax}; the "
-                              "values of one field joined by OR, fields by AND")
-            terms.append((m.group(1), m.group(2), m.group(3).strip('"')))
-        name = terms[0][0]
-        if any(t[0] != name for t in terms):
-            raise invalid(field, f"cannot parse {group!r}: OR joins values of one field")
-        if name in out:
-            raise invalid(field, f"{name} is named twice: join its values with OR")
-        out[name] = _condition(name, fields[name], terms, field)
+def one_of(allowed: set[str]) -> Callable[[str], str]:
+    """An enum field: any of `allowed`, matched ignoring case, as its upper-case name."""
+
+    def convert(text: str) -> str:
+        value = text.upper()
+        if value not in allowed:
+            raise ValueError(f"unknown value {text!r}; one of {', '.join(sorted(allowed))}")
+        return value
+
+    return convert
+
+
+def integer(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not an integer") from None
+
+
+def _tokens(text: str, field: str) -> list[tuple[str, str]]:
+    out: list[tuple[str, str]] = []
+    pos = 0
+    text = text.rstrip()
+    while pos < len(text):
+        m = _TOKEN.match(text, pos)
+        if m is None:
+            raise invalid(field, f"cannot parse {text[pos:].strip()[:40]!r}")
+        kind = m.lastgroup or ""
+        value = m.group(kind)
+        if kind == "quoted":
+            value = re.sub(r"\\(.)", r"\1", value[1:-1])
+        out.append((kind, value))
+        pos = m.end()
     return out
 
 
-def _condition(name: str, f: Field, terms: list[tuple[str, str, str]], field: str) -> Condition:
-    if f.kind == Kind.ENUM:
-        admitted: set[str] = set()
-        for _, op, raw in terms:
-            value = raw.upper()
-            if value not in f.values:
-                raise invalid(field, f"unknown {name} {raw!r}; one of {', '.join(sorted(f.values))}")
-            admitted |= {value} if op == "=" else f.values - {value}
-        return Condition(frozenset(admitted))
-    ops = {op for _, op, _ in terms}
-    if "!=" in ops and len(terms) > 1:
-        raise invalid(field, f"{name}: use values joined by OR, or one {name} != X")
-    values: set[str | int] = set()
-    for _, _, raw in terms:
-        if f.kind == Kind.INT:
-            if not re.fullmatch(r"-?\d{1,10}", raw):
-                raise invalid(field, f"{name} must be an integer, got {raw[:40]!r}")
-            values.add(int(raw))
-        else:
-            word = raw.rsplit("/", 1)[-1]  # a resource name's last segment is its id
-            if not re.fullmatch(r"[A-Za-z0-9_-]{1,64}", word):
-                raise invalid(field, f"{name} must be an id (letters, digits, _ and -), "
-                              f"got {raw[:80]!r}")
-            values.add(word)
-    return Condition(frozenset(values), negated=ops == {"!="})
+def parse_filter(text: str, fields: Mapping[str, Field], field: str = "filter") -> Filter:
+    """The comparisons of `text` in AND-groups of OR-ed terms; ShoalError(INVALID_ARGUMENT)
+    naming `field` when it is not in the language or names a field or value not allowed."""
+    return _Parser(_tokens(text, field), fields, field).filter()
+
+
+class _Parser:
+    """filter := group (AND group)*;  group := term (OR term)* | '(' term (OR term)* ')';
+    term := FIELD OP VALUE."""
+
+    def __init__(self, tokens: list[tuple[str, str]], fields: Mapping[str, Field], field: str):
+        self.tokens = tokens
+        self.fields = fields
+        self.field = field
+        self.i = 0
+
+    def _peek(self) -> tuple[str, str]:
+        return self.tokens[self.i] if self.i < len(self.tokens) else ("end", "")
+
+    def _take(self, kind: str, value: str | None = None) -> str | None:
+        k, v = self._peek()
+        if k == kind and (value is None or v == value):
+            self.i += 1
+            return v
+        return None
+
+    def _fail(self, what: str) -> ShoalError:
+        k, v = self._peek()
+        at = "the end" if k == "end" else repr(v)
+        syntax = (f"use FIELD OP VALUE joined by OR and AND, FIELD one of "
+                  f"{', '.join(sorted(self.fields))} (e.g. 'state = ACTIVE OR state = RUNNING')")
+        return invalid(self.field, f"expected {what} at {at}: {syntax}")
+
+    def filter(self) -> Filter:
+        if self._peek()[0] == "end":
+            return []
+        groups = [self._group()]
+        while self._take("word", "AND") is not None:
+            groups.append(self._group())
+        if self._peek()[0] != "end":
+            raise self._fail("AND, OR or the end")
+        if sum(len(g) for g in groups) > MAX_TERMS:
+            raise invalid(self.field, f"has more than {MAX_TERMS} comparisons")
+        return groups
+
+    def _group(self) -> list[Term]:
+        parens = self._take("paren", "(") is not None
+        terms = [self._term()]
+        while self._take("word", "OR") is not None:
+            terms.append(self._term())
+        if parens and self._take("paren", ")") is None:
+            raise self._fail("OR or ')'")
+        return terms
+
+    def _term(self) -> Term:
+        name = self._take("word")
+        if name is None or name in ("AND", "OR"):
+            raise self._fail("a comparison")
+        op = self._take("op")
+        if op is None:
+            raise self._fail(f"an operator after {name!r}")
+        raw = self._take("word")
+        if raw is None:
+            raw = self._take("quoted")
+        if raw is None:
+            raise self._fail(f"a value after {name} {op}")
+        spec = self.fields.get(name)
+        if spec is None:
+            raise invalid(self.field, f"cannot filter on {name!r}; fields: "
+                                      f"{', '.join(sorted(self.fields))}")
+        if op not in spec.ops:
+            raise invalid(self.field, f"{name} takes {' or '.join(spec.ops)}, not {op!r}")
+        try:
+            value = spec.convert(raw)
+        except ValueError as e:
+            raise invalid(self.field, f"{name}: {e}") from None
+        return Term(name, op, value)
 
 
 def parse_state_filter(text: str, allowed: set[str], field: str = "filter") -> set[str] | None:
-    """The states a filter on `state` alone admits, or None when it admits all."""
-    found = parse_filter(text, {"state": Field(Kind.ENUM, frozenset(allowed))}, field)
-    return {str(v) for v in found["state"].values} if "state" in found else None
+    """For List calls that filter on `state` alone: the set of states the filter admits, or
+    None when it admits all."""
+    groups = parse_filter(text, {"state": Field(one_of(allowed))}, field)
+    if not groups:
+        return None
+    admitted = set(allowed)
+    for group in groups:
+        admitted &= set().union(*({t.value} if t.op == "=" else allowed - {t.value} for t in group))
+    return admitted

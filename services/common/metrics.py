@@ -22,6 +22,7 @@ from typing import Any
 import grpc
 import structlog
 from aiohttp import web
+from google.protobuf import descriptor_pool
 from prometheus_client import (
     GC_COLLECTOR,
     PLATFORM_COLLECTOR,
@@ -34,7 +35,6 @@ from prometheus_client import (
 from prometheus_client.core import CounterMetricFamily, HistogramMetricFamily
 from prometheus_client.exposition import choose_encoder
 
-from services.common.handlers import Answer, Stream, WrappingInterceptor, rewrap
 from services.common.tally import Buckets
 
 log = structlog.get_logger()
@@ -82,13 +82,48 @@ def counter_family(
 
 # -- the gRPC interceptor -----------------------------------------------------------------
 
+Answer = Callable[[Any, grpc.aio.ServicerContext], Awaitable[Any]]
+"""A unary-unary or stream-unary behaviour: (request or request iterator, context)."""
+Stream = Callable[[Any, grpc.aio.ServicerContext], AsyncIterator[Any]]
+"""A unary-stream or stream-stream behaviour."""
+
+
+def rewrap(
+    handler: grpc.RpcMethodHandler,
+    around: Callable[[Answer], Answer],
+    around_stream: Callable[[Stream], Stream],
+) -> grpc.RpcMethodHandler:
+    """The same handler with its behaviour wrapped: `around` for calls answered once,
+    `around_stream` for calls whose answer is a stream."""
+    kw = {"request_deserializer": handler.request_deserializer,
+          "response_serializer": handler.response_serializer}
+    if handler.response_streaming:
+        make = (grpc.unary_stream_rpc_method_handler if handler.unary_stream
+                else grpc.stream_stream_rpc_method_handler)
+        return make(around_stream(handler.unary_stream or handler.stream_stream), **kw)
+    make = (grpc.unary_unary_rpc_method_handler if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler)
+    return make(around(handler.unary_unary or handler.stream_unary), **kw)
+
+
 _TYPES = {
     (False, False): "unary", (False, True): "server_stream",
     (True, False): "client_stream", (True, True): "bidi_stream",
 }
 
 
-class RpcMetrics(WrappingInterceptor):
+def method_type(method: str, handler: grpc.RpcMethodHandler) -> str:
+    """`unary`, `server_stream`, ... as the method is declared: the handler may say otherwise
+    (a call refused before its body is read is handled as a stream whatever it is)."""
+    service, _, name = method.lstrip("/").rpartition("/")
+    try:
+        d = descriptor_pool.Default().FindServiceByName(service).methods_by_name[name]
+        return _TYPES[(d.client_streaming, d.server_streaming)]
+    except KeyError:
+        return _TYPES[(handler.request_streaming, handler.response_streaming)]
+
+
+class RpcMetrics(grpc.aio.ServerInterceptor):
     """Every call a server handles, by gRPC service, method, type and status code, and how
     long it took (for a stream: how long it was open). The outermost interceptor, so it sees
     the status the service's error mapping chose."""
@@ -104,14 +139,21 @@ class RpcMetrics(WrappingInterceptor):
             registry=registry)
         self._methods: dict[str, _Method] = {}
 
-    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method  # type: ignore[attr-defined]
         m = self._methods.get(method)
         if m is None:
-            # Only methods that exist get here: names a caller makes up never grow this map
-            # or the label sets.
+            # Only methods that exist get here (the handler is not None): names a caller makes
+            # up never grow this map or the label sets.
             service, _, name = method.lstrip("/").rpartition("/")
-            kind = _TYPES[(handler.request_streaming, handler.response_streaming)]
-            m = self._methods[method] = _Method(self, service, name, kind)
+            m = self._methods[method] = _Method(self, service, name, method_type(method, handler))
         return m.wrap(handler)
 
 

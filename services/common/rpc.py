@@ -15,8 +15,9 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import hmac
+import inspect
 import signal
-from collections.abc import AsyncIterator, Callable, Collection, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Collection, Iterable
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,12 +26,11 @@ import structlog
 from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 from prometheus_client import CollectorRegistry
 
+from services.common import reflection
 from services.common.errors import DOMAIN, Code, ShoalError
-from services.common.handlers import Answer, Stream, WrappingInterceptor, rewrap
 from services.common.metrics import RpcMetrics
 
 ACCOUNT_HEADER = "x-shoal-account"
@@ -41,8 +41,9 @@ current_account: contextvars.ContextVar[str] = contextvars.ContextVar("current_a
 
 log = structlog.get_logger()
 
-# Large enough for a 100,000-task BatchCreateTasks call.
-MAX_MESSAGE_BYTES = 256 * 1024 * 1024
+# What the gateway forwards (its public limit, 64 MiB, carries a 100,000-task
+# BatchCreateTasks) and room for what is added on the way; no trusted caller sends more.
+MAX_MESSAGE_BYTES = 72 * 1024 * 1024
 CHANNEL_OPTIONS = [
     ("grpc.max_receive_message_length", MAX_MESSAGE_BYTES),
     ("grpc.max_send_message_length", MAX_MESSAGE_BYTES),
@@ -144,30 +145,85 @@ def peer_error(
     return ShoalError(Code.UNAVAILABLE, peer.unavailable, f"{doing}: {message}" if doing else message)
 
 
-class ServiceInterceptor(WrappingInterceptor):
+class ServiceInterceptor(grpc.aio.ServerInterceptor):
     def __init__(self, service_token: str, open_prefixes: Iterable[str] = ()) -> None:
-        self._token = service_token
+        self._token = service_token.encode()
         self._open = ("/grpc.health.", "/grpc.reflection.", *open_prefixes)
+        self._refusals = RateLimitedLog("internal call refused", every=10.0)
 
-    def wrap(self, handler: grpc.RpcMethodHandler, method: str) -> grpc.RpcMethodHandler:
-        checked = not method.startswith(self._open)
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(details)
+        if handler is None:
+            return None
+        method: str = details.method  # type: ignore[attr-defined]
         rpc = method.rsplit("/", 1)[-1]
-        return _wrap(handler, rpc, self._token if checked else None)
+        if method.startswith(self._open):
+            return _wrap(handler, rpc)
+        refused = self._check(dict(details.invocation_metadata or ()))  # type: ignore[attr-defined]
+        if refused is not None:
+            self._refusals.warn(rpc=rpc, why=refused.message)
+            return _refusal(handler, refused)
+        return _wrap(handler, rpc)
 
-
-def _enter(context: grpc.aio.ServicerContext, rpc: str, token: str | None) -> ShoalError | None:
-    structlog.contextvars.bind_contextvars(rpc=rpc)
-    if token is None:
+    def _check(self, md: dict[str, Any]) -> ShoalError | None:
+        """The caller, from the call's metadata alone: before a byte of its body is read."""
+        token = md.get(SERVICE_TOKEN_HEADER, "")
+        if not hmac.compare_digest(str(token).encode(), self._token):
+            return ShoalError(Code.UNAUTHENTICATED, "UNAUTHENTICATED", "missing or wrong service token")
+        if not md.get(ACCOUNT_HEADER):
+            return ShoalError(Code.UNAUTHENTICATED, "UNAUTHENTICATED", "no account on the call")
         return None
-    md = dict(context.invocation_metadata() or ())
-    if not hmac.compare_digest(str(md.get(SERVICE_TOKEN_HEADER, "")).encode(), token.encode()):
-        return ShoalError(Code.UNAUTHENTICATED, "UNAUTHENTICATED", "missing or wrong service token")
-    acct = md.get(ACCOUNT_HEADER, "")
-    if not acct:
-        return ShoalError(Code.UNAUTHENTICATED, "UNAUTHENTICATED", "no account on the call")
-    current_account.set(acct)
-    structlog.contextvars.bind_contextvars(account=acct)
-    return None
+
+
+class RateLimitedLog:
+    """A warning at most once per `every` seconds, saying how many were not logged: what a
+    stranger sends an internal port must not fill the log."""
+
+    def __init__(self, event: str, every: float) -> None:
+        self._event = event
+        self._every = every
+        self._last = float("-inf")
+        self._quiet = 0
+
+    def warn(self, **fields: Any) -> None:
+        now = asyncio.get_running_loop().time()
+        if now - self._last < self._every:
+            self._quiet += 1
+            return
+        log.warning(self._event, not_logged_since_last=self._quiet, **fields)
+        self._last, self._quiet = now, 0
+
+
+def _refusal(handler: grpc.RpcMethodHandler, err: ShoalError) -> grpc.RpcMethodHandler:
+    """A handler that refuses the call without reading its request. It is declared
+    request-streaming whatever the method is: then grpc reads a message only when asked, so an
+    unknown caller's body — up to the size limit — is never taken in (a unary handler would
+    receive the whole of it first)."""
+    status = to_status(err)
+
+    async def refuse(requests: AsyncIterator[bytes], context: grpc.aio.ServicerContext) -> Any:
+        await context.abort(status.code, status.details, status.trailing_metadata)
+
+    if handler.unary_stream or handler.stream_stream:
+        async def refuse_stream(requests: AsyncIterator[bytes],
+                                context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+            await context.abort(status.code, status.details, status.trailing_metadata)
+            yield  # pragma: no cover - makes this an async generator; abort raises
+
+        return grpc.stream_stream_rpc_method_handler(refuse_stream)
+    return grpc.stream_unary_rpc_method_handler(refuse)
+
+
+def _enter(context: grpc.aio.ServicerContext, rpc: str) -> None:
+    structlog.contextvars.bind_contextvars(rpc=rpc)
+    acct = dict(context.invocation_metadata() or ()).get(ACCOUNT_HEADER, "")
+    if acct:
+        current_account.set(acct)
+        structlog.contextvars.bind_contextvars(account=acct)
 
 
 async def _fail(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
@@ -181,41 +237,87 @@ async def _fail(context: grpc.aio.ServicerContext, exc: BaseException) -> None:
     await context.abort(s.code, s.details, s.trailing_metadata)
 
 
-def _wrap(handler: grpc.RpcMethodHandler, rpc: str, token: str | None) -> grpc.RpcMethodHandler:
-    def around(inner: Answer) -> Answer:
-        async def unary(request: Any, context: grpc.aio.ServicerContext) -> Any:
-            if (err := _enter(context, rpc, token)) is not None:
-                await _fail(context, err)
+def _decoder(handler: grpc.RpcMethodHandler) -> Callable[[bytes], Any]:
+    """The method's request parser, raising INVALID_ARGUMENT for bytes that are not its
+    message: grpc's own would fail the call as UNKNOWN, with a traceback in the log."""
+    parse = handler.request_deserializer
+    if parse is None:
+        return lambda raw: raw
+    name = getattr(getattr(parse, "__self__", None), "DESCRIPTOR", None)
+    what = name.full_name if name is not None else "request"
+
+    def decode(raw: bytes) -> Any:
+        try:
+            return parse(raw)
+        except Exception:  # noqa: BLE001 - DecodeError, or a parser's own complaint
+            raise ShoalError(Code.INVALID_ARGUMENT, "MALFORMED_REQUEST",
+                             f"the request is not a valid {what} message") from None
+
+    return decode
+
+
+def _wrap(handler: grpc.RpcMethodHandler, rpc: str) -> grpc.RpcMethodHandler:
+    kw = {"response_serializer": handler.response_serializer}
+    decode = _decoder(handler)
+
+    async def requests_of(raw_requests: AsyncIterator[bytes]) -> AsyncIterator[Any]:
+        async for raw in raw_requests:
+            yield decode(raw)
+
+    def request_of(raw: Any, streaming: bool) -> Any:
+        return requests_of(raw) if streaming else decode(raw)
+
+    if handler.unary_unary or handler.stream_unary:
+        inner = handler.unary_unary or handler.stream_unary
+        streaming_in = handler.stream_unary is not None
+
+        async def unary(raw: Any, context: grpc.aio.ServicerContext) -> Any:
+            _enter(context, rpc)
             try:
-                return await inner(request, context)
+                return await inner(request_of(raw, streaming_in), context)
             except (grpc.aio.AbortError, asyncio.CancelledError):
                 raise
             except Exception as e:  # noqa: BLE001 - the one place every error is mapped
                 await _fail(context, e)
 
-        return unary
+        make = (
+            grpc.unary_unary_rpc_method_handler
+            if handler.unary_unary
+            else grpc.stream_unary_rpc_method_handler
+        )
+        return make(unary, **kw)
 
-    def around_stream(inner: Stream) -> Stream:
-        async def streaming(request: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
-            if (err := _enter(context, rpc, token)) is not None:
-                await _fail(context, err)
-            try:
-                async for item in inner(request, context):
+    inner_stream = handler.unary_stream or handler.stream_stream
+    streaming_in = handler.stream_stream is not None
+
+    async def streaming(raw: Any, context: grpc.aio.ServicerContext) -> AsyncIterator[Any]:
+        _enter(context, rpc)
+        try:
+            answer = inner_stream(request_of(raw, streaming_in), context)
+            if inspect.isawaitable(answer):
+                # A handler that writes with context.write() (grpc's health Watch) returns a
+                # coroutine, not an async iterator.
+                await answer
+            else:
+                async for item in answer:
                     yield item
-            except (grpc.aio.AbortError, asyncio.CancelledError):
-                raise
-            except Exception as e:  # noqa: BLE001
-                await _fail(context, e)
+        except (grpc.aio.AbortError, asyncio.CancelledError):
+            raise
+        except Exception as e:  # noqa: BLE001
+            await _fail(context, e)
 
-        return streaming
-
-    return rewrap(handler, around, around_stream)
+    make_stream = (
+        grpc.unary_stream_rpc_method_handler
+        if handler.unary_stream
+        else grpc.stream_stream_rpc_method_handler
+    )
+    return make_stream(streaming, **kw)
 
 
 class ServiceHost:
-    """A grpc.aio server with health checking and reflection, stopped cleanly on SIGTERM.
-    With a metrics registry, every call is counted and timed (`RpcMetrics`, outermost, so it
-    sees the status the other interceptors chose)."""
+    """A grpc.aio server with health checking and reflection (v1 and v1alpha), stopped cleanly
+    on SIGTERM. With a metrics registry, every call is counted and timed (`RpcMetrics`,
+    outermost, so it sees the status the other interceptors chose)."""
 
     def __init__(
         self,
@@ -246,9 +348,7 @@ class ServiceHost:
 
     async def start(self) -> None:
         health_pb2_grpc.add_HealthServicer_to_server(self.health, self.server)
-        reflection.enable_server_reflection(
-            [*self._names, health.SERVICE_NAME, reflection.SERVICE_NAME], self.server
-        )
+        reflection.enable(self.server, [*self._names, health.SERVICE_NAME])
         await self.server.start()
         for name in ["", *self._names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 import structlog
 
 from services.common.errors import Code, ShoalError, failed_precondition, invalid, not_found
-from services.common.filters import Condition
+from services.common.filters import Filter
 from services.common.stager_client import StagingClient, StagingUnavailable
 from services.common.timeutil import Clock, to_duration
 from services.job_scheduler import convert
@@ -30,7 +30,6 @@ from services.job_scheduler.model import (
     Job,
     JobChanges,
     JobState,
-    Result,
     TaskDefinition,
     TaskRecord,
     TaskState,
@@ -39,7 +38,7 @@ from services.job_scheduler.node_reads import NodeReads
 from services.job_scheduler.pool_peer import PoolInfo
 from services.job_scheduler.sessions import NodeSession
 from services.job_scheduler.staging_relay import StagingRelay
-from services.job_scheduler.store import Store, TaskWhere
+from services.job_scheduler.store import Store
 from services.job_scheduler.task_logs import (
     FOLLOW_POLL,
     MAX_TAIL_LINES,
@@ -463,21 +462,13 @@ class Engine:
         return self.core.with_reason(job, await self._read_task(job, task_id))
 
     async def list_tasks(
-        self, account: str, job_id: str, states: set[str] | None, after: str | None, limit: int,
-        *, result: Condition | None = None, node: Condition | None = None,
-        exit_code: Condition | None = None,
+        self, account: str, job_id: str, where: Filter | None, after: str | None, limit: int
     ) -> list[TaskRecord]:
-        """A page of the job's tasks in the given states and, when set, whose last attempt's
-        result, node and exit code match."""
+        """`where`: task_filter's conditions (None or empty: every task)."""
         job = self.core.job(account, job_id)
-        st = {TaskState[s] for s in states} if states is not None else None
-        where = TaskWhere(
-            st,
-            Condition(frozenset(int(Result[str(r)]) for r in result.values), result.negated)
-            if result is not None else None,
-            node, exit_code)
-        return [self.core.with_reason(job, t)
-                for t in await self.store.list_tasks(job.pk, where, after, limit)]
+        rows = await self.store.list_tasks(job.pk, where or [], after, limit)
+        why = self.core.job_wait_reason(job)
+        return [self.core.with_reason(job, t, why) for t in rows]
 
     async def _task_event(
         self, account: str, job_id: str, task_id: str,

@@ -14,13 +14,14 @@ from google.protobuf import empty_pb2
 
 from services.common import credentials, paging
 from services.common.errors import Code, ShoalError, invalid
-from services.common.filters import Field, Kind, parse_filter, parse_state_filter
+from services.common.filters import parse_state_filter
 from services.common.ids import check_id, parse_name
 from services.common.rpc import account
 from services.common.timeutil import to_timestamp
 from services.job_scheduler import convert
 from services.job_scheduler.engine import Engine
-from services.job_scheduler.model import JobState, Result, TaskState
+from services.job_scheduler.model import JobState
+from services.job_scheduler.task_filter import parse_task_filter
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
 from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import scheduler_control_pb2 as ctl_pb2
@@ -32,15 +33,6 @@ log = structlog.get_logger()
 JOB_STATES = {s.name for s in JobState}
 OUTBOUND_LINGER = 0.001
 """Seconds a stream's writer waits before it merges what is queued for the node."""
-TASK_STATES = {s.name for s in TaskState}
-TASK_FILTER = {
-    "state": Field(Kind.ENUM, frozenset(TASK_STATES)),
-    "result": Field(Kind.ENUM, frozenset(r.name for r in Result)),
-    "node": Field(Kind.WORD),
-    "exit_code": Field(Kind.INT),
-}
-"""What ListTasks filters on: the task's state, and its last attempt's result, node and
-exit code."""
 CONVERT_CHUNK = 100
 
 
@@ -143,12 +135,9 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     ) -> task_pb2.ListTasksResponse:
         job_id = _job_id(request.parent, "parent")
         want = paging.PageRequest.of(request.page_size, request.page_token)
-        where = parse_filter(request.filter, TASK_FILTER)
-        states = {str(v) for v in where["state"].values} if "state" in where else None
+        where = parse_task_filter(request.filter)
         tasks, token = want.page(
-            await self.app.list_tasks(account(), job_id, states, want.after, want.limit,
-                                      result=where.get("result"), node=where.get("node"),
-                                      exit_code=where.get("exit_code")),
+            await self.app.list_tasks(account(), job_id, where, want.after, want.limit),
             lambda t: t.spec.id)
         out = task_pb2.ListTasksResponse(next_page_token=token)
         for i in range(0, len(tasks), CONVERT_CHUNK):

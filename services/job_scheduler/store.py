@@ -14,7 +14,6 @@ import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -22,7 +21,7 @@ import aiosqlite
 import structlog
 
 from services.common.db import open_db
-from services.common.filters import Condition
+from services.common.filters import Filter, Term
 from services.job_scheduler.core.plan import (
     AssignTask,
     DeleteJob,
@@ -56,6 +55,7 @@ from services.job_scheduler.model import (
     TaskRecord,
     TaskState,
 )
+from services.job_scheduler.task_filter import NodeRef
 
 log = structlog.get_logger()
 
@@ -615,46 +615,50 @@ class Store:
         return _task_record(row, attempts)
 
     async def list_tasks(
-        self, job_pk: int, only: set[TaskState] | TaskWhere | None, after_id: str | None,
-        limit: int,
+        self, job_pk: int, where: Filter, after_id: str | None, limit: int
     ) -> list[TaskRecord]:
-        """A page of a job's tasks by id; `only`: the states (or a TaskWhere) they must match."""
-        w = only if isinstance(only, TaskWhere) else TaskWhere(only)
-        where: list[str] = ["t.job_pk=?"]
+        """A page of a job's tasks in id order (ignoring case) after `after_id`, those that
+        match `where` (task_filter's conditions: AND-groups of OR-ed terms)."""
+        clauses: list[str] = ["t.job_pk=?"]
         args: list[object] = [job_pk]
-        if w.states is not None:
-            where.append(f"t.state IN ({','.join('?' * len(w.states))})")
-            args.extend(int(s) for s in sorted(w.states))
-        # A task with no attempt yet has no result, node or exit code: it matches neither a
-        # value nor its negation.
-        for column, cond in (("t.result", w.result), ("t.exit_code", w.exit_code),
-                             ("substr(t.node, instr(t.node, '/nodes/') + 7)", w.node)):
-            if cond is None:
-                continue
-            values = sorted(cond.values, key=str)
-            collate = " COLLATE NOCASE" if column.startswith("substr") else ""
-            where.append(f"{column}{collate} {'NOT IN' if cond.negated else 'IN'} "
-                         f"({','.join('?' * len(values))}) AND {column} IS NOT NULL")
+        for group in where:
+            sql, values = _filter_group(group)
+            clauses.append(sql)
             args.extend(values)
         if after_id is not None:
-            where.append("t.id_lower > ?")
+            clauses.append("t.id_lower > ?")
             args.append(after_id.lower())
         sql = (
             f"SELECT {_TASK_COLUMNS} FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
-            f"WHERE {' AND '.join(where)} ORDER BY t.id_lower LIMIT ?"
+            f"WHERE {' AND '.join(clauses)} ORDER BY t.id_lower LIMIT ?"
         )
         return [_task_record(r, ()) for r in await self._all(sql, (*args, limit))]
 
 
-@dataclass(frozen=True)
-class TaskWhere:
-    """What ListTasks filters on: the state, and the last attempt's result (Result values),
-    node (its id) and exit code."""
+_FILTER_COLUMNS = {"state": "t.state", "result": "t.result", "exit_code": "t.exit_code"}
+# A node named by id is in the job's pool. lower(): names and ids are unique ignoring case.
+_NODE_BY_NAME = "lower(t.node)"
+_NODE_ID_NAME = "lower('pools/' || j.pool_id || '/nodes/' || ?)"
 
-    states: set[TaskState] | None = None
-    result: Condition | None = None
-    node: Condition | None = None
-    exit_code: Condition | None = None
+
+def _filter_group(group: list[Term]) -> tuple[str, list[object]]:
+    """One OR-group of a task filter as SQL. A NULL column (no result, node or exit code
+    yet) makes its comparison false, `!=` included, which is what task_filter promises."""
+    if all(t.field == "state" and t.op == "=" for t in group):
+        # As IN, so the (job_pk, state, id_lower) index serves it.
+        states = sorted({int(t.value) for t in group})
+        return f"t.state IN ({','.join('?' * len(states))})", list(states)
+    parts: list[str] = []
+    values: list[object] = []
+    for t in group:
+        if t.field == "node":
+            ref: NodeRef = t.value
+            parts.append(f"{_NODE_BY_NAME} {t.op} " + ("?" if ref.is_name else _NODE_ID_NAME))
+            values.append(ref.value)
+        else:
+            parts.append(f"{_FILTER_COLUMNS[t.field]} {t.op} ?")
+            values.append(int(t.value))
+    return "(" + " OR ".join(parts) + ")", values
 
 
 JOB_SETTINGS = ("uses_deps", "max_parallel", "max_wall_clock", "default_retries",

@@ -8,10 +8,15 @@ import click
 
 from shoal.cli.common import (
     CliState,
+    Flex,
+    Group,
+    Paging,
+    confirm,
     enum_name,
     err,
     fail,
     last,
+    list_options,
     output_option,
     pass_state,
     print_json,
@@ -19,6 +24,7 @@ from shoal.cli.common import (
     render_one,
     to_dict,
     when,
+    yes_option,
 )
 from shoal.cli.storage import human_size, transfer_bar
 from shoal.v1 import application_pb2
@@ -50,7 +56,7 @@ def _version_row(v: application_pb2.ApplicationVersion) -> list[str]:
     ]
 
 
-@click.group("app")
+@click.group("app", cls=Group)
 def app() -> None:
     """Application packages: versioned zip or tar.gz archives installed on nodes.
 
@@ -69,15 +75,16 @@ def app_create(state: CliState, app_id: str, display_name: str, output: str) -> 
     _show_app(state.client().create_application(app_id, display_name=display_name), output)
 
 
-@app.command("ls")
+@app.command("list")
+@list_options
 @output_option
 @pass_state
-def app_ls(state: CliState, output: str) -> None:
-    """List applications."""
+def app_list(state: CliState, paging: Paging, output: str) -> None:
+    """List applications, by id."""
     render_list(
-        state.client().list_applications(),
+        paging.take(state.client().list_applications()),
         output,
-        ["ID", "DEFAULT", "DISPLAY NAME", "CREATED"],
+        ["ID", "DEFAULT", Flex("DISPLAY NAME"), "CREATED"],
         lambda a: [
             last(a.name),
             a.default_version or "-",
@@ -169,17 +176,20 @@ def app_set_default(state: CliState, app_id: str, version: str, output: str) -> 
     _show_app(state.client().set_default_version(app_id, version), output)
 
 
-@app.command("rm")
+@app.command("delete")
 @click.argument("app_id")
 @click.argument("version", required=False)
+@yes_option
 @pass_state
-def app_rm(state: CliState, app_id: str, version: str | None) -> None:
+def app_delete(state: CliState, app_id: str, version: str | None, yes: bool) -> None:
     """Delete an application with all its versions, or only VERSION. Nodes keep what they
     installed."""
     client = state.client()
     if version is None:
+        confirm(f"application {app_id} and all its versions", yes)
         client.delete_application(app_id)
         err.print(f"deleted application {app_id}", markup=False)
     else:
+        confirm(f"version {version} of application {app_id}", yes)
         client.delete_application_version(app_id, version)
         err.print(f"deleted {app_id} version {version}", markup=False)

@@ -316,8 +316,7 @@ def demo(state_dir: Path | None, nodes: int, tasks: int, keep: bool, timeout: fl
             ok = run_demo(suite, nodes, tasks, timeout)
             if keep:
                 err.print(_keep_hint(suite))
-                if serve_until_stopped(suite) != 0:
-                    ok = False
+                serve_until_stopped(suite)
         except (KeyboardInterrupt, Stop):
             interrupted = True
             err.print("\ninterrupted; stopping Shoal ...")

@@ -6,18 +6,24 @@ import click
 
 from shoal.cli.common import (
     CliState,
+    Group,
+    Paging,
+    confirm,
     enum_name,
     err,
     key_values,
     last,
+    list_options,
     output_option,
     pass_state,
     render_list,
     render_one,
     state_choice,
     when,
+    yes_option,
 )
 from shoal.cli.tasks import Duration, parse_each, seconds
+from shoal.client import state_filter
 from shoal.specs import NodeCommand, ResourceFile
 from shoal.v1 import job_pb2
 
@@ -79,7 +85,7 @@ def show_job(j: job_pb2.Job, output: str) -> None:
     )
 
 
-@click.group("job")
+@click.group("job", cls=Group)
 def job() -> None:
     """Jobs: sets of tasks that run on one pool."""
 
@@ -230,14 +236,16 @@ def job_update(
 
 
 @job.command("list")
-@click.option("--state", "job_state", type=state_choice(Job.State), help="Only jobs in this state.")
+@click.option("--state", "job_states", multiple=True, type=state_choice(Job.State),
+              help="Only jobs in this state; repeatable.")
+@list_options
 @output_option
 @pass_state
-def job_list(state: CliState, job_state: str | None, output: str) -> None:
-    """List jobs with their task counts."""
-    filter_ = f"state = {job_state.upper()}" if job_state else ""
+def job_list(state: CliState, job_states: tuple[str, ...], paging: Paging, output: str) -> None:
+    """List jobs with their task counts, by id."""
+    jobs = state.client().list_jobs(filter=state_filter(job_states or None, Job.State))
     render_list(
-        state.client().list_jobs(filter=filter_),
+        paging.take(jobs),
         output,
         ["ID", "POOL", "STATE", "PRIORITY", "ACTIVE", "RUNNING", "SUCCEEDED", "FAILED", "CREATED"],
         _job_row,
@@ -292,8 +300,10 @@ def job_enable(state: CliState, job_id: str, output: str) -> None:
 
 @job.command("delete")
 @click.argument("job_id")
+@yes_option
 @pass_state
-def job_delete(state: CliState, job_id: str) -> None:
-    """Delete a job and all its tasks."""
+def job_delete(state: CliState, job_id: str, yes: bool) -> None:
+    """Delete a job and all its tasks (running ones are killed) and its stored logs."""
+    confirm(f"job {job_id} and all its tasks", yes)
     state.client().delete_job(job_id)
-    err.print(f"deleted job {job_id}")
+    err.print(f"deleted job {job_id}", markup=False)

@@ -6,18 +6,24 @@ import click
 
 from shoal.cli.common import (
     CliState,
+    Group,
+    Paging,
+    confirm,
     enum_name,
     err,
     key_values,
     last,
+    list_options,
     output_option,
     pass_state,
     render_list,
     render_one,
     state_choice,
     when,
+    yes_option,
 )
 from shoal.cli.tasks import parse_each
+from shoal.client import state_filter
 from shoal.specs import NodeCommand, PackageReference, ResourceFile
 from shoal.v1 import pool_pb2
 
@@ -57,7 +63,7 @@ def _show_pool(p: pool_pb2.Pool, output: str) -> None:
     )
 
 
-@click.group("pool")
+@click.group("pool", cls=Group)
 def pool() -> None:
     """Pools of compute nodes."""
 
@@ -128,16 +134,16 @@ def pool_create(
 
 
 @pool.command("list")
-@click.option(
-    "--state", "pool_state", type=state_choice(Pool.State), help="Only pools in this state."
-)
+@click.option("--state", "pool_states", multiple=True, type=state_choice(Pool.State),
+              help="Only pools in this state; repeatable.")
+@list_options
 @output_option
 @pass_state
-def pool_list(state: CliState, pool_state: str | None, output: str) -> None:
-    """List pools."""
-    filter_ = f"state = {pool_state.upper()}" if pool_state else ""
+def pool_list(state: CliState, pool_states: tuple[str, ...], paging: Paging, output: str) -> None:
+    """List pools, by id."""
+    pools = state.client().list_pools(filter=state_filter(pool_states or None, Pool.State))
     render_list(
-        state.client().list_pools(filter=filter_),
+        paging.take(pools),
         output,
         ["ID", "STATE", "ALLOCATION", "NODES", "SLOTS", "PROVIDER", "CREATED"],
         _pool_row,
@@ -174,11 +180,13 @@ def pool_resize(state: CliState, pool_id: str, nodes: int, deallocation: str, ou
 
 @pool.command("delete")
 @click.argument("pool_id")
+@yes_option
 @pass_state
-def pool_delete(state: CliState, pool_id: str) -> None:
+def pool_delete(state: CliState, pool_id: str, yes: bool) -> None:
     """Delete a pool; its nodes leave and their running tasks are requeued."""
+    confirm(f"pool {pool_id} and its nodes", yes)
     state.client().delete_pool(pool_id)
-    err.print(f"deleted pool {pool_id}")
+    err.print(f"deleted pool {pool_id}", markup=False)
 
 
 def _node_row(n: pool_pb2.Node) -> list[str]:
@@ -194,23 +202,25 @@ def _node_row(n: pool_pb2.Node) -> list[str]:
     ]
 
 
-@click.group("node")
+@click.group("node", cls=Group)
 def node() -> None:
     """Nodes of a pool."""
 
 
 @node.command("list")
 @click.argument("pool_id")
-@click.option(
-    "--state", "node_state", type=state_choice(Node.State), help="Only nodes in this state."
-)
+@click.option("--state", "node_states", multiple=True, type=state_choice(Node.State),
+              help="Only nodes in this state; repeatable.")
+@list_options
 @output_option
 @pass_state
-def node_list(state: CliState, pool_id: str, node_state: str | None, output: str) -> None:
-    """List the nodes of a pool."""
-    filter_ = f"state = {node_state.upper()}" if node_state else ""
+def node_list(
+    state: CliState, pool_id: str, node_states: tuple[str, ...], paging: Paging, output: str
+) -> None:
+    """List the nodes of a pool, by id."""
+    nodes = state.client().list_nodes(pool_id, filter=state_filter(node_states or None, Node.State))
     render_list(
-        state.client().list_nodes(pool_id, filter=filter_),
+        paging.take(nodes),
         output,
         ["ID", "STATE", "SCHEDULING", "TASKS", "SLOTS USED", "COMPLETED", "HOST", "HEARTBEAT"],
         _node_row,

@@ -8,14 +8,19 @@ import click
 
 from shoal.cli.common import (
     CliState,
+    Group,
+    Paging,
+    confirm,
     enum_name,
     err,
     last,
+    list_options,
     output_option,
     pass_state,
     render_list,
     render_one,
     when,
+    yes_option,
 )
 from shoal.cli.tasks import Duration, seconds
 from shoal.client import TaskSpec
@@ -94,7 +99,7 @@ def show_schedule(s: job_schedule_pb2.JobSchedule, output: str) -> None:
     ])
 
 
-@click.group("schedule")
+@click.group("schedule", cls=Group)
 def schedule() -> None:
     """Job schedules: a job made on a recurrence or a cron expression.
 
@@ -156,13 +161,14 @@ def schedule_create(
     show_schedule(s, output)
 
 
-@schedule.command("ls")
+@schedule.command("list")
+@list_options
 @output_option
 @pass_state
-def schedule_list(state: CliState, output: str) -> None:
-    """List job schedules."""
+def schedule_list(state: CliState, paging: Paging, output: str) -> None:
+    """List job schedules, by id."""
     render_list(
-        state.client().list_job_schedules(),
+        paging.take(state.client().list_job_schedules()),
         output,
         ["ID", "STATE", "RUNS", "NEXT RUN", "RECENT JOB", "JOBS", "CREATED"],
         _row,
@@ -206,10 +212,12 @@ def schedule_terminate(state: CliState, schedule_id: str, output: str) -> None:
     show_schedule(state.client().terminate_job_schedule(schedule_id), output)
 
 
-@schedule.command("rm")
+@schedule.command("delete")
 @click.argument("schedule_id")
+@yes_option
 @pass_state
-def schedule_delete(state: CliState, schedule_id: str) -> None:
+def schedule_delete(state: CliState, schedule_id: str, yes: bool) -> None:
     """Delete a schedule and every job it made."""
+    confirm(f"job schedule {schedule_id} and every job it made", yes)
     state.client().delete_job_schedule(schedule_id)
-    err.print(f"deleted job schedule {schedule_id}")
+    err.print(f"deleted job schedule {schedule_id}", markup=False)

@@ -21,9 +21,13 @@ from rich.progress import (
 
 from shoal.cli.common import (
     CliState,
+    Group,
+    Paging,
+    confirm,
     err,
     fail,
     last,
+    list_options,
     output_option,
     pass_state,
     print_json,
@@ -31,6 +35,7 @@ from shoal.cli.common import (
     render_one,
     to_dict,
     when,
+    yes_option,
 )
 from shoal.errors import ShoalError
 from shoal.storage import Progress as OnProgress
@@ -204,12 +209,12 @@ def _print_objects(objects: list[storage_pb2.Object], output: str, summary: str)
         err.print(summary, markup=False)
 
 
-@click.group("storage")
+@click.group("storage", cls=Group)
 def storage() -> None:
     """Containers of objects: task inputs, outputs and logs."""
 
 
-@storage.group("container")
+@storage.group("container", cls=Group)
 def container() -> None:
     """Create, list and delete containers."""
 
@@ -226,17 +231,18 @@ def container_create(state: CliState, container_id: str, output: str) -> None:
     )
 
 
-@container.command("ls")
+@container.command("list")
+@list_options
 @output_option
 @pass_state
-def container_ls(state: CliState, output: str) -> None:
-    """List containers."""
-    _list_containers(state, output)
+def container_list(state: CliState, paging: Paging, output: str) -> None:
+    """List containers, by id."""
+    _list_containers(state, paging, output)
 
 
-def _list_containers(state: CliState, output: str) -> None:
+def _list_containers(state: CliState, paging: Paging, output: str) -> None:
     render_list(
-        state.client().list_containers(),
+        paging.take(state.client().list_containers()),
         output,
         ["ID", "CREATED"],
         lambda c: [last(c.name), when(c.create_time)],
@@ -244,11 +250,13 @@ def _list_containers(state: CliState, output: str) -> None:
     )
 
 
-@container.command("rm")
+@container.command("delete")
 @click.argument("container_id")
+@yes_option
 @pass_state
-def container_rm(state: CliState, container_id: str) -> None:
+def container_delete(state: CliState, container_id: str, yes: bool) -> None:
     """Delete a container and every object in it."""
+    confirm(f"container {container_id} and every object in it", yes)
     state.client().delete_container(container_id)
     err.print(f"deleted container {container_id}", markup=False)
 
@@ -340,20 +348,21 @@ def download(state: CliState, source: str, dest_text: str, recursive: bool, outp
     _print_objects(downloaded, output, f"downloaded {count} ({human_size(total)}) to {where}")
 
 
-@storage.command("ls")
+@storage.command("list")
 @click.argument("location", required=False, metavar=LOCATION)
+@list_options
 @output_option
 @pass_state
-def ls(state: CliState, location: str | None, output: str) -> None:
+def storage_list(state: CliState, location: str | None, paging: Paging, output: str) -> None:
     """List the objects of a container whose keys start with PREFIX (a plain string prefix,
-    not only folders); with no argument, list the containers."""
+    not only folders), by key; with no argument, list the containers."""
     if location is None:
-        _list_containers(state, output)
+        _list_containers(state, paging, output)
         return
     container_id, prefix = split_location(location)
     empty = f"no objects in {container_id}" + (f" starting with {prefix!r}" if prefix else "")
     render_list(
-        state.client().list_objects(container_id, prefix),
+        paging.take(state.client().list_objects(container_id, prefix)),
         output,
         ["KEY", "SIZE", "UPDATED"],
         _object_row,
@@ -361,28 +370,31 @@ def ls(state: CliState, location: str | None, output: str) -> None:
     )
 
 
-@storage.command("rm")
+@storage.command("delete")
 @click.argument("location", metavar="CONTAINER/KEY")
 @click.option(
     "-r", "--recursive", is_flag=True, help="Delete every object below CONTAINER[/PREFIX]."
 )
+@yes_option
 @pass_state
-def rm(state: CliState, location: str, recursive: bool) -> None:
+def storage_delete(state: CliState, location: str, recursive: bool, yes: bool) -> None:
     """Delete one object, or with -r every object below a folder-like prefix."""
     container_id, rest = split_location(location)
     client = state.client()
     if not recursive:
         if not rest:
             fail(f"{location!r} names no object: CONTAINER/KEY (or -r for a folder)", 2)
+        confirm(f"object {container_id}/{rest}", yes)
         client.delete_object(container_id, rest)
         err.print(f"deleted {container_id}/{rest}", markup=False)
         return
     prefix = folder(rest)
     # Listed in full first: deleting while paging could skip objects.
     keys = [o.key for o in client.list_objects(container_id, prefix)]
+    if not keys:
+        err.print(f"no objects below {container_id}/{prefix}", markup=False)
+        return
+    confirm(f"{len(keys)} objects below {container_id}/{prefix}", yes)
     for key in keys:
         client.delete_object(container_id, key)
-    if keys:
-        err.print(f"deleted {len(keys)} objects below {container_id}/{prefix}", markup=False)
-    else:
-        err.print(f"no objects below {container_id}/{prefix}", markup=False)
+    err.print(f"deleted {len(keys)} objects below {container_id}/{prefix}", markup=False)

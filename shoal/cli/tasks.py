@@ -16,21 +16,26 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from shoal.cli.common import (
     CliState,
+    Flex,
+    Group,
+    Paging,
+    confirm,
     enum_name,
     err,
     fail,
     key_values,
     last,
+    list_options,
     output_option,
     pass_state,
     print_json,
     render_list,
     render_one,
-    state_choice,
     to_dict,
     when,
+    yes_option,
 )
-from shoal.client import Client, TaskSpec
+from shoal.client import Client, TaskSpec, comparison
 from shoal.errors import ShoalError, WaitTimeoutError
 from shoal.specs import (
     OUTPUT_FILE_SYNTAX,
@@ -62,18 +67,39 @@ def _exit_code(info: task_pb2.TaskExecutionInfo) -> str:
     return str(info.exit_code) if info.HasField("exit_code") else "-"
 
 
+def _state(t: task_pb2.Task) -> str:
+    """A completed task's state is how it ended, as people say it (and `--state` takes)."""
+    if t.state == Task.COMPLETED:
+        return {Result.SUCCESS: "SUCCEEDED", Result.FAILURE: "FAILED"}.get(
+            t.execution_info.result, "COMPLETED")
+    return enum_name(Task.State, t.state)
+
+
 def _task_row(t: task_pb2.Task) -> list[str]:
     info = t.execution_info
-    command = t.command_line if len(t.command_line) <= 60 else t.command_line[:57] + "..."
+    waiting = t.state == Task.ACTIVE
     return [
         last(t.name),
-        enum_name(Task.State, t.state),
-        enum_name(task_pb2.TaskExecutionInfo.Result, info.result),
+        _state(t),
         _exit_code(info),
-        last(info.node),
         str(info.retry_count),
-        " ".join(command.split()),
+        last(info.node) if info.node else "-",
+        (t.state_reason or "ready") if waiting else "-",
+        t.command_line,
     ]
+
+
+def _check_comparison(ctx: click.Context, param: click.Parameter, value: str | None) -> str | None:
+    if value is not None:
+        try:
+            comparison(value)
+        except ValueError as e:
+            raise click.BadParameter(str(e)) from None
+    return value
+
+
+TASK_COLUMNS = ["ID", "STATE", "EXIT", "RETRIES", "NODE", Flex("REASON"), Flex("COMMAND")]
+TASK_STATES = ["active", "preparing", "running", "completed", "succeeded", "failed"]
 
 
 def _syntax_block(option: str, syntax: str) -> str:
@@ -153,7 +179,7 @@ def _failure(f: task_pb2.FailureInfo) -> str:
     return f"{f.code} ({category}): {f.message}"
 
 
-@click.group("task")
+@click.group("task", cls=Group)
 def task() -> None:
     """Tasks: command lines run on a job's pool."""
 
@@ -345,32 +371,30 @@ def task_add_many(state: CliState, job_id: str, source: IO[str], chunk: int) -> 
     "--state",
     "states",
     multiple=True,
-    type=state_choice(Task.State),
-    help="Only tasks in this state; repeatable.",
+    type=click.Choice(TASK_STATES, case_sensitive=False),
+    help="Only tasks in this state; repeatable. succeeded and failed are completed tasks "
+    "with that result.",
 )
-@click.option("--result", type=state_choice(Result),
-              help="Only tasks whose last attempt had this result.")
-@click.option("--node", "node", help="Only tasks whose last attempt ran on this node (id).")
-@click.option("--exit-code", type=int, help="Only tasks whose last attempt exited with this code.")
-@click.option("--limit", type=click.IntRange(1), help="At most this many tasks.")
+@click.option("--node", metavar="NODE", help="Only tasks whose current or last attempt ran "
+              "on this node (its id, or pools/POOL/nodes/NODE).")
+@click.option("--exit-code", metavar="[OP]N", callback=_check_comparison,
+              help="Only tasks whose last exit code is N, or compares so: '!=0', '>1', '<=2'.")
+@list_options
 @output_option
 @pass_state
 def task_list(
-    state: CliState, job_id: str, states: tuple[str, ...], result: str | None,
-    node: str | None, exit_code: int | None, limit: int | None, output: str,
+    state: CliState,
+    job_id: str,
+    states: tuple[str, ...],
+    node: str | None,
+    exit_code: str | None,
+    paging: Paging,
+    output: str,
 ) -> None:
-    """List a job's tasks: all, or those in a state and whose last attempt had a result, ran
-    on a node or exited with a code (the options combine)."""
-    page = min(limit, 1000) if limit else 1000
-    tasks = state.client().list_tasks(job_id, state=list(states) or None, result=result,
-                                      node=node, exit_code=exit_code, page_size=page)
-    render_list(
-        itertools.islice(tasks, limit),
-        output,
-        ["ID", "STATE", "RESULT", "EXIT", "NODE", "RETRIES", "COMMAND"],
-        _task_row,
-        f"no tasks in job {job_id}",
-    )
+    """List a job's tasks, by id. REASON says why an active task waits (`task why` for more)."""
+    tasks = state.client().list_tasks(
+        job_id, state=list(states) or None, node=node, exit_code=exit_code)
+    render_list(paging.take(tasks), output, TASK_COLUMNS, _task_row, f"no tasks in job {job_id}")
 
 
 def _dependencies(d: task_pb2.TaskDependencies) -> str:
@@ -480,14 +504,16 @@ def task_unblock(state: CliState, job_id: str, task_id: str, output: str) -> Non
     _show_task(state.client().unblock_task(job_id, task_id), output)
 
 
-@task.command("rm")
+@task.command("delete")
 @click.argument("job_id")
 @click.argument("task_id")
+@yes_option
 @pass_state
-def task_rm(state: CliState, job_id: str, task_id: str) -> None:
+def task_delete(state: CliState, job_id: str, task_id: str, yes: bool) -> None:
     """Delete a task (killing it if it runs) and its files on the nodes."""
+    confirm(f"task {task_id} of job {job_id}", yes)
     state.client().delete_task(job_id, task_id)
-    err.print(f"deleted task {task_id} of job {job_id}")
+    err.print(f"deleted task {task_id} of job {job_id}", markup=False)
 
 
 @task.command("why")

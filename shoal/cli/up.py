@@ -1,4 +1,5 @@
-"""`shoal up`: run the whole suite on this machine until Ctrl-C.
+"""`shoal up`: run the whole suite on this machine until Ctrl-C, restarting a service that
+dies (with backoff: shoal.supervise) while the others keep running.
 
 $SHOAL_SERVICE_COMMANDS, a JSON object of service name -> argv, replaces how services are
 started (`--config PATH` is appended): to run one under a profiler or debugger, or a
@@ -20,9 +21,13 @@ from typing import Any
 
 import click
 
+from shoal import profiles
 from shoal.cli.common import CliState, err, pass_state
 from shoal.client import default_state_dir
+from shoal.errors import ShoalError
+from shoal.profiles import Profile
 from shoal.suite import SERVICES, LocalSuite, SchedulerTiming, SuiteError
+from shoal.supervise import Restarts
 
 # How often a running suite is checked for dead services.
 CHECK_INTERVAL = 0.5
@@ -67,33 +72,63 @@ def service_commands() -> dict[str, list[str]] | None:
     return commands
 
 
-def report_dead(suite: LocalSuite, dead: list[str]) -> None:
-    for service in dead:
-        err.print(
-            f"[bold red]{service} died[/] (exit code {suite.exit_code(service)}); "
-            f"last lines of {suite.log_path(service)}:",
-        )
-        err.print(suite.log_tail(service) or "(empty log)", markup=False)
+def report_dead(suite: LocalSuite, service: str) -> None:
+    err.print(
+        f"[bold red]{service} died[/] (exit code {suite.exit_code(service)}); "
+        f"last lines of {suite.log_path(service)}:",
+    )
+    err.print(suite.log_tail(service) or "(empty log)", markup=False)
 
 
-def serve_until_stopped(suite: LocalSuite) -> int:
-    """Block until Ctrl-C / SIGTERM (exit code 0) or a service dies (1); the caller stops."""
+def serve_until_stopped(suite: LocalSuite, restart_timeout: float = 30) -> None:
+    """Block until Ctrl-C / SIGTERM; the caller stops the suite. A service that dies is
+    restarted (shoal.supervise.Restarts says when) while the others keep running."""
+    restarts = Restarts()
     try:
         while True:
-            dead = suite.check()
-            if dead:
-                report_dead(suite, dead)
-                err.print("stopping the other services ...")
-                return 1
+            now = time.monotonic()
+            for service in suite.check():
+                if restarts.waiting(service):
+                    continue
+                report_dead(suite, service)
+                when = restarts.died(service, now) - now
+                err.print(f"restarting {service}" + (f" in {when:.0f}s" if when >= 1 else "")
+                          + " ...")
+            for service in restarts.due(now):
+                try:
+                    suite.restart(service, timeout=restart_timeout)
+                except SuiteError as e:
+                    when = restarts.died(service, time.monotonic()) - time.monotonic()
+                    err.print(f"[bold red]{service} did not restart[/] "
+                              f"(attempt {restarts.attempts[service]}): {e.summary}; "
+                              f"next attempt in {when:.0f}s")
+                    continue
+                restarts.started(service, time.monotonic())
+                err.print(f"[bold green]{service} restarted[/] (pid {suite.pid(service)}, "
+                          f"attempt {restarts.attempts[service]})")
             time.sleep(CHECK_INTERVAL)
     except (KeyboardInterrupt, Stop):
         err.print("\nstopping Shoal ...")
-        return 0
 
 
-def usage_hint(suite: LocalSuite) -> str:
-    default = default_state_dir().resolve()
-    prefix = "" if suite.state_dir == default else f"export SHOAL_STATE_DIR={suite.state_dir}\n  "
+def register_profile(suite: LocalSuite, name: str) -> str:
+    """Add (or point again) profile `name` at this suite's state dir, so the CLI finds it
+    from any directory; the first profile also becomes the default. Returns how to use it."""
+    try:
+        config = profiles.read_profiles()
+        path = profiles.save_profile(Profile(name, state_dir=str(suite.state_dir)))
+    except ShoalError as e:
+        err.print(f"(not saving profile {name}: {e.message})", markup=False)
+        return f"export SHOAL_STATE_DIR={suite.state_dir}\n  "
+    if config.default in ("", name):
+        err.print(f"(profile {name} in {path} is the default: `shoal` finds this Shoal from "
+                  "any directory)", markup=False)
+        return ""
+    err.print(f"(saved profile {name} in {path}; the default is {config.default})", markup=False)
+    return f"export SHOAL_PROFILE={name}\n  "
+
+
+def usage_hint(prefix: str) -> str:
     return (
         "Try it from another terminal:\n"
         f"  {prefix}shoal pool create p1 --nodes 2 --slots 2\n"
@@ -103,7 +138,7 @@ def usage_hint(suite: LocalSuite) -> str:
     )
 
 
-def print_banner(suite: LocalSuite) -> None:
+def print_banner(suite: LocalSuite, hint: str) -> None:
     cc = suite.client_config
     metrics = [f"{suite.metrics_url(s)}  ({s})" for s in SERVICES if suite.metrics_url(s)]
     lines = [
@@ -114,7 +149,7 @@ def print_banner(suite: LocalSuite) -> None:
         f"  state     {suite.state_dir}",
         f"  logs      {suite.logs_dir}/{{{','.join(SERVICES)}}}.log",
         "",
-        usage_hint(suite),
+        usage_hint(hint),
         "",
         "Press Ctrl-C to stop.",
     ]
@@ -155,6 +190,9 @@ def print_banner(suite: LocalSuite) -> None:
     default="info",
     show_default=True,
 )
+@click.option("--profile-name", default="local", show_default=True, metavar="NAME",
+              help="The profile that points at this Shoal (in ~/.config/shoal/config.toml).")
+@click.option("--no-profile", is_flag=True, help="Write no profile.")
 @click.option(
     "--start-timeout", type=click.FloatRange(min=1), default=30, show_default=True, hidden=True
 )
@@ -170,6 +208,8 @@ def up(
     lost_after: float | None,
     reconnect_grace: float | None,
     log_level: str,
+    profile_name: str,
+    no_profile: bool,
     start_timeout: float,
 ) -> None:
     """Run Shoal's four services on this machine until Ctrl-C."""
@@ -206,8 +246,12 @@ def up(
                     f"(stopped {suite.leftovers_stopped} processes left running by an earlier "
                     "Shoal on this state dir)"
                 )
-            print_banner(suite)
-            code = serve_until_stopped(suite)
+            default = default_state_dir().resolve()
+            hint = "" if suite.state_dir == default else f"export SHOAL_STATE_DIR={suite.state_dir}\n  "
+            if not no_profile:
+                hint = register_profile(suite, profile_name)
+            print_banner(suite, hint)
+            serve_until_stopped(suite, restart_timeout=start_timeout)
         except (KeyboardInterrupt, Stop):
             err.print("\nstopping Shoal ...")
         except SuiteError as e:

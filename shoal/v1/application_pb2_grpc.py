@@ -30,6 +30,7 @@ class ApplicationServiceStub:
     """Application packages: versioned zip or tar.gz archives that nodes install once and tasks
     find through SHOAL_APP_PACKAGE_* variables (Azure Batch's application packages). Every
     call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     def __init__(self, channel):
@@ -84,10 +85,12 @@ class ApplicationServiceServicer:
     """Application packages: versioned zip or tar.gz archives that nodes install once and tasks
     find through SHOAL_APP_PACKAGE_* variables (Azure Batch's application packages). Every
     call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     def CreateApplication(self, request, context):
         """Creates an application with no versions yet.
+        Errors: APPLICATION_ALREADY_EXISTS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,6 +98,7 @@ class ApplicationServiceServicer:
 
     def GetApplication(self, request, context):
         """Gets one application.
+        Errors: APPLICATION_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +106,7 @@ class ApplicationServiceServicer:
 
     def ListApplications(self, request, context):
         """Lists applications, ordered by id.
+        Errors: INVALID_ARGUMENT naming `page_size` or `page_token`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,6 +114,7 @@ class ApplicationServiceServicer:
 
     def UpdateApplication(self, request, context):
         """Changes an application's display name or default version.
+        Errors: APPLICATION_NOT_FOUND; VERSION_NOT_FOUND (a default version that does not exist).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,6 +122,7 @@ class ApplicationServiceServicer:
 
     def DeleteApplication(self, request, context):
         """Deletes an application and all its versions. Nodes keep what they installed.
+        Errors: APPLICATION_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -124,6 +131,8 @@ class ApplicationServiceServicer:
     def UploadApplicationVersion(self, request_iterator, context):
         """Uploads a version as a stream: a header, the archive's bytes, then their SHA-256. The
         archive is checked (format, member paths, sizes) before the version is stored.
+        Errors: APPLICATION_NOT_FOUND; VERSION_ALREADY_EXISTS; INVALID_ARCHIVE; CHECKSUM_MISMATCH;
+        UPLOAD_IN_PROGRESS (ABORTED: the same version is being uploaded).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -131,6 +140,7 @@ class ApplicationServiceServicer:
 
     def ListApplicationVersions(self, request, context):
         """Lists an application's versions, ordered by version id.
+        Errors: APPLICATION_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -138,6 +148,7 @@ class ApplicationServiceServicer:
 
     def DeleteApplicationVersion(self, request, context):
         """Deletes one version. Nodes keep what they installed.
+        Errors: APPLICATION_NOT_FOUND, VERSION_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -198,6 +209,7 @@ class ApplicationService:
     """Application packages: versioned zip or tar.gz archives that nodes install once and tasks
     find through SHOAL_APP_PACKAGE_* variables (Azure Batch's application packages). Every
     call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     @staticmethod

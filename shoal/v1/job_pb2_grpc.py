@@ -28,6 +28,7 @@ if _version_not_supported:
 
 class JobServiceStub:
     """Jobs: a set of tasks bound to one pool. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     def __init__(self, channel):
@@ -80,10 +81,12 @@ class JobServiceStub:
 
 class JobServiceServicer:
     """Jobs: a set of tasks bound to one pool. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     def CreateJob(self, request, context):
         """Creates a job on an existing pool. Returns the job as created.
+        Errors: JOB_ALREADY_EXISTS; POOL_NOT_FOUND (NOT_FOUND naming `job.pool`).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -91,6 +94,7 @@ class JobServiceServicer:
 
     def GetJob(self, request, context):
         """Gets one job, with its task counts.
+        Errors: JOB_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -98,6 +102,8 @@ class JobServiceServicer:
 
     def ListJobs(self, request, context):
         """Lists jobs, ordered by id.
+        Errors: INVALID_ARGUMENT naming `filter` (only `state` comparisons), `page_size` or
+        `page_token`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +112,7 @@ class JobServiceServicer:
     def TerminateJob(self, request, context):
         """Terminates a job: its active tasks complete as failed without running, running tasks are
         stopped, and the job goes to COMPLETED.
+        Errors: JOB_NOT_FOUND; JOB_COMPLETED (already completed or terminating).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,6 +120,7 @@ class JobServiceServicer:
 
     def DeleteJob(self, request, context):
         """Deletes a job and all its tasks; running tasks are stopped.
+        Errors: JOB_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,6 +129,7 @@ class JobServiceServicer:
     def DisableJob(self, request, context):
         """Disables an active job: no new tasks start; running ones are requeued, terminated or let
         finish as `disable_tasks` says. The job is DISABLING until none runs (WAIT), then DISABLED.
+        Errors: JOB_NOT_FOUND; JOB_NOT_ACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,6 +137,7 @@ class JobServiceServicer:
 
     def EnableJob(self, request, context):
         """Enables a disabled job: its active tasks are scheduled again.
+        Errors: JOB_NOT_FOUND; JOB_NOT_DISABLED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -202,6 +212,7 @@ def add_JobServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class JobService:
     """Jobs: a set of tasks bound to one pool. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     @staticmethod

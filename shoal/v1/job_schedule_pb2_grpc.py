@@ -29,6 +29,7 @@ if _version_not_supported:
 class JobScheduleServiceStub:
     """Job schedules: a job template created on a recurrence (Azure Batch's job schedules), or on
     a cron expression. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     def __init__(self, channel):
@@ -77,10 +78,14 @@ class JobScheduleServiceStub:
 class JobScheduleServiceServicer:
     """Job schedules: a job template created on a recurrence (Azure Batch's job schedules), or on
     a cron expression. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     def CreateJobSchedule(self, request, context):
         """Creates a schedule; its first job is created at its first run time.
+        Errors: JOB_SCHEDULE_ALREADY_EXISTS; JOB_SCHEDULE_BEING_DELETED (one of that id is still
+        being deleted); in the template's tasks DUPLICATE_TASK_ID, TASK_DEPENDENCY_NOT_FOUND,
+        TASK_DEPENDENCY_CYCLE, TASK_DEPENDENCIES_NOT_ENABLED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -88,6 +93,7 @@ class JobScheduleServiceServicer:
 
     def GetJobSchedule(self, request, context):
         """Gets one schedule.
+        Errors: JOB_SCHEDULE_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -95,6 +101,7 @@ class JobScheduleServiceServicer:
 
     def ListJobSchedules(self, request, context):
         """Lists schedules, ordered by id.
+        Errors: INVALID_ARGUMENT naming `page_size` or `page_token`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +109,7 @@ class JobScheduleServiceServicer:
 
     def DisableJobSchedule(self, request, context):
         """Stops creating jobs until enabled; the current job goes on.
+        Errors: JOB_SCHEDULE_NOT_FOUND; JOB_SCHEDULE_COMPLETED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,6 +117,7 @@ class JobScheduleServiceServicer:
 
     def EnableJobSchedule(self, request, context):
         """Resumes creating jobs.
+        Errors: JOB_SCHEDULE_NOT_FOUND; JOB_SCHEDULE_COMPLETED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,6 +125,7 @@ class JobScheduleServiceServicer:
 
     def TerminateJobSchedule(self, request, context):
         """Ends the schedule and terminates its active job; it creates no more jobs.
+        Errors: JOB_SCHEDULE_NOT_FOUND; JOB_SCHEDULE_COMPLETED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,6 +133,7 @@ class JobScheduleServiceServicer:
 
     def DeleteJobSchedule(self, request, context):
         """Deletes the schedule and the jobs it created.
+        Errors: JOB_SCHEDULE_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -177,6 +188,7 @@ def add_JobScheduleServiceServicer_to_server(servicer, server):
 class JobScheduleService:
     """Job schedules: a job template created on a recurrence (Azure Batch's job schedules), or on
     a cron expression. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     @staticmethod

@@ -28,6 +28,7 @@ if _version_not_supported:
 
 class PoolServiceStub:
     """Pools of compute nodes. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     def __init__(self, channel):
@@ -95,10 +96,13 @@ class PoolServiceStub:
 
 class PoolServiceServicer:
     """Pools of compute nodes. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     def CreatePool(self, request, context):
         """Creates a pool and starts allocating its nodes. Returns the pool as created.
+        Errors: POOL_ALREADY_EXISTS. Packages and start task files are checked when each node
+        joins: a node that cannot install them shows UNUSABLE or START_TASK_FAILED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -106,6 +110,7 @@ class PoolServiceServicer:
 
     def GetPool(self, request, context):
         """Gets one pool.
+        Errors: POOL_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -113,6 +118,8 @@ class PoolServiceServicer:
 
     def ListPools(self, request, context):
         """Lists pools, ordered by id.
+        Errors: INVALID_ARGUMENT naming `filter` (only `state` comparisons), `page_size` or
+        `page_token`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -121,6 +128,7 @@ class PoolServiceServicer:
     def ResizePool(self, request, context):
         """Changes the target node count. Shrinking removes idle nodes first; nodes with running
         tasks are handled as `node_deallocation_option` says.
+        Errors: POOL_NOT_FOUND; POOL_BEING_DELETED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -128,6 +136,7 @@ class PoolServiceServicer:
 
     def DeletePool(self, request, context):
         """Deletes a pool: its nodes leave (running tasks are requeued), then the pool is removed.
+        Errors: POOL_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -135,6 +144,7 @@ class PoolServiceServicer:
 
     def ListNodes(self, request, context):
         """Lists the nodes of a pool, ordered by id.
+        Errors: POOL_NOT_FOUND; INVALID_ARGUMENT naming `filter` (only `state` comparisons).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -142,6 +152,7 @@ class PoolServiceServicer:
 
     def GetNode(self, request, context):
         """Gets one node.
+        Errors: POOL_NOT_FOUND, NODE_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -150,6 +161,7 @@ class PoolServiceServicer:
     def DisableNodeScheduling(self, request, context):
         """Stops scheduling tasks on a node; its running tasks are requeued, terminated or let
         finish as `node_disable_scheduling_option` says.
+        Errors: POOL_NOT_FOUND, NODE_NOT_FOUND; POOL_BEING_DELETED; NODE_LEAVING.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,6 +169,7 @@ class PoolServiceServicer:
 
     def EnableNodeScheduling(self, request, context):
         """Lets a node take tasks again.
+        Errors: POOL_NOT_FOUND, NODE_NOT_FOUND; POOL_BEING_DELETED; NODE_LEAVING.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,6 +178,7 @@ class PoolServiceServicer:
     def RebootNode(self, request, context):
         """Restarts a node's agent (for the local provider: its process); running tasks are
         requeued, as Azure Batch's reboot with the default option does.
+        Errors: POOL_NOT_FOUND, NODE_NOT_FOUND; POOL_BEING_DELETED; NODE_LEAVING.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -172,6 +186,7 @@ class PoolServiceServicer:
 
     def RemoveNodes(self, request, context):
         """Removes the named nodes from a pool and lowers its target by as many.
+        Errors: POOL_NOT_FOUND, NODE_NOT_FOUND; POOL_BEING_DELETED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -245,6 +260,7 @@ def add_PoolServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class PoolService:
     """Pools of compute nodes. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     @staticmethod

@@ -30,6 +30,7 @@ class StorageServiceStub:
     """Object storage for clients: containers of objects, on the cluster's backend (S3 or a
     local directory). Every call is scoped to the caller's account. Tasks read and write the
     same containers through resource files and output files.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     def __init__(self, channel):
@@ -89,10 +90,12 @@ class StorageServiceServicer:
     """Object storage for clients: containers of objects, on the cluster's backend (S3 or a
     local directory). Every call is scoped to the caller's account. Tasks read and write the
     same containers through resource files and output files.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     def CreateContainer(self, request, context):
         """Creates an empty container.
+        Errors: CONTAINER_ALREADY_EXISTS.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -100,6 +103,7 @@ class StorageServiceServicer:
 
     def GetContainer(self, request, context):
         """Gets one container.
+        Errors: CONTAINER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -107,6 +111,7 @@ class StorageServiceServicer:
 
     def ListContainers(self, request, context):
         """Lists containers, ordered by name.
+        Errors: INVALID_ARGUMENT naming `page_size` or `page_token`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -114,6 +119,7 @@ class StorageServiceServicer:
 
     def DeleteContainer(self, request, context):
         """Deletes a container and every object in it.
+        Errors: CONTAINER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -123,6 +129,7 @@ class StorageServiceServicer:
         """Uploads one object of any size as a stream: a header first, then the bytes, then the
         SHA-256 of all the bytes. The object is stored (replacing one with the same key) only if
         the checksum matches; otherwise nothing changes.
+        Errors: CONTAINER_NOT_FOUND; CHECKSUM_MISMATCH (INVALID_ARGUMENT: nothing was stored).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -130,6 +137,7 @@ class StorageServiceServicer:
 
     def DownloadObject(self, request, context):
         """Downloads one object as a stream; the first message carries its metadata.
+        Errors: CONTAINER_NOT_FOUND, OBJECT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -137,6 +145,7 @@ class StorageServiceServicer:
 
     def GetObject(self, request, context):
         """Gets one object's metadata.
+        Errors: CONTAINER_NOT_FOUND, OBJECT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -144,6 +153,7 @@ class StorageServiceServicer:
 
     def ListObjects(self, request, context):
         """Lists a container's objects whose key starts with a prefix, ordered by key.
+        Errors: CONTAINER_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -151,6 +161,7 @@ class StorageServiceServicer:
 
     def DeleteObject(self, request, context):
         """Deletes one object.
+        Errors: CONTAINER_NOT_FOUND, OBJECT_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -216,6 +227,7 @@ class StorageService:
     """Object storage for clients: containers of objects, on the cluster's backend (S3 or a
     local directory). Every call is scoped to the caller's account. Tasks read and write the
     same containers through resource files and output files.
+    Authentication, errors, paging and filters: see conventions.proto.
     """
 
     @staticmethod

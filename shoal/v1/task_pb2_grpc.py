@@ -28,6 +28,37 @@ if _version_not_supported:
 
 class TaskServiceStub:
     """Tasks: command lines run on a pool's nodes. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
+
+    How a task runs. Its command line is split into words like a POSIX shell splits them
+    (Python's shlex.split in POSIX mode: 'single' and "double" quotes, backslash escapes) and
+    the program is run directly, without a shell: no $VARIABLE expansion, globs, pipes or
+    redirections; write `/bin/sh -c '...'` for those. The program is looked up on the PATH.
+    It runs in its own working directory on the node, with stdout and stderr written to
+    stdout.txt and stderr.txt beside it (ReadTaskFile), and this environment:
+    - PATH, LANG, LC_ALL, TZ, TMPDIR from the node agent's own (PATH defaults to
+    /usr/local/bin:/usr/bin:/bin); nothing else of the agent's environment;
+    - HOME: the attempt's directory (SHOAL_TASK_DIR);
+    - the task's own `environment`;
+    - these, each also under its Azure Batch name AZ_BATCH_{NAME}, which win over the task's:
+    SHOAL_TASK_WORKING_DIR   the process's working directory, where resource files land
+    and output file patterns are matched
+    SHOAL_TASK_DIR           the attempt's directory (the working directory's parent)
+    SHOAL_JOB_ID, SHOAL_TASK_ID
+    SHOAL_NODE_ID, SHOAL_POOL_ID
+    SHOAL_NODE_ROOT_DIR      the node's root directory
+    SHOAL_NODE_SHARED_DIR    a directory every task and the start task on the node share
+    SHOAL_NODE_STARTUP_DIR   the start task's directory
+    SHOAL_JOB_PREP_DIR, SHOAL_JOB_PREP_WORKING_DIR  the job preparation task's, when the
+    job has one
+    - SHOAL_TASK_ATTEMPT (1 for the first run, 2 for its first retry, ...) and
+    SHOAL_TASK_ATTEMPT_ID;
+    - per application package, its install directory: SHOAL_APP_PACKAGE_{APP}_{VERSION}
+    (APP upper-cased; characters other than [A-Za-z0-9_] become _) and Azure's
+    AZ_BATCH_APP_PACKAGE_{app}_{version}; a reference that names no version adds the same
+    names without _{VERSION}.
+    Its exit code decides: 0 succeeds; anything else is retried up to max_task_retry_count,
+    then fails. A process a signal ended has exit code 128 + the signal's number.
     """
 
     def __init__(self, channel):
@@ -90,10 +121,45 @@ class TaskServiceStub:
 
 class TaskServiceServicer:
     """Tasks: command lines run on a pool's nodes. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
+
+    How a task runs. Its command line is split into words like a POSIX shell splits them
+    (Python's shlex.split in POSIX mode: 'single' and "double" quotes, backslash escapes) and
+    the program is run directly, without a shell: no $VARIABLE expansion, globs, pipes or
+    redirections; write `/bin/sh -c '...'` for those. The program is looked up on the PATH.
+    It runs in its own working directory on the node, with stdout and stderr written to
+    stdout.txt and stderr.txt beside it (ReadTaskFile), and this environment:
+    - PATH, LANG, LC_ALL, TZ, TMPDIR from the node agent's own (PATH defaults to
+    /usr/local/bin:/usr/bin:/bin); nothing else of the agent's environment;
+    - HOME: the attempt's directory (SHOAL_TASK_DIR);
+    - the task's own `environment`;
+    - these, each also under its Azure Batch name AZ_BATCH_{NAME}, which win over the task's:
+    SHOAL_TASK_WORKING_DIR   the process's working directory, where resource files land
+    and output file patterns are matched
+    SHOAL_TASK_DIR           the attempt's directory (the working directory's parent)
+    SHOAL_JOB_ID, SHOAL_TASK_ID
+    SHOAL_NODE_ID, SHOAL_POOL_ID
+    SHOAL_NODE_ROOT_DIR      the node's root directory
+    SHOAL_NODE_SHARED_DIR    a directory every task and the start task on the node share
+    SHOAL_NODE_STARTUP_DIR   the start task's directory
+    SHOAL_JOB_PREP_DIR, SHOAL_JOB_PREP_WORKING_DIR  the job preparation task's, when the
+    job has one
+    - SHOAL_TASK_ATTEMPT (1 for the first run, 2 for its first retry, ...) and
+    SHOAL_TASK_ATTEMPT_ID;
+    - per application package, its install directory: SHOAL_APP_PACKAGE_{APP}_{VERSION}
+    (APP upper-cased; characters other than [A-Za-z0-9_] become _) and Azure's
+    AZ_BATCH_APP_PACKAGE_{app}_{version}; a reference that names no version adds the same
+    names without _{VERSION}.
+    Its exit code decides: 0 succeeds; anything else is retried up to max_task_retry_count,
+    then fails. A process a signal ended has exit code 128 + the signal's number.
     """
 
     def CreateTask(self, request, context):
         """Adds one task to an active job.
+        Errors: JOB_NOT_FOUND; JOB_NOT_ACTIVE (the job is completed, terminating or deleting:
+        it takes no tasks); TASK_ALREADY_EXISTS; with depends_on: UNKNOWN_DEPENDENCY (a task id
+        that does not exist), DEPENDENCY_CYCLE, INVALID_ARGUMENT when the job does not set
+        uses_task_dependencies.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -102,6 +168,7 @@ class TaskServiceServicer:
     def BatchCreateTasks(self, request, context):
         """Adds many tasks to one job in one transaction: all are added, or none (the error names
         the first bad request by its index). Up to 100,000 tasks per call.
+        Errors: as CreateTask, and DUPLICATE_TASK_ID (one id twice in the call).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -109,6 +176,7 @@ class TaskServiceServicer:
 
     def GetTask(self, request, context):
         """Gets one task with its execution info.
+        Errors: JOB_NOT_FOUND, TASK_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -116,6 +184,7 @@ class TaskServiceServicer:
 
     def ListTasks(self, request, context):
         """Lists a job's tasks, ordered by id ignoring case.
+        Errors: JOB_NOT_FOUND; INVALID_ARGUMENT naming `filter`, `page_size` or `page_token`.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -125,6 +194,10 @@ class TaskServiceServicer:
         """Streams a file of the task's current or last attempt (stdout.txt or stderr.txt): from
         the node while it is connected, else from storage, where the agent uploads both files
         when the attempt ends (an empty file is not uploaded and reads as empty).
+        Errors: JOB_NOT_FOUND, TASK_NOT_FOUND; TASK_NOT_STARTED (no attempt yet);
+        TASK_FILE_NOT_FOUND; NODE_NOT_CONNECTED or NODE_TIMEOUT (UNAVAILABLE: the node holding a
+        running attempt's file cannot be asked); LOG_NOT_STORED (NOT_FOUND: the attempt was
+        stopped before its logs were uploaded); STORAGE_UNAVAILABLE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -132,7 +205,9 @@ class TaskServiceServicer:
 
     def TerminateTask(self, request, context):
         """Stops a task: a running one is killed; an active one (waiting, or blocked by a failed
-        dependency) does not run. It completes as failed with code TASK_TERMINATED.
+        dependency) does not run. It completes as failed with code TASK_TERMINATED. A completed
+        task is returned as it is.
+        Errors: JOB_NOT_FOUND, TASK_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -141,6 +216,7 @@ class TaskServiceServicer:
     def ReactivateTask(self, request, context):
         """Puts a failed task back to ACTIVE with its retry count reset (Azure Batch's reactivate).
         Only a task that completed as failed, in an active job.
+        Errors: JOB_NOT_FOUND, TASK_NOT_FOUND; TASK_NOT_FAILED; JOB_NOT_ACTIVE.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -149,6 +225,8 @@ class TaskServiceServicer:
     def DeleteTask(self, request, context):
         """Deletes a task; a running one is killed first. Tasks that depend on it are refused
         while they are not completed (their dependency would vanish).
+        Errors: JOB_NOT_FOUND, TASK_NOT_FOUND; TASK_HAS_DEPENDENTS; TASK_CHANGING (UNAVAILABLE:
+        the task is between two states; try again).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -157,6 +235,7 @@ class TaskServiceServicer:
     def UnblockTask(self, request, context):
         """Runs a task that is blocked by a failed dependency anyway, as if its dependencies were
         satisfied. Beyond Azure Batch, whose blocked tasks wait forever.
+        Errors: JOB_NOT_FOUND, TASK_NOT_FOUND; TASK_NOT_BLOCKED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -165,6 +244,7 @@ class TaskServiceServicer:
     def ExplainTask(self, request, context):
         """Says why a task is not running yet: waiting on dependencies, no free slot, no nodes, the
         job disabled, a job preparation task running, ... Beyond Azure Batch.
+        Errors: JOB_NOT_FOUND, TASK_NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -233,6 +313,37 @@ def add_TaskServiceServicer_to_server(servicer, server):
  # This class is part of an EXPERIMENTAL API.
 class TaskService:
     """Tasks: command lines run on a pool's nodes. Every call is scoped to the caller's account.
+    Authentication, errors, paging and filters: see conventions.proto.
+
+    How a task runs. Its command line is split into words like a POSIX shell splits them
+    (Python's shlex.split in POSIX mode: 'single' and "double" quotes, backslash escapes) and
+    the program is run directly, without a shell: no $VARIABLE expansion, globs, pipes or
+    redirections; write `/bin/sh -c '...'` for those. The program is looked up on the PATH.
+    It runs in its own working directory on the node, with stdout and stderr written to
+    stdout.txt and stderr.txt beside it (ReadTaskFile), and this environment:
+    - PATH, LANG, LC_ALL, TZ, TMPDIR from the node agent's own (PATH defaults to
+    /usr/local/bin:/usr/bin:/bin); nothing else of the agent's environment;
+    - HOME: the attempt's directory (SHOAL_TASK_DIR);
+    - the task's own `environment`;
+    - these, each also under its Azure Batch name AZ_BATCH_{NAME}, which win over the task's:
+    SHOAL_TASK_WORKING_DIR   the process's working directory, where resource files land
+    and output file patterns are matched
+    SHOAL_TASK_DIR           the attempt's directory (the working directory's parent)
+    SHOAL_JOB_ID, SHOAL_TASK_ID
+    SHOAL_NODE_ID, SHOAL_POOL_ID
+    SHOAL_NODE_ROOT_DIR      the node's root directory
+    SHOAL_NODE_SHARED_DIR    a directory every task and the start task on the node share
+    SHOAL_NODE_STARTUP_DIR   the start task's directory
+    SHOAL_JOB_PREP_DIR, SHOAL_JOB_PREP_WORKING_DIR  the job preparation task's, when the
+    job has one
+    - SHOAL_TASK_ATTEMPT (1 for the first run, 2 for its first retry, ...) and
+    SHOAL_TASK_ATTEMPT_ID;
+    - per application package, its install directory: SHOAL_APP_PACKAGE_{APP}_{VERSION}
+    (APP upper-cased; characters other than [A-Za-z0-9_] become _) and Azure's
+    AZ_BATCH_APP_PACKAGE_{app}_{version}; a reference that names no version adds the same
+    names without _{VERSION}.
+    Its exit code decides: 0 succeeds; anything else is retried up to max_task_retry_count,
+    then fails. A process a signal ended has exit code 128 + the signal's number.
     """
 
     @staticmethod

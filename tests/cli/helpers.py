@@ -3,10 +3,19 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import json
 import os
+import pty
+import re
+import select
 import signal
+import struct
+import subprocess
 import sys
+import termios
+import time
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -48,11 +57,12 @@ def read_pid(path: Path) -> int:
     return int(path.read_text())
 
 
-def serving(address: str) -> bool:
-    """What the suite itself asks a service: its gRPC health check."""
+def serving(address: str, service: str = "") -> bool:
+    """What the suite itself asks a service: its gRPC health check (of `service`: the
+    gateway answers for each service behind it by name)."""
     with grpc.insecure_channel(address) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=""), timeout=5
+            health_pb2.HealthCheckRequest(service=service), timeout=5
         )
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 
@@ -90,3 +100,61 @@ def kill_leftovers(pids: list[int]) -> None:
         if pid_alive(pid):
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGKILL)
+
+
+@dataclass
+class Terminal:
+    """What a real terminal showed: the command's stdout and stderr as one stream."""
+
+    returncode: int
+    text: str
+    """With the terminal's \\r\\n turned into \\n and colours removed."""
+
+
+ANSI = re.compile(r"\x1b\[[0-9;]*[A-Za-z]")
+
+
+def run_in_terminal(
+    *args: str, env: dict[str, str], columns: int = 80, answers: dict[str, str] | None = None,
+    timeout: float = 60,
+) -> Terminal:
+    """`shoal ARGS` in a real pseudo-terminal `columns` wide, as a user's shell runs it;
+    `answers` maps a prompt's text to what is typed when it appears."""
+    master, slave = pty.openpty()
+    fcntl.ioctl(slave, termios.TIOCSWINSZ, struct.pack("HHHH", 24, columns, 0, 0))
+    base = {k: v for k, v in os.environ.items() if (not k.startswith("SHOAL_") or k == "SHOAL_CONFIG") and k != "COLUMNS"}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "shoal.cli.main", *args],
+        stdin=slave, stdout=slave, stderr=slave, env={**base, **env}, close_fds=True,
+    )
+    os.close(slave)
+    pending = dict(answers or {})
+    seen = b""
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"shoal {' '.join(args)} did not end within {timeout}s: {seen!r}")
+            ready, _, _ = select.select([master], [], [], min(left, 0.5))
+            if ready:
+                try:
+                    chunk = os.read(master, 65536)
+                except OSError:  # EIO: the process closed the terminal
+                    chunk = b""
+                if not chunk and proc.poll() is not None:
+                    break
+                seen += chunk
+                for prompt in list(pending):
+                    if prompt.encode() in seen:
+                        os.write(master, pending.pop(prompt).encode() + b"\n")
+            elif proc.poll() is not None:
+                break
+        code = proc.wait(timeout=max(deadline - time.monotonic(), 1))
+    finally:
+        os.close(master)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    text = ANSI.sub("", seen.decode(errors="replace")).replace("\r\n", "\n")
+    return Terminal(code, text)

@@ -1,16 +1,21 @@
-"""gateway/accounts.py against a real SQLite file."""
+"""gateway/accounts.py against a real SQLite file, and `shoal account` against the real suite."""
 
 from __future__ import annotations
 
 import io
+import json
 import sqlite3
 from pathlib import Path
 
 import pytest
+from click.testing import CliRunner, Result
 
 from gateway import accounts
 from services.common.errors import Code, ShoalError
+from shoal.cli.main import cli
 from shoal.cluster_config import ClusterConfig
+from shoal.suite import LocalSuite
+from tests.support import wait_for
 
 
 def test_create_then_lookup_finds_the_account(tmp_path: Path) -> None:
@@ -120,3 +125,53 @@ def test_the_ensure_key_command_takes_the_key_on_stdin_and_prints_it(
 
     assert accounts.main([*argv[:-1], "bad name"]) == 1
     assert "account" in capsys.readouterr().err
+
+
+# `shoal account` on the gateway's host, against the real suite
+
+
+def test_accounts_from_the_cli(shared_suite: LocalSuite, tmp_path: Path) -> None:
+    suite = shared_suite
+    runner = CliRunner()
+    cluster = ["--cluster-config", str(suite.config_path)]
+
+    def shoal(*args: str, key: str | None = None) -> Result:
+        base = ["--endpoint", suite.endpoint, "--key", key] if key else []
+        return runner.invoke(cli, [*base, *args],
+                             env={"SHOAL_DEBUG": "", "SHOAL_CONFIG": str(tmp_path / "c.toml")})
+
+    created = shoal("account", "create", "team-a", *cluster)
+    assert created.exit_code == 0, created.output
+    key_a = created.stdout.strip()
+    assert key_a.startswith("shoal_") and created.stderr == "created account team-a\n"
+    # Its key acts for it alone: what team-a makes, default does not see, and back.
+    assert shoal("pool", "create", "pa", "--nodes", "0", key=key_a).exit_code == 0
+    assert shoal("pool", "show", "pa", key=suite.client_config.key).exit_code == 1
+    assert shoal("account", "list", *cluster, "-o", "json").exit_code == 0
+    names = [a["id"] for a in json.loads(shoal("account", "ls", *cluster, "-o", "json").stdout)]
+    assert names == ["default", "team-a"]
+
+    # A new key (the old one stops working: test_rotate_replaces_the_key), kept in a profile.
+    rotated = shoal("account", "keys", "rotate", "team-a", *cluster, "--save-profile", "a")
+    assert rotated.exit_code == 0 and rotated.stdout == ""
+    assert "saved the key as profile a" in rotated.stderr
+    assert shoal("-p", "a", "pool", "show", "pa").exit_code == 0
+
+    refused = shoal("account", "delete", "team-a", *cluster, "--yes")
+    assert refused.exit_code == 1
+    assert refused.stderr == ("error: account 'team-a' still has pools: delete them first (as "
+                              "the account: `shoal account keys rotate` gives you a key) "
+                              "[ACCOUNT_NOT_EMPTY]\n")
+    assert shoal("-p", "a", "pool", "delete", "pa", "--yes").exit_code == 0
+    wait_for(lambda: shoal("-p", "a", "pool", "show", "pa").exit_code == 1, "the pool gone", 60)
+    assert shoal("account", "rm", "team-a", *cluster, "-y").exit_code == 0
+    assert [a["id"] for a in json.loads(
+        shoal("account", "list", *cluster, "-o", "json").stdout)] == ["default"]
+    missing = shoal("account", "rm", "team-a", *cluster, "-y")
+    assert missing.exit_code == 1 and "[ACCOUNT_NOT_FOUND]" in missing.stderr
+
+
+def test_accounts_need_the_cluster_file(tmp_path: Path) -> None:
+    result = CliRunner().invoke(cli, ["--state-dir", str(tmp_path), "account", "list"])
+    assert result.exit_code == 1
+    assert result.output.startswith(f"error: no cluster file at {tmp_path}/cluster.json")

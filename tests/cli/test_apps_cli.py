@@ -79,11 +79,11 @@ def test_create_upload_both_formats_set_default_and_list(
     assert ["default", "version", "2.0"] in [row.split() for row in text.splitlines()]
     assert "1.0" in text and "ZIP" in text and "TAR_GZ" in text
 
-    result = ok(shoal(shared_suite, "app", "rm", uid, "1.0"))
+    result = ok(shoal(shared_suite, "app", "rm", uid, "1.0", "--yes"))
     assert result.stderr == f"deleted {uid} version 1.0\n"
     shown = json.loads(ok(shoal(shared_suite, "app", "show", uid, "-o", "json")).stdout)
     assert [v["name"].rsplit("/", 1)[-1] for v in shown["versions"]] == ["2.0", "3.0"]
-    result = ok(shoal(shared_suite, "app", "rm", uid))
+    result = ok(shoal(shared_suite, "app", "rm", uid, "--yes"))
     assert result.stderr == f"deleted application {uid}\n"
     assert "not found" in one_line_error(shoal(shared_suite, "app", "show", uid), 1)
 

@@ -35,7 +35,7 @@ def shoal(suite: LocalSuite, *args: str, input: str | None = None, key: str = ""
 
 def run_shoal(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[bytes]:
     """The real command in a real process: what a user's terminal would show."""
-    base = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    base = {k: v for k, v in os.environ.items() if (not k.startswith("SHOAL_") or k == "SHOAL_CONFIG")}
     return subprocess.run(
         [sys.executable, "-m", "shoal.cli.main", *args],
         capture_output=True,
@@ -254,8 +254,9 @@ def test_lists_and_shows_as_json(shared_suite: LocalSuite, uid: str) -> None:
     mine = next(p for p in pools if p["name"] == f"pools/{uid}")
     assert (mine["target_nodes"], mine["task_slots_per_node"], mine["state"]) == (0, 4, "ACTIVE")
     job = json.loads(ok(shoal(shared_suite, "job", "show", uid, "-o", "json")).stdout)
-    assert job["pool"] == f"pools/{uid}"
-    assert job["task_counts"]["active"] == "2"  # int64 is a string in protobuf JSON
+    assert (job["id"], job["pool"]) == (uid, f"pools/{uid}")
+    # int64 is a string in protobuf's JSON; people and jq want numbers.
+    assert job["task_counts"]["active"] == 2 and job["task_counts"]["failed"] == 0
     listed = shoal(shared_suite, "task", "list", uid, "-o", "json", "--limit", "1")
     assert [t["name"] for t in json.loads(ok(listed).stdout)] == [f"jobs/{uid}/tasks/t0"]
 
@@ -264,8 +265,9 @@ def test_tables_show_ids_and_states(shared_suite: LocalSuite, uid: str) -> None:
     with_job(shared_suite, uid, "true")
     result = ok(shoal(shared_suite, "task", "list", uid))
     header, row = result.stdout.splitlines()
-    assert header.split()[:3] == ["ID", "STATE", "RESULT"]
-    assert row.split()[:2] == ["t0", "ACTIVE"] and row.split()[-1] == "true"
+    assert header.split() == ["ID", "STATE", "EXIT", "RETRIES", "NODE", "REASON", "COMMAND"]
+    assert row.split()[:5] == ["t0", "ACTIVE", "-", "0", "-"] and row.split()[-1] == "true"
+    assert f"pool '{uid}' has no connected nodes" in row
     shown = ok(shoal(shared_suite, "job", "show", uid)).stdout
     assert "1 total: 1 active, 0 running, 0 completed" in shown
     pool = ok(shoal(shared_suite, "pool", "show", uid)).stdout.splitlines()
@@ -334,22 +336,11 @@ def test_wait_exits_1_naming_failed_tasks(shared_suite: LocalSuite, uid: str) ->
     assert result.exit_code == 1, result.output
     assert result.stderr.endswith("error: 2 of 3 tasks failed: t1, t2\n")
     row = ok(shoal(shared_suite, "task", "list", uid, "--state", "completed")).stdout
-    assert [r.split()[:4] for r in row.splitlines()[1:]] == [
-        ["t0", "COMPLETED", "SUCCESS", "0"],
-        ["t1", "COMPLETED", "FAILURE", "3"],
-        ["t2", "COMPLETED", "FAILURE", "1"],
+    assert [r.split()[:3] for r in row.splitlines()[1:]] == [
+        ["t0", "SUCCEEDED", "0"],
+        ["t1", "FAILED", "3"],
+        ["t2", "FAILED", "1"],
     ]
-    # The failures, found by result, by exit code, and by node (the pool's one node).
-    failed = ok(shoal(shared_suite, "task", "list", uid, "--result", "failure", "-o", "json"))
-    assert [t["name"].rsplit("/", 1)[-1] for t in json.loads(failed.stdout)] == ["t1", "t2"]
-    threes = ok(shoal(shared_suite, "task", "list", uid, "--state", "completed", "--result",
-                      "FAILURE", "--exit-code", "3")).stdout
-    assert [r.split()[0] for r in threes.splitlines()[1:]] == ["t1"]
-    node = json.loads(failed.stdout)[0]["execution_info"]["node"].rsplit("/", 1)[-1]
-    on_node = ok(shoal(shared_suite, "task", "list", uid, "--node", node, "--exit-code", "0"))
-    assert [r.split()[0] for r in on_node.stdout.splitlines()[1:]] == ["t0"]
-    bad = shoal(shared_suite, "task", "list", uid, "--node", "no such node")
-    assert bad.exit_code == 1 and "filter: node must be an id" in bad.stderr
 
 
 def test_wait_exits_124_on_timeout(shared_suite: LocalSuite, uid: str) -> None:
@@ -374,13 +365,13 @@ def test_logs_prints_the_files_bytes_as_is(shared_suite: LocalSuite, uid: str) -
     assert (done.returncode, done.stdout) == (0, b"oops\n")
 
 
-def test_delete_confirms(shared_suite: LocalSuite, uid: str) -> None:
+def test_delete_says_what_it_deleted(shared_suite: LocalSuite, uid: str) -> None:
     with_job(shared_suite, uid, "true")
-    result = ok(shoal(shared_suite, "job", "delete", uid))
+    result = ok(shoal(shared_suite, "job", "delete", uid, "--yes"))
     assert f"deleted job {uid}" in result.stderr
     result = shoal(shared_suite, "job", "show", uid)
     assert result.exit_code == 1 and "[JOB_NOT_FOUND]" in result.stderr
-    result = ok(shoal(shared_suite, "pool", "delete", uid))
+    result = ok(shoal(shared_suite, "pool", "rm", uid, "-y"))
     assert f"deleted pool {uid}" in result.stderr
     # A pool is DELETING until the pool-manager has let its nodes go (as in Azure Batch).
     deadline = time.monotonic() + 30

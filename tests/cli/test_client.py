@@ -222,12 +222,6 @@ def test_list_tasks_filters_by_state(client: Client, uid: str) -> None:
     assert active == [f"jobs/{uid}/tasks/t0", f"jobs/{uid}/tasks/t3"]
     both = [t.name for t in client.list_tasks(uid, state=["active", COMPLETED])]
     assert both == [f"jobs/{uid}/tasks/t{i}" for i in range(4)]
-    failed = list(client.list_tasks(uid, state=["active", "completed"], result="failure"))
-    assert [t.name for t in failed] == [f"jobs/{uid}/tasks/t2"]
-    assert [t.name for t in client.list_tasks(uid, exit_code=1)] == [f"jobs/{uid}/tasks/t2"]
-    node = failed[0].execution_info.node
-    assert len(list(client.list_tasks(uid, node=node))) == 2  # a name or an id
-    assert list(client.list_tasks(uid, node=node.rsplit("/", 1)[-1], exit_code=7)) == []
 
 
 def test_read_task_file_joins_the_stream(client: Client, uid: str) -> None:

@@ -49,7 +49,7 @@ def test_a_schedule_from_create_to_rm(shared_suite: LocalSuite, uid: str) -> Non
     assert spec["job"]["on_all_tasks_complete"] == "TERMINATE_JOB"  # type: ignore[index]
     assert [(t["task_id"], t["task"]["command_line"]) for t in spec["tasks"]] == [  # type: ignore[index]
         ("a", "echo a"), ("b", "echo b c")]
-    assert got["jobs_created"] == "0"  # not before an hour from now
+    assert got["jobs_created"] == 0  # not before an hour from now
 
     listed = ok(shoal(s, "schedule", "ls"))
     line = next(x for x in listed.stdout.splitlines() if x.startswith(f"{uid} "))
@@ -66,7 +66,7 @@ def test_a_schedule_from_create_to_rm(shared_suite: LocalSuite, uid: str) -> Non
     again = shoal(s, "schedule", "terminate", uid)
     assert again.exit_code == 1
     assert again.stderr == f"error: job schedule {uid!r} is completed [JOB_SCHEDULE_COMPLETED]\n"
-    removed = ok(shoal(s, "schedule", "rm", uid))
+    removed = ok(shoal(s, "schedule", "rm", uid, "--yes"))
     assert f"deleted job schedule {uid}" in removed.stderr
     gone = shoal(s, "schedule", "show", uid)
     assert gone.exit_code == 1
@@ -91,10 +91,10 @@ def test_a_schedule_makes_a_job_that_runs_its_tasks(shared_suite: LocalSuite, ui
     wait_for(task_done, f"the task of {job_id}")
     assert ok(shoal(s, "task", "logs", job_id, "t")).stdout == f"{job_id}\n"
     got = schedule_json(s, uid)
-    assert got["recent_job"] == f"jobs/{job_id}" and got["jobs_created"] == "1"
+    assert got["recent_job"] == f"jobs/{job_id}" and got["jobs_created"] == 1
     shown = ok(shoal(s, "schedule", "show", uid)).stdout
     assert "once" in shown and job_id in shown
-    ok(shoal(s, "schedule", "rm", uid))
+    ok(shoal(s, "schedule", "rm", uid, "--yes"))
     gone = shoal(s, "job", "show", job_id)
     assert gone.stderr == f"error: job 'jobs/{job_id}' not found [JOB_NOT_FOUND]\n"
 
@@ -121,4 +121,4 @@ def test_a_cron_schedule_shows_its_next_match(shared_suite: LocalSuite, uid: str
     got = schedule_json(s, uid)
     assert got["next_run_time"] == "2031-01-07T03:30:00Z"
     assert got["schedule"]["do_not_run_after"] == "2031-02-01T00:00:00Z"  # type: ignore[index]
-    ok(shoal(s, "schedule", "rm", uid))
+    ok(shoal(s, "schedule", "rm", uid, "--yes"))

@@ -159,18 +159,18 @@ def test_recursive_upload_ls_download_and_rm(
 
     # rm -r removes below the folder only, not keys that merely share the prefix.
     ok(shoal(shared_suite, "storage", "upload", str(src / "a.txt"), f"{cid}/in-other.txt"))
-    result = ok(shoal(shared_suite, "storage", "rm", "-r", f"{cid}/in/sub"))
+    result = ok(shoal(shared_suite, "storage", "rm", "-r", f"{cid}/in/sub", "-y"))
     assert result.stderr == f"deleted 3 objects below {cid}/in/sub/\n"
     assert sorted(listing(shared_suite, cid)) == ["in-other.txt", "in/a.txt", "in/empty.dat"]
-    result = ok(shoal(shared_suite, "storage", "rm", f"{cid}/in/a.txt"))
+    result = ok(shoal(shared_suite, "storage", "rm", f"{cid}/in/a.txt", "-y"))
     assert result.stderr == f"deleted {cid}/in/a.txt\n"
-    result = shoal(shared_suite, "storage", "rm", f"{cid}/in/a.txt")
+    result = shoal(shared_suite, "storage", "rm", f"{cid}/in/a.txt", "-y")
     assert "not found" in one_line_error(result, 1)
     # A download that finds nothing is an error, not an empty folder.
     result = shoal(shared_suite, "storage", "download", "-r", f"{cid}/nothing", str(tmp_path / "n"))
     assert one_line_error(result, 1) == f"error: no objects below {cid}/nothing/\n"
 
-    ok(shoal(shared_suite, "storage", "container", "rm", cid))
+    ok(shoal(shared_suite, "storage", "container", "rm", cid, "-y"))
     containers = json.loads(ok(shoal(shared_suite, "storage", "ls", "-o", "json")).stdout)
     assert f"containers/{cid}" not in [c["name"] for c in containers]
 
@@ -402,7 +402,7 @@ def test_a_terminal_gets_a_progress_bar_on_large_uploads(
 def run_in_terminal(suite: LocalSuite, *args: str) -> str:
     """The real command with stdout and stderr on a pseudo-terminal; everything it drew."""
     controller, terminal = pty.openpty()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    env = {k: v for k, v in os.environ.items() if (not k.startswith("SHOAL_") or k == "SHOAL_CONFIG")}
     env.update(TERM="xterm", COLUMNS="120", LINES="40")
     proc = subprocess.Popen(
         [

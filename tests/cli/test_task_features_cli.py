@@ -235,7 +235,7 @@ def test_terminate_reactivate_and_rm(shared_suite: LocalSuite, uid: str) -> None
     assert again["state"] in ("ACTIVE", "PREPARING", "RUNNING")
     wait_task(s, uid, "s", "RUNNING")
 
-    result = ok(shoal(s, "task", "rm", uid, "s"))
+    result = ok(shoal(s, "task", "rm", uid, "s", "--yes"))
     assert f"deleted task s of job {uid}" in result.stderr
     gone = shoal(s, "task", "show", uid, "s")
     assert gone.exit_code == 1 and "[TASK_NOT_FOUND]" in gone.stderr
@@ -305,7 +305,7 @@ def test_retention_and_rm_clean_the_nodes_task_directories(
     [tasks] = list(s.state_dir.glob(f"nodes/*/{uid}/*/tasks/{uid}"))
     wait_for(lambda: not (tasks / "short").exists(), "the short-retention task's directory",
              DEADLINE)
-    ok(shoal(s, "task", "rm", uid, "gone"))
+    ok(shoal(s, "task", "rm", uid, "gone", "--yes"))
     wait_for(lambda: not (tasks / "gone").exists(), "the deleted task's directory", DEADLINE)
     [kept] = (tasks / "kept").iterdir()
     assert (kept / "stdout.txt").exists()

@@ -9,8 +9,10 @@ import re
 import signal
 import subprocess
 import sys
+import tomllib
 import urllib.request
 from collections.abc import Callable, Iterator
+from functools import partial
 from pathlib import Path
 
 import pytest
@@ -23,6 +25,7 @@ from tests.cli.helpers import (
     kill_leftovers,
     read_pid,
     service_pids,
+    serving,
     standin_commands,
     wait_gone,
 )
@@ -37,7 +40,9 @@ class Up:
     def __init__(self, tmp_path: Path, **modes: str) -> None:
         self.state = (tmp_path / "state").resolve()
         self.stderr_path = tmp_path / "up.stderr"
-        env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+        env = {k: v for k, v in os.environ.items() if (not k.startswith("SHOAL_") or k == "SHOAL_CONFIG")}
+        self.config = tmp_path / "config.toml"
+        env["SHOAL_CONFIG"] = str(self.config)
         if modes:
             env["SHOAL_SERVICE_COMMANDS"] = json.dumps(standin_commands(**modes))
         argv = ["up", "--state-dir", str(self.state), "--port", "0"]
@@ -108,13 +113,21 @@ def test_up_runs_until_a_signal_then_stops_everything(up, sig: signal.Signals) -
         with urllib.request.urlopen(url.group(1), timeout=10) as r:
             assert b"shoal_grpc_server_handled_total" in r.read()
 
-    # Used as the banner says, from "another terminal": the client finds it by its state dir.
-    created = CliRunner().invoke(
-        cli,
-        ["--state-dir", str(u.state), "pool", "create", "p", "--nodes", "1"],
-        env={"SHOAL_ENDPOINT": None, "SHOAL_ACCOUNT_KEY": None},
+    # Used as the banner says, from "another terminal" in any directory: the client finds it
+    # through the profile `shoal up` wrote.
+    assert f"(profile local in {u.config} is the default" in banner
+    assert u.config.stat().st_mode & 0o777 == 0o600
+    assert tomllib.loads(u.config.read_text()) == {
+        "default_profile": "local", "profiles": {"local": {"state_dir": str(u.state)}}}
+    elsewhere = u.state.parent / "elsewhere"
+    elsewhere.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SHOAL_")}
+    created = subprocess.run(
+        [sys.executable, "-m", "shoal.cli.main", "pool", "create", "p", "--nodes", "1"],
+        cwd=elsewhere, env={**env, "SHOAL_CONFIG": str(u.config)}, capture_output=True,
+        text=True, timeout=60,
     )
-    assert created.exit_code == 0, created.output
+    assert created.returncode == 0, created.stderr
     agent = wait_for(lambda: agent_pids(u.state), "the pool's agent to start", 30)
 
     u.proc.send_signal(sig)
@@ -125,15 +138,62 @@ def test_up_runs_until_a_signal_then_stops_everything(up, sig: signal.Signals) -
     assert "Traceback" not in u.stderr
 
 
-def test_up_exits_1_when_a_service_dies_and_stops_the_rest(up) -> None:
+def restarted(u: Up, times: int) -> bool:
+    return u.stderr.count("job-scheduler restarted") == times
+
+
+def test_up_restarts_a_service_that_dies_and_keeps_the_others(up) -> None:
     u = up()
     pids = u.wait_up()
-    os.kill(pids["job-scheduler"], signal.SIGKILL)
-    assert u.proc.wait(timeout=60) == 1
+    cli_args = ["--state-dir", str(u.state)]
+    env = {"SHOAL_ENDPOINT": None, "SHOAL_ACCOUNT_KEY": None}
+    made = CliRunner().invoke(cli, [*cli_args, "pool", "create", "p", "--nodes", "0"], env=env)
+    assert made.exit_code == 0, made.output
+    for death in (1, 2):
+        os.kill(service_pids(u.state)["job-scheduler"], signal.SIGKILL)
+        wait_for(partial(restarted, u, death), "the restart", 60)
+        # Restarted is healthy on its own port; the gateway reconnects to it within its
+        # channel's backoff (at most 2 s) and says so in its health.
+        endpoint = json.loads((u.state / "client.json").read_text())["endpoint"]
+        wait_for(partial(serving, endpoint, "job-scheduler"), "the gateway to reach it", 30)
+        now = service_pids(u.state)
+        assert now["job-scheduler"] != pids["job-scheduler"]
+        assert {s: p for s, p in now.items() if s != "job-scheduler"} == {
+            s: p for s, p in pids.items() if s != "job-scheduler"}  # the others kept running
+        made = CliRunner().invoke(cli, [*cli_args, "job", "create", f"j{death}", "--pool", "p"],
+                                  env=env)
+        assert made.exit_code == 0, made.output
     err = u.stderr
-    assert "job-scheduler died" in err
-    assert "Shoal stopped." not in err and "Traceback" not in err
-    wait_gone(list(pids.values()))
+    assert err.count("job-scheduler died") == 2 and "restarting job-scheduler" in err
+    assert u.proc.poll() is None  # it stops only when asked
+    u.proc.send_signal(signal.SIGTERM)
+    assert u.proc.wait(timeout=60) == 0, u.stderr
+    assert u.left_running() == {}
+    assert "Traceback" not in u.stderr
+
+
+def test_up_keeps_trying_a_service_that_cannot_start_until_it_can(up) -> None:
+    u = up()
+    pids = u.wait_up()
+    db = u.state / "job-scheduler.db"
+    # Damaged under it, then killed: from now on it exits at once on every attempt, naming
+    # its file (damaged first, so no restart can come in between).
+    db.write_bytes(b"not a database " * 1000)
+    for suffix in ("-wal", "-shm"):
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+    os.kill(pids["job-scheduler"], signal.SIGKILL)
+    wait_for(lambda: u.stderr.count("job-scheduler did not restart") >= 2, "two failed attempts",
+             60)
+    assert "exited with code 65" in u.stderr and "next attempt in" in u.stderr
+    assert service_pids(u.state)["pool-manager"] == pids["pool-manager"]
+    listed = CliRunner().invoke(cli, ["--state-dir", str(u.state), "pool", "list"],
+                                env={"SHOAL_ENDPOINT": None, "SHOAL_ACCOUNT_KEY": None})
+    assert listed.exit_code == 0, listed.output  # the others still serve
+    for suffix in ("", "-wal", "-shm"):  # the operator moves the damaged file aside
+        db.with_name(db.name + suffix).unlink(missing_ok=True)
+    wait_for(lambda: "job-scheduler restarted" in u.stderr, "the restart once it can", 90)
+    u.proc.send_signal(signal.SIGINT)
+    assert u.proc.wait(timeout=60) == 0, u.stderr
     assert u.left_running() == {}
 
 

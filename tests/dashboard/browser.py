@@ -12,7 +12,7 @@ import os
 import shutil
 from collections.abc import Callable
 from pathlib import Path
-from typing import TypeVar
+from typing import TypeVar, cast
 
 import pytest
 from selenium import webdriver
@@ -67,7 +67,7 @@ def until(driver: webdriver.Chrome, check: Callable[[webdriver.Chrome], T], what
             return False
 
     try:
-        return WebDriverWait(driver, timeout, poll_frequency=0.1).until(probe)  # type: ignore[arg-type]
+        return cast(T, WebDriverWait(driver, timeout, poll_frequency=0.1).until(probe))
     except Exception as e:
         body = driver.find_element(By.TAG_NAME, "body").text[:2000]
         raise AssertionError(f"timed out after {timeout}s waiting for {what}; the page at "

@@ -150,8 +150,8 @@ async def test_the_task_list_filters_and_pages(http: aiohttp.ClientSession, job:
     assert page1 + page2 + page3 == [f"t{i:02d}" for i in range(12)] and end == ""
     r = await http.get(f"/api/jobs/{job}/tasks?exit_code=seven")
     assert r.status == 400
-    assert await r.json() == {"error": "filter: exit_code must be an integer, got 'seven'",
-                              "reason": "INVALID_ARGUMENT"}
+    body = await r.json()
+    assert body["reason"] == "INVALID_ARGUMENT" and "exit_code" in body["error"]
     assert (await http.get("/api/jobs/no such job/tasks")).status == 404
 
 

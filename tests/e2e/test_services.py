@@ -8,8 +8,12 @@ import os
 import signal
 
 import grpc
+from google.protobuf import descriptor_pb2, descriptor_pool
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_reflection.v1alpha.proto_reflection_descriptor_database import (
+    ProtoReflectionDescriptorDatabase,
+)
 
 from shoal.suite import LocalSuite
 from tests.support import wait_for
@@ -36,6 +40,65 @@ def test_every_service_answers_health_and_reflection(shared_suite: LocalSuite) -
     assert "shoal.agent.v1.AgentService" in listed["job-scheduler"]
     assert "shoal.agent.v1.NodeRegistryService" in listed["pool-manager"]
     assert "grpc.health.v1.Health" in listed["storage-stager"]
+
+
+def _reflect_v1(channel: grpc.Channel, *requests: reflection_pb2.ServerReflectionRequest
+                ) -> list[reflection_pb2.ServerReflectionResponse]:
+    """A reflection client speaking grpc.reflection.v1: the same messages as v1alpha (the
+    protocol only moved package), sent to v1's method."""
+    call = channel.stream_stream(
+        "/grpc.reflection.v1.ServerReflection/ServerReflectionInfo",
+        request_serializer=reflection_pb2.ServerReflectionRequest.SerializeToString,
+        response_deserializer=reflection_pb2.ServerReflectionResponse.FromString,
+    )
+    return list(call(iter(requests), timeout=5))
+
+
+def test_the_gateway_serves_reflection_v1_and_v1alpha(shared_suite: LocalSuite) -> None:
+    with grpc.insecure_channel(shared_suite.endpoint) as ch:
+        # v1alpha, through grpcio-reflection's own client.
+        db = ProtoReflectionDescriptorDatabase(ch)
+        services = set(db.get_services())
+        assert {"shoal.v1.TaskService", "grpc.reflection.v1.ServerReflection",
+                "grpc.reflection.v1alpha.ServerReflection"} <= services
+        task_file = descriptor_pool.DescriptorPool(db).FindServiceByName("shoal.v1.TaskService")
+        assert "ListTasks" in task_file.methods_by_name
+
+        listed, described, own = _reflect_v1(
+            ch,
+            reflection_pb2.ServerReflectionRequest(list_services=""),
+            reflection_pb2.ServerReflectionRequest(file_containing_symbol="shoal.v1.TaskService"),
+            reflection_pb2.ServerReflectionRequest(
+                file_containing_symbol="grpc.reflection.v1.ServerReflection"),
+        )
+    assert {s.name for s in listed.list_services_response.service} == services
+    files = [descriptor_pb2.FileDescriptorProto.FromString(b)
+             for b in described.file_descriptor_response.file_descriptor_proto]
+    task = next(f for f in files if f.name == "shoal/v1/task.proto")
+    assert [m.name for m in task.service[0].method][:4] == [
+        "CreateTask", "BatchCreateTasks", "GetTask", "ListTasks"]
+    assert task.options.go_package and task.options.java_package == "dev.shoal.v1"
+    (v1,) = [descriptor_pb2.FileDescriptorProto.FromString(b)
+             for b in own.file_descriptor_response.file_descriptor_proto]
+    assert (v1.package, v1.service[0].name) == ("grpc.reflection.v1", "ServerReflection")
+
+
+def test_the_gateways_health_follows_the_services_behind_it(suite: LocalSuite) -> None:
+    def status(name: str) -> int:
+        with grpc.insecure_channel(suite.endpoint) as ch:
+            return health_pb2_grpc.HealthStub(ch).Check(
+                health_pb2.HealthCheckRequest(service=name), timeout=5).status
+
+    serving = health_pb2.HealthCheckResponse.SERVING
+    for name in ("", "pool-manager", "job-scheduler", "storage-stager", "shoal.v1.TaskService"):
+        wait_for(lambda name=name: status(name) == serving, f"{name or 'gateway'} serving", 30)
+    suite.kill("job-scheduler")
+    down = health_pb2.HealthCheckResponse.NOT_SERVING
+    wait_for(lambda: status("job-scheduler") == down, "the scheduler seen down", 30)
+    assert status("shoal.v1.TaskService") == down and status("shoal.v1.JobService") == down
+    assert status("pool-manager") == serving and status("") == serving
+    suite.restart("job-scheduler")
+    wait_for(lambda: status("shoal.v1.JobService") == serving, "the scheduler seen back", 30)
 
 
 def test_internal_services_refuse_calls_without_the_service_token(shared_suite: LocalSuite) -> None:

@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from services.common.filters import Condition
+from services.common.errors import ShoalError
+from services.common.filters import Filter
 from services.job_scheduler import convert
 from services.job_scheduler.model import JobState, Result, TaskState
+from services.job_scheduler.task_filter import parse_task_filter
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import pool_pb2
 from tests.scheduler.harness import (
@@ -254,49 +256,107 @@ async def test_list_tasks_filters_by_state_and_pages(apps: Apps, clock: Clock) -
     await settle(app)
     x, y = n.assignments()
     await n.start(x.attempt_id)
-    got = await app.list_tasks(ACCOUNT, "j", {"RUNNING"}, None, 10)
+    got = await app.list_tasks(ACCOUNT, "j", where("state = RUNNING"), None, 10)
     assert [t.spec.id for t in got] == [x.task_id]
-    got = await app.list_tasks(ACCOUNT, "j", {"PREPARING", "RUNNING"}, None, 10)
+    got = await app.list_tasks(ACCOUNT, "j", where("state = PREPARING OR state = running"), None, 10)
     assert {t.spec.id for t in got} == {x.task_id, y.task_id}
-    page1 = await app.list_tasks(ACCOUNT, "j", {"ACTIVE"}, None, 2)
-    page2 = await app.list_tasks(ACCOUNT, "j", {"ACTIVE"}, page1[-1].spec.id, 2)
+    page1 = await app.list_tasks(ACCOUNT, "j", where("state = ACTIVE"), None, 2)
+    page2 = await app.list_tasks(ACCOUNT, "j", where("state = ACTIVE"), page1[-1].spec.id, 2)
     assert len(page1) == 2 and len(page2) == 1
     assert not {t.spec.id for t in page1} & {t.spec.id for t in page2}
 
 
-async def test_list_tasks_filters_by_result_node_and_exit_code(apps: Apps, clock: Clock) -> None:
+async def test_list_tasks_filters_by_result_node_and_exit_code_in_sql(
+    apps: Apps, clock: Clock
+) -> None:
     app = await apps.open()
     await make_job(app)
     a, b = Node(app, "a", 2), Node(app, "b", 2)
     await a.connect()
     await b.connect()
-    await app.create_tasks(ACCOUNT, "j", specs(5))  # t4 waits: four slots
+    await app.create_tasks(ACCOUNT, "j", specs(5))
     await settle(app)
-    codes = {"t0": 0, "t1": 3, "t2": 3, "t3": None}  # t3 still runs
-    for node in (a, b):
-        for x in node.assignments():
-            if codes[x.task_id] is not None:
-                await node.finish(x.attempt_id, exit_code=codes[x.task_id])
+    ran = {x.task_id: (a, x) for x in a.assignments()} | {x.task_id: (b, x) for x in b.assignments()}
+    codes = {"t0": 0, "t1": 3, "t2": 1, "t3": 0}
+    for tid, code in codes.items():
+        node, x = ran[tid]
+        await node.finish(x.attempt_id, exit_code=code)
     await app.commit()
-    ran_on = {t.spec.id: t.node.rsplit("/", 1)[-1]
-              for t in await app.list_tasks(ACCOUNT, "j", None, None, 10) if t.node}
+    # (t4 went to a freed slot meanwhile.)
+    on = {f"t{i}": (await app.get_task(ACCOUNT, "j", f"t{i}")).node for i in range(5)}
 
-    async def ids(**where: Condition) -> list[str]:
-        return [t.spec.id for t in await app.list_tasks(ACCOUNT, "j", None, None, 10, **where)]
+    async def ids(text: str) -> list[str]:
+        return [t.spec.id for t in await app.list_tasks(ACCOUNT, "j", where(text), None, 10)]
 
-    assert await ids(result=Condition(frozenset({"FAILURE"}))) == ["t1", "t2"]
-    assert await ids(result=Condition(frozenset({"FAILURE"}), negated=True)) == ["t0"]
-    assert await ids(exit_code=Condition(frozenset({3}))) == ["t1", "t2"]
-    # No exit code yet (t3 runs, t4 waits): neither 3 nor "not 3".
-    assert await ids(exit_code=Condition(frozenset({3}), negated=True)) == ["t0"]
-    on_a = sorted(t for t, n in ran_on.items() if n == "a")
-    assert on_a and await ids(node=Condition(frozenset({"A"}))) == on_a  # ids ignore case
-    assert await ids(node=Condition(frozenset({"a"}), negated=True)) == sorted(
-        t for t, n in ran_on.items() if n != "a")
-    both = await app.list_tasks(ACCOUNT, "j", {"COMPLETED"}, None, 10,
-                                result=Condition(frozenset({"FAILURE"})),
-                                exit_code=Condition(frozenset({3})))
-    assert [t.spec.id for t in both] == ["t1", "t2"]
+    assert await ids("result = FAILURE") == ["t1", "t2"]
+    assert await ids("state = COMPLETED AND result = success") == ["t0", "t3"]
+    assert await ids("exit_code != 0") == ["t1", "t2"]
+    assert await ids("exit_code >= 2") == ["t1"]
+    # t4 has not ended: it has no result or exit code, so no comparison on them holds.
+    assert await ids("result != FAILURE") == ["t0", "t3"]
+    assert await ids("state != COMPLETED OR result = FAILURE") == ["t1", "t2", "t4"]
+    on_a = sorted(t for t, n in on.items() if n == "pools/p/nodes/a")
+    assert on_a and await ids("node = a") == on_a
+    assert await ids("node = A") == on_a  # ids ignore case
+    assert await ids('node = "pools/p/nodes/a"') == on_a
+    assert await ids("node != a") == sorted(set(on) - set(on_a))
+    assert await ids("node = pools/q/nodes/a") == []
+    assert await ids("node = a AND exit_code = 99") == []
+
+
+async def test_a_waiting_tasks_reason_says_what_holds_the_job(apps: Apps, clock: Clock) -> None:
+    app = await apps.open()
+    await make_job(app, max_parallel_tasks=1)
+    await app.create_tasks(ACCOUNT, "j", specs(3))
+
+    async def reasons() -> dict[str, str]:
+        return {t.spec.id: t.state_reason
+                for t in await app.list_tasks(ACCOUNT, "j", where("state = ACTIVE"), None, 10)}
+
+    assert await reasons() == {f"t{i}": "pool 'p' has no connected nodes" for i in range(3)}
+    n = Node(app, "a", 1)
+    await n.connect()
+    await settle(app)
+    (x,) = n.assignments()
+    await n.start(x.attempt_id)
+    waiting = await reasons()
+    assert len(waiting) == 2
+    assert set(waiting.values()) == {"the job's max_parallel_tasks are running (1)"}
+    one = next(iter(waiting))
+    assert (await app.get_task(ACCOUNT, "j", one)).state_reason == waiting[one]
+    await app.disable_job(ACCOUNT, "j", 3)  # wait: the running task goes on
+    assert set((await reasons()).values()) == {"the job is disabled"}
+
+
+async def test_adding_to_a_job_its_on_all_tasks_complete_ended_says_why(
+    apps: Apps, clock: Clock
+) -> None:
+    # The README's old trap: one task added, done, and the next add finds the job completed.
+    app = await apps.open()
+    await make_job(app, on_all_tasks_complete=2)
+    n = Node(app, "a", 1)
+    await n.connect()
+    await app.create_tasks(ACCOUNT, "j", specs(1))
+    await settle(app)
+    (x,) = n.assignments()
+    await n.finish(x.attempt_id)
+    e = await expect_error(app.create_tasks(ACCOUNT, "j", specs(1, "u")), "JOB_NOT_ACTIVE")
+    assert e.message.startswith("job 'j' is completed: it takes no new tasks (it completed when "
+                                "all the tasks it had were done, as its on_all_tasks_complete")
+
+
+def where(text: str) -> Filter:
+    return parse_task_filter(text)
+
+
+async def test_a_bad_task_filter_names_the_field() -> None:
+    for text, says in [("node = a/b", "neither a node id nor a name"),
+                       ("result = MAYBE", "unknown value 'MAYBE'"),
+                       ("exit_code = zero", "not an integer"),
+                       ("attempts > 2", "cannot filter on 'attempts'")]:
+        with pytest.raises(ShoalError) as caught:
+            parse_task_filter(text)
+        assert caught.value.field == "filter" and says in caught.value.message
 
 
 async def test_an_attempt_newer_than_the_task_row_is_not_a_previous_attempt(

@@ -66,8 +66,16 @@ class TaskEvents(CoreState):
         if self.jobs.get(job.pk) is not job:
             raise ShoalError(Code.NOT_FOUND, "JOB_NOT_FOUND", f"job 'jobs/{job.id}' not found")
         if not is_open(job):
+            why = ""
+            if job.terminate_reason == "AllTasksComplete":
+                # The trap of Azure's onAllTasksComplete: tasks added one call at a time can
+                # all be done before the next call comes.
+                why = (" (it completed when all the tasks it had were done, as its "
+                       "on_all_tasks_complete says: add all of a job's tasks in one call, or "
+                       "create it without that)")
             raise failed_precondition(
-                "JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}: it takes no new tasks")
+                "JOB_NOT_ACTIVE",
+                f"job {job.id!r} is {job.state.name.lower()}: it takes no new tasks{why}")
 
     def dependencies_to_read(self, job: Job, specs: list[TaskDefinition], single: bool) -> list[str]:
         """Refuse what the job cannot take whatever exists (dependencies in a job that does
@@ -175,14 +183,33 @@ class TaskEvents(CoreState):
 
     # -- reading ----------------------------------------------------------------------------
 
-    def with_reason(self, job: Job, t: TaskRecord) -> TaskRecord:
-        """A task as read, with why it waits if it is ACTIVE."""
+    def with_reason(self, job: Job, t: TaskRecord, job_reason: str | None = None) -> TaskRecord:
+        """A task as read, with why it waits if it is ACTIVE: its dependencies, else what
+        holds all of the job's tasks (`job_reason`, `job_wait_reason(job)` when not given:
+        a page of tasks asks once)."""
         if t.state != TaskState.ACTIVE:
             return t
         why = self.deps.reason(t.pk)
-        if not why and job.state in (JobState.DISABLED, JobState.DISABLING):
-            why = "the job is disabled"
+        if not why:
+            why = self.job_wait_reason(job) if job_reason is None else job_reason
         return t._replace(state_reason=why) if why else t
+
+    def job_wait_reason(self, job: Job) -> str:
+        """What keeps every ready task of the job waiting, in a few words; "" when a ready
+        task can go to the next free slot (`task why` says more about one task)."""
+        if job.state in (JobState.DISABLED, JobState.DISABLING):
+            return "the job is disabled"
+        if job.max_parallel and job.counts.running >= job.max_parallel:
+            return f"the job's max_parallel_tasks are running ({job.counts.running})"
+        nodes = [x for x in self.sessions.values() if (x.key[0], x.key[1]) == job.pool_key]
+        if not nodes:
+            return f"pool {job.pool_id!r} has no connected nodes"
+        usable = [x for x in nodes if x.schedulable]
+        if not usable:
+            return f"no node of pool {job.pool_id!r} takes tasks"
+        if all(x.free_slots == 0 for x in usable):
+            return f"all {sum(x.total_slots for x in usable)} slots of pool {job.pool_id!r} are busy"
+        return ""
 
     def is_live(self, job: Job, task_pk: int) -> bool:
         """Whether the task is ACTIVE or running in memory (its row may lag a commit)."""
