@@ -88,12 +88,14 @@ def test_a_pools_nodes_are_shown_and_follow_their_tasks(
     gate = tmp_path / "go"
     c.create_job("frames", pool_id="render")
     c.add_task("frames", "f1", waits_for(gate))
-    busy = until(b, lambda d: [t for t in d.find_elements(By.CSS_SELECTOR, ".node")
+    # The map is drawn again as it changes: read what a tile says inside the wait.
+    busy = until(b, lambda d: [t.get_attribute("data-node")
+                               for t in d.find_elements(By.CSS_SELECTOR, ".node")
                                if t.get_attribute("data-running") == "1"
                                and t.get_attribute("data-state") == "running"],
                  "a node running the task")
     node = c.get_task("frames", "f1").execution_info.node.rsplit("/", 1)[-1]
-    assert busy[0].get_attribute("data-node") == node
+    assert busy == [node]
     assert b.execute_script("return window.notReloaded") is True
     screenshot(b, "pool", tmp_path)
     gate.touch()
@@ -117,7 +119,7 @@ def test_a_jobs_progress_reaches_100_percent(
     gate.touch()
     until(b, lambda d: one(d, "#job-progress .pct").text == "100 %", "the job at 100 %", WAIT)
     assert b.execute_script("return window.notReloaded") is True
-    assert "20/20 done" in one(b, "#job-progress").text
+    until(b, lambda d: "20/20 done" in one(d, "#job-progress").text, "20/20 done")
     # The task list followed too: no task is shown running any more.
     until(b, lambda d: len(ids_shown(d)) == 20 and "running" not in texts(d, "#tasks .badge"),
           "the task list to show every task done")
@@ -147,8 +149,8 @@ def test_a_failed_task_is_found_through_the_filters_and_its_log_shown(
     one(b, "#tasks a[href$='/tasks/t37']").click()
     until(b, lambda d: d.current_url.endswith("/jobs/search/tasks/t37")
           and texts(d, "#attempt-table tbody tr"), "the task's page with its attempts")
-    (row,) = b.find_elements(By.CSS_SELECTOR, "#attempt-table tbody tr")
-    assert row.find_elements(By.TAG_NAME, "td")[5].text == "9"
+    until(b, lambda d: texts(d, "#attempt-table tbody td:nth-child(6)") == ["9"],
+          "one attempt, exit code 9")
     one(b, "#tab-stderr").click()
     until(b, lambda d: "it broke at step 37" in one(d, "#log").text, "the task's stderr")
     screenshot(b, "task-failed", tmp_path)
@@ -164,8 +166,8 @@ def test_why_for_a_waiting_task_and_a_log_followed_as_it_is_written(
     c.add_task("wait", "busy", waits_for(gate, before="first", after="second"))
     c.add_task("wait", "next", "echo next")
     signed_in(b, suite, "jobs/wait/tasks/next")
-    until(b, lambda d: "free slot" in one(d, "#why-summary").text, "why: no free slot", WAIT)
-    assert "NO_FREE_SLOT" in one(b, "#why").text
+    until(b, lambda d: "free slot" in one(d, "#why-summary").text
+          and "NO_FREE_SLOT" in one(d, "#why").text, "why: no free slot", WAIT)
     screenshot(b, "why", tmp_path)
     signed_in(b, suite, "jobs/wait/tasks/busy")
     until(b, lambda d: one(d, "#log").text.strip() == "first", "the log so far")
