@@ -17,7 +17,7 @@ from __future__ import annotations
 import asyncio
 import codecs
 import json
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -30,6 +30,7 @@ from gateway.auth import Authenticator
 from gateway.dashboard import live
 from gateway.dashboard.backend import LOG_TAIL, ApiError, Backend, TaskQuery
 from gateway.dashboard.sessions import Session, Sessions
+from gateway.dashboard.shared import SharedAnswers
 from services.common.errors import ShoalError
 
 log = structlog.get_logger()
@@ -51,6 +52,7 @@ HEADERS = {
 }
 PAGES = ("/", "/pools/{pool}", "/jobs/{job}", "/jobs/{job}/tasks/{task}")
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+Answer = Callable[[Session, web.Request], Coroutine[Any, Any, Any]]
 
 
 class Dashboard:
@@ -61,6 +63,8 @@ class Dashboard:
         self.sessions = sessions
         self.feeds = live.Feeds()
         """Live views shared by the pages of an account that follow the same job or pool."""
+        self._answers = SharedAnswers()
+        """Reads shared by the pages of an account that ask the same within a second."""
         self._runner: web.AppRunner | None = None
         self.port = 0
         registry = registry if registry is not None else CollectorRegistry()
@@ -80,14 +84,14 @@ class Dashboard:
             r.add_get(page, self._page)
         r.add_static("/static/", STATIC, append_version=False)
         r.add_get("/api/whoami", self._api(self._whoami))
-        r.add_get("/api/pools", self._api(lambda s, q: self.backend.pools(s.key)))
+        r.add_get("/api/pools", self._api(self._shared(lambda s, q: self.backend.pools(s.key))))
         r.add_get("/api/pools/{pool}", self._api(
             lambda s, q: self.backend.pool(s.key, q.match_info["pool"])))
-        r.add_get("/api/jobs", self._api(
-            lambda s, q: self.backend.jobs(s.key, q.query.get("page_token", ""))))
+        r.add_get("/api/jobs", self._api(self._shared(
+            lambda s, q: self.backend.jobs(s.key, q.query.get("page_token", "")))))
         r.add_get("/api/jobs/{job}", self._api(
             lambda s, q: self.backend.job(s.key, q.match_info["job"])))
-        r.add_get("/api/jobs/{job}/tasks", self._api(self._tasks))
+        r.add_get("/api/jobs/{job}/tasks", self._api(self._shared(self._tasks)))
         r.add_get("/api/jobs/{job}/tasks/{task}", self._api(
             lambda s, q: self.backend.task(s.key, q.match_info["job"], q.match_info["task"])))
         r.add_get("/api/jobs/{job}/tasks/{task}/why", self._api(
@@ -176,7 +180,7 @@ class Dashboard:
 
     # -- the JSON API -----------------------------------------------------------------------
 
-    def _api(self, answer: Callable[[Session, web.Request], Awaitable[Any]]) -> Handler:
+    def _api(self, answer: Answer) -> Handler:
         async def handle(request: web.Request) -> web.StreamResponse:
             try:
                 return web.json_response(await answer(request["session"], request))
@@ -186,6 +190,14 @@ class Dashboard:
                 return _error(e.status, e.message, e.reason)
 
         return handle
+
+    def _shared(self, answer: Answer) -> Answer:
+        """The same read by pages of one account within a second: one call (shared.py)."""
+        async def shared(s: Session, request: web.Request) -> Any:
+            return await self._answers.get((s.account, request.path_qs),
+                                           lambda: answer(s, request))
+
+        return shared
 
     async def _whoami(self, s: Session, request: web.Request) -> dict[str, Any]:
         return {"account": s.account}
