@@ -14,6 +14,10 @@ extra await, no extra message.
 An assignment that carries `job_preparation_task` first waits until its job is prepared on
 this node (`jobs`, agent.job_tasks); the wait is part of the attempt, so cancel() stops it,
 and the attempt's wall clock starts after it (the preparation task has a limit of its own).
+
+The wall clock is a timer of the attempt's own, not a timeout of one wait: it covers staging
+and the process alike, and `update()` moves it while the attempt runs (the scheduler sends
+new limits when the task is updated).
 """
 
 from __future__ import annotations
@@ -95,6 +99,13 @@ class _Attempt:
     done: asyncio.Event = field(default_factory=asyncio.Event)
     staging: asyncio.Future[Any] | None = None
     """The staging step in progress (downloads or uploads): cancel() stops it."""
+    clock_start: float | None = None
+    """When its wall clock started (time.monotonic()); None before, and once its process
+    has ended (the clock no longer runs)."""
+    timer: asyncio.TimerHandle | None = None
+    """Ends the attempt when its wall clock runs out."""
+    assignment: agent_pb2.Assignment | None = None
+    """What the attempt runs, with its limits as they are now (update() changes them)."""
 
 
 class _Stopped(Enum):
@@ -127,7 +138,7 @@ class Executor:
         self._attempts: dict[str, _Attempt] = {}
         # Attempts handed to a task whose run() has not begun yet, and those of them already
         # cancelled: an assignment and its cancel can arrive in one message.
-        self._expected: set[str] = set()
+        self._expected: dict[str, agent_pb2.Assignment] = {}
         self._cancelled_early: set[str] = set()
         self._stopping = False
 
@@ -143,17 +154,18 @@ class Executor:
         aid = a.attempt_id
         if aid in self._attempts:
             raise ValueError(f"attempt {aid!r} is already running")
-        self._expected.discard(aid)
+        self._expected.pop(aid, None)
         if aid in self._cancelled_early:
             self._cancelled_early.discard(aid)
             return None if self._stopping else _cancelled(aid, end=self._clock())
-        state = _Attempt()
+        state = _Attempt(assignment=a)
         self._attempts[aid] = state
         if self.jobs is not None and a.job_uid:
             self.jobs.seen(a)
         try:
             return await self._run(a, state, on_started)
         finally:
+            self._stop_clock(state)
             del self._attempts[aid]
             state.done.set()
 
@@ -178,21 +190,19 @@ class Executor:
             if not isinstance(prepared, dict):
                 return prepared
             process.env.update(prepared)
-        limit = from_duration(a.max_wall_clock_time) if a.HasField("max_wall_clock_time") else None
-        if limit is not None and limit <= 0:
-            limit = None
-        deadline = None if limit is None else time.monotonic() + limit
+        state.clock_start = time.monotonic()
+        self._arm(state, a)
         if a.HasField("files"):
             if self.staging is None:
                 return failed(aid, failure(
                     SERVER_ERROR, RESOURCE_FILE_DOWNLOAD_FAILED,
                     "this agent cannot stage files (no staging configured)"), end=self._clock())
             if needs_downloads(a):
-                prepared = await self._prepare(a, state, paths, deadline, limit)
+                prepared = await self._prepare(a, state, paths)
                 if not isinstance(prepared, dict):
                     return prepared
                 process.env.update(prepared)
-        result = await self._execute(a, state, process, deadline, limit, on_started)
+        result = await self._execute(a, state, process, on_started)
         if result is None or state.cancelled or self._stopping:
             return result
         if self.staging is None or not (a.files.output_files or self.upload_logs):
@@ -205,27 +215,28 @@ class Executor:
 
     async def _execute(
         self, a: agent_pb2.Assignment, state: _Attempt, process: Launch,
-        deadline: float | None, limit: float | None, on_started: OnStarted | None,
+        on_started: OnStarted | None,
     ) -> agent_pb2.TaskResult | None:
         aid = a.attempt_id
 
         def started(proc: Child, start: float) -> None:
             state.proc = proc
-            if state.cancelled or self._stopping:
+            if state.cancelled or state.timed_out or self._stopping:
                 kill_group(proc)
             if on_started is not None:
                 on_started(aid, start)
 
-        # What staging took counts: the limit is the attempt's, as in Azure Batch.
-        ended = await self.runner.run(process, deadline, started)
+        # What staging took counts: the limit is the attempt's, as in Azure Batch. The
+        # attempt's timer kills the process when it runs out.
+        ended = await self.runner.run(process, None, started)
+        self._stop_clock(state)
         if isinstance(ended, task_pb2.FailureInfo):
             return failed(aid, ended, end=self._clock())
-        state.timed_out = ended.timed_out
         if self._stopping:
             return None
         start, end = ended.start, ended.end
-        if ended.timed_out:
-            return _timed_out(aid, limit, start=start, end=end, exit_code=ended.exit_code)
+        if state.timed_out:
+            return _timed_out(aid, _limit(a), start=start, end=end, exit_code=ended.exit_code)
         if state.cancelled:
             return _cancelled(aid, start=start, end=end, exit_code=ended.exit_code)
         return agent_pb2.TaskResult(
@@ -247,7 +258,7 @@ class Executor:
         out = self.jobs.ready(a)
         if out is None:
             try:
-                waited = await _step(state, self.jobs.prepare(a), None)
+                waited = await _step(state, self.jobs.prepare(a))
             except Exception as e:  # noqa: BLE001 - a bug must fail the attempt, not the agent
                 log.exception("job preparation crashed")
                 return failed(aid, failure(
@@ -264,16 +275,14 @@ class Executor:
         return out
 
     async def _prepare(
-        self, a: agent_pb2.Assignment, state: _Attempt, paths: TaskPaths,
-        deadline: float | None, limit: float | None,
+        self, a: agent_pb2.Assignment, state: _Attempt, paths: TaskPaths
     ) -> dict[str, str] | agent_pb2.TaskResult | None:
         """The inputs staged: the package environment, or the attempt's result when staging
         failed, was cancelled or ran out of wall clock time (None: the agent is stopping)."""
         assert self.staging is not None
         aid = a.attempt_id
-        timeout = None if deadline is None else max(0.0, deadline - time.monotonic())
         try:
-            out = await _step(state, self.staging.prepare(a, paths.wd), timeout)
+            out = await _step(state, self.staging.prepare(a, paths.wd), on_clock=True)
         except StagingFailure as f:
             r = failed(aid, f.info(), end=self._clock())
             log.info("staging failed", code=f.code, error=f.message)
@@ -285,10 +294,10 @@ class Executor:
                 f"the agent failed to stage the attempt's files: {e}"), end=self._clock())
         if self._stopping:
             return None
+        if out is _Stopped.TIMED_OUT:
+            return _timed_out(aid, _limit(a), end=self._clock())
         if state.cancelled or out is _Stopped.CANCELLED:
             return _cancelled(aid, end=self._clock())
-        if out is _Stopped.TIMED_OUT:
-            return _timed_out(aid, limit, end=self._clock())
         assert isinstance(out, dict)
         return out
 
@@ -298,7 +307,7 @@ class Executor:
     ) -> agent_pb2.TaskResult | None:
         assert self.staging is not None
         try:
-            out = await _step(state, self.staging.finish(a, paths.dir, paths.wd, result), None)
+            out = await _step(state, self.staging.finish(a, paths.dir, paths.wd, result))
         except Exception as e:  # noqa: BLE001 - a bug must fail the attempt, not the agent
             log.exception("uploading outputs crashed")
             return with_failure(result, StagingFailure(
@@ -314,10 +323,59 @@ class Executor:
         assert isinstance(out, agent_pb2.TaskResult)
         return out
 
-    def expect(self, attempt_id: str) -> None:
+    def expect(self, a: agent_pb2.Assignment) -> None:
         """An attempt's run() is about to be started (in a task of its own): from now on a
-        cancel finds it, and its run() returns at once as cancelled."""
-        self._expected.add(attempt_id)
+        cancel finds it, and its run() returns at once as cancelled; an update finds it too."""
+        self._expected[a.attempt_id] = a
+
+    def update(self, c: agent_pb2.AttemptConstraints) -> bool:
+        """New limits of an attempt (its task was updated), written into its assignment (the
+        object its run() was given or will be, which its end reads too): a new wall clock
+        counts from when the attempt's clock started, so one already passed ends it now; a
+        new retention applies when it ends. False when the attempt is not running (or
+        expected) here."""
+        state = self._attempts.get(c.attempt_id)
+        a = state.assignment if state is not None else self._expected.get(c.attempt_id)
+        if a is None:
+            return False
+        for name in ("max_wall_clock_time", "retention_time"):
+            if c.HasField(name):
+                getattr(a, name).CopyFrom(getattr(c, name))
+            else:
+                a.ClearField(name)
+        if state is not None and state.clock_start is not None:
+            self._arm(state, a)
+        return True
+
+    def _arm(self, state: _Attempt, a: agent_pb2.Assignment) -> None:
+        """Set the attempt's timer from its limit, counted from when its clock started."""
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
+        limit = _limit(a)
+        if limit is None or state.clock_start is None:
+            return
+        left = max(0.0, state.clock_start + limit - time.monotonic())
+        state.timer = asyncio.get_running_loop().call_later(left, self._expire, state)
+
+    def _expire(self, state: _Attempt) -> None:
+        """The wall clock ran out: stop whatever the attempt is doing (staging or its
+        process); one not started yet is killed as it starts."""
+        state.timer = None
+        if state.clock_start is None:
+            return  # its process ended meanwhile
+        state.timed_out = True
+        if state.proc is not None:
+            kill_group(state.proc)
+        if state.staging is not None:
+            state.staging.cancel()
+
+    @staticmethod
+    def _stop_clock(state: _Attempt) -> None:
+        state.clock_start = None
+        if state.timer is not None:
+            state.timer.cancel()
+            state.timer = None
 
     def cancel(self, attempt_id: str) -> bool:
         """Kill an attempt's process group (or stop its staging); its run() still returns a
@@ -353,26 +411,33 @@ class Executor:
 
 
 async def _step(
-    state: _Attempt, coro: Coroutine[Any, Any, T], within: float | None
+    state: _Attempt, coro: Coroutine[Any, Any, T], *, on_clock: bool = False
 ) -> T | _Stopped:
-    """Run a staging step where cancel() and kill_all() can stop it: its value, or why it
-    stopped. Its own exceptions (StagingFailure) propagate."""
+    """Run a staging step where cancel() and kill_all() can stop it — and, `on_clock`, the
+    attempt's wall clock: its value, or why it stopped. Its own exceptions (StagingFailure)
+    propagate."""
     task = asyncio.ensure_future(coro)
     state.staging = task
     try:
-        done, _ = await asyncio.wait({task}, timeout=within)
+        await asyncio.wait({task})
     except asyncio.CancelledError:
         task.cancel()
         raise
     finally:
         state.staging = None
-    if not done:
-        task.cancel()
-        await asyncio.gather(task, return_exceptions=True)
+    if on_clock and state.timed_out:
+        if not task.cancelled():
+            task.exception()  # whatever the step made of its cancel, the clock ran out
         return _Stopped.TIMED_OUT
     if task.cancelled():
         return _Stopped.CANCELLED
     return task.result()
+
+
+def _limit(a: agent_pb2.Assignment) -> float | None:
+    """The attempt's wall clock limit in seconds; None: no limit."""
+    limit = from_duration(a.max_wall_clock_time) if a.HasField("max_wall_clock_time") else None
+    return limit if limit is not None and limit > 0 else None
 
 
 def _seconds(ts: Any) -> float | None:

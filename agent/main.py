@@ -165,6 +165,8 @@ class Agent:
         self.executor.jobs = self.jobs
         self.cleanup = Cleanup(self.layout)
         """Removes ended attempts' directories after their retention, deleted tasks' at once."""
+        self._packages_ready = False
+        """The pool's application packages are installed (or it has none) in this life."""
         self._start_task_begun = False
         self._start_task_failure: task_pb2.FailureInfo | None = None
         """Set when the start task failed and the pool waits for its success."""
@@ -293,16 +295,21 @@ class Agent:
     async def _setup(self, reg: Registration) -> None:
         """Install the pool's application packages, then run its start task, before taking
         tasks. A failure (or one the pool-manager reports) is said in every hello, and the
-        node then runs nothing."""
-        failure = reg.setup_failure
-        if failure is None and reg.packages:
-            try:
-                env = await self.staging.install_node_packages(reg.packages)
-            except StagingFailure as f:
-                failure = f.info()
-            else:
-                self.executor.runner.set_node_packages(env)
-                log.info("pool application packages installed", packages=len(reg.packages))
+        node then runs nothing. Both happen once per agent life, as in Azure Batch: a node
+        that only registers again keeps what it set up, even if its pool was updated since
+        (an update reaches nodes as they join or are rebooted)."""
+        failure = None
+        if not self._packages_ready:
+            failure = reg.setup_failure
+            if failure is None and reg.packages:
+                try:
+                    env = await self.staging.install_node_packages(reg.packages)
+                except StagingFailure as f:
+                    failure = f.info()
+                else:
+                    self.executor.runner.set_node_packages(env)
+                    log.info("pool application packages installed", packages=len(reg.packages))
+            self._packages_ready = failure is None  # a failure is tried again on registering
         if failure is None and reg.start_task is not None and not self._start_task_begun:
             # Once per agent life (a restart runs it again, as a reboot does in Azure Batch),
             # not again when the node only registers again.
@@ -458,6 +465,11 @@ class Agent:
             self._assign(assignment)
         for a in msg.cancel_attempts:
             self._cancel(a)
+        for c in msg.attempt_constraints:
+            found = self.executor.update(c)
+            log.info("attempt limits updated", attempt=c.attempt_id, running=found,
+                     max_wall_clock=from_duration(c.max_wall_clock_time)
+                     if c.HasField("max_wall_clock_time") else None)
         if msg.ack_attempts:
             removed = s.acked(msg.ack_attempts)
             if removed:
@@ -495,7 +507,7 @@ class Agent:
             log.info("duplicate assignment ignored", attempt=a.attempt_id)
             return
         if admission is Admission.RUN:
-            self.executor.expect(a.attempt_id)
+            self.executor.expect(a)
         t = asyncio.create_task(self._run_attempt(a, admission))
         self._attempts.add(t)
         t.add_done_callback(self._attempts.discard)

@@ -1,9 +1,16 @@
 """The gateway's account store: accounts and their keys, in the gateway's SQLite file.
 
 Admin paths (operators, tests) use these synchronous functions; the gateway process does its
-own async look-ups against the same table with `SCHEMA` and `hash_key`. Only a SHA-256 of each
-key is stored: keys are 256-bit random tokens, so a slow password hash buys nothing and would
-cost every request.
+own async look-ups against the same table with `SCHEMA`, `hash_key` and `derive_key`.
+
+A key is not stored. It is derived: base64 of HMAC-SHA512 under the cluster secret of a random
+nonce kept per account (a new nonce is a new key). Azure Batch's Shared Key scheme needs the
+key itself to check a request's HMAC, and a derived key lets the gateway compute it when asked
+while the database alone (nonce and SHA-256 of the key) gives nothing away. Bearer calls are
+looked up by the SHA-256 of the key: keys carry 512 bits, so a slow password hash buys nothing
+and would cost every request. The format is Azure's (base64 of 64 bytes), so Azure's SDKs take
+a Shoal key as they take an Azure Batch account key. Changing the cluster secret changes every
+key.
 
 `shoal up` and `shoal account` run this module as a command, as they run the services, so
 that the client package imports none of them:
@@ -24,7 +31,9 @@ admin method, so no account key, however obtained, can act on another account.
 from __future__ import annotations
 
 import argparse
+import base64
 import hashlib
+import hmac
 import json
 import secrets
 import sqlite3
@@ -58,11 +67,15 @@ SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
     name TEXT PRIMARY KEY,
     key_hash TEXT UNIQUE NOT NULL,
-    create_time REAL NOT NULL
+    create_time REAL NOT NULL,
+    key_nonce TEXT
 );
 """
+# Files from before derived keys lack key_nonce; their accounts' keys stay valid for bearer
+# calls, and the next ensure_key (`shoal up`) or rotate_key gives them a derived one.
+_ADD_NONCE = "ALTER TABLE accounts ADD COLUMN key_nonce TEXT"
 
-KEY_PREFIX = "shoal_"
+KEY_LABEL = b"shoal account key\0"
 
 
 @dataclass(frozen=True)
@@ -77,8 +90,21 @@ def hash_key(key: str) -> str:
     return hashlib.sha256(key.encode()).hexdigest()
 
 
-def new_key() -> str:
-    return KEY_PREFIX + secrets.token_urlsafe(32)
+def derive_key(secret: str, nonce: str) -> str:
+    """The key of an account whose nonce is `nonce`, under the cluster secret (hex)."""
+    mac = hmac.new(bytes.fromhex(secret), KEY_LABEL + nonce.encode(), hashlib.sha512)
+    return base64.b64encode(mac.digest()).decode()
+
+
+def _new_key(secret: str) -> tuple[str, str]:
+    nonce = secrets.token_hex(32)
+    return derive_key(secret, nonce), nonce
+
+
+def prepare(db_path: Path | str) -> None:
+    """Create the table, or bring an older file's up to date (the gateway calls this at start)."""
+    with _open(db_path):
+        pass
 
 
 @contextmanager
@@ -90,6 +116,10 @@ def _open(db_path: Path | str) -> Iterator[sqlite3.Connection]:
         # WAL like every service database, so this admin write never blocks the gateway's reads.
         conn.execute("PRAGMA journal_mode=WAL")
         conn.executescript(SCHEMA)
+        columns = {row[1] for row in conn.execute("PRAGMA table_info(accounts)")}
+        if "key_nonce" not in columns:
+            with conn:
+                conn.execute(_ADD_NONCE)
         yield conn
     finally:
         conn.close()
@@ -103,56 +133,62 @@ def _find_name(conn: sqlite3.Connection, name: str) -> str | None:
     return row[0] if row else None
 
 
-def create_account(db_path: Path | str, name: str) -> str:
-    """Create an account; return its key (shown once: only its hash is kept)."""
+def create_account(db_path: Path | str, name: str, secret: str) -> str:
+    """Create an account; return its key. `secret` is the cluster's (ClusterConfig.secret)."""
     check_id(name, "account")
-    key = new_key()
+    key, nonce = _new_key(secret)
     with _open(db_path) as conn, conn:
         if _find_name(conn, name) is not None:
             raise already_exists("account", name)
-        _insert(conn, name, key)
+        _insert(conn, name, key, nonce)
     return key
 
 
-def rotate_key(db_path: Path | str, name: str) -> str:
+def rotate_key(db_path: Path | str, name: str, secret: str) -> str:
     """Give an account a new key; the old one stops working at once. Return the new key."""
     check_id(name, "account")
-    key = new_key()
+    key, nonce = _new_key(secret)
     with _open(db_path) as conn, conn:
         stored = _find_name(conn, name)
         if stored is None:
             raise not_found("account", name)
-        _set_key(conn, stored, key)
+        _set_key(conn, stored, key, nonce)
     return key
 
 
-def ensure_key(db_path: Path | str, name: str, key: str = "") -> str:
-    """A key of account `name`: `key` if it is one of its keys, else a new one, creating the
-    account or replacing its key (what `shoal up` keeps in client.json)."""
+def ensure_key(db_path: Path | str, name: str, secret: str, key: str = "") -> str:
+    """A key of account `name`: `key` if it is its current derived key, else a new one,
+    creating the account or replacing its key (what `shoal up` keeps in client.json)."""
     check_id(name, "account")
     with _open(db_path) as conn, conn:
         stored = _find_name(conn, name)
         if stored is not None and key:
-            found = _lookup(conn, key)
-            if found is not None and found.name == stored:
+            row = conn.execute(
+                "SELECT key_nonce FROM accounts WHERE name = ? AND key_hash = ?",
+                (stored, hash_key(key)),
+            ).fetchone()
+            if row is not None and row[0] and derive_key(secret, row[0]) == key:
                 return key
-        new = new_key()
+        new, nonce = _new_key(secret)
         if stored is None:
-            _insert(conn, name, new)
+            _insert(conn, name, new, nonce)
         else:
-            _set_key(conn, stored, new)
+            _set_key(conn, stored, new, nonce)
     return new
 
 
-def _insert(conn: sqlite3.Connection, name: str, key: str) -> None:
+def _insert(conn: sqlite3.Connection, name: str, key: str, nonce: str) -> None:
     conn.execute(
-        "INSERT INTO accounts (name, key_hash, create_time) VALUES (?, ?, ?)",
-        (name, hash_key(key), time.time()),
+        "INSERT INTO accounts (name, key_hash, create_time, key_nonce) VALUES (?, ?, ?, ?)",
+        (name, hash_key(key), time.time(), nonce),
     )
 
 
-def _set_key(conn: sqlite3.Connection, stored_name: str, key: str) -> None:
-    conn.execute("UPDATE accounts SET key_hash = ? WHERE name = ?", (hash_key(key), stored_name))
+def _set_key(conn: sqlite3.Connection, stored_name: str, key: str, nonce: str) -> None:
+    conn.execute(
+        "UPDATE accounts SET key_hash = ?, key_nonce = ? WHERE name = ?",
+        (hash_key(key), nonce, stored_name),
+    )
 
 
 def lookup(db: Path | str | sqlite3.Connection, key: str) -> Account | None:
@@ -251,11 +287,11 @@ def main(argv: list[str] | None = None) -> int:
         config = ClusterConfig.load(args.config)
         db = config.db_path("gateway")
         if args.command == "ensure-key":
-            print(ensure_key(db, args.account, sys.stdin.read().strip()))
+            print(ensure_key(db, args.account, config.secret, sys.stdin.read().strip()))
         elif args.command == "create":
-            print(create_account(db, args.account))
+            print(create_account(db, args.account, config.secret))
         elif args.command == "rotate-key":
-            print(rotate_key(db, args.account))
+            print(rotate_key(db, args.account, config.secret))
         elif args.command == "delete":
             check_id(args.account, "account")
             if _find(db, args.account) is None:

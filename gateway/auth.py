@@ -1,7 +1,8 @@
-"""Who is calling: an account key in `authorization: Bearer <key>` resolved to an account.
+"""Who is calling: an account key in `authorization: Bearer <key>` resolved to an account, or
+an account's key found by its name for the REST face's Shared Key check (gateway/rest).
 
-Keys are stored hashed in the gateway's SQLite file (gateway/accounts.py); lookups are cached
-briefly so a burst of calls costs one query, and a revoked key stops working within the TTL.
+Keys are derived, not stored (gateway/accounts.py); lookups are cached briefly so a burst of
+calls costs one query, and a revoked key stops working within the TTL.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from pathlib import Path
 
 import aiosqlite
 
-from gateway.accounts import SCHEMA, hash_key
+from gateway.accounts import SCHEMA, derive_key, hash_key, prepare
 from services.common.db import open_db
 from services.common.errors import Code, ShoalError
 
@@ -25,13 +26,18 @@ def unauthenticated(message: str) -> ShoalError:
 
 
 class Authenticator:
-    def __init__(self, db: aiosqlite.Connection) -> None:
+    def __init__(self, db: aiosqlite.Connection, secret: str) -> None:
         self._db = db
+        self._secret = secret
         self._cache: dict[str, tuple[str | None, float]] = {}
+        self._keys: dict[str, tuple[tuple[str, str] | None, float]] = {}
 
     @classmethod
-    async def open(cls, path: Path) -> Authenticator:
-        return cls(await open_db(path, SCHEMA))
+    async def open(cls, path: Path, secret: str) -> Authenticator:
+        """`secret`: the cluster's, which account keys are derived under."""
+        db = await open_db(path, SCHEMA)  # checks the file first
+        prepare(path)  # an older file gains its key_nonce column before it is read
+        return cls(db, secret)
 
     async def close(self) -> None:
         await self._db.close()
@@ -63,3 +69,21 @@ class Authenticator:
         if acct is None:
             raise unauthenticated("the account key is not valid")
         return acct
+
+    async def key_of(self, name: str) -> tuple[str, str] | None:
+        """(the account's name as stored, its key) for an account name given in any case, or
+        None when there is no such account or its key predates derived keys."""
+        folded = name.lower()
+        now = time.monotonic()
+        hit = self._keys.get(folded)
+        if hit is not None and hit[1] > now:
+            return hit[0]
+        async with self._db.execute(
+            "SELECT name, key_nonce FROM accounts WHERE name = ? COLLATE NOCASE", (name,)
+        ) as cur:
+            row = await cur.fetchone()
+        found = (row[0], derive_key(self._secret, row[1])) if row and row[1] else None
+        if len(self._keys) >= MAX_CACHED:
+            self._keys = {k: v for k, v in self._keys.items() if v[1] > now and v[0]}
+        self._keys[folded] = (found, now + (CACHE_TTL if found else NEGATIVE_TTL))
+        return found

@@ -7,11 +7,13 @@ import time
 import structlog
 
 from gateway.auth import Authenticator
-from gateway.dashboard.backend import Backend
+from gateway.dashboard import backend as dashboard_backend
 from gateway.dashboard.server import Dashboard
 from gateway.dashboard.sessions import Sessions
 from gateway.forwarding import ROUTES, Forwarder
 from gateway.peers import PeerHealth
+from gateway.rest import app as rest
+from gateway.rest.backend import Backend
 from services.common.metrics import new_registry, serve_metrics
 from services.common.process import run_service
 from services.common.rpc import ServiceHost, internal_channel, local_address, wait_for_signal
@@ -26,7 +28,7 @@ GATEWAY_MAX_MESSAGE = 64 * 1024 * 1024
 
 
 async def serve(config: ClusterConfig) -> None:
-    auth = await Authenticator.open(config.db_path("gateway"))
+    auth = await Authenticator.open(config.db_path("gateway"), config.secret)
     channels = {
         "pool-manager": internal_channel(config.pool_manager_address),
         "job-scheduler": internal_channel(config.job_scheduler_address),
@@ -38,6 +40,8 @@ async def serve(config: ClusterConfig) -> None:
     host = ServiceHost(config.gateway_address, [], max_message_bytes=GATEWAY_MAX_MESSAGE,
                        metrics=registry)
     host.add_generic(Forwarder(channels, auth, config.service_token), sorted(ROUTES))
+    # The REST face before gRPC: once the gateway reports healthy, both answer.
+    rest_runner = await rest.start(config.rest, Backend(channels, config.service_token), auth)
     await host.start()
     peers = PeerHealth(host.health, channels, {s: p.name for s, p in ROUTES.items()})
     await peers.start()
@@ -47,7 +51,8 @@ async def serve(config: ClusterConfig) -> None:
         # The dashboard is a client of this very endpoint: the public path, its auth and
         # scoping, not a side door.
         own = internal_channel(local_address(config.gateway_address, host.port))
-        dashboard = Dashboard(Backend(own), auth, Sessions(time.monotonic), registry)
+        dashboard = Dashboard(dashboard_backend.Backend(own), auth, Sessions(time.monotonic),
+                              registry)
         await dashboard.start(config.observe.dashboard)
         log.info("dashboard listening", address=config.observe.dashboard, port=dashboard.port)
     log.info("gateway listening", address=config.gateway_address, port=host.port)
@@ -59,6 +64,8 @@ async def serve(config: ClusterConfig) -> None:
     if metrics is not None:
         await metrics.stop()
     await peers.stop()
+    if rest_runner is not None:
+        await rest_runner.cleanup()
     await host.stop(grace=2.0)
     for ch in channels.values():
         await ch.close()

@@ -283,6 +283,19 @@ _COMPLETION_ALIASES = {"TERMINATE": "TERMINATE_JOB", "TERMINATEJOB": "TERMINATE_
 """OnAllTasksComplete by the names people use: ours, and az batch's (noaction, terminatejob)."""
 
 
+def _node_setup(
+    pool: pool_pb2.Pool, start_task: NodeCommand | None, packages: Sequence[PackageLike]
+) -> None:
+    """Fill what a pool's nodes set up when they join: its start task and packages."""
+    try:
+        if start_task is not None:
+            pool.start_task.CopyFrom(start_task.start_task())
+        pool.application_package_references.extend(
+            spec_protos(packages, package_proto, "pool.application_package_references"))
+    except SpecError as e:
+        raise _invalid(e.field, e.why) from None
+
+
 def _invalid(field: str, message: str) -> ShoalError:
     return ShoalError(
         StatusCode.INVALID_ARGUMENT, f"{field}: {message}", reason="INVALID_ARGUMENT", field=field
@@ -402,21 +415,47 @@ class Client(StorageMethods, JobScheduleMethods):
         if node_fill_type is not None:
             pool.node_fill_type = enum_name(  # type: ignore[assignment]
                 pool_pb2.NodeFillType, node_fill_type, "pool.node_fill_type")
-        try:
-            if start_task is not None:
-                pool.start_task.CopyFrom(start_task.start_task())
-            pool.application_package_references.extend(
-                spec_protos(
-                    application_package_references,
-                    package_proto,
-                    "pool.application_package_references",
-                )
-            )
-        except SpecError as e:
-            raise _invalid(e.field, e.why) from None
+        _node_setup(pool, start_task, application_package_references)
         return self._call(
             self._pools.CreatePool, pool_pb2.CreatePoolRequest(pool_id=pool_id, pool=pool)
         )
+
+    def update_pool(
+        self,
+        pool_id: str,
+        *,
+        start_task: NodeCommand | None = None,
+        clear_start_task: bool = False,
+        application_package_references: Sequence[PackageLike] | None = None,
+        metadata: Mapping[str, str] | None = None,
+        if_match: str | None = None,
+    ) -> pool_pb2.Pool:
+        """Change some of a pool's settings; the others stay as they are (Azure Batch's Pool -
+        Patch). Only the arguments given change: `start_task` (or `clear_start_task` to
+        remove it), `application_package_references` (the whole list; [] removes them all),
+        `metadata` (the whole map). As in Azure Batch, a new start task or package list
+        reaches nodes as they join the pool or are rebooted (reboot_node), not the nodes
+        running now.
+
+        With `if_match` (a pool's `etag`, as read), the update is made only if the pool has
+        not changed since: otherwise a ShoalError with reason CONDITION_NOT_MET, and nothing
+        changes. Returns the pool as updated, with its new etag.
+        """
+        if start_task is not None and clear_start_task:
+            raise _invalid("pool.start_task", "give a start task or clear it, not both")
+        pool = pool_pb2.Pool(metadata=dict(metadata or {}))
+        _node_setup(pool, start_task, application_package_references or ())
+        paths = [path for path, given in (
+            ("start_task", start_task is not None or clear_start_task),
+            ("application_package_references", application_package_references is not None),
+            ("metadata", metadata is not None),
+        ) if given]
+        if not paths:
+            raise _invalid("update_mask", "give at least one setting to change")
+        request = pool_pb2.UpdatePoolRequest(
+            name=pool_name(pool_id), pool=pool, update_mask=field_mask_pb2.FieldMask(paths=paths),
+            if_match=if_match or "")
+        return self._call(self._pools.UpdatePool, request)
 
     def get_pool(self, pool_id: str) -> pool_pb2.Pool:
         return self._call(self._pools.GetPool, pool_pb2.GetPoolRequest(name=pool_name(pool_id)))
@@ -784,6 +823,51 @@ class Client(StorageMethods, JobScheduleMethods):
         failed with TASK_TERMINATED."""
         request = task_pb2.TerminateTaskRequest(name=task_name(job_id, task_id))
         return self._call(self._tasks.TerminateTask, request)
+
+    def update_task(
+        self,
+        job_id: str,
+        task_id: str,
+        *,
+        max_wall_clock_time: float | None = None,
+        max_task_retry_count: int | str | None = None,
+        retention_time: float | None = None,
+        if_match: str | None = None,
+    ) -> task_pb2.Task:
+        """Change a task's constraints (Azure Batch's Task - Update); the others stay as they
+        are. Only the arguments given (not None) change, and they act at once:
+        `max_wall_clock_time` applies to the attempt running now, counted from its start (0
+        removes the limit), `max_task_retry_count` to its next failure ("job": the job's
+        count again), `retention_time` to the directories of attempts that end from now on
+        (0: the default, 7 days). A completed task cannot be updated (TASK_COMPLETED).
+
+        With `if_match` (a task's `etag`, as read), the update is made only if the task has
+        not changed since: otherwise a ShoalError with reason CONDITION_NOT_MET, and nothing
+        changes. Returns the task as updated, with its new etag.
+        """
+        paths: list[str] = []
+        retries: int | None = None
+        if max_wall_clock_time is not None:
+            paths.append("constraints.max_wall_clock_time")
+        if max_task_retry_count is not None:
+            paths.append("constraints.max_task_retry_count")
+            if max_task_retry_count != "job":  # unset: the job's
+                if not isinstance(max_task_retry_count, int):
+                    raise _invalid("task.constraints.max_task_retry_count",
+                                   f"a count or 'job', got {max_task_retry_count!r}")
+                retries = max_task_retry_count
+        if retention_time is not None:
+            paths.append("constraints.retention_time")
+        # 0 leaves a duration unset: no wall clock, the default retention.
+        c = task_pb2.TaskConstraints(
+            max_wall_clock_time=duration_proto(max_wall_clock_time or None),
+            max_task_retry_count=retries, retention_time=duration_proto(retention_time or None))
+        if not paths:
+            raise _invalid("update_mask", "give at least one constraint to change")
+        request = task_pb2.UpdateTaskRequest(
+            name=task_name(job_id, task_id), task=task_pb2.Task(constraints=c),
+            update_mask=field_mask_pb2.FieldMask(paths=paths), if_match=if_match or "")
+        return self._call(self._tasks.UpdateTask, request)
 
     def reactivate_task(self, job_id: str, task_id: str) -> task_pb2.Task:
         """Put a failed task back to ACTIVE with its retry count reset."""

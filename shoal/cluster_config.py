@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 import secrets
 from dataclasses import asdict, dataclass, field
@@ -86,25 +87,14 @@ class StorageConfig:
         return (self.public_url or f"http://{self.http_address}").rstrip("/")
 
 
-def check_address(value: str, setting: str, *, optional: bool = False) -> None:
-    """ValueError naming the setting unless `value` is host:port with a port from 1 to 65535
-    (or, when `optional`, empty: the endpoint is off)."""
-    if optional and not value:
-        return
-    host, _, port = value.rpartition(":")
-    if not host or not port.isdigit() or not 0 < int(port) < 65536:
-        raise ValueError(
-            f"{setting} must be host:port with a port from 1 to 65535, got {value!r}"
-        )
-
-
 @dataclass(frozen=True)
 class ObserveConfig:
     """Where operators and people look at the cluster: each service's Prometheus endpoint
     and the gateway's web dashboard. Loopback by default: metrics name accounts, pools and
     jobs, and the dashboard speaks plain HTTP (put a TLS proxy in front to open it to a
-    network). An empty address turns that endpoint off; port 0 is refused when the file is
-    loaded (Prometheus must know where to scrape); LocalSuite picks free ports."""
+    network: the dashboard takes only a loopback address). An empty address turns that
+    endpoint off; port 0 is refused when the file is loaded (Prometheus must know where to
+    scrape); LocalSuite picks free ports."""
 
     gateway_metrics: str = "127.0.0.1:9451"
     """host:port of the gateway's /metrics."""
@@ -122,8 +112,78 @@ class ObserveConfig:
         """Return self if every address is usable; ValueError naming the setting if not."""
         for name in ("gateway_metrics", "pool_manager_metrics", "job_scheduler_metrics",
                      "storage_stager_metrics", "dashboard"):
-            check_address(getattr(self, name), f"observe.{name}", optional=True)
+            if getattr(self, name):
+                check_address(getattr(self, name), f"observe.{name}")
+        if self.dashboard and not is_loopback(_host_port(self.dashboard, "")[0]):
+            # Signing in sends the account key: over plain HTTP on a network it could be read.
+            raise ValueError(
+                f"observe.dashboard {self.dashboard!r} is not a loopback address: the dashboard "
+                "speaks plain HTTP; open it to a network through a TLS-terminating proxy on "
+                "this host")
         return self
+
+
+def check_address(value: str, setting: str) -> None:
+    """ValueError naming the setting unless `value` is host:port with a port from 1 to
+    65535 (0 is refused: clients must know where to connect)."""
+    if _host_port(value, setting)[1] == 0:
+        raise ValueError(f"{setting} must be host:port with a port from 1 to 65535, "
+                         f"got {value!r}")
+
+def _host_port(address: str, setting: str) -> tuple[str, int]:
+    host, _, port = address.rpartition(":")
+    if not host or not port.isdigit() or not 0 <= int(port) < 65536:
+        raise ValueError(f"{setting} must be host:port with a port from 1 to 65535, "
+                         f"got {address!r}")
+    return host.strip("[]"), int(port)
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@dataclass(frozen=True)
+class RestConfig:
+    """The Azure Batch REST face, served by the gateway process on a port of its own."""
+
+    address: str = "127.0.0.1:50056"
+    """host:port it listens on; empty turns the REST face off. LocalSuite replaces port 0 with
+    a free port."""
+    tls_cert_file: str = ""
+    """PEM certificate (chain) for HTTPS; with `tls_key_file`. Both empty: plain HTTP, which is
+    allowed on a loopback address only."""
+    tls_key_file: str = ""
+    """PEM private key of `tls_cert_file`."""
+
+    def check(self) -> RestConfig:
+        """Return self if the settings are usable; ValueError naming the setting if not."""
+        if not self.address:
+            return self
+        host, _ = _host_port(self.address, "rest.address")
+        if bool(self.tls_cert_file) != bool(self.tls_key_file):
+            raise ValueError("rest.tls_cert_file and rest.tls_key_file go together: set both or neither")
+        if not self.tls and not is_loopback(host):
+            # Shared Key signs requests but does not hide them: jobs, command lines and task
+            # output would cross the network readable (and replayable for 15 minutes).
+            raise ValueError(
+                f"rest.address {self.address!r} is not a loopback address: serving the REST "
+                "face beyond this host needs HTTPS (set rest.tls_cert_file and rest.tls_key_file)"
+            )
+        return self
+
+    @property
+    def tls(self) -> bool:
+        return bool(self.tls_cert_file)
+
+    @property
+    def endpoint(self) -> str:
+        """The URL clients give Azure's SDKs, e.g. http://127.0.0.1:50056."""
+        return f"{'https' if self.tls else 'http'}://{self.address}" if self.address else ""
 
 
 @dataclass(frozen=True)
@@ -138,6 +198,7 @@ class ClusterConfig:
     storage_stager_address: str = "127.0.0.1:50054"
     timing: SchedulerTiming = field(default_factory=SchedulerTiming)
     storage: StorageConfig = field(default_factory=StorageConfig)
+    rest: RestConfig = field(default_factory=RestConfig)
     observe: ObserveConfig = field(default_factory=ObserveConfig)
     log_level: str = "info"
 
@@ -158,8 +219,9 @@ class ClusterConfig:
         raw = json.loads(Path(path).read_text())
         timing = SchedulerTiming(**raw.pop("timing", {}))
         storage = StorageConfig(**raw.pop("storage", {})).check()
+        rest = RestConfig(**raw.pop("rest", {})).check()
         observe = ObserveConfig(**raw.pop("observe", {})).check()
-        return cls(timing=timing, storage=storage, observe=observe, **raw)
+        return cls(timing=timing, storage=storage, rest=rest, observe=observe, **raw)
 
     @classmethod
     def new(cls, state_dir: Path, **overrides: object) -> ClusterConfig:

@@ -27,7 +27,13 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from shoal.client import Client, ClientConfig, read_client_file, write_client_file
-from shoal.cluster_config import ClusterConfig, ObserveConfig, SchedulerTiming, StorageConfig
+from shoal.cluster_config import (
+    ClusterConfig,
+    ObserveConfig,
+    RestConfig,
+    SchedulerTiming,
+    StorageConfig,
+)
 from shoal.dbfiles import LOCK_FILE
 from shoal.errors import ClientConfigError
 
@@ -47,6 +53,7 @@ MODULES = {
 ACCOUNTS_MODULE = "gateway.accounts"
 DEFAULT_ACCOUNT = "default"
 HOST = "127.0.0.1"
+DEFAULT_REST_PORT = 50056
 LOG_TAIL_LINES = 20
 # Every process the suite starts carries this variable, with a value unique to the suite, and
 # passes it on to what it starts (agents inherit their pool-manager's environment): stop()
@@ -128,10 +135,11 @@ class LocalSuite:
     """Shoal's four services on this machine, state under `state_dir`.
 
     Ports of 0 are replaced by free loopback ports, the local storage backend's HTTP port
-    included (`storage` defaults to the local backend under the state dir, on a free port).
-    `metrics_port` is the gateway's Prometheus endpoint; the pool-manager, job-scheduler and
-    storage-stager take the next three (each a free port when it is 0). `dashboard_port` is
-    the gateway's web dashboard.
+    included (`storage` defaults to the local backend under the state dir, on a free port),
+    and the REST face's (`rest` defaults to 127.0.0.1:50056, or a free port when the gateway's
+    port is 0). `metrics_port` is the gateway's Prometheus endpoint; the pool-manager,
+    job-scheduler and storage-stager take the next three (each a free port when it is 0).
+    `dashboard_port` is the gateway's web dashboard.
     `commands` maps a service name to the argv that starts it (without `--config PATH`, which
     is appended); tests use it to run stand-ins, everyone else gets `python -m <module>`.
     """
@@ -148,6 +156,7 @@ class LocalSuite:
         dashboard_port: int = 8051,
         timing: SchedulerTiming | None = None,
         storage: StorageConfig | None = None,
+        rest: RestConfig | None = None,
         log_level: str = "info",
         commands: Mapping[str, Sequence[str]] | None = None,
     ) -> None:
@@ -168,6 +177,7 @@ class LocalSuite:
         }
         self._timing = timing or SchedulerTiming()
         self._storage = storage or StorageConfig(http_address=f"{HOST}:0")
+        self._rest = rest or RestConfig(address=f"{HOST}:{DEFAULT_REST_PORT if gateway_port else 0}")
         self._log_level = log_level
         unknown = set(commands or {}) - set(SERVICES)
         if unknown:
@@ -176,6 +186,7 @@ class LocalSuite:
         for service, argv in (commands or {}).items():
             self._commands[service] = list(argv)
         self._procs: dict[str, subprocess.Popen[bytes]] = {}
+        self._picked: set[int] = set()
         # Process groups of killed instances: whatever they left behind is swept at stop().
         self._old_groups: set[int] = set()
         self._config: ClusterConfig | None = None
@@ -198,6 +209,11 @@ class LocalSuite:
     def endpoint(self) -> str:
         """host:port of the gateway."""
         return self.config.gateway_address
+
+    @property
+    def rest_endpoint(self) -> str:
+        """The URL Azure Batch's SDKs take as the endpoint (empty when the REST face is off)."""
+        return self.config.rest.endpoint
 
     @property
     def client_config(self) -> ClientConfig:
@@ -267,10 +283,11 @@ class LocalSuite:
         self.state_dir.mkdir(parents=True, exist_ok=True)
         self.logs_dir.mkdir(exist_ok=True)
         self._take_lock()
+        self._picked.clear()
         ports: dict[str, int] = {}
         for service, port in {**self._ports, **self._observe_ports}.items():
             if port == 0:
-                port = free_port()
+                port = self._free_port(HOST)
             elif _port_in_use(port):
                 raise SuiteError(
                     f"cannot start {service}: port {port} on {HOST} is in use "
@@ -291,7 +308,8 @@ class LocalSuite:
         storage = self._storage
         http_host, _, http_port = storage.http_address.rpartition(":")
         if storage.backend == "local" and http_port == "0":
-            storage = replace(storage, http_address=f"{http_host}:{free_port(http_host)}")
+            storage = replace(storage, http_address=f"{http_host}:{self._free_port(http_host)}")
+        rest = self._rest_config()
         if self.config_path.exists():
             try:
                 previous = ClusterConfig.load(self.config_path)
@@ -303,18 +321,46 @@ class LocalSuite:
                 state_dir=str(self.state_dir),
                 timing=self._timing,
                 storage=storage,
+                rest=rest,
                 observe=observe,
                 log_level=self._log_level,
                 **addresses,
             )
         else:
             config = ClusterConfig.new(
-                self.state_dir, timing=self._timing, storage=storage, observe=observe,
+                self.state_dir, timing=self._timing, storage=storage, rest=rest,
+                observe=observe,
                 log_level=self._log_level, **addresses,
             )
         config.save(self.config_path)
         self._config = config
         self._client_config = self._ensure_account(config)
+
+    def _free_port(self, host: str) -> int:
+        # The OS may hand the same free port out twice in a row: the suite's ports must differ.
+        while (port := free_port(host)) in self._picked:
+            pass
+        self._picked.add(port)
+        return port
+
+    def _rest_config(self) -> RestConfig:
+        rest = self._rest
+        if not rest.address:
+            return rest
+        host, _, port = rest.address.rpartition(":")
+        bare = host.strip("[]")
+        if port == "0":
+            rest = replace(rest, address=f"{host}:{self._free_port(bare)}")
+        elif _port_in_use(int(port), bare):
+            raise SuiteError(
+                f"cannot start the REST face: port {port} on {bare} is in use "
+                f"(is another `shoal up` running? choose another --rest-port)",
+                "gateway",
+            )
+        try:
+            return rest.check()
+        except ValueError as e:
+            raise SuiteError(str(e), "gateway") from None
 
     def _ensure_account(self, config: ClusterConfig) -> ClientConfig:
         try:

@@ -21,6 +21,7 @@ from services.common.errors import invalid
 from services.common.file_specs import check_output_files, check_package_refs, check_resource_files
 from services.common.ids import ID_RE, check_display_name, check_id, check_metadata, parse_name
 from services.common.timeutil import set_time, to_timestamp
+from services.common.updates import check_if_match, check_name, mask_fields
 from services.job_scheduler.core.nodes import AgentReport, Hello
 from services.job_scheduler.core.plan import (
     AckResults,
@@ -28,6 +29,7 @@ from services.job_scheduler.core.plan import (
     CancelAttempts,
     Drain,
     Message,
+    NewConstraints,
     TaskDeleted,
     TaskInfo,
 )
@@ -36,6 +38,7 @@ from services.job_scheduler.dependencies import MAX_RANGE as MAX_DEP_RANGE
 from services.job_scheduler.dependencies import MAX_RANGES as MAX_DEP_RANGES
 from services.job_scheduler.dependencies import expand
 from services.job_scheduler.model import (
+    TASK_UPDATABLE,
     UPDATABLE,
     Attempt,
     Category,
@@ -44,6 +47,7 @@ from services.job_scheduler.model import (
     JobChanges,
     OnAllTasksComplete,
     Report,
+    TaskChanges,
     TaskDefinition,
     TaskRecord,
 )
@@ -92,11 +96,8 @@ def task_spec(task_id: str, task: task_pb2.Task, prefix: str = "") -> TaskDefini
     wall: float | None = None
     retries: int | None = None
     if task.HasField("constraints"):
-        c = task.constraints
-        if c.HasField("max_wall_clock_time"):
-            wall = check_wall_clock(c.max_wall_clock_time, f"{prefix}task.constraints.max_wall_clock_time")
-        if c.HasField("max_task_retry_count"):
-            retries = check_retries(c.max_task_retry_count, f"{prefix}task.constraints.max_task_retry_count")
+        wall = _task_wall_clock(task.constraints, prefix)
+        retries = _task_retries(task.constraints, prefix)
     files = None
     if task.resource_files or task.output_files or task.application_package_references:
         files = task_files(task, prefix)
@@ -138,12 +139,52 @@ def task_extras(spec: TaskDefinition, task: task_pb2.Task, prefix: str) -> TaskD
         raise invalid(f"{prefix}task.required_slots", f"must be 1 to {MAX_SLOTS}, got {task.required_slots}")
     if not -1000 <= task.priority <= 1000:
         raise invalid(f"{prefix}task.priority", f"must be -1000 to 1000, got {task.priority}")
-    retention = None
-    if task.HasField("constraints") and task.constraints.HasField("retention_time"):
-        retention = check_wall_clock(task.constraints.retention_time,
-                                     f"{prefix}task.constraints.retention_time")
+    retention = _task_retention(task.constraints, prefix)
     return spec._replace(deps=deps, exits=exits, slots=slots, priority=task.priority,
                          retention=retention, deps_spec=deps_spec, extra=True)
+
+
+# A task's constraints, checked: shared by CreateTask and UpdateTask (the same field, the same
+# error). Unset is None: no wall clock, the job's retry count, the default retention.
+
+def _task_wall_clock(c: task_pb2.TaskConstraints, prefix: str = "") -> float | None:
+    if not c.HasField("max_wall_clock_time"):
+        return None
+    return check_wall_clock(c.max_wall_clock_time, f"{prefix}task.constraints.max_wall_clock_time")
+
+
+def _task_retries(c: task_pb2.TaskConstraints, prefix: str = "") -> int | None:
+    if not c.HasField("max_task_retry_count"):
+        return None
+    return check_retries(c.max_task_retry_count, f"{prefix}task.constraints.max_task_retry_count")
+
+
+def _task_retention(c: task_pb2.TaskConstraints, prefix: str = "") -> float | None:
+    if not c.HasField("retention_time"):
+        return None
+    return check_wall_clock(c.retention_time, f"{prefix}task.constraints.retention_time")
+
+
+TASK_UPDATE_PATHS: dict[str, tuple[str, ...]] = {
+    "constraints": TASK_UPDATABLE,
+    "constraints.max_wall_clock_time": ("max_wall_clock_time",),
+    "constraints.max_task_retry_count": ("max_task_retry_count",),
+    "constraints.retention_time": ("retention",),
+    "*": TASK_UPDATABLE,
+}
+"""UpdateTask's mask paths -> the TaskDefinition constraints they change."""
+_TASK_CHECKS = {"max_wall_clock_time": _task_wall_clock, "max_task_retry_count": _task_retries,
+                "retention": _task_retention}
+
+
+def task_changes(req: task_pb2.UpdateTaskRequest) -> TaskChanges:
+    """The changes an UpdateTaskRequest asks for, checked as CreateTask checks them. Only
+    masked fields are read (AIP-134: the others are ignored, whatever they hold)."""
+    check_name(req.task.name, req.name, "task.name")
+    check_if_match(req.if_match)
+    fields = mask_fields(req.update_mask.paths, TASK_UPDATE_PATHS)
+    c = req.task.constraints
+    return TaskChanges(fields, **{f: _TASK_CHECKS[f](c) for f in fields})  # type: ignore[arg-type]
 
 
 def exit_rules(c: task_pb2.ExitConditions, field: str) -> ExitRules:
@@ -258,31 +299,15 @@ _CHECKS = {
     "max_parallel": _max_parallel, "max_wall_clock": _job_wall_clock,
     "default_retries": _job_retries, "metadata": _job_metadata,
 }
-MAX_ETAG = 256
 
 
 def job_changes(req: job_pb2.UpdateJobRequest) -> JobChanges:
     """The changes an UpdateJobRequest asks for, checked. Only masked fields are read (AIP-134:
     the others are ignored, whatever they hold)."""
-    if req.job.name and req.job.name != req.name:
-        raise invalid("job.name", f"must be empty or {req.name!r}, got {req.job.name!r}")
-    if len(req.if_match) > MAX_ETAG:
-        raise invalid("if_match", f"at most {MAX_ETAG} characters; send an etag read before")
-    paths = list(req.update_mask.paths)
-    if not paths:
-        raise invalid("update_mask", "name the fields to update: " + _known_paths())
-    fields: set[str] = set()
-    for i, path in enumerate(paths):
-        names = UPDATE_PATHS.get(path)
-        if names is None:
-            raise invalid(f"update_mask.paths[{i}]",
-                          f"{path!r} cannot be updated; the paths are {_known_paths()}")
-        fields.update(names)
-    return JobChanges(frozenset(fields), **{f: _CHECKS[f](req.job) for f in fields})  # type: ignore[arg-type]
-
-
-def _known_paths() -> str:
-    return ", ".join(UPDATE_PATHS)
+    check_name(req.job.name, req.name, "job.name")
+    check_if_match(req.if_match)
+    fields = mask_fields(req.update_mask.paths, UPDATE_PATHS)
+    return JobChanges(fields, **{f: _CHECKS[f](req.job) for f in fields})  # type: ignore[arg-type]
 
 
 def job_commands(j: job_pb2.Job) -> tuple[bytes | None, bytes | None]:
@@ -367,6 +392,8 @@ def task(t: TaskRecord) -> task_pb2.Task:
     )
     set_time(out.create_time, t.create_time)
     set_time(out.state_transition_time, t.state_time)
+    set_time(out.update_time, t.update_time)
+    out.etag = t.etag
     if s.display_name:
         out.display_name = s.display_name
     if s.environment:
@@ -434,12 +461,22 @@ def assignment(a: Attempt, info: TaskInfo, job: Job) -> agent_pb2.Assignment:
         out.environment.update(json.loads(info.environment))
     if info.files:
         out.files.ParseFromString(info.files)
-    if info.retention is not None:
-        out.retention_time.FromNanoseconds(int(info.retention * 1e9))
+    # The attempt's limits, not the row's: an update may have changed them since the read.
+    if a.retention is not None:
+        out.retention_time.FromNanoseconds(int(a.retention * 1e9))
     if job.prep:
         out.job_preparation_task.CopyFrom(_prep(job.prep))
-    if info.max_wall_clock is not None:
-        out.max_wall_clock_time.FromNanoseconds(int(info.max_wall_clock * 1e9))
+    if a.max_wall_clock is not None:
+        out.max_wall_clock_time.FromNanoseconds(int(a.max_wall_clock * 1e9))
+    return out
+
+
+def constraints(a: Attempt) -> agent_pb2.AttemptConstraints:
+    out = agent_pb2.AttemptConstraints(attempt_id=a.attempt_id)
+    if a.max_wall_clock is not None:
+        out.max_wall_clock_time.FromNanoseconds(int(a.max_wall_clock * 1e9))
+    if a.retention is not None:
+        out.retention_time.FromNanoseconds(int(a.retention * 1e9))
     return out
 
 
@@ -479,6 +516,9 @@ def message(m: Message) -> agent_pb2.SchedulerMessage:
                 deleted_tasks=[agent_pb2.TaskRef(job_id=job_id, task_id=task_id)])
         case Drain():
             return agent_pb2.SchedulerMessage(drain=agent_pb2.Drain(leave=False))
+        case NewConstraints(attempts):
+            return agent_pb2.SchedulerMessage(
+                attempt_constraints=[constraints(a) for a in attempts])
     raise TypeError(f"no wire form for {m!r}")
 
 

@@ -30,6 +30,7 @@ from services.job_scheduler.model import (
     Job,
     JobChanges,
     JobState,
+    TaskChanges,
     TaskDefinition,
     TaskRecord,
     TaskState,
@@ -54,6 +55,9 @@ from shoal.v1 import job_pb2, pool_pb2
 log = structlog.get_logger()
 
 READ_AHEAD_MAX = 50_000
+UPDATE_READS = 5
+"""Reads of a task's row an update makes while the task keeps changing state, before it gives
+up (TASK_CHANGING: the caller retries)."""
 COALESCE_MAX = 1000
 """Adds of at most this many plain tasks are inserted together with others waiting."""
 
@@ -108,8 +112,11 @@ class Engine:
         self._unwritten_jobs: set[int] = set()
         """Jobs whose own row is not durable yet: an add to one commits it first."""
         self._ahead: dict[int, TaskInfo] = {}
-        """Rows of queued tasks read ahead of the slots that will take them (task data does
-        not change once added, so a read-ahead row is never stale)."""
+        """Rows of queued tasks read ahead of the slots that will take them. Task data does
+        not change once added but for its constraints: a task updated is dropped from here
+        (and from a read in flight, through `_updated`), so its row is read again."""
+        self._updated: set[int] = set()
+        """Tasks updated while the dispatch round's read-ahead was in flight."""
         self._loops: list[asyncio.Task[None]] = []
         self._background: set[asyncio.Task[None]] = set()
 
@@ -482,6 +489,35 @@ class Engine:
         await self._apply(decide(job, t, self.clock()))
         return await self.get_task(account, job_id, task_id)
 
+    async def update_task(
+        self, account: str, job_id: str, task_id: str, changes: TaskChanges, if_match: str
+    ) -> TaskRecord:
+        """The core decides on the task's row, read while the core watches the task: a
+        state change during the read (the row would be behind memory) makes it read again.
+        One update per job at a time (its lock), so an etag checked is never overtaken."""
+        job = self.core.job(account, job_id)
+        async with self._lock(job):
+            pk = (await self._read_task(job, task_id)).pk
+            try:
+                for tries in range(1, UPDATE_READS + 1):
+                    self.core.watch(pk)
+                    await self.store.commit()  # what memory knows is in the row read
+                    t = await self._read_task(job, task_id)
+                    try:
+                        plan = self.core.update_task(job, t, changes, if_match, self.clock())
+                        break
+                    except ShoalError as e:
+                        if e.reason != "TASK_CHANGING" or tries == UPDATE_READS:
+                            raise
+            finally:
+                self.core.unwatch(pk)
+            if plan.rows:
+                self._ahead.pop(pk, None)  # its next attempt reads the new constraints
+                self._updated.add(pk)
+            await self._apply(plan)
+        log.info("task updated", job=job.id, task=t.spec.id, fields=sorted(changes.fields))
+        return await self.get_task(account, job_id, task_id)
+
     async def terminate_task(self, account: str, job_id: str, task_id: str) -> TaskRecord:
         return await self._task_event(account, job_id, task_id, self.core.terminate_task)
 
@@ -636,11 +672,16 @@ class Engine:
         need = [pk for pk in dict.fromkeys([*candidates, *core.lookahead()])
                 if pk not in self._ahead]
         if need:
+            # Updates decided from here on may miss the read; those before are in the commit.
+            self._updated.clear()
             # Rows of tasks added moments ago must be committed before they can be read.
             await self.store.commit()
             if len(self._ahead) > READ_AHEAD_MAX:
                 self._ahead.clear()  # entries of tasks that left the queues another way
-            self._ahead.update(await self.store.dispatch_info(need))
+            rows = await self.store.dispatch_info(need)
+            for pk in self._updated:
+                rows.pop(pk, None)  # read before its update was committed
+            self._ahead.update(rows)
         if candidates:
             await self._apply(self._placed(core.dispatch(self._ahead, self.clock())))
 

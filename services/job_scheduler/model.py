@@ -186,16 +186,10 @@ class Job:
 
     @property
     def etag(self) -> str:
-        """The job's version as an RFC 7232 entity tag. The pk is part of it: a job deleted
-        and created again under its id starts at revision 1 again, but never has an old
+        """The job's version, as services.common.updates makes them: a job deleted and
+        created again under its id starts at revision 1 again, but never has an old
         incarnation's etag (pks are never reused)."""
         return f'"{self.pk}.{self.revision}"'
-
-    def matches(self, if_match: str) -> bool:
-        """Whether an If-Match value names this version: its etag with or without the quotes
-        (a shell strips them), or `*` (any version)."""
-        want = if_match.strip()
-        return want == "*" or want.strip('"') == self.etag.strip('"')
 
 
 UPDATABLE = ("priority", "on_all_tasks_complete", "max_parallel", "max_wall_clock",
@@ -222,7 +216,8 @@ class JobChanges:
 
 
 class TaskDefinition(NamedTuple):
-    """What the user asked to run; immutable once added. A NamedTuple rather than a frozen
+    """What the user asked to run; immutable once added but for its constraints (wall clock,
+    retry count, retention), which UpdateTask may change. A NamedTuple rather than a frozen
     dataclass: a 100,000-task batch builds 100,000 of them, and this is several times cheaper."""
 
     id: str
@@ -257,6 +252,26 @@ class TaskDefinition(NamedTuple):
     def dep_keys(self) -> tuple[str, ...]:
         """The ids it depends on, lower-cased: how tasks are matched."""
         return tuple(d.lower() for d in self.deps)
+
+
+TASK_UPDATABLE = ("max_wall_clock_time", "max_task_retry_count", "retention")
+"""The settings of a task an update may change (Azure Batch's Task - Update: constraints)."""
+
+
+@dataclass(frozen=True)
+class TaskChanges:
+    """New values of some of a task's constraints: only those in `fields` change. None is no
+    wall clock, the job's retry count, the default retention."""
+
+    fields: frozenset[str]
+    """Names of TaskDefinition fields, from TASK_UPDATABLE."""
+    max_wall_clock_time: float | None = None
+    max_task_retry_count: int | None = None
+    retention: float | None = None
+
+    def applied(self, spec: TaskDefinition) -> TaskDefinition:
+        """The task's definition with these changes."""
+        return spec._replace(**{f: getattr(self, f) for f in self.fields})
 
 
 @dataclass(slots=True)
@@ -300,6 +315,10 @@ class Attempt:
     priority: int = 0
     retries_of_job: bool = False
     """`max_retries` is the job's default (the task sets none): it follows job updates."""
+    max_wall_clock: float | None = None
+    retention: float | None = None
+    constraints_changed: bool = False
+    """The two above were updated since the assignment: a node that reconnects is told again."""
     start_time: float | None = None
     cancel: CancelIntent = CancelIntent.NONE
     cancel_failure: Failure | None = None
@@ -447,6 +466,10 @@ class LiveRow(NamedTuple):
     exits: bytes | None
     slots: int
     priority: int
+    max_wall_clock: float | None
+    retention: float | None
+    settings_time: float | None
+    """When its constraints were last updated (None: never)."""
 
 
 class DepRow(NamedTuple):
@@ -496,3 +519,18 @@ class TaskRecord(NamedTuple):
     pk: int = 0
     state_reason: str = ""
     """Why an ACTIVE task is not running (dependencies), filled in by the app."""
+    revision: int = 1
+    """Moves with every change of the task's state or constraints (the store counts them)."""
+    settings_time: float | None = None
+    """When its constraints were last updated (None: never)."""
+
+    @property
+    def etag(self) -> str:
+        """The task's version, as services.common.updates makes them (task pks are never
+        reused)."""
+        return f'"{self.pk}.{self.revision}"'
+
+    @property
+    def update_time(self) -> float:
+        """When its state or constraints last changed (Azure Batch's lastModified)."""
+        return max(self.state_time, self.settings_time or 0.0)

@@ -117,6 +117,12 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
         job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
         return convert.task(await self.app.unblock_task(account(), job_id, task_id))
 
+    async def UpdateTask(self, request: task_pb2.UpdateTaskRequest, context: object) -> task_pb2.Task:
+        job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
+        changes = convert.task_changes(request)
+        return convert.task(await self.app.update_task(account(), job_id, task_id, changes,
+                                                       request.if_match))
+
     async def DeleteTask(self, request: task_pb2.DeleteTaskRequest, context: object) -> empty_pb2.Empty:
         job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
         await self.app.delete_task(account(), job_id, task_id)

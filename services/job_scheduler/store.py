@@ -38,6 +38,7 @@ from services.job_scheduler.core.plan import (
     Unblock,
     UpdateJob,
     UpdateJobSettings,
+    UpdateTaskSettings,
 )
 from services.job_scheduler.model import (
     ActiveRow,
@@ -122,6 +123,8 @@ CREATE TABLE IF NOT EXISTS tasks (
   failure_category INTEGER,
   failure_code TEXT,
   failure_message TEXT,
+  revision INTEGER NOT NULL DEFAULT 1,
+  settings_time REAL,
   UNIQUE (job_pk, id_lower)
 );
 -- Tasks are listed in the order of their lower-cased ids (unique per job): the UNIQUE index
@@ -177,34 +180,39 @@ INSERT_TASK_EXTRAS = (
 )
 """The rarer columns, for the few tasks of a batch that have them: plain tasks (most of a
 100,000-task batch) are inserted with the same 13 values as ever."""
+# Every statement that changes a task's state moves its revision (its etag) in SQL: the core
+# keeps no per-task record for it, and the hot path binds no extra value.
 ASSIGN_TASK = (
-    "UPDATE tasks SET state=?, state_time=?, attempt_id=?, attempt_number=?, node=?, "
+    "UPDATE tasks SET state=?, state_time=?, revision=revision+1, attempt_id=?, attempt_number=?, node=?, "
     "start_time=NULL, end_time=NULL, exit_code=NULL, failure_category=NULL, failure_code=NULL, "
     "failure_message=NULL WHERE task_pk=?"
 )
 INSERT_ATTEMPT = "INSERT INTO attempts (attempt_id, task_pk, number, node, assign_time) VALUES (?,?,?,?,?)"
-START_TASK = "UPDATE tasks SET state=?, state_time=?, start_time=? WHERE task_pk=? AND attempt_id=?"
+START_TASK = (
+    "UPDATE tasks SET state=?, state_time=?, revision=revision+1, start_time=? "
+    "WHERE task_pk=? AND attempt_id=?"
+)
 START_ATTEMPT = "UPDATE attempts SET start_time=? WHERE attempt_id=?"
 END_ATTEMPT = (
     "UPDATE attempts SET start_time=coalesce(?, start_time), end_time=?, exit_code=?, "
     "failure_category=?, failure_code=?, failure_message=? WHERE attempt_id=?"
 )
 TASK_OUTCOME = (
-    "UPDATE tasks SET state=?, state_time=?, result=?, retry_count=?, requeue_count=?, "
+    "UPDATE tasks SET state=?, state_time=?, revision=revision+1, result=?, retry_count=?, requeue_count=?, "
     "start_time=coalesce(?, start_time), end_time=?, exit_code=?, failure_category=?, "
     "failure_code=?, failure_message=? WHERE task_pk=?"
 )
 SET_BLOCKED = "UPDATE tasks SET blocked=? WHERE task_pk=?"
 UNBLOCK_TASK = "UPDATE tasks SET blocked=NULL, unblocked=1 WHERE task_pk=?"
 REACTIVATE_TASK = (
-    "UPDATE tasks SET state=?, state_time=?, result=NULL, retry_count=0, requeue_count=0, "
+    "UPDATE tasks SET state=?, state_time=?, revision=revision+1, result=NULL, retry_count=0, requeue_count=0, "
     "end_time=NULL, exit_code=NULL, failure_category=NULL, failure_code=NULL, "
     "failure_message=NULL WHERE task_pk=?"
 )
 DELETE_TASK_ATTEMPTS = "DELETE FROM attempts WHERE task_pk=?"
 DELETE_TASK = "DELETE FROM tasks WHERE task_pk=?"
 FAIL_TASK = (
-    "UPDATE tasks SET state=?, state_time=?, result=?, end_time=?, failure_category=?, "
+    "UPDATE tasks SET state=?, state_time=?, revision=revision+1, result=?, end_time=?, failure_category=?, "
     "failure_code=?, failure_message=? WHERE task_pk=? AND state=?"
 )
 UPDATE_JOB = (
@@ -215,9 +223,13 @@ UPDATE_JOB = (
 UPDATE_JOB_SETTINGS = (
     "UPDATE jobs SET priority=?, on_all_tasks_complete=?, metadata=?, settings=? WHERE job_pk=?"
 )
+UPDATE_TASK_SETTINGS = (
+    "UPDATE tasks SET max_wall_clock=?, max_retries=?, retention=?, revision=revision+1, "
+    "settings_time=? WHERE task_pk=?"
+)
 FLUSH_ORDER = (
     DELETE_ATTEMPTS, DELETE_TASKS, DELETE_JOB, DELETE_TASK_ATTEMPTS, DELETE_TASK, INSERT_JOB,
-    UPDATE_JOB_SETTINGS, REACTIVATE_TASK, ASSIGN_TASK, INSERT_ATTEMPT, START_TASK, START_ATTEMPT, END_ATTEMPT,
+    UPDATE_JOB_SETTINGS, UPDATE_TASK_SETTINGS, REACTIVATE_TASK, ASSIGN_TASK, INSERT_ATTEMPT, START_TASK, START_ATTEMPT, END_ATTEMPT,
     TASK_OUTCOME, FAIL_TASK, SET_BLOCKED, UNBLOCK_TASK, UPDATE_JOB,
 )
 _ORDER = {sql: i for i, sql in enumerate(FLUSH_ORDER)}
@@ -229,7 +241,7 @@ _TASK_COLUMNS = (
     "t.max_wall_clock, t.max_retries, t.state, t.create_time, t.state_time, t.retry_count, "
     "t.requeue_count, t.attempt_id, t.node, t.start_time, t.end_time, t.exit_code, t.result, "
     "t.failure_category, t.failure_code, t.failure_message, t.files, t.deps_spec, t.exits, "
-    "t.slots, t.priority, t.retention, t.attempt_number"
+    "t.slots, t.priority, t.retention, t.attempt_number, t.revision, t.settings_time"
 )
 
 
@@ -240,18 +252,19 @@ def _last_per_job(rows: list[Sequence[Any]]) -> list[Sequence[Any]]:
     return list({r[-1]: r for r in rows}.values())
 
 
-_ADDED_JOB_COLUMNS = {
-    "revision": "INTEGER NOT NULL DEFAULT 1",
-    "update_time": "REAL",
+_ADDED_COLUMNS = {
+    "jobs": {"revision": "INTEGER NOT NULL DEFAULT 1", "update_time": "REAL"},
+    "tasks": {"revision": "INTEGER NOT NULL DEFAULT 1", "settings_time": "REAL"},
 }
-"""Columns added to `jobs` since its first schema: a file from before gets them on open."""
+"""Columns added since a table's first schema: a file from before gets them on open."""
 
 
 async def _migrate(db: aiosqlite.Connection) -> None:
-    have = {r["name"] for r in await db.execute_fetchall("PRAGMA table_info(jobs)")}
-    for name, definition in _ADDED_JOB_COLUMNS.items():
-        if name not in have:
-            await db.execute(f"ALTER TABLE jobs ADD COLUMN {name} {definition}")
+    for table, added in _ADDED_COLUMNS.items():
+        have = {r["name"] for r in await db.execute_fetchall(f"PRAGMA table_info({table})")}
+        for name, definition in added.items():
+            if name not in have:
+                await db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
     await db.commit()
 
 
@@ -490,6 +503,9 @@ class Store:
                                update_time):
                     q(UPDATE_JOB, (int(state), reason, state_time, end_time, *counts, revision,
                                    update_time, job_pk))
+                case UpdateTaskSettings(task_pk, spec, now):
+                    q(UPDATE_TASK_SETTINGS, (spec.max_wall_clock_time, spec.max_task_retry_count,
+                                             spec.retention, now, task_pk))
                 case UpdateJobSettings(job):
                     q(UPDATE_JOB_SETTINGS, (job.priority, int(job.on_all_tasks_complete),
                                             json.dumps(job.metadata),
@@ -557,7 +573,7 @@ class Store:
         rows = await self._all(
             "SELECT t.task_pk, t.job_pk, t.attempt_id, t.attempt_number, t.node, t.start_time, "
             "t.retry_count, t.requeue_count, t.max_retries, a.assign_time, t.id, t.files, "
-            "t.exits, t.slots, t.priority "
+            "t.exits, t.slots, t.priority, t.max_wall_clock, t.retention, t.settings_time "
             "FROM tasks t JOIN attempts a ON a.attempt_id = t.attempt_id "
             "WHERE t.state IN (?, ?)",
             (int(TaskState.PREPARING), int(TaskState.RUNNING)),
@@ -681,7 +697,7 @@ def _task_record(r: aiosqlite.Row, attempts: tuple[AttemptRecord, ...]) -> TaskR
     (task_pk, job_id, id_, display, command, env, wall, retries, state, create_time,
      state_time, retry_count, requeue_count, attempt_id, node, start_time, end_time, exit_code,
      result, f_category, f_code, f_message, files, deps_spec, exits, slots, priority,
-     retention, _) = r
+     retention, _, revision, settings_time) = r
     return TaskRecord(
         job_id=job_id,
         spec=TaskDefinition(
@@ -695,5 +711,5 @@ def _task_record(r: aiosqlite.Row, attempts: tuple[AttemptRecord, ...]) -> TaskR
         start_time=start_time, end_time=end_time, exit_code=exit_code,
         result=_RESULTS[result] if result else None,
         failure=_failure(f_category, f_code, f_message) if f_code else None,
-        attempts=attempts,
+        attempts=attempts, revision=revision, settings_time=settings_time,
     )

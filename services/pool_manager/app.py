@@ -20,7 +20,6 @@ from services.common.errors import (
     Code,
     ShoalError,
     already_exists,
-    failed_precondition,
     not_found,
 )
 from services.common.paging import PageRequest
@@ -36,8 +35,10 @@ from services.pool_manager.model import (
     NodeRowState,
     NodeView,
     Pool,
+    PoolChanges,
     PoolState,
     PoolView,
+    being_deleted,
     check_hostname,
     check_target,
     leave,
@@ -50,6 +51,7 @@ from services.pool_manager.model import (
     process_ended,
     removals,
     start_delay,
+    updated,
 )
 from services.pool_manager.node_ops import NodeOps
 from services.pool_manager.providers.base import AgentKey, NodeSpec, ProcessRef, Provider
@@ -139,9 +141,12 @@ class PoolManager:
             app_packages=new.app_packages,
             start_task=new.start_task,
             node_fill_type=new.node_fill_type,
+            update_time=now,
         )
-        if not await self._store.insert_pool(pool):
+        inserted = await self._store.insert_pool(pool)
+        if inserted is None:
             raise already_exists("pool", new.pool_id)
+        pool = inserted
         log.info("pool created", target_nodes=pool.target_nodes, slots=pool.task_slots_per_node)
         self.wake()
         return pool_view(pool, NodeCounts())
@@ -177,13 +182,31 @@ class PoolManager:
         check_target(target, "target_nodes")
         pool = await self._pool(account, pool_id)
         if pool.state is PoolState.DELETING or not await self._store.resize_pool(
-            account, pool.id, target, option
+            account, pool.id, target, option, self._clock()
         ):
-            raise failed_precondition("POOL_BEING_DELETED", f"pool {pool.id!r} is being deleted")
+            raise being_deleted(pool)
         self._pool_edits += 1
         log.info("pool resized", target_nodes=target, option=option.value)
         self.wake()
         return await self.get_pool(account, pool.id)
+
+    async def update_pool(
+        self, account: str, pool_id: str, changes: PoolChanges, if_match: str
+    ) -> PoolView:
+        """Azure Batch's Pool - Patch: only `changes.fields` change. Nothing is pushed to
+        nodes: registration hands every node the pool as it is then, so a node that joins
+        (a resize) or is rebooted from now on gets the new start task and packages."""
+        while True:
+            pool = await self._pool(account, pool_id)
+            new = updated(pool, changes, if_match, self._clock())
+            if new is None:
+                return await self._view(pool)
+            # Written only if the pool is still the one decided on; else decide again on
+            # what it is now (a stale if_match then fails).
+            if await self._store.update_pool(new, pool.revision):
+                break
+        log.info("pool updated", fields=sorted(changes.fields), etag=new.etag)
+        return await self._view(new)
 
     async def delete_pool(self, account: str, pool_id: str) -> None:
         pool = await self._pool(account, pool_id)

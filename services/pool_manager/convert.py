@@ -9,14 +9,17 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from services.common.command_specs import check_node_command
 from services.common.errors import invalid
 from services.common.file_specs import check_package_refs
-from services.common.ids import parse_name
+from services.common.ids import check_metadata, parse_name
 from services.common.timeutil import from_timestamp, to_timestamp
+from services.common.updates import check_if_match, check_name, mask_fields
 from services.pool_manager.model import (
+    POOL_UPDATABLE,
     DeallocationOption,
     NewPool,
     NodeError,
     NodeFillType,
     NodeView,
+    PoolChanges,
     PoolView,
     ReportedSession,
     SessionState,
@@ -28,8 +31,7 @@ from shoal.v1 import application_pb2, pool_pb2, task_pb2
 
 def new_pool(req: pool_pb2.CreatePoolRequest) -> NewPool:
     p = req.pool
-    refs = p.application_package_references
-    check_package_refs(refs, "pool.application_package_references")
+    packages = _app_packages(p)
     new = validate_new_pool(
         pool_id=req.pool_id,
         target_nodes=p.target_nodes,
@@ -38,9 +40,44 @@ def new_pool(req: pool_pb2.CreatePoolRequest) -> NewPool:
         display_name=p.display_name,
         metadata=dict(p.metadata),
     )
-    start = check_node_command(p.start_task, "pool.start_task") if p.HasField("start_task") else None
-    return replace(new, app_packages=tuple((r.application_id, r.version) for r in refs),
-                   start_task=start, node_fill_type=fill_type(p.node_fill_type))
+    return replace(new, app_packages=packages, start_task=_start_task(p),
+                   node_fill_type=fill_type(p.node_fill_type))
+
+
+# The checks of a pool's updatable settings, shared by create and update (the same field,
+# the same error).
+
+def _app_packages(p: pool_pb2.Pool) -> tuple[tuple[str, str], ...]:
+    refs = p.application_package_references
+    check_package_refs(refs, "pool.application_package_references")
+    return tuple((r.application_id, r.version) for r in refs)
+
+
+def _start_task(p: pool_pb2.Pool) -> bytes | None:
+    return check_node_command(p.start_task, "pool.start_task") if p.HasField("start_task") else None
+
+
+def _metadata(p: pool_pb2.Pool) -> dict[str, str]:
+    return check_metadata(dict(p.metadata), "pool.metadata")
+
+
+UPDATE_PATHS: dict[str, tuple[str, ...]] = {
+    "start_task": ("start_task",),
+    "application_package_references": ("app_packages",),
+    "metadata": ("metadata",),
+    "*": POOL_UPDATABLE,
+}
+"""UpdatePool's mask paths -> the model.Pool settings they change."""
+_CHECKS = {"start_task": _start_task, "app_packages": _app_packages, "metadata": _metadata}
+
+
+def pool_changes(req: pool_pb2.UpdatePoolRequest) -> PoolChanges:
+    """The changes an UpdatePoolRequest asks for, checked as CreatePool checks them. Only
+    masked fields are read (AIP-134: the others are ignored, whatever they hold)."""
+    check_name(req.pool.name, req.name, "pool.name")
+    check_if_match(req.if_match)
+    fields = mask_fields(req.update_mask.paths, UPDATE_PATHS)
+    return PoolChanges(fields, **{f: _CHECKS[f](req.pool) for f in fields})  # type: ignore[arg-type]
 
 
 def fill_type(value: int) -> NodeFillType:
@@ -99,6 +136,8 @@ def pool_to_proto(view: PoolView) -> pool_pb2.Pool:
         ],
         start_task=task_pb2.StartTask.FromString(p.start_task) if p.start_task else None,
         node_fill_type=p.node_fill_type.value,
+        etag=p.etag,
+        update_time=_ts(p.update_time),
     )
 
 

@@ -12,8 +12,8 @@ from collections.abc import Collection
 from dataclasses import dataclass, field, replace
 from enum import Enum
 
-from services.common import ids
-from services.common.errors import invalid
+from services.common import ids, updates
+from services.common.errors import ShoalError, failed_precondition, invalid
 
 MAX_TARGET_NODES = 1000
 MAX_TASK_SLOTS = 256
@@ -105,6 +105,50 @@ class Pool:
     start_task: bytes | None = None
     """Serialized shoal.v1.StartTask, run by every node when it joins."""
     node_fill_type: NodeFillType = NodeFillType.SPREAD
+    pk: int = 0
+    """Never reused, unlike ids: a pool created again under an id never has an old etag."""
+    revision: int = 1
+    """Counts changes of the pool's settings and state (not of its nodes): its etag."""
+    update_time: float = 0.0
+    """When the settings or state last changed."""
+
+    @property
+    def etag(self) -> str:
+        return updates.etag(self.pk, self.revision)
+
+
+def being_deleted(pool: Pool) -> ShoalError:
+    """The error of an operation on a pool that is being deleted."""
+    return failed_precondition("POOL_BEING_DELETED", f"pool {pool.id!r} is being deleted")
+
+
+POOL_UPDATABLE = ("start_task", "app_packages", "metadata")
+"""The settings of a pool an update may change (Azure Batch's Pool - Update Properties)."""
+
+
+@dataclass(frozen=True)
+class PoolChanges:
+    """New values of some of a pool's settings: only those in `fields` change."""
+
+    fields: frozenset[str]
+    """Names of Pool attributes, from POOL_UPDATABLE."""
+    start_task: bytes | None = None
+    app_packages: tuple[tuple[str, str], ...] = ()
+    metadata: dict[str, str] = field(default_factory=dict)
+
+
+def updated(pool: Pool, changes: PoolChanges, if_match: str, now: float) -> Pool | None:
+    """The pool after an update (Azure Batch's Pool - Patch), or None when the update changes
+    nothing (the etag stays). Refused, changing nothing, when `if_match` is stale or the pool
+    is being deleted. A new start task or package list is what a node gets when it joins or
+    is rebooted: nodes running now keep what they set up with."""
+    updates.require(f"pool {pool.id!r}", pool.etag, if_match)
+    if pool.state is PoolState.DELETING:
+        raise being_deleted(pool)
+    new = {f: getattr(changes, f) for f in changes.fields if getattr(pool, f) != getattr(changes, f)}
+    if not new:
+        return None
+    return replace(pool, **new, revision=pool.revision + 1, update_time=now)  # type: ignore[arg-type]
 
 
 @dataclass(frozen=True)

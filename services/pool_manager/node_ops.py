@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 
 import structlog
 
-from services.common.errors import ShoalError, failed_precondition, not_found
+from services.common.errors import failed_precondition, not_found
 from services.common.timeutil import Clock
 from services.pool_manager.model import (
     DeallocationOption,
@@ -30,6 +30,7 @@ from services.pool_manager.model import (
     PoolState,
     PoolView,
     ReportedSession,
+    being_deleted,
     leave,
     node_view,
     pool_view,
@@ -42,10 +43,6 @@ from services.pool_manager.store import Store
 log = structlog.get_logger()
 
 Spawn = Callable[[Pool, Node, float], Awaitable[None]]
-
-
-def _being_deleted(pool: Pool) -> ShoalError:
-    return failed_precondition("POOL_BEING_DELETED", f"pool {pool.id!r} is being deleted")
 
 
 class NodeOps:
@@ -90,7 +87,7 @@ class NodeOps:
         """The pool and node as they are now, if the node still takes operations."""
         pool = await self._pool(account, pool_id)
         if pool.state is PoolState.DELETING:
-            raise _being_deleted(pool)
+            raise being_deleted(pool)
         node = await self._node(pool, node_id)
         if node.state is NodeRowState.LEAVING:
             name = f"pools/{pool.id}/nodes/{node.node_id}"
@@ -187,7 +184,7 @@ class NodeOps:
         async with self._round:
             pool = await self._pool(account, pool_id)
             if pool.state is PoolState.DELETING:
-                raise _being_deleted(pool)
+                raise being_deleted(pool)
             rows = {n.node_id.lower(): n for n in await self._store.list_nodes(account, pool.id)}
             for node_id in wanted:
                 if node_id.lower() not in rows:
@@ -195,7 +192,7 @@ class NodeOps:
             now = self._clock()
             chosen = [rows[i.lower()] for i in wanted]
             leaving = [leave(n, option, now) for n in chosen if n.state is not NodeRowState.LEAVING]
-            await self._store.remove_nodes(pool, leaving)
+            await self._store.remove_nodes(pool, leaving, now)
         self._wake()
         pool = await self._pool(account, pool.id)
         log.info("nodes removed by request", nodes=[n.node_id for n in leaving],

@@ -48,6 +48,12 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
         view = await self._app.resize_pool(rpc.account(), pool_id, request.target_nodes, option)
         return convert.pool_to_proto(view)
 
+    async def UpdatePool(self, request: pool_pb2.UpdatePoolRequest, context: Ctx) -> pool_pb2.Pool:
+        pool_id = convert.pool_id(request.name)
+        changes = convert.pool_changes(request)
+        view = await self._app.update_pool(rpc.account(), pool_id, changes, request.if_match)
+        return convert.pool_to_proto(view)
+
     async def DeletePool(self, request: pool_pb2.DeletePoolRequest, context: Ctx) -> empty_pb2.Empty:
         await self._app.delete_pool(rpc.account(), convert.pool_id(request.name))
         return empty_pb2.Empty()

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Iterable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -46,8 +47,14 @@ CREATE TABLE IF NOT EXISTS pools (
     app_packages TEXT NOT NULL DEFAULT '[]',
     start_task BLOB,
     node_fill_type TEXT NOT NULL DEFAULT 'SPREAD',
+    pk INTEGER,
+    revision INTEGER NOT NULL DEFAULT 1,
+    update_time REAL,
     UNIQUE (account, id_lower)
 );
+-- One row per pool ever created: AUTOINCREMENT never hands out a pk twice, even after the
+-- pool is deleted, so an etag of a deleted pool never matches one created again.
+CREATE TABLE IF NOT EXISTS pool_pks (pk INTEGER PRIMARY KEY AUTOINCREMENT);
 CREATE TABLE IF NOT EXISTS nodes (
     account TEXT NOT NULL,
     pool_lower TEXT NOT NULL,
@@ -75,7 +82,7 @@ CREATE TABLE IF NOT EXISTS nodes (
 _POOL_COLS = (
     "account, id, display_name, target_nodes, task_slots_per_node, provider, state, metadata,"
     " create_time, state_transition_time, join_token, resize_option, app_packages,"
-    " start_task, node_fill_type"
+    " start_task, node_fill_type, pk, revision, update_time"
 )
 _NODE_COLS = (
     "account, pool_id, node_id, state, create_time, state_transition_time, hostname, errors,"
@@ -84,13 +91,26 @@ _NODE_COLS = (
 )
 # Columns added after the first release, with their definitions: databases of earlier
 # versions get them when opened.
-_ADDED_POOL_COLUMNS = {"node_fill_type": "TEXT NOT NULL DEFAULT 'SPREAD'"}
+_ADDED_POOL_COLUMNS = {
+    "node_fill_type": "TEXT NOT NULL DEFAULT 'SPREAD'",
+    "pk": "INTEGER",
+    "revision": "INTEGER NOT NULL DEFAULT 1",
+    "update_time": "REAL",
+}
 _ADDED_NODE_COLUMNS = {
     "scheduling": "TEXT NOT NULL DEFAULT 'ENABLED'",
     "scheduling_option": "TEXT NOT NULL DEFAULT 'REQUEUE'",
     "scheduling_notified": "INTEGER NOT NULL DEFAULT 1",
     "restart_time": "REAL",
 }
+
+
+_REVISED = (
+    "revision = revision + {changed},"
+    " update_time = CASE WHEN {changed} THEN :now ELSE update_time END"
+)
+"""SET clauses that give a pool a new etag when a change of its settings changes anything:
+{changed} is an SQL condition on the row before the change (SET reads the old values)."""
 
 
 def _pool(r: Any) -> Pool:
@@ -110,6 +130,10 @@ def _pool(r: Any) -> Pool:
         app_packages=tuple(tuple(x) for x in json.loads(r["app_packages"])),
         start_task=r["start_task"],
         node_fill_type=NodeFillType(r["node_fill_type"]),
+        pk=r["pk"],
+        revision=r["revision"],
+        # A row from before updates existed: its state was all that could change.
+        update_time=r["state_transition_time"] if r["update_time"] is None else r["update_time"],
     )
 
 
@@ -141,6 +165,10 @@ async def _migrate(db: aiosqlite.Connection) -> aiosqlite.Connection:
         for name, definition in added.items():
             if name not in have:
                 await db.execute(f"ALTER TABLE {table} ADD COLUMN {name} {definition}")
+    # Pools from before etags: their rowids are unique among them; new pools' pks follow.
+    await db.execute("UPDATE pools SET pk = rowid WHERE pk IS NULL")
+    await db.execute("INSERT OR IGNORE INTO pool_pks (pk) SELECT max(pk) FROM pools"
+                     " WHERE pk IS NOT NULL")
     await db.commit()
     return db
 
@@ -168,29 +196,36 @@ class Store:
         async with self.db.execute(sql, tuple(args)) as cur:
             return list(await cur.fetchall())
 
-    async def _write(self, sql: str, args: Iterable[Any]) -> int:
-        cur = await self.db.execute(sql, tuple(args))
+    async def _write(self, sql: str, args: Iterable[Any] | dict[str, Any]) -> int:
+        cur = await self.db.execute(sql, args if isinstance(args, dict) else tuple(args))
         await self.db.commit()
         return cur.rowcount
 
     # --- pools ----------------------------------------------------------------------------
 
-    async def insert_pool(self, p: Pool) -> bool:
-        """Insert a new pool; False when the account already has one with that id."""
+    async def insert_pool(self, p: Pool) -> Pool | None:
+        """Insert a new pool, which gets its pk here; None when the account already has one
+        with that id."""
+        cur = await self.db.execute("INSERT INTO pool_pks DEFAULT VALUES")
+        assert cur.lastrowid is not None  # set by every INSERT
+        p = replace(p, pk=cur.lastrowid)
         try:
             await self._write(
                 f"INSERT INTO pools ({_POOL_COLS}, id_lower)"
-                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                " VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                 (p.account, p.id, p.display_name, p.target_nodes, p.task_slots_per_node,
                  p.provider, p.state.value, json.dumps(p.metadata), p.create_time,
                  p.state_transition_time, p.join_token, p.resize_option.value,
-                 json.dumps(p.app_packages), p.start_task, p.node_fill_type.value, p.id.lower()),
+                 json.dumps(p.app_packages), p.start_task, p.node_fill_type.value, p.pk,
+                 p.revision, p.update_time, p.id.lower()),
             )
         except sqlite3.IntegrityError:
             # Only the failed statement is undone; no rollback, which would also discard
-            # another coroutine's uncommitted writes on this shared connection.
-            return False
-        return True
+            # another coroutine's uncommitted writes on this shared connection. (The pk
+            # taken stays taken: pks need not be dense.)
+            await self.db.commit()
+            return None
+        return p
 
     async def get_pool(self, account: str, pool_id: str) -> Pool | None:
         r = await self._one(
@@ -219,20 +254,36 @@ class Store:
         return [_pool(r) for r in await self._all(f"SELECT {_POOL_COLS} FROM pools")]
 
     async def resize_pool(
-        self, account: str, pool_id: str, target: int, option: DeallocationOption
+        self, account: str, pool_id: str, target: int, option: DeallocationOption, now: float
     ) -> bool:
-        """Set the target of an ACTIVE pool; False if it is not (any more) active."""
+        """Set the target of an ACTIVE pool (a new etag if that changes it); False if it is
+        not (any more) active."""
+        changed = "(target_nodes != :target OR resize_option != :option)"
         return bool(await self._write(
-            "UPDATE pools SET target_nodes = ?, resize_option = ?"
-            " WHERE account = ? AND id_lower = ? AND state = 'ACTIVE'",
-            (target, option.value, account, pool_id.lower()),
+            f"UPDATE pools SET {_REVISED.format(changed=changed)},"
+            " target_nodes = :target, resize_option = :option"
+            " WHERE account = :account AND id_lower = :pool AND state = 'ACTIVE'",
+            {"target": target, "option": option.value, "now": now, "account": account,
+             "pool": pool_id.lower()},
+        ))
+
+    async def update_pool(self, p: Pool, revision: int) -> bool:
+        """Write an updated pool's settings (UpdatePool) if it is still ACTIVE at `revision`,
+        the one the update was decided on; False if it changed meanwhile."""
+        return bool(await self._write(
+            "UPDATE pools SET start_task = ?, app_packages = ?, metadata = ?, revision = ?,"
+            " update_time = ? WHERE account = ? AND id_lower = ? AND revision = ?"
+            " AND state = 'ACTIVE'",
+            (p.start_task, json.dumps(p.app_packages), json.dumps(p.metadata), p.revision,
+             p.update_time, p.account, p.id.lower(), revision),
         ))
 
     async def mark_pool_deleting(self, account: str, pool_id: str, now: float) -> None:
         await self._write(
-            "UPDATE pools SET state = 'DELETING', state_transition_time = ?"
+            "UPDATE pools SET state = 'DELETING', state_transition_time = ?,"
+            " revision = revision + 1, update_time = ?"
             " WHERE account = ? AND id_lower = ? AND state != 'DELETING'",
-            (now, account, pool_id.lower()),
+            (now, now, account, pool_id.lower()),
         )
 
     async def delete_pool_if_empty(self, account: str, pool_id: str) -> bool:
@@ -369,7 +420,7 @@ class Store:
              n.pool_id.lower(), n.node_id.lower()),
         ))
 
-    async def remove_nodes(self, pool: Pool, leaving: list[Node]) -> None:
+    async def remove_nodes(self, pool: Pool, leaving: list[Node], now: float) -> None:
         """Mark nodes leaving and lower the pool's target by as many, in one transaction.
         Lowered in SQL, not set: a resize that lands meanwhile is not overwritten."""
         await self.db.executemany(
@@ -379,8 +430,8 @@ class Store:
               n.pool_id.lower(), n.node_id.lower()) for n in leaving],
         )
         await self.db.execute(
-            "UPDATE pools SET target_nodes = MAX(0, target_nodes - ?)"
-            " WHERE account = ? AND id_lower = ?",
-            (len(leaving), pool.account, pool.id.lower()),
+            f"UPDATE pools SET {_REVISED.format(changed='(:n > 0 AND target_nodes > 0)')},"
+            " target_nodes = MAX(0, target_nodes - :n) WHERE account = :account AND id_lower = :pool",
+            {"n": len(leaving), "now": now, "account": pool.account, "pool": pool.id.lower()},
         )
         await self.db.commit()

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any, TypeVar
+
 import click
 
 from shoal.cli.common import (
@@ -27,6 +29,7 @@ from shoal.client import state_filter
 from shoal.specs import NodeCommand, PackageReference, ResourceFile
 from shoal.v1 import pool_pb2
 
+F = TypeVar("F", bound=Any)
 Pool = pool_pb2.Pool
 Node = pool_pb2.Node
 
@@ -57,10 +60,55 @@ def _show_pool(p: pool_pb2.Pool, output: str) -> None:
             ("slots per node", str(p.task_slots_per_node)),
             ("provider", p.provider or "-"),
             ("metadata", ", ".join(f"{k}={v}" for k, v in sorted(p.metadata.items())) or "-"),
+            ("start task", p.start_task.command_line if p.HasField("start_task") else "-"),
+            ("app packages", ", ".join(
+                r.application_id + (f":{r.version}" if r.version else "")
+                for r in p.application_package_references) or "-"),
             ("created", when(p.create_time)),
             ("state since", when(p.state_transition_time)),
+            ("updated", when(p.update_time)),
+            ("etag", p.etag or "-"),
         ],
     )
+
+
+# What a node sets up when it joins: the same options for pool create and pool update.
+_app_packages = click.option(
+    "--app-package",
+    "app_packages",
+    multiple=True,
+    metavar="APP[:VERSION]",
+    help="Installed by every node when it joins; repeatable. No version: the default version.",
+)
+_start_task_options = (
+    click.option("--start-task", metavar="COMMAND",
+                 help="Run by every node when it joins, after its packages are installed."),
+    click.option("--start-task-file", "start_files", multiple=True, metavar="RESOURCE",
+                 help="A resource file of the start task (as task add --resource-file); "
+                      "repeatable."),
+    click.option("--start-task-no-wait", is_flag=True,
+                 help="Let nodes take tasks while the start task runs (default: wait for "
+                      "success)."),
+    click.option("--start-task-retries", type=click.IntRange(0, 100), default=0,
+                 show_default=True, help="Retries of a start task that exits non-zero."),
+)
+
+
+def _start_task(f: F) -> F:
+    for option in reversed(_start_task_options):
+        f = option(f)
+    return f
+
+
+def _start_command(
+    command: str | None, files: tuple[str, ...], no_wait: bool, retries: int
+) -> NodeCommand | None:
+    if files and not command:
+        raise click.UsageError("--start-task-file needs --start-task")
+    return NodeCommand(
+        command, tuple(parse_each(files, ResourceFile.parse, "--start-task-file")),
+        max_task_retry_count=retries, wait_for_success=not no_wait,
+    ) if command else None
 
 
 @click.group("pool", cls=Group)
@@ -76,21 +124,8 @@ def pool() -> None:
 )
 @click.option("--display-name", default="", help="Free text shown to people.")
 @click.option("--metadata", multiple=True, metavar="K=V", help="Metadata entry; repeatable.")
-@click.option(
-    "--app-package",
-    "app_packages",
-    multiple=True,
-    metavar="APP[:VERSION]",
-    help="Installed by every node when it joins; repeatable. No version: the default version.",
-)
-@click.option("--start-task", metavar="COMMAND",
-              help="Run by every node when it joins, after its packages are installed.")
-@click.option("--start-task-file", "start_files", multiple=True, metavar="RESOURCE",
-              help="A resource file of the start task (as task add --resource-file); repeatable.")
-@click.option("--start-task-no-wait", is_flag=True,
-              help="Let nodes take tasks while the start task runs (default: wait for success).")
-@click.option("--start-task-retries", type=click.IntRange(0, 100), default=0, show_default=True,
-              help="Retries of a start task that exits non-zero.")
+@_app_packages
+@_start_task
 @click.option("--fill-type", type=click.Choice(["spread", "pack"], case_sensitive=False),
               help="spread: each task to the node with the most free slots; pack: fill one "
                    "node's slots before the next.  [default: spread]")
@@ -114,12 +149,7 @@ def pool_create(
     """Create a pool of NODES nodes."""
     meta = key_values(metadata, "--metadata")
     packages = parse_each(app_packages, PackageReference.parse, "--app-package")
-    if start_files and not start_task:
-        raise click.UsageError("--start-task-file needs --start-task")
-    start = NodeCommand(
-        start_task, tuple(parse_each(start_files, ResourceFile.parse, "--start-task-file")),
-        max_task_retry_count=start_task_retries, wait_for_success=not start_task_no_wait,
-    ) if start_task else None
+    start = _start_command(start_task, start_files, start_task_no_wait, start_task_retries)
     p = state.client().create_pool(
         pool_id,
         target_nodes=nodes,
@@ -130,6 +160,61 @@ def pool_create(
         start_task=start,
         node_fill_type=fill_type,
     )
+    _show_pool(p, output)
+
+
+@pool.command("update")
+@click.argument("pool_id")
+@_start_task
+@click.option("--clear-start-task", is_flag=True, help="Nodes that join run no start task.")
+@_app_packages
+@click.option("--clear-app-packages", is_flag=True, help="Nodes that join install no packages.")
+@click.option("--metadata", multiple=True, metavar="K=V",
+              help="Replace the pool's metadata with these entries; repeatable.")
+@click.option("--clear-metadata", is_flag=True, help="Remove all the pool's metadata.")
+@click.option("--if-match", metavar="ETAG",
+              help="Update only if the pool's etag (pool show) is still this: nothing changes "
+                   "if someone changed it since.")
+@output_option
+@pass_state
+def pool_update(
+    state: CliState,
+    pool_id: str,
+    start_task: str | None,
+    start_files: tuple[str, ...],
+    start_task_no_wait: bool,
+    start_task_retries: int,
+    clear_start_task: bool,
+    app_packages: tuple[str, ...],
+    clear_app_packages: bool,
+    metadata: tuple[str, ...],
+    clear_metadata: bool,
+    if_match: str | None,
+    output: str,
+) -> None:
+    """Change a pool's start task, application packages or metadata; the rest stays.
+
+    As in Azure Batch, a new start task or package list reaches nodes as they join (pool
+    resize) or are rebooted (node reboot), not the nodes running now."""
+    for given, clear, names in (
+        (start_task, clear_start_task, "--start-task and --clear-start-task"),
+        (app_packages, clear_app_packages, "--app-package and --clear-app-packages"),
+        (metadata, clear_metadata, "--metadata and --clear-metadata"),
+    ):
+        if given and clear:
+            raise click.UsageError(f"{names} exclude each other")
+    start = _start_command(start_task, start_files, start_task_no_wait, start_task_retries)
+    packages = ([] if clear_app_packages
+                else parse_each(app_packages, PackageReference.parse, "--app-package")
+                if app_packages else None)
+    meta = {} if clear_metadata else key_values(metadata, "--metadata") if metadata else None
+    if start is None and not clear_start_task and packages is None and meta is None:
+        raise click.UsageError(
+            "nothing to update: give --start-task, --clear-start-task, --app-package, "
+            "--clear-app-packages or --metadata")
+    p = state.client().update_pool(
+        pool_id, start_task=start, clear_start_task=clear_start_task,
+        application_package_references=packages, metadata=meta, if_match=if_match)
     _show_pool(p, output)
 
 

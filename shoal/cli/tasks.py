@@ -459,6 +459,8 @@ def _show_task(t: task_pb2.Task, output: str) -> None:
             ("started", when(info.start_time)),
             ("ended", when(info.end_time)),
             ("created", when(t.create_time)),
+            ("updated", when(t.update_time)),
+            ("etag", t.etag or "-"),
         ],
     )
 
@@ -471,6 +473,55 @@ def _show_task(t: task_pb2.Task, output: str) -> None:
 def task_show(state: CliState, job_id: str, task_id: str, output: str) -> None:
     """Show one task with its execution info."""
     _show_task(state.client().get_task(job_id, task_id), output)
+
+
+class RetryCount(click.ParamType):
+    """0 to 100 retries, or `job`: the job's count."""
+
+    name = "retries"
+
+    def convert(self, value: object, param: click.Parameter | None,
+                ctx: click.Context | None) -> int | str:
+        if str(value).lower() == "job":
+            return "job"
+        count: int = click.IntRange(0, 100).convert(value, param, ctx)  # type: ignore[arg-type]
+        return count
+
+
+@task.command("update")
+@click.argument("job_id")
+@click.argument("task_id")
+@click.option("--max-wall-clock", type=Duration(), metavar="DURATION",
+              help="Kill and fail the task when its attempt has run this long (the one running "
+                   "now too, counted from its start): seconds or 90s, 15m, 2h; 0: no limit.")
+@click.option("--max-task-retries", "--max-retries", "max_retries", type=RetryCount(),
+              metavar="N|job",
+              help="Retries of a non-zero exit, from its next failure on; `job`: the job's.")
+@click.option("--retention", type=Duration(), metavar="DURATION",
+              help="Keep the directories of its attempts that end from now on this long; "
+                   "0: the default, 7d.")
+@click.option("--if-match", metavar="ETAG",
+              help="Update only if the task's etag (task show) is still this: nothing changes "
+                   "if it changed since (it ran, for one).")
+@output_option
+@pass_state
+def task_update(
+    state: CliState,
+    job_id: str,
+    task_id: str,
+    max_wall_clock: float | None,
+    max_retries: int | str | None,
+    retention: float | None,
+    if_match: str | None,
+    output: str,
+) -> None:
+    """Change a task's constraints; the rest stays. A completed task cannot be updated."""
+    if (max_wall_clock, max_retries, retention) == (None, None, None):
+        raise click.UsageError(
+            "nothing to update: give --max-wall-clock, --max-task-retries or --retention")
+    _show_task(state.client().update_task(
+        job_id, task_id, max_wall_clock_time=max_wall_clock, max_task_retry_count=max_retries,
+        retention_time=retention, if_match=if_match), output)
 
 
 @task.command("terminate")

@@ -24,9 +24,10 @@ import click
 from shoal import profiles
 from shoal.cli.common import CliState, err, pass_state
 from shoal.client import default_state_dir
+from shoal.cluster_config import RestConfig
 from shoal.errors import ShoalError
 from shoal.profiles import Profile
-from shoal.suite import SERVICES, LocalSuite, SchedulerTiming, SuiteError
+from shoal.suite import DEFAULT_REST_PORT, HOST, SERVICES, LocalSuite, SchedulerTiming, SuiteError
 from shoal.supervise import Restarts
 
 # How often a running suite is checked for dead services.
@@ -146,6 +147,13 @@ def print_banner(suite: LocalSuite, hint: str) -> None:
         f"  gateway   {suite.endpoint}   (account {cc.account!r}, key in {suite.state_dir / 'client.json'})",
         f"  dashboard {suite.dashboard_url or '(off)'}   (log in with the account key)",
         "  metrics   " + ("\n            ".join(metrics) or "(off)"),
+    ]
+    if suite.rest_endpoint:
+        lines.append(
+            f"  REST      {suite.rest_endpoint}   (Azure Batch's REST API: Shared Key with account "
+            f"{cc.account!r} and the same key)"
+        )
+    lines += [
         f"  state     {suite.state_dir}",
         f"  logs      {suite.logs_dir}/{{{','.join(SERVICES)}}}.log",
         "",
@@ -168,6 +176,13 @@ def print_banner(suite: LocalSuite, hint: str) -> None:
     default=50051,
     show_default=True,
     help="Gateway port; the other services take the next three (0: free ports for all).",
+)
+@click.option(
+    "--rest-port",
+    type=click.IntRange(0, 65535),
+    default=DEFAULT_REST_PORT,
+    show_default=True,
+    help="Port of the Azure Batch REST API (0: a free port; a free port too with --port 0).",
 )
 @click.option(
     "--metrics-port",
@@ -201,6 +216,7 @@ def up(
     state: CliState,
     state_dir: Path | None,
     port: int,
+    rest_port: int,
     metrics_port: int | None,
     dashboard_port: int | None,
     heartbeat_interval: float | None,
@@ -230,6 +246,7 @@ def up(
         pool_manager_port=ports[1],
         scheduler_port=ports[2],
         stager_port=ports[3],
+        rest=RestConfig(address=f"{HOST}:{rest_port if port else 0}"),
         metrics_port=metrics_port if metrics_port is not None else (9451 if port else 0),
         dashboard_port=dashboard_port if dashboard_port is not None else (8051 if port else 0),
         timing=replace(SchedulerTiming(), **overrides),

@@ -23,12 +23,13 @@ _sym_db = _symbol_database.Default()
 
 
 from google.protobuf import empty_pb2 as google_dot_protobuf_dot_empty__pb2
+from google.protobuf import field_mask_pb2 as google_dot_protobuf_dot_field__mask__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 from shoal.v1 import application_pb2 as shoal_dot_v1_dot_application__pb2
 from shoal.v1 import task_pb2 as shoal_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13shoal/v1/pool.proto\x12\x08shoal.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ashoal/v1/application.proto\x1a\x13shoal/v1/task.proto\"\xe3\x05\n\x04Pool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x14\n\x0ctarget_nodes\x18\x03 \x01(\x05\x12\x1b\n\x13task_slots_per_node\x18\x04 \x01(\x05\x12\x10\n\x08provider\x18\x05 \x01(\t\x12#\n\x05state\x18\x06 \x01(\x0e\x32\x14.shoal.v1.Pool.State\x12\x38\n\x10\x61llocation_state\x18\x07 \x01(\x0e\x32\x1e.shoal.v1.Pool.AllocationState\x12\x15\n\rcurrent_nodes\x18\x08 \x01(\x05\x12.\n\x08metadata\x18\t \x03(\x0b\x32\x1c.shoal.v1.Pool.MetadataEntry\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x15state_transition_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12M\n\x1e\x61pplication_package_references\x18\x0c \x03(\x0b\x32%.shoal.v1.ApplicationPackageReference\x12\'\n\nstart_task\x18\r \x01(\x0b\x32\x13.shoal.v1.StartTask\x12.\n\x0enode_fill_type\x18\x0e \x01(\x0e\x32\x16.shoal.v1.NodeFillType\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0c\n\x08\x44\x45LETING\x10\x02\"M\n\x0f\x41llocationState\x12 \n\x1c\x41LLOCATION_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06STEADY\x10\x01\x12\x0c\n\x08RESIZING\x10\x02\"\xc9\x05\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.shoal.v1.Node.State\x12\x18\n\x10total_task_slots\x18\x03 \x01(\x05\x12\x1a\n\x12running_task_slots\x18\x04 \x01(\x05\x12\x15\n\rrunning_tasks\x18\x05 \x01(\x05\x12\x17\n\x0f\x63ompleted_tasks\x18\x06 \x01(\x03\x12\x37\n\x13last_heartbeat_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x15state_transition_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08hostname\x18\n \x01(\t\x12#\n\x06\x65rrors\x18\x0b \x03(\x0b\x32\x13.shoal.v1.NodeError\x12/\n\x0fstart_task_info\x18\x0c \x01(\x0b\x32\x16.shoal.v1.NodeTaskInfo\x12\x38\n\x10scheduling_state\x18\r \x01(\x0e\x32\x1e.shoal.v1.Node.SchedulingState\"\x90\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08STARTING\x10\x01\x12\x08\n\x04IDLE\x10\x02\x12\x0b\n\x07RUNNING\x10\x03\x12\x0f\n\x0bUNREACHABLE\x10\x04\x12\x08\n\x04LOST\x10\x05\x12\x0b\n\x07LEAVING\x10\x06\x12\x0c\n\x08UNUSABLE\x10\x07\x12\x15\n\x11START_TASK_FAILED\x10\x08\"N\n\x0fSchedulingState\x12 \n\x1cSCHEDULING_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x45NABLED\x10\x01\x12\x0c\n\x08\x44ISABLED\x10\x02\"v\n\x1c\x44isableNodeSchedulingRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12H\n\x1enode_disable_scheduling_option\x18\x02 \x01(\x0e\x32 .shoal.v1.NodeDeallocationOption\"+\n\x1b\x45nableNodeSchedulingRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"!\n\x11RebootNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"z\n\x12RemoveNodesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x10\n\x08node_ids\x18\x02 \x03(\t\x12\x42\n\x18node_deallocation_option\x18\x03 \x01(\x0e\x32 .shoal.v1.NodeDeallocationOption\"T\n\tNodeError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x11\x43reatePoolRequest\x12\x0f\n\x07pool_id\x18\x01 \x01(\t\x12\x1c\n\x04pool\x18\x02 \x01(\x0b\x32\x0e.shoal.v1.Pool\"\x1e\n\x0eGetPoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"I\n\x10ListPoolsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"K\n\x11ListPoolsResponse\x12\x1d\n\x05pools\x18\x01 \x03(\x0b\x32\x0e.shoal.v1.Pool\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"{\n\x11ResizePoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0ctarget_nodes\x18\x02 \x01(\x05\x12\x42\n\x18node_deallocation_option\x18\x03 \x01(\x0e\x32 .shoal.v1.NodeDeallocationOption\"!\n\x11\x44\x65letePoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Y\n\x10ListNodesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"K\n\x11ListNodesResponse\x12\x1d\n\x05nodes\x18\x01 \x03(\x0b\x32\x0e.shoal.v1.Node\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1e\n\x0eGetNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*D\n\x0cNodeFillType\x12\x1e\n\x1aNODE_FILL_TYPE_UNSPECIFIED\x10\x00\x12\n\n\x06SPREAD\x10\x01\x12\x08\n\x04PACK\x10\x02*s\n\x16NodeDeallocationOption\x12(\n$NODE_DEALLOCATION_OPTION_UNSPECIFIED\x10\x00\x12\x0b\n\x07REQUEUE\x10\x01\x12\r\n\tTERMINATE\x10\x02\x12\x13\n\x0fTASK_COMPLETION\x10\x03\x32\xd4\x05\n\x0bPoolService\x12\x39\n\nCreatePool\x12\x1b.shoal.v1.CreatePoolRequest\x1a\x0e.shoal.v1.Pool\x12\x33\n\x07GetPool\x12\x18.shoal.v1.GetPoolRequest\x1a\x0e.shoal.v1.Pool\x12\x44\n\tListPools\x12\x1a.shoal.v1.ListPoolsRequest\x1a\x1b.shoal.v1.ListPoolsResponse\x12\x39\n\nResizePool\x12\x1b.shoal.v1.ResizePoolRequest\x1a\x0e.shoal.v1.Pool\x12\x41\n\nDeletePool\x12\x1b.shoal.v1.DeletePoolRequest\x1a\x16.google.protobuf.Empty\x12\x44\n\tListNodes\x12\x1a.shoal.v1.ListNodesRequest\x1a\x1b.shoal.v1.ListNodesResponse\x12\x33\n\x07GetNode\x12\x18.shoal.v1.GetNodeRequest\x1a\x0e.shoal.v1.Node\x12O\n\x15\x44isableNodeScheduling\x12&.shoal.v1.DisableNodeSchedulingRequest\x1a\x0e.shoal.v1.Node\x12M\n\x14\x45nableNodeScheduling\x12%.shoal.v1.EnableNodeSchedulingRequest\x1a\x0e.shoal.v1.Node\x12\x39\n\nRebootNode\x12\x1b.shoal.v1.RebootNodeRequest\x1a\x0e.shoal.v1.Node\x12;\n\x0bRemoveNodes\x12\x1c.shoal.v1.RemoveNodesRequest\x1a\x0e.shoal.v1.PoolBW\n\x0c\x64\x65v.shoal.v1P\x01Z\x1dshoal.dev/go/shoal/v1;shoalv1\xa2\x02\x03SHL\xaa\x02\x08Shoal.V1\xca\x02\x08Shoal\\V1\xea\x02\tShoal::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x13shoal/v1/pool.proto\x12\x08shoal.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a google/protobuf/field_mask.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x1ashoal/v1/application.proto\x1a\x13shoal/v1/task.proto\"\xa2\x06\n\x04Pool\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0c\x64isplay_name\x18\x02 \x01(\t\x12\x14\n\x0ctarget_nodes\x18\x03 \x01(\x05\x12\x1b\n\x13task_slots_per_node\x18\x04 \x01(\x05\x12\x10\n\x08provider\x18\x05 \x01(\t\x12#\n\x05state\x18\x06 \x01(\x0e\x32\x14.shoal.v1.Pool.State\x12\x38\n\x10\x61llocation_state\x18\x07 \x01(\x0e\x32\x1e.shoal.v1.Pool.AllocationState\x12\x15\n\rcurrent_nodes\x18\x08 \x01(\x05\x12.\n\x08metadata\x18\t \x03(\x0b\x32\x1c.shoal.v1.Pool.MetadataEntry\x12/\n\x0b\x63reate_time\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x15state_transition_time\x18\x0b \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12M\n\x1e\x61pplication_package_references\x18\x0c \x03(\x0b\x32%.shoal.v1.ApplicationPackageReference\x12\'\n\nstart_task\x18\r \x01(\x0b\x32\x13.shoal.v1.StartTask\x12.\n\x0enode_fill_type\x18\x0e \x01(\x0e\x32\x16.shoal.v1.NodeFillType\x12\x0c\n\x04\x65tag\x18\x0f \x01(\t\x12/\n\x0bupdate_time\x18\x10 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x1a/\n\rMetadataEntry\x12\x0b\n\x03key\x18\x01 \x01(\t\x12\r\n\x05value\x18\x02 \x01(\t:\x02\x38\x01\"8\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\n\n\x06\x41\x43TIVE\x10\x01\x12\x0c\n\x08\x44\x45LETING\x10\x02\"M\n\x0f\x41llocationState\x12 \n\x1c\x41LLOCATION_STATE_UNSPECIFIED\x10\x00\x12\n\n\x06STEADY\x10\x01\x12\x0c\n\x08RESIZING\x10\x02\"\xc9\x05\n\x04Node\x12\x0c\n\x04name\x18\x01 \x01(\t\x12#\n\x05state\x18\x02 \x01(\x0e\x32\x14.shoal.v1.Node.State\x12\x18\n\x10total_task_slots\x18\x03 \x01(\x05\x12\x1a\n\x12running_task_slots\x18\x04 \x01(\x05\x12\x15\n\rrunning_tasks\x18\x05 \x01(\x05\x12\x17\n\x0f\x63ompleted_tasks\x18\x06 \x01(\x03\x12\x37\n\x13last_heartbeat_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12/\n\x0b\x63reate_time\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x39\n\x15state_transition_time\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08hostname\x18\n \x01(\t\x12#\n\x06\x65rrors\x18\x0b \x03(\x0b\x32\x13.shoal.v1.NodeError\x12/\n\x0fstart_task_info\x18\x0c \x01(\x0b\x32\x16.shoal.v1.NodeTaskInfo\x12\x38\n\x10scheduling_state\x18\r \x01(\x0e\x32\x1e.shoal.v1.Node.SchedulingState\"\x90\x01\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\x0c\n\x08STARTING\x10\x01\x12\x08\n\x04IDLE\x10\x02\x12\x0b\n\x07RUNNING\x10\x03\x12\x0f\n\x0bUNREACHABLE\x10\x04\x12\x08\n\x04LOST\x10\x05\x12\x0b\n\x07LEAVING\x10\x06\x12\x0c\n\x08UNUSABLE\x10\x07\x12\x15\n\x11START_TASK_FAILED\x10\x08\"N\n\x0fSchedulingState\x12 \n\x1cSCHEDULING_STATE_UNSPECIFIED\x10\x00\x12\x0b\n\x07\x45NABLED\x10\x01\x12\x0c\n\x08\x44ISABLED\x10\x02\"v\n\x1c\x44isableNodeSchedulingRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12H\n\x1enode_disable_scheduling_option\x18\x02 \x01(\x0e\x32 .shoal.v1.NodeDeallocationOption\"+\n\x1b\x45nableNodeSchedulingRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"!\n\x11RebootNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"z\n\x12RemoveNodesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x10\n\x08node_ids\x18\x02 \x03(\t\x12\x42\n\x18node_deallocation_option\x18\x03 \x01(\x0e\x32 .shoal.v1.NodeDeallocationOption\"T\n\tNodeError\x12\x0c\n\x04\x63ode\x18\x01 \x01(\t\x12\x0f\n\x07message\x18\x02 \x01(\t\x12(\n\x04time\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"B\n\x11\x43reatePoolRequest\x12\x0f\n\x07pool_id\x18\x01 \x01(\t\x12\x1c\n\x04pool\x18\x02 \x01(\x0b\x32\x0e.shoal.v1.Pool\"\x1e\n\x0eGetPoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"I\n\x10ListPoolsRequest\x12\x11\n\tpage_size\x18\x01 \x01(\x05\x12\x12\n\npage_token\x18\x02 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x03 \x01(\t\"K\n\x11ListPoolsResponse\x12\x1d\n\x05pools\x18\x01 \x03(\x0b\x32\x0e.shoal.v1.Pool\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"{\n\x11ResizePoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x14\n\x0ctarget_nodes\x18\x02 \x01(\x05\x12\x42\n\x18node_deallocation_option\x18\x03 \x01(\x0e\x32 .shoal.v1.NodeDeallocationOption\"\x82\x01\n\x11UpdatePoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x1c\n\x04pool\x18\x02 \x01(\x0b\x32\x0e.shoal.v1.Pool\x12/\n\x0bupdate_mask\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.FieldMask\x12\x10\n\x08if_match\x18\x04 \x01(\t\"!\n\x11\x44\x65letePoolRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\"Y\n\x10ListNodesRequest\x12\x0e\n\x06parent\x18\x01 \x01(\t\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\t\x12\x0e\n\x06\x66ilter\x18\x04 \x01(\t\"K\n\x11ListNodesResponse\x12\x1d\n\x05nodes\x18\x01 \x03(\x0b\x32\x0e.shoal.v1.Node\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t\"\x1e\n\x0eGetNodeRequest\x12\x0c\n\x04name\x18\x01 \x01(\t*D\n\x0cNodeFillType\x12\x1e\n\x1aNODE_FILL_TYPE_UNSPECIFIED\x10\x00\x12\n\n\x06SPREAD\x10\x01\x12\x08\n\x04PACK\x10\x02*s\n\x16NodeDeallocationOption\x12(\n$NODE_DEALLOCATION_OPTION_UNSPECIFIED\x10\x00\x12\x0b\n\x07REQUEUE\x10\x01\x12\r\n\tTERMINATE\x10\x02\x12\x13\n\x0fTASK_COMPLETION\x10\x03\x32\x8f\x06\n\x0bPoolService\x12\x39\n\nCreatePool\x12\x1b.shoal.v1.CreatePoolRequest\x1a\x0e.shoal.v1.Pool\x12\x33\n\x07GetPool\x12\x18.shoal.v1.GetPoolRequest\x1a\x0e.shoal.v1.Pool\x12\x44\n\tListPools\x12\x1a.shoal.v1.ListPoolsRequest\x1a\x1b.shoal.v1.ListPoolsResponse\x12\x39\n\nResizePool\x12\x1b.shoal.v1.ResizePoolRequest\x1a\x0e.shoal.v1.Pool\x12\x41\n\nDeletePool\x12\x1b.shoal.v1.DeletePoolRequest\x1a\x16.google.protobuf.Empty\x12\x44\n\tListNodes\x12\x1a.shoal.v1.ListNodesRequest\x1a\x1b.shoal.v1.ListNodesResponse\x12\x33\n\x07GetNode\x12\x18.shoal.v1.GetNodeRequest\x1a\x0e.shoal.v1.Node\x12O\n\x15\x44isableNodeScheduling\x12&.shoal.v1.DisableNodeSchedulingRequest\x1a\x0e.shoal.v1.Node\x12M\n\x14\x45nableNodeScheduling\x12%.shoal.v1.EnableNodeSchedulingRequest\x1a\x0e.shoal.v1.Node\x12\x39\n\nRebootNode\x12\x1b.shoal.v1.RebootNodeRequest\x1a\x0e.shoal.v1.Node\x12;\n\x0bRemoveNodes\x12\x1c.shoal.v1.RemoveNodesRequest\x1a\x0e.shoal.v1.Pool\x12\x39\n\nUpdatePool\x12\x1b.shoal.v1.UpdatePoolRequest\x1a\x0e.shoal.v1.PoolBW\n\x0c\x64\x65v.shoal.v1P\x01Z\x1dshoal.dev/go/shoal/v1;shoalv1\xa2\x02\x03SHL\xaa\x02\x08Shoal.V1\xca\x02\x08Shoal\\V1\xea\x02\tShoal::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,52 +39,54 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._serialized_options = b'\n\014dev.shoal.v1P\001Z\035shoal.dev/go/shoal/v1;shoalv1\242\002\003SHL\252\002\010Shoal.V1\312\002\010Shoal\\V1\352\002\tShoal::V1'
   _globals['_POOL_METADATAENTRY']._loaded_options = None
   _globals['_POOL_METADATAENTRY']._serialized_options = b'8\001'
-  _globals['_NODEFILLTYPE']._serialized_start=2624
-  _globals['_NODEFILLTYPE']._serialized_end=2692
-  _globals['_NODEDEALLOCATIONOPTION']._serialized_start=2694
-  _globals['_NODEDEALLOCATIONOPTION']._serialized_end=2809
-  _globals['_POOL']._serialized_start=145
-  _globals['_POOL']._serialized_end=884
-  _globals['_POOL_METADATAENTRY']._serialized_start=700
-  _globals['_POOL_METADATAENTRY']._serialized_end=747
-  _globals['_POOL_STATE']._serialized_start=749
-  _globals['_POOL_STATE']._serialized_end=805
-  _globals['_POOL_ALLOCATIONSTATE']._serialized_start=807
-  _globals['_POOL_ALLOCATIONSTATE']._serialized_end=884
-  _globals['_NODE']._serialized_start=887
-  _globals['_NODE']._serialized_end=1600
-  _globals['_NODE_STATE']._serialized_start=1376
-  _globals['_NODE_STATE']._serialized_end=1520
-  _globals['_NODE_SCHEDULINGSTATE']._serialized_start=1522
-  _globals['_NODE_SCHEDULINGSTATE']._serialized_end=1600
-  _globals['_DISABLENODESCHEDULINGREQUEST']._serialized_start=1602
-  _globals['_DISABLENODESCHEDULINGREQUEST']._serialized_end=1720
-  _globals['_ENABLENODESCHEDULINGREQUEST']._serialized_start=1722
-  _globals['_ENABLENODESCHEDULINGREQUEST']._serialized_end=1765
-  _globals['_REBOOTNODEREQUEST']._serialized_start=1767
-  _globals['_REBOOTNODEREQUEST']._serialized_end=1800
-  _globals['_REMOVENODESREQUEST']._serialized_start=1802
-  _globals['_REMOVENODESREQUEST']._serialized_end=1924
-  _globals['_NODEERROR']._serialized_start=1926
-  _globals['_NODEERROR']._serialized_end=2010
-  _globals['_CREATEPOOLREQUEST']._serialized_start=2012
-  _globals['_CREATEPOOLREQUEST']._serialized_end=2078
-  _globals['_GETPOOLREQUEST']._serialized_start=2080
-  _globals['_GETPOOLREQUEST']._serialized_end=2110
-  _globals['_LISTPOOLSREQUEST']._serialized_start=2112
-  _globals['_LISTPOOLSREQUEST']._serialized_end=2185
-  _globals['_LISTPOOLSRESPONSE']._serialized_start=2187
-  _globals['_LISTPOOLSRESPONSE']._serialized_end=2262
-  _globals['_RESIZEPOOLREQUEST']._serialized_start=2264
-  _globals['_RESIZEPOOLREQUEST']._serialized_end=2387
-  _globals['_DELETEPOOLREQUEST']._serialized_start=2389
-  _globals['_DELETEPOOLREQUEST']._serialized_end=2422
-  _globals['_LISTNODESREQUEST']._serialized_start=2424
-  _globals['_LISTNODESREQUEST']._serialized_end=2513
-  _globals['_LISTNODESRESPONSE']._serialized_start=2515
-  _globals['_LISTNODESRESPONSE']._serialized_end=2590
-  _globals['_GETNODEREQUEST']._serialized_start=2592
-  _globals['_GETNODEREQUEST']._serialized_end=2622
-  _globals['_POOLSERVICE']._serialized_start=2812
-  _globals['_POOLSERVICE']._serialized_end=3536
+  _globals['_NODEFILLTYPE']._serialized_start=2854
+  _globals['_NODEFILLTYPE']._serialized_end=2922
+  _globals['_NODEDEALLOCATIONOPTION']._serialized_start=2924
+  _globals['_NODEDEALLOCATIONOPTION']._serialized_end=3039
+  _globals['_POOL']._serialized_start=179
+  _globals['_POOL']._serialized_end=981
+  _globals['_POOL_METADATAENTRY']._serialized_start=797
+  _globals['_POOL_METADATAENTRY']._serialized_end=844
+  _globals['_POOL_STATE']._serialized_start=846
+  _globals['_POOL_STATE']._serialized_end=902
+  _globals['_POOL_ALLOCATIONSTATE']._serialized_start=904
+  _globals['_POOL_ALLOCATIONSTATE']._serialized_end=981
+  _globals['_NODE']._serialized_start=984
+  _globals['_NODE']._serialized_end=1697
+  _globals['_NODE_STATE']._serialized_start=1473
+  _globals['_NODE_STATE']._serialized_end=1617
+  _globals['_NODE_SCHEDULINGSTATE']._serialized_start=1619
+  _globals['_NODE_SCHEDULINGSTATE']._serialized_end=1697
+  _globals['_DISABLENODESCHEDULINGREQUEST']._serialized_start=1699
+  _globals['_DISABLENODESCHEDULINGREQUEST']._serialized_end=1817
+  _globals['_ENABLENODESCHEDULINGREQUEST']._serialized_start=1819
+  _globals['_ENABLENODESCHEDULINGREQUEST']._serialized_end=1862
+  _globals['_REBOOTNODEREQUEST']._serialized_start=1864
+  _globals['_REBOOTNODEREQUEST']._serialized_end=1897
+  _globals['_REMOVENODESREQUEST']._serialized_start=1899
+  _globals['_REMOVENODESREQUEST']._serialized_end=2021
+  _globals['_NODEERROR']._serialized_start=2023
+  _globals['_NODEERROR']._serialized_end=2107
+  _globals['_CREATEPOOLREQUEST']._serialized_start=2109
+  _globals['_CREATEPOOLREQUEST']._serialized_end=2175
+  _globals['_GETPOOLREQUEST']._serialized_start=2177
+  _globals['_GETPOOLREQUEST']._serialized_end=2207
+  _globals['_LISTPOOLSREQUEST']._serialized_start=2209
+  _globals['_LISTPOOLSREQUEST']._serialized_end=2282
+  _globals['_LISTPOOLSRESPONSE']._serialized_start=2284
+  _globals['_LISTPOOLSRESPONSE']._serialized_end=2359
+  _globals['_RESIZEPOOLREQUEST']._serialized_start=2361
+  _globals['_RESIZEPOOLREQUEST']._serialized_end=2484
+  _globals['_UPDATEPOOLREQUEST']._serialized_start=2487
+  _globals['_UPDATEPOOLREQUEST']._serialized_end=2617
+  _globals['_DELETEPOOLREQUEST']._serialized_start=2619
+  _globals['_DELETEPOOLREQUEST']._serialized_end=2652
+  _globals['_LISTNODESREQUEST']._serialized_start=2654
+  _globals['_LISTNODESREQUEST']._serialized_end=2743
+  _globals['_LISTNODESRESPONSE']._serialized_start=2745
+  _globals['_LISTNODESRESPONSE']._serialized_end=2820
+  _globals['_GETNODEREQUEST']._serialized_start=2822
+  _globals['_GETNODEREQUEST']._serialized_end=2852
+  _globals['_POOLSERVICE']._serialized_start=3042
+  _globals['_POOLSERVICE']._serialized_end=3825
 # @@protoc_insertion_point(module_scope)

@@ -1,6 +1,7 @@
 import datetime
 
 from google.protobuf import empty_pb2 as _empty_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from shoal.v1 import application_pb2 as _application_pb2
 from shoal.v1 import task_pb2 as _task_pb2
@@ -34,7 +35,7 @@ TERMINATE: NodeDeallocationOption
 TASK_COMPLETION: NodeDeallocationOption
 
 class Pool(_message.Message):
-    __slots__ = ("name", "display_name", "target_nodes", "task_slots_per_node", "provider", "state", "allocation_state", "current_nodes", "metadata", "create_time", "state_transition_time", "application_package_references", "start_task", "node_fill_type")
+    __slots__ = ("name", "display_name", "target_nodes", "task_slots_per_node", "provider", "state", "allocation_state", "current_nodes", "metadata", "create_time", "state_transition_time", "application_package_references", "start_task", "node_fill_type", "etag", "update_time")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Pool.State]
@@ -72,6 +73,8 @@ class Pool(_message.Message):
     APPLICATION_PACKAGE_REFERENCES_FIELD_NUMBER: _ClassVar[int]
     START_TASK_FIELD_NUMBER: _ClassVar[int]
     NODE_FILL_TYPE_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     target_nodes: int
@@ -86,7 +89,9 @@ class Pool(_message.Message):
     application_package_references: _containers.RepeatedCompositeFieldContainer[_application_pb2.ApplicationPackageReference]
     start_task: _task_pb2.StartTask
     node_fill_type: NodeFillType
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., target_nodes: _Optional[int] = ..., task_slots_per_node: _Optional[int] = ..., provider: _Optional[str] = ..., state: _Optional[_Union[Pool.State, str]] = ..., allocation_state: _Optional[_Union[Pool.AllocationState, str]] = ..., current_nodes: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., application_package_references: _Optional[_Iterable[_Union[_application_pb2.ApplicationPackageReference, _Mapping]]] = ..., start_task: _Optional[_Union[_task_pb2.StartTask, _Mapping]] = ..., node_fill_type: _Optional[_Union[NodeFillType, str]] = ...) -> None: ...
+    etag: str
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., target_nodes: _Optional[int] = ..., task_slots_per_node: _Optional[int] = ..., provider: _Optional[str] = ..., state: _Optional[_Union[Pool.State, str]] = ..., allocation_state: _Optional[_Union[Pool.AllocationState, str]] = ..., current_nodes: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., application_package_references: _Optional[_Iterable[_Union[_application_pb2.ApplicationPackageReference, _Mapping]]] = ..., start_task: _Optional[_Union[_task_pb2.StartTask, _Mapping]] = ..., node_fill_type: _Optional[_Union[NodeFillType, str]] = ..., etag: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Node(_message.Message):
     __slots__ = ("name", "state", "total_task_slots", "running_task_slots", "running_tasks", "completed_tasks", "last_heartbeat_time", "create_time", "state_transition_time", "hostname", "errors", "start_task_info", "scheduling_state")
@@ -227,6 +232,18 @@ class ResizePoolRequest(_message.Message):
     target_nodes: int
     node_deallocation_option: NodeDeallocationOption
     def __init__(self, name: _Optional[str] = ..., target_nodes: _Optional[int] = ..., node_deallocation_option: _Optional[_Union[NodeDeallocationOption, str]] = ...) -> None: ...
+
+class UpdatePoolRequest(_message.Message):
+    __slots__ = ("name", "pool", "update_mask", "if_match")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    POOL_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    IF_MATCH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    pool: Pool
+    update_mask: _field_mask_pb2.FieldMask
+    if_match: str
+    def __init__(self, name: _Optional[str] = ..., pool: _Optional[_Union[Pool, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., if_match: _Optional[str] = ...) -> None: ...
 
 class DeletePoolRequest(_message.Message):
     __slots__ = ("name",)

@@ -92,6 +92,11 @@ class PoolServiceStub:
                 request_serializer=shoal_dot_v1_dot_pool__pb2.RemoveNodesRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_pool__pb2.Pool.FromString,
                 _registered_method=True)
+        self.UpdatePool = channel.unary_unary(
+                '/shoal.v1.PoolService/UpdatePool',
+                request_serializer=shoal_dot_v1_dot_pool__pb2.UpdatePoolRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_pool__pb2.Pool.FromString,
+                _registered_method=True)
 
 
 class PoolServiceServicer:
@@ -192,6 +197,22 @@ class PoolServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdatePool(self, request, context):
+        """Changes some of a pool's settings (Azure Batch's Pool - Patch): only the fields named in
+        `update_mask` change. As in Azure Batch, a new start task or package list applies to
+        nodes as they join the pool or are rebooted (RebootNode), not to nodes already running:
+        resize the pool or reboot its nodes to bring them in line. New metadata applies at once.
+        With `if_match`, the update is made only if the pool's `etag` is still that value.
+        Returns the pool as updated.
+        Errors (ErrorInfo reasons): POOL_NOT_FOUND (NOT_FOUND); INVALID_ARGUMENT naming the
+        field, for an empty or unknown mask path or a bad value (the same checks as CreatePool);
+        CONDITION_NOT_MET (FAILED_PRECONDITION) when `if_match` is not the pool's etag;
+        POOL_BEING_DELETED (FAILED_PRECONDITION). A refused update changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PoolServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -248,6 +269,11 @@ def add_PoolServiceServicer_to_server(servicer, server):
             'RemoveNodes': grpc.unary_unary_rpc_method_handler(
                     servicer.RemoveNodes,
                     request_deserializer=shoal_dot_v1_dot_pool__pb2.RemoveNodesRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_pool__pb2.Pool.SerializeToString,
+            ),
+            'UpdatePool': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdatePool,
+                    request_deserializer=shoal_dot_v1_dot_pool__pb2.UpdatePoolRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_pool__pb2.Pool.SerializeToString,
             ),
     }
@@ -549,6 +575,33 @@ class PoolService:
             target,
             '/shoal.v1.PoolService/RemoveNodes',
             shoal_dot_v1_dot_pool__pb2.RemoveNodesRequest.SerializeToString,
+            shoal_dot_v1_dot_pool__pb2.Pool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdatePool(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.PoolService/UpdatePool',
+            shoal_dot_v1_dot_pool__pb2.UpdatePoolRequest.SerializeToString,
             shoal_dot_v1_dot_pool__pb2.Pool.FromString,
             options,
             channel_credentials,

@@ -2,6 +2,7 @@ import datetime
 
 from google.protobuf import duration_pb2 as _duration_pb2
 from google.protobuf import empty_pb2 as _empty_pb2
+from google.protobuf import field_mask_pb2 as _field_mask_pb2
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
 from shoal.v1 import application_pb2 as _application_pb2
 from google.protobuf.internal import containers as _containers
@@ -291,7 +292,7 @@ class TaskExecutionInfo(_message.Message):
     def __init__(self, start_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., exit_code: _Optional[int] = ..., result: _Optional[_Union[TaskExecutionInfo.Result, str]] = ..., failure_info: _Optional[_Union[FailureInfo, _Mapping]] = ..., retry_count: _Optional[int] = ..., requeue_count: _Optional[int] = ..., node: _Optional[str] = ..., attempt_id: _Optional[str] = ..., previous_attempts: _Optional[_Iterable[_Union[TaskAttempt, _Mapping]]] = ...) -> None: ...
 
 class Task(_message.Message):
-    __slots__ = ("name", "display_name", "command_line", "environment", "constraints", "state", "execution_info", "create_time", "state_transition_time", "resource_files", "output_files", "application_package_references", "depends_on", "exit_conditions", "required_slots", "priority", "state_reason")
+    __slots__ = ("name", "display_name", "command_line", "environment", "constraints", "state", "execution_info", "create_time", "state_transition_time", "resource_files", "output_files", "application_package_references", "depends_on", "exit_conditions", "required_slots", "priority", "state_reason", "etag", "update_time")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Task.State]
@@ -328,6 +329,8 @@ class Task(_message.Message):
     REQUIRED_SLOTS_FIELD_NUMBER: _ClassVar[int]
     PRIORITY_FIELD_NUMBER: _ClassVar[int]
     STATE_REASON_FIELD_NUMBER: _ClassVar[int]
+    ETAG_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     command_line: str
@@ -345,7 +348,9 @@ class Task(_message.Message):
     required_slots: int
     priority: int
     state_reason: str
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., constraints: _Optional[_Union[TaskConstraints, _Mapping]] = ..., state: _Optional[_Union[Task.State, str]] = ..., execution_info: _Optional[_Union[TaskExecutionInfo, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resource_files: _Optional[_Iterable[_Union[ResourceFile, _Mapping]]] = ..., output_files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., application_package_references: _Optional[_Iterable[_Union[_application_pb2.ApplicationPackageReference, _Mapping]]] = ..., depends_on: _Optional[_Union[TaskDependencies, _Mapping]] = ..., exit_conditions: _Optional[_Union[ExitConditions, _Mapping]] = ..., required_slots: _Optional[int] = ..., priority: _Optional[int] = ..., state_reason: _Optional[str] = ...) -> None: ...
+    etag: str
+    update_time: _timestamp_pb2.Timestamp
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., command_line: _Optional[str] = ..., environment: _Optional[_Mapping[str, str]] = ..., constraints: _Optional[_Union[TaskConstraints, _Mapping]] = ..., state: _Optional[_Union[Task.State, str]] = ..., execution_info: _Optional[_Union[TaskExecutionInfo, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., resource_files: _Optional[_Iterable[_Union[ResourceFile, _Mapping]]] = ..., output_files: _Optional[_Iterable[_Union[OutputFile, _Mapping]]] = ..., application_package_references: _Optional[_Iterable[_Union[_application_pb2.ApplicationPackageReference, _Mapping]]] = ..., depends_on: _Optional[_Union[TaskDependencies, _Mapping]] = ..., exit_conditions: _Optional[_Union[ExitConditions, _Mapping]] = ..., required_slots: _Optional[int] = ..., priority: _Optional[int] = ..., state_reason: _Optional[str] = ..., etag: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class CreateTaskRequest(_message.Message):
     __slots__ = ("parent", "task_id", "task")
@@ -420,6 +425,18 @@ class UnblockTaskRequest(_message.Message):
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class UpdateTaskRequest(_message.Message):
+    __slots__ = ("name", "task", "update_mask", "if_match")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    IF_MATCH_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    task: Task
+    update_mask: _field_mask_pb2.FieldMask
+    if_match: str
+    def __init__(self, name: _Optional[str] = ..., task: _Optional[_Union[Task, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., if_match: _Optional[str] = ...) -> None: ...
 
 class ExplainTaskRequest(_message.Message):
     __slots__ = ("name",)

@@ -117,6 +117,11 @@ class TaskServiceStub:
                 request_serializer=shoal_dot_v1_dot_task__pb2.ExplainTaskRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_task__pb2.TaskExplanation.FromString,
                 _registered_method=True)
+        self.UpdateTask = channel.unary_unary(
+                '/shoal.v1.TaskService/UpdateTask',
+                request_serializer=shoal_dot_v1_dot_task__pb2.UpdateTaskRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_task__pb2.Task.FromString,
+                _registered_method=True)
 
 
 class TaskServiceServicer:
@@ -250,6 +255,25 @@ class TaskServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def UpdateTask(self, request, context):
+        """Changes a task's constraints (Azure Batch's Task - Update, which updates only those):
+        only the fields named in `update_mask` change, and they act at once — a new
+        `max_wall_clock_time` applies to the attempt running now (counted from its start, as
+        the old one was: one already exceeded kills it), a new `max_task_retry_count` to its
+        next failure, a new `retention_time` to the directories of attempts that end from now
+        on. With `if_match`, the update is made only if the task's `etag` is still that value.
+        Returns the task as updated.
+        Errors (ErrorInfo reasons): JOB_NOT_FOUND, TASK_NOT_FOUND (NOT_FOUND); INVALID_ARGUMENT
+        naming the field, for an empty or unknown mask path or a bad value (the same checks as
+        CreateTask); CONDITION_NOT_MET (FAILED_PRECONDITION) when `if_match` is not the task's
+        etag; TASK_COMPLETED (FAILED_PRECONDITION) for a completed task (Azure Batch's
+        TaskCompleted); TASK_CHANGING (UNAVAILABLE) when the task kept changing state while
+        it was read: retry. A refused update changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_TaskServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -302,6 +326,11 @@ def add_TaskServiceServicer_to_server(servicer, server):
                     servicer.ExplainTask,
                     request_deserializer=shoal_dot_v1_dot_task__pb2.ExplainTaskRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_task__pb2.TaskExplanation.SerializeToString,
+            ),
+            'UpdateTask': grpc.unary_unary_rpc_method_handler(
+                    servicer.UpdateTask,
+                    request_deserializer=shoal_dot_v1_dot_task__pb2.UpdateTaskRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_task__pb2.Task.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -606,6 +635,33 @@ class TaskService:
             '/shoal.v1.TaskService/ExplainTask',
             shoal_dot_v1_dot_task__pb2.ExplainTaskRequest.SerializeToString,
             shoal_dot_v1_dot_task__pb2.TaskExplanation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def UpdateTask(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/shoal.v1.TaskService/UpdateTask',
+            shoal_dot_v1_dot_task__pb2.UpdateTaskRequest.SerializeToString,
+            shoal_dot_v1_dot_task__pb2.Task.FromString,
             options,
             channel_credentials,
             insecure,

@@ -192,6 +192,49 @@ async def test_a_task_within_its_wall_clock_limit_is_not_killed(
     assert r is not None and r.exit_code == 0 and not r.HasField("failure_info")
 
 
+def limits(attempt_id: str, wall: Duration | None = None,
+           retention: Duration | None = None) -> agent_pb2.AttemptConstraints:
+    return agent_pb2.AttemptConstraints(attempt_id=attempt_id, max_wall_clock_time=wall,
+                                        retention_time=retention)
+
+
+async def test_a_wall_clock_set_while_the_attempt_runs_kills_it(
+    executor: Executor, assignment: Any
+) -> None:
+    a = assignment("a1", "sleep 300")  # no limit when it was assigned
+    started = asyncio.Event()
+    task = asyncio.create_task(executor.run(a, lambda *_: started.set()))
+    await started.wait()
+    assert executor.update(limits("a1", wall=Duration(nanos=200_000_000), retention=Duration(seconds=5)))
+    r = await task
+    assert r is not None and r.exit_code == 137
+    assert r.failure_info.code == "MAX_WALL_CLOCK_TIME_EXCEEDED" and "0.2s" in r.failure_info.message
+    # Its assignment carries the new limits: its end (the cleanup) reads its retention there.
+    assert a.retention_time.seconds == 5
+
+
+async def test_a_wall_clock_raised_while_the_attempt_runs_lets_it_finish(
+    executor: Executor, assignment: Any
+) -> None:
+    # It would be killed after 0.3 s; the update reaches it as it starts, and it outlives
+    # the old limit.
+    a = assignment("a1", "sleep 1", max_wall_clock_time=Duration(nanos=300_000_000))
+    r = await executor.run(a, lambda aid, _: executor.update(limits(aid, wall=Duration(seconds=120))))
+    assert r is not None and r.exit_code == 0 and not r.HasField("failure_info")
+
+
+async def test_an_update_that_comes_before_the_attempt_starts_reaches_it(
+    executor: Executor, assignment: Any
+) -> None:
+    # An update for an attempt not started yet (assigned in the same message) reaches it.
+    a = assignment("a2", "sleep 1", max_wall_clock_time=Duration(nanos=300_000_000))
+    executor.expect(a)
+    assert executor.update(limits("a2"))
+    r = await executor.run(a)
+    assert r is not None and r.exit_code == 0 and not a.HasField("max_wall_clock_time")
+    assert not executor.update(limits("a2"))  # ended: nothing to update
+
+
 async def test_every_attempt_gets_a_fresh_directory(
     executor: Executor, layout: NodeLayout, assignment: Any
 ) -> None:

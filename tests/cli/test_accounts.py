@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import base64
 import io
 import json
 import sqlite3
@@ -17,11 +18,14 @@ from shoal.cluster_config import ClusterConfig
 from shoal.suite import LocalSuite
 from tests.support import wait_for
 
+SECRET = "ab" * 32
+
 
 def test_create_then_lookup_finds_the_account(tmp_path: Path) -> None:
     db = tmp_path / "gateway.db"
-    key = accounts.create_account(db, "team-a")
-    assert key.startswith("shoal_") and len(key) > 40
+    key = accounts.create_account(db, "team-a", SECRET)
+    # Azure Batch's key format (base64 of 64 bytes), so Azure's SDKs take it as they are.
+    assert len(base64.b64decode(key, validate=True)) == 64
     found = accounts.lookup(db, key)
     assert found is not None and found.name == "team-a"
     assert accounts.lookup(db, key + "x") is None
@@ -29,17 +33,40 @@ def test_create_then_lookup_finds_the_account(tmp_path: Path) -> None:
     assert [a.name for a in accounts.list_accounts(db)] == ["team-a"]
 
 
-def test_only_a_hash_of_the_key_is_stored(tmp_path: Path) -> None:
+def test_the_key_is_not_stored_but_derived_under_the_cluster_secret(tmp_path: Path) -> None:
     db = tmp_path / "gateway.db"
-    key = accounts.create_account(db, "team-a")
+    key = accounts.create_account(db, "team-a", SECRET)
     with sqlite3.connect(db) as conn:
-        (stored,) = conn.execute("SELECT key_hash FROM accounts").fetchone()
-    assert stored == accounts.hash_key(key) and key not in stored
+        stored, nonce = conn.execute("SELECT key_hash, key_nonce FROM accounts").fetchone()
+    raw = (tmp_path / "gateway.db").read_bytes()
+    assert stored == accounts.hash_key(key) and key.encode() not in raw
+    assert accounts.derive_key(SECRET, nonce) == key
+    # Without the cluster secret the nonce gives nothing: another secret, another key.
+    assert accounts.derive_key("cd" * 32, nonce) != key
+
+
+def test_a_file_from_before_derived_keys_is_upgraded_and_its_key_replaced(tmp_path: Path) -> None:
+    db = tmp_path / "gateway.db"
+    with sqlite3.connect(db) as conn:
+        conn.execute(
+            "CREATE TABLE accounts (name TEXT PRIMARY KEY, key_hash TEXT UNIQUE NOT NULL, "
+            "create_time REAL NOT NULL)"
+        )
+        conn.execute(
+            "INSERT INTO accounts VALUES ('default', ?, 0)", (accounts.hash_key("shoal_old"),)
+        )
+    accounts.prepare(db)
+    # The old key still answers bearer calls ...
+    assert accounts.lookup(db, "shoal_old").name == "default"
+    # ... and `shoal up` (ensure_key) replaces it with a derived one.
+    new = accounts.ensure_key(db, "default", SECRET, "shoal_old")
+    assert new != "shoal_old" and accounts.lookup(db, new).name == "default"
+    assert accounts.lookup(db, "shoal_old") is None
 
 
 def test_lookup_on_an_open_connection_as_the_gateway_holds_one(tmp_path: Path) -> None:
     db = tmp_path / "gateway.db"
-    key = accounts.create_account(db, "team-a")
+    key = accounts.create_account(db, "team-a", SECRET)
     conn = sqlite3.connect(db)
     try:
         conn.executescript(accounts.SCHEMA)  # what the gateway does when it opens the file
@@ -50,8 +77,8 @@ def test_lookup_on_an_open_connection_as_the_gateway_holds_one(tmp_path: Path) -
 
 def test_rotate_replaces_the_key(tmp_path: Path) -> None:
     db = tmp_path / "gateway.db"
-    old = accounts.create_account(db, "team-a")
-    new = accounts.rotate_key(db, "team-a")
+    old = accounts.create_account(db, "team-a", SECRET)
+    new = accounts.rotate_key(db, "team-a", SECRET)
     assert new != old
     assert accounts.lookup(db, old) is None
     assert accounts.lookup(db, new).name == "team-a"
@@ -59,16 +86,16 @@ def test_rotate_replaces_the_key(tmp_path: Path) -> None:
 
 def test_rotate_an_unknown_account_is_not_found(tmp_path: Path) -> None:
     with pytest.raises(ShoalError) as caught:
-        accounts.rotate_key(tmp_path / "gateway.db", "ghost")
+        accounts.rotate_key(tmp_path / "gateway.db", "ghost", SECRET)
     assert (caught.value.code, caught.value.reason) == (Code.NOT_FOUND, "ACCOUNT_NOT_FOUND")
 
 
 def test_duplicate_names_are_refused_ignoring_case(tmp_path: Path) -> None:
     db = tmp_path / "gateway.db"
-    first = accounts.create_account(db, "Team-A")
+    first = accounts.create_account(db, "Team-A", SECRET)
     for name in ("Team-A", "team-a"):
         with pytest.raises(ShoalError) as caught:
-            accounts.create_account(db, name)
+            accounts.create_account(db, name, SECRET)
         assert caught.value.code == Code.ALREADY_EXISTS
         assert caught.value.reason == "ACCOUNT_ALREADY_EXISTS"
     assert accounts.lookup(db, first).name == "Team-A"
@@ -79,7 +106,7 @@ def test_duplicate_names_are_refused_ignoring_case(tmp_path: Path) -> None:
 def test_bad_names_are_invalid_and_create_nothing(tmp_path: Path, name: str) -> None:
     db = tmp_path / "gateway.db"
     with pytest.raises(ShoalError) as caught:
-        accounts.create_account(db, name)
+        accounts.create_account(db, name, SECRET)
     assert caught.value.code == Code.INVALID_ARGUMENT
     assert caught.value.field == "account"
     assert accounts.list_accounts(db) == []
@@ -94,13 +121,13 @@ def test_a_missing_database_has_no_accounts(tmp_path: Path) -> None:
 
 def test_ensure_key_creates_keeps_and_replaces(tmp_path: Path) -> None:
     db = tmp_path / "gateway.db"
-    first = accounts.ensure_key(db, "default")
+    first = accounts.ensure_key(db, "default", SECRET)
     assert accounts.lookup(db, first).name == "default"
     # A key that still works is kept; one of another account or an unknown one is replaced.
-    assert accounts.ensure_key(db, "default", first) == first
-    other = accounts.create_account(db, "other")
+    assert accounts.ensure_key(db, "default", SECRET, first) == first
+    other = accounts.create_account(db, "other", SECRET)
     for stale in (other, "shoal_forgotten"):
-        new = accounts.ensure_key(db, "default", stale)
+        new = accounts.ensure_key(db, "default", SECRET, stale)
         assert new not in (first, stale)
         assert accounts.lookup(db, new).name == "default"
         assert accounts.lookup(db, first) is None
@@ -143,7 +170,8 @@ def test_accounts_from_the_cli(shared_suite: LocalSuite, tmp_path: Path) -> None
     created = shoal("account", "create", "team-a", *cluster)
     assert created.exit_code == 0, created.output
     key_a = created.stdout.strip()
-    assert key_a.startswith("shoal_") and created.stderr == "created account team-a\n"
+    assert len(base64.b64decode(key_a, validate=True)) == 64  # Azure's key format
+    assert created.stderr == "created account team-a\n"
     # Its key acts for it alone: what team-a makes, default does not see, and back.
     assert shoal("pool", "create", "pa", "--nodes", "0", key=key_a).exit_code == 0
     assert shoal("pool", "show", "pa", key=suite.client_config.key).exit_code == 1

@@ -81,6 +81,13 @@ def task_ids(suite: LocalSuite, job_id: str) -> list[str]:
         ["job", "update", "j1"],
         ["job", "update", "j1", "--metadata", "novalue"],
         ["job", "update", "j1", "--on-all-tasks-complete", "sometimes"],
+        ["pool", "update", "p1"],
+        ["pool", "update", "p1", "--start-task", "true", "--clear-start-task"],
+        ["pool", "update", "p1", "--app-package", "a", "--clear-app-packages"],
+        ["pool", "update", "p1", "--start-task-file", "c:k", "--metadata", "a=b"],
+        ["task", "update", "j1", "t1"],
+        ["task", "update", "j1", "t1", "--max-task-retries", "often"],
+        ["task", "update", "j1", "t1", "--max-wall-clock", "soon"],
         ["no-such-command"],
     ],
 )
@@ -318,6 +325,66 @@ def test_job_update_errors_are_one_line_with_the_reason(shared_suite: LocalSuite
     assert result.stderr.endswith("[INVALID_ARGUMENT]\n")
     usage = shoal(shared_suite, "job", "update", uid)
     assert usage.exit_code == 2 and "nothing to update" in usage.stderr
+
+
+# Updating a pool and a task
+
+
+def test_pool_update_changes_what_it_names_and_shows_the_new_etag(
+    shared_suite: LocalSuite, uid: str
+) -> None:
+    ok(shoal(shared_suite, "pool", "create", uid, "--nodes", "0", "--metadata", "team=a"))
+    etag = json.loads(ok(shoal(shared_suite, "pool", "show", uid, "-o", "json")).stdout)["etag"]
+    assert ["etag", etag] in [r.split() for r in ok(shoal(shared_suite, "pool", "show", uid))
+                              .stdout.splitlines()]
+    pool = json.loads(ok(shoal(
+        shared_suite, "pool", "update", uid, "--start-task", "echo hello",
+        "--start-task-retries", "2", "--app-package", "tool:1.0", "--app-package", "other",
+        "--if-match", etag, "-o", "json")).stdout)
+    start = pool["start_task"]
+    assert (start["command_line"], start["max_task_retry_count"], start["wait_for_success"]) == (
+        "echo hello", 2, True)
+    assert pool["application_package_references"] == [
+        {"application_id": "tool", "version": "1.0"}, {"application_id": "other", "version": ""}]
+    assert pool["metadata"] == {"team": "a"} and pool["etag"] != etag  # metadata kept
+    # The etag read first is stale now: one line, and nothing changes.
+    stale = shoal(shared_suite, "pool", "update", uid, "--clear-metadata", "--if-match", etag)
+    assert stale.exit_code == 1 and stale.stdout == ""
+    assert stale.stderr.startswith(f"error: pool '{uid}' has changed since it was read")
+    assert stale.stderr.endswith("[CONDITION_NOT_MET]\n") and stale.stderr.count("\n") == 1
+    # Without its quotes, as a shell leaves it; each setting cleared.
+    shown = ok(shoal(shared_suite, "pool", "update", uid, "--if-match", pool["etag"].strip('"'),
+                     "--clear-start-task", "--clear-app-packages", "--clear-metadata")).stdout
+    rows = [r.split() for r in shown.splitlines()]
+    assert ["start", "task", "-"] in rows and ["app", "packages", "-"] in rows
+    assert ["metadata", "-"] in rows
+    bad = shoal(shared_suite, "pool", "update", uid, "--app-package", "bad id!")
+    assert bad.exit_code == 1 and bad.stderr.count("\n") == 1
+    assert bad.stderr.startswith("error: pool.application_package_references[0].application_id")
+
+
+def test_task_update_changes_its_constraints_and_shows_the_new_etag(
+    shared_suite: LocalSuite, uid: str
+) -> None:
+    with_job(shared_suite, uid, "true")  # no nodes: the task stays active
+    etag = json.loads(ok(shoal(shared_suite, "task", "show", uid, "t0", "-o", "json")).stdout)["etag"]
+    task = json.loads(ok(shoal(
+        shared_suite, "task", "update", uid, "t0", "--max-wall-clock", "90s",
+        "--max-task-retries", "3", "--retention", "1h", "--if-match", etag, "-o", "json")).stdout)
+    assert task["constraints"] == {"max_wall_clock_time": "90s", "max_task_retry_count": 3,
+                                   "retention_time": "3600s"}
+    assert task["etag"] != etag and task["state"] == "ACTIVE"
+    stale = shoal(shared_suite, "task", "update", uid, "t0", "--retention", "2h",
+                  "--if-match", etag)
+    assert stale.exit_code == 1 and stale.stderr.endswith("[CONDITION_NOT_MET]\n")
+    shown = ok(shoal(shared_suite, "task", "update", uid, "t0", "--max-wall-clock", "0",
+                     "--max-retries", "job", "--if-match", task["etag"].strip('"'))).stdout
+    rows = [r.split() for r in shown.splitlines()]
+    assert ["max", "wall", "clock", "none"] in rows and ["max", "retries", "the", "job's"] in rows
+    assert ["retention", "1h"] in rows
+    missing = shoal(shared_suite, "task", "update", uid, "nope", "--retention", "1h")
+    assert missing.exit_code == 1
+    assert missing.stderr == f"error: task 'jobs/{uid}/tasks/nope' not found [TASK_NOT_FOUND]\n"
 
 
 # Running tasks on a real node

@@ -63,7 +63,7 @@ class Up:
     def wait_up(self) -> dict[str, int]:
         """Pids of the four services once `shoal up` says it is up."""
         wait_for(
-            lambda: "Shoal is up" in self.stderr or self.proc.poll() is not None, "shoal up", 30
+            lambda: "Shoal is up" in self.stderr or self.proc.poll() is not None, "shoal up", 90
         )
         assert self.proc.poll() is None, self.stderr
         pids = service_pids(self.state)
@@ -101,6 +101,8 @@ def test_up_runs_until_a_signal_then_stops_everything(up, sig: signal.Signals) -
     banner = u.stderr
     endpoint = json.loads((u.state / "client.json").read_text())["endpoint"]
     assert f"gateway   {endpoint}" in banner
+    rest = json.loads((u.state / "cluster.json").read_text())["rest"]["address"]
+    assert f"REST      http://{rest}" in banner and not rest.endswith(":0")
     assert str(u.state) in banner and "shoal pool create" in banner
     dashboard = re.search(r"dashboard (http://127\.0\.0\.1:\d+/)", banner)
     assert dashboard, banner

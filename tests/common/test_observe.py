@@ -35,7 +35,8 @@ def test_a_file_without_observe_gets_loopback_defaults(tmp_path: Path) -> None:
 @pytest.mark.parametrize("setting, value, ok", [
     ("dashboard", "", True),
     ("gateway_metrics", "", True),
-    ("dashboard", "0.0.0.0:8080", True),
+    ("dashboard", "0.0.0.0:8080", False),  # plain HTTP carrying account keys: loopback only
+    ("job_scheduler_metrics", "0.0.0.0:9453", True),
     ("dashboard", "127.0.0.1:0", False),
     ("job_scheduler_metrics", "nohost", False),
     ("storage_stager_metrics", "127.0.0.1:70000", False),

@@ -119,7 +119,7 @@ def test_wrong_account_key_is_unauthenticated(shared_suite: LocalSuite, world: C
 
 
 def test_accounts_do_not_see_each_other(shared_suite: LocalSuite, world: Client) -> None:
-    key = create_account(shared_suite.config.db_path("gateway"), "other")
+    key = create_account(shared_suite.config.db_path("gateway"), "other", shared_suite.config.secret)
     other = Client(shared_suite.endpoint, key)
     assert error_of(lambda: other.get_pool("p")).code.name == "NOT_FOUND"
     assert error_of(lambda: other.get_job("j")).code.name == "NOT_FOUND"

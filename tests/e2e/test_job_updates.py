@@ -130,7 +130,8 @@ def test_an_unknown_job_or_another_accounts_job_is_not_found(
     assert (e.code.name, e.reason) == ("NOT_FOUND", "JOB_NOT_FOUND")
     c.create_job("mine", pool_id="idle")
     other = Client(shared_suite.endpoint,
-                   create_account(shared_suite.config.db_path("gateway"), "updater"))
+                   create_account(shared_suite.config.db_path("gateway"), "updater",
+                                  shared_suite.config.secret))
     e = error_of(lambda: other.update_job("mine", priority=1))
     assert (e.code.name, e.reason) == ("NOT_FOUND", "JOB_NOT_FOUND")
     assert c.get_job("mine").priority == 0

@@ -90,4 +90,4 @@ def test_the_python_example_runs_as_typed(up: ShoalUp, tmp_path: Path) -> None:
     done = run(up, tmp_path / "anywhere", [sys.executable, str(tmp_path / "example.py")])
     assert done.returncode == 0, done.stdout + done.stderr
     lines = done.stdout.splitlines()
-    assert lines == ["100 b'49\\n'", "['apple', 'fig', 'pear']", "[]"]
+    assert lines == ["100 b'49\\n'", "['apple', 'fig', 'pear']", "[]", "b'64\\n'"]

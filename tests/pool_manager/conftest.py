@@ -24,6 +24,7 @@ from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
 from shoal.internal.v1 import scheduler_control_pb2_grpc as sc_grpc
 from shoal.v1 import pool_pb2, pool_pb2_grpc
+from tests.support import eventually
 
 STAND_IN_AGENT = (sys.executable, str(Path(__file__).with_name("stand_in_agent.py")))
 
@@ -194,3 +195,20 @@ def must(value: T | None) -> T:
 def short(name: str) -> str:
     """The last id of a resource name."""
     return name.rsplit("/", 1)[-1]
+
+
+async def registered(client: Client, config: ClusterConfig, pool: str, count: int) -> list[str]:
+    """The ids of the pool's nodes once there are `count` and each has registered."""
+    async def check() -> list[str] | None:
+        ids = [short(n.name) for n in await client.nodes(pool)]
+        if len(ids) == count and all(registrations(config, client.account, pool, i) for i in ids):
+            return ids
+        return None
+
+    return await eventually(check, f"{count} registered nodes in pool {pool}")
+
+
+async def rpc_error(call: Awaitable[Any]) -> grpc.aio.AioRpcError:
+    with pytest.raises(grpc.aio.AioRpcError) as err:
+        await call
+    return err.value

@@ -57,6 +57,8 @@ def main() -> int:
             "credential": resp.credential,
             "scheduler_address": resp.scheduler_address,
             "task_slots": resp.task_slots,
+            "start_task": resp.start_task.spec.command_line if resp.HasField("start_task")
+            else None,
         }) + "\n")
     while True:
         signal.pause()

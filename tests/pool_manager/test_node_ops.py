@@ -48,7 +48,9 @@ from .conftest import (
     FakeScheduler,
     make_service,
     pid_alive,
+    registered,
     registrations,
+    rpc_error,
     short,
 )
 
@@ -96,16 +98,6 @@ async def scheduler(cluster: ClusterConfig) -> AsyncIterator[tuple[SchedulingSch
     await server.stop(None)
 
 
-async def registered(client: Client, config: ClusterConfig, pool: str, count: int) -> list[str]:
-    async def check() -> list[str] | None:
-        ids = [short(n.name) for n in await client.nodes(pool)]
-        if len(ids) == count and all(registrations(config, ACCT, pool, i) for i in ids):
-            return ids
-        return None
-
-    return await eventually(check, f"{count} registered nodes in pool {pool}")
-
-
 async def connected_pool(
     client: Client, config: ClusterConfig, fake: FakeScheduler, pool: str, count: int
 ) -> list[str]:
@@ -133,12 +125,6 @@ def disable(pool: str, node_id: str, option: int = 0) -> pool_pb2.DisableNodeSch
 
 def enable(pool: str, node_id: str) -> pool_pb2.EnableNodeSchedulingRequest:
     return pool_pb2.EnableNodeSchedulingRequest(name=f"pools/{pool}/nodes/{node_id}")
-
-
-async def rpc_error(call: Any) -> grpc.aio.AioRpcError:
-    with pytest.raises(grpc.aio.AioRpcError) as err:
-        await call
-    return err.value
 
 
 # --- disable / enable scheduling ------------------------------------------------------------
@@ -440,7 +426,8 @@ async def test_a_pool_keeps_its_node_fill_type(client: Client) -> None:
 async def test_a_database_of_the_previous_version_gets_the_new_columns(tmp_path: Path) -> None:
     old_schema = "\n".join(
         line for line in SCHEMA.splitlines()
-        if not line.strip().startswith(("scheduling", "restart_time", "node_fill_type"))
+        if not line.strip().startswith(("scheduling", "restart_time", "node_fill_type", "pk ",
+                                        "revision", "update_time"))
     )
     path = tmp_path / "pm.db"
     async with aiosqlite.connect(path) as db:

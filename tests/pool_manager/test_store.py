@@ -45,8 +45,8 @@ async def store(tmp_path: Path) -> AsyncIterator[Store]:
 
 
 async def test_pool_round_trip_and_case_insensitive_ids(store: Store) -> None:
-    p = pool()
-    assert await store.insert_pool(p)
+    p = must(await store.insert_pool(pool()))
+    assert p.pk and p == replace(pool(), pk=p.pk)  # the pk is the store's
     assert await store.get_pool("acct", "render") == p
     assert await store.pool_by_token(p.join_token) == p
     assert not await store.insert_pool(pool(pool_id="RENDER", join_token="other"))
@@ -59,7 +59,7 @@ async def test_pools_are_scoped_by_account(store: Store) -> None:
     assert await store.get_pool("nobody", "Render") is None
     assert must(await store.get_pool("other", "Render")).account == "other"
     assert [p.account for p in await store.list_pools("acct", None, 10)] == ["acct"]
-    assert not await store.resize_pool("nobody", "Render", 5, DeallocationOption.REQUEUE)
+    assert not await store.resize_pool("nobody", "Render", 5, DeallocationOption.REQUEUE, T0)
     assert must(await store.get_pool("acct", "Render")).target_nodes == 2
 
 
@@ -78,13 +78,13 @@ async def test_list_pools_pages_by_id_and_filters_by_state(store: Store) -> None
 
 async def test_resize_and_delete_follow_the_pool_state(store: Store) -> None:
     await store.insert_pool(pool())
-    assert await store.resize_pool("acct", "render", 7, DeallocationOption.TASK_COMPLETION)
+    assert await store.resize_pool("acct", "render", 7, DeallocationOption.TASK_COMPLETION, T0)
     p = must(await store.get_pool("acct", "Render"))
     assert (p.target_nodes, p.resize_option) == (7, DeallocationOption.TASK_COMPLETION)
     assert not await store.delete_pool_if_empty("acct", "Render")  # not deleting
     await store.insert_node(node("node-1"))
     await store.mark_pool_deleting("acct", "Render", T0)
-    assert not await store.resize_pool("acct", "Render", 1, DeallocationOption.REQUEUE)
+    assert not await store.resize_pool("acct", "Render", 1, DeallocationOption.REQUEUE, T0)
     assert not await store.delete_pool_if_empty("acct", "Render")  # a node is left
     await store.delete_node("acct", "Render", "node-1")
     assert await store.delete_pool_if_empty("acct", "Render")
@@ -97,15 +97,15 @@ async def test_removing_nodes_lowers_the_target_as_it_is_now(store: Store) -> No
     stale = pool()
     await store.insert_pool(stale)
     await store.insert_node(node("node-1"))
-    assert await store.resize_pool("acct", "render", 7, DeallocationOption.REQUEUE)
+    assert await store.resize_pool("acct", "render", 7, DeallocationOption.REQUEUE, T0)
     gone = replace(node("node-1"), state=NodeRowState.LEAVING,
                    leave_option=DeallocationOption.TERMINATE)
-    await store.remove_nodes(stale, [gone])
+    await store.remove_nodes(stale, [gone], T0)
     assert must(await store.get_pool("acct", "Render")).target_nodes == 6
     [row] = await store.list_nodes("acct", "Render")
     assert (row.state, row.leave_option) == (NodeRowState.LEAVING, DeallocationOption.TERMINATE)
-    await store.resize_pool("acct", "render", 0, DeallocationOption.REQUEUE)
-    await store.remove_nodes(stale, [gone])
+    await store.resize_pool("acct", "render", 0, DeallocationOption.REQUEUE, T0)
+    await store.remove_nodes(stale, [gone], T0)
     assert must(await store.get_pool("acct", "Render")).target_nodes == 0  # never below 0
 
 

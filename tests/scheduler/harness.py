@@ -151,6 +151,10 @@ class GatedStore(Store):
         await self._gate("dispatch_info")
         return await super().dispatch_info(task_pks)
 
+    async def get_task(self, job_pk, task_id):  # type: ignore[no-untyped-def]
+        await self._gate("get_task")
+        return await super().get_task(job_pk, task_id)
+
 
 class Apps:
     """Opens scheduler engines on a database file and closes them all at the end of a test."""

@@ -124,7 +124,8 @@ class AttemptEvents(CoreState):
             retry_count=p.retry_count, requeue_count=p.requeue_count,
             max_retries=job.default_retries if info.max_retries is None else info.max_retries,
             task_id=info.id, files=info.files, exits=info.exits, priority=info.priority,
-            retries_of_job=info.max_retries is None,
+            retries_of_job=info.max_retries is None, max_wall_clock=info.max_wall_clock,
+            retention=info.retention,
         )
         self.attempts[a.attempt_id] = a
         s.attempts.add(a.attempt_id)  # its slot was taken by plan()

@@ -4,6 +4,7 @@ operations)."""
 from __future__ import annotations
 
 from services.common.errors import Code, ShoalError, failed_precondition, invalid
+from services.common.updates import require
 from services.job_scheduler.core.failures import (
     JOB_TERMINATED,
 )
@@ -60,11 +61,7 @@ class JobEvents(CoreState):
     ) -> Plan:
         """Azure Batch's Job - Patch: only `changes.fields` change, and they act at once."""
         job = self.job(account, job_id)
-        if if_match and not job.matches(if_match):
-            raise failed_precondition(
-                "CONDITION_NOT_MET",
-                f"job {job.id!r} has changed since it was read: its etag is {job.etag}, "
-                f"not {if_match}; read it again")
+        require(f"job {job.id!r}", job.etag, if_match)
         if job.state == JobState.COMPLETED:
             raise failed_precondition("JOB_COMPLETED",
                                       f"job {job.id!r} is completed: it cannot be updated")

@@ -91,6 +91,10 @@ class Load(CoreState):
                 max_retries=job.default_retries if row.max_retries is None else row.max_retries,
                 start_time=row.start_time, task_id=row.id, files=row.files,
                 exits=row.exits, priority=row.priority, retries_of_job=row.max_retries is None,
+                max_wall_clock=row.max_wall_clock, retention=row.retention,
+                # Updated since it was assigned: whether its node heard is not known.
+                constraints_changed=(row.settings_time is not None
+                                     and row.settings_time >= row.assign_time),
                 cancel=CancelIntent.TERMINATE if ended_job else CancelIntent.NONE,
                 cancel_failure=JOB_TERMINATED if ended_job else None,
             )

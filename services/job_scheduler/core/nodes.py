@@ -17,6 +17,7 @@ from services.job_scheduler.core.plan import (
     AckResults,
     Drain,
     JobEnded,
+    NewConstraints,
     NodeChanged,
     NodeKey,
     Plan,
@@ -98,6 +99,11 @@ class NodeEvents(CoreState):
         ]
         for job in self.ended_away.pop(key, []):
             self._plan.send(key, s.stream_id, JobEnded(job))
+        # Limits updated since their assignment may not have reached its earlier stream.
+        updated = [a for a in mine if a.constraints_changed and a.attempt_id in h.running
+                   and a.cancel == CancelIntent.NONE]
+        if updated:
+            self._plan.send(key, s.stream_id, NewConstraints(updated))
         self._plan.events.append(NodeChanged(key, "CONNECTED"))
         self._kick()
         self._plan.reply = Welcome(s, s.stream_id, unwanted, s.removing)

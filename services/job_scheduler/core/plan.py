@@ -15,6 +15,7 @@ from services.job_scheduler.model import (
     Job,
     JobState,
     Result,
+    TaskDefinition,
     TaskState,
 )
 from services.job_scheduler.sessions import NodeKey
@@ -44,6 +45,15 @@ class UpdateJobSettings(NamedTuple):
     from the job at once, when the plan is queued, so they are the values decided."""
 
     job: Job
+
+
+class UpdateTaskSettings(NamedTuple):
+    """A task's constraints after an update (its spec's max_wall_clock_time,
+    max_task_retry_count and retention), and when."""
+
+    task_pk: int
+    spec: TaskDefinition
+    time: float
 
 
 class DeleteJob(NamedTuple):
@@ -112,8 +122,9 @@ class DeleteTask(NamedTuple):
     task_pk: int
 
 
-Row = (InsertJob | UpdateJob | UpdateJobSettings | DeleteJob | AssignTask | StartAttempt
-       | EndAttempt | TaskOutcome | FailTasks | Reactivate | SetBlocked | Unblock | DeleteTask)
+Row = (InsertJob | UpdateJob | UpdateJobSettings | UpdateTaskSettings | DeleteJob | AssignTask
+       | StartAttempt | EndAttempt | TaskOutcome | FailTasks | Reactivate | SetBlocked | Unblock
+       | DeleteTask)
 
 
 # -- messages to nodes --------------------------------------------------------------------
@@ -166,7 +177,13 @@ class Drain(NamedTuple):
     """Take no new work; finish or stop what runs as told by cancels."""
 
 
-Message = Assign | CancelAttempts | AckResults | JobEnded | TaskDeleted | Drain
+class NewConstraints(NamedTuple):
+    """Running attempts' limits as they are now, after their tasks were updated."""
+
+    attempts: list[Attempt]
+
+
+Message = Assign | CancelAttempts | AckResults | JobEnded | TaskDeleted | Drain | NewConstraints
 
 
 class Send(NamedTuple):

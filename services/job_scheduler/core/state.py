@@ -86,6 +86,9 @@ class CoreState:
         """Which agent stream owns a session: a newer one replaces an older one."""
         self.ended_away: dict[NodeKey, list[Job]] = {}
         """Jobs that ended while a node that ran them was away: told when it is back."""
+        self.reading: dict[int, bool] = {}
+        """Tasks whose rows the engine reads for an update (`watch`): True once an event
+        changes one's state meanwhile, so the row read may be older than memory."""
         self.tallies: dict[tuple[str, str], PoolTally] = {}
         """Per pool (account, lower id): attempts, retries, requeues, heartbeats, dispatch
         waits since this process started, for the metrics collector."""
@@ -103,7 +106,19 @@ class CoreState:
         job the event touched has its row written once."""
         self._end_finished_jobs(now)
         plan, self._plan = self._plan, Plan()
+        if self.reading:
+            for e in plan.events:
+                if isinstance(e, TaskChanged) and e.task_pk in self.reading:
+                    self.reading[e.task_pk] = True
         return plan
+
+    def watch(self, task_pk: int) -> None:
+        """The engine is about to read the task's row for a decision: note any state change
+        from now on (see `reading`)."""
+        self.reading[task_pk] = False
+
+    def unwatch(self, task_pk: int) -> None:
+        self.reading.pop(task_pk, None)
 
     def _row(self, row: Row) -> None:
         self._plan.rows.append(row)

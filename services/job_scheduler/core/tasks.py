@@ -1,17 +1,20 @@
-"""Task events: add (one or a batch), terminate, reactivate, unblock, delete."""
+"""Task events: add (one or a batch), update, terminate, reactivate, unblock, delete."""
 
 from __future__ import annotations
 
 from services.common.errors import Code, ShoalError, failed_precondition, invalid
+from services.common.updates import require
 from services.job_scheduler.core.failures import JOB_TERMINATED, TASK_TERMINATED
 from services.job_scheduler.core.plan import (
     DeleteTask,
+    NewConstraints,
     Plan,
     Reactivate,
     SetBlocked,
     TaskChanged,
     TaskDeleted,
     Unblock,
+    UpdateTaskSettings,
 )
 from services.job_scheduler.core.state import CoreState, is_open
 from services.job_scheduler.dependencies import find_cycle
@@ -22,6 +25,7 @@ from services.job_scheduler.model import (
     JobState,
     Pending,
     Result,
+    TaskChanges,
     TaskDefinition,
     TaskRecord,
     TaskState,
@@ -255,6 +259,39 @@ class TaskEvents(CoreState):
         self.pending[t.pk] = Pending(priority=t.spec.priority, slots=t.spec.slots,
                                      attempts=len(t.attempts))
         self._ready(job, t.pk)
+        return self._finish(now)
+
+    def update_task(
+        self, job: Job, t: TaskRecord, changes: TaskChanges, if_match: str, now: float
+    ) -> Plan:
+        """Azure Batch's Task - Update: new constraints, acting at once. The task's row `t`
+        was read while `watch`ed: if its state changed meanwhile, the row may be behind
+        memory (and its etag too), and nothing is decided (TASK_CHANGING: read it again)."""
+        if self.reading.get(t.pk, True):
+            raise ShoalError(Code.UNAVAILABLE, "TASK_CHANGING",
+                             f"task {t.spec.id!r} is changing state; try again")
+        require(f"task {t.spec.id!r}", t.etag, if_match)
+        if t.state == TaskState.COMPLETED:
+            raise failed_precondition("TASK_COMPLETED",
+                                      f"task {t.spec.id!r} is completed: it cannot be updated")
+        self._begin()
+        spec = changes.applied(t.spec)
+        if spec == t.spec:
+            return self._finish(now)  # nothing changes, nor does the etag
+        self._row(UpdateTaskSettings(t.pk, spec, now))
+        self._plan.events.append(TaskChanged(job.account, job.id, t.pk, t.state))
+        a = self._attempt_of(t.pk)
+        if a is None:
+            return self._finish(now)  # its next attempt reads the row
+        # The attempt running now: a new retry count applies to its end, new limits to it
+        # on its node.
+        a.retries_of_job = spec.max_task_retry_count is None
+        a.max_retries = (job.default_retries if a.retries_of_job
+                         else spec.max_task_retry_count)  # type: ignore[assignment]
+        if (a.max_wall_clock, a.retention) != (spec.max_wall_clock_time, spec.retention):
+            a.max_wall_clock, a.retention = spec.max_wall_clock_time, spec.retention
+            a.constraints_changed = True
+            self._send(a.node_key, NewConstraints([a]))
         return self._finish(now)
 
     def unblock_task(self, job: Job, t: TaskRecord, now: float) -> Plan:

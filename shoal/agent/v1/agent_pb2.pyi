@@ -209,7 +209,7 @@ class FileChunk(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ..., eof: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class SchedulerMessage(_message.Message):
-    __slots__ = ("welcome", "assignments", "cancel_attempts", "ack_attempts", "file_reads", "drain", "staging_grants", "jobs_ended", "deleted_tasks")
+    __slots__ = ("welcome", "assignments", "cancel_attempts", "ack_attempts", "file_reads", "drain", "staging_grants", "jobs_ended", "deleted_tasks", "attempt_constraints")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     CANCEL_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
@@ -219,6 +219,7 @@ class SchedulerMessage(_message.Message):
     STAGING_GRANTS_FIELD_NUMBER: _ClassVar[int]
     JOBS_ENDED_FIELD_NUMBER: _ClassVar[int]
     DELETED_TASKS_FIELD_NUMBER: _ClassVar[int]
+    ATTEMPT_CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assignments: _containers.RepeatedCompositeFieldContainer[Assignment]
     cancel_attempts: _containers.RepeatedScalarFieldContainer[str]
@@ -228,7 +229,18 @@ class SchedulerMessage(_message.Message):
     staging_grants: _containers.RepeatedCompositeFieldContainer[StagingGrant]
     jobs_ended: _containers.RepeatedCompositeFieldContainer[JobEnded]
     deleted_tasks: _containers.RepeatedCompositeFieldContainer[TaskRef]
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., ack_attempts: _Optional[_Iterable[str]] = ..., file_reads: _Optional[_Iterable[_Union[FileRead, _Mapping]]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., staging_grants: _Optional[_Iterable[_Union[StagingGrant, _Mapping]]] = ..., jobs_ended: _Optional[_Iterable[_Union[JobEnded, _Mapping]]] = ..., deleted_tasks: _Optional[_Iterable[_Union[TaskRef, _Mapping]]] = ...) -> None: ...
+    attempt_constraints: _containers.RepeatedCompositeFieldContainer[AttemptConstraints]
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., ack_attempts: _Optional[_Iterable[str]] = ..., file_reads: _Optional[_Iterable[_Union[FileRead, _Mapping]]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., staging_grants: _Optional[_Iterable[_Union[StagingGrant, _Mapping]]] = ..., jobs_ended: _Optional[_Iterable[_Union[JobEnded, _Mapping]]] = ..., deleted_tasks: _Optional[_Iterable[_Union[TaskRef, _Mapping]]] = ..., attempt_constraints: _Optional[_Iterable[_Union[AttemptConstraints, _Mapping]]] = ...) -> None: ...
+
+class AttemptConstraints(_message.Message):
+    __slots__ = ("attempt_id", "max_wall_clock_time", "retention_time")
+    ATTEMPT_ID_FIELD_NUMBER: _ClassVar[int]
+    MAX_WALL_CLOCK_TIME_FIELD_NUMBER: _ClassVar[int]
+    RETENTION_TIME_FIELD_NUMBER: _ClassVar[int]
+    attempt_id: str
+    max_wall_clock_time: _duration_pb2.Duration
+    retention_time: _duration_pb2.Duration
+    def __init__(self, attempt_id: _Optional[str] = ..., max_wall_clock_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., retention_time: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class TaskRef(_message.Message):
     __slots__ = ("job_id", "task_id")
