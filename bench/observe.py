@@ -124,7 +124,7 @@ def run(quick: bool) -> Outcome:
             median(watched_rates), "tasks/s", None,
             fmt(f"{x:,.0f}" for x in watched_rates))
     out.add("ratio", "watched throughput, % of plain", 100 * ratio, "% of plain", TARGET,
-            "; ".join([f"{(1 - ratio) * 100:+.1f} % lost" if ratio < 1
+            "; ".join([f"{(1 - ratio) * 100:.1f} % lost" if ratio < 1
                        else f"{(ratio - 1) * 100:.1f} % faster (noise)", *bad]))
     out.series["runs"] = runs
     return out

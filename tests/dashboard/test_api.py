@@ -112,7 +112,7 @@ async def test_a_post_from_another_site_is_refused(suite: LocalSuite) -> None:
 
 
 async def test_each_account_sees_only_its_own(suite: LocalSuite, job: str) -> None:
-    key = accounts.create_account(suite.config.db_path("gateway"), "team-b")
+    key = accounts.create_account(suite.config.db_path("gateway"), "team-b", suite.config.secret)
     other = await signed_in(suite, key)
     try:
         assert await (await other.get("/api/whoami")).json() == {"account": "team-b"}
