@@ -1,6 +1,6 @@
 """Shoal's benchmarks against the real suite.
 
-    python -m bench                       # everything (9-11 minutes on 2 cores)
+    python -m bench                       # everything (~12 minutes on 2 cores)
     python -m bench --quick               # small counts: a smoke test of the benchmarks
     python -m bench --only latency,bulk   # some of them
 
