@@ -5,9 +5,10 @@
     python3 dev.py test    # make .venv, install Shoal with its test tools, run every test
                            # (as root, apt-get installs chromium for the browser tests if missing)
     python3 dev.py bench   # make .venv, run the benchmarks against the real suite (bench/)
+    python3 dev.py chaos   # make .venv, run the fault experiments against the real suite (chaos/)
 
-Anything after the command is passed on (to `shoal demo`, to pytest, or to `python -m bench`:
-`--quick`, `--only NAME[,NAME]`).
+Anything after the command is passed on (to `shoal demo`, to pytest, or to `python -m bench`
+and `python -m chaos`: `--quick`, `--only NAME[,NAME]`).
 Why not make: a fresh machine with only python3 may have no make; this file is the Makefile.
 """
 
@@ -73,7 +74,7 @@ def ensure_browser() -> None:
 
 
 def main() -> int:
-    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test", "bench"):
+    if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test", "bench", "chaos"):
         print(__doc__)
         return 2
     cmd, rest = sys.argv[1], sys.argv[2:]
@@ -81,8 +82,8 @@ def main() -> int:
     os.chdir(ROOT)
     if cmd == "demo":
         argv = [str(BIN / "shoal"), "demo", *rest]
-    elif cmd == "bench":
-        argv = [str(BIN / "python"), "-m", "bench", *rest]
+    elif cmd in ("bench", "chaos"):
+        argv = [str(BIN / "python"), "-m", cmd, *rest]
     else:
         ensure_browser()
         argv = [str(BIN / "python"), "-m", "pytest", *rest]

@@ -25,7 +25,6 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import signal
 import time
 from collections.abc import Callable, Coroutine, Mapping
 from dataclasses import dataclass, field
@@ -43,6 +42,7 @@ from agent.staging import (
     StagingFailure,
 )
 from agent.staging.attempt import Staging, any_log, needs_downloads, with_failure
+from services.common.node_processes import kill_attempts
 from services.common.timeutil import from_duration, to_timestamp
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
@@ -106,6 +106,8 @@ class _Attempt:
     """Ends the attempt when its wall clock runs out."""
     assignment: agent_pb2.Assignment | None = None
     """What the attempt runs, with its limits as they are now (update() changes them)."""
+    dropped: bool = False
+    """Killed by kill_all() or fence(): it ends with no result."""
 
 
 class _Stopped(Enum):
@@ -140,6 +142,7 @@ class Executor:
         # cancelled: an assignment and its cancel can arrive in one message.
         self._expected: dict[str, agent_pb2.Assignment] = {}
         self._cancelled_early: set[str] = set()
+        self._dropped_early: set[str] = set()
         self._stopping = False
 
     @property
@@ -155,9 +158,13 @@ class Executor:
         if aid in self._attempts:
             raise ValueError(f"attempt {aid!r} is already running")
         self._expected.pop(aid, None)
+        if aid in self._dropped_early or self._stopping:
+            self._dropped_early.discard(aid)
+            self._cancelled_early.discard(aid)
+            return None
         if aid in self._cancelled_early:
             self._cancelled_early.discard(aid)
-            return None if self._stopping else _cancelled(aid, end=self._clock())
+            return _cancelled(aid, end=self._clock())
         state = _Attempt(assignment=a)
         self._attempts[aid] = state
         if self.jobs is not None and a.job_uid:
@@ -182,8 +189,8 @@ class Executor:
         if not isinstance(process, Launch):
             return failed(aid, process, end=self._clock())
         _fresh_dir(paths)
-        if state.cancelled or self._stopping:
-            return None if self._stopping else _cancelled(aid, end=self._clock())
+        if state.cancelled or state.dropped:
+            return None if state.dropped else _cancelled(aid, end=self._clock())
         if a.HasField("job_preparation_task"):
             # Before the wall clock starts: the preparation task has a limit of its own.
             prepared = await self._job_prepared(a, state)
@@ -203,8 +210,8 @@ class Executor:
                     return prepared
                 process.env.update(prepared)
         result = await self._execute(a, state, process, on_started)
-        if result is None or state.cancelled or self._stopping:
-            return result
+        if result is None or state.cancelled or state.dropped:
+            return None if state.dropped else result
         if self.staging is None or not (a.files.output_files or self.upload_logs):
             return result
         # Outputs, and logs when the scheduler asks for them; a task with nothing to upload
@@ -221,7 +228,7 @@ class Executor:
 
         def started(proc: Child, start: float) -> None:
             state.proc = proc
-            if state.cancelled or state.timed_out or self._stopping:
+            if state.cancelled or state.timed_out or state.dropped:
                 kill_group(proc)
             if on_started is not None:
                 on_started(aid, start)
@@ -232,7 +239,7 @@ class Executor:
         self._stop_clock(state)
         if isinstance(ended, task_pb2.FailureInfo):
             return failed(aid, ended, end=self._clock())
-        if self._stopping:
+        if state.dropped:
             return None
         start, end = ended.start, ended.end
         if state.timed_out:
@@ -264,7 +271,7 @@ class Executor:
                 return failed(aid, failure(
                     SERVER_ERROR, JOB_PREPARATION_TASK_FAILED,
                     f"job {a.job_id}: the agent failed to prepare the job: {e}"), end=self._clock())
-            if self._stopping:
+            if state.dropped:
                 return None
             if state.cancelled or waited is _Stopped.CANCELLED:
                 return _cancelled(aid, end=self._clock())
@@ -292,7 +299,7 @@ class Executor:
             return failed(aid, failure(
                 SERVER_ERROR, RESOURCE_FILE_DOWNLOAD_FAILED,
                 f"the agent failed to stage the attempt's files: {e}"), end=self._clock())
-        if self._stopping:
+        if state.dropped:
             return None
         if out is _Stopped.TIMED_OUT:
             return _timed_out(aid, _limit(a), end=self._clock())
@@ -313,7 +320,7 @@ class Executor:
             return with_failure(result, StagingFailure(
                 SERVER_ERROR, OUTPUT_FILE_UPLOAD_FAILED, f"the agent failed to upload: {e}"
             ))
-        if self._stopping:
+        if state.dropped:
             return None
         if state.cancelled or out is _Stopped.CANCELLED:
             return _cancelled(
@@ -395,19 +402,34 @@ class Executor:
 
     async def kill_all(self, grace: float = 5.0) -> None:
         """Stop: kill every attempt's process group and wait (bounded) until each is reaped.
-        Their run() calls return None: no result is written for them."""
+        Their run() calls return None: no result is written for them; nor for any attempt
+        started from now on."""
         self._stopping = True
+        await self.fence(grace)
+
+    async def fence(self, grace: float = 5.0) -> list[str]:
+        """Kill every attempt's process group (and stop its staging), as kill_all does, and
+        wait (bounded) until each is reaped; the executor takes work again afterwards. Their
+        run() calls return None, as do those of attempts expected and not yet begun. Returns
+        the attempts dropped."""
         states = list(self._attempts.values())
         for s in states:
+            s.dropped = True
             if s.proc is not None:
                 kill_group(s.proc)
             if s.staging is not None:
                 s.staging.cancel()
+        dropped = list(self._attempts) + sorted(self._expected)
+        self._dropped_early.update(self._expected)
+        if states:
+            # What they started in sessions of their own would run on.
+            await asyncio.to_thread(kill_attempts, self.layout.root, list(self._attempts))
         waits = [asyncio.ensure_future(s.done.wait()) for s in states]
         if waits:
             _, pending = await asyncio.wait(waits, timeout=grace)
             for w in pending:
                 w.cancel()
+        return dropped
 
 
 async def _step(
@@ -487,38 +509,3 @@ def _fresh_dir(paths: TaskPaths) -> None:
         shutil.rmtree(paths.dir, ignore_errors=True)
         os.mkdir(paths.dir)
     os.mkdir(paths.wd)
-
-
-def kill_leftovers(layout: NodeLayout) -> list[int]:
-    """Kill what tasks of a previous life of the agent left running on this node; returns
-    the pids killed.
-
-    Every task process carries SHOAL_NODE_ROOT_DIR in its environment and passes it to its
-    children, so one scan of /proc at start finds them all — no per-task pid file on the hot
-    path, and grandchildren that left their process group are found too.
-    """
-    marker = f"SHOAL_NODE_ROOT_DIR={layout.root}".encode()
-    me = os.getpid()
-    killed = []
-    for entry in os.scandir("/proc"):
-        if not entry.name.isdigit() or int(entry.name) == me:
-            continue
-        try:
-            with open(f"/proc/{entry.name}/environ", "rb") as f:
-                env = f.read()
-        except OSError:
-            continue
-        entries = env.split(b"\0")
-        if marker not in entries:
-            continue
-        pid = int(entry.name)
-        try:
-            os.killpg(os.getpgid(pid), signal.SIGKILL)
-        except (ProcessLookupError, PermissionError):
-            pass
-        try:
-            os.kill(pid, signal.SIGKILL)
-            killed.append(pid)
-        except (ProcessLookupError, PermissionError) as e:
-            log.warning("cannot kill leftover process", pid=pid, error=str(e))
-    return killed

@@ -28,7 +28,7 @@ import structlog
 from agent import __version__
 from agent.cleanup import Cleanup
 from agent.concurrency import run_together
-from agent.executor import Executor, kill_leftovers
+from agent.executor import Executor
 from agent.job_tasks import JobTasks
 from agent.layout import NodeLayout, answer_read
 from agent.node_commands import (
@@ -57,6 +57,7 @@ from agent.staging.packages import PackageInstaller
 from agent.staging.transfer import Transfers
 from services.common import logging as shoal_logging
 from services.common.ids import ID_RE
+from services.common.node_processes import RootBusy, RootLock, Tracker, kill_leftovers
 from services.common.rpc import CHANNEL_OPTIONS
 from services.common.timeutil import from_duration
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
@@ -69,6 +70,10 @@ SEND_LINGER = 0.001
 """Seconds the sender waits after a wake-up before it takes what is queued."""
 
 EXIT_REJECTED = 2
+EXIT_ROOT_BUSY = 3
+ROOT_LOCK_WAIT = 30.0
+"""How long a starting agent waits for its node root's lock (held by whoever is killing
+the leftovers of the previous agent, or by a live agent: then it gives up)."""
 REGISTER_TIMEOUT = 10.0
 DEFAULT_HEARTBEAT = 5.0
 MIN_HEARTBEAT = 0.05
@@ -77,6 +82,8 @@ MIN_HEARTBEAT = 0.05
 CHUNK_BACKLOG_BYTES = 4 * 1024 * 1024
 STOP_TIMEOUT = 5.0
 WELCOME_TIMEOUT = 30.0
+FENCE_CHECK = 0.5
+"""Longest sleep between two looks at whether the node must fence itself."""
 
 SC = grpc.StatusCode
 # Answers that retrying cannot change: a wrong token, a node that no longer exists.
@@ -103,6 +110,10 @@ class Options:
     node_root: Path
     cache_max_bytes: int = DEFAULT_MAX_BYTES
     """Bound of the node's content cache of downloaded objects."""
+    use_cgroup: bool = True
+    """Track the node's processes in a cgroup where one can be made (else process groups)."""
+    root_lock_wait: float = ROOT_LOCK_WAIT
+    """Seconds to wait for the node root's lock before giving up (exit code 3)."""
 
 
 @dataclass(frozen=True)
@@ -176,6 +187,7 @@ class Agent:
         self._outbox: Outbox | None = None
         self._writer: OutboxWriter | None = None
         self._wake = asyncio.Event()  # something may be queued to send
+        self._fenced = asyncio.Event()  # attempts were fenced: the stream must start over
         self._changed = asyncio.Event()  # running set, outbox or drain changed
         self._chunk_room = asyncio.Event()  # queued chunk data was sent
         self._attempts: set[asyncio.Task[None]] = set()
@@ -187,7 +199,24 @@ class Agent:
 
     async def run(self) -> int:
         self.layout.create()
-        killed = kill_leftovers(self.layout)
+        try:
+            lock = await asyncio.to_thread(RootLock.acquire, self.layout.root,
+                                           self.opts.root_lock_wait)
+        except RootBusy as e:
+            log.error("cannot start: another agent uses this node root", error=str(e))
+            return EXIT_ROOT_BUSY
+        try:
+            return await self._run_locked()
+        finally:
+            lock.release()
+
+    async def _run_locked(self) -> int:
+        # Before anything else: what an earlier life of this node left running is killed and
+        # gone before this one says hello, so nothing of it runs on when the scheduler hears
+        # that those attempts are not running here.
+        leftovers = await asyncio.to_thread(kill_leftovers, self.layout.root)
+        tracker = await asyncio.to_thread(Tracker.begin, self.layout.root, self.opts.use_cgroup)
+        self.executor.runner.tracker = tracker
         self._outbox = Outbox(self.layout.outbox)
         self._writer = OutboxWriter(self._outbox)
         self.staging.cache.load()
@@ -196,10 +225,13 @@ class Agent:
         retained = await asyncio.to_thread(self.cleanup.scan)
         log.info(
             "agent starting", version=__version__, node_root=str(self.layout.root),
-            leftovers_killed=killed, outbox_results=len(restored), attempts_retained=retained,
+            leftovers_killed=leftovers.killed, leftovers_surviving=list(leftovers.survivors),
+            process_tracking=tracker.mode, outbox_results=len(restored),
+            attempts_retained=retained,
         )
         self._restored = restored
         cleaner = asyncio.create_task(self.cleanup.run())
+        fencer = asyncio.create_task(self._fence_watch())
 
         loop = asyncio.get_running_loop()
         stop = asyncio.Event()
@@ -220,6 +252,7 @@ class Agent:
             with contextlib.suppress(asyncio.CancelledError):
                 await life
             code = 0
+        fencer.cancel()
         if self.protocol is not None:  # bound in the (now ended) life task's context only
             structlog.contextvars.bind_contextvars(node=self.protocol.identity.node)
         # Whatever ends the agent (a signal, a node that no longer exists) ends its attempts,
@@ -242,7 +275,9 @@ class Agent:
             # undone, a later agent on this root would send those results again.
             await asyncio.wait(self._background, timeout=STOP_TIMEOUT)
         await self.transfers.close()
-        log.info("agent stopped", exit_code=code)
+        # Whatever of the node still runs (a start task, what tasks left behind) goes too.
+        left = await asyncio.to_thread(tracker.close)
+        log.info("agent stopped", exit_code=code, leftovers_killed=left.killed)
         return code
 
     async def _life(self) -> int:
@@ -384,6 +419,7 @@ class Agent:
         s = self._protocol
         call = stub.Connect()
         try:
+            self._fenced.clear()  # the hello below leaves out what was fenced
             await call.write(s.connect())
             await self._flush(call)  # the outbox, resent right after the hello
             # A scheduler that accepts the stream but never answers must not hold the node.
@@ -403,7 +439,7 @@ class Agent:
             await self._handle(first)
             await run_together((
                 self._receive(call), self._send(call), self._heartbeats(interval),
-                self._until_exit(),
+                self._until_exit(), self._until_fenced(),
             ), until=asyncio.FIRST_COMPLETED)
             with contextlib.suppress(grpc.aio.AioRpcError, asyncio.InvalidStateError):
                 await call.done_writing()
@@ -439,6 +475,32 @@ class Agent:
             self._wake.set()
             await asyncio.sleep(jittered(interval))
 
+    async def _until_fenced(self) -> None:
+        await self._fenced.wait()
+        raise StreamEnded("attempts were fenced: saying hello again")
+
+    # --- self-fencing ---------------------------------------------------------------------
+
+    async def _fence_watch(self) -> None:
+        """Kill the running attempts once the scheduler may be requeueing them: it has not
+        confirmed hearing this node for Welcome.fence_after (agent.session)."""
+        while True:
+            due = self.protocol.fence_in() if self.protocol is not None else None
+            if due is not None and due <= 0:
+                await self._fence()
+                due = None
+            await asyncio.sleep(FENCE_CHECK if due is None else min(due, FENCE_CHECK))
+
+    async def _fence(self) -> None:
+        s = self._protocol
+        log.warning("the scheduler has not confirmed hearing this node in time: killing the "
+                    "running attempts (self-fencing); they will run elsewhere",
+                    fence_after=s.fence_after, running=s.running)
+        dropped = await self.executor.fence(STOP_TIMEOUT)
+        s.fenced(dropped)
+        self._fenced.set()
+        self._changed.set()
+
     async def _until_exit(self) -> None:
         s = self._protocol
         while not s.should_exit():
@@ -452,7 +514,10 @@ class Agent:
 
     async def _handle(self, msg: agent_pb2.SchedulerMessage) -> None:
         s = self._protocol
+        if msg.heartbeat_seen:
+            s.heard(msg.heartbeat_seen)
         if msg.HasField("welcome"):
+            s.welcomed(from_duration(msg.welcome.fence_after))
             self.executor.upload_logs = msg.welcome.upload_logs and self.staging is not None
             for a in msg.welcome.cancel_attempts:
                 self._cancel(a)
@@ -613,6 +678,15 @@ def parse_args(argv: list[str] | None) -> tuple[Options, str]:
         "--cache-max-bytes", type=int, default=DEFAULT_MAX_BYTES, metavar="N",
         help="bound of the node's content cache of downloaded objects (LRU eviction)",
     )
+    p.add_argument(
+        "--root-lock-wait", type=float, default=ROOT_LOCK_WAIT, metavar="SECONDS",
+        help="how long to wait for the node root's lock (held while the previous agent's "
+             "leftovers are killed, or by a live agent: then exit with code 3)",
+    )
+    p.add_argument(
+        "--no-cgroup", action="store_true",
+        help="track the node's processes by process group even where a cgroup v2 is usable",
+    )
     a = p.parse_args(argv)
     if not a.join_token:
         p.error(f"a join token is required: set {JOIN_TOKEN_ENV} or pass --join-token")
@@ -620,8 +694,10 @@ def parse_args(argv: list[str] | None) -> tuple[Options, str]:
         p.error(f"--node-id {a.node_id!r} is not a valid id: use 1-64 of A-Z a-z 0-9 _ -")
     if a.cache_max_bytes < 0:
         p.error("--cache-max-bytes must not be negative")
+    if a.root_lock_wait < 0:
+        p.error("--root-lock-wait must not be negative")
     opts = Options(a.pool_manager, a.join_token, a.node_id, a.node_root.absolute(),
-                   a.cache_max_bytes)
+                   a.cache_max_bytes, not a.no_cgroup, a.root_lock_wait)
     return opts, a.log_level
 
 

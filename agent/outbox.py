@@ -13,7 +13,6 @@ that was not — harmless, since the scheduler acknowledges and ignores a result
 from __future__ import annotations
 
 import asyncio
-import os
 import struct
 import threading
 from collections.abc import Iterable
@@ -22,11 +21,11 @@ from pathlib import Path
 import structlog
 from google.protobuf.message import DecodeError
 
+from services.common.durable import TMP_SUFFIX, write_durably
 from services.common.ids import ID_RE
 from shoal.agent.v1 import agent_pb2
 
 SUFFIX = ".results"
-TMP_SUFFIX = ".tmp"
 _LEN = struct.Struct(">I")
 
 log = structlog.get_logger()
@@ -96,16 +95,8 @@ class Outbox:
         with self._lock:
             self._seq += 1
             final = self.dir / f"{self._seq:012d}{SUFFIX}"
-        tmp = final.with_name(f".{final.name}{TMP_SUFFIX}")
         data = b"".join(_LEN.pack(len(b)) + b for b in (r.SerializeToString() for r in batch))
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
-        try:
-            os.write(fd, data)
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, final)
-        self._fsync_dir()
+        write_durably(final, data)
         with self._lock:
             for r in batch:
                 self._forget(r.attempt_id)
@@ -133,13 +124,6 @@ class Outbox:
             if not left:
                 del self._unacked[seg]
                 seg.unlink(missing_ok=True)
-
-    def _fsync_dir(self) -> None:
-        fd = os.open(self.dir, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
 
 
 def stored_attempts(directory: Path | str) -> set[str]:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 from agent.layout import NodeLayout, TaskPaths
 from agent.spawn import Child, exit_code_of, open_logs, wait_exit
 from services.common.cmdline import split_command
+from services.common.node_processes import Tracker, TrackingError
 from shoal.v1 import task_pb2
 
 KILLED_EXIT_CODE = 128 + signal.SIGKILL
@@ -29,9 +30,11 @@ BASE_ENV_VARS = ("PATH", "LANG", "LC_ALL", "TZ", "TMPDIR")
 DEFAULT_PATH = "/usr/local/bin:/usr/bin:/bin"
 
 USER_ERROR = task_pb2.FailureInfo.USER_ERROR
+SERVER_ERROR = task_pb2.FailureInfo.SERVER_ERROR
 INVALID_COMMAND_LINE = "INVALID_COMMAND_LINE"
 INVALID_ENVIRONMENT = "INVALID_ENVIRONMENT"
 MAX_WALL_CLOCK_TIME_EXCEEDED = "MAX_WALL_CLOCK_TIME_EXCEEDED"
+PROCESS_TRACKING_FAILED = "PROCESS_TRACKING_FAILED"
 
 Started = Callable[[Child, float], None]
 """Called with the process and its start time as soon as it runs."""
@@ -133,6 +136,10 @@ def timed_out(what: str, limit: float | None) -> task_pb2.FailureInfo:
 def not_started(launch: Launch, e: OSError) -> task_pb2.FailureInfo:
     """The failure of a program that could not be started."""
     program = launch.argv[0]
+    if isinstance(e, TrackingError):
+        # The node's fault, not the command's: the scheduler's rules treat it as such.
+        return failure(SERVER_ERROR, PROCESS_TRACKING_FAILED,
+                       f"program {program!r} was not started: {e.strerror}")
     if isinstance(e, FileNotFoundError):
         return failure(
             USER_ERROR, "COMMAND_NOT_FOUND",
@@ -166,6 +173,9 @@ class Runner:
         self._node_env: dict[str, str] = {}
         self._node_packages: dict[str, str] = {}
         self._clock = clock
+        self.tracker: Tracker | None = None
+        """Keeps every process findable outside the agent (services.common.node_processes);
+        set by the agent before it takes work. None: processes are not tracked (tests)."""
         self.set_identity(pool_id, node_id)
 
     def set_identity(self, pool_id: str, node_id: str) -> None:
@@ -199,17 +209,26 @@ class Runner:
         (time.monotonic()) its process group is killed; cancelling the wait kills it too."""
         paths = process.paths
         out, err = open_logs(paths.stdout, paths.stderr)
-        try:
-            proc = Child.spawn(process.argv, cwd=str(paths.wd), env=process.env, stdout=out,
+
+        def spawn() -> Child:
+            return Child.spawn(process.argv, cwd=str(paths.wd), env=process.env, stdout=out,
                                stderr=err)
+
+        tracker = self.tracker
+        try:
+            proc = spawn() if tracker is None else tracker.spawn(spawn)
         except OSError as e:
             return not_started(process, e)
         finally:
             os.close(out)
             os.close(err)
         start = self._clock()
-        if started is not None:
-            started(proc, start)
-        killed = await wait_exit(proc, deadline)
+        try:
+            if started is not None:
+                started(proc, start)
+            killed = await wait_exit(proc, deadline)
+        finally:
+            if tracker is not None and proc.returncode is not None:
+                tracker.reaped(proc.pid)
         end = self._clock()
         return Exit(KILLED_EXIT_CODE if killed else exit_code_of(proc), start, end, killed)

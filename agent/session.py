@@ -14,6 +14,12 @@ attempt asking for download or upload URLs) are kept the same way until granted.
 The start task's progress is state, not an event: only its latest value is sent, and every
 hello carries it. Node errors (failed job preparation or release tasks) are events sent once,
 kept while no stream is open.
+
+Self-fencing (as a Nomad client stops its allocations after losing its servers): the
+scheduler requeues the attempts of a node it has not heard from for a while, so an agent that
+cannot tell whether it is heard must not let them run on. The scheduler echoes the heartbeats
+it takes in; the agent keeps the send time of each, and `fence_in` says when, with no newer
+echo, it must kill its attempts (Welcome.fence_after after the last confirmed send).
 """
 
 from __future__ import annotations
@@ -138,6 +144,13 @@ class ProtocolState:
         self.draining = False
         self.leaving = False
         self._quiet_since = now()
+        self.fence_after: float | None = None
+        """From the Welcome; None: never fence."""
+        self._confirmed: float | None = None
+        """When the latest message the scheduler is known to have taken in was sent."""
+        self._hello_at = 0.0
+        self._beats: deque[tuple[int, float]] = deque(maxlen=4096)
+        """(sequence, send time) of the heartbeats of this stream not yet echoed."""
 
     # --- connection ------------------------------------------------------------------
 
@@ -150,6 +163,8 @@ class ProtocolState:
         self._chunks.clear()
         self._chunk_bytes = 0
         self._heartbeat = None
+        self._hello_at = self._now()
+        self._beats.clear()
         i = self.identity
         hello = agent_pb2.Hello(
             node=i.node,
@@ -263,6 +278,37 @@ class ProtocolState:
         self._heartbeat.load_average = load_average
         self._heartbeat.disk_free_bytes = max(0, disk_free_bytes)
 
+    def welcomed(self, fence_after: float) -> None:
+        """The scheduler answered this stream's hello: it has heard the node since the hello
+        was sent. `fence_after` as the Welcome says (0: never fence)."""
+        self.fence_after = fence_after if fence_after > 0 else None
+        self._confirm(self._hello_at)
+
+    def heard(self, sequence: int) -> None:
+        """The scheduler echoed heartbeat `sequence` of this stream."""
+        sent = None
+        while self._beats and self._beats[0][0] <= sequence:
+            sent = self._beats.popleft()[1]
+        if sent is not None:
+            self._confirm(sent)
+
+    def _confirm(self, sent: float) -> None:
+        if self._confirmed is None or sent > self._confirmed:
+            self._confirmed = sent
+
+    def fence_in(self) -> float | None:
+        """Seconds until running attempts must be killed (0 or less: now) for want of a sign
+        that the scheduler hears the node; None when nothing runs or fencing is off."""
+        if self.fence_after is None or self._confirmed is None or not self._running:
+            return None
+        return self._confirmed + self.fence_after - self._now()
+
+    def fenced(self, attempt_ids: Iterable[str]) -> None:
+        """These attempts were killed with no result: the next hello does not list them, so
+        the scheduler requeues them (if it has not already)."""
+        for a in attempt_ids:
+            self._running.pop(a, None)
+
     def drain(self, leave: bool) -> None:
         """The node is being removed: take no new work (for the rest of this process's life),
         and with `leave`, exit once idle."""
@@ -290,6 +336,8 @@ class ProtocolState:
                 # heartbeat was refreshed or dropped with a broken stream.
                 self._sequence += 1
                 self._heartbeat.sequence = self._sequence
+                if self.fence_after is not None:
+                    self._beats.append((self._sequence, self._now()))
                 m.heartbeat.CopyFrom(self._heartbeat)
                 self._heartbeat = None
             if self._start_info_to_send:

@@ -12,11 +12,9 @@ docs/bench-latest.json and docs/throughput.svg, the committed copies.
 from __future__ import annotations
 
 import argparse
-import os
 import signal
 import sys
 import time
-import traceback
 from collections.abc import Callable
 from pathlib import Path
 
@@ -31,6 +29,7 @@ from bench import (
     report,
     throughput,
 )
+from bench.common import measured
 from bench.figures import Outcome
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -79,19 +78,7 @@ def selection(names: list[str]) -> list[str]:
 
 
 def run_one(name: str, quick: bool, ceiling_rate: float | None) -> Outcome:
-    print(f"[{name}]", file=sys.stderr, flush=True)
-    load = [round(x, 2) for x in os.getloadavg()]
-    start = time.perf_counter()
-    try:
-        outcome = BENCHMARKS[name](quick, ceiling_rate)
-    except Exception as e:  # noqa: BLE001 - one failed benchmark must not cost the others
-        traceback.print_exc(file=sys.stderr)
-        outcome = Outcome(name, error=f"{type(e).__name__}: {e}")
-    outcome.seconds = time.perf_counter() - start
-    # The machine is shared: what else ran shows in the load when the benchmark began.
-    outcome.series["load_average_at_start"] = load
-    print(f"  ({outcome.seconds:.1f}s)", file=sys.stderr, flush=True)
-    return outcome
+    return measured(name, lambda: BENCHMARKS[name](quick, ceiling_rate))
 
 
 def _exit_on_sigterm(signum: int, frame: object) -> None:

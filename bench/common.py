@@ -8,12 +8,15 @@ import shutil
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
+import traceback
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import grpc
 
+from bench.figures import Outcome
 from shoal.client import CHANNEL_OPTIONS, Client, TaskSpec
 from shoal.cluster_config import SchedulerTiming
 from shoal.suite import SERVICES, LocalSuite, tagged_processes
@@ -22,6 +25,7 @@ from shoal.v1 import job_pb2, pool_pb2, task_pb2_grpc
 TRIVIAL = "/bin/true"
 NODES_READY = (pool_pb2.Node.IDLE, pool_pb2.Node.RUNNING)
 CLOCK_TICKS = os.sysconf("SC_CLK_TCK")
+T = TypeVar("T")
 
 
 class BenchError(Exception):
@@ -31,6 +35,38 @@ class BenchError(Exception):
 def say(message: str) -> None:
     """Progress goes to stderr: stdout carries only the table."""
     print(f"  {message}", file=sys.stderr, flush=True)
+
+
+def measured(name: str, measure: Callable[[], Outcome]) -> Outcome:
+    """Run one benchmark (or experiment): its Outcome with the seconds it took and the load
+    when it began (the machine is shared); an exception becomes the Outcome's error, so one
+    that fails does not cost the others."""
+    print(f"[{name}]", file=sys.stderr, flush=True)
+    load = [round(x, 2) for x in os.getloadavg()]
+    start = time.perf_counter()
+    try:
+        outcome = measure()
+    except Exception as e:  # noqa: BLE001 - reported in the table, the others still run
+        traceback.print_exc(file=sys.stderr)
+        outcome = Outcome(name, error=f"{type(e).__name__}: {e}")
+    outcome.seconds = time.perf_counter() - start
+    outcome.series["load_average_at_start"] = load
+    print(f"  ({outcome.seconds:.1f}s)", file=sys.stderr, flush=True)
+    return outcome
+
+
+def wait_until(check: Callable[[], T | None], what: str, timeout: float,
+               every: float = 0.02) -> T:
+    """Poll `check` until it returns something truthy; BenchError naming `what` at the
+    deadline."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise BenchError(f"timed out after {timeout:g}s waiting for {what}")
+        time.sleep(every)
 
 
 @contextlib.contextmanager

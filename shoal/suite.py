@@ -53,6 +53,10 @@ MODULES = {
 ACCOUNTS_MODULE = "gateway.accounts"
 DEFAULT_ACCOUNT = "default"
 HOST = "127.0.0.1"
+DEFAULT_METRICS_PORT = 9451
+"""The gateway's /metrics; the pool-manager, job-scheduler and storage-stager take the next
+three."""
+DEFAULT_DASHBOARD_PORT = 8051
 DEFAULT_REST_PORT = 50056
 LOG_TAIL_LINES = 20
 # Every process the suite starts carries this variable, with a value unique to the suite, and
@@ -138,8 +142,9 @@ class LocalSuite:
     included (`storage` defaults to the local backend under the state dir, on a free port),
     and the REST face's (`rest` defaults to 127.0.0.1:50056, or a free port when the gateway's
     port is 0). `metrics_port` is the gateway's Prometheus endpoint; the pool-manager,
-    job-scheduler and storage-stager take the next three (each a free port when it is 0).
-    `dashboard_port` is the gateway's web dashboard.
+    job-scheduler and storage-stager take the next three (each a free port when it is 0);
+    `dashboard_port` is the gateway's web dashboard. Unset, they are 9451 and 8051, or free
+    ports when the gateway's port is 0.
     `commands` maps a service name to the argv that starts it (without `--config PATH`, which
     is appended); tests use it to run stand-ins, everyone else gets `python -m <module>`.
     """
@@ -152,8 +157,8 @@ class LocalSuite:
         pool_manager_port: int = 50052,
         scheduler_port: int = 50053,
         stager_port: int = 50054,
-        metrics_port: int = 9451,
-        dashboard_port: int = 8051,
+        metrics_port: int | None = None,
+        dashboard_port: int | None = None,
         timing: SchedulerTiming | None = None,
         storage: StorageConfig | None = None,
         rest: RestConfig | None = None,
@@ -169,6 +174,11 @@ class LocalSuite:
             "job-scheduler": scheduler_port,
             "storage-stager": stager_port,
         }
+        # As the REST face's: the defaults, or free ports when the gateway's port is free.
+        if metrics_port is None:
+            metrics_port = DEFAULT_METRICS_PORT if gateway_port else 0
+        if dashboard_port is None:
+            dashboard_port = DEFAULT_DASHBOARD_PORT if gateway_port else 0
         self._observe_ports = {
             **{f"{s}-metrics": metrics_port + i if metrics_port else 0
                for i, s in enumerate(("gateway", "pool-manager", "job-scheduler",

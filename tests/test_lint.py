@@ -18,7 +18,7 @@ def test_ruff_is_clean() -> None:
 
 def test_mypy_is_clean() -> None:
     out = subprocess.run(
-        [str(BIN / "mypy"), "services", "agent", "gateway", "shoal", "bench"],
+        [str(BIN / "mypy"), "services", "agent", "gateway", "shoal", "bench", "chaos"],
         cwd=ROOT, capture_output=True, text=True, timeout=400,
     )
     assert out.returncode == 0, out.stdout + out.stderr

@@ -13,6 +13,7 @@ relays to the storage-stager (staging grants, stored logs) and file reads from n
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Protocol
 
@@ -37,7 +38,7 @@ from services.job_scheduler.model import (
 )
 from services.job_scheduler.node_reads import NodeReads
 from services.job_scheduler.pool_peer import PoolInfo
-from services.job_scheduler.sessions import NodeSession
+from services.job_scheduler.sessions import NodeSession, fence_after
 from services.job_scheduler.staging_relay import StagingRelay
 from services.job_scheduler.store import Store
 from services.job_scheduler.task_logs import (
@@ -69,14 +70,38 @@ class PoolLookup(Protocol):
 
 class Outbound:
     """Messages waiting to go down one agent stream. The servicer merges what has piled up
-    into one SchedulerMessage, so a burst of assignments or acks costs one write."""
+    into one SchedulerMessage, so a burst of assignments or acks costs one write.
 
-    def __init__(self, stream_id: int) -> None:
+    It also echoes the node's heartbeats (SchedulerMessage.heartbeat_seen), the agent's proof
+    that it is still heard: on every message, and alone once the stream has been quiet for
+    `echo_every` seconds when a heartbeat comes in."""
+
+    def __init__(self, stream_id: int, echo_every: float = 0.0,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self.stream_id = stream_id
         self.queue: asyncio.Queue[agent_pb2.SchedulerMessage | None] = asyncio.Queue()
+        self.seen = 0
+        """The latest heartbeat sequence of this stream taken in."""
+        self._echo_every = echo_every
+        self._clock = clock
+        self._written = clock()
 
     def send(self, msg: agent_pb2.SchedulerMessage) -> None:
         self.queue.put_nowait(msg)
+
+    def heard(self, sequence: int) -> None:
+        """The node's heartbeat `sequence` was taken in (its session's last_seen moved)."""
+        if sequence <= self.seen:
+            return
+        self.seen = sequence
+        if self.queue.empty() and self._clock() - self._written >= self._echo_every:
+            self.send(agent_pb2.SchedulerMessage())
+
+    def stamp(self, msg: agent_pb2.SchedulerMessage) -> agent_pb2.SchedulerMessage:
+        """`msg`, about to be written, with the echo."""
+        msg.heartbeat_seen = self.seen
+        self._written = self._clock()
+        return msg
 
     def close(self) -> None:
         self.queue.put_nowait(None)
@@ -706,14 +731,17 @@ class Engine:
             # The old stream may end after this one began: its reads end now, not at their
             # timeout (disconnect() skips a stream that is not the session's any more).
             self._node_reads.fail(key, "the node reconnected")
-        out = self._outbound[key] = Outbound(w.stream_id)
+        t = self.timing
+        out = self._outbound[key] = Outbound(w.stream_id, t.heartbeat_interval)
         s = w.session
         if s.setup_failure is not None:
             log.warning("node setup failed: it takes no tasks", node=s.name,
                         code=s.setup_failure.code, message=s.setup_failure.message)
         welcome = agent_pb2.SchedulerMessage(welcome=agent_pb2.Welcome(
-            heartbeat_interval=to_duration(self.timing.heartbeat_interval),
-            cancel_attempts=w.cancel_attempts, upload_logs=self.storage is not None))
+            heartbeat_interval=to_duration(t.heartbeat_interval),
+            cancel_attempts=w.cancel_attempts, upload_logs=self.storage is not None,
+            fence_after=to_duration(
+                fence_after(t.heartbeat_interval, t.lost_after, t.reconnect_grace))))
         if w.drain:
             welcome.drain.leave = False
         await self._apply(plan)

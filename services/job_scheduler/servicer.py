@@ -189,12 +189,17 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         key = (ident.account, pool_id.lower(), node_id)
         session, stream_id, out, welcome = await self.app.connect(key, pool_id, node_id, ident.slots, hello)
 
+        async def take(msg: agent_pb2.AgentMessage) -> None:
+            await self.app.on_agent_message(session, stream_id, msg)
+            if msg.heartbeat.sequence and session.stream_id == stream_id:
+                out.heard(msg.heartbeat.sequence)  # the node is heard: tell it so
+
         async def pump() -> None:
             try:
                 if first.results or first.started or first.heartbeat.sequence:
-                    await self.app.on_agent_message(session, stream_id, first)
+                    await take(first)
                 async for msg in request_iterator:
-                    await self.app.on_agent_message(session, stream_id, msg)
+                    await take(msg)
             except (asyncio.CancelledError, grpc.aio.AioRpcError):
                 pass
             except Exception:
@@ -205,7 +210,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
         reader: asyncio.Task[None] | None = None
         try:
             # Inside the try: a stream cancelled at any point still disconnects its session.
-            yield welcome
+            yield out.stamp(welcome)
             reader = asyncio.create_task(pump())
             while True:
                 msg = await out.queue.get()
@@ -220,7 +225,7 @@ class AgentServicer(agent_pb2_grpc.AgentServiceServicer):
                         out.close()
                         break
                     msg.MergeFrom(more)
-                yield msg
+                yield out.stamp(msg)
         finally:
             if reader is not None:
                 reader.cancel()

@@ -72,6 +72,20 @@ class NodeSession:
         return f"pools/{self.pool_id}/nodes/{self.node_id}"
 
 
+def fence_after(heartbeat_interval: float, lost_after: float, reconnect_grace: float) -> float:
+    """How long an agent may go without the scheduler confirming it heard it before it must
+    kill its running attempts itself (Welcome.fence_after).
+
+    The scheduler requeues a silent node's attempts `lost_after` after it last heard it, and,
+    after a restart, those of nodes that did not reconnect within `reconnect_grace`; either
+    way no sooner than that long after the agent's last confirmed heartbeat was sent. The
+    agent must be done before then, so it fences a margin earlier: two heartbeat intervals
+    (at least 1 s, at most half the window) for a slow event loop and the kill itself.
+    """
+    window = min(lost_after, reconnect_grace)
+    return window - min(max(1.0, 2 * heartbeat_interval), window / 2)
+
+
 def check_liveness(
     sessions: list[NodeSession], now: float, unreachable_after: float, lost_after: float
 ) -> tuple[list[NodeSession], list[NodeSession]]:

@@ -14,8 +14,7 @@ import grpc
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from agent.executor import kill_leftovers
-from agent.layout import NodeLayout
+from services.common.node_processes import RootLock, kill_leftovers
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
 from tests.support import eventually
 
@@ -77,6 +76,8 @@ class FakeRegistry(agent_pb2_grpc.NodeRegistryServiceServicer):
         self.node_gone = False
         self.start_task: agent_pb2.StartTaskRun | None = None
         """The pool's start task, handed out with every registration."""
+        self.on_register: Callable[[], None] | None = None
+        """Called as each registration arrives, before it is answered."""
 
     @property
     def credential(self) -> str:
@@ -84,6 +85,8 @@ class FakeRegistry(agent_pb2_grpc.NodeRegistryServiceServicer):
 
     async def RegisterNode(self, request: Any, context: Any) -> agent_pb2.RegisterNodeResponse:
         self.requests.append(request)
+        if self.on_register is not None:
+            self.on_register()
         if len(self.requests) <= self.unavailable_first:
             await context.abort(grpc.StatusCode.UNAVAILABLE, "pool-manager starting")
         if self.node_gone:
@@ -150,6 +153,10 @@ class FakeScheduler(agent_pb2_grpc.AgentServiceServicer):
         self.refuse_next = 0
         self.heartbeat_interval = 0.2
         self.upload_logs = False
+        self.fence_after = 0.0
+        """Welcome.fence_after; 0: none."""
+        self.echo = False
+        """Echo each heartbeat (SchedulerMessage.heartbeat_seen), as the scheduler does."""
 
     async def Connect(self, request_iterator: Any, context: Any) -> None:
         first = await context.read()
@@ -161,11 +168,13 @@ class FakeScheduler(agent_pb2_grpc.AgentServiceServicer):
             await context.abort(grpc.StatusCode.UNAUTHENTICATED, "unknown node credential")
         s = Stream(first)
         self.streams.append(s)
-        interval = Duration()
+        interval, fence = Duration(), Duration()
         interval.FromNanoseconds(int(self.heartbeat_interval * 1e9))
+        fence.FromNanoseconds(int(self.fence_after * 1e9))
         await context.write(
             agent_pb2.SchedulerMessage(welcome=agent_pb2.Welcome(
-                heartbeat_interval=interval, upload_logs=self.upload_logs))
+                heartbeat_interval=interval, upload_logs=self.upload_logs,
+                fence_after=fence if self.fence_after else None))
         )
         reader = asyncio.create_task(self._read(context, s))
         try:
@@ -184,6 +193,8 @@ class FakeScheduler(agent_pb2_grpc.AgentServiceServicer):
             if m is grpc.aio.EOF:
                 return
             s.received.append(m)
+            if self.echo and m.heartbeat.sequence:
+                s.send(heartbeat_seen=m.heartbeat.sequence)
 
 
 class ControlPlane:
@@ -264,7 +275,8 @@ async def start_agent(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[A
     started: list[AgentProcess] = []
 
     async def start(
-        cp: ControlPlane, node_root: Path, *, token: str | None = None, node_id: str = "n1"
+        cp: ControlPlane, node_root: Path, *, token: str | None = None, node_id: str = "n1",
+        args: tuple[str, ...] = (),
     ) -> AgentProcess:
         log = tmp_path / f"agent-{len(started)}.log"
         with open(log, "wb") as out:  # noqa: ASYNC230 - opening a local log file is instant
@@ -274,7 +286,7 @@ async def start_agent(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[A
                 "--join-token", token if token is not None else cp.registry.token,
                 "--node-id", node_id,
                 "--node-root", str(node_root),
-                "--log-level", "debug",
+                "--log-level", "debug", *args,
                 cwd=ROOT, stdin=asyncio.subprocess.DEVNULL, stdout=out, stderr=out,
             )
         a = AgentProcess(proc, log, node_root)
@@ -288,4 +300,6 @@ async def start_agent(tmp_path: Path) -> AsyncIterator[Callable[..., Awaitable[A
             await a.proc.wait()
     # Tasks of an agent killed by a test run in their own sessions: do not leak them.
     for root in {a.node_root for a in started}:
-        kill_leftovers(NodeLayout(root))
+        if root.is_dir():
+            with RootLock.acquire(root, 10):
+                kill_leftovers(root)

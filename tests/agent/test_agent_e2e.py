@@ -8,6 +8,7 @@ import signal
 from pathlib import Path
 from typing import Any
 
+import pytest
 from google.protobuf.duration_pb2 import Duration
 
 from agent.outbox import stored_attempts
@@ -16,6 +17,9 @@ from shoal.v1 import task_pb2
 
 # Runs until a file named `go` appears in its working dir; prints its own pid first.
 BLOCKER = "/bin/sh -c 'echo $$ > pid.txt; while [ ! -e go ]; do sleep 0.05; done; echo released'"
+# Starts a child that leaves its process group and one that drops its environment, then waits.
+ESCAPER = ("/bin/sh -c 'setsid sleep 300 & echo $! > c1; env -i /bin/sleep 301 & echo $! > c2; "
+           "echo $$ > pid.txt; wait'")
 
 
 def outbox_ids(node: Path) -> set[str]:
@@ -248,24 +252,33 @@ async def test_a_scheduler_that_does_not_know_the_node_makes_it_register_again(
     assert s.hello.credential == "cred-2"
 
 
-async def test_a_restarted_agent_kills_leftovers_and_resends_its_outbox(
+@pytest.mark.parametrize("tracking", [(), ("--no-cgroup",)], ids=["cgroup", "process-groups"])
+async def test_a_restarted_agent_kills_leftovers_before_registering_and_resends_its_outbox(
     control_plane: Any, start_agent: Any, tmp_path: Path, assignment: Any, wait_for: Any,
-    is_alive: Any,
+    is_alive: Any, tracking: tuple[str, ...],
 ) -> None:
     cp = control_plane
     node = tmp_path / "node"
-    first = await start_agent(cp, node)
+    first = await start_agent(cp, node, args=tracking)
     s1 = await cp.stream(1)
-    s1.send(assignments=[assignment("done", "true"), assignment("left", BLOCKER)])
+    s1.send(assignments=[assignment("done", "true"), assignment("left", ESCAPER)])
     await wait_for(lambda: "done" in s1.results(), "done's result")
-    leftover = await pid_of(node, "left", wait_for)
+    wd = attempt_dir(node, "left") / "wd"
+    leftovers = [await pid_of(node, "left", wait_for),
+                 *(int((wd / name).read_text()) for name in ("c1", "c2"))]
     first.signal(signal.SIGKILL)  # no chance to clean up
     await first.exit_code()
-    assert is_alive(leftover)
+    assert all(is_alive(p) for p in leftovers)
 
-    await start_agent(cp, node)
+    # The next life kills them before it even registers: long before its hello says that
+    # "left" is not running here (and the scheduler requeues it).
+    alive_at_register: list[list[int]] = []
+    cp.registry.on_register = lambda: alive_at_register.append(
+        [p for p in leftovers if is_alive(p)])
+    second = await start_agent(cp, node, args=tracking)
     s2 = await cp.stream(2)
-    await wait_for(lambda: not is_alive(leftover), "the leftover to be killed")
+    assert alive_at_register[0] == []
+    assert "leftovers_killed" in second.log_text()
     assert list(s2.hello.running_attempts) == []
     assert list(s2.hello.finished_attempts) == ["done"]
     assert await wait_for(lambda: s2.results().get("done"), "done resent")
@@ -313,3 +326,57 @@ async def test_a_node_that_no_longer_exists_exits_with_code_2_and_kills_its_task
     assert len(cp.registry.requests) == 2
     assert "NOT_FOUND" in agent.log_text()
     await wait_for(lambda: not is_alive(pid), "a1's process to die")
+
+
+async def test_a_second_agent_on_a_live_agents_root_exits_and_touches_nothing(
+    control_plane: Any, start_agent: Any, tmp_path: Path, assignment: Any, wait_for: Any,
+    is_alive: Any,
+) -> None:
+    cp = control_plane
+    node = tmp_path / "node"
+    await start_agent(cp, node)
+    s1 = await cp.stream(1)
+    s1.send(assignments=[assignment("a1", BLOCKER)])
+    pid = await pid_of(node, "a1", wait_for)
+    intruder = await start_agent(cp, node, node_id="n2", args=("--root-lock-wait", "0.2"))
+    assert await intruder.exit_code() == 3
+    assert "another agent uses this node root" in intruder.log_text()
+    assert is_alive(pid)
+    assert len(cp.registry.requests) == 1
+    release(node, "a1")
+    assert (await wait_for(lambda: s1.results().get("a1"), "a1's result")).exit_code == 0
+
+
+async def test_an_agent_the_scheduler_stops_hearing_kills_its_tasks_and_says_hello_again(
+    control_plane: Any, start_agent: Any, tmp_path: Path, assignment: Any, wait_for: Any,
+    is_alive: Any,
+) -> None:
+    cp = control_plane
+    cp.scheduler.fence_after = 1.0
+    cp.scheduler.echo = True
+    node = tmp_path / "node"
+    agent = await start_agent(cp, node)
+    s1 = await cp.stream(1)
+    s1.send(assignments=[assignment("a1", ESCAPER)])
+    pid = await pid_of(node, "a1", wait_for)
+    wd = attempt_dir(node, "a1") / "wd"
+    pids = [pid, *(int((wd / name).read_text()) for name in ("c1", "c2"))]
+    # Heard all along, for well over fence_after: it keeps running.
+    beats = len(s1.heartbeats())
+    await wait_for(lambda: len(s1.heartbeats()) >= beats + 10, "ten more heartbeats")
+    assert is_alive(pid) and len(cp.scheduler.streams) == 1
+
+    # The scheduler goes on reading but stops answering, as one cut off (or frozen) would:
+    # the agent kills the attempt before the scheduler would requeue it, reports nothing
+    # for it, and says hello again without it.
+    cp.scheduler.echo = False
+    await wait_for(lambda: not any(is_alive(p) for p in pids),
+                   "the attempt to be fenced, what it started in another session too")
+    s2 = await cp.stream(2)
+    assert list(s2.hello.running_attempts) == []
+    assert "a1" not in s1.results() and "a1" not in s2.results()
+    assert "self-fencing" in agent.log_text()
+    # A node heard again takes work again.
+    cp.scheduler.echo = True
+    s2.send(assignments=[assignment("a2", "echo ok")])
+    assert (await wait_for(lambda: s2.results().get("a2"), "a2's result")).exit_code == 0

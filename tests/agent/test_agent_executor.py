@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import asyncio
 import os
-import subprocess
-import time
 from pathlib import Path
 from typing import Any
 
 import pytest
 from google.protobuf.duration_pb2 import Duration
 
-from agent.executor import Executor, kill_leftovers
+from agent.executor import Executor
 from agent.layout import NodeLayout
 from shoal.agent.v1 import agent_pb2
 from shoal.v1 import task_pb2
-from tests.agent.conftest import alive
 
 USER_ERROR = task_pb2.FailureInfo.USER_ERROR
 
@@ -283,31 +280,3 @@ async def test_kill_all_stops_attempts_without_results(
     await wait_for(lambda: not is_alive(pid), "the task to die")
 
 
-def test_leftovers_of_a_previous_life_are_killed(layout: NodeLayout, tmp_path: Path) -> None:
-    # Task processes (and their children, even in another process group) carry the node
-    # root in their environment; a process of another node does not.
-    env = {"PATH": "/usr/bin:/bin", "SHOAL_NODE_ROOT_DIR": str(layout.root)}
-    child_file = tmp_path / "child.pid"
-    mine = subprocess.Popen(["/bin/sh", "-c", f"setsid sleep 300 & echo $! > {child_file}; sleep 300"],
-                            start_new_session=True, env=env)
-    other = subprocess.Popen(["sleep", "300"], start_new_session=True,
-                             env={**env, "SHOAL_NODE_ROOT_DIR": str(tmp_path / "elsewhere")})
-    try:
-        deadline = time.monotonic() + 10
-        while not (child_file.exists() and child_file.read_text().strip()):
-            assert time.monotonic() < deadline, "the shell never started its child"
-            time.sleep(0.02)
-        child = int(child_file.read_text())
-        killed = kill_leftovers(layout)
-        assert mine.pid in killed
-        assert mine.wait(timeout=10) == -9
-        # The child may already be gone with its parent's group; either way it is dead.
-        deadline = time.monotonic() + 10
-        while alive(child):
-            assert time.monotonic() < deadline, "the task's child survived"
-            time.sleep(0.02)
-        assert other.poll() is None
-    finally:
-        for p in (mine, other):
-            p.kill()
-            p.wait()

@@ -276,3 +276,44 @@ def test_heartbeat_interval_jitter_stays_within_ten_percent() -> None:
     assert jittered(10.0, lambda: 0.0) == pytest.approx(9.0)
     assert jittered(10.0, lambda: 1.0) == pytest.approx(11.0)
     assert jittered(10.0, lambda: 0.5) == pytest.approx(10.0)
+
+
+def test_the_agent_must_fence_once_the_scheduler_has_not_confirmed_hearing_it() -> None:
+    clock = ManualClock(1000.0)
+    s = new_session(clock=clock)
+    s.connect()  # the hello is sent at 1000
+    run(s, "a1")
+    assert s.fence_in() is None  # no welcome yet: no fencing asked for
+    clock.advance(0.5)
+    s.welcomed(10.0)  # the scheduler took in the hello, sent at 1000
+    assert s.fence_in() == 9.5
+    clock.advance(2.0)
+    s.heartbeat(0.1, 1)
+    s.take()  # heartbeat 1, sent at 1002.5
+    clock.advance(2.0)
+    s.heartbeat(0.1, 1)
+    s.take()  # heartbeat 2, sent at 1004.5
+    s.heard(1)
+    assert s.fence_in() == 1002.5 + 10.0 - 1004.5
+    s.heard(2)
+    s.heard(1)  # an older echo moves nothing back
+    assert s.fence_in() == 10.0
+    clock.advance(10.0)
+    assert s.fence_in() == 0.0  # fence now
+    s.fenced(["a1"])
+    assert s.fence_in() is None and s.running == []
+    assert list(s.connect().hello.running_attempts) == []
+
+
+def test_no_fencing_when_the_scheduler_asks_for_none_or_nothing_runs() -> None:
+    clock = ManualClock(1000.0)
+    s = new_session(clock=clock)
+    s.connect()
+    s.welcomed(10.0)
+    assert s.fence_in() is None  # nothing runs
+    run(s, "a1")
+    assert s.fence_in() == 10.0
+    s.connect()
+    s.welcomed(0.0)  # a scheduler that does not ask for it
+    clock.advance(3600.0)
+    assert s.fence_in() is None

@@ -121,7 +121,8 @@ def test_a_stale_pool_etag_or_a_bad_mask_changes_nothing(
     e = error_of(lambda: c.update_pool("nope", metadata={}))
     assert (e.code.name, e.reason) == ("NOT_FOUND", "POOL_NOT_FOUND")
     other = Client(shared_suite.endpoint,
-                   create_account(shared_suite.config.db_path("gateway"), "pool-updater"))
+                   create_account(shared_suite.config.db_path("gateway"), "pool-updater",
+                                  shared_suite.config.secret))
     assert error_of(lambda: other.update_pool("guarded", metadata={})).reason == "POOL_NOT_FOUND"
 
 
@@ -200,6 +201,7 @@ def test_a_stale_task_etag_or_a_bad_mask_changes_nothing(
     e = error_of(lambda: c.update_task("strict", "nope", retention_time=5))
     assert (e.code.name, e.reason) == ("NOT_FOUND", "TASK_NOT_FOUND")
     other = Client(shared_suite.endpoint,
-                   create_account(shared_suite.config.db_path("gateway"), "task-updater"))
+                   create_account(shared_suite.config.db_path("gateway"), "task-updater",
+                                  shared_suite.config.secret))
     assert error_of(lambda: other.update_task("strict", "t", retention_time=5)).reason == (
         "JOB_NOT_FOUND")

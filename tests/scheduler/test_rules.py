@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from services.job_scheduler.engine import Outbound
 from services.job_scheduler.model import (
     Attempt,
     CancelIntent,
@@ -18,7 +19,9 @@ from services.job_scheduler.model import (
     judge,
 )
 from services.job_scheduler.placement import PoolQueue, plan
-from services.job_scheduler.sessions import Liveness, NodeSession, check_liveness
+from services.job_scheduler.sessions import Liveness, NodeSession, check_liveness, fence_after
+from shoal.agent.v1 import agent_pb2
+from tests.support import ManualClock
 
 
 def attempt(**kw: object) -> Attempt:
@@ -193,3 +196,34 @@ def test_liveness_marks_unreachable_then_lost() -> None:
     unreachable, lost = check_liveness([s], 121.0, 6.0, 20.0)
     assert lost == [s] and s.liveness == Liveness.LOST
     assert check_liveness([s], 200.0, 6.0, 20.0) == ([], [])
+
+
+def test_an_agent_fences_itself_before_the_scheduler_can_requeue_its_attempts() -> None:
+    # The defaults: requeued 20 s after the last heartbeat heard; the agent kills at 16 s.
+    assert fence_after(2.0, 20.0, 20.0) == 16.0
+    # After a restart the grace is the shorter window; a margin of at least 1 s.
+    assert fence_after(0.2, 20.0, 4.0) == 3.0
+    # Never more than half the window goes to the margin.
+    assert fence_after(2.0, 3.0, 20.0) == 1.5
+    for hb, lost, grace in [(0.5, 4.0, 4.0), (5.0, 60.0, 30.0), (0.05, 0.5, 0.5)]:
+        assert 0 < fence_after(hb, lost, grace) < min(lost, grace)
+
+
+async def test_the_scheduler_echoes_heartbeats_alone_only_on_a_quiet_stream() -> None:
+    clock = ManualClock(100.0)
+    out = Outbound(1, echo_every=2.0, clock=clock)
+    out.heard(1)  # the stream was just opened: not quiet yet
+    assert out.queue.empty()
+    clock.advance(2.0)
+    out.heard(2)
+    echo = out.queue.get_nowait()
+    assert echo is not None and out.stamp(echo).heartbeat_seen == 2
+    clock.advance(1.0)
+    out.heard(3)  # written a second ago: the next message carries it
+    assert out.queue.empty()
+    out.send(agent_pb2.SchedulerMessage(ack_attempts=["a1"]))
+    msg = out.queue.get_nowait()
+    assert msg is not None and out.stamp(msg).heartbeat_seen == 3
+    clock.advance(5.0)
+    out.heard(2)  # older than what was echoed: nothing
+    assert out.queue.empty() and out.seen == 3

@@ -3,7 +3,12 @@
 Agents run in their own session (process group), so a signal to the pool-manager does not
 reach them and they can outlive a crashed pool-manager; the next one adopts them by pid and
 start time. Our own children are watched with `await proc.wait()`; adopted processes are not
-our children, so they are polled.
+our children, so they are watched through a pidfd (polled where there is none).
+
+An agent that ends without being stopped may leave its node's processes running (they run in
+sessions of their own). They are killed, and gone, before the end is reported (`poll`), so the
+pool-manager never has a dead agent's tasks requeued while they still run; and a node root is
+deleted only once nothing of it runs (services.common.node_processes).
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import structlog
 
+from services.common import procfs
 from services.common.ids import ID_RE
+from services.common.node_processes import Leftovers, RootBusy, RootLock, kill_leftovers
 from services.pool_manager.providers.base import AgentKey, Exit, NodeSpec, ProcessRef
 from shoal.cluster_config import ClusterConfig
 
@@ -30,17 +37,12 @@ log = structlog.get_logger()
 JOIN_TOKEN_ENV = "SHOAL_JOIN_TOKEN"
 
 DEFAULT_AGENT_COMMAND = (sys.executable, "-m", "agent")
+ROOT_LOCK_WAIT = 10.0
+"""How long a kill of leftovers waits for the node root's lock (a dead agent holds none)."""
 
 
-def proc_stat(pid: int) -> tuple[str, int] | None:
-    """(state letter, start time in ticks) of a process, or None if /proc has no such pid."""
-    try:
-        text = Path(f"/proc/{pid}/stat").read_text()
-    except OSError:
-        return None
-    # The command name (field 2) is in parentheses and may itself hold spaces or ')'.
-    fields = text[text.rindex(")") + 2 :].split()
-    return fields[0], int(fields[19])
+class NodeBusy(OSError):
+    """A node root still has live processes (or a live agent): it is not deleted."""
 
 
 def is_alive(ref: ProcessRef) -> bool:
@@ -51,11 +53,10 @@ def is_alive(ref: ProcessRef) -> bool:
         return False
     except PermissionError:
         pass
-    stat = proc_stat(ref.pid)
-    if stat is None:
-        return not Path("/proc/self/stat").exists()  # no /proc here: trust kill(0)
-    state, start = stat
-    return state not in ("Z", "X") and (ref.start_time is None or start == ref.start_time)
+    if not Path("/proc/self/stat").exists():
+        return True  # no /proc here: trust kill(0)
+    ticks = procfs.start_ticks(ref.pid)
+    return ticks is not None and (ref.start_time is None or ticks == ref.start_time)
 
 
 def _open_log(path: Path) -> IO[bytes]:
@@ -71,6 +72,7 @@ class LocalProvider:
         agent_command: Sequence[str] = DEFAULT_AGENT_COMMAND,
         stop_timeout: float = 10.0,
         poll_interval: float = 0.05,
+        lock_wait: float = ROOT_LOCK_WAIT,
     ) -> None:
         """`agent_command` is the agent's command line without the arguments this provider
         adds (--pool-manager, --node-id, --node-root, --log-level; the join token goes in the
@@ -81,6 +83,7 @@ class LocalProvider:
         self._command = list(agent_command)
         self._stop_timeout = stop_timeout
         self._poll_interval = poll_interval
+        self._lock_wait = lock_wait
         self._children: dict[AgentKey, asyncio.subprocess.Process] = {}
         self._waiters: dict[AgentKey, asyncio.Task[None]] = {}
         self._adopted: dict[AgentKey, ProcessRef] = {}
@@ -104,7 +107,7 @@ class LocalProvider:
         key = spec.key
         if key in self._children:
             pid = self._children[key].pid
-            return ProcessRef(pid, (proc_stat(pid) or ("", None))[1])
+            return ProcessRef(pid, procfs.start_ticks(pid))
         root = self.node_root(key)
         root.mkdir(parents=True, exist_ok=True)
         argv = [
@@ -126,18 +129,50 @@ class LocalProvider:
             )
         self._children[key] = proc
         self._waiters[key] = asyncio.create_task(self._wait(key, proc))
-        stat = proc_stat(proc.pid)
         log.info("agent started", node=spec.node, pid=proc.pid)
-        return ProcessRef(proc.pid, stat[1] if stat else None)
+        return ProcessRef(proc.pid, procfs.start_ticks(proc.pid))
 
     async def _wait(self, key: AgentKey, proc: asyncio.subprocess.Process) -> None:
         code = await proc.wait()
-        if self._children.get(key) is proc:
-            del self._children[key]
+        await self._ended(key, self._children, proc, code)
+
+    async def _watch_adopted(self, key: AgentKey, ref: ProcessRef) -> None:
+        await self._gone(ref, None)
+        await self._ended(key, self._adopted, ref, None)
+
+    async def _ended(self, key: AgentKey, table: dict[AgentKey, Any], agent: object,
+                     code: int | None) -> None:
+        """The node's agent (`agent`, held in `table`) ended without being stopped: kill what
+        it left, then report its end. Until then it counts as running: the loop must not take
+        the node for ended (and have its tasks requeued) while they may still run."""
+
+        def ours() -> bool:
+            return table.get(key) is agent and key not in self._stopping
+
+        if not ours():
+            return
+        await self._kill_leftovers(key, f"agent ended (exit code {code})")
+        if ours():
+            del table[key]
             self._waiters.pop(key, None)
-            if key not in self._stopping:
-                self._exits.append(Exit(key, code))
-                self._listener()
+            self._exits.append(Exit(key, code))
+            self._listener()
+
+    async def _kill_leftovers(self, key: AgentKey, why: str) -> bool:
+        """Kill what the node's dead agent left running and wait until it is gone; False if
+        something survived (or the root is in use by a live agent)."""
+        root = self.node_root(key)
+        if not root.is_dir():
+            return True
+        try:
+            left = await asyncio.to_thread(_kill_under_lock, root, self._lock_wait)
+        except RootBusy as e:
+            log.error("cannot kill a node's leftovers", node=key[2], error=str(e))
+            return False
+        if left.killed or not left.clean:
+            log.info("node processes killed", node=key[2], why=why, killed=left.killed,
+                     surviving=list(left.survivors))
+        return left.clean
 
     def adopt(self, spec: NodeSpec, ref: ProcessRef) -> bool:
         if self.running(spec.key):
@@ -145,6 +180,7 @@ class LocalProvider:
         if ref.start_time is None or not is_alive(ref):
             return False
         self._adopted[spec.key] = ref
+        self._waiters[spec.key] = asyncio.create_task(self._watch_adopted(spec.key, ref))
         log.info("agent adopted", node=spec.node, pid=ref.pid)
         return True
 
@@ -152,10 +188,6 @@ class LocalProvider:
         return key in self._children or key in self._adopted
 
     def poll(self) -> list[Exit]:
-        for key, ref in list(self._adopted.items()):
-            if key not in self._stopping and not is_alive(ref):
-                del self._adopted[key]
-                self._exits.append(Exit(key, None))
         exits, self._exits = self._exits, []
         return exits
 
@@ -167,12 +199,15 @@ class LocalProvider:
         if proc is not None:
             await self._stop_child(proc)
             self._children.pop(key, None)
-            task = self._waiters.pop(key, None)
-            if task is not None:
-                task.cancel()
         elif ref is not None:
             await self._stop_adopted(ref)
             self._adopted.pop(key, None)
+        task = self._waiters.pop(key, None)
+        if task is not None:
+            task.cancel()
+        # An agent that stops cleanly kills its node's processes itself; one that had to be
+        # killed could not.
+        await self._kill_leftovers(key, "agent stopped")
         # Left in place if cancelled above, so a late exit is not mistaken for a crash.
         self._stopping.discard(key)
 
@@ -203,16 +238,29 @@ class LocalProvider:
                 os.killpg(ref.pid, signal.SIGKILL)
         await self._gone(ref, self._stop_timeout)
 
-    async def _gone(self, ref: ProcessRef, within: float) -> bool:
-        deadline = time.monotonic() + within
+    async def _gone(self, ref: ProcessRef, within: float | None) -> bool:
+        """Wait until the process is gone (at most `within` seconds; None: however long)."""
+        exited = _exit_of(ref)
+        if exited is not None:
+            try:
+                await asyncio.wait_for(exited, within)
+            except TimeoutError:
+                return False
+            finally:
+                exited.cancel()
+            return True
+        deadline = None if within is None else time.monotonic() + within
         while is_alive(ref):
-            if time.monotonic() >= deadline:
+            if deadline is not None and time.monotonic() >= deadline:
                 return False
             await asyncio.sleep(self._poll_interval)
         return True
 
     async def remove(self, spec: NodeSpec) -> None:
         root = self.node_root(spec.key)
+        # Never under running processes: NodeBusy leaves it for the next round.
+        if not await self._kill_leftovers(spec.key, "node removed"):
+            raise NodeBusy(f"node root {root} still has live processes; not deleted")
         await asyncio.to_thread(shutil.rmtree, root, True)
         # The pool's and account's directories go too once empty.
         for parent in (root.parent, root.parent.parent):
@@ -234,3 +282,39 @@ class LocalProvider:
         self._waiters.clear()
         self._children.clear()
         self._adopted.clear()
+
+
+def _kill_under_lock(root: Path, wait: float) -> Leftovers:
+    with RootLock.acquire(root, wait):
+        return kill_leftovers(root)
+
+
+def _exit_of(ref: ProcessRef) -> asyncio.Future[None] | None:
+    """A future done when the process `ref` names exits, through a pidfd (Linux 5.3+); None
+    where there is none. Already done if it is gone (or its pid was reused)."""
+    loop = asyncio.get_running_loop()
+    done: asyncio.Future[None] = loop.create_future()
+    try:
+        fd = os.pidfd_open(ref.pid)
+    except ProcessLookupError:
+        done.set_result(None)
+        return done
+    except (OSError, AttributeError):
+        return None
+    # Checked after the pidfd pins the process: a pid reused before it is not ours.
+    if not is_alive(ref):
+        os.close(fd)
+        done.set_result(None)
+        return done
+
+    def readable() -> None:
+        if not done.done():
+            done.set_result(None)
+
+    def closed(_: asyncio.Future[None]) -> None:
+        loop.remove_reader(fd)
+        os.close(fd)
+
+    loop.add_reader(fd, readable)
+    done.add_done_callback(closed)
+    return done

@@ -209,7 +209,7 @@ class FileChunk(_message.Message):
     def __init__(self, request_id: _Optional[int] = ..., data: _Optional[bytes] = ..., offset: _Optional[int] = ..., eof: _Optional[bool] = ..., error: _Optional[str] = ...) -> None: ...
 
 class SchedulerMessage(_message.Message):
-    __slots__ = ("welcome", "assignments", "cancel_attempts", "ack_attempts", "file_reads", "drain", "staging_grants", "jobs_ended", "deleted_tasks", "attempt_constraints")
+    __slots__ = ("welcome", "assignments", "cancel_attempts", "ack_attempts", "file_reads", "drain", "staging_grants", "jobs_ended", "deleted_tasks", "attempt_constraints", "heartbeat_seen")
     WELCOME_FIELD_NUMBER: _ClassVar[int]
     ASSIGNMENTS_FIELD_NUMBER: _ClassVar[int]
     CANCEL_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
@@ -220,6 +220,7 @@ class SchedulerMessage(_message.Message):
     JOBS_ENDED_FIELD_NUMBER: _ClassVar[int]
     DELETED_TASKS_FIELD_NUMBER: _ClassVar[int]
     ATTEMPT_CONSTRAINTS_FIELD_NUMBER: _ClassVar[int]
+    HEARTBEAT_SEEN_FIELD_NUMBER: _ClassVar[int]
     welcome: Welcome
     assignments: _containers.RepeatedCompositeFieldContainer[Assignment]
     cancel_attempts: _containers.RepeatedScalarFieldContainer[str]
@@ -230,7 +231,8 @@ class SchedulerMessage(_message.Message):
     jobs_ended: _containers.RepeatedCompositeFieldContainer[JobEnded]
     deleted_tasks: _containers.RepeatedCompositeFieldContainer[TaskRef]
     attempt_constraints: _containers.RepeatedCompositeFieldContainer[AttemptConstraints]
-    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., ack_attempts: _Optional[_Iterable[str]] = ..., file_reads: _Optional[_Iterable[_Union[FileRead, _Mapping]]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., staging_grants: _Optional[_Iterable[_Union[StagingGrant, _Mapping]]] = ..., jobs_ended: _Optional[_Iterable[_Union[JobEnded, _Mapping]]] = ..., deleted_tasks: _Optional[_Iterable[_Union[TaskRef, _Mapping]]] = ..., attempt_constraints: _Optional[_Iterable[_Union[AttemptConstraints, _Mapping]]] = ...) -> None: ...
+    heartbeat_seen: int
+    def __init__(self, welcome: _Optional[_Union[Welcome, _Mapping]] = ..., assignments: _Optional[_Iterable[_Union[Assignment, _Mapping]]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., ack_attempts: _Optional[_Iterable[str]] = ..., file_reads: _Optional[_Iterable[_Union[FileRead, _Mapping]]] = ..., drain: _Optional[_Union[Drain, _Mapping]] = ..., staging_grants: _Optional[_Iterable[_Union[StagingGrant, _Mapping]]] = ..., jobs_ended: _Optional[_Iterable[_Union[JobEnded, _Mapping]]] = ..., deleted_tasks: _Optional[_Iterable[_Union[TaskRef, _Mapping]]] = ..., attempt_constraints: _Optional[_Iterable[_Union[AttemptConstraints, _Mapping]]] = ..., heartbeat_seen: _Optional[int] = ...) -> None: ...
 
 class AttemptConstraints(_message.Message):
     __slots__ = ("attempt_id", "max_wall_clock_time", "retention_time")
@@ -283,14 +285,16 @@ class StagingGrant(_message.Message):
     def __init__(self, attempt_id: _Optional[str] = ..., kind: _Optional[_Union[StagingKind, str]] = ..., job_task: _Optional[_Union[JobTaskKind, str]] = ..., downloads: _Optional[_Iterable[_Union[Download, _Mapping]]] = ..., packages: _Optional[_Iterable[_Union[PackageGrant, _Mapping]]] = ..., upload_urls: _Optional[_Iterable[str]] = ..., failure: _Optional[_Union[_task_pb2.FailureInfo, _Mapping]] = ...) -> None: ...
 
 class Welcome(_message.Message):
-    __slots__ = ("heartbeat_interval", "cancel_attempts", "upload_logs")
+    __slots__ = ("heartbeat_interval", "cancel_attempts", "upload_logs", "fence_after")
     HEARTBEAT_INTERVAL_FIELD_NUMBER: _ClassVar[int]
     CANCEL_ATTEMPTS_FIELD_NUMBER: _ClassVar[int]
     UPLOAD_LOGS_FIELD_NUMBER: _ClassVar[int]
+    FENCE_AFTER_FIELD_NUMBER: _ClassVar[int]
     heartbeat_interval: _duration_pb2.Duration
     cancel_attempts: _containers.RepeatedScalarFieldContainer[str]
     upload_logs: bool
-    def __init__(self, heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., upload_logs: _Optional[bool] = ...) -> None: ...
+    fence_after: _duration_pb2.Duration
+    def __init__(self, heartbeat_interval: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ..., cancel_attempts: _Optional[_Iterable[str]] = ..., upload_logs: _Optional[bool] = ..., fence_after: _Optional[_Union[datetime.timedelta, _duration_pb2.Duration, _Mapping]] = ...) -> None: ...
 
 class Assignment(_message.Message):
     __slots__ = ("attempt_id", "job_id", "task_id", "command_line", "environment", "max_wall_clock_time", "required_slots", "attempt_number", "files", "job_preparation_task", "job_uid", "retention_time")
