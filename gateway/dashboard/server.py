@@ -215,18 +215,24 @@ class Dashboard:
 
     async def _job_events(self, s: Session, request: web.Request) -> AsyncIterator[tuple[str, Any]]:
         job_id = request.match_info["job"]
-        # Its own call with its own key first: a shared feed is joined only by pages that
-        # may see what it follows.
-        await self.backend.job_message(s.key, job_id)
-        async for item in self.feeds.follow((s.account, "job", job_id.lower()),
-                                            lambda: live.job_progress(self.backend, s.key, job_id)):
+        async for item in self._follow(s, "job", job_id, self.backend.job_message(s.key, job_id),
+                                       lambda: live.job_progress(self.backend, s.key, job_id)):
             yield item
 
     async def _node_events(self, s: Session, request: web.Request) -> AsyncIterator[tuple[str, Any]]:
         pool_id = request.match_info["pool"]
-        await self.backend.pool_message(s.key, pool_id)
-        async for item in self.feeds.follow((s.account, "pool", pool_id.lower()),
-                                            lambda: live.node_map(self.backend, s.key, pool_id)):
+        async for item in self._follow(s, "pool", pool_id, self.backend.pool_message(s.key, pool_id),
+                                       lambda: live.node_map(self.backend, s.key, pool_id)):
+            yield item
+
+    async def _follow(
+        self, s: Session, kind: str, name: str, check: Awaitable[Any],
+        source: Callable[[], AsyncIterator[tuple[str, Any]]],
+    ) -> AsyncIterator[tuple[str, Any]]:
+        """The account's shared feed of `kind` `name`, once the session's own call with its
+        own key (`check`) has read what it follows: a page joins only what it may see."""
+        await check
+        async for item in self.feeds.follow((s.account, kind, name.lower()), source):
             yield item
 
     def _log(self, s: Session, request: web.Request) -> AsyncIterator[tuple[str, Any]]:
