@@ -28,6 +28,7 @@ from bench import (
     observe,
     report,
     throughput,
+    watch,
 )
 from bench.common import measured
 from bench.figures import Outcome
@@ -45,6 +46,7 @@ BENCHMARKS: dict[str, Runner] = {
     "bulk": lambda quick, _: bulk.run(quick),
     "bigjob": lambda quick, _: bigjob.run(quick),
     "manynodes": manynodes.run,
+    "watch": lambda quick, _: watch.run(quick),
     "observe": lambda quick, _: observe.run(quick),
 }
 # Their throughput figures are read against the ceiling, so it runs first whenever they do.

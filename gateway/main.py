@@ -63,9 +63,9 @@ async def serve(config: ClusterConfig) -> None:
         await own.close()
     if metrics is not None:
         await metrics.stop()
-    await peers.stop()
     if rest_runner is not None:
         await rest_runner.cleanup()
+    await peers.stop()
     await host.stop(grace=2.0)
     for ch in channels.values():
         await ch.close()

@@ -8,7 +8,9 @@
     job = client.wait_job("j1")
 
 Callers pass ids; the client builds resource names. Every failure is a `ShoalError`. Methods
-return the protobuf messages of `shoal.v1` (typed by the generated .pyi stubs). Storage and
+return the protobuf messages of `shoal.v1` (typed by the generated .pyi stubs). `watch_job`
+and `watch_nodes` follow changes as they happen (shoal/watch.py), and the `wait_*` methods
+are built on them: nothing polls. Storage and
 application-package methods (`upload_object`, `download_object`, ...) live in shoal/storage.py,
 job schedule methods in shoal/job_schedules.py; `TaskSpec` in shoal/task_specs.py (both add
 tasks); the typed resource file / output file / package helpers in shoal/specs.py.
@@ -56,6 +58,7 @@ from shoal.v1 import (
     task_pb2,
     task_pb2_grpc,
 )
+from shoal.watch import WatchStream
 
 SERVICES_BEHIND_GATEWAY = ("pool-manager", "job-scheduler", "storage-stager")
 ACCOUNT_HEADER = "x-shoal-account"
@@ -74,6 +77,7 @@ CHANNEL_OPTIONS = [
 ]
 
 T = TypeVar("T")
+JobEvent = job_pb2.JobEvent
 
 
 def default_state_dir() -> Path:
@@ -278,6 +282,18 @@ def _deallocation(value: str | int, field: str) -> str:
                       {"TASKCOMPLETION": "TASK_COMPLETION"})
 
 
+def _deadline(timeout: float | None) -> float | None:
+    return None if timeout is None else time.monotonic() + timeout
+
+
+def _left(deadline: float | None) -> float | None:
+    """Seconds to a deadline, at least a moment (the watch then raises DEADLINE_EXCEEDED)."""
+    return None if deadline is None else max(0.001, deadline - time.monotonic())
+
+
+def _job_done(job: job_pb2.Job) -> bool:
+    c = job.task_counts
+    return job.state == job_pb2.Job.COMPLETED or (c.active == 0 and c.running == 0)
 _COMPLETION_ALIASES = {"TERMINATE": "TERMINATE_JOB", "TERMINATEJOB": "TERMINATE_JOB",
                        "NOACTION": "NO_ACTION"}
 """OnAllTasksComplete by the names people use: ours, and az batch's (noaction, terminatejob)."""
@@ -688,36 +704,93 @@ class Client(StorageMethods, JobScheduleMethods):
         """Schedule a disabled job's tasks again."""
         return self._call(self._jobs.EnableJob, job_pb2.EnableJobRequest(name=job_name(job_id)))
 
+    def watch_job(
+        self,
+        job_id: str,
+        from_revision: int | None = None,
+        *,
+        task_state: str | int | Sequence[str | int] | None = None,
+        job_only: bool = False,
+        timeout: float | None = None,
+        reconnect_for: float = 60.0,
+    ) -> WatchStream[job_pb2.JobEvent]:
+        """The changes of a job and of its tasks as they happen: JobEvents, oldest first.
+
+        `from_revision`: the `revision` of a List or Get answer (or of an earlier watch) to
+        miss nothing after it; None starts now, with the job as it is (type CURRENT).
+        `task_state` sends only task changes into those states (deletions always);
+        `job_only` sends none (the job's own changes carry its task counts). The stream
+        resumes by itself from where it was after a lost connection (trying for
+        `reconnect_for` seconds), so no change is missed or repeated; `.revision` is where
+        it is. A revision the service no longer keeps (it restarted, or the reader fell
+        far behind) raises ShoalError with reason REVISION_COMPACTED: list again and watch
+        from there. `timeout` ends the watch with DEADLINE_EXCEEDED. `close()` ends it.
+        """
+        request = job_pb2.WatchJobRequest(
+            name=job_name(job_id), task_filter=state_filter(task_state, task_pb2.Task.State),
+            job_only=job_only,
+        )
+
+        def open(revision: int, left: float | None) -> Any:
+            request.from_revision = revision
+            return self._jobs.WatchJob(request, metadata=self._metadata, timeout=left)
+
+        return WatchStream(open, from_revision or 0, reconnect_for=reconnect_for,
+                           deadline=_deadline(timeout))
+
     def wait_job(
         self,
         job_id: str,
         *,
-        poll: float = 0.5,
         timeout: float | None = None,
         on_progress: Callable[[job_pb2.TaskCounts], None] | None = None,
     ) -> job_pb2.Job:
-        """Poll until no task is active or running (or the job is COMPLETED); return the job.
-
-        WaitTimeoutError when `timeout` seconds pass first.
-        """
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Wait until no task is active or running (or the job is COMPLETED); return the job.
+        Follows the job's changes as they happen (watch_job): `on_progress(task_counts)` is
+        called with each. WaitTimeoutError when `timeout` seconds pass first."""
+        deadline = _deadline(timeout)
+        job: job_pb2.Job | None = None
         while True:
-            job = self.get_job(job_id)
-            counts = job.task_counts
-            if on_progress is not None:
-                on_progress(counts)
-            if job.state == job_pb2.Job.COMPLETED or (counts.active == 0 and counts.running == 0):
-                return job
-            if deadline is not None:
-                left = deadline - time.monotonic()
-                if left <= 0:
+            try:
+                with self.watch_job(job_id, job_only=True, timeout=_left(deadline)) as events:
+                    for event in events:
+                        if event.type == JobEvent.DELETED:
+                            raise ShoalError(StatusCode.NOT_FOUND, f"job {job_id!r} was deleted",
+                                             reason="JOB_NOT_FOUND")
+                        job = event.job
+                        if on_progress is not None:
+                            on_progress(job.task_counts)
+                        if _job_done(job):
+                            return job
+            except ShoalError as e:
+                if e.code == StatusCode.DEADLINE_EXCEEDED:
+                    c = job.task_counts if job is not None else job_pb2.TaskCounts()
                     raise WaitTimeoutError(
-                        f"job {job_id!r} still has {counts.active} active and {counts.running} "
-                        f"running tasks after {timeout:g}s"
-                    )
-                time.sleep(min(poll, left))
-            else:
-                time.sleep(poll)
+                        f"job {job_id!r} still has {c.active} active and {c.running} running "
+                        f"tasks after {timeout:g}s"
+                    ) from None
+                if e.reason != "REVISION_COMPACTED":
+                    raise
+                # The scheduler restarted: follow on from the job as it is now.
+
+    def watch_nodes(
+        self,
+        pool_id: str,
+        from_revision: int | None = None,
+        *,
+        timeout: float | None = None,
+        reconnect_for: float = 60.0,
+    ) -> WatchStream[pool_pb2.NodeEvent]:
+        """The changes of a pool's nodes as they happen: NodeEvents, oldest first. None
+        starts now with every node as it is (type CURRENT); otherwise as watch_job."""
+        request = pool_pb2.WatchNodesRequest(parent=pool_name(pool_id))
+
+        def open(revision: int, left: float | None) -> Any:
+            request.from_revision = revision
+            return self._pools.WatchNodes(request, metadata=self._metadata, timeout=left)
+
+        return WatchStream(open, from_revision or 0, reconnect_for=reconnect_for,
+                           deadline=_deadline(timeout))
 
     # Tasks
 
@@ -891,19 +964,92 @@ class Client(StorageMethods, JobScheduleMethods):
         return self._call(self._tasks.ExplainTask, request)
 
     def wait_task(
-        self, job_id: str, task_id: str, *, poll: float = 0.2, timeout: float | None = None
+        self, job_id: str, task_id: str, *, timeout: float | None = None
     ) -> task_pb2.Task:
-        """Poll until the task is COMPLETED; return it. WaitTimeoutError when `timeout`
-        seconds pass first."""
-        deadline = None if timeout is None else time.monotonic() + timeout
+        """Wait until the task is COMPLETED; return it. Follows the job's task changes as
+        they happen. WaitTimeoutError when `timeout` seconds pass first."""
+        (task,) = self.wait_for_tasks(job_id, [task_id], timeout=timeout)
+        return task
+
+    def wait_for_tasks(
+        self,
+        job_id: str,
+        task_ids: Iterable[str] | None = None,
+        *,
+        timeout: float | None = None,
+        on_progress: Callable[[int, int], None] | None = None,
+    ) -> list[task_pb2.Task]:
+        """Wait until every one of these tasks (None: every task the job has now) is
+        COMPLETED; return them in id order (as GetTask shows them when named, as ListTasks
+        does otherwise). Lists the tasks, then follows their completions from the list's
+        revision (watch_job), so none is missed. `on_progress(completed, total)` is called
+        as they complete. NOT_FOUND when one does not exist or is deleted meanwhile;
+        WaitTimeoutError when `timeout` passes first."""
+        deadline = _deadline(timeout)
+        wanted = None if task_ids is None else {t.lower(): t for t in task_ids}
         while True:
-            task = self.get_task(job_id, task_id)
-            if task.state == task_pb2.Task.COMPLETED:
-                return task
-            if deadline is not None and time.monotonic() > deadline:
-                raise WaitTimeoutError(
-                    f"task {task_id!r} of job {job_id!r} did not complete within {timeout:g}s")
-            time.sleep(poll)
+            request = task_pb2.ListTasksRequest(parent=job_name(job_id), page_size=1000)
+            first = self._call(self._tasks.ListTasks, request)
+            listed = list(first.tasks)
+            if first.next_page_token:
+                request.page_token = first.next_page_token
+                listed += self._pages(self._tasks.ListTasks, request, "tasks")
+            tasks = {last_segment(t.name).lower(): t for t in listed}
+            if wanted is not None:
+                missing = sorted(set(wanted) - set(tasks))
+                if missing:
+                    raise ShoalError(StatusCode.NOT_FOUND,
+                                     f"task {wanted[missing[0]]!r} not found in job {job_id!r}",
+                                     reason="TASK_NOT_FOUND")
+                tasks = {k: tasks[k] for k in wanted}
+            pending = {k for k, t in tasks.items() if t.state != task_pb2.Task.COMPLETED}
+            try:
+                self._follow_completions(job_id, first.revision, tasks, pending, deadline,
+                                         on_progress)
+            except ShoalError as e:
+                if e.code == StatusCode.DEADLINE_EXCEEDED:
+                    raise WaitTimeoutError(
+                        f"{len(pending)} of {len(tasks)} tasks of job {job_id!r} had not "
+                        f"completed after {timeout:g}s"
+                    ) from None
+                if e.reason != "REVISION_COMPACTED":
+                    raise
+                continue  # the scheduler restarted: list again
+            # Read again: the watch sent only completions, not everything since the list.
+            if wanted is not None:
+                return [self.get_task(job_id, wanted[k]) for k in sorted(tasks)]
+            return sorted(self.list_tasks(job_id), key=lambda t: last_segment(t.name).lower())
+
+    def _follow_completions(
+        self, job_id: str, revision: int, tasks: dict[str, task_pb2.Task], pending: set[str],
+        deadline: float | None, on_progress: Callable[[int, int], None] | None,
+    ) -> None:
+        """Take completions (and deletions) of `tasks` until `pending` is empty."""
+        if on_progress is not None:
+            on_progress(len(tasks) - len(pending), len(tasks))
+        if not pending:
+            return
+        with self.watch_job(job_id, revision, task_state="completed",
+                            timeout=_left(deadline)) as events:
+            for event in events:
+                if event.HasField("job"):
+                    if event.type == JobEvent.DELETED:
+                        raise ShoalError(StatusCode.NOT_FOUND, f"job {job_id!r} was deleted",
+                                         reason="JOB_NOT_FOUND")
+                    continue
+                key = last_segment(event.task.name).lower()
+                if key not in tasks:
+                    continue
+                if event.type == JobEvent.DELETED:
+                    raise ShoalError(StatusCode.NOT_FOUND,
+                                     f"task {last_segment(event.task.name)!r} was deleted",
+                                     reason="TASK_NOT_FOUND")
+                if key in pending:
+                    pending.discard(key)
+                    if on_progress is not None:
+                        on_progress(len(tasks) - len(pending), len(tasks))
+                    if not pending:
+                        return
 
     def list_tasks(
         self,

@@ -36,6 +36,28 @@ class SchedulerTiming:
     minute); tests set it lower."""
 
 
+@dataclass(frozen=True)
+class WatchConfig:
+    """The watch API (WatchJob, WatchNodes): how much history a service keeps for clients
+    that resume, and how often an idle stream says it is alive."""
+
+    history: int = 100_000
+    """Changes kept per account (per service; up to 1/16 more, as the oldest are dropped in
+    chunks): a client may resume from a revision at least this many changes old; an older
+    one is answered OUT_OF_RANGE (REVISION_COMPACTED)."""
+    progress_interval: float = 5.0
+    """Seconds an idle watch stream waits before it sends a progress message (no changes,
+    the current revision), so a client knows the stream is alive."""
+
+    def check(self) -> WatchConfig:
+        """Return self if the settings are usable; ValueError naming the setting if not."""
+        if self.history < 1:
+            raise ValueError("watch.history must be at least 1")
+        if self.progress_interval <= 0:
+            raise ValueError("watch.progress_interval must be positive")
+        return self
+
+
 STORAGE_BACKENDS = ("local", "s3")
 
 
@@ -201,6 +223,7 @@ class ClusterConfig:
     rest: RestConfig = field(default_factory=RestConfig)
     observe: ObserveConfig = field(default_factory=ObserveConfig)
     log_level: str = "info"
+    watch: WatchConfig = field(default_factory=WatchConfig)
 
     @property
     def service_token(self) -> str:
@@ -220,8 +243,10 @@ class ClusterConfig:
         timing = SchedulerTiming(**raw.pop("timing", {}))
         storage = StorageConfig(**raw.pop("storage", {})).check()
         rest = RestConfig(**raw.pop("rest", {})).check()
+        watch = WatchConfig(**raw.pop("watch", {})).check()
         observe = ObserveConfig(**raw.pop("observe", {})).check()
-        return cls(timing=timing, storage=storage, rest=rest, observe=observe, **raw)
+        return cls(timing=timing, storage=storage, rest=rest, watch=watch, observe=observe,
+                   **raw)
 
     @classmethod
     def new(cls, state_dir: Path, **overrides: object) -> ClusterConfig:

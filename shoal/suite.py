@@ -33,6 +33,7 @@ from shoal.cluster_config import (
     RestConfig,
     SchedulerTiming,
     StorageConfig,
+    WatchConfig,
 )
 from shoal.dbfiles import LOCK_FILE
 from shoal.errors import ClientConfigError
@@ -164,6 +165,7 @@ class LocalSuite:
         rest: RestConfig | None = None,
         log_level: str = "info",
         commands: Mapping[str, Sequence[str]] | None = None,
+        watch: WatchConfig | None = None,
     ) -> None:
         self.state_dir = Path(state_dir).resolve()
         self.config_path = self.state_dir / "cluster.json"
@@ -189,6 +191,7 @@ class LocalSuite:
         self._storage = storage or StorageConfig(http_address=f"{HOST}:0")
         self._rest = rest or RestConfig(address=f"{HOST}:{DEFAULT_REST_PORT if gateway_port else 0}")
         self._log_level = log_level
+        self._watch = watch or WatchConfig()
         unknown = set(commands or {}) - set(SERVICES)
         if unknown:
             raise ValueError(f"unknown services in commands: {sorted(unknown)}")
@@ -334,13 +337,14 @@ class LocalSuite:
                 rest=rest,
                 observe=observe,
                 log_level=self._log_level,
+                watch=self._watch,
                 **addresses,
             )
         else:
             config = ClusterConfig.new(
                 self.state_dir, timing=self._timing, storage=storage, rest=rest,
                 observe=observe,
-                log_level=self._log_level, **addresses,
+                log_level=self._log_level, watch=self._watch, **addresses,
             )
         config.save(self.config_path)
         self._config = config

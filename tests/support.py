@@ -4,15 +4,16 @@ hand, process lookups, and the real suite with short timings."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import os
 import sys
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
 from typing import TypeVar
 
-from shoal.cluster_config import SchedulerTiming, StorageConfig
+from shoal.cluster_config import SchedulerTiming, StorageConfig, WatchConfig
 from shoal.suite import LocalSuite
 
 FAST = SchedulerTiming(
@@ -87,11 +88,25 @@ def agent_pid(node_id: str) -> int:
     return pids[0]
 
 
-def start_suite(state_dir: Path, storage: StorageConfig | None = None) -> LocalSuite:
+def start_suite(
+    state_dir: Path, storage: StorageConfig | None = None, watch: WatchConfig | None = None
+) -> LocalSuite:
     """The real suite on free loopback ports with short liveness timings."""
     s = LocalSuite(state_dir, gateway_port=0, pool_manager_port=0, scheduler_port=0,
-                   stager_port=0, metrics_port=0, dashboard_port=0, timing=FAST, storage=storage)
+                   stager_port=0, timing=FAST, storage=storage, watch=watch)
     return s.start()
+
+
+@contextlib.contextmanager
+def running_suite(state_dir: Path, watch: WatchConfig | None = None) -> Iterator[LocalSuite]:
+    """start_suite, stopped at the end, with its logs printed (pytest shows them when the
+    test failed)."""
+    s = start_suite(state_dir, watch=watch)
+    try:
+        yield s
+    finally:
+        s.stop()
+        print_logs(s)
 
 
 def print_logs(s: LocalSuite) -> None:

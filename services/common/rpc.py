@@ -35,6 +35,8 @@ from services.common.metrics import RpcMetrics
 
 ACCOUNT_HEADER = "x-shoal-account"
 SERVICE_TOKEN_HEADER = "x-shoal-service-token"
+WATCH_NODE_SESSIONS = "/shoal.internal.v1.SchedulerControlService/WatchNodeSessions"
+"""The one internal call made for every account at once (ServiceInterceptor's cluster_wide)."""
 
 # The account of the call being served; set by ServiceInterceptor.
 current_account: contextvars.ContextVar[str] = contextvars.ContextVar("current_account")
@@ -146,9 +148,15 @@ def peer_error(
 
 
 class ServiceInterceptor(grpc.aio.ServerInterceptor):
-    def __init__(self, service_token: str, open_prefixes: Iterable[str] = ()) -> None:
+    def __init__(
+        self, service_token: str, open_prefixes: Iterable[str] = (),
+        cluster_wide: Iterable[str] = (),
+    ) -> None:
+        """`cluster_wide`: methods a peer service calls for every account at once (the
+        service token is checked; no account is named)."""
         self._token = service_token.encode()
         self._open = ("/grpc.health.", "/grpc.reflection.", *open_prefixes)
+        self._cluster_wide = frozenset(cluster_wide)
         self._refusals = RateLimitedLog("internal call refused", every=10.0)
 
     async def intercept_service(
@@ -163,18 +171,19 @@ class ServiceInterceptor(grpc.aio.ServerInterceptor):
         rpc = method.rsplit("/", 1)[-1]
         if method.startswith(self._open):
             return _wrap(handler, rpc)
-        refused = self._check(dict(details.invocation_metadata or ()))  # type: ignore[attr-defined]
+        refused = self._check(dict(details.invocation_metadata or ()),  # type: ignore[attr-defined]
+                              scoped=method not in self._cluster_wide)
         if refused is not None:
             self._refusals.warn(rpc=rpc, why=refused.message)
             return _refusal(handler, refused)
         return _wrap(handler, rpc)
 
-    def _check(self, md: dict[str, Any]) -> ShoalError | None:
+    def _check(self, md: dict[str, Any], scoped: bool = True) -> ShoalError | None:
         """The caller, from the call's metadata alone: before a byte of its body is read."""
         token = md.get(SERVICE_TOKEN_HEADER, "")
         if not hmac.compare_digest(str(token).encode(), self._token):
             return ShoalError(Code.UNAUTHENTICATED, "UNAUTHENTICATED", "missing or wrong service token")
-        if not md.get(ACCOUNT_HEADER):
+        if scoped and not md.get(ACCOUNT_HEADER):
             return ShoalError(Code.UNAUTHENTICATED, "UNAUTHENTICATED", "no account on the call")
         return None
 

@@ -26,12 +26,19 @@ from services.job_scheduler.core.nodes import AgentReport, Hello
 from services.job_scheduler.core.plan import (
     AckResults,
     Assign,
+    AssignTask,
     CancelAttempts,
     Drain,
+    FailTasks,
     Message,
     NewConstraints,
+    Reactivate,
+    StartAttempt,
+    TaskChanged,
     TaskDeleted,
     TaskInfo,
+    TaskOutcome,
+    UpdateJob,
 )
 from services.job_scheduler.dependencies import MAX_IDS as MAX_DEP_IDS
 from services.job_scheduler.dependencies import MAX_RANGE as MAX_DEP_RANGE
@@ -45,11 +52,14 @@ from services.job_scheduler.model import (
     Failure,
     Job,
     JobChanges,
+    JobState,
     OnAllTasksComplete,
     Report,
+    Result,
     TaskChanges,
     TaskDefinition,
     TaskRecord,
+    etag,
 )
 from services.job_scheduler.outcomes import DependencyAction, ExitOptions, ExitRules, JobAction
 from shoal.agent.v1 import agent_pb2
@@ -377,8 +387,10 @@ def job(j: Job) -> job_pb2.Job:
 
 
 def failure_info(f: Failure | None) -> task_pb2.FailureInfo | None:
-    if f is None:
-        return None
+    return None if f is None else failure_proto(f)
+
+
+def failure_proto(f: Failure) -> task_pb2.FailureInfo:
     return task_pb2.FailureInfo(category=f.category.name, code=f.code, message=f.message)
 
 
@@ -445,6 +457,87 @@ def task(t: TaskRecord) -> task_pb2.Task:
         out.output_files.extend(files.output_files)
         out.application_package_references.extend(files.application_packages)
     return out
+
+
+# -- watch events -------------------------------------------------------------------------
+
+
+def job_as_written(j: Job, row: UpdateJob) -> job_pb2.Job:
+    """The job as its row was written (the object has moved on since). Its settings are as
+    they are now: an update that changed them also wrote the row, later."""
+    out = job(j)
+    out.state = row.state.name  # type: ignore[assignment]
+    out.terminate_reason = row.terminate_reason
+    out.etag = etag(j.pk, row.revision)
+    out.update_time.FromNanoseconds(int(row.update_time * 1e9))
+    out.state_transition_time.FromNanoseconds(int(row.state_time * 1e9))
+    out.ClearField("end_time")
+    if row.end_time is not None:
+        out.end_time.FromNanoseconds(int(row.end_time * 1e9))
+    c = out.task_counts
+    c.active, c.running, c.completed, c.succeeded, c.failed = row.counts
+    return out
+
+
+def job_as_created(j: Job) -> job_pb2.Job:
+    return job_as_written(j, UpdateJob(j.pk, JobState.ACTIVE, "", j.create_time, None,
+                                       (0, 0, 0, 0, 0), 1, j.create_time))
+
+
+_CLEARED_ON_ASSIGN = ("execution_info.start_time", "execution_info.end_time",
+                      "execution_info.exit_code", "execution_info.failure_info")
+_CLEARED_ON_REACTIVATE = ("execution_info.end_time", "execution_info.exit_code",
+                          "execution_info.failure_info")
+
+
+def task_change(e: TaskChanged, task_id: str) -> tuple[task_pb2.Task, list[str]]:
+    """The fields a task row wrote, as a Task and the paths of its update mask: exactly the
+    columns the row's statement sets (services/job_scheduler/store.py), so a copy that
+    applies them equals what GetTask reads after the commit."""
+    t = task_pb2.Task(name=f"jobs/{e.job_id}/tasks/{task_id}", state=e.state.name)
+    info = t.execution_info
+    info.SetInParent()  # present even when every field is cleared: merging needs the parent
+    paths = ["state", "state_transition_time"]
+    r = e.row
+    if isinstance(r, AssignTask):
+        set_time(t.state_transition_time, r.time)
+        info.attempt_id, info.node = r.attempt_id, r.node
+        paths += ["execution_info.attempt_id", "execution_info.node", *_CLEARED_ON_ASSIGN]
+    elif isinstance(r, StartAttempt):
+        set_time(t.state_transition_time, r.time)
+        set_time(info.start_time, r.start_time)
+        paths.append("execution_info.start_time")
+    elif isinstance(r, TaskOutcome):
+        set_time(t.state_transition_time, r.time)
+        if r.result is not None:
+            info.result = r.result.name  # type: ignore[assignment]
+        info.retry_count, info.requeue_count = r.retry_count, r.requeue_count
+        paths += ["execution_info.result", "execution_info.retry_count",
+                  "execution_info.requeue_count", "execution_info.end_time",
+                  "execution_info.exit_code", "execution_info.failure_info"]
+        if r.start_time is not None:  # written as coalesce(start_time, ...)
+            set_time(info.start_time, r.start_time)
+            paths.append("execution_info.start_time")
+        if r.end_time is not None:
+            set_time(info.end_time, r.end_time)
+        if r.exit_code is not None:
+            info.exit_code = r.exit_code
+        if r.failure is not None:
+            info.failure_info.CopyFrom(failure_proto(r.failure))
+    elif isinstance(r, FailTasks):
+        set_time(t.state_transition_time, r.time)
+        info.result = Result.FAILURE.name  # type: ignore[assignment]
+        set_time(info.end_time, r.time)
+        info.failure_info.CopyFrom(failure_proto(r.failure))
+        paths += ["execution_info.result", "execution_info.end_time",
+                  "execution_info.failure_info"]
+    elif isinstance(r, Reactivate):
+        set_time(t.state_transition_time, r.time)
+        paths += ["execution_info.result", "execution_info.retry_count",
+                  "execution_info.requeue_count", *_CLEARED_ON_REACTIVATE]
+    else:
+        raise TypeError(f"not a task row: {r!r}")
+    return t, paths
 
 
 def assignment(a: Attempt, info: TaskInfo, job: Job) -> agent_pb2.Assignment:

@@ -14,19 +14,23 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import deque
 from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Any, Protocol
 
 import structlog
 
+from services.common.changes import ChangeLog
 from services.common.errors import Code, ShoalError, failed_precondition, invalid, not_found
 from services.common.filters import Filter
 from services.common.stager_client import StagingClient, StagingUnavailable
 from services.common.timeutil import Clock, to_duration
+from services.common.watch import Watchers
 from services.job_scheduler import convert
 from services.job_scheduler.core import Core, Explanation, Plan, Snapshot, Welcome
 from services.job_scheduler.core.failures import NOT_UPLOADED
 from services.job_scheduler.core.plan import Assign, Event, JobEnded, NodeKey, TaskInfo
+from services.job_scheduler.feed import JobFeed
 from services.job_scheduler.model import (
     Job,
     JobChanges,
@@ -35,6 +39,7 @@ from services.job_scheduler.model import (
     TaskDefinition,
     TaskRecord,
     TaskState,
+    added_task,
 )
 from services.job_scheduler.node_reads import NodeReads
 from services.job_scheduler.pool_peer import PoolInfo
@@ -48,8 +53,9 @@ from services.job_scheduler.task_logs import (
     TAIL_WINDOW_MAX,
     LastLines,
 )
+from services.job_scheduler.watching import JobWatch
 from shoal.agent.v1 import agent_pb2
-from shoal.cluster_config import SchedulerTiming
+from shoal.cluster_config import SchedulerTiming, WatchConfig
 from shoal.internal.v1 import staging_pb2
 from shoal.v1 import job_pb2, pool_pb2
 
@@ -116,6 +122,7 @@ class Engine:
         clock: Clock,
         storage: StagingClient | None = None,
         on_events: Callable[[list[Event]], None] | None = None,
+        watch: WatchConfig | None = None,
     ) -> None:
         self.store = store
         self.storage = storage
@@ -125,7 +132,15 @@ class Engine:
         self.clock = clock
         self.core = Core(timing, started_at=clock(), rules_of=convert.rules_of)
         self._on_events = on_events
-        """Where domain events go once their plan is committed."""
+        """Where domain events go once their plan is committed, besides the feed."""
+        watch = watch or WatchConfig()
+        log = ChangeLog(0, watch.history)
+        self.feed = JobFeed(log, Watchers(log, watch.progress_interval))
+        """The watch API's change log (its epoch is set in load())."""
+        self._watch_job = JobWatch(self.core, store, self.feed)
+        self._unpublished: deque[tuple[int, list[Event]]] = deque()
+        """Events of plans queued and not yet committed, with their tickets, in order."""
+        self._tickets = 0
         self._outbound: dict[NodeKey, Outbound] = {}
         self._kick = asyncio.Event()
         self._node_reads = NodeReads()
@@ -148,6 +163,7 @@ class Engine:
     # -- start / stop -----------------------------------------------------------------------
 
     async def load(self) -> None:
+        self.feed.begin(await self.store.start_epoch())
         counts = await self.store.count_tasks()
         jobs = await self.store.load_jobs()
         for job in jobs:
@@ -181,6 +197,8 @@ class Engine:
         await asyncio.gather(*self._loops, *self._background, return_exceptions=True)
         for out in self._outbound.values():
             out.close()
+        self.feed.watchers.close()
+        self.feed.sessions.close()
         await self.store.commit()
 
     # -- applying plans ---------------------------------------------------------------------
@@ -188,12 +206,17 @@ class Engine:
     async def _apply(self, plan: Plan) -> Any:
         """Queue the plan's rows, commit, then send its messages and return its reply (or
         raise the error it carries, once its rows are durable)."""
-        self._queue(plan)
-        return await self._deliver(plan)
+        return await self._deliver(plan, self._queue(plan))
 
-    def _queue(self, plan: Plan) -> None:
+    def _queue(self, plan: Plan) -> int:
         """The part of applying a plan that must follow its decision at once: its rows join
-        the next transaction, in the order plans were decided."""
+        the next transaction, in the order plans were decided. Returns the ticket of its
+        events (0 for none), which `_deliver` publishes once they are durable."""
+        ticket = 0
+        if plan.events:
+            self._tickets += 1
+            ticket = self._tickets
+            self._unpublished.append((ticket, plan.events))
         if plan.rows:
             self.store.write(plan.rows)
         for key in plan.close_streams:
@@ -202,13 +225,17 @@ class Engine:
                 out.close()
         if plan.dispatch:
             self._kick.set()
+        return ticket
 
-    async def _deliver(self, plan: Plan) -> Any:
+    async def _deliver(self, plan: Plan, ticket: int) -> Any:
         """The rest, once the plan's rows (and all queued before them) are durable."""
-        if plan.rows or plan.sends:
+        if plan.rows or plan.sends or ticket:
             # Sends wait for every row queued before them too, so a node never hears of a
-            # cancel before the assignment it cancels.
+            # cancel before the assignment it cancels; events too, so no watcher hears of a
+            # change a crash could undo.
             await self.store.commit()
+        if ticket:
+            self._publish(ticket)
         unsent: list[str] = []
         # A dispatch round assigns thousands of tasks: one message per node for all of them,
         # not one each for the stream writer to merge again.
@@ -233,13 +260,21 @@ class Engine:
                 out.send(convert.message(msg))
         for out, batch in assignments.values():
             out.send(agent_pb2.SchedulerMessage(assignments=batch))
-        if plan.events and self._on_events is not None:
-            self._on_events(plan.events)
         if unsent:
             await self._apply(self.core.undelivered(unsent, self.clock()))
         if isinstance(plan.reply, ShoalError):
             raise plan.reply
         return plan.reply
+
+    def _publish(self, ticket: int) -> None:
+        """Hand over the events of every plan up to this ticket, in the order the plans were
+        decided: the commit just awaited made all of them durable (plans that awaited the
+        same commit resume in any order, and a later one publishes the earlier ones too)."""
+        while self._unpublished and self._unpublished[0][0] <= ticket:
+            _, events = self._unpublished.popleft()
+            self.feed.record(events)
+            if self._on_events is not None:
+                self._on_events(events)
 
     def _stream_of(self, key: NodeKey) -> Callable[[], Outbound | None]:
         """The node's stream as it will be when asked (it may reconnect in between)."""
@@ -348,6 +383,19 @@ class Engine:
                 log.warning("job logs not deleted", job=job.id, error=str(e))
         log.info("job deleted", job=job.id, account=account)
 
+    # -- watch ------------------------------------------------------------------------------
+
+    def revision(self, account: str) -> int:
+        """The account's change revision: what a List or Get answered now reflects."""
+        return self.feed.log.revision(account)
+
+    def watch_job(
+        self, account: str, job_id: str, from_revision: int, states: set[str] | None,
+        job_only: bool,
+    ) -> AsyncIterator[job_pb2.WatchJobResponse]:
+        st = {TaskState[s] for s in states} if states is not None else None
+        return self._watch_job.stream(account, job_id, from_revision, st, job_only)
+
     # -- tasks ------------------------------------------------------------------------------
 
     async def create_tasks(
@@ -368,10 +416,7 @@ class Engine:
         self.core.check_batch([spec], True)
         job = self.core.job(account, job_id)
         (pk,) = await asyncio.shield(asyncio.create_task(self._add_tasks(job, [spec], True)))
-        return self.core.with_reason(job, TaskRecord(
-            job_id=job.id, spec=spec, state=TaskState.ACTIVE, create_time=now, state_time=now,
-            retry_count=0, requeue_count=0, attempt_id=None, node=None, start_time=None,
-            end_time=None, exit_code=None, result=None, failure=None, pk=pk))
+        return self.core.with_reason(job, added_task(job.id, spec, pk, now))
 
     async def _add_tasks(self, job: Job, specs: list[TaskDefinition], single: bool) -> list[int]:
         if len(specs) <= COALESCE_MAX and not any(sp.extra for sp in specs):
@@ -390,14 +435,16 @@ class Engine:
             pks = list(range(first, first + len(specs)))
             if job.pk in self._unwritten_jobs:
                 await self.store.commit()  # tasks must never be on disk without their job
-            taken = await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.clock())
+            # One time for the rows and the plan: a watcher is sent the tasks as written.
+            now = self.clock()
+            taken = await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), now)
             if taken:
                 raise _already_exists(job, taken)
-            plan = core.tasks_added(job, specs, pks, known, self.clock(), plain=plain)
+            plan = core.tasks_added(job, specs, pks, known, now, plain=plain)
             # Counted and queued under the lock, so a delete after this add comes after it in
             # memory and on disk; the commit of the job's counts need not hold up the next add.
-            self._queue(plan)
-        await self._deliver(plan)
+            ticket = self._queue(plan)
+        await self._deliver(plan, ticket)
         return pks
 
     async def _add_coalesced(self, job: Job, specs: list[TaskDefinition]) -> list[int]:
@@ -433,7 +480,8 @@ class Engine:
                 self.core.check_open(job)
                 if job.pk in self._unwritten_jobs:
                     await self.store.commit()  # tasks must never be on disk without their job
-                done = await self._insert_batch(job, batch)
+                now = self.clock()  # of the rows and the plan, as in _add_tasks
+                done = await self._insert_batch(job, batch, now)
             except ShoalError as e:
                 for _, fut in batch:
                     if not fut.done():
@@ -442,10 +490,10 @@ class Engine:
             added = [(specs, pks) for specs, pks in done if isinstance(pks, list)]
             plan = self.core.tasks_added(
                 job, [sp for specs, _ in added for sp in specs],
-                [pk for _, pks in added for pk in pks], {}, self.clock(), plain=True)
-            self._queue(plan)  # under the lock, as any add
+                [pk for _, pks in added for pk in pks], {}, now, plain=True)
+            ticket = self._queue(plan)  # under the lock, as any add
         try:
-            await self._deliver(plan)
+            await self._deliver(plan, ticket)
         except ShoalError as e:
             done = [(specs, e if isinstance(got, list) else got) for specs, got in done]
         for (_, fut), (_, got) in zip(batch, done, strict=True):
@@ -457,7 +505,8 @@ class Engine:
                 fut.set_result(got)
 
     async def _insert_batch(
-        self, job: Job, batch: list[tuple[list[TaskDefinition], asyncio.Future[list[int]]]]
+        self, job: Job, batch: list[tuple[list[TaskDefinition], asyncio.Future[list[int]]]],
+        now: float,
     ) -> list[tuple[list[TaskDefinition], list[int] | ShoalError]]:
         """Insert the waiting adds in one transaction; if an id is taken (by an existing task
         or by another add of the round), each add on its own, so only the add that names
@@ -469,7 +518,7 @@ class Engine:
 
         specs = [sp for sps, _ in batch for sp in sps]
         pks = pks_for(len(specs))
-        if not await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), self.clock()):
+        if not await self.store.insert_tasks(job.pk, zip(pks, specs, strict=True), now):
             out: list[tuple[list[TaskDefinition], list[int] | ShoalError]] = []
             for sps, _ in batch:
                 out.append((sps, pks[: len(sps)]))
@@ -478,7 +527,7 @@ class Engine:
         out = []
         for sps, _ in batch:
             mine = pks_for(len(sps))
-            taken = await self.store.insert_tasks(job.pk, zip(mine, sps, strict=True), self.clock())
+            taken = await self.store.insert_tasks(job.pk, zip(mine, sps, strict=True), now)
             out.append((sps, _already_exists(job, taken) if taken else mine))
         return out
 

@@ -7,6 +7,7 @@ import structlog
 from services.common.metrics import new_registry, serve_metrics
 from services.common.process import run_service
 from services.common.rpc import (
+    WATCH_NODE_SESSIONS,
     ServiceHost,
     ServiceInterceptor,
     internal_channel,
@@ -40,7 +41,7 @@ async def serve(config: ClusterConfig) -> None:
     channel = internal_channel(config.pool_manager_address)
     stager = internal_channel(config.storage_stager_address)
     app = Engine(store, config.timing, PoolPeer(channel, config.service_token), wall_clock,
-                    StagingClient(stager, config.service_token))
+                 StagingClient(stager, config.service_token), watch=config.watch)
     await app.load()
     schedule_store = await ScheduleStore.open(config.db_path("job-scheduler-schedules"))
     schedules = JobSchedules(schedule_store, app, config.timing, wall_clock)
@@ -49,7 +50,8 @@ async def serve(config: ClusterConfig) -> None:
     registry.register(SchedulerCollector(app.core, wall_clock))
     host = ServiceHost(
         config.job_scheduler_address,
-        [ServiceInterceptor(config.service_token, open_prefixes=("/shoal.agent.v1.AgentService/",))],
+        [ServiceInterceptor(config.service_token, open_prefixes=("/shoal.agent.v1.AgentService/",),
+                            cluster_wide=(WATCH_NODE_SESSIONS,))],
         metrics=registry,
     )
     host.add(job_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(app), "shoal.v1.JobService")

@@ -189,7 +189,7 @@ class Job:
         """The job's version, as services.common.updates makes them: a job deleted and
         created again under its id starts at revision 1 again, but never has an old
         incarnation's etag (pks are never reused)."""
-        return f'"{self.pk}.{self.revision}"'
+        return etag(self.pk, self.revision)
 
 
 UPDATABLE = ("priority", "on_all_tasks_complete", "max_parallel", "max_wall_clock",
@@ -534,3 +534,16 @@ class TaskRecord(NamedTuple):
     def update_time(self) -> float:
         """When its state or constraints last changed (Azure Batch's lastModified)."""
         return max(self.state_time, self.settings_time or 0.0)
+
+
+def added_task(job_id: str, spec: TaskDefinition, pk: int, now: float) -> TaskRecord:
+    """A task as it is when added: ACTIVE, never run."""
+    return TaskRecord(
+        job_id=job_id, spec=spec, state=TaskState.ACTIVE, create_time=now, state_time=now,
+        retry_count=0, requeue_count=0, attempt_id=None, node=None, start_time=None,
+        end_time=None, exit_code=None, result=None, failure=None, pk=pk)
+
+
+def etag(job_pk: int, revision: int) -> str:
+    """A job version's RFC 7232 entity tag (Job.etag)."""
+    return f'"{job_pk}.{revision}"'

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import TypeVar
 
 import grpc
 import structlog
@@ -20,7 +21,7 @@ from services.common.rpc import account
 from services.common.timeutil import to_timestamp
 from services.job_scheduler import convert
 from services.job_scheduler.engine import Engine
-from services.job_scheduler.model import JobState
+from services.job_scheduler.model import JobState, TaskState
 from services.job_scheduler.task_filter import parse_task_filter
 from shoal.agent.v1 import agent_pb2, agent_pb2_grpc
 from shoal.cluster_config import ClusterConfig
@@ -31,9 +32,11 @@ from shoal.v1 import job_pb2, job_pb2_grpc, pool_pb2, task_pb2, task_pb2_grpc
 log = structlog.get_logger()
 
 JOB_STATES = {s.name for s in JobState}
+TASK_STATES = {s.name for s in TaskState}
 OUTBOUND_LINGER = 0.001
 """Seconds a stream's writer waits before it merges what is queued for the node."""
 CONVERT_CHUNK = 100
+T = TypeVar("T")
 
 
 def _job_id(name: str, field: str = "name") -> str:
@@ -42,42 +45,71 @@ def _job_id(name: str, field: str = "name") -> str:
     return job_id
 
 
+def _revised(msg: T, revision: int) -> T:
+    """An answer with the revision taken when the call began: everything committed up to it
+    is in the answer (maybe more), so a watch from it misses nothing."""
+    msg.revision = revision  # type: ignore[attr-defined]
+    return msg
+
+
 class JobServicer(job_pb2_grpc.JobServiceServicer):
     def __init__(self, app: Engine) -> None:
         self.app = app
 
     async def CreateJob(self, request: job_pb2.CreateJobRequest, context: object) -> job_pb2.Job:
-        return convert.job(await self.app.create_job(account(), request))
+        rev = self.app.revision(account())
+        return _revised(convert.job(await self.app.create_job(account(), request)), rev)
 
     async def GetJob(self, request: job_pb2.GetJobRequest, context: object) -> job_pb2.Job:
-        return convert.job(self.app.get_job(account(), _job_id(request.name)))
+        rev = self.app.revision(account())
+        return _revised(convert.job(self.app.get_job(account(), _job_id(request.name))), rev)
 
     async def ListJobs(self, request: job_pb2.ListJobsRequest, context: object) -> job_pb2.ListJobsResponse:
+        rev = self.app.revision(account())
         want = paging.PageRequest.of(request.page_size, request.page_token)
         states = parse_state_filter(request.filter, JOB_STATES)
         jobs, token = want.page(self.app.list_jobs(account(), states, want.after, want.limit),
                                 lambda j: j.id)
-        return job_pb2.ListJobsResponse(jobs=[convert.job(j) for j in jobs], next_page_token=token)
+        return job_pb2.ListJobsResponse(jobs=[convert.job(j) for j in jobs], next_page_token=token,
+                                        revision=rev)
 
     async def TerminateJob(self, request: job_pb2.TerminateJobRequest, context: object) -> job_pb2.Job:
+        rev = self.app.revision(account())
         job = await self.app.terminate_job(account(), _job_id(request.name), request.reason)
-        return convert.job(job)
+        return _revised(convert.job(job), rev)
 
     async def DeleteJob(self, request: job_pb2.DeleteJobRequest, context: object) -> empty_pb2.Empty:
         await self.app.delete_job(account(), _job_id(request.name))
         return empty_pb2.Empty()
 
     async def DisableJob(self, request: job_pb2.DisableJobRequest, context: object) -> job_pb2.Job:
+        rev = self.app.revision(account())
         job = await self.app.disable_job(account(), _job_id(request.name), request.disable_tasks)
-        return convert.job(job)
+        return _revised(convert.job(job), rev)
 
     async def EnableJob(self, request: job_pb2.EnableJobRequest, context: object) -> job_pb2.Job:
-        return convert.job(await self.app.enable_job(account(), _job_id(request.name)))
+        rev = self.app.revision(account())
+        return _revised(convert.job(await self.app.enable_job(account(), _job_id(request.name))),
+                        rev)
+
+    async def WatchJob(
+        self, request: job_pb2.WatchJobRequest, context: object
+    ) -> AsyncIterator[job_pb2.WatchJobResponse]:
+        job_id = _job_id(request.name)
+        if request.from_revision < 0:
+            raise invalid("from_revision", "must not be negative")
+        states = parse_state_filter(request.task_filter, TASK_STATES, "task_filter")
+        async for response in self.app.watch_job(
+            account(), job_id, request.from_revision, states, request.job_only
+        ):
+            yield response
 
     async def UpdateJob(self, request: job_pb2.UpdateJobRequest, context: object) -> job_pb2.Job:
+        rev = self.app.revision(account())
         job_id = _job_id(request.name)
         changes = convert.job_changes(request)
-        return convert.job(await self.app.update_job(account(), job_id, changes, request.if_match))
+        job = await self.app.update_job(account(), job_id, changes, request.if_match)
+        return _revised(convert.job(job), rev)
 
 
 class TaskServicer(task_pb2_grpc.TaskServiceServicer):
@@ -85,9 +117,10 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
         self.app = app
 
     async def CreateTask(self, request: task_pb2.CreateTaskRequest, context: object) -> task_pb2.Task:
+        rev = self.app.revision(account())
         job_id = _job_id(request.parent, "parent")
         spec = convert.task_spec(request.task_id, request.task)
-        return convert.task(await self.app.create_task(account(), job_id, spec))
+        return _revised(convert.task(await self.app.create_task(account(), job_id, spec)), rev)
 
     async def BatchCreateTasks(
         self, request: task_pb2.BatchCreateTasksRequest, context: object
@@ -102,20 +135,27 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
         return task_pb2.BatchCreateTasksResponse(created_count=n)
 
     async def GetTask(self, request: task_pb2.GetTaskRequest, context: object) -> task_pb2.Task:
+        rev = self.app.revision(account())
         job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
-        return convert.task(await self.app.get_task(account(), job_id, task_id))
+        return _revised(convert.task(await self.app.get_task(account(), job_id, task_id)), rev)
 
     async def TerminateTask(self, request: task_pb2.TerminateTaskRequest, context: object) -> task_pb2.Task:
+        rev = self.app.revision(account())
         job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
-        return convert.task(await self.app.terminate_task(account(), job_id, task_id))
+        return _revised(convert.task(await self.app.terminate_task(account(), job_id, task_id)),
+                        rev)
 
     async def ReactivateTask(self, request: task_pb2.ReactivateTaskRequest, context: object) -> task_pb2.Task:
+        rev = self.app.revision(account())
         job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
-        return convert.task(await self.app.reactivate_task(account(), job_id, task_id))
+        return _revised(convert.task(await self.app.reactivate_task(account(), job_id, task_id)),
+                        rev)
 
     async def UnblockTask(self, request: task_pb2.UnblockTaskRequest, context: object) -> task_pb2.Task:
+        rev = self.app.revision(account())
         job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
-        return convert.task(await self.app.unblock_task(account(), job_id, task_id))
+        return _revised(convert.task(await self.app.unblock_task(account(), job_id, task_id)),
+                        rev)
 
     async def UpdateTask(self, request: task_pb2.UpdateTaskRequest, context: object) -> task_pb2.Task:
         job_id, task_id = parse_name(request.name, "jobs/{job}/tasks/{task}", "name")
@@ -139,13 +179,14 @@ class TaskServicer(task_pb2_grpc.TaskServiceServicer):
     async def ListTasks(
         self, request: task_pb2.ListTasksRequest, context: object
     ) -> task_pb2.ListTasksResponse:
+        rev = self.app.revision(account())
         job_id = _job_id(request.parent, "parent")
         want = paging.PageRequest.of(request.page_size, request.page_token)
         where = parse_task_filter(request.filter)
         tasks, token = want.page(
             await self.app.list_tasks(account(), job_id, where, want.after, want.limit),
             lambda t: t.spec.id)
-        out = task_pb2.ListTasksResponse(next_page_token=token)
+        out = task_pb2.ListTasksResponse(next_page_token=token, revision=rev)
         for i in range(0, len(tasks), CONVERT_CHUNK):
             if i:
                 # A page of a thousand tasks is ~15 ms of conversion: let other calls (a
@@ -265,6 +306,17 @@ class ControlServicer(ctl_grpc.SchedulerControlServiceServicer):
             raise invalid("option", f"unknown node deallocation option {option}")
         await self.app.remove_nodes(account(), request.pool_id, list(request.node_ids), option)
         return empty_pb2.Empty()
+
+    async def WatchNodeSessions(
+        self, request: ctl_pb2.WatchNodeSessionsRequest, context: object
+    ) -> AsyncIterator[ctl_pb2.NodeSessionsChanged]:
+        """For the pool-manager: which pools' sessions changed, of every account."""
+        async for pools in self.app.feed.sessions.stream():
+            if pools is None:
+                yield ctl_pb2.NodeSessionsChanged(resync=True)
+            else:
+                yield ctl_pb2.NodeSessionsChanged(pools=[
+                    ctl_pb2.NodeSessionsChanged.Pool(account=a, pool_id=p) for a, p in pools])
 
     async def SetNodeScheduling(
         self, request: ctl_pb2.SetNodeSchedulingRequest, context: object

@@ -144,6 +144,10 @@ CREATE TABLE IF NOT EXISTS attempts (
   failure_message TEXT
 );
 CREATE INDEX IF NOT EXISTS attempts_by_task ON attempts (task_pk, number);
+CREATE TABLE IF NOT EXISTS meta (
+  key TEXT PRIMARY KEY,
+  value INTEGER NOT NULL
+);
 """
 
 
@@ -306,6 +310,36 @@ class Store:
         store.next_job_pk = await store._next_pk("jobs", "job_pk")
         store.next_task_pk = await store._next_pk("tasks", "task_pk")
         return store
+
+    async def start_epoch(self) -> int:
+        """Count this start: the watch API's revisions begin a new epoch (see
+        services/common/changes.py)."""
+        return await asyncio.get_running_loop().run_in_executor(self._wthread, self._next_epoch)
+
+    def _next_epoch(self) -> int:
+        w = self._w
+        w.execute("BEGIN IMMEDIATE")
+        try:
+            w.execute("INSERT INTO meta (key, value) VALUES ('watch_epoch', 1) "
+                      "ON CONFLICT (key) DO UPDATE SET value = value + 1")
+            (epoch,) = w.execute("SELECT value FROM meta WHERE key = 'watch_epoch'").fetchone()
+        except BaseException:
+            w.execute("ROLLBACK")
+            raise
+        w.execute("COMMIT")
+        return int(epoch)
+
+    async def task_ids(self, task_pks: Sequence[int]) -> dict[int, str]:
+        """Ids of these tasks (those that still exist)."""
+        out: dict[int, str] = {}
+        for i in range(0, len(task_pks), 900):
+            chunk = task_pks[i : i + 900]
+            for r in await self._all(
+                f"SELECT task_pk, id FROM tasks WHERE task_pk IN ({','.join('?' * len(chunk))})",
+                chunk,
+            ):
+                out[r[0]] = r[1]
+        return out
 
     async def _next_pk(self, table: str, column: str) -> int:
         async with self._r.execute(

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hmac
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, replace
 
 import structlog
@@ -53,6 +54,8 @@ from services.pool_manager.model import (
     start_delay,
     updated,
 )
+from services.pool_manager.node_changes import NodeChange
+from services.pool_manager.node_feed import NodeFeed
 from services.pool_manager.node_ops import NodeOps
 from services.pool_manager.providers.base import AgentKey, NodeSpec, ProcessRef, Provider
 from services.pool_manager.scheduler_peer import SchedulerPeer
@@ -121,6 +124,8 @@ class PoolManager:
         self.nodes = NodeOps(store, scheduler, provider, clock, self._round, self._stopping,
                              self._spawn, self.wake)
         """Node operations: scheduling on and off, reboot, removal of named nodes."""
+        self.feed = NodeFeed(store, scheduler, self.pool_views, config.watch)
+        """The node watch (WatchNodes)."""
 
     # --- pools ----------------------------------------------------------------------------
 
@@ -226,15 +231,31 @@ class PoolManager:
         pool = await self._pool(account, pool_id)
         # The state filter applies to derived states, so a pool's nodes (at most ~1000) are
         # derived in full and paged here rather than in SQL.
-        rows = [
-            n for n in await self._store.list_nodes(account, pool.id)
-            if after is None or n.node_id.lower() > after
-        ]
-        sessions = await self._scheduler.sessions(account, pool.id) if rows else {}
-        views = [node_view(pool, n, sessions) for n in rows]
+        views = [v for v in await self._node_views(pool)
+                 if after is None or v.node_id.lower() > after]
         if states is not None:
             views = [v for v in views if v.state.value in states]
         return want.page(views, lambda v: v.node_id.lower())
+
+    async def _node_views(self, pool: Pool) -> list[NodeView]:
+        rows = await self._store.list_nodes(pool.account, pool.id)
+        sessions = await self._scheduler.sessions(pool.account, pool.id) if rows else {}
+        return [node_view(pool, n, sessions) for n in rows]
+
+    async def pool_views(self, account: str, pool_id: str) -> tuple[Pool, list[NodeView]] | None:
+        """The pool and every node of it as users see them; None if there is no such pool."""
+        pool = await self._store.get_pool(account, pool_id)
+        return None if pool is None else (pool, await self._node_views(pool))
+
+    async def revision(self, account: str) -> int:
+        """The account's node revision: what a ListNodes or GetNode answered now reflects."""
+        return await self.feed.revision(account)
+
+    def watch_nodes(
+        self, account: str, pool_id: str, from_revision: int
+    ) -> AsyncIterator[tuple[list[tuple[int, NodeChange]], int]]:
+        structlog.contextvars.bind_contextvars(pool=pool_id)
+        return self.feed.watch(account, pool_id, from_revision)
 
     async def get_node(self, account: str, pool_id: str, node_id: str) -> NodeView:
         pool = await self._pool(account, pool_id)
@@ -332,6 +353,7 @@ class PoolManager:
 
     async def start(self) -> None:
         """Take up the nodes of an earlier run, then start the reconcile loop."""
+        await self.feed.start()
         pools = {(p.account, p.id.lower()): p for p in await self._store.all_pools()}
         now = self._clock()
         for node in await self._store.all_nodes():
@@ -364,6 +386,7 @@ class PoolManager:
         for task in self._stopping.values():
             task.cancel()
         await asyncio.gather(*self._stopping.values(), return_exceptions=True)
+        await self.feed.stop()
         await self._provider.close(stop_nodes)
 
     def wake(self) -> None:

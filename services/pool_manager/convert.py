@@ -25,6 +25,7 @@ from services.pool_manager.model import (
     SessionState,
     validate_new_pool,
 )
+from services.pool_manager.node_changes import ChangeType, NodeChange
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
 from shoal.v1 import application_pb2, pool_pb2, task_pb2
 
@@ -191,3 +192,23 @@ def session_from_proto(s: sc_pb2.NodeSession) -> ReportedSession:
         errors=tuple(NodeError(e.code, e.message, from_timestamp(e.time) or 0.0) for e in s.errors),
         scheduling_disabled=s.scheduling_disabled,
     )
+
+
+_EVENT_TYPES = {
+    ChangeType.ADDED: pool_pb2.NodeEvent.ADDED,
+    ChangeType.MODIFIED: pool_pb2.NodeEvent.MODIFIED,
+    ChangeType.DELETED: pool_pb2.NodeEvent.DELETED,
+    ChangeType.CURRENT: pool_pb2.NodeEvent.CURRENT,
+}
+
+
+def node_events(changes: list[tuple[int, NodeChange]], revision: int) -> pool_pb2.WatchNodesResponse:
+    out = pool_pb2.WatchNodesResponse(revision=revision)
+    for rev, c in changes:
+        if c.view is None:
+            node = pool_pb2.Node(name=f"pools/{c.pool_id}/nodes/{c.node_id}")
+        else:
+            node = node_to_proto(c.view)
+        node.revision = rev
+        out.events.add(revision=rev, type=_EVENT_TYPES[c.type], node=node)
+    return out

@@ -84,6 +84,7 @@ class PoolManagerService:
 
     async def stop(self, stop_nodes: bool = True) -> None:
         """Stop serving, stop the reconcile loop and the agents, then close the database."""
+        self.app.feed.watchers.close()  # watch streams end now (clients resume elsewhere)
         await self.host.stop(grace=2.0)
         await self.app.stop(stop_nodes)
         await self._channel.close()

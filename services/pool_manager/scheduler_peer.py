@@ -7,11 +7,18 @@ again next round.
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+
 import grpc
 import structlog
 
 from services.common.errors import Code, ShoalError
-from services.common.rpc import JOB_SCHEDULER, internal_metadata, peer_error
+from services.common.rpc import (
+    JOB_SCHEDULER,
+    SERVICE_TOKEN_HEADER,
+    internal_metadata,
+    peer_error,
+)
 from services.pool_manager import convert
 from services.pool_manager.model import DeallocationOption, ReportedSession
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
@@ -56,6 +63,19 @@ class SchedulerPeer:
             return None
         self._ok()
         return {s.node_id: convert.session_from_proto(s) for s in resp.sessions}
+
+    async def session_changes(self) -> AsyncIterator[list[tuple[str, str]] | None]:
+        """The pools (account, lower-cased id) whose node sessions changed, as they change,
+        of every account; None means "any may have changed" (first, and after the
+        scheduler's restarts). Ends, or raises grpc.aio.AioRpcError, when the scheduler
+        goes away."""
+        call = self._stub.WatchNodeSessions(
+            sc_pb2.WatchNodeSessionsRequest(), metadata=((SERVICE_TOKEN_HEADER, self._token),))
+        try:
+            async for m in call:
+                yield None if m.resync else [(p.account, p.pool_id) for p in m.pools]
+        finally:
+            call.cancel()
 
     async def remove_nodes(
         self, account: str, pool_id: str, node_ids: list[str], option: DeallocationOption

@@ -5,12 +5,14 @@ Errors are ShoalErrors raised below; `services.common.rpc.ServiceInterceptor` ma
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import TypeAlias
 
 import grpc
 from google.protobuf import empty_pb2
 
 from services.common import rpc
+from services.common.errors import invalid
 from services.common.paging import PageRequest
 from services.pool_manager import convert
 from services.pool_manager.app import PoolManager
@@ -63,14 +65,30 @@ class PoolServicer(pool_pb2_grpc.PoolServiceServicer):
     ) -> pool_pb2.ListNodesResponse:
         pool_id = convert.pool_id(request.parent, "parent")
         want = PageRequest.of(request.page_size, request.page_token)
+        # Taken first: the page reflects every change up to it (maybe more).
+        rev = await self._app.revision(rpc.account())
         views, token = await self._app.list_nodes(rpc.account(), pool_id, want, request.filter)
         return pool_pb2.ListNodesResponse(
-            nodes=[convert.node_to_proto(v) for v in views], next_page_token=token
+            nodes=[convert.node_to_proto(v) for v in views], next_page_token=token, revision=rev
         )
 
     async def GetNode(self, request: pool_pb2.GetNodeRequest, context: Ctx) -> pool_pb2.Node:
         pool_id, node_id = convert.node_ids(request.name)
-        return convert.node_to_proto(await self._app.get_node(rpc.account(), pool_id, node_id))
+        rev = await self._app.revision(rpc.account())
+        node = convert.node_to_proto(await self._app.get_node(rpc.account(), pool_id, node_id))
+        node.revision = rev
+        return node
+
+    async def WatchNodes(
+        self, request: pool_pb2.WatchNodesRequest, context: Ctx
+    ) -> AsyncIterator[pool_pb2.WatchNodesResponse]:
+        pool_id = convert.pool_id(request.parent, "parent")
+        if request.from_revision < 0:
+            raise invalid("from_revision", "must not be negative")
+        async for changes, revision in self._app.watch_nodes(
+            rpc.account(), pool_id, request.from_revision
+        ):
+            yield convert.node_events(changes, revision)
 
     async def DisableNodeScheduling(
         self, request: pool_pb2.DisableNodeSchedulingRequest, context: Ctx

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -76,6 +76,10 @@ CREATE TABLE IF NOT EXISTS nodes (
     restart_time REAL,
     UNIQUE (account, pool_lower, node_lower),
     FOREIGN KEY (account, pool_lower) REFERENCES pools (account, id_lower)
+);
+CREATE TABLE IF NOT EXISTS meta (
+    key TEXT PRIMARY KEY,
+    value INTEGER NOT NULL
 );
 """
 
@@ -180,6 +184,9 @@ def _errors(node: Node) -> str:
 class Store:
     def __init__(self, db: aiosqlite.Connection) -> None:
         self.db = db
+        self.nodes_changed: Callable[[str, str], None] = lambda account, pool_id: None
+        """Called with (account, pool id) after a write that changes what users see of a
+        node: the node watch (node_feed.py) looks at that pool again."""
 
     @classmethod
     async def open(cls, path: Path) -> Store:
@@ -187,6 +194,16 @@ class Store:
 
     async def close(self) -> None:
         await self.db.close()
+
+    async def start_epoch(self) -> int:
+        """Count this start: the node watch's revisions begin a new epoch (see
+        services/common/changes.py)."""
+        await self.db.execute(
+            "INSERT INTO meta (key, value) VALUES ('watch_epoch', 1)"
+            " ON CONFLICT (key) DO UPDATE SET value = value + 1")
+        await self.db.commit()
+        row = await self._one("SELECT value FROM meta WHERE key = 'watch_epoch'", ())
+        return int(row[0])
 
     async def _one(self, sql: str, args: Iterable[Any]) -> Any:
         async with self.db.execute(sql, tuple(args)) as cur:
@@ -319,6 +336,7 @@ class Store:
              "ENABLED" if n.scheduling_enabled else "DISABLED", n.scheduling_option.value,
              int(n.scheduling_notified), n.restart_time, n.pool_id.lower(), n.node_id.lower()),
         )
+        self.nodes_changed(n.account, n.pool_id)
 
     async def get_node(self, account: str, pool_id: str, node_id: str) -> Node | None:
         r = await self._one(
@@ -350,6 +368,8 @@ class Store:
               n.node_id.lower()) for n in nodes],
         )
         await self.db.commit()
+        for account, pool_id in {(n.account, n.pool_id.lower()) for n in nodes}:
+            self.nodes_changed(account, pool_id)
 
     async def set_process(
         self, account: str, pool_id: str, node_id: str, pid: int | None, start_time: int | None
@@ -383,23 +403,27 @@ class Store:
             " WHERE account = ? AND pool_lower = ? AND node_lower = ?",
             (hostname, now, account, pool_id.lower(), node_id.lower()),
         )
+        self.nodes_changed(account, pool_id)
 
     async def delete_node(self, account: str, pool_id: str, node_id: str) -> None:
         await self._write(
             "DELETE FROM nodes WHERE account = ? AND pool_lower = ? AND node_lower = ?",
             (account, pool_id.lower(), node_id.lower()),
         )
+        self.nodes_changed(account, pool_id)
 
     # --- node operations --------------------------------------------------------------------
 
     async def set_scheduling(self, n: Node) -> bool:
         """Write a node's scheduling setting; False if it is leaving (or gone)."""
-        return bool(await self._write(
+        written = bool(await self._write(
             "UPDATE nodes SET scheduling = ?, scheduling_option = ?, scheduling_notified = ?"
             " WHERE account = ? AND pool_lower = ? AND node_lower = ? AND state != 'LEAVING'",
             ("ENABLED" if n.scheduling_enabled else "DISABLED", n.scheduling_option.value,
              int(n.scheduling_notified), n.account, n.pool_id.lower(), n.node_id.lower()),
         ))
+        self.nodes_changed(n.account, n.pool_id)
+        return written
 
     async def set_scheduling_notified(self, n: Node) -> None:
         """Mark the setting `n` carries as acknowledged, unless it has changed since."""
@@ -413,12 +437,14 @@ class Store:
 
     async def set_rebooting(self, n: Node) -> bool:
         """Write the row of a node whose agent restarts; False if it is leaving (or gone)."""
-        return bool(await self._write(
+        written = bool(await self._write(
             "UPDATE nodes SET state = ?, state_transition_time = ?, errors = ?, restart_time = ?"
             " WHERE account = ? AND pool_lower = ? AND node_lower = ? AND state != 'LEAVING'",
             (n.state.value, n.state_transition_time, _errors(n), n.restart_time, n.account,
              n.pool_id.lower(), n.node_id.lower()),
         ))
+        self.nodes_changed(n.account, n.pool_id)
+        return written
 
     async def remove_nodes(self, pool: Pool, leaving: list[Node], now: float) -> None:
         """Mark nodes leaving and lower the pool's target by as many, in one transaction.
@@ -435,3 +461,4 @@ class Store:
             {"n": len(leaving), "now": now, "account": pool.account, "pool": pool.id.lower()},
         )
         await self.db.commit()
+        self.nodes_changed(pool.account, pool.id)

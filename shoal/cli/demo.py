@@ -13,6 +13,7 @@ import shlex
 import shutil
 import sys
 import tempfile
+import threading
 import time
 import zipfile
 from collections import Counter
@@ -20,9 +21,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 import click
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 
 from shoal.cli.common import describe, err, out
+from shoal.cli.tasks import wait_progress
 from shoal.cli.up import Stop, serve_until_stopped, stop_on_signals
 from shoal.client import Client, TaskSpec, last_segment
 from shoal.errors import ShoalError, StatusCode
@@ -38,7 +40,6 @@ INPUTS = "demo-inputs"
 APP = "primes"
 APP_VERSION = "1.0"
 SLOTS = 2
-POLL = 0.25
 FAILURES_SHOWN = 3
 
 # The application package's program. Counts the primes in the slice [LO, HI) its input file
@@ -153,48 +154,75 @@ def _create_job(client: Client) -> str:
     raise DemoFailed("too many earlier demo jobs in this state dir; use a fresh one")
 
 
-def _ready_nodes(client: Client) -> int:
-    ready = (pool_pb2.Node.IDLE, pool_pb2.Node.RUNNING)
-    return sum(1 for n in client.list_nodes(POOL) if n.state in ready)
+class ReadyNodes:
+    """How many of the pool's nodes are ready (IDLE or RUNNING), kept from the pool's node
+    changes as they happen, in a thread of its own beside the job's watch."""
+
+    READY = (pool_pb2.Node.IDLE, pool_pb2.Node.RUNNING)
+
+    def __init__(self, client: Client, pool_id: str, on_change: Callable[[], None]) -> None:
+        self.count = 0
+        self._states: dict[str, int] = {}
+        self._on_change = on_change
+        self._watch = client.watch_nodes(pool_id, reconnect_for=0)
+        self._thread = threading.Thread(target=self._follow, daemon=True, name="ready-nodes")
+
+    def _follow(self) -> None:
+        try:
+            for e in self._watch:
+                if e.type == pool_pb2.NodeEvent.DELETED:
+                    self._states.pop(e.node.name, None)
+                else:
+                    self._states[e.node.name] = e.node.state
+                self.count = sum(1 for s in self._states.values() if s in self.READY)
+                self._on_change()
+        except ShoalError:
+            pass  # the job's watch reports what went wrong
+
+    def __enter__(self) -> ReadyNodes:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._watch.close()
+        self._thread.join(timeout=5)
 
 
 def _run(suite: LocalSuite, client: Client, job_id: str, total: int, timeout: float) -> job_pb2.Job:
     nodes_target = client.get_pool(POOL).target_nodes
-    progress = Progress(
-        TextColumn("[bold]{task.description}"),
-        BarColumn(bar_width=20),
-        MofNCompleteColumn(),
-        TextColumn("{task.fields[detail]}"),
-        TimeElapsedColumn(),
-        console=err,
+    progress = wait_progress("{task.description}")
+    bar = progress.add_task("tasks", total=total, detail="")
+    counts = job_pb2.TaskCounts()
+
+    def show() -> None:
+        progress.update(bar, completed=counts.completed, detail=(
+            f"nodes ready {ready.count}/{nodes_target} · {counts.running} running · "
+            f"{counts.failed} failed"))
+
+    # Both follow changes as they happen (the watch API): nothing is polled. A service that
+    # dies ends the job's watch at once (no reconnecting), and the suite says which.
+    ready = ReadyNodes(client, POOL, show)
+    try:
+        with progress, ready, client.watch_job(job_id, job_only=True, timeout=timeout,
+                                               reconnect_for=0) as events:
+            for e in events:
+                job = e.job
+                counts = job.task_counts
+                show()
+                if job.state == job_pb2.Job.COMPLETED or counts.completed >= total:
+                    return job
+    except ShoalError as e:
+        dead = suite.check()
+        if dead:
+            raise DemoFailed(
+                f"{', '.join(dead)} died; last lines of its log:\n{suite.log_tail(dead[0])}"
+            ) from None
+        if e.code != StatusCode.DEADLINE_EXCEEDED:
+            raise
+    raise DemoFailed(
+        f"gave up after {timeout:g}s with {counts.completed} of {total} tasks done; "
+        f"see the logs in {suite.logs_dir}"
     )
-    deadline = time.monotonic() + timeout
-    with progress:
-        bar = progress.add_task("tasks", total=total, detail="")
-        while True:
-            dead = suite.check()
-            if dead:
-                raise DemoFailed(
-                    f"{', '.join(dead)} died; last lines of its log:\n{suite.log_tail(dead[0])}"
-                )
-            job = client.get_job(job_id)
-            c = job.task_counts
-            progress.update(
-                bar,
-                completed=c.completed,
-                detail=(
-                    f"nodes ready {_ready_nodes(client)}/{nodes_target} · {c.running} running · "
-                    f"{c.failed} failed"
-                ),
-            )
-            if job.state == job_pb2.Job.COMPLETED or c.completed >= total:
-                return job
-            if time.monotonic() > deadline:
-                raise DemoFailed(
-                    f"gave up after {timeout:g}s with {c.completed} of {total} tasks done; "
-                    f"see the logs in {suite.logs_dir}"
-                )
-            time.sleep(POLL)
 
 
 def _combine(

@@ -20,6 +20,7 @@ from shoal.cli.status import status
 from shoal.cli.storage import storage
 from shoal.cli.tasks import task
 from shoal.cli.up import up
+from shoal.cli.watch import job_watch, node_watch
 from shoal.client import ENV_STATE_DIR
 from shoal.profiles import ENV_PROFILE
 
@@ -60,6 +61,8 @@ def cli(
 for command in (up, demo, status, pool, node, job, task, schedule, storage, app, profile,
                 account, admin):
     cli.add_command(command)
+job.add_command(job_watch)
+node.add_command(node_watch)
 
 
 @click.command("completion")

@@ -585,6 +585,24 @@ def task_why(state: CliState, job_id: str, task_id: str, output: str) -> None:
         click.echo(f"  {line}")
 
 
+def _wait_for_tasks(
+    client: Client, job_id: str, task_ids: Sequence[str], timeout: float | None
+) -> None:
+    progress = wait_progress()
+    with progress:
+        bar = progress.add_task(job_id, total=len(task_ids), detail="")
+        try:
+            done = client.wait_for_tasks(
+                job_id, task_ids, timeout=timeout,
+                on_progress=lambda n, total: progress.update(bar, completed=n, total=total))
+        except WaitTimeoutError as e:
+            fail(f"timed out: {e.message}", EXIT_TIMEOUT)
+    failed = [last(t.name) for t in done if t.execution_info.result != Result.SUCCESS]
+    if failed:
+        fail(f"{len(failed)} of {len(done)} tasks failed: {', '.join(failed)}")
+    err.print(f"all {len(done)} tasks waited for succeeded")
+
+
 def failed_task_ids(client: Client, job_id: str, limit: int = FAILED_IDS_SHOWN) -> list[str]:
     failed = (
         last(t.name)
@@ -594,27 +612,35 @@ def failed_task_ids(client: Client, job_id: str, limit: int = FAILED_IDS_SHOWN) 
     return list(itertools.islice(failed, limit))
 
 
-@task.command("wait")
-@click.argument("job_id")
-@click.option("--timeout", type=click.FloatRange(min=0), help="Give up after this many seconds.")
-@click.option(
-    "--poll", type=click.FloatRange(min=0.05), default=0.5, show_default=True, hidden=True
-)
-@pass_state
-def task_wait(state: CliState, job_id: str, timeout: float | None, poll: float) -> None:
-    """Wait until no task of the job is active or running.
-
-    Exit 0 when all succeeded, 1 when any failed, 124 on timeout.
-    """
-    client = state.client()
-    progress = Progress(
-        TextColumn("[bold]job {task.description}"),
+def wait_progress(title: str = "job {task.description}") -> Progress:
+    """The bar `task wait` and the demo show, fed by the job's changes as they happen."""
+    return Progress(
+        TextColumn(f"[bold]{title}"),
         BarColumn(bar_width=20),
         MofNCompleteColumn(),
         TextColumn("{task.fields[detail]}"),
         TimeElapsedColumn(),
         console=err,
     )
+
+
+@task.command("wait")
+@click.argument("job_id")
+@click.argument("task_ids", nargs=-1)
+@click.option("--timeout", type=click.FloatRange(min=0), help="Give up after this many seconds.")
+@pass_state
+def task_wait(state: CliState, job_id: str, task_ids: tuple[str, ...],
+              timeout: float | None) -> None:
+    """Wait until no task of the job is active or running (or, given TASK_IDS, until those
+    tasks have completed), following the job's changes as they happen.
+
+    Exit 0 when all succeeded, 1 when any failed, 124 on timeout.
+    """
+    client = state.client()
+    if task_ids:
+        _wait_for_tasks(client, job_id, task_ids, timeout)
+        return
+    progress = wait_progress()
     timed_out: WaitTimeoutError | None = None
     with progress:
         bar = progress.add_task(job_id, total=None, detail="")
@@ -628,7 +654,7 @@ def task_wait(state: CliState, job_id: str, timeout: float | None, poll: float) 
             )
 
         try:
-            final = client.wait_job(job_id, poll=poll, timeout=timeout, on_progress=update)
+            final = client.wait_job(job_id, timeout=timeout, on_progress=update)
         except WaitTimeoutError as e:
             timed_out = e
     if timed_out is not None:

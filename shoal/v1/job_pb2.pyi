@@ -66,7 +66,7 @@ class TaskCounts(_message.Message):
     def __init__(self, active: _Optional[int] = ..., running: _Optional[int] = ..., completed: _Optional[int] = ..., succeeded: _Optional[int] = ..., failed: _Optional[int] = ...) -> None: ...
 
 class Job(_message.Message):
-    __slots__ = ("name", "display_name", "pool", "priority", "on_all_tasks_complete", "state", "task_counts", "terminate_reason", "metadata", "create_time", "state_transition_time", "end_time", "job_preparation_task", "job_release_task", "uses_task_dependencies", "max_parallel_tasks", "constraints", "on_task_failure", "job_schedule", "etag", "update_time")
+    __slots__ = ("name", "display_name", "pool", "priority", "on_all_tasks_complete", "state", "task_counts", "terminate_reason", "metadata", "create_time", "state_transition_time", "end_time", "job_preparation_task", "job_release_task", "uses_task_dependencies", "max_parallel_tasks", "constraints", "on_task_failure", "job_schedule", "etag", "update_time", "revision")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Job.State]
@@ -111,6 +111,7 @@ class Job(_message.Message):
     JOB_SCHEDULE_FIELD_NUMBER: _ClassVar[int]
     ETAG_FIELD_NUMBER: _ClassVar[int]
     UPDATE_TIME_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     name: str
     display_name: str
     pool: str
@@ -132,7 +133,8 @@ class Job(_message.Message):
     job_schedule: str
     etag: str
     update_time: _timestamp_pb2.Timestamp
-    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., on_all_tasks_complete: _Optional[_Union[OnAllTasksComplete, str]] = ..., state: _Optional[_Union[Job.State, str]] = ..., task_counts: _Optional[_Union[TaskCounts, _Mapping]] = ..., terminate_reason: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_preparation_task: _Optional[_Union[_task_pb2.JobPreparationTask, _Mapping]] = ..., job_release_task: _Optional[_Union[_task_pb2.JobReleaseTask, _Mapping]] = ..., uses_task_dependencies: _Optional[bool] = ..., max_parallel_tasks: _Optional[int] = ..., constraints: _Optional[_Union[JobConstraints, _Mapping]] = ..., on_task_failure: _Optional[_Union[OnTaskFailure, str]] = ..., job_schedule: _Optional[str] = ..., etag: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
+    revision: int
+    def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., pool: _Optional[str] = ..., priority: _Optional[int] = ..., on_all_tasks_complete: _Optional[_Union[OnAllTasksComplete, str]] = ..., state: _Optional[_Union[Job.State, str]] = ..., task_counts: _Optional[_Union[TaskCounts, _Mapping]] = ..., terminate_reason: _Optional[str] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., end_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., job_preparation_task: _Optional[_Union[_task_pb2.JobPreparationTask, _Mapping]] = ..., job_release_task: _Optional[_Union[_task_pb2.JobReleaseTask, _Mapping]] = ..., uses_task_dependencies: _Optional[bool] = ..., max_parallel_tasks: _Optional[int] = ..., constraints: _Optional[_Union[JobConstraints, _Mapping]] = ..., on_task_failure: _Optional[_Union[OnTaskFailure, str]] = ..., job_schedule: _Optional[str] = ..., etag: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class CreateJobRequest(_message.Message):
     __slots__ = ("job_id", "job")
@@ -159,12 +161,14 @@ class ListJobsRequest(_message.Message):
     def __init__(self, page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
 
 class ListJobsResponse(_message.Message):
-    __slots__ = ("jobs", "next_page_token")
+    __slots__ = ("jobs", "next_page_token", "revision")
     JOBS_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     jobs: _containers.RepeatedCompositeFieldContainer[Job]
     next_page_token: str
-    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    revision: int
+    def __init__(self, jobs: _Optional[_Iterable[_Union[Job, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class TerminateJobRequest(_message.Message):
     __slots__ = ("name", "reason")
@@ -205,3 +209,49 @@ class UpdateJobRequest(_message.Message):
     update_mask: _field_mask_pb2.FieldMask
     if_match: str
     def __init__(self, name: _Optional[str] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., if_match: _Optional[str] = ...) -> None: ...
+
+class WatchJobRequest(_message.Message):
+    __slots__ = ("name", "from_revision", "task_filter", "job_only")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    FROM_REVISION_FIELD_NUMBER: _ClassVar[int]
+    TASK_FILTER_FIELD_NUMBER: _ClassVar[int]
+    JOB_ONLY_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    from_revision: int
+    task_filter: str
+    job_only: bool
+    def __init__(self, name: _Optional[str] = ..., from_revision: _Optional[int] = ..., task_filter: _Optional[str] = ..., job_only: _Optional[bool] = ...) -> None: ...
+
+class WatchJobResponse(_message.Message):
+    __slots__ = ("events", "revision")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[JobEvent]
+    revision: int
+    def __init__(self, events: _Optional[_Iterable[_Union[JobEvent, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class JobEvent(_message.Message):
+    __slots__ = ("revision", "type", "job", "task", "update_mask")
+    class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        TYPE_UNSPECIFIED: _ClassVar[JobEvent.Type]
+        ADDED: _ClassVar[JobEvent.Type]
+        MODIFIED: _ClassVar[JobEvent.Type]
+        DELETED: _ClassVar[JobEvent.Type]
+        CURRENT: _ClassVar[JobEvent.Type]
+    TYPE_UNSPECIFIED: JobEvent.Type
+    ADDED: JobEvent.Type
+    MODIFIED: JobEvent.Type
+    DELETED: JobEvent.Type
+    CURRENT: JobEvent.Type
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    JOB_FIELD_NUMBER: _ClassVar[int]
+    TASK_FIELD_NUMBER: _ClassVar[int]
+    UPDATE_MASK_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    type: JobEvent.Type
+    job: Job
+    task: _task_pb2.Task
+    update_mask: _field_mask_pb2.FieldMask
+    def __init__(self, revision: _Optional[int] = ..., type: _Optional[_Union[JobEvent.Type, str]] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., task: _Optional[_Union[_task_pb2.Task, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ...) -> None: ...

@@ -77,6 +77,11 @@ class JobServiceStub:
                 request_serializer=shoal_dot_v1_dot_job__pb2.UpdateJobRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_job__pb2.Job.FromString,
                 _registered_method=True)
+        self.WatchJob = channel.unary_stream(
+                '/shoal.v1.JobService/WatchJob',
+                request_serializer=shoal_dot_v1_dot_job__pb2.WatchJobRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_job__pb2.WatchJobResponse.FromString,
+                _registered_method=True)
 
 
 class JobServiceServicer:
@@ -159,6 +164,22 @@ class JobServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchJob(self, request, context):
+        """Streams the changes of one job and of its tasks as they happen, oldest first, starting
+        after a revision, so that a client that lost its stream resumes without missing or
+        repeating a change. The stream runs until the client ends it (or its deadline passes);
+        see WatchJobRequest, WatchJobResponse and JobEvent. Errors: NOT_FOUND (JOB_NOT_FOUND)
+        when `from_revision` is 0 and there is no such job; OUT_OF_RANGE (REVISION_COMPACTED)
+        when `from_revision` is older than the history kept, or from before the service's last
+        restart, or when the client fell that far behind while reading: list again and watch
+        from the revision of that answer; INVALID_ARGUMENT for a revision ahead of the current
+        one or a bad filter; RESOURCE_EXHAUSTED (TOO_MANY_WATCHES) when the account has 256
+        streams open; UNAVAILABLE (SERVICE_STOPPING) when the service stops: resume.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -201,6 +222,11 @@ def add_JobServiceServicer_to_server(servicer, server):
                     servicer.UpdateJob,
                     request_deserializer=shoal_dot_v1_dot_job__pb2.UpdateJobRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_job__pb2.Job.SerializeToString,
+            ),
+            'WatchJob': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchJob,
+                    request_deserializer=shoal_dot_v1_dot_job__pb2.WatchJobRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_job__pb2.WatchJobResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -421,6 +447,33 @@ class JobService:
             '/shoal.v1.JobService/UpdateJob',
             shoal_dot_v1_dot_job__pb2.UpdateJobRequest.SerializeToString,
             shoal_dot_v1_dot_job__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shoal.v1.JobService/WatchJob',
+            shoal_dot_v1_dot_job__pb2.WatchJobRequest.SerializeToString,
+            shoal_dot_v1_dot_job__pb2.WatchJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

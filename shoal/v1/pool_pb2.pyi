@@ -94,7 +94,7 @@ class Pool(_message.Message):
     def __init__(self, name: _Optional[str] = ..., display_name: _Optional[str] = ..., target_nodes: _Optional[int] = ..., task_slots_per_node: _Optional[int] = ..., provider: _Optional[str] = ..., state: _Optional[_Union[Pool.State, str]] = ..., allocation_state: _Optional[_Union[Pool.AllocationState, str]] = ..., current_nodes: _Optional[int] = ..., metadata: _Optional[_Mapping[str, str]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., application_package_references: _Optional[_Iterable[_Union[_application_pb2.ApplicationPackageReference, _Mapping]]] = ..., start_task: _Optional[_Union[_task_pb2.StartTask, _Mapping]] = ..., node_fill_type: _Optional[_Union[NodeFillType, str]] = ..., etag: _Optional[str] = ..., update_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ...) -> None: ...
 
 class Node(_message.Message):
-    __slots__ = ("name", "state", "total_task_slots", "running_task_slots", "running_tasks", "completed_tasks", "last_heartbeat_time", "create_time", "state_transition_time", "hostname", "errors", "start_task_info", "scheduling_state")
+    __slots__ = ("name", "state", "total_task_slots", "running_task_slots", "running_tasks", "completed_tasks", "last_heartbeat_time", "create_time", "state_transition_time", "hostname", "errors", "start_task_info", "scheduling_state", "revision")
     class State(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
         __slots__ = ()
         STATE_UNSPECIFIED: _ClassVar[Node.State]
@@ -136,6 +136,7 @@ class Node(_message.Message):
     ERRORS_FIELD_NUMBER: _ClassVar[int]
     START_TASK_INFO_FIELD_NUMBER: _ClassVar[int]
     SCHEDULING_STATE_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     name: str
     state: Node.State
     total_task_slots: int
@@ -149,7 +150,8 @@ class Node(_message.Message):
     errors: _containers.RepeatedCompositeFieldContainer[NodeError]
     start_task_info: _task_pb2.NodeTaskInfo
     scheduling_state: Node.SchedulingState
-    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[Node.State, str]] = ..., total_task_slots: _Optional[int] = ..., running_task_slots: _Optional[int] = ..., running_tasks: _Optional[int] = ..., completed_tasks: _Optional[int] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hostname: _Optional[str] = ..., errors: _Optional[_Iterable[_Union[NodeError, _Mapping]]] = ..., start_task_info: _Optional[_Union[_task_pb2.NodeTaskInfo, _Mapping]] = ..., scheduling_state: _Optional[_Union[Node.SchedulingState, str]] = ...) -> None: ...
+    revision: int
+    def __init__(self, name: _Optional[str] = ..., state: _Optional[_Union[Node.State, str]] = ..., total_task_slots: _Optional[int] = ..., running_task_slots: _Optional[int] = ..., running_tasks: _Optional[int] = ..., completed_tasks: _Optional[int] = ..., last_heartbeat_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., create_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., state_transition_time: _Optional[_Union[datetime.datetime, _timestamp_pb2.Timestamp, _Mapping]] = ..., hostname: _Optional[str] = ..., errors: _Optional[_Iterable[_Union[NodeError, _Mapping]]] = ..., start_task_info: _Optional[_Union[_task_pb2.NodeTaskInfo, _Mapping]] = ..., scheduling_state: _Optional[_Union[Node.SchedulingState, str]] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class DisableNodeSchedulingRequest(_message.Message):
     __slots__ = ("name", "node_disable_scheduling_option")
@@ -264,15 +266,55 @@ class ListNodesRequest(_message.Message):
     def __init__(self, parent: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ..., filter: _Optional[str] = ...) -> None: ...
 
 class ListNodesResponse(_message.Message):
-    __slots__ = ("nodes", "next_page_token")
+    __slots__ = ("nodes", "next_page_token", "revision")
     NODES_FIELD_NUMBER: _ClassVar[int]
     NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
     nodes: _containers.RepeatedCompositeFieldContainer[Node]
     next_page_token: str
-    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
+    revision: int
+    def __init__(self, nodes: _Optional[_Iterable[_Union[Node, _Mapping]]] = ..., next_page_token: _Optional[str] = ..., revision: _Optional[int] = ...) -> None: ...
 
 class GetNodeRequest(_message.Message):
     __slots__ = ("name",)
     NAME_FIELD_NUMBER: _ClassVar[int]
     name: str
     def __init__(self, name: _Optional[str] = ...) -> None: ...
+
+class WatchNodesRequest(_message.Message):
+    __slots__ = ("parent", "from_revision")
+    PARENT_FIELD_NUMBER: _ClassVar[int]
+    FROM_REVISION_FIELD_NUMBER: _ClassVar[int]
+    parent: str
+    from_revision: int
+    def __init__(self, parent: _Optional[str] = ..., from_revision: _Optional[int] = ...) -> None: ...
+
+class WatchNodesResponse(_message.Message):
+    __slots__ = ("events", "revision")
+    EVENTS_FIELD_NUMBER: _ClassVar[int]
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    events: _containers.RepeatedCompositeFieldContainer[NodeEvent]
+    revision: int
+    def __init__(self, events: _Optional[_Iterable[_Union[NodeEvent, _Mapping]]] = ..., revision: _Optional[int] = ...) -> None: ...
+
+class NodeEvent(_message.Message):
+    __slots__ = ("revision", "type", "node")
+    class Type(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+        __slots__ = ()
+        TYPE_UNSPECIFIED: _ClassVar[NodeEvent.Type]
+        ADDED: _ClassVar[NodeEvent.Type]
+        MODIFIED: _ClassVar[NodeEvent.Type]
+        DELETED: _ClassVar[NodeEvent.Type]
+        CURRENT: _ClassVar[NodeEvent.Type]
+    TYPE_UNSPECIFIED: NodeEvent.Type
+    ADDED: NodeEvent.Type
+    MODIFIED: NodeEvent.Type
+    DELETED: NodeEvent.Type
+    CURRENT: NodeEvent.Type
+    REVISION_FIELD_NUMBER: _ClassVar[int]
+    TYPE_FIELD_NUMBER: _ClassVar[int]
+    NODE_FIELD_NUMBER: _ClassVar[int]
+    revision: int
+    type: NodeEvent.Type
+    node: Node
+    def __init__(self, revision: _Optional[int] = ..., type: _Optional[_Union[NodeEvent.Type, str]] = ..., node: _Optional[_Union[Node, _Mapping]] = ...) -> None: ...

@@ -97,6 +97,11 @@ class PoolServiceStub:
                 request_serializer=shoal_dot_v1_dot_pool__pb2.UpdatePoolRequest.SerializeToString,
                 response_deserializer=shoal_dot_v1_dot_pool__pb2.Pool.FromString,
                 _registered_method=True)
+        self.WatchNodes = channel.unary_stream(
+                '/shoal.v1.PoolService/WatchNodes',
+                request_serializer=shoal_dot_v1_dot_pool__pb2.WatchNodesRequest.SerializeToString,
+                response_deserializer=shoal_dot_v1_dot_pool__pb2.WatchNodesResponse.FromString,
+                _registered_method=True)
 
 
 class PoolServiceServicer:
@@ -213,6 +218,20 @@ class PoolServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchNodes(self, request, context):
+        """Streams the changes of a pool's nodes as they happen (a node added, its state or
+        scheduling state changed, an error, its start task's progress, the node gone), oldest
+        first, starting after a revision, so that a client that lost its stream resumes without
+        missing or repeating a change. The stream runs until the client ends it; see
+        WatchNodesRequest and NodeEvent. Errors as JobService.WatchJob's: NOT_FOUND
+        (POOL_NOT_FOUND) when `from_revision` is 0 and there is no such pool, OUT_OF_RANGE
+        (REVISION_COMPACTED), INVALID_ARGUMENT, RESOURCE_EXHAUSTED (TOO_MANY_WATCHES),
+        UNAVAILABLE (SERVICE_STOPPING).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_PoolServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -275,6 +294,11 @@ def add_PoolServiceServicer_to_server(servicer, server):
                     servicer.UpdatePool,
                     request_deserializer=shoal_dot_v1_dot_pool__pb2.UpdatePoolRequest.FromString,
                     response_serializer=shoal_dot_v1_dot_pool__pb2.Pool.SerializeToString,
+            ),
+            'WatchNodes': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchNodes,
+                    request_deserializer=shoal_dot_v1_dot_pool__pb2.WatchNodesRequest.FromString,
+                    response_serializer=shoal_dot_v1_dot_pool__pb2.WatchNodesResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -603,6 +627,33 @@ class PoolService:
             '/shoal.v1.PoolService/UpdatePool',
             shoal_dot_v1_dot_pool__pb2.UpdatePoolRequest.SerializeToString,
             shoal_dot_v1_dot_pool__pb2.Pool.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchNodes(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shoal.v1.PoolService/WatchNodes',
+            shoal_dot_v1_dot_pool__pb2.WatchNodesRequest.SerializeToString,
+            shoal_dot_v1_dot_pool__pb2.WatchNodesResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -392,14 +392,14 @@ def test_task_update_changes_its_constraints_and_shows_the_new_etag(
 
 def test_wait_exits_0_when_all_succeeded(shared_suite: LocalSuite, uid: str) -> None:
     with_job(shared_suite, uid, "echo hi", "true", nodes=1)
-    result = shoal(shared_suite, "task", "wait", uid, "--timeout", "30", "--poll", "0.1")
+    result = shoal(shared_suite, "task", "wait", uid, "--timeout", "30")
     assert result.exit_code == 0, result.output
     assert f"all 2 tasks of job {uid} succeeded" in result.stderr
 
 
 def test_wait_exits_1_naming_failed_tasks(shared_suite: LocalSuite, uid: str) -> None:
     with_job(shared_suite, uid, "true", "/bin/sh -c 'exit 3'", "false", nodes=1)
-    result = shoal(shared_suite, "task", "wait", uid, "--timeout", "30", "--poll", "0.1")
+    result = shoal(shared_suite, "task", "wait", uid, "--timeout", "30")
     assert result.exit_code == 1, result.output
     assert result.stderr.endswith("error: 2 of 3 tasks failed: t1, t2\n")
     row = ok(shoal(shared_suite, "task", "list", uid, "--state", "completed")).stdout
@@ -412,7 +412,7 @@ def test_wait_exits_1_naming_failed_tasks(shared_suite: LocalSuite, uid: str) ->
 
 def test_wait_exits_124_on_timeout(shared_suite: LocalSuite, uid: str) -> None:
     with_job(shared_suite, uid, "true")  # no nodes: it stays active
-    result = shoal(shared_suite, "task", "wait", uid, "--timeout", "0.2", "--poll", "0.05")
+    result = shoal(shared_suite, "task", "wait", uid, "--timeout", "0.2")
     assert result.exit_code == 124
     assert f"error: timed out: job '{uid}' still has 1 active and 0 running tasks" in result.stderr
 
@@ -423,7 +423,7 @@ def test_logs_prints_the_files_bytes_as_is(shared_suite: LocalSuite, uid: str) -
         "sys.stderr.write('oops\\n')"
     )
     with_job(shared_suite, uid, shlex.join([PY, "-c", code]), nodes=1)
-    ok(shoal(shared_suite, "task", "wait", uid, "--timeout", "30", "--poll", "0.1"))
+    ok(shoal(shared_suite, "task", "wait", uid, "--timeout", "30"))
     # A real process: bytes that are not UTF-8 reach the terminal unchanged.
     env = {"SHOAL_STATE_DIR": str(shared_suite.state_dir)}
     done = run_shoal("task", "logs", uid, "t0", env=env)

@@ -230,7 +230,7 @@ def test_read_task_file_joins_the_stream(client: Client, uid: str) -> None:
     code = "import sys; sys.stdout.buffer.write(bytes(range(256)) * 800)"
     pool_and_job(client, uid, nodes=1)
     client.add_task(uid, "t", shlex.join([PY, "-c", code]))
-    job = client.wait_job(uid, poll=0.05, timeout=30)
+    job = client.wait_job(uid, timeout=30)
     assert job.task_counts.succeeded == 1
     assert client.read_task_file(uid, "t") == expected
     assert client.read_task_file(uid, "t", offset=70_000) == expected[70_000:]
@@ -260,7 +260,7 @@ def test_wait_job_returns_when_nothing_is_left_to_run(
         seen.append(counts.completed)
         go.touch()
 
-    job = client.wait_job(uid, poll=0.02, timeout=30, on_progress=progress)
+    job = client.wait_job(uid, timeout=30, on_progress=progress)
     assert (job.task_counts.succeeded, job.task_counts.failed) == (1, 1)
     assert seen[0] == 0 and seen[-1] == 2 and seen == sorted(seen)
 
@@ -269,7 +269,7 @@ def test_wait_job_times_out(client: Client, uid: str) -> None:
     pool_and_job(client, uid)  # no nodes: the task never runs
     client.add_task(uid, "a", "sleep 100")
     with pytest.raises(WaitTimeoutError) as caught:
-        client.wait_job(uid, poll=0.01, timeout=0.1)
+        client.wait_job(uid, timeout=0.1)
     assert "1 active" in caught.value.message
     assert isinstance(caught.value, TimeoutError)
 

@@ -80,7 +80,7 @@ def test_tasks_filter_by_state_as_people_mean_it_node_and_exit_code(
 ) -> None:
     with_job(shared_suite, uid, "true", "/bin/sh -c 'exit 3'", "false", nodes=1)
     # Exits 1: two tasks failed.
-    assert shoal(shared_suite, "task", "wait", uid, "--timeout", "60", "--poll", "0.1").exit_code == 1
+    assert shoal(shared_suite, "task", "wait", uid, "--timeout", "60").exit_code == 1
     node = json.loads(ok(shoal(shared_suite, "node", "list", uid, "-o", "json")).stdout)[0]["id"]
 
     def listed(*args: str) -> list[str]:

@@ -55,7 +55,7 @@ def test_follow_streams_what_the_task_writes_as_it_writes_it(client: Client, uid
 
 def test_follow_of_a_finished_task_gives_its_file_and_ends(client: Client, uid: str) -> None:
     client.add_task(uid, "t", _py(f"print({TEN_LINES.decode()!r}, end='')"))
-    client.wait_job(uid, poll=0.05, timeout=30)
+    client.wait_job(uid, timeout=30)
     assert b"".join(client.follow_task_file(uid, "t", timeout=30)) == TEN_LINES
     assert b"".join(client.follow_task_file(uid, "t", tail=2, timeout=30)) == b"line 8\nline 9\n"
 
@@ -79,7 +79,7 @@ def test_tail_gives_the_last_lines_of_a_running_or_finished_task(
 
     wait_for(started, "the running task's last three lines", timeout=30)
     gate.touch()
-    client.wait_job(uid, poll=0.05, timeout=30)
+    client.wait_job(uid, timeout=30)
     assert client.read_task_file(uid, "t", tail=1) == b"line 9\n"
     assert client.read_task_file(uid, "t", tail=11) == (big + "\n").encode() + TEN_LINES
     assert client.read_task_file(uid, "t", tail=500) == client.read_task_file(uid, "t")
@@ -88,7 +88,7 @@ def test_tail_gives_the_last_lines_of_a_running_or_finished_task(
 def test_bad_tail_and_follow_requests_are_refused_naming_the_field(client: Client,
                                                                     uid: str) -> None:
     client.add_task(uid, "t", "/bin/true")
-    client.wait_job(uid, poll=0.05, timeout=30)
+    client.wait_job(uid, timeout=30)
     for kwargs, field in (({"tail": 5, "offset": 3}, "offset"), ({"tail": 100_001}, "tail_lines")):
         with pytest.raises(ShoalError) as caught:
             client.read_task_file(uid, "t", **kwargs)  # type: ignore[arg-type]
@@ -102,7 +102,7 @@ def test_bad_tail_and_follow_requests_are_refused_naming_the_field(client: Clien
     client.create_job(f"{uid}-x", pool_id=f"{uid}-empty")
     client.add_task(f"{uid}-x", "never", "/bin/true")
     client.terminate_job(f"{uid}-x")
-    client.wait_job(f"{uid}-x", poll=0.05, timeout=30)
+    client.wait_job(f"{uid}-x", timeout=30)
     with pytest.raises(ShoalError) as caught:
         next(iter(client.follow_task_file(f"{uid}-x", "never", timeout=10)))
     assert (caught.value.code, caught.value.reason) == (StatusCode.FAILED_PRECONDITION,

@@ -140,6 +140,13 @@ def test_up_runs_until_a_signal_then_stops_everything(up, sig: signal.Signals) -
     assert "Traceback" not in u.stderr
 
 
+def creates_job(cli_args: list[str], env: dict[str, str | None], job: str) -> bool:
+    made = CliRunner().invoke(cli, [*cli_args, "job", "create", job, "--pool", "p"], env=env)
+    if made.exit_code != 0:
+        assert "JOB_SCHEDULER_UNAVAILABLE" in made.output, made.output
+    return made.exit_code == 0
+
+
 def restarted(u: Up, times: int) -> bool:
     return u.stderr.count("job-scheduler restarted") == times
 
@@ -162,9 +169,9 @@ def test_up_restarts_a_service_that_dies_and_keeps_the_others(up) -> None:
         assert now["job-scheduler"] != pids["job-scheduler"]
         assert {s: p for s, p in now.items() if s != "job-scheduler"} == {
             s: p for s, p in pids.items() if s != "job-scheduler"}  # the others kept running
-        made = CliRunner().invoke(cli, [*cli_args, "job", "create", f"j{death}", "--pool", "p"],
-                                  env=env)
-        assert made.exit_code == 0, made.output
+        # The gateway reconnects to the restarted scheduler within gRPC's backoff (≤ 2 s):
+        # UNAVAILABLE until then.
+        wait_for(partial(creates_job, cli_args, env, f"j{death}"), "a job create to pass", 30)
     err = u.stderr
     assert err.count("job-scheduler died") == 2 and "restarting job-scheduler" in err
     assert u.proc.poll() is None  # it stops only when asked

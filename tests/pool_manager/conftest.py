@@ -4,6 +4,7 @@ served over real gRPC, and clients that call with the service token and an accou
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import json
 import os
@@ -29,6 +30,7 @@ from tests.support import eventually
 STAND_IN_AGENT = (sys.executable, str(Path(__file__).with_name("stand_in_agent.py")))
 
 T = TypeVar("T")
+D = TypeVar("D", bound="FakeScheduler")
 
 
 def pid_alive(pid: int) -> bool:
@@ -58,6 +60,12 @@ class FakeScheduler(sc_grpc.SchedulerControlServiceServicer):
         # Seconds ListNodeSessions takes for a pool: keeps a reconcile round open (it asks
         # the pools one after another) while other things happen.
         self.session_delay: dict[str, float] = {}
+        self._watchers: list[asyncio.Queue[tuple[str, str]]] = []
+
+    def changed(self, account: str, pool: str) -> None:
+        """Tell the pool-manager's WatchNodeSessions streams, as the scheduler does."""
+        for q in self._watchers:
+            q.put_nowait((account, pool.lower()))
 
     def connect(
         self, account: str, pool: str, node: str, running_tasks: int = 0, slots: int = 1,
@@ -68,6 +76,7 @@ class FakeScheduler(sc_grpc.SchedulerControlServiceServicer):
             running_tasks=running_tasks, completed_tasks=7, hostname=f"live-{node}",
             last_heartbeat_time=to_timestamp(1_700_000_000.0),
         )
+        self.changed(account, pool)
 
     def removed_nodes(self, pool: str) -> dict[str, int]:
         """node id -> option of every RemoveNodes call for the pool."""
@@ -83,6 +92,19 @@ class FakeScheduler(sc_grpc.SchedulerControlServiceServicer):
         await asyncio.sleep(self.session_delay.get(request.pool_id, 0.0))
         live = self.sessions.get((rpc.account(), request.pool_id), {})
         return sc_pb2.ListNodeSessionsResponse(sessions=list(live.values()))
+
+    async def WatchNodeSessions(self, request: Any, context: Any) -> Any:
+        await self._check(context)
+        q: asyncio.Queue[tuple[str, str]] = asyncio.Queue()
+        self._watchers.append(q)
+        try:
+            yield sc_pb2.NodeSessionsChanged(resync=True)
+            while True:
+                account, pool = await q.get()
+                yield sc_pb2.NodeSessionsChanged(
+                    pools=[sc_pb2.NodeSessionsChanged.Pool(account=account, pool_id=pool)])
+        finally:
+            self._watchers.remove(q)
 
     async def RemoveNodes(self, request: Any, context: Any) -> Any:
         await self._check(context)
@@ -125,15 +147,24 @@ def cluster(tmp_path: Path) -> ClusterConfig:
     return ClusterConfig.new(tmp_path / "state", pool_manager_address="127.0.0.1:0")
 
 
-@pytest.fixture
-async def scheduler(cluster: ClusterConfig) -> AsyncIterator[tuple[FakeScheduler, str]]:
-    double = FakeScheduler()
-    server = grpc.aio.server(interceptors=[rpc.ServiceInterceptor(cluster.service_token)])
+@contextlib.asynccontextmanager
+async def serving(double: D, cluster: ClusterConfig) -> AsyncIterator[tuple[D, str]]:
+    """A scheduler double behind the real interceptor, on a loopback port."""
+    server = grpc.aio.server(interceptors=[rpc.ServiceInterceptor(
+        cluster.service_token, cluster_wide=(rpc.WATCH_NODE_SESSIONS,))])
     sc_grpc.add_SchedulerControlServiceServicer_to_server(double, server)
     port = server.add_insecure_port("127.0.0.1:0")
     await server.start()
-    yield double, f"127.0.0.1:{port}"
-    await server.stop(None)
+    try:
+        yield double, f"127.0.0.1:{port}"
+    finally:
+        await server.stop(None)
+
+
+@pytest.fixture
+async def scheduler(cluster: ClusterConfig) -> AsyncIterator[tuple[FakeScheduler, str]]:
+    async with serving(FakeScheduler(), cluster) as served:
+        yield served
 
 
 @pytest.fixture

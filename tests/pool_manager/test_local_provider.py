@@ -80,8 +80,9 @@ async def test_start_passes_the_agent_command_line_and_stop_ends_it(
 ) -> None:
     ref = await local.start(SPEC)
     root = Path(cluster.state_dir) / "nodes" / "acct" / "pool-1" / "node-0000abcd"
-    argv = json.loads(await eventually(lambda: _file(root / "argv.json"), "the stand-in to start"))
-    await eventually(lambda: _file(root / "pid"), "the stand-in to write its pid")
+    # The pid is the stand-in's last file: once it is there, the others are whole.
+    await eventually(lambda: _file(root / "pid"), "the stand-in to start")
+    argv = json.loads((root / "argv.json").read_text())
     assert argv == [
         "--pool-manager", "127.0.0.1:4242",
         "--node-id", "node-0000abcd", "--node-root", str(root), "--log-level", "debug",

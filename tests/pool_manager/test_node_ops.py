@@ -39,7 +39,6 @@ from services.pool_manager.node_rules import (
 from services.pool_manager.store import SCHEMA, Store
 from shoal.cluster_config import ClusterConfig
 from shoal.internal.v1 import scheduler_control_pb2 as sc_pb2
-from shoal.internal.v1 import scheduler_control_pb2_grpc as sc_grpc
 from shoal.v1 import pool_pb2
 from tests.support import eventually
 
@@ -51,6 +50,7 @@ from .conftest import (
     registered,
     registrations,
     rpc_error,
+    serving,
     short,
 )
 
@@ -89,13 +89,8 @@ class SchedulingScheduler(FakeScheduler):
 
 @pytest.fixture
 async def scheduler(cluster: ClusterConfig) -> AsyncIterator[tuple[SchedulingScheduler, str]]:
-    double = SchedulingScheduler()
-    server = grpc.aio.server(interceptors=[rpc.ServiceInterceptor(cluster.service_token)])
-    sc_grpc.add_SchedulerControlServiceServicer_to_server(double, server)
-    port = server.add_insecure_port("127.0.0.1:0")
-    await server.start()
-    yield double, f"127.0.0.1:{port}"
-    await server.stop(None)
+    async with serving(SchedulingScheduler(), cluster) as served:
+        yield served
 
 
 async def connected_pool(

@@ -163,7 +163,7 @@ def test_what_shoal_does_not_serve_is_said_so(raw: Raw) -> None:
     unknown = raw.send("GET", "/certificates")
     azure_error(unknown, 400, "InvalidUri")
     assert "README" in unknown.json["message"]["value"]
-    azure_error(raw.send("PUT", "/jobs/x/tasks/y", body={"constraints": {}}), 405, "UnsupportedHttpVerb")
+    azure_error(raw.send("PUT", "/pools/x", body={"metadata": []}), 405, "UnsupportedHttpVerb")
     azure_error(raw.send("GET", "/jobs/x/tasks/y/files/wd/out.txt"), 404, "FileNotFound")
     azure_error(raw.send("POST", "/jobs", body=[1, 2]), 400, "InvalidPropertyValue")
     bad_json = raw.send("POST", "/jobs", headers={"Content-Type": "application/json"}, body="{")

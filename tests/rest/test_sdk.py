@@ -289,6 +289,47 @@ def test_a_job_is_patched_and_updated_with_its_etag(client: BatchClient, pool: s
     client.begin_delete_job("patched", polling_interval=POLL).result()
 
 
+def test_pools_and_tasks_are_updated_with_their_etags(client: BatchClient) -> None:
+    client.create_pool(models.BatchPoolCreateOptions(
+        id="settings", vm_size="x", target_dedicated_nodes=0,
+        metadata=[models.BatchMetadataItem(name="a", value="1")]))
+    before = client.get_pool("settings")
+    client.update_pool("settings", models.BatchPoolUpdateOptions(
+        start_task=models.BatchStartTask(command_line="/bin/true")),
+        etag=before.etag, match_condition=MatchConditions.IfNotModified)
+    after = client.get_pool("settings")
+    assert after.start_task.command_line == "/bin/true" and after.metadata[0].name == "a"
+    assert after.etag != before.etag
+    stale = error_of(lambda: client.update_pool("settings", models.BatchPoolUpdateOptions(
+        metadata=[]), etag=before.etag, match_condition=MatchConditions.IfNotModified))
+    assert (stale.status_code, stale.error.code) == (412, "ConditionNotMet")
+    assert client.get_pool("settings").metadata[0].name == "a"
+    # Update Properties sets all three: what it leaves out is cleared.
+    client.replace_pool_properties("settings", models.BatchPoolReplaceOptions(
+        application_package_references=[], metadata=[models.BatchMetadataItem(name="b", value="2")]))
+    replaced = client.get_pool("settings")
+    assert replaced.start_task is None and [m.name for m in replaced.metadata] == ["b"]
+    refused = error_of(lambda: client.update_pool("settings", models.BatchPoolUpdateOptions(task_slots_per_node=8)))
+    assert (refused.status_code, refused.error.code) == (400, "UnsupportedProperty")
+
+    client.create_job(models.BatchJobCreateOptions(id="settings", pool_info=models.BatchPoolInfo(pool_id="settings")))
+    client.create_task("settings", models.BatchTaskCreateOptions(id="t", command_line="/bin/true"))
+    task = client.get_task("settings", "t")
+    client.replace_task("settings", "t", models.BatchTask(constraints=models.BatchTaskConstraints(
+        max_task_retry_count=3, max_wall_clock_time=timedelta(minutes=5))),
+        etag=task.etag, match_condition=MatchConditions.IfNotModified)
+    updated = client.get_task("settings", "t")
+    assert updated.constraints.max_task_retry_count == 3
+    assert updated.constraints.max_wall_clock_time == timedelta(minutes=5)
+    stale = error_of(lambda: client.replace_task("settings", "t", models.BatchTask(
+        constraints=models.BatchTaskConstraints(max_task_retry_count=1)),
+        etag=task.etag, match_condition=MatchConditions.IfNotModified))
+    assert (stale.status_code, stale.error.code) == (412, "ConditionNotMet")
+    assert client.get_task("settings", "t").constraints.max_task_retry_count == 3
+    client.begin_delete_job("settings", polling_interval=POLL).result()
+    client.begin_delete_pool("settings", polling_interval=POLL).result()
+
+
 def test_nodes_and_resize(client: BatchClient) -> None:
     client.create_pool(models.BatchPoolCreateOptions(id="grow", vm_size="x", target_dedicated_nodes=1))
     client.begin_resize_pool("grow", models.BatchPoolResizeOptions(target_dedicated_nodes=3),

@@ -54,7 +54,10 @@ def test_a_task_is_assigned_then_completes_and_its_job_with_it(w: World) -> None
     plan = w.dispatch()
     assert assigns(plan) == {"t1": "a1"}
     assert rows(plan, AssignTask) == [AssignTask(w.pks["t1"], "a1", 1, "pools/p/nodes/n1", T0)]
-    assert TaskChanged(ACCOUNT, "j", w.pks["t1"], TaskState.PREPARING) in plan.events
+    (assigned,) = rows(plan, AssignTask)
+    # The event names the task and carries the row that records it: what a watcher is sent.
+    assert TaskChanged(ACCOUNT, "j", w.pks["t1"], TaskState.PREPARING, task_id="t1",
+                       row=assigned) in plan.events
     assert plan.sends[0].stream_id == n.stream_id  # bound to the stream it was decided for
     done = w.result(n, "a1")
     assert [s.message for s in done.sends] == [AckResults(["a1"])]

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from gateway.rest import listing
+from gateway.rest import conditions, listing
 from gateway.rest.errors import autoscale_not_supported
 from gateway.rest.http import (
     Resource,
     Versioned,
+    base_url,
     caller,
     empty,
     precondition,
@@ -28,7 +29,8 @@ for _state, _azure in wire.NODE_STATES.items():
 
 
 def version(pool: pool_pb2.Pool, base: str) -> Versioned:
-    return Versioned.of(wire.pool_json(pool, base), pool.create_time, pool.state_transition_time)
+    return Versioned.of(wire.pool_json(pool, base), pool.create_time, pool.state_transition_time,
+                        tag=pool.etag, modified=pool.update_time)
 
 
 def node_version(node: pool_pb2.Node, base: str) -> Versioned:
@@ -59,6 +61,31 @@ routes.get("/pools")(listing.lister(
     POOLS, lambda c: c.backend.pools.ListPools,
     lambda _, size, token, flt: pool_pb2.ListPoolsRequest(page_size=size, page_token=token, filter=flt),
     "pools", schema=wire.POOL_FILTER, states=POOL_STATES))
+
+
+@routes.patch("/pools/{pool}")
+async def patch_pool(request: web.Request) -> web.Response:
+    return await _update(request, replace=False)
+
+
+@routes.post("/pools/{pool}/updateproperties")
+async def update_pool_properties(request: web.Request) -> web.Response:
+    return await _update(request, replace=True)
+
+
+async def _update(request: web.Request, *, replace: bool) -> web.Response:
+    """Pool - Patch and Update Properties on UpdatePool, If-Match checked in the same step as
+    the change. Update Properties answers 204, Patch 200, as in Azure."""
+    call = caller(request)
+    update = wire.update_request(request.match_info["pool"], await read_body(request), replace=replace)
+    await precondition(request, lambda: POOLS.current(request), skip=("if-match",))
+    update.if_match = request.headers.get("If-Match", "")
+    if update.update_mask.paths:
+        pool = await call(call.backend.pools.UpdatePool, update, wire.POOL_FIELDS)
+    else:
+        pool = await POOLS.read(request)  # nothing to change: still a 404 or 412 where due
+        conditions.evaluate({"if-match": update.if_match}, pool.etag, None, read=False)
+    return empty(204 if replace else 200, version=version(pool, base_url(request)))
 
 
 @routes.post("/pools/{pool}/resize")

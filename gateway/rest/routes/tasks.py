@@ -18,6 +18,7 @@ from gateway.rest.http import (
     caller,
     empty,
     json_response,
+    precondition,
     read_body,
 )
 from gateway.rest.wire import tasks as wire
@@ -37,7 +38,8 @@ _RANGE = re.compile(r"bytes=(\d+)-(\d*)")
 
 
 def version(task: task_pb2.Task, base: str) -> Versioned:
-    return Versioned.of(wire.task_json(task, base), task.create_time, task.state_transition_time)
+    return Versioned.of(wire.task_json(task, base), task.create_time, task.state_transition_time,
+                        tag=task.etag, modified=task.update_time)
 
 
 def _job(request: web.Request) -> str:
@@ -57,6 +59,17 @@ routes.post("/jobs/{job}/tasks/{task}/terminate")(TASKS.change(
     lambda c: c.backend.tasks.TerminateTask, task_pb2.TerminateTaskRequest, 204, answers=True))
 routes.post("/jobs/{job}/tasks/{task}/reactivate")(TASKS.change(
     lambda c: c.backend.tasks.ReactivateTask, task_pb2.ReactivateTaskRequest, 204, answers=True))
+
+
+@routes.put("/jobs/{job}/tasks/{task}")
+async def update_task(request: web.Request) -> web.Response:
+    """Task - Update (its constraints) on UpdateTask, If-Match checked in the same step."""
+    call = caller(request)
+    update = wire.update_request(_name(request), await read_body(request))
+    await precondition(request, lambda: TASKS.current(request), skip=("if-match",))
+    update.if_match = request.headers.get("If-Match", "")
+    task = await call(call.backend.tasks.UpdateTask, update, wire.TASK_FIELDS)
+    return empty(200, version=version(task, base_url(request)))
 
 
 # What Azure answers for adding tasks to a job that takes none, by the job's state.

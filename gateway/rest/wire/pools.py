@@ -77,6 +77,7 @@ POOL_FIELDS = {
     "pool.start_task": "startTask",
     "pool.node_fill_type": "taskSchedulingPolicy.nodeFillType",
     "pool": "",
+    "update_mask": "body",
     "target_nodes": "targetDedicatedNodes",
 }
 
@@ -173,6 +174,34 @@ def pool_json(pool: Pool, base: str) -> dict[str, Any]:
         "applicationPackageReferences": packages_out(pool.application_package_references),
         "metadata": name_value_list(pool.metadata),
     })
+
+
+# Azure's updatable pool properties -> UpdatePool's mask paths.
+POOL_UPDATABLE = {
+    "startTask": "start_task",
+    "applicationPackageReferences": "application_package_references",
+    "metadata": "metadata",
+}
+
+
+def update_request(pool_id: str, body: Body, *, replace: bool) -> pool_pb2.UpdatePoolRequest:
+    """A Pool - Patch (only the properties given change) or, with `replace`, a Pool - Update
+    Properties (all three are set; one left out is cleared) as UpdatePoolRequest. What a pool
+    is made of (slots, fill type, VM settings) is fixed at creation in Shoal."""
+    for key in ("taskSlotsPerNode", "taskSchedulingPolicy", "targetNodeCommunicationMode",
+                "userAccounts", "mountConfiguration", "networkConfiguration"):
+        body.refuse(key, "a Shoal pool keeps it as created")
+    pool = Pool(
+        metadata=name_values(body.objs("metadata"), "metadata"),
+        application_package_references=packages_in(body),
+    )
+    start = body.obj("startTask")
+    if start is not None:
+        pool.start_task.CopyFrom(start_task_in(start))
+    paths = ["*"] if replace else [p for key, p in POOL_UPDATABLE.items() if key in body.raw]
+    request = pool_pb2.UpdatePoolRequest(name=f"pools/{pool_id}", pool=pool)
+    request.update_mask.paths.extend(paths)
+    return request
 
 
 def resize_request(pool_id: str, body: Body) -> pool_pb2.ResizePoolRequest:

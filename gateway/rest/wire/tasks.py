@@ -70,6 +70,7 @@ TASK_FIELDS = {
     "task.depends_on": "dependsOn",
     "task.output_files": "outputFiles",
     "task": "",
+    "update_mask": "body",
     "parent": "jobId",
 }
 
@@ -110,6 +111,18 @@ def constraints_in(body: Body) -> task_pb2.TaskConstraints:
         if found is not None:
             target.CopyFrom(found)
     return out
+
+
+def update_request(name: str, body: Body) -> task_pb2.UpdateTaskRequest:
+    """Azure's Task - Update: its constraints, all three at once (one left out goes to its
+    default)."""
+    task = Task()
+    constraints = body.obj("constraints")
+    if constraints is not None:
+        task.constraints.CopyFrom(constraints_in(constraints))
+    request = task_pb2.UpdateTaskRequest(name=name, task=task)
+    request.update_mask.paths.append("constraints")
+    return request
 
 
 def dependencies_in(body: Body) -> task_pb2.TaskDependencies:

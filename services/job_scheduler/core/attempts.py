@@ -132,13 +132,15 @@ class AttemptEvents(CoreState):
         t = self.tally(job.account, job.pool_id)
         t.attempts += 1
         t.dispatch_wait.observe(now - info.ready_time)
-        self._row(AssignTask(task_pk, a.attempt_id, a.number, s.name, now))
+        row = AssignTask(task_pk, a.attempt_id, a.number, s.name, now)
+        self._row(row)
         job.counts.move(TaskState.ACTIVE, TaskState.PREPARING)
         self._touch(job)
         if job.prep or job.release:
             job.nodes.add(s.key)
         self._plan.send(s.key, s.stream_id, Assign(a, info, job))
-        self._plan.events.append(TaskChanged(job.account, job.id, task_pk, TaskState.PREPARING))
+        self._plan.events.append(TaskChanged(job.account, job.id, task_pk, TaskState.PREPARING,
+                                             task_id=info.id, row=row))
 
     def undelivered(self, attempt_ids: list[str], now: float) -> Plan:
         """Assignments that could not be sent (the node's stream ended or was replaced while

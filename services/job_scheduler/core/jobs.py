@@ -11,7 +11,9 @@ from services.job_scheduler.core.failures import (
 from services.job_scheduler.core.plan import (
     DeleteJob,
     InsertJob,
+    JobAdded,
     JobChanged,
+    JobRemoved,
     Plan,
     UpdateJobSettings,
 )
@@ -43,6 +45,7 @@ class JobEvents(CoreState):
         self.jobs[job.pk] = job
         self.job_keys[(job.account, job.id.lower())] = job.pk
         self._row(InsertJob(job))
+        self._plan.events.append(JobAdded(job))
         self._plan.reply = job
         return self._finish(now)
 
@@ -151,4 +154,5 @@ class JobEvents(CoreState):
         del self.job_keys[(job.account, job.id.lower())]
         self._touched.discard(job.pk)
         self._row(DeleteJob(job.pk))
+        self._plan.events.append(JobRemoved(job))
         return self._finish(now)

@@ -135,15 +135,19 @@ class NodeEvents(CoreState):
             s.start_task_info = m.start_task_info
         if m.node_errors:
             s.errors = [*s.errors, *m.node_errors][-MAX_NODE_ERRORS:]
+        if m.start_task_info is not None or m.node_errors:
+            self._plan.events.append(NodeChanged(key, "REPORTED"))
         for attempt_id, start_time in m.started:
             a = self.attempts.get(attempt_id)
             if a is not None and a.node_key == key and a.start_time is None:
                 a.start_time = start_time
-                self._row(StartAttempt(a.task_pk, attempt_id, start_time, now))
+                row = StartAttempt(a.task_pk, attempt_id, start_time, now)
+                self._row(row)
                 job = self.jobs.get(a.job_pk)
                 if job is not None:
-                    self._plan.events.append(
-                        TaskChanged(job.account, job.id, a.task_pk, TaskState.RUNNING))
+                    self._plan.events.append(TaskChanged(
+                        job.account, job.id, a.task_pk, TaskState.RUNNING, task_id=a.task_id,
+                        row=row))
         if m.results:
             for r in m.results:
                 a = self.attempts.get(r.attempt_id)

@@ -195,6 +195,9 @@ class Send(NamedTuple):
 
 
 # -- domain events ------------------------------------------------------------------------
+# What the watch API (services/job_scheduler/feed.py) publishes once the plan is committed:
+# each task or job event carries the row that records it, so a watcher is told exactly what
+# a read after the commit would show.
 
 
 class TaskChanged(NamedTuple):
@@ -203,6 +206,27 @@ class TaskChanged(NamedTuple):
     task_pk: int
     state: TaskState
     result: Result | None = None
+    task_id: str = ""
+    """Empty where the core does not hold it (the queued tasks of a job that ended)."""
+    row: Row | None = None
+    """The row that writes the change: AssignTask, StartAttempt, TaskOutcome, FailTasks,
+    Reactivate."""
+
+
+class TasksAdded(NamedTuple):
+    """A batch of tasks was added (its rows written before the plan was decided)."""
+
+    job: Job
+    pks: list[int]
+    specs: list[TaskDefinition]
+    time: float
+
+
+class TaskRemoved(NamedTuple):
+    account: str
+    job_id: str
+    task_pk: int
+    task_id: str
 
 
 class JobChanged(NamedTuple):
@@ -211,13 +235,31 @@ class JobChanged(NamedTuple):
     state: JobState
 
 
+class JobAdded(NamedTuple):
+    job: Job
+
+
+class JobUpdated(NamedTuple):
+    """The job's row was written: its state, times and task counts as they are in `row`
+    (the Job object itself moves on)."""
+
+    job: Job
+    row: UpdateJob
+
+
+class JobRemoved(NamedTuple):
+    job: Job
+
+
 class NodeChanged(NamedTuple):
     node: NodeKey
     state: str
-    """CONNECTED, UNREACHABLE, LOST, DISCONNECTED, REMOVING, SCHEDULING_DISABLED, ENABLED."""
+    """CONNECTED, UNREACHABLE, LOST, DISCONNECTED, REMOVING, SCHEDULING_DISABLED, ENABLED,
+    REPORTED (its start task's progress, or errors)."""
 
 
-Event = TaskChanged | JobChanged | NodeChanged
+Event = (TaskChanged | TasksAdded | TaskRemoved | JobChanged | JobAdded | JobUpdated
+         | JobRemoved | NodeChanged)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from services.job_scheduler.core.plan import (
     FailTasks,
     JobChanged,
     JobEnded,
+    JobUpdated,
     Message,
     NodeKey,
     Plan,
@@ -146,8 +147,10 @@ class CoreState:
                 self._set_job_state(job, JobState.COMPLETED, now)
             elif job.state == JobState.DISABLING and job.counts.running == 0:
                 self._set_job_state(job, JobState.DISABLED, now)
-            self._row(UpdateJob(job.pk, job.state, job.terminate_reason, job.state_time,
-                                job.end_time, job.counts.row(), job.revision, job.update_time))
+            row = UpdateJob(job.pk, job.state, job.terminate_reason, job.state_time,
+                            job.end_time, job.counts.row(), job.revision, job.update_time)
+            self._row(row)
+            self._plan.events.append(JobUpdated(job, row))
         self._touched = set()
 
     def tally(self, account: str, pool_id: str) -> PoolTally:
@@ -263,18 +266,21 @@ class CoreState:
                 or task_pk in self.parked.get(job.pk, ())
                 or task_pk in self.deps.waiting)
 
-    def _fail_active(self, job: Job, task_pks: list[int], failure: Failure, now: float) -> None:
+    def _fail_active(self, job: Job, task_pks: list[int], failure: Failure, now: float,
+                     ids: list[str] | None = None) -> None:
         """ACTIVE tasks, already taken out of where they waited, complete as failed without
-        running (their job ended, or they were terminated)."""
+        running (their job ended, or they were terminated). `ids`: theirs, where known."""
         if not task_pks:
             return
-        self._row(FailTasks(task_pks, failure, now))
+        row = FailTasks(task_pks, failure, now)
+        self._row(row)
         job.counts.move(TaskState.ACTIVE, TaskState.COMPLETED, n=len(task_pks),
                         result=Result.FAILURE)
         self._touch(job)
-        for pk in task_pks:
-            self._plan.events.append(
-                TaskChanged(job.account, job.id, pk, TaskState.COMPLETED, Result.FAILURE))
+        for i, pk in enumerate(task_pks):
+            self._plan.events.append(TaskChanged(
+                job.account, job.id, pk, TaskState.COMPLETED, Result.FAILURE,
+                task_id=ids[i] if ids else "", row=row))
 
     def _end_job_tasks(self, job: Job, reason: str, now: float) -> None:
         """Complete the job's ACTIVE tasks as failed and cancel its running ones; the job is
@@ -361,13 +367,15 @@ class CoreState:
         self._touch(job)
         failure = out.failure if out.state == TaskState.COMPLETED else None
         exit_code = rep.exit_code if rep else None
-        self._row(TaskOutcome(
+        row = TaskOutcome(
             a.task_pk, out.state, now, out.result, retries, requeues,
             rep.start_time if rep else a.start_time,
             (rep.end_time if rep else now) if out.state == TaskState.COMPLETED else None,
             exit_code, failure,
-        ))
-        self._plan.events.append(TaskChanged(job.account, job.id, a.task_pk, out.state, out.result))
+        )
+        self._row(row)
+        self._plan.events.append(TaskChanged(job.account, job.id, a.task_pk, out.state, out.result,
+                                             task_id=a.task_id, row=row))
         if out.state == TaskState.ACTIVE:
             self.pending[a.task_pk] = Pending(a.priority, a.slots, retries, requeues, a.number)
             # Retries and requeues go first: the job's oldest work should finish first.

@@ -13,6 +13,8 @@ from services.job_scheduler.core.plan import (
     SetBlocked,
     TaskChanged,
     TaskDeleted,
+    TaskRemoved,
+    TasksAdded,
     Unblock,
     UpdateTaskSettings,
 )
@@ -143,9 +145,11 @@ class TaskEvents(CoreState):
         self._begin()
         job.counts.move(None, TaskState.ACTIVE, n=len(specs))
         self._touch(job)
+        if self.jobs.get(job.pk) is job:
+            self._plan.events.append(TasksAdded(job, pks, specs, now))
         if not is_open(job) or self.jobs.get(job.pk) is not job:
             # Terminated while the rows were written: they end with the job.
-            self._fail_active(job, pks, JOB_TERMINATED, now)
+            self._fail_active(job, pks, JOB_TERMINATED, now, [sp.id for sp in specs])
             self._plan.reply = failed_precondition(
                 "JOB_NOT_ACTIVE", f"job {job.id!r} ended while its tasks were added")
             return self._finish(now)
@@ -229,7 +233,7 @@ class TaskEvents(CoreState):
         if a is not None:
             self._cancel([a], CancelIntent.TERMINATE, TASK_TERMINATED)
         elif self._take_active(job, t.pk):
-            self._fail_active(job, [t.pk], TASK_TERMINATED, now)
+            self._fail_active(job, [t.pk], TASK_TERMINATED, now, [t.spec.id])
             if job.uses_deps or job.exit_job_actions or t.spec.exits:
                 self._completed(job, t.pk, t.spec.id, t.spec.exits, False, None,
                                 TASK_TERMINATED.code, now, job_action=False)
@@ -245,10 +249,12 @@ class TaskEvents(CoreState):
         if not is_open(job):
             raise failed_precondition("JOB_NOT_ACTIVE", f"job {job.id!r} is {job.state.name.lower()}")
         self._begin()
-        self._row(Reactivate(t.pk, now))
+        row = Reactivate(t.pk, now)
+        self._row(row)
         job.counts.move(TaskState.COMPLETED, TaskState.ACTIVE, src_result=Result.FAILURE)
         self._touch(job)
-        self._plan.events.append(TaskChanged(job.account, job.id, t.pk, TaskState.ACTIVE))
+        self._plan.events.append(TaskChanged(job.account, job.id, t.pk, TaskState.ACTIVE,
+                                             task_id=t.spec.id, row=row))
         if job.uses_deps:
             self.deps.outcomes.pop(t.pk, None)
             self.deps.unfinished.setdefault(job.pk, set()).add(t.pk)
@@ -330,6 +336,7 @@ class TaskEvents(CoreState):
             self.deps.unfinished.get(job.pk, set()).discard(t.pk)
             self.deps.outcomes.pop(t.pk, None)
         self._row(DeleteTask(t.pk))
+        self._plan.events.append(TaskRemoved(job.account, job.id, t.pk, t.spec.id))
         self._touch(job)
         if t.node:
             _, pool_id, _, node_id = t.node.split("/")

@@ -28,7 +28,7 @@ from shoal.v1 import pool_pb2 as shoal_dot_v1_dot_pool__pb2
 from shoal.v1 import task_pb2 as shoal_dot_v1_dot_task__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)shoal/internal/v1/scheduler_control.proto\x12\x11shoal.internal.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13shoal/v1/pool.proto\x1a\x13shoal/v1/task.proto\"\x7f\n\x18SetNodeSchedulingRequest\x12\x0f\n\x07pool_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x03 \x01(\x08\x12\x30\n\x06option\x18\x04 \x01(\x0e\x32 .shoal.v1.NodeDeallocationOption\"*\n\x17ListNodeSessionsRequest\x12\x0f\n\x07pool_id\x18\x01 \x01(\t\"\xf7\x03\n\x0bNodeSession\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x33\n\x05state\x18\x02 \x01(\x0e\x32$.shoal.internal.v1.NodeSession.State\x12\x13\n\x0btotal_slots\x18\x03 \x01(\x05\x12\x15\n\rrunning_slots\x18\x04 \x01(\x05\x12\x15\n\rrunning_tasks\x18\x05 \x01(\x05\x12\x17\n\x0f\x63ompleted_tasks\x18\x06 \x01(\x03\x12\x37\n\x13last_heartbeat_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08hostname\x18\x08 \x01(\t\x12\x10\n\x08removing\x18\t \x01(\x08\x12,\n\rsetup_failure\x18\n \x01(\x0b\x32\x15.shoal.v1.FailureInfo\x12/\n\x0fstart_task_info\x18\x0b \x01(\x0b\x32\x16.shoal.v1.NodeTaskInfo\x12#\n\x06\x65rrors\x18\x0c \x03(\x0b\x32\x13.shoal.v1.NodeError\x12\x1b\n\x13scheduling_disabled\x18\r \x01(\x08\"H\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\r\n\tCONNECTED\x10\x01\x12\x0f\n\x0bUNREACHABLE\x10\x02\x12\x08\n\x04LOST\x10\x03\"L\n\x18ListNodeSessionsResponse\x12\x30\n\x08sessions\x18\x01 \x03(\x0b\x32\x1e.shoal.internal.v1.NodeSession\"i\n\x12RemoveNodesRequest\x12\x0f\n\x07pool_id\x18\x01 \x01(\t\x12\x10\n\x08node_ids\x18\x02 \x03(\t\x12\x30\n\x06option\x18\x03 \x01(\x0e\x32 .shoal.v1.NodeDeallocationOption2\xae\x02\n\x17SchedulerControlService\x12k\n\x10ListNodeSessions\x12*.shoal.internal.v1.ListNodeSessionsRequest\x1a+.shoal.internal.v1.ListNodeSessionsResponse\x12L\n\x0bRemoveNodes\x12%.shoal.internal.v1.RemoveNodesRequest\x1a\x16.google.protobuf.Empty\x12X\n\x11SetNodeScheduling\x12+.shoal.internal.v1.SetNodeSchedulingRequest\x1a\x16.google.protobuf.EmptyB\x89\x01\n\x15\x64\x65v.shoal.internal.v1P\x01Z)shoal.dev/go/shoal/internal/v1;internalv1\xa2\x02\x04SHLI\xaa\x02\x11Shoal.Internal.V1\xca\x02\x11Shoal\\Internal\\V1\xea\x02\x13Shoal::Internal::V1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n)shoal/internal/v1/scheduler_control.proto\x12\x11shoal.internal.v1\x1a\x1bgoogle/protobuf/empty.proto\x1a\x1fgoogle/protobuf/timestamp.proto\x1a\x13shoal/v1/pool.proto\x1a\x13shoal/v1/task.proto\"\x1a\n\x18WatchNodeSessionsRequest\"\x8b\x01\n\x13NodeSessionsChanged\x12:\n\x05pools\x18\x01 \x03(\x0b\x32+.shoal.internal.v1.NodeSessionsChanged.Pool\x12\x0e\n\x06resync\x18\x02 \x01(\x08\x1a(\n\x04Pool\x12\x0f\n\x07\x61\x63\x63ount\x18\x01 \x01(\t\x12\x0f\n\x07pool_id\x18\x02 \x01(\t\"\x7f\n\x18SetNodeSchedulingRequest\x12\x0f\n\x07pool_id\x18\x01 \x01(\t\x12\x0f\n\x07node_id\x18\x02 \x01(\t\x12\x0f\n\x07\x65nabled\x18\x03 \x01(\x08\x12\x30\n\x06option\x18\x04 \x01(\x0e\x32 .shoal.v1.NodeDeallocationOption\"*\n\x17ListNodeSessionsRequest\x12\x0f\n\x07pool_id\x18\x01 \x01(\t\"\xf7\x03\n\x0bNodeSession\x12\x0f\n\x07node_id\x18\x01 \x01(\t\x12\x33\n\x05state\x18\x02 \x01(\x0e\x32$.shoal.internal.v1.NodeSession.State\x12\x13\n\x0btotal_slots\x18\x03 \x01(\x05\x12\x15\n\rrunning_slots\x18\x04 \x01(\x05\x12\x15\n\rrunning_tasks\x18\x05 \x01(\x05\x12\x17\n\x0f\x63ompleted_tasks\x18\x06 \x01(\x03\x12\x37\n\x13last_heartbeat_time\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08hostname\x18\x08 \x01(\t\x12\x10\n\x08removing\x18\t \x01(\x08\x12,\n\rsetup_failure\x18\n \x01(\x0b\x32\x15.shoal.v1.FailureInfo\x12/\n\x0fstart_task_info\x18\x0b \x01(\x0b\x32\x16.shoal.v1.NodeTaskInfo\x12#\n\x06\x65rrors\x18\x0c \x03(\x0b\x32\x13.shoal.v1.NodeError\x12\x1b\n\x13scheduling_disabled\x18\r \x01(\x08\"H\n\x05State\x12\x15\n\x11STATE_UNSPECIFIED\x10\x00\x12\r\n\tCONNECTED\x10\x01\x12\x0f\n\x0bUNREACHABLE\x10\x02\x12\x08\n\x04LOST\x10\x03\"L\n\x18ListNodeSessionsResponse\x12\x30\n\x08sessions\x18\x01 \x03(\x0b\x32\x1e.shoal.internal.v1.NodeSession\"i\n\x12RemoveNodesRequest\x12\x0f\n\x07pool_id\x18\x01 \x01(\t\x12\x10\n\x08node_ids\x18\x02 \x03(\t\x12\x30\n\x06option\x18\x03 \x01(\x0e\x32 .shoal.v1.NodeDeallocationOption2\x9a\x03\n\x17SchedulerControlService\x12k\n\x10ListNodeSessions\x12*.shoal.internal.v1.ListNodeSessionsRequest\x1a+.shoal.internal.v1.ListNodeSessionsResponse\x12L\n\x0bRemoveNodes\x12%.shoal.internal.v1.RemoveNodesRequest\x1a\x16.google.protobuf.Empty\x12X\n\x11SetNodeScheduling\x12+.shoal.internal.v1.SetNodeSchedulingRequest\x1a\x16.google.protobuf.Empty\x12j\n\x11WatchNodeSessions\x12+.shoal.internal.v1.WatchNodeSessionsRequest\x1a&.shoal.internal.v1.NodeSessionsChanged0\x01\x42\x89\x01\n\x15\x64\x65v.shoal.internal.v1P\x01Z)shoal.dev/go/shoal/internal/v1;internalv1\xa2\x02\x04SHLI\xaa\x02\x11Shoal.Internal.V1\xca\x02\x11Shoal\\Internal\\V1\xea\x02\x13Shoal::Internal::V1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,18 +36,24 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'shoal.internal.v1.scheduler
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\025dev.shoal.internal.v1P\001Z)shoal.dev/go/shoal/internal/v1;internalv1\242\002\004SHLI\252\002\021Shoal.Internal.V1\312\002\021Shoal\\Internal\\V1\352\002\023Shoal::Internal::V1'
-  _globals['_SETNODESCHEDULINGREQUEST']._serialized_start=168
-  _globals['_SETNODESCHEDULINGREQUEST']._serialized_end=295
-  _globals['_LISTNODESESSIONSREQUEST']._serialized_start=297
-  _globals['_LISTNODESESSIONSREQUEST']._serialized_end=339
-  _globals['_NODESESSION']._serialized_start=342
-  _globals['_NODESESSION']._serialized_end=845
-  _globals['_NODESESSION_STATE']._serialized_start=773
-  _globals['_NODESESSION_STATE']._serialized_end=845
-  _globals['_LISTNODESESSIONSRESPONSE']._serialized_start=847
-  _globals['_LISTNODESESSIONSRESPONSE']._serialized_end=923
-  _globals['_REMOVENODESREQUEST']._serialized_start=925
-  _globals['_REMOVENODESREQUEST']._serialized_end=1030
-  _globals['_SCHEDULERCONTROLSERVICE']._serialized_start=1033
-  _globals['_SCHEDULERCONTROLSERVICE']._serialized_end=1335
+  _globals['_WATCHNODESESSIONSREQUEST']._serialized_start=168
+  _globals['_WATCHNODESESSIONSREQUEST']._serialized_end=194
+  _globals['_NODESESSIONSCHANGED']._serialized_start=197
+  _globals['_NODESESSIONSCHANGED']._serialized_end=336
+  _globals['_NODESESSIONSCHANGED_POOL']._serialized_start=296
+  _globals['_NODESESSIONSCHANGED_POOL']._serialized_end=336
+  _globals['_SETNODESCHEDULINGREQUEST']._serialized_start=338
+  _globals['_SETNODESCHEDULINGREQUEST']._serialized_end=465
+  _globals['_LISTNODESESSIONSREQUEST']._serialized_start=467
+  _globals['_LISTNODESESSIONSREQUEST']._serialized_end=509
+  _globals['_NODESESSION']._serialized_start=512
+  _globals['_NODESESSION']._serialized_end=1015
+  _globals['_NODESESSION_STATE']._serialized_start=943
+  _globals['_NODESESSION_STATE']._serialized_end=1015
+  _globals['_LISTNODESESSIONSRESPONSE']._serialized_start=1017
+  _globals['_LISTNODESESSIONSRESPONSE']._serialized_end=1093
+  _globals['_REMOVENODESREQUEST']._serialized_start=1095
+  _globals['_REMOVENODESREQUEST']._serialized_end=1200
+  _globals['_SCHEDULERCONTROLSERVICE']._serialized_start=1203
+  _globals['_SCHEDULERCONTROLSERVICE']._serialized_end=1613
 # @@protoc_insertion_point(module_scope)

@@ -13,6 +13,25 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 
 DESCRIPTOR: _descriptor.FileDescriptor
 
+class WatchNodeSessionsRequest(_message.Message):
+    __slots__ = ()
+    def __init__(self) -> None: ...
+
+class NodeSessionsChanged(_message.Message):
+    __slots__ = ("pools", "resync")
+    class Pool(_message.Message):
+        __slots__ = ("account", "pool_id")
+        ACCOUNT_FIELD_NUMBER: _ClassVar[int]
+        POOL_ID_FIELD_NUMBER: _ClassVar[int]
+        account: str
+        pool_id: str
+        def __init__(self, account: _Optional[str] = ..., pool_id: _Optional[str] = ...) -> None: ...
+    POOLS_FIELD_NUMBER: _ClassVar[int]
+    RESYNC_FIELD_NUMBER: _ClassVar[int]
+    pools: _containers.RepeatedCompositeFieldContainer[NodeSessionsChanged.Pool]
+    resync: bool
+    def __init__(self, pools: _Optional[_Iterable[_Union[NodeSessionsChanged.Pool, _Mapping]]] = ..., resync: _Optional[bool] = ...) -> None: ...
+
 class SetNodeSchedulingRequest(_message.Message):
     __slots__ = ("pool_id", "node_id", "enabled", "option")
     POOL_ID_FIELD_NUMBER: _ClassVar[int]

@@ -52,6 +52,11 @@ class SchedulerControlServiceStub:
                 request_serializer=shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.SetNodeSchedulingRequest.SerializeToString,
                 response_deserializer=google_dot_protobuf_dot_empty__pb2.Empty.FromString,
                 _registered_method=True)
+        self.WatchNodeSessions = channel.unary_stream(
+                '/shoal.internal.v1.SchedulerControlService/WatchNodeSessions',
+                request_serializer=shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.WatchNodeSessionsRequest.SerializeToString,
+                response_deserializer=shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.NodeSessionsChanged.FromString,
+                _registered_method=True)
 
 
 class SchedulerControlServiceServicer:
@@ -82,6 +87,17 @@ class SchedulerControlServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WatchNodeSessions(self, request, context):
+        """The pools (of every account) whose node sessions changed, as they change: connected,
+        lost, unreachable, reconnected, being removed, scheduling turned off or on. The
+        pool-manager follows it to keep the node watch (PoolService.WatchNodes) current. The
+        first message has `resync` set: anything may have changed while nobody followed.
+        The only call here that is not scoped to the account on the call.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_SchedulerControlServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +115,11 @@ def add_SchedulerControlServiceServicer_to_server(servicer, server):
                     servicer.SetNodeScheduling,
                     request_deserializer=shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.SetNodeSchedulingRequest.FromString,
                     response_serializer=google_dot_protobuf_dot_empty__pb2.Empty.SerializeToString,
+            ),
+            'WatchNodeSessions': grpc.unary_stream_rpc_method_handler(
+                    servicer.WatchNodeSessions,
+                    request_deserializer=shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.WatchNodeSessionsRequest.FromString,
+                    response_serializer=shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.NodeSessionsChanged.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -184,6 +205,33 @@ class SchedulerControlService:
             '/shoal.internal.v1.SchedulerControlService/SetNodeScheduling',
             shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.SetNodeSchedulingRequest.SerializeToString,
             google_dot_protobuf_dot_empty__pb2.Empty.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WatchNodeSessions(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_stream(
+            request,
+            target,
+            '/shoal.internal.v1.SchedulerControlService/WatchNodeSessions',
+            shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.WatchNodeSessionsRequest.SerializeToString,
+            shoal_dot_internal_dot_v1_dot_scheduler__control__pb2.NodeSessionsChanged.FromString,
             options,
             channel_credentials,
             insecure,
