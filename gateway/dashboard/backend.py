@@ -133,17 +133,41 @@ class Backend:
         return pool
 
     async def nodes(self, key: str, pool_id: str) -> list[dict[str, Any]]:
+        return (await self.nodes_at(key, pool_id))[0]
+
+    async def nodes_at(self, key: str, pool_id: str) -> tuple[list[dict[str, Any]], int]:
+        """The pool's nodes, and the node revision of the first page: WatchNodes from it
+        sends every change made since."""
         name = f"pools/{check_id(pool_id, 'pool')}"
         out: list[dict[str, Any]] = []
-        token = ""
+        token, revision = "", 0
         while len(out) < MAX_NODES:
             r = await self._call(self._pools.ListNodes, pool_pb2.ListNodesRequest(
                 parent=name, page_size=1000, page_token=token), key)
+            revision = revision or r.revision
             out += [as_dict(n) for n in r.nodes]
             token = r.next_page_token
             if not token:
                 break
-        return out
+        return out, revision
+
+    async def watch_nodes(self, key: str, pool_id: str,
+                          from_revision: int) -> AsyncIterator[pool_pb2.WatchNodesResponse]:
+        """WatchNodes: the pool's node changes after `from_revision`, and progress messages."""
+        name = f"pools/{check_id(pool_id, 'pool')}"
+        stream = self._pools.WatchNodes(pool_pb2.WatchNodesRequest(
+            parent=name, from_revision=from_revision), metadata=self._md(key))
+        async for r in self._stream(stream):
+            yield r
+
+    async def _stream(self, stream: Any) -> AsyncIterator[Any]:
+        try:
+            async for r in stream:
+                yield r
+        except grpc.aio.AioRpcError as e:
+            raise ApiError.of(e) from None
+        finally:
+            stream.cancel()
 
     # -- jobs -------------------------------------------------------------------------------
 
@@ -160,6 +184,16 @@ class Backend:
         job: job_pb2.Job = await self._call(self._jobs.GetJob, job_pb2.GetJobRequest(name=name),
                                             key)
         return job
+
+    async def watch_job(self, key: str, job_id: str,
+                        from_revision: int) -> AsyncIterator[job_pb2.WatchJobResponse]:
+        """WatchJob with `job_only`: the job's own changes (state, task counts) after
+        `from_revision` (0: the job as it is first), and progress messages."""
+        stream = self._jobs.WatchJob(job_pb2.WatchJobRequest(
+            name=f"jobs/{check_id(job_id, 'job')}", from_revision=from_revision, job_only=True),
+            metadata=self._md(key))
+        async for r in self._stream(stream):
+            yield r
 
     # -- tasks ------------------------------------------------------------------------------
 

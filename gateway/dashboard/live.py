@@ -6,8 +6,10 @@ Every page of one account that follows the same job (or pool) shares one read of
 latest value, at most every `PAGE_EVERY` seconds: a slow page skips values, it never queues
 them, and a burst of changes costs one update per page.
 
-A job's progress and a pool's nodes are read again every POLL seconds and sent when they
-changed.
+A job's progress follows WatchJob (`job_only`: the job's own changes, which carry its task
+counts). A pool's node map follows WatchNodes for what describes a node (added, gone, its
+state, errors) and reads the nodes again every couple of seconds for the counters the watch
+does not follow (running tasks and slots in use move with every task).
 """
 
 from __future__ import annotations
@@ -18,35 +20,71 @@ from collections.abc import AsyncIterator, Callable, Hashable
 from typing import Any
 
 from gateway.dashboard.backend import ApiError, Backend, as_dict
+from shoal.v1 import job_pb2
 
-POLL = 1.0
-"""Seconds between two reads of what a live view shows."""
+RETRY = 1.0
+"""Seconds before a watch its service ended (a restart) is opened again."""
+NODE_COUNTERS_EVERY = 2.0
+"""Seconds between two reads of a pool's nodes when no change came: the node watch sends
+state changes, not the counters that move with every task (running tasks, slots in use)."""
 PAGE_EVERY = 0.5
 """Seconds a page waits after an update before it takes the next."""
 
 Item = tuple[str, Any]
+_JobEvent = job_pb2.JobEvent
 
 
 async def job_progress(backend: Backend, key: str, job_id: str) -> AsyncIterator[Item]:
-    """`job` events: the job (state, task counts) each time it changes."""
-    last = None
+    """`job` events: the job (state, task counts) as it is, then as each change leaves it,
+    from WatchJob with `job_only`. A lost stream resumes from the last revision it saw, or
+    from now when that revision is gone (REVISION_COMPACTED: the scheduler restarted)."""
+    revision = 0
     while True:
-        job = as_dict(await backend.job_message(key, job_id))
-        if job != last:
-            yield "job", job
-            last = job
-        await asyncio.sleep(POLL)
+        try:
+            async for r in backend.watch_job(key, job_id, revision):
+                jobs = [e for e in r.events if e.HasField("job")]
+                if any(e.type == _JobEvent.DELETED for e in jobs):
+                    raise ApiError(404, f"job {job_id!r} was deleted", "JOB_NOT_FOUND")
+                if jobs:
+                    yield "job", as_dict(jobs[-1].job)
+                revision = r.revision
+        except ApiError as e:
+            if e.reason == "REVISION_COMPACTED":
+                revision = 0
+                continue
+            if e.status not in (503, 504):
+                raise
+        await asyncio.sleep(RETRY)
 
 
 async def node_map(backend: Backend, key: str, pool_id: str) -> AsyncIterator[Item]:
-    """`nodes` events: every node of the pool each time one changed."""
+    """`nodes` events: every node of the pool, read again as soon as WatchNodes says one
+    changed (added, gone, a new state or error), and every NODE_COUNTERS_EVERY seconds for
+    the counters; sent when what a node map shows moved."""
     last = None
     while True:
-        nodes = await backend.nodes(key, pool_id)
-        if nodes != last:
+        nodes, revision = await backend.nodes_at(key, pool_id)
+        shown = [{k: v for k, v in n.items() if k != "revision"} for n in nodes]
+        if shown != last:
             yield "nodes", nodes
-            last = nodes
-        await asyncio.sleep(POLL)
+            last = shown
+        await _node_change(backend, key, pool_id, revision)
+
+
+async def _node_change(backend: Backend, key: str, pool_id: str, revision: int) -> None:
+    """Return when WatchNodes sends a change after `revision`, or after NODE_COUNTERS_EVERY
+    seconds (or RETRY, when the watch cannot be had)."""
+    try:
+        async with asyncio.timeout(NODE_COUNTERS_EVERY):
+            async for r in backend.watch_nodes(key, pool_id, revision):
+                if r.events:
+                    return
+    except TimeoutError:
+        return
+    except ApiError as e:
+        if e.status == 404:  # the pool is gone
+            raise
+        await asyncio.sleep(RETRY)
 
 
 class Feed:

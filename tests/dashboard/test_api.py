@@ -217,3 +217,15 @@ def test_the_dashboard_metrics_count_sessions_and_streams(suite: LocalSuite) -> 
         text = r.read().decode()
     assert "shoal_dashboard_sessions " in text and "shoal_dashboard_streams " in text
 
+
+
+async def test_a_job_deleted_while_followed_ends_its_stream(
+    suite: LocalSuite, http: aiohttp.ClientSession
+) -> None:
+    c = suite.client()
+    c.create_job("short-lived", pool_id="p")
+    progress = events(http, "/api/jobs/short-lived/events")
+    assert (await first(progress, "job"))["name"] == "jobs/short-lived"
+    await asyncio.to_thread(c.delete_job, "short-lived")
+    failed = await first(progress, "failed")
+    assert (failed["status"], failed["reason"]) == (404, "JOB_NOT_FOUND")
