@@ -35,26 +35,49 @@ _JobEvent = job_pb2.JobEvent
 
 
 async def job_progress(backend: Backend, key: str, job_id: str) -> AsyncIterator[Item]:
-    """`job` events: the job (state, task counts) as it is, then as each change leaves it,
-    from WatchJob with `job_only`. A lost stream resumes from the last revision it saw, or
-    from now when that revision is gone (REVISION_COMPACTED: the scheduler restarted)."""
-    revision = 0
-    while True:
-        try:
-            async for r in backend.watch_job(key, job_id, revision):
-                jobs = [e for e in r.events if e.HasField("job")]
-                if any(e.type == _JobEvent.DELETED for e in jobs):
-                    raise ApiError(404, f"job {job_id!r} was deleted", "JOB_NOT_FOUND")
-                if jobs:
-                    yield "job", as_dict(jobs[-1].job)
-                revision = r.revision
-        except ApiError as e:
-            if e.reason == "REVISION_COMPACTED":
-                revision = 0
-                continue
-            if e.status not in (503, 504):
-                raise
-        await asyncio.sleep(RETRY)
+    """`job` events: the job (state, task counts) as it is, then as changes leave it, from
+    WatchJob with `job_only`; at most one every PAGE_EVERY seconds, the latest (a busy job
+    changes hundreds of times a second: each change is read, only what is sent is converted).
+    A lost stream resumes from the last revision it saw, or from now when that revision is
+    gone (REVISION_COMPACTED: the scheduler restarted)."""
+    latest: list[job_pb2.Job] = []
+    changed = asyncio.Event()
+
+    async def read() -> None:
+        revision = 0
+        while True:
+            try:
+                async for r in backend.watch_job(key, job_id, revision):
+                    jobs = [e for e in r.events if e.HasField("job")]
+                    if any(e.type == _JobEvent.DELETED for e in jobs):
+                        raise ApiError(404, f"job {job_id!r} was deleted", "JOB_NOT_FOUND")
+                    if jobs:
+                        latest[:] = [jobs[-1].job]
+                        changed.set()
+                    revision = r.revision
+            except ApiError as e:
+                if e.reason == "REVISION_COMPACTED":
+                    revision = 0
+                    continue
+                if e.status not in (503, 504):
+                    raise
+            await asyncio.sleep(RETRY)
+
+    reader = asyncio.create_task(read())
+    try:
+        while True:
+            waiter = asyncio.create_task(changed.wait())
+            await asyncio.wait({reader, waiter}, return_when=asyncio.FIRST_COMPLETED)
+            if reader.done():
+                waiter.cancel()
+                reader.result()  # the watch failed for good: its ApiError
+                return
+            changed.clear()
+            yield "job", as_dict(latest[0])
+            await asyncio.sleep(PAGE_EVERY)
+    finally:
+        reader.cancel()
+        await asyncio.gather(reader, return_exceptions=True)
 
 
 async def node_map(backend: Backend, key: str, pool_id: str) -> AsyncIterator[Item]:
