@@ -12,6 +12,7 @@ import atexit
 import contextlib
 import fcntl
 import os
+import random
 import secrets
 import signal
 import socket
@@ -125,6 +126,13 @@ def _port_in_use(port: int, host: str = HOST) -> bool:
         except OSError:
             return True
     return False
+
+
+def _ephemeral_low() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_local_port_range").read_text().split()[0])
+    except (OSError, ValueError, IndexError):
+        return 32768
 
 
 def tail(path: Path, lines: int = LOG_TAIL_LINES) -> str:
@@ -357,6 +365,18 @@ class LocalSuite:
         self._picked.add(port)
         return port
 
+    def _stable_port(self, host: str) -> int:
+        """A free port below the ephemeral range, which no outgoing connection on this machine
+        can take as its source port while the gateway restarts (a port the OS picked can be);
+        the ephemeral kind if none is found."""
+        low = _ephemeral_low()
+        for _ in range(50):
+            port = random.randrange(max(1024, low - 12_000), low)
+            if port not in self._picked and not _port_in_use(port, host):
+                self._picked.add(port)
+                return port
+        return self._free_port(host)
+
     def _rest_config(self) -> RestConfig:
         rest = self._rest
         if not rest.address:
@@ -364,7 +384,7 @@ class LocalSuite:
         host, _, port = rest.address.rpartition(":")
         bare = host.strip("[]")
         if port == "0":
-            rest = replace(rest, address=f"{host}:{self._free_port(bare)}")
+            rest = replace(rest, address=f"{host}:{self._stable_port(bare)}")
         elif _port_in_use(int(port), bare):
             raise SuiteError(
                 f"cannot start the REST face: port {port} on {bare} is in use "

@@ -81,7 +81,8 @@ def account() -> None:
     """Accounts and their keys (run on the gateway's host; see `shoal account create -h`).
 
     Every pool, job, task, container and application belongs to one account; a key is all a
-    client needs, and only a hash of it is stored.
+    client needs, and it is not stored (derived from the cluster secret; only its hash and a
+    nonce are kept).
     """
 
 
@@ -92,7 +93,7 @@ def account() -> None:
 @pass_state
 def account_create(state: CliState, name: str, cluster_config: Path | None,
                    save_as: str | None) -> None:
-    """Create an account and print its key, once: only a hash of it is kept."""
+    """Create an account and print its key, once: the key itself is not kept."""
     path, key = _run(state, cluster_config, "create", "--account", name)
     err.print(f"created account {name}", markup=False)
     if save_as:
