@@ -48,6 +48,9 @@ class WatchConfig:
     progress_interval: float = 5.0
     """Seconds an idle watch stream waits before it sends a progress message (no changes,
     the current revision), so a client knows the stream is alive."""
+    summary_interval: float = 0.5
+    """Seconds between two messages of a WatchJob stream with `job_summary`: the job's
+    latest state at most this often, however fast it changes."""
 
     def check(self) -> WatchConfig:
         """Return self if the settings are usable; ValueError naming the setting if not."""
@@ -55,6 +58,8 @@ class WatchConfig:
             raise ValueError("watch.history must be at least 1")
         if self.progress_interval <= 0:
             raise ValueError("watch.progress_interval must be positive")
+        if self.summary_interval < 0:
+            raise ValueError("watch.summary_interval must not be negative")
         return self
 
 
