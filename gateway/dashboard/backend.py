@@ -187,11 +187,12 @@ class Backend:
 
     async def watch_job(self, key: str, job_id: str,
                         from_revision: int) -> AsyncIterator[job_pb2.WatchJobResponse]:
-        """WatchJob with `job_only`: the job's own changes (state, task counts) after
-        `from_revision` (0: the job as it is first), and progress messages."""
+        """WatchJob with `job_summary`: the job's latest state (state, task counts) after
+        `from_revision` (0: the job as it is first), at most twice a second however busy the
+        job is, and progress messages."""
         stream = self._jobs.WatchJob(job_pb2.WatchJobRequest(
-            name=f"jobs/{check_id(job_id, 'job')}", from_revision=from_revision, job_only=True),
-            metadata=self._md(key))
+            name=f"jobs/{check_id(job_id, 'job')}", from_revision=from_revision,
+            job_summary=True), metadata=self._md(key))
         async for r in self._stream(stream):
             yield r
 
