@@ -76,6 +76,11 @@ def _stop_load(proc: subprocess.Popen[str]) -> dict[str, Any]:
     return stats
 
 
+def cpu_ms_per_task(r: dict[str, Any]) -> float:
+    """CPU milliseconds every part of a run used per task (its % of one core over its time)."""
+    return sum(r["cpu_pct_of_core"].values()) * r["seconds"] * 10 / r["tasks"]
+
+
 def run(quick: bool) -> Outcome:
     p = QUICK if quick else Params()
     out = Outcome("observe")
@@ -107,6 +112,7 @@ def run(quick: bool) -> Outcome:
                     f"{stats['events']} live events; {stats['scrapes']} scrapes of 4 "
                     f"endpoints, p50 {stats['scrape_p50_ms']} ms")
             runs.append({"job": job, "watched": watched, "seconds": done.seconds,
+                         "tasks": p.tasks,
                          "tasks_per_s": rate, "failed": done.counts.failed,
                          "timed_out": done.timed_out, "cpu_pct_of_core": cpu, "load": stats})
             # Jobs are not deleted between runs (as in the headline): the agents would remove
@@ -128,5 +134,12 @@ def run(quick: bool) -> Outcome:
     out.add("ratio", "watched throughput, % of plain", 100 * ratio, "% of plain", TARGET,
             "; ".join([f"{(1 - ratio) * 100:.1f} % lost" if ratio < 1
                        else f"{(ratio - 1) * 100:.1f} % faster (noise)", *bad]))
+    plain_cpu = median([cpu_ms_per_task(r) for r in runs if not r["watched"]])
+    watched_cpu = median([cpu_ms_per_task(r) for r in runs if r["watched"]])
+    out.add("cpu_per_task", "CPU of the whole cluster (services, agents, tasks, and the pages' "
+            "process) per task, watched as % of plain (medians): what watching adds to the "
+            "work, read apart from the rate, which other users of the machine move",
+            100 * watched_cpu / plain_cpu, "% of plain", None,
+            f"{plain_cpu:.2f} ms plain, {watched_cpu:.2f} ms watched")
     out.series["runs"] = runs
     return out
