@@ -3,6 +3,7 @@
 
     python3 dev.py demo    # make .venv, install Shoal, run a real parallel job end to end
     python3 dev.py test    # make .venv, install Shoal with its test tools, run every test
+                           # (as root, apt-get installs chromium for the browser tests if missing)
     python3 dev.py bench   # make .venv, run the benchmarks against the real suite (bench/)
     python3 dev.py chaos   # make .venv, run the fault experiments against the real suite (chaos/)
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import shutil
 import subprocess
 import sys
 import venv
@@ -46,6 +48,31 @@ def ensure_env() -> None:
     stamp.write_text(want)
 
 
+# Debian packages the dashboard's browser tests drive (headless Chromium through its WebDriver).
+BROWSER_PACKAGES = {"chromium": "/usr/bin/chromium", "chromium-driver": "/usr/bin/chromedriver"}
+
+
+def ensure_browser() -> None:
+    """Install Chromium and its driver with apt when they are missing and we can (root, apt);
+    otherwise say why the browser tests will be skipped (on CI they fail instead)."""
+    missing = [pkg for pkg, path in BROWSER_PACKAGES.items() if not os.path.exists(path)]
+    if not missing:
+        return
+    if os.geteuid() != 0 or shutil.which("apt-get") is None:
+        why = "not root" if os.geteuid() != 0 else "no apt-get"
+        print(f"note: {' and '.join(missing)} missing and cannot be installed here ({why}): "
+              "the dashboard's browser tests will be skipped", flush=True)
+        return
+    print(f"installing {' '.join(missing)} for the dashboard's browser tests ...", flush=True)
+    env = dict(os.environ, DEBIAN_FRONTEND="noninteractive")
+    subprocess.run(["apt-get", "update", "-q"], check=False, stdout=subprocess.DEVNULL, env=env)
+    done = subprocess.run(["apt-get", "install", "-y", "-q", *missing], check=False,
+                          stdout=subprocess.DEVNULL, env=env)
+    if done.returncode != 0:
+        print(f"note: apt-get install {' '.join(missing)} failed (exit {done.returncode}): the "
+              "dashboard's browser tests will be skipped, or fail on CI", flush=True)
+
+
 def main() -> int:
     if len(sys.argv) < 2 or sys.argv[1] not in ("demo", "test", "bench", "chaos"):
         print(__doc__)
@@ -58,6 +85,7 @@ def main() -> int:
     elif cmd in ("bench", "chaos"):
         argv = [str(BIN / "python"), "-m", cmd, *rest]
     else:
+        ensure_browser()
         # Two workers, a test file each at a time (module-scoped suites stay shared): the
         # suite mostly waits on real processes, so it takes about half the wall time on 2
         # cores (1,386 tests: 8 min 20 s against 15 min 40 s). `-n 0` after it runs serially.

@@ -1,6 +1,6 @@
 """Shoal's benchmarks against the real suite.
 
-    python -m bench                       # everything (5-7 minutes on 2 cores)
+    python -m bench                       # everything (~12 minutes on 2 cores)
     python -m bench --quick               # small counts: a smoke test of the benchmarks
     python -m bench --only latency,bulk   # some of them
 
@@ -26,6 +26,7 @@ from bench import (
     fairness,
     latency,
     manynodes,
+    observe,
     report,
     throughput,
     watch,
@@ -48,6 +49,7 @@ BENCHMARKS: dict[str, Runner] = {
     "bigjob": lambda quick, _: bigjob.run(quick),
     "manynodes": manynodes.run,
     "watch": lambda quick, _: watch.run(quick),
+    "observe": lambda quick, _: observe.run(quick),
 }
 # Their throughput figures are read against the ceiling, so it runs first whenever they do.
 NEEDS_CEILING = {"throughput", "manynodes"}

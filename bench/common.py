@@ -5,11 +5,13 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import subprocess
 import sys
 import tempfile
 import time
 import traceback
 from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -81,6 +83,8 @@ def running_suite(label: str, timing: SchedulerTiming | None = None) -> Iterator
         pool_manager_port=0,
         scheduler_port=0,
         stager_port=0,
+        metrics_port=0,
+        dashboard_port=0,
         log_level="warning",
         timing=timing,
     )
@@ -99,7 +103,29 @@ def running_suite(label: str, timing: SchedulerTiming | None = None) -> Iterator
         if failed:
             say(f"state and logs kept in {directory}")
         else:
-            shutil.rmtree(directory, ignore_errors=True)
+            remove_state(directory)
+
+
+CLEANERS = 4
+
+
+def remove_state(directory: Path) -> None:
+    """Remove a suite's state dir. A benchmark leaves a directory per task it ran (observe:
+    120,000, with their output files), which shutil.rmtree took minutes over on this shared
+    machine: `rm -rf` does the same in ~40 % of the time (20,000 tasks: 20 s against 53 s),
+    and one per node directory runs them side by side."""
+    start = time.perf_counter()
+    rm = shutil.which("rm")
+    if rm is None:
+        shutil.rmtree(directory, ignore_errors=True)
+        return
+    nodes = [p for p in directory.glob("nodes/*/*/*") if p.is_dir() and not p.is_symlink()]
+    with ThreadPoolExecutor(CLEANERS) as pool:
+        list(pool.map(lambda p: subprocess.run([rm, "-rf", "--", str(p)], check=False), nodes))
+    subprocess.run([rm, "-rf", "--", str(directory)], check=False)
+    took = time.perf_counter() - start
+    if took > 5:
+        say(f"state dir removed in {took:.0f}s")
 
 
 def check_alive(suite: LocalSuite) -> None:

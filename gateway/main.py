@@ -2,17 +2,23 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
 
 from gateway.admission import Admission
 from gateway.auth import Authenticator
+from gateway.dashboard import backend as dashboard_backend
+from gateway.dashboard.server import Dashboard
+from gateway.dashboard.sessions import Sessions
 from gateway.forwarding import ROUTES, Forwarder
 from gateway.peers import PeerHealth
 from gateway.rest import app as rest
 from gateway.rest.backend import Backend
 from gateway.turns import Turns
+from services.common.metrics import new_registry, serve_metrics
 from services.common.process import run_service
-from services.common.rpc import ServiceHost, internal_channel, wait_for_signal
+from services.common.rpc import ServiceHost, internal_channel, local_address, wait_for_signal
 from shoal.cluster_config import ClusterConfig
 
 # Imported for their descriptors: forwarding and reflection look methods up by name.
@@ -32,8 +38,9 @@ async def serve(config: ClusterConfig) -> None:
     }
     # Anyone can send the gateway a message before it is authenticated: keep them bounded.
     # 64 MiB still carries a 100,000-task BatchCreateTasks of ordinary command lines.
+    registry = new_registry()
     host = ServiceHost(config.gateway_address, [], max_message_bytes=GATEWAY_MAX_MESSAGE,
-                       limits=config.limits)
+                       limits=config.limits, metrics=registry)
     limits = config.limits
     turns = {name: Turns(limits.forwarded_calls_per_account, limits.forwarded_calls_per_service)
              for name in channels}
@@ -44,9 +51,24 @@ async def serve(config: ClusterConfig) -> None:
     await host.start()
     peers = PeerHealth(host.health, channels, {s: p.name for s, p in ROUTES.items()})
     await peers.start()
+    metrics = await serve_metrics(registry, config.observe.gateway_metrics, "gateway")
+    dashboard = None
+    if config.observe.dashboard:
+        # The dashboard is a client of this very endpoint: the public path, its auth and
+        # scoping, not a side door.
+        own = internal_channel(local_address(config.gateway_address, host.port))
+        dashboard = Dashboard(dashboard_backend.Backend(own), auth, Sessions(time.monotonic),
+                              registry)
+        await dashboard.start(config.observe.dashboard)
+        log.info("dashboard listening", address=config.observe.dashboard, port=dashboard.port)
     log.info("gateway listening", address=config.gateway_address, port=host.port)
     await wait_for_signal()
     log.info("gateway stopping")
+    if dashboard is not None:
+        await dashboard.stop()
+        await own.close()
+    if metrics is not None:
+        await metrics.stop()
     if rest_runner is not None:
         await rest_runner.cleanup()
     await peers.stop()

@@ -711,6 +711,7 @@ class Client(StorageMethods, JobScheduleMethods):
         *,
         task_state: str | int | Sequence[str | int] | None = None,
         job_only: bool = False,
+        summary: bool = False,
         timeout: float | None = None,
         reconnect_for: float = 60.0,
     ) -> WatchStream[job_pb2.JobEvent]:
@@ -719,7 +720,9 @@ class Client(StorageMethods, JobScheduleMethods):
         `from_revision`: the `revision` of a List or Get answer (or of an earlier watch) to
         miss nothing after it; None starts now, with the job as it is (type CURRENT).
         `task_state` sends only task changes into those states (deletions always);
-        `job_only` sends none (the job's own changes carry its task counts). The stream
+        `job_only` sends none (the job's own changes carry its task counts). `summary`
+        sends the job's latest state at most twice a second instead of each change (no task
+        changes; not with `task_state`): a busy job's progress at a fixed small cost. The stream
         resumes by itself from where it was after a lost connection (trying for
         `reconnect_for` seconds), so no change is missed or repeated; `.revision` is where
         it is. A revision the service no longer keeps (it restarted, or the reader fell
@@ -728,7 +731,7 @@ class Client(StorageMethods, JobScheduleMethods):
         """
         request = job_pb2.WatchJobRequest(
             name=job_name(job_id), task_filter=state_filter(task_state, task_pb2.Task.State),
-            job_only=job_only,
+            job_only=job_only, job_summary=summary,
         )
 
         def open(revision: int, left: float | None) -> Any:

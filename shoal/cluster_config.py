@@ -117,6 +117,9 @@ class WatchConfig:
     progress_interval: float = 5.0
     """Seconds an idle watch stream waits before it sends a progress message (no changes,
     the current revision), so a client knows the stream is alive."""
+    summary_interval: float = 0.5
+    """Seconds between two messages of a WatchJob stream with `job_summary`: the job's
+    latest state at most this often, however fast it changes."""
 
     def check(self) -> WatchConfig:
         """Return self if the settings are usable; ValueError naming the setting if not."""
@@ -124,6 +127,8 @@ class WatchConfig:
             raise ValueError("watch.history must be at least 1")
         if self.progress_interval <= 0:
             raise ValueError("watch.progress_interval must be positive")
+        if self.summary_interval < 0:
+            raise ValueError("watch.summary_interval must not be negative")
         return self
 
 
@@ -167,12 +172,7 @@ class StorageConfig:
         if self.backend == "s3" and not self.bucket:
             raise ValueError("storage.bucket is required for the s3 backend")
         if self.backend == "local":
-            host, _, port = self.http_address.rpartition(":")
-            if not host or not port.isdigit() or not 0 < int(port) < 65536:
-                raise ValueError(
-                    f"storage.http_address must be host:port with a port from 1 to 65535, "
-                    f"got {self.http_address!r}"
-                )
+            check_address(self.http_address, "storage.http_address")
         return self
 
     def root(self, state_dir: str) -> Path:
@@ -183,10 +183,54 @@ class StorageConfig:
         return (self.public_url or f"http://{self.http_address}").rstrip("/")
 
 
+@dataclass(frozen=True)
+class ObserveConfig:
+    """Where operators and people look at the cluster: each service's Prometheus endpoint
+    and the gateway's web dashboard. Loopback by default: metrics name accounts, pools and
+    jobs, and the dashboard speaks plain HTTP (put a TLS proxy in front to open it to a
+    network: the dashboard takes only a loopback address). An empty address turns that
+    endpoint off; port 0 is refused when the file is loaded (Prometheus must know where to
+    scrape); LocalSuite picks free ports."""
+
+    gateway_metrics: str = "127.0.0.1:9451"
+    """host:port of the gateway's /metrics."""
+    pool_manager_metrics: str = "127.0.0.1:9452"
+    job_scheduler_metrics: str = "127.0.0.1:9453"
+    storage_stager_metrics: str = "127.0.0.1:9454"
+    dashboard: str = "127.0.0.1:8051"
+    """host:port of the web dashboard, served by the gateway behind the account key."""
+
+    def metrics_address(self, service: str) -> str:
+        """The /metrics address of a service by its name (`job-scheduler`)."""
+        return str(getattr(self, service.replace("-", "_") + "_metrics"))
+
+    def check(self) -> ObserveConfig:
+        """Return self if every address is usable; ValueError naming the setting if not."""
+        for name in ("gateway_metrics", "pool_manager_metrics", "job_scheduler_metrics",
+                     "storage_stager_metrics", "dashboard"):
+            if getattr(self, name):
+                check_address(getattr(self, name), f"observe.{name}")
+        if self.dashboard and not is_loopback(_host_port(self.dashboard, "")[0]):
+            # Signing in sends the account key: over plain HTTP on a network it could be read.
+            raise ValueError(
+                f"observe.dashboard {self.dashboard!r} is not a loopback address: the dashboard "
+                "speaks plain HTTP; open it to a network through a TLS-terminating proxy on "
+                "this host")
+        return self
+
+
+def check_address(value: str, setting: str) -> None:
+    """ValueError naming the setting unless `value` is host:port with a port from 1 to
+    65535 (0 is refused: clients must know where to connect)."""
+    if _host_port(value, setting)[1] == 0:
+        raise ValueError(f"{setting} must be host:port with a port from 1 to 65535, "
+                         f"got {value!r}")
+
 def _host_port(address: str, setting: str) -> tuple[str, int]:
     host, _, port = address.rpartition(":")
     if not host or not port.isdigit() or not 0 <= int(port) < 65536:
-        raise ValueError(f"{setting} must be host:port, got {address!r}")
+        raise ValueError(f"{setting} must be host:port with a port from 1 to 65535, "
+                         f"got {address!r}")
     return host.strip("[]"), int(port)
 
 
@@ -252,6 +296,7 @@ class ClusterConfig:
     storage: StorageConfig = field(default_factory=StorageConfig)
     limits: Limits = field(default_factory=Limits)
     rest: RestConfig = field(default_factory=RestConfig)
+    observe: ObserveConfig = field(default_factory=ObserveConfig)
     log_level: str = "info"
     watch: WatchConfig = field(default_factory=WatchConfig)
 
@@ -275,7 +320,9 @@ class ClusterConfig:
         limits = Limits(**raw.pop("limits", {})).check()
         rest = RestConfig(**raw.pop("rest", {})).check()
         watch = WatchConfig(**raw.pop("watch", {})).check()
-        return cls(timing=timing, storage=storage, limits=limits, rest=rest, watch=watch, **raw)
+        observe = ObserveConfig(**raw.pop("observe", {})).check()
+        return cls(timing=timing, storage=storage, limits=limits, rest=rest, watch=watch, observe=observe,
+                   **raw)
 
     @classmethod
     def new(cls, state_dir: Path, **overrides: object) -> ClusterConfig:

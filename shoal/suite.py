@@ -31,6 +31,7 @@ from shoal.client import Client, ClientConfig, read_client_file, write_client_fi
 from shoal.cluster_config import (
     ClusterConfig,
     Limits,
+    ObserveConfig,
     RestConfig,
     SchedulerTiming,
     StorageConfig,
@@ -55,6 +56,10 @@ MODULES = {
 ACCOUNTS_MODULE = "gateway.accounts"
 DEFAULT_ACCOUNT = "default"
 HOST = "127.0.0.1"
+DEFAULT_METRICS_PORT = 9451
+"""The gateway's /metrics; the pool-manager, job-scheduler and storage-stager take the next
+three."""
+DEFAULT_DASHBOARD_PORT = 8051
 DEFAULT_REST_PORT = 50056
 LOG_TAIL_LINES = 20
 # Every process the suite starts carries this variable, with a value unique to the suite, and
@@ -146,7 +151,10 @@ class LocalSuite:
     Ports of 0 are replaced by free loopback ports, the local storage backend's HTTP port
     included (`storage` defaults to the local backend under the state dir, on a free port),
     and the REST face's (`rest` defaults to 127.0.0.1:50056, or a free port when the gateway's
-    port is 0).
+    port is 0). `metrics_port` is the gateway's Prometheus endpoint; the pool-manager,
+    job-scheduler and storage-stager take the next three (each a free port when it is 0);
+    `dashboard_port` is the gateway's web dashboard. Unset, they are 9451 and 8051, or free
+    ports when the gateway's port is 0.
     `commands` maps a service name to the argv that starts it (without `--config PATH`, which
     is appended); tests use it to run stand-ins, everyone else gets `python -m <module>`.
     """
@@ -159,6 +167,8 @@ class LocalSuite:
         pool_manager_port: int = 50052,
         scheduler_port: int = 50053,
         stager_port: int = 50054,
+        metrics_port: int | None = None,
+        dashboard_port: int | None = None,
         timing: SchedulerTiming | None = None,
         storage: StorageConfig | None = None,
         limits: Limits | None = None,
@@ -175,6 +185,17 @@ class LocalSuite:
             "pool-manager": pool_manager_port,
             "job-scheduler": scheduler_port,
             "storage-stager": stager_port,
+        }
+        # As the REST face's: the defaults, or free ports when the gateway's port is free.
+        if metrics_port is None:
+            metrics_port = DEFAULT_METRICS_PORT if gateway_port else 0
+        if dashboard_port is None:
+            dashboard_port = DEFAULT_DASHBOARD_PORT if gateway_port else 0
+        self._observe_ports = {
+            **{f"{s}-metrics": metrics_port + i if metrics_port else 0
+               for i, s in enumerate(("gateway", "pool-manager", "job-scheduler",
+                                      "storage-stager"))},
+            "dashboard": dashboard_port,
         }
         self._timing = timing or SchedulerTiming()
         self._storage = storage or StorageConfig(http_address=f"{HOST}:0")
@@ -236,6 +257,17 @@ class LocalSuite:
     def log_tail(self, service: str, lines: int = LOG_TAIL_LINES) -> str:
         return tail(self.log_path(service), lines)
 
+    @property
+    def dashboard_url(self) -> str:
+        """Where the web dashboard is (empty when it is turned off)."""
+        address = self.config.observe.dashboard
+        return f"http://{address}/" if address else ""
+
+    def metrics_url(self, service: str) -> str:
+        """Where a service serves Prometheus' /metrics (empty when it is turned off)."""
+        address = self.config.observe.metrics_address(service)
+        return f"http://{address}/metrics" if address else ""
+
     def _address(self, service: str) -> str:
         config = self.config
         return {
@@ -278,7 +310,7 @@ class LocalSuite:
         self._take_lock()
         self._picked.clear()
         ports: dict[str, int] = {}
-        for service, port in self._ports.items():
+        for service, port in {**self._ports, **self._observe_ports}.items():
             if port == 0:
                 port = self._free_port(HOST)
             elif _port_in_use(port):
@@ -294,6 +326,10 @@ class LocalSuite:
             "job_scheduler_address": f"{HOST}:{ports['job-scheduler']}",
             "storage_stager_address": f"{HOST}:{ports['storage-stager']}",
         }
+        observe = ObserveConfig(**{
+            f"{s.replace('-', '_')}_metrics": f"{HOST}:{ports[f'{s}-metrics']}"
+            for s in ("gateway", "pool-manager", "job-scheduler", "storage-stager")
+        }, dashboard=f"{HOST}:{ports['dashboard']}")
         storage = self._storage
         http_host, _, http_port = storage.http_address.rpartition(":")
         if storage.backend == "local" and http_port == "0":
@@ -312,6 +348,7 @@ class LocalSuite:
                 storage=storage,
                 limits=self._limits or previous.limits,
                 rest=rest,
+                observe=observe,
                 log_level=self._log_level,
                 watch=self._watch,
                 **addresses,
@@ -319,8 +356,8 @@ class LocalSuite:
         else:
             config = ClusterConfig.new(
                 self.state_dir, timing=self._timing, storage=storage, rest=rest,
-                limits=self._limits or Limits(), log_level=self._log_level, watch=self._watch,
-                **addresses,
+                limits=self._limits or Limits(), observe=observe,
+                log_level=self._log_level, watch=self._watch, **addresses,
             )
         config.save(self.config_path)
         self._config = config

@@ -41,3 +41,16 @@ def test_every_unit_runs_an_existing_module() -> None:
         m = re.search(r"^ExecStart=\S+ -m (\S+) --config", unit.read_text(), re.M)
         assert m, unit.name
         assert importlib.util.find_spec(m.group(1)) is not None, unit.name
+
+
+def test_the_grafana_dashboard_uses_only_documented_metrics() -> None:
+    dashboard = json.loads((DEPLOY / "grafana-dashboard.json").read_text())
+    documented = set(re.findall(r"^\| `(shoal_\w+)`", (DEPLOY / "README.md").read_text(), re.M))
+    exprs = [t["expr"] for p in dashboard["panels"] for t in p.get("targets", [])]
+    exprs += [v["definition"] for v in dashboard["templating"]["list"] if "definition" in v]
+    used = {re.sub(r"_(bucket|count|sum)$", "", m) for e in exprs
+            for m in re.findall(r"\bshoal_\w+", e)}
+    assert len(exprs) > 20 and len(used) > 12
+    assert used <= documented, f"not in deploy/README.md: {sorted(used - documented)}"
+    ids = [p["id"] for p in dashboard["panels"]]
+    assert len(ids) == len(set(ids))

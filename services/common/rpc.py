@@ -27,10 +27,12 @@ from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_status import rpc_status
+from prometheus_client import CollectorRegistry
 
 from services.common import reflection
 from services.common.db import disk_full_error, is_disk_full
 from services.common.errors import DOMAIN, Code, ShoalError
+from services.common.metrics import RpcMetrics
 from shoal.cluster_config import Limits
 
 ACCOUNT_HEADER = "x-shoal-account"
@@ -329,7 +331,8 @@ def _wrap(handler: grpc.RpcMethodHandler, rpc: str) -> grpc.RpcMethodHandler:
 
 class ServiceHost:
     """A grpc.aio server with health checking and reflection (v1 and v1alpha), stopped cleanly
-    on SIGTERM."""
+    on SIGTERM. With a metrics registry, every call is counted and timed (`RpcMetrics`,
+    outermost, so it sees the status the other interceptors chose)."""
 
     def __init__(
         self,
@@ -337,6 +340,7 @@ class ServiceHost:
         interceptors: list[grpc.aio.ServerInterceptor],
         max_message_bytes: int = MAX_MESSAGE_BYTES,
         limits: Limits | None = None,
+        metrics: CollectorRegistry | None = None,
     ) -> None:
         limits = limits or Limits()
         options = [o for o in SERVER_OPTIONS if not o[0].endswith("message_length")]
@@ -347,6 +351,8 @@ class ServiceHost:
                     ("grpc.max_connection_idle_ms", int(limits.idle_connection_seconds * 1000))]
         # Past this many calls at once grpc refuses the next with RESOURCE_EXHAUSTED
         # ("Concurrent RPC limit exceeded!") before any of our code runs.
+        if metrics is not None:
+            interceptors = [RpcMetrics(metrics), *interceptors]
         self.server = grpc.aio.server(interceptors=interceptors, options=options,
                                       maximum_concurrent_rpcs=limits.rpcs_per_service)
         self.port = self.server.add_insecure_port(address)
@@ -382,6 +388,15 @@ async def wait_for_signal() -> None:
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, stop.set)
     await stop.wait()
+
+
+def local_address(listen: str, port: int) -> str:
+    """The address a process on this host dials to reach a server listening on `listen`
+    (bound to `port`): a wildcard listen address is not dialable."""
+    host = listen.rsplit(":", 1)[0]
+    if host in ("", "0.0.0.0", "[::]", "::"):
+        host = "127.0.0.1"
+    return f"{host}:{port}"
 
 
 def internal_channel(address: str) -> grpc.aio.Channel:

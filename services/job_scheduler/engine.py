@@ -141,7 +141,7 @@ class Engine:
         log = ChangeLog(0, watch.history)
         self.feed = JobFeed(log, Watchers(log, watch.progress_interval))
         """The watch API's change log (its epoch is set in load())."""
-        self._watch_job = JobWatch(self.core, store, self.feed)
+        self._watch_job = JobWatch(self.core, store, self.feed, watch.summary_interval)
         self._unpublished: deque[tuple[int, list[Event]]] = deque()
         """Events of plans queued and not yet committed, with their tickets, in order."""
         self._tickets = 0
@@ -405,10 +405,10 @@ class Engine:
 
     def watch_job(
         self, account: str, job_id: str, from_revision: int, states: set[str] | None,
-        job_only: bool,
+        job_only: bool, summary: bool = False,
     ) -> AsyncIterator[job_pb2.WatchJobResponse]:
         st = {TaskState[s] for s in states} if states is not None else None
-        return self._watch_job.stream(account, job_id, from_revision, st, job_only)
+        return self._watch_job.stream(account, job_id, from_revision, st, job_only, summary)
 
     # -- tasks ------------------------------------------------------------------------------
 

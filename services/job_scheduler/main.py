@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import structlog
 
+from services.common.metrics import new_registry, serve_metrics
 from services.common.process import run_service
 from services.common.rpc import (
     WATCH_NODE_SESSIONS,
@@ -15,6 +16,7 @@ from services.common.rpc import (
 from services.common.stager_client import StagingClient
 from services.common.timeutil import wall_clock
 from services.job_scheduler.engine import Engine
+from services.job_scheduler.metrics import SchedulerCollector
 from services.job_scheduler.pool_peer import PoolPeer
 from services.job_scheduler.schedule_app import JobSchedules
 from services.job_scheduler.schedule_servicer import JobScheduleServicer
@@ -45,11 +47,14 @@ async def serve(config: ClusterConfig) -> None:
     schedule_store = await ScheduleStore.open(config.db_path("job-scheduler-schedules"))
     schedules = JobSchedules(schedule_store, app, config.timing, wall_clock)
     await schedules.load()
+    registry = new_registry()
+    registry.register(SchedulerCollector(app.core, wall_clock))
     host = ServiceHost(
         config.job_scheduler_address,
         [ServiceInterceptor(config.service_token, open_prefixes=("/shoal.agent.v1.AgentService/",),
                             cluster_wide=(WATCH_NODE_SESSIONS,))],
         limits=config.limits,
+        metrics=registry,
     )
     host.add(job_pb2_grpc.add_JobServiceServicer_to_server, JobServicer(app), "shoal.v1.JobService")
     host.add(task_pb2_grpc.add_TaskServiceServicer_to_server, TaskServicer(app), "shoal.v1.TaskService")
@@ -62,9 +67,12 @@ async def serve(config: ClusterConfig) -> None:
     await host.start()
     app.start()
     schedules.start()
+    metrics = await serve_metrics(registry, config.observe.job_scheduler_metrics, "job-scheduler")
     log.info("job-scheduler listening", address=config.job_scheduler_address, port=host.port)
     await wait_for_signal()
     log.info("job-scheduler stopping")
+    if metrics is not None:
+        await metrics.stop()
     await schedules.stop()
     await app.stop()
     await host.stop(grace=2.0)

@@ -12,6 +12,8 @@ from dataclasses import dataclass, field, replace
 from enum import IntEnum
 from typing import NamedTuple
 
+from services.common.tally import DISPATCH_BOUNDS, Buckets
+
 
 class TaskState(IntEnum):
     # Values match shoal.v1.Task.State.
@@ -148,6 +150,26 @@ class TaskCounts:
     @property
     def unfinished(self) -> int:
         return self.active + self.running
+
+
+@dataclass
+class PoolTally:
+    """What happened in one pool since this process started, as plain counts: the metrics
+    collector reads them when Prometheus scrapes (services/job_scheduler/metrics.py)."""
+
+    account: str
+    pool_id: str
+    """As the first job or node of the pool spelt it."""
+    attempts: int = 0
+    """Attempts assigned to a node."""
+    retries: int = 0
+    """Attempts that ended in a failure the task is retried for (max_task_retry_count)."""
+    requeues: int = 0
+    """Attempts whose node was lost or stopped them: their task waits again, uncounted."""
+    heartbeats: int = 0
+    """Agent messages that said only that the node is alive."""
+    dispatch_wait: Buckets = field(default_factory=lambda: Buckets(DISPATCH_BOUNDS))
+    """Seconds from a task becoming ACTIVE (added, retried or requeued) to its assignment."""
 
 
 @dataclass

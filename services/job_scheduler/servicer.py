@@ -99,8 +99,12 @@ class JobServicer(job_pb2_grpc.JobServiceServicer):
         if request.from_revision < 0:
             raise invalid("from_revision", "must not be negative")
         states = parse_state_filter(request.task_filter, TASK_STATES, "task_filter")
+        if request.job_summary and states is not None:
+            raise invalid("task_filter", "a job_summary watch sends no task changes: leave "
+                                         "task_filter empty")
         async for response in self.app.watch_job(
-            account(), job_id, request.from_revision, states, request.job_only
+            account(), job_id, request.from_revision, states, request.job_only,
+            request.job_summary,
         ):
             yield response
 

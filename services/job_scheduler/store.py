@@ -673,8 +673,8 @@ class Store:
             chunk = task_pks[i : i + 900]
             sql = (
                 "SELECT t.task_pk, j.id, t.id, t.command_line, t.environment, "
-                "t.max_wall_clock, t.max_retries, t.files, t.exits, t.priority, t.retention "
-                "FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
+                "t.max_wall_clock, t.max_retries, t.files, t.exits, t.priority, t.retention, "
+                "t.state_time FROM tasks t JOIN jobs j ON j.job_pk = t.job_pk "
                 f"WHERE t.task_pk IN ({','.join('?' * len(chunk))})"
             )
             for r in await self._all(sql, chunk):

@@ -6,12 +6,18 @@ row wrote (convert.task_change), a batch of added tasks one ADDED event per task
 read it may need is the ids of tasks the core does not hold (the queued tasks of a job that
 ended); a task deleted since has no id left and its change is skipped — its deletion, or its
 job's, follows in the same stream.
+
+A summary stream (`job_summary`) reads the same history, at most once per `summary_every`
+seconds, and keeps of what it read only what a progress bar needs (`summarize`): a busy
+job's dozens of changes in that time cost one conversion and one message, not dozens, in
+the scheduler and in everything that relays the stream.
 """
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from typing import NamedTuple
 
 from services.common.changes import Piece
 from services.job_scheduler import convert
@@ -36,16 +42,48 @@ well below the 4 MiB most gRPC clients accept by default."""
 JobEvent = job_pb2.JobEvent
 
 
+def summarize(pieces: list[Piece]) -> list[Piece]:
+    """A job's own changes reduced to what its latest state needs: every deletion, in order,
+    then the last change after the last deletion (a job added since is reported as added,
+    with its state as of that last change)."""
+    out: list[Piece] = []
+    last: Piece | None = None
+    added = False
+    for p in pieces:
+        if type(p.change) is JobRemoved:
+            out.append(p)
+            last, added = None, False
+        else:
+            last = p
+            added = added or type(p.change) is JobAdded
+    if last is not None:
+        if added and type(last.change) is JobUpdated:
+            last = last._replace(change=AddedAs(last.change))
+        out.append(last)
+    return out
+
+
+class AddedAs(NamedTuple):
+    """A job added since the last summary, as its latest change left it."""
+
+    updated: JobUpdated
+
+
 class JobWatch:
-    def __init__(self, core: Core, store: Store, feed: JobFeed) -> None:
+    def __init__(self, core: Core, store: Store, feed: JobFeed,
+                 summary_every: float = 0.5) -> None:
         self._core = core
         self._store = store
         self._feed = feed
+        self._summary_every = summary_every
 
     async def stream(
         self, account: str, job_id: str, from_revision: int, states: set[TaskState] | None,
-        job_only: bool,
+        job_only: bool, summary: bool = False,
     ) -> AsyncIterator[job_pb2.WatchJobResponse]:
+        """Every selected change in order; with `summary`, the job's latest state at most
+        once per `summary_every` seconds (the pause after a message lets the changes of that
+        time gather in the history, to be read as one)."""
         log = self._feed.log
         if from_revision == 0:
             job = self._core.job(account, job_id)
@@ -55,11 +93,19 @@ class JobWatch:
             yield job_pb2.WatchJobResponse(
                 events=[JobEvent(revision=after, type=JobEvent.CURRENT, job=current)],
                 revision=after)
+            if summary:
+                await asyncio.sleep(self._summary_every)
         else:
             log.check(account, from_revision)
             after = from_revision
         async for pieces, upto in self._feed.watchers.follow(
-                account, job_id.lower(), after, selector(states, job_only)):
+                account, job_id.lower(), after, selector(states, job_only or summary)):
+            if summary:
+                yield job_pb2.WatchJobResponse(events=await self._events(summarize(pieces)),
+                                               revision=upto)
+                if pieces:
+                    await asyncio.sleep(self._summary_every)
+                continue
             events = await self._events(pieces)
             # Split where the size says: each part's revision is its last event's (all
             # selected changes up to it are in it or before), the last part's `upto`.
@@ -108,6 +154,10 @@ class JobWatch:
                 job = convert.job_as_written(e.job, e.row)
                 job.revision = rev
                 out.append(JobEvent(revision=rev, type=JobEvent.MODIFIED, job=job))
+            elif isinstance(e, AddedAs):
+                job = convert.job_as_written(e.updated.job, e.updated.row)
+                job.revision = rev
+                out.append(JobEvent(revision=rev, type=JobEvent.ADDED, job=job))
             elif isinstance(e, JobAdded):
                 job = convert.job_as_created(e.job)
                 job.revision = rev

@@ -80,6 +80,13 @@ class Registration:
     start_task: agent_pb2.StartTaskRun | None = None
 
 
+@dataclass(frozen=True)
+class Census:
+    pools: list[Pool]
+    node_states: dict[tuple[str, str, str], int]
+    """(account, pool id, NodeState value) -> nodes."""
+
+
 def _key(pool: Pool, node_id: str) -> AgentKey:
     return (pool.account, pool.id, node_id)
 
@@ -271,6 +278,23 @@ class PoolManager:
         if node is None:
             raise not_found("node", f"pools/{pool.id}/nodes/{node_id}")
         return node_view(pool, node, await self._scheduler.sessions(account, pool.id))
+
+    async def census(self) -> Census:
+        """Every pool of every account and how many of its nodes are in each state, as
+        GetNode would show them: one read of the rows, one session look-up per pool that
+        has nodes. For the metrics, at scrape time."""
+        nodes: dict[tuple[str, str], list[Node]] = {}
+        for n in await self._store.all_nodes():
+            nodes.setdefault((n.account, n.pool_id.lower()), []).append(n)
+        pools = await self._store.all_pools()
+        states: dict[tuple[str, str, str], int] = {}
+        for pool in pools:
+            rows = nodes.get((pool.account, pool.id.lower()), [])
+            sessions = await self._scheduler.sessions(pool.account, pool.id) if rows else {}
+            for n in rows:
+                k = (pool.account, pool.id, node_view(pool, n, sessions).state.value)
+                states[k] = states.get(k, 0) + 1
+        return Census(pools, states)
 
     async def register_node(self, join_token: str, node_id: str, hostname: str) -> Registration:
         ids.check_id(node_id, "node_id")

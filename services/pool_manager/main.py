@@ -7,10 +7,18 @@ from collections.abc import Sequence
 import grpc
 import structlog
 
+from services.common.metrics import new_registry, serve_metrics
 from services.common.process import run_service
-from services.common.rpc import ServiceHost, ServiceInterceptor, internal_channel, wait_for_signal
+from services.common.rpc import (
+    ServiceHost,
+    ServiceInterceptor,
+    internal_channel,
+    local_address,
+    wait_for_signal,
+)
 from services.common.stager_client import StagingClient
 from services.pool_manager.app import PoolManager
+from services.pool_manager.metrics import PoolCollector
 from services.pool_manager.providers.local import DEFAULT_AGENT_COMMAND, LocalProvider
 from services.pool_manager.scheduler_peer import SchedulerPeer
 from services.pool_manager.servicer import NodeRegistryServicer, PoolServicer
@@ -24,14 +32,6 @@ POOL_SERVICE = pool_pb2.DESCRIPTOR.services_by_name["PoolService"].full_name
 REGISTRY_SERVICE = agent_pb2.DESCRIPTOR.services_by_name["NodeRegistryService"].full_name
 
 log = structlog.get_logger()
-
-
-def local_address(listen: str, port: int) -> str:
-    """The address agents on this host dial: a wildcard listen address is not dialable."""
-    host = listen.rsplit(":", 1)[0]
-    if host in ("", "0.0.0.0", "[::]", "::"):
-        host = "127.0.0.1"
-    return f"{host}:{port}"
 
 
 class PoolManagerService:
@@ -57,7 +57,9 @@ class PoolManagerService:
         interceptor = ServiceInterceptor(
             cfg.service_token, open_prefixes=(f"/{REGISTRY_SERVICE}/",)
         )
-        self.host = ServiceHost(cfg.pool_manager_address, [interceptor], limits=cfg.limits)
+        self.metrics = new_registry()
+        self.host = ServiceHost(cfg.pool_manager_address, [interceptor], limits=cfg.limits,
+                                metrics=self.metrics)
         self.port = self.host.port
         self.provider = LocalProvider(
             cfg,
@@ -71,6 +73,8 @@ class PoolManagerService:
         stager = StagingClient(self._stager_channel, cfg.service_token)
         self.app = PoolManager(self.store, self.provider, scheduler, cfg, interval=self._interval,
                                stager=stager)
+        self.collector = PoolCollector(self.app)
+        self.metrics.register(self.collector)
         self.host.add(pool_pb2_grpc.add_PoolServiceServicer_to_server, PoolServicer(self.app),
                       POOL_SERVICE)
         self.host.add(agent_pb2_grpc.add_NodeRegistryServiceServicer_to_server,
@@ -92,9 +96,13 @@ class PoolManagerService:
 async def run(config: ClusterConfig) -> None:
     service = PoolManagerService(config)
     await service.start()
+    metrics = await serve_metrics(service.metrics, config.observe.pool_manager_metrics, SERVICE,
+                                  refresh=[service.collector.refresh])
     log.info("serving", address=config.pool_manager_address, port=service.port)
     await wait_for_signal()
     log.info("stopping")
+    if metrics is not None:
+        await metrics.stop()
     await service.stop()
     log.info("stopped")
 

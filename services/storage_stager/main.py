@@ -11,6 +11,7 @@ from pathlib import Path
 
 import structlog
 
+from services.common.metrics import new_registry, serve_metrics
 from services.common.process import run_service
 from services.common.rpc import ServiceHost, ServiceInterceptor, wait_for_signal
 from services.common.timeutil import Clock, wall_clock
@@ -21,6 +22,8 @@ from services.storage_stager.backends.local import LocalBackend
 from services.storage_stager.backends.local_http import LocalHttpServer
 from services.storage_stager.backends.s3 import S3Backend
 from services.storage_stager.backends.signing import UrlSigner
+from services.storage_stager.metrics import StagingCollector
+from services.storage_stager.model import StagingTally
 from services.storage_stager.servicer import (
     ApplicationServicer,
     StagingServicer,
@@ -48,6 +51,9 @@ class StagerService:
         self._clock = clock
         self.port = 0
         self.http: LocalHttpServer | None = None
+        self.tally = StagingTally()
+        self.metrics = new_registry()
+        self.metrics.register(StagingCollector(self.tally, config.storage.backend))
 
     def _backend(self) -> Backend:
         cfg = self.config
@@ -56,7 +62,7 @@ class StagerService:
         signer = UrlSigner.from_secret(cfg.secret, cfg.storage.base_url)
         backend = LocalBackend(cfg.storage.root(cfg.state_dir), cfg.db_path(SERVICE), signer,
                                self._clock)
-        self.http = LocalHttpServer(backend, cfg.storage.http_address, self._clock)
+        self.http = LocalHttpServer(backend, cfg.storage.http_address, self._clock, self.tally)
         return backend
 
     async def start(self) -> None:
@@ -71,9 +77,9 @@ class StagerService:
             await self.http.start()
         ttl = cfg.storage.url_ttl_seconds
         self.app = StorageApp(self.store, self.backend, tmp, clock=self._clock)
-        self.staging = StagingApp(self.store, self.backend, ttl)
+        self.staging = StagingApp(self.store, self.backend, ttl, self.tally)
         self.host = ServiceHost(cfg.storage_stager_address, [ServiceInterceptor(cfg.service_token)],
-                                limits=cfg.limits)
+                                limits=cfg.limits, metrics=self.metrics)
         self.port = self.host.port
         self.host.add(storage_pb2_grpc.add_StorageServiceServicer_to_server,
                       StorageServicer(self.app), STORAGE_SERVICE)
@@ -94,6 +100,7 @@ class StagerService:
 async def run(config: ClusterConfig) -> None:
     service = StagerService(config)
     await service.start()
+    metrics = await serve_metrics(service.metrics, config.observe.storage_stager_metrics, SERVICE)
     # Settings only, never credentials: StorageConfig leaves its secrets out of repr().
     log.info("serving", address=config.storage_stager_address, port=service.port,
              backend=config.storage.backend, bucket=config.storage.bucket or None,
@@ -101,6 +108,8 @@ async def run(config: ClusterConfig) -> None:
              http=config.storage.http_address if service.http else None)
     await wait_for_signal()
     log.info("stopping")
+    if metrics is not None:
+        await metrics.stop()
     await service.stop()
     log.info("stopped")
 

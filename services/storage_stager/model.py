@@ -3,7 +3,7 @@ in the backend; these are what S3 has no notion of inside one bucket."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 
@@ -150,3 +150,48 @@ class UploadSpec:
 class UploadGrant:
     urls: tuple[str, ...] = ()
     failure: Failure | None = None
+
+
+@dataclass
+class StagingTally:
+    """What the stager granted and served since it started, as plain counts: the metrics
+    collector reads them when Prometheus scrapes (services/storage_stager/metrics.py)."""
+
+    download_objects: int = 0
+    """Objects (resource files and package archives) granted for download."""
+    download_bytes: int = 0
+    """Their sizes: what agents were allowed to fetch (an http_url's size is unknown)."""
+    upload_urls: int = 0
+    """Output files and logs granted for upload (their sizes are known only to the agent)."""
+    failures: dict[str, int] = field(default_factory=dict)
+    """Specs refused, by failure code (RESOURCE_FILE_DOWNLOAD_FAILED, ...)."""
+    http_sent_bytes: int = 0
+    """Local backend: bytes its signed-URL server sent (GET bodies)."""
+    http_received_bytes: int = 0
+    """Local backend: bytes it received (PUT bodies)."""
+    http_requests: dict[tuple[str, int], int] = field(default_factory=dict)
+    """Local backend: requests to its signed-URL server by (method, status); status 0 when
+    the client went away mid-transfer."""
+
+    def downloads(self, grants: list[DownloadGrant]) -> None:
+        for g in grants:
+            if g.failure is not None:
+                self.failed(g.failure)
+                continue
+            archives = [p.archive for p in g.packages]
+            self.download_objects += len(g.downloads) + len(archives)
+            self.download_bytes += sum(max(d.size, 0) for d in (*g.downloads, *archives))
+
+    def uploads(self, grants: list[UploadGrant]) -> None:
+        for g in grants:
+            if g.failure is not None:
+                self.failed(g.failure)
+            else:
+                self.upload_urls += len(g.urls)
+
+    def failed(self, failure: Failure) -> None:
+        self.failures[failure.code] = self.failures.get(failure.code, 0) + 1
+
+    def request(self, method: str, status: int) -> None:
+        k = (method, status)
+        self.http_requests[k] = self.http_requests.get(k, 0) + 1

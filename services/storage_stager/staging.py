@@ -42,6 +42,7 @@ from services.storage_stager.model import (
     Failure,
     PackageGrant,
     ResourceFile,
+    StagingTally,
     UploadGrant,
     UploadSpec,
 )
@@ -81,10 +82,12 @@ async def _lookup_all(keys_: Iterable[K], fetch: Callable[[K], Awaitable[V]]) ->
 
 
 class StagingApp:
-    def __init__(self, store: Store, backend: Backend, ttl: int) -> None:
+    def __init__(self, store: Store, backend: Backend, ttl: int,
+                 tally: StagingTally | None = None) -> None:
         self.store = store
         self.backend = backend
         self.ttl = ttl
+        self.tally = tally or StagingTally()
 
     # Downloads
 
@@ -120,6 +123,7 @@ class StagingApp:
                 grants.append(DownloadGrant(tuple(downloads), tuple(packages)))
             except _Refused as r:
                 grants.append(DownloadGrant(failure=r.failure))
+        self.tally.downloads(grants)
         return grants
 
     async def _expand(
@@ -207,6 +211,7 @@ class StagingApp:
                 grants.append(UploadGrant(tuple(urls)))
             except _Refused as r:
                 grants.append(UploadGrant(failure=r.failure))
+        self.tally.uploads(grants)
         return grants
 
     async def _upload_url(

@@ -334,7 +334,8 @@ def demo(state_dir: Path | None, nodes: int, tasks: int, keep: bool, timeout: fl
     temporary = state_dir is None
     directory = Path(tempfile.mkdtemp(prefix="shoal-demo-")) if state_dir is None else state_dir
     suite = LocalSuite(
-        directory, gateway_port=0, pool_manager_port=0, scheduler_port=0, stager_port=0
+        directory, gateway_port=0, pool_manager_port=0, scheduler_port=0, stager_port=0,
+        metrics_port=0, dashboard_port=0,
     )
     ok = False
     interrupted = False

@@ -141,9 +141,12 @@ def usage_hint(prefix: str) -> str:
 
 def print_banner(suite: LocalSuite, hint: str) -> None:
     cc = suite.client_config
+    metrics = [f"{suite.metrics_url(s)}  ({s})" for s in SERVICES if suite.metrics_url(s)]
     lines = [
         "[bold green]Shoal is up.[/]",
         f"  gateway   {suite.endpoint}   (account {cc.account!r}, key in {suite.state_dir / 'client.json'})",
+        f"  dashboard {suite.dashboard_url or '(off)'}   (log in with the account key)",
+        "  metrics   " + ("\n            ".join(metrics) or "(off)"),
     ]
     if suite.rest_endpoint:
         lines.append(
@@ -181,6 +184,17 @@ def print_banner(suite: LocalSuite, hint: str) -> None:
     show_default=True,
     help="Port of the Azure Batch REST API (0: a free port; a free port too with --port 0).",
 )
+@click.option(
+    "--metrics-port",
+    type=click.IntRange(0, 65532),
+    help="Port of the gateway's Prometheus /metrics; the pool-manager, job-scheduler and "
+    "storage-stager take the next three. Default 9451 (free ports with --port 0).",
+)
+@click.option(
+    "--dashboard-port",
+    type=click.IntRange(0, 65535),
+    help="Port of the web dashboard. Default 8051 (a free port with --port 0).",
+)
 @click.option("--heartbeat-interval", type=click.FloatRange(min=0, min_open=True), help="Seconds.")
 @click.option("--unreachable-after", type=click.FloatRange(min=0, min_open=True), help="Seconds.")
 @click.option("--lost-after", type=click.FloatRange(min=0, min_open=True), help="Seconds.")
@@ -208,6 +222,8 @@ def up(
     state_dir: Path | None,
     port: int,
     rest_port: int,
+    metrics_port: int | None,
+    dashboard_port: int | None,
     heartbeat_interval: float | None,
     unreachable_after: float | None,
     lost_after: float | None,
@@ -238,6 +254,8 @@ def up(
         scheduler_port=ports[2],
         stager_port=ports[3],
         rest=RestConfig(address=f"{HOST}:{rest_port if port else 0}"),
+        metrics_port=metrics_port,
+        dashboard_port=dashboard_port,
         timing=replace(SchedulerTiming(), **overrides),
         log_level=log_level,
         commands=service_commands(),

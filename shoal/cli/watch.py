@@ -50,16 +50,22 @@ def job_line(e: job_pb2.JobEvent) -> str:
 @click.option("--state", "states", multiple=True, type=click.Choice(TASK_STATES, case_sensitive=False),
               help="Only task changes into this state (repeatable); deletions always show.")
 @click.option("--job-only", is_flag=True, help="Only the job's own changes (state and counts).")
+@click.option("--summary", is_flag=True,
+              help="Only the job's latest state, at most twice a second: a busy job's progress "
+                   "without each change.")
 @click.option("--from-revision", type=click.IntRange(min=0), default=0,
               help="Changes after this revision (a List/Get answer's), not from now.")
 @output_option
 @pass_state
 def job_watch(state: CliState, job_id: str, states: tuple[str, ...], job_only: bool,
-              from_revision: int, output: str) -> None:
+              summary: bool, from_revision: int, output: str) -> None:
     """Print a job's and its tasks' changes as they happen, until the job completes (or is
-    deleted) or Ctrl-C. Resumes by itself if the connection drops; nothing is missed."""
+    deleted) or Ctrl-C. Resumes by itself if the connection drops; nothing is missed (with
+    --summary, states in between are skipped, the latest always shows)."""
+    if summary and states:
+        raise click.UsageError("--summary shows no task changes: leave out --state")
     with state.client().watch_job(job_id, from_revision or None, task_state=states or None,
-                                  job_only=job_only) as events:
+                                  job_only=job_only, summary=summary) as events:
         for e in events:
             if output == "json":
                 click.echo(json.dumps(to_dict(e)))

@@ -211,16 +211,18 @@ class UpdateJobRequest(_message.Message):
     def __init__(self, name: _Optional[str] = ..., job: _Optional[_Union[Job, _Mapping]] = ..., update_mask: _Optional[_Union[_field_mask_pb2.FieldMask, _Mapping]] = ..., if_match: _Optional[str] = ...) -> None: ...
 
 class WatchJobRequest(_message.Message):
-    __slots__ = ("name", "from_revision", "task_filter", "job_only")
+    __slots__ = ("name", "from_revision", "task_filter", "job_only", "job_summary")
     NAME_FIELD_NUMBER: _ClassVar[int]
     FROM_REVISION_FIELD_NUMBER: _ClassVar[int]
     TASK_FILTER_FIELD_NUMBER: _ClassVar[int]
     JOB_ONLY_FIELD_NUMBER: _ClassVar[int]
+    JOB_SUMMARY_FIELD_NUMBER: _ClassVar[int]
     name: str
     from_revision: int
     task_filter: str
     job_only: bool
-    def __init__(self, name: _Optional[str] = ..., from_revision: _Optional[int] = ..., task_filter: _Optional[str] = ..., job_only: _Optional[bool] = ...) -> None: ...
+    job_summary: bool
+    def __init__(self, name: _Optional[str] = ..., from_revision: _Optional[int] = ..., task_filter: _Optional[str] = ..., job_only: _Optional[bool] = ..., job_summary: _Optional[bool] = ...) -> None: ...
 
 class WatchJobResponse(_message.Message):
     __slots__ = ("events", "revision")

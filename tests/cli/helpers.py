@@ -57,11 +57,12 @@ def read_pid(path: Path) -> int:
     return int(path.read_text())
 
 
-def serving(address: str) -> bool:
-    """What the suite itself asks a service: its gRPC health check."""
+def serving(address: str, service: str = "") -> bool:
+    """What the suite itself asks a service: its gRPC health check (of `service`: the
+    gateway answers for each service behind it by name)."""
     with grpc.insecure_channel(address) as channel:
         reply = health_pb2_grpc.HealthStub(channel).Check(
-            health_pb2.HealthCheckRequest(service=""), timeout=5
+            health_pb2.HealthCheckRequest(service=service), timeout=5
         )
     return reply.status == health_pb2.HealthCheckResponse.SERVING
 

@@ -43,6 +43,8 @@ def local_suite(
         pool_manager_port=0,
         scheduler_port=0,
         stager_port=0,
+        metrics_port=0,
+        dashboard_port=0,
         timing=FAST,
         commands=commands,
     )

@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
 import tomllib
+import urllib.request
 from collections.abc import Callable, Iterator
 from functools import partial
 from pathlib import Path
@@ -23,6 +25,7 @@ from tests.cli.helpers import (
     kill_leftovers,
     read_pid,
     service_pids,
+    serving,
     standin_commands,
     wait_gone,
 )
@@ -101,6 +104,16 @@ def test_up_runs_until_a_signal_then_stops_everything(up, sig: signal.Signals) -
     rest = json.loads((u.state / "cluster.json").read_text())["rest"]["address"]
     assert f"REST      http://{rest}" in banner and not rest.endswith(":0")
     assert str(u.state) in banner and "shoal pool create" in banner
+    dashboard = re.search(r"dashboard (http://127\.0\.0\.1:\d+/)", banner)
+    assert dashboard, banner
+    with urllib.request.urlopen(dashboard.group(1) + "login", timeout=10) as r:
+        assert b"Account key" in r.read()
+    # Where Prometheus scrapes each service, as printed.
+    for service in SERVICES:
+        url = re.search(rf"(http://127\.0\.0\.1:\d+/metrics)  \({service}\)", banner)
+        assert url, banner
+        with urllib.request.urlopen(url.group(1), timeout=10) as r:
+            assert b"shoal_grpc_server_handled_total" in r.read()
 
     # Used as the banner says, from "another terminal" in any directory: the client finds it
     # through the profile `shoal up` wrote.
@@ -155,6 +168,10 @@ def test_up_restarts_a_service_that_dies_and_keeps_the_others(up) -> None:
     for death in (1, 2):
         os.kill(service_pids(u.state)["job-scheduler"], signal.SIGKILL)
         wait_for(partial(restarted, u, death), "the restart", 60)
+        # Restarted is healthy on its own port; the gateway reconnects to it within its
+        # channel's backoff (at most 2 s) and says so in its health.
+        endpoint = json.loads((u.state / "client.json").read_text())["endpoint"]
+        wait_for(partial(serving, endpoint, "job-scheduler"), "the gateway to reach it", 30)
         now = service_pids(u.state)
         assert now["job-scheduler"] != pids["job-scheduler"]
         assert {s: p for s, p in now.items() if s != "job-scheduler"} == {

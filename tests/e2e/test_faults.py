@@ -14,7 +14,11 @@ from shoal.client import Client
 from shoal.errors import ShoalError, StatusCode
 from shoal.suite import LocalSuite
 from shoal.v1 import job_pb2, pool_pb2, task_pb2
+from tests.cli.helpers import serving
 from tests.support import PY, agent_pid, wait_for
+
+OWNERS = ("pool-manager", "job-scheduler", "storage-stager")
+"""The services behind the gateway, as its health names them."""
 
 
 def recording_job(c: Client, runs: Path, n: int, seconds: float, slots: int = 2,
@@ -145,6 +149,10 @@ def test_state_survives_restarts_of_the_other_services(suite: LocalSuite) -> Non
     for service in ("gateway", "pool-manager", "storage-stager", "job-scheduler"):
         suite.kill(service)
         suite.restart(service)
+    # Each restarted service is healthy on its own port; the gateway reaches it again within
+    # its channel's reconnect backoff (at most 2 s), and its health says when.
+    wait_for(lambda: all(serving(suite.endpoint, s) for s in OWNERS),
+             "the gateway to reach the restarted services", 30)
     c = suite.client()
     assert c.get_pool("p").target_nodes == 1
     assert c.get_task("j", "a").execution_info.result == task_pb2.TaskExecutionInfo.SUCCESS

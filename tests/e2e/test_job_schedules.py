@@ -31,8 +31,8 @@ PRINT_JOB = "/bin/sh -c 'echo $SHOAL_JOB_ID'"
 @pytest.fixture(scope="module")
 def schedules_suite(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalSuite]:
     s = LocalSuite(tmp_path_factory.mktemp("schedules") / "state", gateway_port=0,
-                   pool_manager_port=0, scheduler_port=0, stager_port=0,
-                   timing=replace(FAST, min_recurrence_interval=1))
+                   pool_manager_port=0, scheduler_port=0, stager_port=0, metrics_port=0,
+                   dashboard_port=0, timing=replace(FAST, min_recurrence_interval=1))
     s.start()
     try:
         yield s

@@ -247,6 +247,34 @@ def test_task_wait_and_job_watch_follow_the_job_until_its_tasks_complete(ws: Loc
     assert code == 1 and "TASK_NOT_FOUND" in stderr
 
 
+def test_a_summary_watch_brings_a_busy_jobs_latest_state_to_its_end(ws: LocalSuite) -> None:
+    c = ws.client()
+    c.create_job("summed", pool_id="p", on_all_tasks_complete="terminate_job")
+    full: list[job_pb2.JobEvent] = []
+    summary: list[job_pb2.JobEvent] = []
+    readers = [follow(c.watch_job("summed", job_only=True, timeout=60), full),
+               follow(c.watch_job("summed", summary=True, timeout=60), summary)]
+    wait_for(lambda: full and summary, "both watches started")
+    c.add_tasks("summed", tasks(40))
+    for r in readers:
+        r.join(timeout=90)
+    assert not any(r.is_alive() for r in readers)
+    assert not any(e.HasField("task") for e in summary)
+    last = summary[-1].job
+    assert (last.state, last.task_counts.succeeded) == (job_pb2.Job.COMPLETED, 40)
+    assert last == full[-1].job  # the same end, whatever was skipped on the way
+    # Revisions only grow: a summary skips states, never goes back to one.
+    assert [e.revision for e in summary] == sorted({e.revision for e in summary})
+    # Task filters and summaries exclude each other, in the API and the CLI.
+    with pytest.raises(ShoalError) as e:
+        next(c.watch_job("summed", summary=True, task_state="COMPLETED"))
+    assert (e.value.code.name, e.value.field) == ("INVALID_ARGUMENT", "task_filter")
+    code, _, stderr = run_cli(ws, "job", "watch", "summed", "--summary", "--state", "completed")
+    assert code == 2 and "--summary" in stderr, stderr
+    code, stdout, stderr = run_cli(ws, "job", "watch", "summed", "--summary")
+    assert code == 0 and stdout.startswith("job  summed  COMPLETED  40/40 completed"), stderr
+
+
 def test_job_watch_prints_each_change_as_it_happens(ws: LocalSuite) -> None:
     c = ws.client()
     c.create_job("lines", pool_id="p", on_all_tasks_complete="terminate_job")

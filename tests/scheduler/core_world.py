@@ -77,7 +77,8 @@ class World:
     def info(self, pk: int) -> TaskInfo:
         job, sp = self.specs[pk]
         return TaskInfo(job.id, sp.id, sp.command_line, "{}", sp.max_wall_clock_time,
-                        sp.max_task_retry_count, None, sp.exits, sp.priority, sp.retention)
+                        sp.max_task_retry_count, None, sp.exits, sp.priority, sp.retention,
+                        self.now)
 
     def result(self, w: Welcome, attempt_id: str, exit_code: int | None = 0,
                failure: Failure | None = None) -> Plan:

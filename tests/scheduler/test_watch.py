@@ -52,12 +52,13 @@ class Follower(LocalCopy):
     the job and its tasks built from the events alone."""
 
     def __init__(self, app: Engine, from_revision: int = 0, *, job: str = "j",
-                 states: set[str] | None = None, job_only: bool = False) -> None:
+                 states: set[str] | None = None, job_only: bool = False,
+                 summary: bool = False) -> None:
         super().__init__()
         self.responses: list[job_pb2.WatchJobResponse] = []
         self.error: ShoalError | None = None
         self._start = from_revision
-        self._stream = app.watch_job(ACCOUNT, job, from_revision, states, job_only)
+        self._stream = app.watch_job(ACCOUNT, job, from_revision, states, job_only, summary)
         self._reader = asyncio.create_task(self._read())
 
     async def _read(self) -> None:
@@ -221,6 +222,55 @@ async def test_filters_select_task_changes_and_job_only_sends_the_job(apps: Apps
     assert done.revision == job_only.revision == app.revision(ACCOUNT)
     await done.close()
     await job_only.close()
+
+
+async def test_a_summary_sends_a_busy_jobs_latest_state_once_not_each_change(
+    apps: Apps,
+) -> None:
+    app = await apps.open()
+    await make_job(app)
+    start = app.revision(ACCOUNT)
+    full = Follower(app, start, job_only=True)
+    for i in range(10):  # ten changes of the job's counts, each its own plan
+        await app.create_tasks(ACCOUNT, "j", specs(1, prefix=f"b{i}-"))
+    await full.caught_up(app)
+    # Resumed from before them: the changes are read together, as after a summary's pause.
+    summary = Follower(app, start, summary=True)
+    await summary.caught_up(app)
+    assert len([e for e in full.events if e.HasField("job")]) == 10
+    (latest,) = summary.events
+    assert latest.type == JobEvent.MODIFIED and not latest.HasField("task")
+    now = convert.job(app.get_job(ACCOUNT, "j"))
+    assert latest.job.task_counts == full.job.task_counts == now.task_counts
+    assert (latest.job.state, latest.job.etag) == (now.state, now.etag)
+    assert latest.job.task_counts.active == 10
+    assert latest.revision == full.events[-1].revision
+    assert summary.revision == full.revision == app.revision(ACCOUNT)
+    # Later changes come as they happen, the latest state each time.
+    await app.create_tasks(ACCOUNT, "j", specs(2, prefix="c"))
+    await summary.caught_up(app)
+    assert summary.job.task_counts.active == 12
+    assert all(len(r.events) <= 1 for r in summary.responses)
+    await summary.close()
+    await full.close()
+
+
+async def test_a_summary_sends_a_deletion_then_the_new_job_of_that_name(apps: Apps) -> None:
+    app = await apps.open()
+    await make_job(app)
+    start = app.revision(ACCOUNT)
+    await app.create_tasks(ACCOUNT, "j", specs(2))
+    await app.delete_job(ACCOUNT, "j")
+    await make_job(app, priority=5)
+    await app.create_tasks(ACCOUNT, "j", specs(3))
+    f = Follower(app, start, summary=True)
+    await f.caught_up(app)
+    assert [(e.type, e.HasField("job")) for e in f.events] == [
+        (JobEvent.DELETED, True), (JobEvent.ADDED, True)]
+    new = f.events[1].job
+    assert (new.priority, new.task_counts.active) == (5, 3)
+    assert new.etag == convert.job(app.get_job(ACCOUNT, "j")).etag
+    await f.close()
 
 
 async def test_the_watch_follows_the_name_through_a_delete_and_a_new_job(apps: Apps) -> None:

@@ -26,7 +26,8 @@ def suite_with_storage(tmp_path: Path, backend_kind: str, moto: MotoServer | Non
     # None: the suite's default, the local backend on a free port.
     storage: StorageConfig | None = None if backend_kind == "local" else storage_config("s3", moto)
     s = LocalSuite(tmp_path / "state", gateway_port=0, pool_manager_port=0, scheduler_port=0,
-                   stager_port=0, timing=FAST, storage=storage)
+                   stager_port=0, metrics_port=0, dashboard_port=0, timing=FAST,
+                   storage=storage)
     s.start()
     try:
         yield s

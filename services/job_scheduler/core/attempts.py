@@ -129,6 +129,9 @@ class AttemptEvents(CoreState):
         )
         self.attempts[a.attempt_id] = a
         s.attempts.add(a.attempt_id)  # its slot was taken by plan()
+        t = self.tally(job.account, job.pool_id)
+        t.attempts += 1
+        t.dispatch_wait.observe(now - info.ready_time)
         row = AssignTask(task_pk, a.attempt_id, a.number, s.name, now)
         self._row(row)
         job.counts.move(TaskState.ACTIVE, TaskState.PREPARING)

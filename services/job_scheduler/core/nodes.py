@@ -131,6 +131,7 @@ class NodeEvents(CoreState):
         s.last_seen = now
         if disk_free is not None:
             s.disk_free = disk_free
+        self.tally(key[0], s.pool_id).heartbeats += 1
         if s.liveness != Liveness.UNREACHABLE and not self._disk_changes(s):
             return None
         return self.agent_message(key, stream_id, AgentReport([], [], disk_free=disk_free), now)

@@ -144,6 +144,8 @@ class TaskInfo(NamedTuple):
     exits: bytes | None
     priority: int
     retention: float | None
+    ready_time: float
+    """When the task last became ACTIVE (its row's state time): added, retried or requeued."""
 
 
 class Assign(NamedTuple):

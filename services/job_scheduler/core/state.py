@@ -49,6 +49,7 @@ from services.job_scheduler.model import (
     JobState,
     Outcome,
     Pending,
+    PoolTally,
     Report,
     Result,
     Tally,
@@ -90,13 +91,16 @@ class CoreState:
         """Which agent stream owns a session: a newer one replaces an older one."""
         self.ended_away: dict[NodeKey, list[Job]] = {}
         """Jobs that ended while a node that ran them was away: told when it is back."""
-        self.tallies: dict[str, Tally] = {}
+        self.quota_use: dict[str, Tally] = {}
         """account -> its tasks not yet completed (the task quota's use)."""
         self.reserved: Counter[str] = Counter()
         """account -> tasks of adds checked against the quota and not yet counted."""
         self.reading: dict[int, bool] = {}
         """Tasks whose rows the engine reads for an update (`watch`): True once an event
         changes one's state meanwhile, so the row read may be older than memory."""
+        self.tallies: dict[tuple[str, str], PoolTally] = {}
+        """Per pool (account, lower id): attempts, retries, requeues, heartbeats, dispatch
+        waits since this process started, for the metrics collector."""
         self._plan = Plan()
         self._touched: set[int] = set()
 
@@ -106,7 +110,7 @@ class CoreState:
 
     def _count_in(self, job: Job) -> None:
         """A job enters the state: its unfinished tasks count for its account from now on."""
-        tally = self.tallies.setdefault(job.account, Tally())
+        tally = self.quota_use.setdefault(job.account, Tally())
         tally.unfinished += job.counts.unfinished
         job.counts.tally = tally
 
@@ -171,6 +175,13 @@ class CoreState:
             self._row(row)
             self._plan.events.append(JobUpdated(job, row))
         self._touched = set()
+
+    def tally(self, account: str, pool_id: str) -> PoolTally:
+        key = (account, pool_id.lower())
+        t = self.tallies.get(key)
+        if t is None:
+            t = self.tallies[key] = PoolTally(account, pool_id)
+        return t
 
     def rules_of(self, exits: bytes | None) -> ExitRules | None:
         return self._decode_rules(exits) if exits else None
@@ -371,6 +382,10 @@ class CoreState:
             out = Outcome(TaskState.COMPLETED, Result.FAILURE, failure=JOB_TERMINATED)
         retries = a.retry_count + out.retried
         requeues = a.requeue_count + out.requeued
+        if out.retried or out.requeued:
+            t = self.tally(job.account, job.pool_id)
+            t.retries += out.retried
+            t.requeues += out.requeued
         job.counts.move(TaskState.RUNNING, out.state, result=out.result)
         self._touch(job)
         failure = out.failure if out.state == TaskState.COMPLETED else None

@@ -73,7 +73,7 @@ class TaskEvents(CoreState):
         (TASK_QUOTA_EXCEEDED) if they do not fit. Adds to different jobs run side by side, so
         what they hold counts until `release_tasks`, when the add is counted or failed."""
         limit = self.limits.active_tasks_per_account
-        tally = self.tallies.get(account)
+        tally = self.quota_use.get(account)
         used = (tally.unfinished if tally else 0) + self.reserved[account]
         if used + n > limit:
             raise quota_exceeded("TASK_QUOTA_EXCEEDED", "active_tasks_per_account",

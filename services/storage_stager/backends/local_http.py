@@ -18,6 +18,7 @@ from services.common.timeutil import Clock, wall_clock
 from services.storage_stager.backends.base import CHUNK, Chunks, OffsetBeyondEnd
 from services.storage_stager.backends.local import LocalBackend
 from services.storage_stager.backends.signing import PATH_PREFIX
+from services.storage_stager.model import StagingTally
 
 log = structlog.get_logger()
 RANGE_RE = re.compile(r"bytes=(\d+)-(\d*)")
@@ -32,24 +33,11 @@ def _forbidden() -> web.Response:
     return _plain(403, "forbidden: the URL is expired, altered or not signed\n")
 
 
-@web.middleware
-async def _access_log(request: web.Request, handler: Handler) -> web.StreamResponse:
-    key = request.match_info.get("key", request.path)
-    try:
-        resp = await handler(request)
-    except web.HTTPException as e:  # no such route or method
-        log.info("http request", method=request.method, key=key, status=e.status)
-        raise
-    except OSError as e:  # the client went away mid-transfer
-        log.info("http request", method=request.method, key=key, status=0, error=str(e))
-        raise
-    log.info("http request", method=request.method, key=key, status=resp.status)
-    return resp
-
-
 class LocalHttpServer:
-    def __init__(self, backend: LocalBackend, address: str, clock: Clock = wall_clock) -> None:
+    def __init__(self, backend: LocalBackend, address: str, clock: Clock = wall_clock,
+                 tally: StagingTally | None = None) -> None:
         self._backend = backend
+        self.tally = tally or StagingTally()
         host, _, port = address.rpartition(":")
         self._host = host.strip("[]")
         self._port = int(port)
@@ -59,7 +47,7 @@ class LocalHttpServer:
 
     async def start(self) -> None:
         # Bodies are streamed (request.content), never read whole: no client_max_size applies.
-        app = web.Application(middlewares=[_access_log])
+        app = web.Application(middlewares=[self._access_log])
         app.router.add_get(PATH_PREFIX + "{key:.+}", self._get, allow_head=True)
         app.router.add_put(PATH_PREFIX + "{key:.+}", self._put)
         # Our middleware writes the access log, as structlog lines like everything else.
@@ -68,6 +56,23 @@ class LocalHttpServer:
         site = web.TCPSite(self._runner, self._host or None, self._port)
         await site.start()
         self.port = self._runner.addresses[0][1] if self._runner.addresses else self._port
+
+    @web.middleware
+    async def _access_log(self, request: web.Request, handler: Handler) -> web.StreamResponse:
+        key = request.match_info.get("key", request.path)
+        try:
+            resp = await handler(request)
+        except web.HTTPException as e:  # no such route or method
+            self.tally.request(request.method, e.status)
+            log.info("http request", method=request.method, key=key, status=e.status)
+            raise
+        except OSError as e:  # the client went away mid-transfer
+            self.tally.request(request.method, 0)
+            log.info("http request", method=request.method, key=key, status=0, error=str(e))
+            raise
+        self.tally.request(request.method, resp.status)
+        log.info("http request", method=request.method, key=key, status=resp.status)
+        return resp
 
     async def stop(self) -> None:
         if self._runner is not None:
@@ -108,7 +113,7 @@ class LocalHttpServer:
                 resp.headers["Content-Range"] = f"bytes {start}-{last}/{info.size}"
             await resp.prepare(request)
             if request.method != "HEAD":
-                await _send(resp, chunks, last - start + 1)
+                await _send(resp, chunks, last - start + 1, self.tally)
             await resp.write_eof()
             return resp
         finally:
@@ -119,29 +124,32 @@ class LocalHttpServer:
         if not self._allowed(request, key):
             return _forbidden()
         try:
-            info = await self._backend.put(key, _body(request), None)
+            info = await self._backend.put(key, _body(request, self.tally), None)
         except (ValueError, ConnectionError) as e:
             # The client went away or lied about the length: nothing was stored.
             return _plain(400, f"{e or type(e).__name__}\n")
         return web.Response(status=200, headers={"ETag": f'"{info.etag}"'})
 
 
-async def _send(resp: web.StreamResponse, chunks: Chunks, length: int) -> None:
+async def _send(resp: web.StreamResponse, chunks: Chunks, length: int,
+                tally: StagingTally) -> None:
     left = length
     async for chunk in chunks:
         part = chunk[:left]
         await resp.write(part)
+        tally.http_sent_bytes += len(part)
         left -= len(part)
         if left <= 0:
             break
 
 
-async def _body(request: web.Request) -> AsyncIterator[bytes]:
+async def _body(request: web.Request, tally: StagingTally) -> AsyncIterator[bytes]:
     """The request body; ValueError when it is shorter or longer than its Content-Length, so a
     cut-off upload never replaces the object (there is no checksum to catch it)."""
     received = 0
     async for chunk in request.content.iter_chunked(CHUNK):
         received += len(chunk)
+        tally.http_received_bytes += len(chunk)
         yield chunk
     want = request.content_length
     if want is not None and received != want:
