@@ -312,7 +312,7 @@ class LocalSuite:
         ports: dict[str, int] = {}
         for service, port in {**self._ports, **self._observe_ports}.items():
             if port == 0:
-                port = self._free_port(HOST)
+                port = self._stable_port(HOST)
             elif _port_in_use(port):
                 raise SuiteError(
                     f"cannot start {service}: port {port} on {HOST} is in use "
@@ -333,7 +333,7 @@ class LocalSuite:
         storage = self._storage
         http_host, _, http_port = storage.http_address.rpartition(":")
         if storage.backend == "local" and http_port == "0":
-            storage = replace(storage, http_address=f"{http_host}:{self._free_port(http_host)}")
+            storage = replace(storage, http_address=f"{http_host}:{self._stable_port(http_host)}")
         rest = self._rest_config()
         if self.config_path.exists():
             try:

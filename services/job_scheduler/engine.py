@@ -72,6 +72,9 @@ Round = list[tuple[list[TaskDefinition], "asyncio.Future[list[int]]"]]
 """Adds of one job inserted together: each add's tasks and the future its caller awaits."""
 
 
+NODE_COPY_GONE = frozenset({"TASK_FILE_NOT_FOUND", "NODE_NOT_CONNECTED", "NODE_TIMEOUT"})
+"""Why a read from a node failed when an ended attempt's stored copy may be read instead."""
+
 class PoolLookup(Protocol):
     async def __call__(self, account: str, pool_id: str) -> PoolInfo:
         """The pool; raises ShoalError(NOT_FOUND) when the account has none of that id."""
@@ -742,8 +745,9 @@ class Engine:
                 return
             except ShoalError as e:
                 # A node that no longer has an ended attempt's files (cleaned up, or a new
-                # disk): the copy in storage is as good.
-                if e.reason != "TASK_FILE_NOT_FOUND" or not ended or sent or self.storage is None:
+                # disk), or that leaves while asked (a pool shrinking): the copy in storage
+                # is as good.
+                if e.reason not in NODE_COPY_GONE or not ended or sent or self.storage is None:
                     raise
         if self.storage is None or not ended:
             raise ShoalError(
