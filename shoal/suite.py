@@ -118,6 +118,9 @@ def free_port(host: str = HOST) -> int:
         return int(s.getsockname()[1])
 
 
+PORT_SLICES = 16
+"""Slices of the ports below the ephemeral range that `_stable_port` picks from, by process."""
+
 def _port_in_use(port: int, host: str = HOST) -> bool:
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
         # SO_REUSEADDR as servers set it, so a port in TIME_WAIT from our last run counts as free.
@@ -375,8 +378,14 @@ class LocalSuite:
         can take as its source port while the gateway restarts (a port the OS picked can be);
         the ephemeral kind if none is found."""
         low = _ephemeral_low()
-        for _ in range(50):
-            port = random.randrange(max(1024, low - 12_000), low)
+        # Suites started at once by other processes (test workers, a benchmark) pick from a
+        # slice of the range chosen by process id, so two of them seldom pick from the same
+        # ports between one's check and its bind (seen: a dashboard port taken that way).
+        base = max(1024, low - 12_000)
+        width = (low - base) // PORT_SLICES
+        start = base + (os.getpid() % PORT_SLICES) * width
+        for n in range(50):
+            port = random.randrange(start, start + width) if n < 40 else random.randrange(base, low)
             if port not in self._picked and not _port_in_use(port, host):
                 self._picked.add(port)
                 return port

@@ -8,6 +8,7 @@ test is skipped, saying why, where mounting is not allowed)."""
 
 from __future__ import annotations
 
+import shutil
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -155,6 +156,10 @@ def test_a_task_that_fills_its_node_fails_saying_so_and_the_node_waits_for_space
                 assert f.code == "DISK_FULL" and f.category == task_pb2.FailureInfo.SERVER_ERROR
                 assert "disk was full" in f.message
 
+                # The filler's directory goes first (the node reclaims ended attempts while
+                # short of space): only then is there room to fill on purpose.
+                wait_for(lambda: shutil.disk_usage(nodes).free >= MIN_FREE,
+                         "the node to reclaim the filler's space")
                 # Space held by someone else: the node takes no tasks, and says why.
                 filler = fill_disk(nodes, leave=MIN_FREE // 2)
                 short = wait_for(lambda: [n for n in c.list_nodes("p")
