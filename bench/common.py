@@ -72,11 +72,13 @@ def wait_until(check: Callable[[], T | None], what: str, timeout: float,
 
 
 @contextlib.contextmanager
-def running_suite(label: str, timing: SchedulerTiming | None = None) -> Iterator[LocalSuite]:
+def running_suite(label: str, timing: SchedulerTiming | None = None,
+                  parent: Path | None = None) -> Iterator[LocalSuite]:
     """Shoal's four services as real processes on free loopback ports, state in a fresh temp
-    dir; stopped (with everything they started) however the benchmark ends. The dir is
-    kept, with its logs, after a failure, and removed otherwise (an interrupted run too)."""
-    directory = Path(tempfile.mkdtemp(prefix=f"shoal-bench-{label}-"))
+    dir (under `parent` if given: a filesystem an experiment chose); stopped (with everything
+    they started) however the benchmark ends. The dir is kept, with its logs, after a
+    failure, and removed otherwise (an interrupted run too)."""
+    directory = Path(tempfile.mkdtemp(prefix=f"shoal-bench-{label}-", dir=parent))
     suite = LocalSuite(
         directory,
         gateway_port=0,

@@ -27,7 +27,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from bench.common import BenchError, check_alive, say, wait_nodes_ready
+from bench.common import BenchError, check_alive, running_suite, say, wait_nodes_ready
 from bench.figures import Outcome, Target
 from shoal.client import Client
 from shoal.cluster_config import SchedulerTiming
@@ -87,11 +87,8 @@ def run(quick: bool) -> Outcome:
     n = 60 if quick else 200
     outcome = Outcome("disk-full")
     with small_disk(SIZE) as disk:
-        suite = LocalSuite(disk / "state", gateway_port=0, pool_manager_port=0,
-                           scheduler_port=0, stager_port=0, log_level="warning",
-                           timing=SchedulerTiming(node_min_free_bytes=MIN_FREE))
-        suite.start()
-        try:
+        with running_suite("disk-full", SchedulerTiming(node_min_free_bytes=MIN_FREE),
+                           parent=disk) as suite:
             c = suite.client(timeout=60)
             c.create_container("out")
             c.create_pool("p", target_nodes=NODES, task_slots_per_node=SLOTS)
@@ -102,13 +99,6 @@ def run(quick: bool) -> Outcome:
             say(f"with the filler: {full:.1f} s")
             ended = list(c.list_tasks("full"))
             dead = suite.check()
-        except BaseException:
-            for service in suite.check():
-                say(f"{service} died (exit code {suite.exit_code(service)}):\n"
-                    f"{suite.log_tail(service)}")
-            raise
-        finally:
-            suite.stop()
     by_id = {t.name.rsplit("/", 1)[1]: t for t in ended}
     filler = by_id.pop("filler")
     job_tasks = list(by_id.values())
