@@ -121,7 +121,7 @@ class Forwarder(grpc.GenericRpcHandler):
 
         async def handle(request: bytes, context: grpc.aio.ServicerContext) -> bytes:
             async with (self._enter(context, rpc, streaming=False) as (acct, md),
-                        turns.turn(acct, cost_of(request))):
+                        turns.turn(acct, cost_of(len(request)))):
                 try:
                     return await call(request, metadata=md, timeout=context.time_remaining())
                 except grpc.aio.AioRpcError as e:

@@ -44,10 +44,13 @@ async def serve(config: ClusterConfig) -> None:
     limits = config.limits
     turns = {name: Turns(limits.forwarded_calls_per_account, limits.forwarded_calls_per_service)
              for name in channels}
-    host.add_generic(Forwarder(channels, auth, config.service_token, Admission(limits), turns),
+    admission = Admission(limits)
+    host.add_generic(Forwarder(channels, auth, config.service_token, admission, turns),
                      sorted(ROUTES))
-    # The REST face before gRPC: once the gateway reports healthy, both answer.
-    rest_runner = await rest.start(config.rest, Backend(channels, config.service_token), auth)
+    # The REST face before gRPC: once the gateway reports healthy, both answer. Both faces
+    # count against the same limits.
+    rest_runner = await rest.start(
+        config.rest, Backend(channels, config.service_token, admission, turns), auth)
     await host.start()
     peers = PeerHealth(host.health, channels, {s: p.name for s, p in ROUTES.items()})
     await peers.start()

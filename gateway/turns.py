@@ -31,8 +31,9 @@ at the job-scheduler (its thousand row inserts hold up the one writer for other 
 adds, so one such batch at a time)."""
 
 
-def cost_of(request: bytes) -> int:
-    return 1 + len(request) // CALL_BYTES
+def cost_of(size: int) -> int:
+    """The places a request of `size` bytes takes."""
+    return 1 + size // CALL_BYTES
 
 
 class Turns:

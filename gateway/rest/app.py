@@ -114,9 +114,11 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
                         (("QueryParameterName", "api-version"),))
     if not _API_VERSION.fullmatch(version):
         raise invalid_query("api-version", version, "must be a Batch API version such as 2025-06-01")
-    request["caller"] = Caller(request.app[BACKEND], account, _timeout(request))
+    backend = request.app[BACKEND]
+    request["caller"] = Caller(backend, account, _timeout(request))
     with structlog.contextvars.bound_contextvars(account=account):
-        return await handler(request)
+        async with backend.admitted(account):
+            return await handler(request)
 
 
 def _timeout(request: web.Request) -> float:

@@ -6,15 +6,19 @@ back as Azure's error (gateway.rest.errors).
 
 from __future__ import annotations
 
-from collections.abc import AsyncGenerator, Mapping
+from collections.abc import AsyncGenerator, AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import grpc
 import structlog
 
+from gateway.admission import Admission
 from gateway.forwarding import ROUTES
 from gateway.rest.errors import RestError, from_status
+from gateway.turns import Turns, cost_of
+from services.common.errors import ShoalError
 from services.common.rpc import error_info, internal_metadata
 from shoal.errors import StatusCode
 from shoal.v1 import (
@@ -32,9 +36,13 @@ DEFAULT_TIMEOUT = 30.0
 
 
 class Backend:
-    """Typed stubs of Shoal's public services, one per owning service's channel."""
+    """Typed stubs of Shoal's public services, one per owning service's channel, and the
+    limits the gRPC face's calls keep: a REST request is admitted as one of the account's
+    calls, and each call it makes to a service waits for the account's turn there, as a
+    forwarded call does (gateway.forwarding) — the REST face is no way around them."""
 
-    def __init__(self, channels: Mapping[str, grpc.aio.Channel], service_token: str) -> None:
+    def __init__(self, channels: Mapping[str, grpc.aio.Channel], service_token: str,
+                 admission: Admission, turns: Mapping[str, Turns]) -> None:
         def channel(service: str) -> grpc.aio.Channel:
             return channels[ROUTES[service].name]
 
@@ -48,6 +56,33 @@ class Backend:
             channel("shoal.v1.ApplicationService")
         )
         self.token = service_token
+        self.admission = admission
+        # The stubs' methods are attributes they set on themselves: which service's turns
+        # each one takes, looked up by the method object a route calls.
+        self._turns_of: dict[int, Turns] = {}
+        for service, stub in (("shoal.v1.PoolService", self.pools),
+                              ("shoal.v1.JobService", self.jobs),
+                              ("shoal.v1.TaskService", self.tasks),
+                              ("shoal.v1.JobScheduleService", self.schedules),
+                              ("shoal.v1.ApplicationService", self.applications)):
+            for method in vars(stub).values():
+                self._turns_of[id(method)] = turns[ROUTES[service].name]
+
+    def turns_of(self, method: Any) -> Turns:
+        return self._turns_of[id(method)]
+
+    @asynccontextmanager
+    async def admitted(self, account: str) -> AsyncIterator[None]:
+        """One of the account's calls while the block runs; RestError (503 ServerBusy, the
+        limit named) if it is at its limit."""
+        try:
+            release = self.admission.admit(account, streaming=False)
+        except ShoalError as e:
+            raise from_status(e.code, e.reason, e.message) from None
+        try:
+            yield
+        finally:
+            release()
 
 
 def rest_error(e: grpc.aio.AioRpcError, fields: Mapping[str, str] | None) -> RestError:
@@ -74,8 +109,10 @@ class Caller:
     async def __call__(self, method: Any, request: Any, fields: Mapping[str, str] | None = None) -> Any:
         """`await method(request)` as this account; RestError if it fails. `fields` renames
         Shoal's request fields to Azure's properties in error messages."""
+        turns = self.backend.turns_of(method)
         try:
-            return await method(request, metadata=self._metadata, timeout=self.timeout)
+            async with turns.turn(self.account, cost_of(request.ByteSize())):
+                return await method(request, metadata=self._metadata, timeout=self.timeout)
         except grpc.aio.AioRpcError as e:
             raise rest_error(e, fields) from None
 

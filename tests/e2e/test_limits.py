@@ -23,6 +23,7 @@ from shoal import Client, ShoalError
 from shoal.cluster_config import Limits
 from shoal.suite import LocalSuite
 from shoal.v1 import job_pb2, job_pb2_grpc, storage_pb2, storage_pb2_grpc
+from tests.rest.raw import Raw
 from tests.support import print_logs, start_suite, wait_for
 
 LIMITS = Limits(pools_per_account=2, nodes_per_account=1, nodes_per_pool=1,
@@ -133,7 +134,7 @@ def _stopped(suite: LocalSuite, service: str) -> Any:
 
 def test_an_account_at_its_call_limit_does_not_block_another(limited: LocalSuite) -> None:
     key, a = account(limited, "busy")
-    _, b = account(limited, "calm")
+    key_b, b = account(limited, "calm")
     a.create_pool("p", target_nodes=0)
     a.create_job("j", pool_id="p")
     b.create_pool("p", target_nodes=0)
@@ -164,10 +165,22 @@ def test_an_account_at_its_call_limit_does_not_block_another(limited: LocalSuite
             assert (e.metadata["limit"], e.metadata["current"]) == ("2", "2")
             # Another account's calls are served meanwhile.
             assert b.get_pool("p").name == "pools/p"
+            # The REST face counts against the same limit: no way around it.
+            answer = _rest(limited, "busy", key).send("GET", "/pools/p")
+            assert (answer.status, answer.code) == (503, "ServerBusy"), answer.body
+            assert "limits.calls_per_account" in answer.json["message"]["value"]
+            assert {"key": "ShoalReason", "value": "TOO_MANY_CONCURRENT_CALLS"} in \
+                answer.json["values"]
+            assert _rest(limited, "calm", key_b).send("GET", "/pools/p").status == 200
             assert not any(f.done() for f in held)
         assert all(f.result(timeout=60).name == "jobs/j" for f in held)
     # The held calls ended: their places are free again.
     assert a.get_pool("p").name == "pools/p" and a.get_job("j").name == "jobs/j"
+    assert _rest(limited, "busy", key).send("GET", "/pools/p").json["id"] == "p"
+
+
+def _rest(suite: LocalSuite, name: str, key: str) -> Raw:
+    return Raw(suite.rest_endpoint, name, key)
 
 
 def _refusal(call: Callable[[], Any]) -> ShoalError | None:

@@ -146,7 +146,7 @@ async def test_a_caller_cancelled_just_as_its_turn_came_gives_its_place_back() -
 
 
 def test_a_request_costs_one_call_more_for_every_8_kib() -> None:
-    assert cost_of(b"") == 1
-    assert cost_of(bytes(CALL_BYTES - 1)) == 1
-    assert cost_of(bytes(CALL_BYTES)) == 2
-    assert cost_of(bytes(3 * CALL_BYTES + 5)) == 4
+    assert cost_of(0) == 1
+    assert cost_of(CALL_BYTES - 1) == 1
+    assert cost_of(CALL_BYTES) == 2
+    assert cost_of(3 * CALL_BYTES + 5) == 4
