@@ -6,13 +6,14 @@ from __future__ import annotations
 import os
 import tempfile
 from collections.abc import Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
 
 from shoal.suite import LocalSuite
 from tests.storage_support import MotoServer
-from tests.support import print_logs, processes_mentioning, start_suite
+from tests.support import FAST, print_logs, processes_mentioning, start_suite
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -22,9 +23,13 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 @pytest.fixture
-def suite(tmp_path: Path) -> Iterator[LocalSuite]:
-    """A fresh suite for one test; checks that stopping it leaves no process behind."""
-    s = start_suite(tmp_path / "state")
+def suite(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[LocalSuite]:
+    """A fresh suite for one test; checks that stopping it leaves no process behind. A test
+    marked `@pytest.mark.timing(reconnect_grace=...)` gets those liveness timings instead of
+    the short ones."""
+    marker = request.node.get_closest_marker("timing")
+    timing = replace(FAST, **marker.kwargs) if marker else FAST
+    s = start_suite(tmp_path / "state", timing=timing)
     try:
         yield s
     finally:

@@ -90,12 +90,12 @@ def agent_pid(node_id: str) -> int:
 
 def start_suite(
     state_dir: Path, storage: StorageConfig | None = None, watch: WatchConfig | None = None,
-    limits: Limits | None = None,
+    limits: Limits | None = None, timing: SchedulerTiming = FAST,
 ) -> LocalSuite:
     """The real suite on free loopback ports with short liveness timings (and `limits`, when
     a test wants small quotas)."""
     s = LocalSuite(state_dir, gateway_port=0, pool_manager_port=0, scheduler_port=0,
-                   stager_port=0, timing=FAST, storage=storage, watch=watch, limits=limits)
+                   stager_port=0, timing=timing, storage=storage, watch=watch, limits=limits)
     return s.start()
 
 
